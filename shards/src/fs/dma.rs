@@ -1,0 +1,1 @@
+//! glommio DMA files.

@@ -1,0 +1,23 @@
+//! One shard of shardblob: the shard-local blob store.
+//!
+//! A shard is one CPU-pinned glommio executor. Everything in this crate runs
+//! on that one thread: no locks, no atomics on the data path, `Rc` instead of
+//! `Arc`. The store knows nothing of other shards, channels or configuration
+//! files; the `shardblob` crate builds the engine from many of these.
+//!
+//! Layout of the crate:
+//! - [`api`]: the `Storage`/`Blob` contract every path to a blob implements.
+//! - [`fs`]: the file seam (real DMA files, or a simulated file system).
+//! - [`store`]: [`ShardStore`], partitions and the open-blob registry.
+//! - [`blob`]: [`ShardBlob`], reads, writes, resize and sync on one file.
+//! - [`header`]: the 4096-byte header page at the start of every blob file.
+//! - [`data_dir`]: the data directory and its `LOCK`.
+//! - [`name`]: partition and blob names.
+
+pub mod api;
+pub mod error;
+pub mod fs;
+pub mod name;
+
+pub use api::{Blob, ReadOptions, Storage, WriteOptions};
+pub use error::{Error, Result};
