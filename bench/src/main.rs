@@ -1,1 +1,203 @@
-fn main() {}
+//! shardblob-bench: the tail-latency benchmark of shardblob.
+//!
+//! Runs a plan of cases (workload x load) on each target in turn — our three
+//! engine paths, then fio, raw glommio DmaFile and commonware-runtime — and
+//! reports every case with all targets side by side. See `--help`.
+
+mod cli;
+mod load;
+mod peers;
+mod progress;
+mod report;
+mod result;
+#[cfg_attr(not(feature = "engine"), allow(dead_code))]
+mod rt;
+mod suite;
+mod targets;
+mod units;
+mod workload;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+
+use crate::cli::Cli;
+use crate::progress::Progress;
+use crate::report::{Meta, Results};
+use crate::result::Outcome;
+use crate::targets::{Env, Target};
+
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// Refuses a data directory on tmpfs, where O_DIRECT fails.
+fn check_filesystem(dir: &Path) -> Result<(), String> {
+    let c_path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+        .map_err(|_| format!("{}: path holds a NUL byte", dir.display()))?;
+    // SAFETY: statfs writes into the zeroed struct we own; the path is NUL-terminated.
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return Err(format!(
+            "{}: {}",
+            dir.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    if stat.f_type as i64 == TMPFS_MAGIC {
+        return Err(format!(
+            "{} is on tmpfs, which has no O_DIRECT: pass --data-dir on ext4 or xfs",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+fn make_work_dir(parent: &Path, stamp: &str) -> Result<PathBuf, String> {
+    check_filesystem(parent)?;
+    let dir = parent.join(format!("shardblob-bench-{stamp}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+fn kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn run_peer(env: &Env, target: Target) -> Vec<Outcome> {
+    match target {
+        Target::Fio => peers::fio::run(env),
+        Target::Dma => peers::dma::run(env, env.peer_cpu),
+        #[cfg(feature = "commonware")]
+        Target::CommonwareTokio => peers::commonware::run_tokio(env),
+        #[cfg(feature = "commonware")]
+        Target::CommonwareIouring => peers::commonware::run_iouring(env),
+        #[cfg(not(feature = "commonware"))]
+        Target::CommonwareTokio | Target::CommonwareIouring => {
+            targets::skipped_all(&env.plan, "built without the `commonware` feature")
+        }
+        ours => targets::skipped_all(&env.plan, &format!("{} is not a peer", ours.name())),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let plan = match suite::plan(&cli) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.dry_run {
+        print!("{}", plan.describe());
+        println!("estimated time: {:.0} s plus prefill", plan.estimated_s());
+        return ExitCode::SUCCESS;
+    }
+    let started_unix_s = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let stamp = units::utc_stamp(started_unix_s);
+    let out_dir = cli
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| suite::default_out_dir(started_unix_s));
+    let work_dir = match make_work_dir(&cli.data_dir, &stamp) {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("error: data directory: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    eprintln!(
+        "shardblob-bench: {} cases x {} targets, about {:.0} s; data in {}",
+        plan.cases.len(),
+        plan.targets.len(),
+        plan.estimated_s(),
+        work_dir.display()
+    );
+    let step_estimate = plan.warmup + plan.duration + Duration::from_millis(100);
+    let progress = Arc::new(Progress::new(
+        plan.cases.len() * plan.targets.len(),
+        step_estimate,
+    ));
+    let env = Env {
+        plan: plan.clone(),
+        work_dir: work_dir.clone(),
+        engine_config: cli.engine_config.clone(),
+        peer_spin: Duration::from_micros(cli.peer_spin_us),
+        peer_cpu: cli.peer_cpu,
+        progress: progress.clone(),
+    };
+
+    let ours: Vec<Target> = plan
+        .targets
+        .iter()
+        .copied()
+        .filter(|t| t.is_ours())
+        .collect();
+    let mut by_target = Vec::new();
+    if !ours.is_empty() {
+        by_target.extend(targets::engine::run(&env, &ours));
+    }
+    let raw_peers = plan
+        .targets
+        .iter()
+        .any(|t| matches!(t, Target::Fio | Target::Dma));
+    let mut raw_prefill = Ok(());
+    if raw_peers && plan.data_file_bytes > 0 {
+        progress.note(&format!(
+            "raw peers: prefilling {}",
+            units::format_size(plan.data_file_bytes)
+        ));
+        raw_prefill = peers::prefill_raw_file(&env.raw_data_path(), plan.data_file_bytes);
+    }
+    for &target in plan.targets.iter().filter(|t| !t.is_ours()) {
+        let outcomes = match (&raw_prefill, target) {
+            (Err(e), Target::Fio | Target::Dma) => targets::failed_all(&plan, e),
+            _ => run_peer(&env, target),
+        };
+        by_target.push((target, outcomes));
+    }
+    progress.finish();
+
+    let results = Results {
+        meta: Meta {
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+            started_utc: stamp,
+            cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            kernel: kernel(),
+            fio_version: peers::fio::version(),
+            engine_config: cli
+                .engine_config
+                .as_ref()
+                .map_or("embedded default".into(), |p| p.display().to_string()),
+            warmup_ms: plan.warmup.as_millis(),
+            duration_ms: plan.duration.as_millis(),
+            data_file_bytes: plan.data_file_bytes,
+        },
+        plan,
+        by_target,
+    };
+    print!("{}", report::table::render(&results));
+    match results.write_files(&out_dir) {
+        Ok(files) => eprintln!("\nwrote {}", files.join(", ")),
+        Err(e) => eprintln!("\nerror: {e}"),
+    }
+    if !cli.keep_data {
+        let _ = std::fs::remove_dir_all(&work_dir);
+    }
+    let ours_failed = results
+        .by_target
+        .iter()
+        .filter(|(t, _)| t.is_ours())
+        .any(|(_, outcomes)| outcomes.iter().any(|o| matches!(o, Outcome::Failed { .. })));
+    if ours_failed {
+        eprintln!("error: some engine cases failed (see the notes in the table)");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
