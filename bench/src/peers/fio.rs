@@ -167,11 +167,11 @@ pub fn parse(output: &str, case: &Case) -> Result<Summary, String> {
     let mut notes = Vec::new();
     if sync_lat.is_some() {
         notes.push(
-            "fio: write and fdatasync latencies added per percentile (upper bound)".to_string(),
+            "write and fdatasync latencies added per percentile (upper bound)".to_string(),
         );
     }
     if matches!(case.load, Load::Open { .. }) {
-        notes.push("fio: open-loop latency from submission, not from intended start".to_string());
+        notes.push("open-loop latency from submission, not from intended start".to_string());
     }
     let mean_sync_us = sync_lat.map_or(Ok(0.0), |s| number(s, &["mean"]).map(|ns| ns / 1e3))?;
     Ok(Summary {

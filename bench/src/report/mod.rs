@@ -92,6 +92,7 @@ impl Results {
                 .filter_map(|(t, o)| {
                     o.summary().map(|s| svg::Series {
                         name: t.name().to_string(),
+                        colour: t as usize,
                         ours: t.is_ours(),
                         points: s.spectrum.clone(),
                     })

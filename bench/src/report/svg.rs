@@ -7,6 +7,8 @@ use std::fmt::Write;
 /// One line of the plot.
 pub struct Series {
     pub name: String,
+    /// Index into the palette (the target's position, so colours hold across plots).
+    pub colour: usize,
     pub ours: bool,
     /// `(percentile, latency_us)`, percentile ascending; 100 is the max.
     pub points: Vec<(f64, f64)>,
@@ -46,6 +48,15 @@ pub fn decade_range(series: &[Series]) -> (f64, f64) {
     let lo = 10f64.powf(min.log10().floor());
     let hi = 10f64.powf(max.log10().ceil()).max(lo * 10.0);
     (lo, hi)
+}
+
+/// A tick label: whole numbers without decimals, µs below 1 with them.
+fn axis_label(latency_us: f64) -> String {
+    if latency_us >= 1.0 {
+        format!("{latency_us:.0}")
+    } else {
+        format!("{latency_us}")
+    }
 }
 
 fn escape(text: &str) -> String {
@@ -119,7 +130,7 @@ pub fn render(title: &str, series: &[Series]) -> String {
                 "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
                 LEFT - 6.0,
                 y + 4.0,
-                crate::units::format_latency_us(v)
+                axis_label(v)
             );
         }
         decade *= 10.0;
@@ -131,7 +142,7 @@ pub fn render(title: &str, series: &[Series]) -> String {
     );
     let _ = writeln!(svg, "<rect x=\"{LEFT}\" y=\"{TOP}\" width=\"{plot_w:.1}\" height=\"{plot_h:.1}\" fill=\"none\" stroke=\"#888\"/>");
     for (i, s) in series.iter().enumerate() {
-        let colour = COLOURS[i % COLOURS.len()];
+        let colour = COLOURS[s.colour % COLOURS.len()];
         let (width, dash) = if s.ours {
             (2.5, "")
         } else {
@@ -179,6 +190,7 @@ mod tests {
     fn y_range_covers_every_point_in_decades() {
         let s = |points: Vec<(f64, f64)>| Series {
             name: "x".into(),
+            colour: 0,
             ours: true,
             points,
         };
@@ -194,11 +206,13 @@ mod tests {
         let series = [
             Series {
                 name: "same-shard".into(),
+                colour: 0,
                 ours: true,
                 points: vec![(50.0, 40.0), (99.0, 90.0), (100.0, 900.0)],
             },
             Series {
                 name: "fio <io_uring>".into(),
+                colour: 3,
                 ours: false,
                 points: vec![(50.0, 38.0), (99.0, 80.0)],
             },
