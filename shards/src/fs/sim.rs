@@ -7,8 +7,9 @@
 //! drive the very same store code, and every run replays from its seed.
 //!
 //! Model. Each file (inode) holds its *current* bytes and its *durable* bytes;
-//! each directory its current and its durable listing. Clones of a [`SimFs`]
-//! share one disk. Every async call yields once to the executor, then acts.
+//! each directory its current and its durable listing. A [`SimFs`] is a view
+//! of a shared disk (clones share it). Every async call yields once to the
+//! executor, then acts at once.
 //! - `write_at(.., durable: false)`, `set_len` and `set_len_now` change the
 //!   current state only; `write_at(.., durable: true)` also copies its bytes
 //!   into the durable state (growing the durable size to cover them, zeros in
@@ -24,9 +25,11 @@
 //!   the end of either): per file, all current, all durable, or chosen per
 //!   sector (a torn write). A sector is never partly old and partly new.
 //!
-//! Afterwards current = durable, every handle opened before fails every call,
-//! and the same [`SimFs`] and its clones see the post-crash state; op counter,
-//! faults and RNG carry on.
+//! Afterwards current = durable. `crash` returns a new view that sees the
+//! post-crash disk; every view and file handle from before fails every file
+//! system call (as a killed process would make none), though its control
+//! methods (faults, op count, crash) still work. Op counter, fault settings
+//! and RNG carry on across the crash.
 //!
 //! Faults ([`Faults`]): every call of a [`FileSystem`] or [`File`] method
 //! except `File::alloc` is one op, numbered from 0 ([`SimFs::op_count`]). A
@@ -73,7 +76,7 @@ impl Faults {
         let fail_op_index = Some(index);
         Faults {
             fail_op_index,
-            fail_per_million: 0,
+            ..Faults::default()
         }
     }
 
@@ -81,16 +84,18 @@ impl Faults {
     pub fn random(per_million: u32) -> Self {
         let fail_per_million = per_million;
         Faults {
-            fail_op_index: None,
             fail_per_million,
+            ..Faults::default()
         }
     }
 }
 
-/// The simulated file system; clones share one disk.
+/// A view of a simulated disk; clones share it. Dies at the next crash.
 #[derive(Clone)]
 pub struct SimFs {
     disk: Rc<RefCell<Disk>>,
+    /// The disk's crash count when this view was made.
+    epoch: u64,
 }
 
 /// An open simulated file.
@@ -110,6 +115,7 @@ struct Disk {
     faults: Faults,
     ops: u64,
     injected_faults: u64,
+    /// How many crashes happened: views and handles from an older epoch are dead.
     epoch: u64,
     next_id: NodeId,
     nodes: BTreeMap<NodeId, Node>,
@@ -169,10 +175,7 @@ impl Rng {
 
     /// A number in `0..n` (0 when `n` is 0).
     fn below(&mut self, n: u64) -> u64 {
-        match n {
-            0 => 0,
-            _ => self.next_u64() % n,
-        }
+        self.next_u64().checked_rem(n).unwrap_or(0)
     }
 
     fn coin(&mut self) -> bool {
@@ -234,11 +237,8 @@ impl FileData {
 
     /// The bytes a crash leaves (see the module docs).
     fn after_crash(&self, rng: &mut Rng) -> Vec<u8> {
-        let size = if rng.coin() {
-            self.durable.len()
-        } else {
-            self.current.len()
-        };
+        let sources = [&self.durable, &self.current];
+        let size = sources[usize::from(rng.coin())].len();
         let mode = rng.below(3);
         let mut out = vec![0; size];
         for (index, sector) in out.chunks_mut(SECTOR_BYTES as usize).enumerate() {
@@ -247,11 +247,7 @@ impl FileData {
                 1 => false,
                 _ => rng.coin(),
             };
-            let source = if keep_current {
-                &self.current
-            } else {
-                &self.durable
-            };
+            let source = sources[usize::from(keep_current)];
             let start = index * SECTOR_BYTES as usize;
             let available = source.get(start..).unwrap_or_default();
             let len = available.len().min(sector.len());
@@ -262,10 +258,14 @@ impl FileData {
 }
 
 impl Disk {
-    /// Counts one op and decides whether a fault hits it.
-    fn start(&mut self, kind: OpKind) -> Result<(), Fault> {
+    /// Counts one op by a view or handle from `epoch`; fails it if that died
+    /// in a crash or a fault hits.
+    fn start(&mut self, kind: OpKind, epoch: u64) -> Result<(), Fault> {
         let index = self.ops;
         self.ops = self.ops.saturating_add(1);
+        if epoch != self.epoch {
+            return Err(Fault::Dead);
+        }
         let by_index = self.faults.fail_op_index == Some(index);
         let per_million = u64::from(self.faults.fail_per_million);
         let by_chance = per_million > 0 && self.rng.below(1_000_000) < per_million;
@@ -392,9 +392,8 @@ impl SimFs {
             next_id: ROOT + 1,
             nodes: BTreeMap::from([(ROOT, Node::Dir(DirData::default()))]),
         };
-        SimFs {
-            disk: Rc::new(RefCell::new(disk)),
-        }
+        let disk = Rc::new(RefCell::new(disk));
+        SimFs { disk, epoch: 0 }
     }
 
     /// Replaces the fault settings; they apply from the next op on.
@@ -412,13 +411,21 @@ impl SimFs {
         self.disk.borrow().injected_faults
     }
 
-    /// Crashes the disk: see the module docs for what survives.
-    pub fn crash(&self) {
-        self.disk.borrow_mut().crash();
+    /// Crashes the disk (see the module docs for what survives) and returns
+    /// the view after it: every earlier view and handle is dead.
+    #[must_use = "earlier views are dead after a crash"]
+    pub fn crash(&self) -> SimFs {
+        let mut disk = self.disk.borrow_mut();
+        disk.crash();
+        SimFs {
+            disk: self.disk.clone(),
+            epoch: disk.epoch,
+        }
     }
 
     fn start(&self, kind: OpKind) -> io::Result<()> {
-        self.disk.borrow_mut().start(kind).map_err(Fault::error)
+        let outcome = self.disk.borrow_mut().start(kind, self.epoch);
+        outcome.map_err(Fault::error)
     }
 }
 
@@ -440,12 +447,8 @@ impl FileSystem for SimFs {
             }
             None => return Err(os_error(libc::ENOENT)),
         };
-        let epoch = disk.epoch;
-        Ok(SimFile {
-            disk: self.disk.clone(),
-            data,
-            epoch,
-        })
+        let (disk, epoch) = (self.disk.clone(), self.epoch);
+        Ok(SimFile { disk, data, epoch })
     }
 
     fn create_dir(&self, path: &Path) -> io::Result<bool> {
@@ -513,12 +516,7 @@ impl SimFile {
     /// Counts one op on this handle; fails it if the handle died in a crash
     /// or a fault hits.
     fn start(&self, kind: OpKind) -> Result<(), Fault> {
-        let mut disk = self.disk.borrow_mut();
-        let outcome = disk.start(kind);
-        if disk.epoch != self.epoch {
-            return Err(Fault::Dead);
-        }
-        outcome
+        self.disk.borrow_mut().start(kind, self.epoch)
     }
 }
 
@@ -571,8 +569,7 @@ impl File for SimFile {
         if !pos.is_multiple_of(BLOCK_SIZE) || !len_bytes.is_multiple_of(BLOCK_SIZE) {
             return Err(os_error(libc::EINVAL));
         }
-        checked_size(pos.saturating_add(len_bytes))?;
-        let start = checked_size(pos)?;
+        let start = checked_size(pos.saturating_add(len_bytes))? - bytes.len();
         let mut data = self.data.borrow_mut();
         if outcome.is_err() {
             let sectors = len_bytes / SECTOR_BYTES;
@@ -667,10 +664,10 @@ mod tests {
         (olds, news)
     }
 
-    /// Three synced blocks of 0x11; then unsynced: blocks 1..=3 written with
-    /// 0x22 and a new directory `/x`; block 0 rewritten durably with 0x33.
-    /// Returns the file and the root listing after a crash.
-    fn crashed(seed: u64) -> (Vec<u8>, Vec<DirEntry>) {
+    /// `/d/f` with three synced blocks of 0x11; then unsynced: blocks 1..=3
+    /// written with 0x22 and a new file `/d/new`; block 0 rewritten durably
+    /// with 0x33. Returns `/d/f` and the names in `/d` after a crash.
+    fn crashed(seed: u64) -> (Vec<u8>, Vec<OsString>) {
         let fs = SimFs::new(seed);
         block_on(async {
             let file = synced_file(&fs, 0x11, 3).await;
@@ -679,11 +676,14 @@ mod tests {
             file.write_at(filled(&file, 0x33, 1), 0, true)
                 .await
                 .unwrap();
-            fs.create_dir(Path::new("/x")).unwrap();
-            fs.crash();
+            fs.open_file(Path::new("/d/new"), true).await.unwrap();
+            let old = fs.clone();
+            let fs = fs.crash();
             assert!(file.size().await.is_err(), "a handle survived the crash");
+            assert!(old.list_dir(Path::new("/")).is_err(), "a view survived");
             let bytes = contents(&fs, "/d/f").await.unwrap();
-            (bytes, fs.list_dir(Path::new("/")).unwrap())
+            let listing = fs.list_dir(Path::new("/d")).unwrap();
+            (bytes, listing.into_iter().map(|entry| entry.name).collect())
         })
     }
 
@@ -717,28 +717,14 @@ mod tests {
     fn same_seed_same_crash() {
         assert_eq!(crashed(7), crashed(7));
         assert!((0..16).any(|seed| crashed(seed) != crashed(7)));
-        let listings = (0..SEEDS).map(|seed| crashed(seed).1.len());
-        let lens: BTreeSet<usize> = listings.collect();
-        assert_eq!(lens, BTreeSet::from([1, 2]), "/x kept or lost");
     }
 
     #[test]
     fn entry_survives_only_when_synced() {
-        let (mut saw_lost, mut saw_kept) = (false, false);
-        for seed in 0..SEEDS {
-            let fs = SimFs::new(seed);
-            block_on(async {
-                synced_file(&fs, 0x11, 1).await;
-                fs.open_file(Path::new("/d/new"), true).await.unwrap();
-                fs.crash();
-                assert!(contents(&fs, "/d/f").await.is_ok());
-                match contents(&fs, "/d/new").await {
-                    Ok(bytes) => saw_kept |= bytes.is_empty(),
-                    Err(e) => saw_lost |= e.kind() == io::ErrorKind::NotFound,
-                }
-            });
-        }
-        assert!(saw_lost && saw_kept);
+        let listings: BTreeSet<_> = (0..SEEDS).map(|seed| crashed(seed).1).collect();
+        let names = |names: &[&str]| names.iter().map(OsString::from).collect();
+        let both = BTreeSet::from([names(&["f"]), names(&["f", "new"])]);
+        assert_eq!(listings, both, "/d/f always there, /d/new kept or lost");
     }
 
     #[test]
@@ -759,7 +745,7 @@ mod tests {
                 (bytes.len(), bytes[0], bytes[BLOCK]),
                 (2 * BLOCK, 0x11, 0x22)
             );
-            fs.crash();
+            let fs = fs.crash();
             assert!(contents(&fs, "/d/f").await.is_err());
         });
     }
@@ -812,7 +798,7 @@ mod tests {
                 assert!(file.sync_data().await.is_err());
                 fs.set_faults(Faults::at_op(next + 1));
                 assert!(fs.sync_dir(Path::new("/d")).await.is_err());
-                fs.crash();
+                let fs = fs.crash();
                 let bytes = contents(&fs, "/d/f").await.unwrap();
                 saw_old_data |= old_or_new(&bytes, 0x11, 0x22).1 == 0;
                 saw_lost_entry |= contents(&fs, "/d/new").await.is_err();
