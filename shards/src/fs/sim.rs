@@ -16,6 +16,9 @@
 //!   any gap). `sync_data` makes the current bytes and size durable;
 //!   `sync_dir` makes that directory's current listing durable.
 //! - Removing an entry keeps the inode for open handles (POSIX unlink).
+//! - Paths: the root always exists; `/a/b` and `a/b` are the same; `..` is
+//!   EINVAL. `list_dir` lists by name; `read_many` yields its ranges in a
+//!   seeded random order.
 //!
 //! A crash ([`SimFs::crash`]) may do exactly this, each choice by the RNG:
 //! - each directory keeps its durable or its current listing; a file or
