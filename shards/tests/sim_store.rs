@@ -13,6 +13,6 @@ fn conformance_on_simulated_files() {
         .expect("executor");
     executor.run(async {
         let store = ShardStore::new(SimFs::new(7), "/");
-        conformance::run(&store, "sim").await;
+        conformance::run(&store, |check| format!("sim-{check}")).await;
     });
 }
