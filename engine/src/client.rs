@@ -66,7 +66,7 @@ impl Client {
         let job: Spawn = Box::new(move |storage| {
             Box::pin(async move {
                 let output = task(storage).await;
-                let _ = tx.send(Ok(output));
+                let _ = tx.try_send(Ok(output));
             })
         });
         let queue = self.router().requests.get(shard).cloned();
@@ -78,7 +78,7 @@ impl Client {
                 ))
             })?;
             queue
-                .send_async(Request::Spawn(job))
+                .send(Request::Spawn(job))
                 .await
                 .map_err(|_| Error::Shutdown)?;
             answer(rx).await

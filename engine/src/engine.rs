@@ -30,7 +30,7 @@ pub struct Engine {
 }
 
 struct ShardThread {
-    stop: flume::Sender<()>,
+    stop: async_channel::Sender<()>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -41,11 +41,11 @@ struct Wiring {
     router: Arc<Router>,
     to_peers: Vec<Option<SharedSender<Request>>>,
     from_peers: Vec<SharedReceiver<Request>>,
-    foreign_requests: flume::Receiver<Request>,
-    closes: flume::Receiver<u64>,
-    ready: flume::Sender<Result<()>>,
-    go: flume::Receiver<bool>,
-    stop: flume::Receiver<()>,
+    foreign_requests: async_channel::Receiver<Request>,
+    closes: async_channel::Receiver<u64>,
+    ready: async_channel::Sender<Result<()>>,
+    go: async_channel::Receiver<bool>,
+    stop: async_channel::Receiver<()>,
 }
 
 impl Engine {
@@ -57,10 +57,11 @@ impl Engine {
         let shard_count = resolved.shard_cpus.len();
         let capacity = resolved.config.channel_capacity;
 
-        let (request_tx, request_rx): (Vec<_>, Vec<_>) =
-            (0..shard_count).map(|_| flume::bounded(capacity)).unzip();
+        let (request_tx, request_rx): (Vec<_>, Vec<_>) = (0..shard_count)
+            .map(|_| async_channel::bounded(capacity))
+            .unzip();
         let (close_tx, close_rx): (Vec<_>, Vec<_>) =
-            (0..shard_count).map(|_| flume::unbounded()).unzip();
+            (0..shard_count).map(|_| async_channel::unbounded()).unzip();
         let router = Arc::new(Router {
             requests: request_tx,
             closes: close_tx,
@@ -82,7 +83,7 @@ impl Engine {
             }
         }
 
-        let (ready_tx, ready_rx) = flume::bounded(shard_count);
+        let (ready_tx, ready_rx) = async_channel::bounded(shard_count);
         let mut shards = Vec::with_capacity(shard_count);
         let mut gos = Vec::with_capacity(shard_count);
         let wirings = to_peers
@@ -91,8 +92,8 @@ impl Engine {
             .zip(request_rx)
             .zip(close_rx);
         for (index, (((to_peers, from_peers), foreign_requests), closes)) in wirings.enumerate() {
-            let (go_tx, go_rx) = flume::bounded(1);
-            let (stop_tx, stop_rx) = flume::bounded(1);
+            let (go_tx, go_rx) = async_channel::bounded(1);
+            let (stop_tx, stop_rx) = async_channel::bounded(1);
             let wiring = Wiring {
                 index,
                 cpu: resolved.shard_cpus[index],
@@ -122,7 +123,7 @@ impl Engine {
 
         let mut first_error = None;
         for _ in 0..shard_count {
-            match ready_rx.recv() {
+            match ready_rx.recv_blocking() {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     first_error.get_or_insert(e);
@@ -135,7 +136,7 @@ impl Engine {
         }
         let go = first_error.is_none();
         for tx in &gos {
-            let _ = tx.send(go);
+            let _ = tx.send_blocking(go);
         }
         let mut engine = Engine { router, shards };
         match first_error {
@@ -208,7 +209,7 @@ fn run_shard_thread(
     let executor = match builder.make() {
         Ok(executor) => executor,
         Err(e) => {
-            let _ = wiring.ready.send(Err(Error::Startup(format!(
+            let _ = wiring.ready.try_send(Err(Error::Startup(format!(
                 "shard {} cannot start its executor on CPU {}: {e} (is io_uring enabled? is `ulimit -l` large enough?)",
                 wiring.index, wiring.cpu
             ))));
@@ -220,7 +221,7 @@ fn run_shard_thread(
         let fs = match DmaFs::new(data_dir).await {
             Ok(fs) => fs,
             Err(e) => {
-                let _ = wiring.ready.send(Err(Error::DataDir {
+                let _ = wiring.ready.try_send(Err(Error::DataDir {
                     dir: root,
                     reason: format!("shard {} cannot open its first DMA file: {e}", wiring.index),
                 }));
@@ -228,8 +229,8 @@ fn run_shard_thread(
             }
         };
         let store = ShardStore::new(fs, root);
-        let _ = wiring.ready.send(Ok(()));
-        if !matches!(wiring.go.recv_async().await, Ok(true)) {
+        let _ = wiring.ready.try_send(Ok(()));
+        if !matches!(wiring.go.recv().await, Ok(true)) {
             return;
         }
         let connecting = wiring.to_peers.into_iter().map(|tx| async move {

@@ -18,16 +18,16 @@ use crate::remote::OpenGuard;
 pub type BlobId = u64;
 
 /// The sending half of a one-shot reply.
-pub type Reply<T> = flume::Sender<Result<T>>;
+pub type Reply<T> = async_channel::Sender<Result<T>>;
 
 /// Makes a one-shot reply channel.
-pub fn reply<T>() -> (Reply<T>, flume::Receiver<Result<T>>) {
-    flume::bounded(1)
+pub fn reply<T>() -> (Reply<T>, async_channel::Receiver<Result<T>>) {
+    async_channel::bounded(1)
 }
 
 /// Awaits a reply; a dropped sender means the shard shut down.
-pub async fn answer<T>(rx: flume::Receiver<Result<T>>) -> Result<T> {
-    rx.recv_async().await.unwrap_or(Err(Error::Shutdown))
+pub async fn answer<T>(rx: async_channel::Receiver<Result<T>>) -> Result<T> {
+    rx.recv().await.unwrap_or(Err(Error::Shutdown))
 }
 
 /// A user task to run on a shard, built there from the shard's storage.
@@ -61,7 +61,7 @@ pub enum Request {
         blob: BlobId,
         ranges: Vec<(u64, usize)>,
         /// Bounded by the number of ranges: the shard never waits on it.
-        items: flume::Sender<Result<(usize, Vec<u8>)>>,
+        items: async_channel::Sender<Result<(usize, Vec<u8>)>>,
     },
     Write {
         blob: BlobId,

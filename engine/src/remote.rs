@@ -97,14 +97,14 @@ pub type OpenGuard = Arc<CloseOnDrop>;
 
 /// Sends the one close notice of a remote open when its last clone drops.
 pub struct CloseOnDrop {
-    closes: flume::Sender<BlobId>,
+    closes: async_channel::Sender<BlobId>,
     id: BlobId,
 }
 
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
         // A stopped shard has let go of every blob already.
-        let _ = self.closes.send(self.id);
+        let _ = self.closes.try_send(self.id);
     }
 }
 
@@ -123,11 +123,11 @@ enum Batch<T> {
         transport: T,
         shard: usize,
         request: Request,
-        items: flume::Receiver<Result<(usize, Vec<u8>)>>,
+        items: async_channel::Receiver<Result<(usize, Vec<u8>)>>,
         remaining: usize,
     },
     Receiving {
-        items: flume::Receiver<Result<(usize, Vec<u8>)>>,
+        items: async_channel::Receiver<Result<(usize, Vec<u8>)>>,
         remaining: usize,
     },
     Done,
@@ -135,11 +135,14 @@ enum Batch<T> {
 
 type Item = Result<(usize, Vec<u8>)>;
 
-async fn next_item<T>(items: flume::Receiver<Item>, remaining: usize) -> Option<(Item, Batch<T>)> {
+async fn next_item<T>(
+    items: async_channel::Receiver<Item>,
+    remaining: usize,
+) -> Option<(Item, Batch<T>)> {
     if remaining == 0 {
         return None;
     }
-    match items.recv_async().await {
+    match items.recv().await {
         Ok(Ok(item)) => Some((
             Ok(item),
             Batch::Receiving {
@@ -174,7 +177,7 @@ impl<T: Transport> Blob for RemoteBlob<T> {
 
     fn read_many(&self, ranges: Vec<(u64, usize)>) -> impl Stream<Item = Item> {
         let remaining = ranges.len();
-        let (tx, items) = flume::bounded(remaining.max(1));
+        let (tx, items) = async_channel::bounded(remaining.max(1));
         let start = Batch::Unsent {
             transport: self.transport.clone(),
             shard: self.shard,

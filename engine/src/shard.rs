@@ -38,7 +38,7 @@ pub struct ShardContext {
     /// Blobs opened here on behalf of other threads.
     opened: RefCell<HashMap<BlobId, ShardBlob<DmaFs>>>,
     next_id: Cell<BlobId>,
-    closes: flume::Receiver<BlobId>,
+    closes: async_channel::Receiver<BlobId>,
     inflight: Rc<Semaphore>,
     inflight_max: u64,
 }
@@ -50,8 +50,8 @@ pub struct ShardParts {
     pub store: ShardStore<DmaFs>,
     pub peers: Vec<Option<ConnectedSender<Request>>>,
     pub peer_requests: Vec<ConnectedReceiver<Request>>,
-    pub foreign_requests: flume::Receiver<Request>,
-    pub closes: flume::Receiver<BlobId>,
+    pub foreign_requests: async_channel::Receiver<Request>,
+    pub closes: async_channel::Receiver<BlobId>,
     pub inflight_max: usize,
 }
 
@@ -102,17 +102,17 @@ impl ShardContext {
                     self.opened.borrow_mut().insert(id, blob);
                     (id, len, version)
                 });
-                let _ = reply.send(result);
+                let _ = reply.try_send(result);
             }
             Request::Remove {
                 partition,
                 name,
                 reply,
             } => {
-                let _ = reply.send(self.store.remove(&partition, name.as_deref()).await);
+                let _ = reply.try_send(self.store.remove(&partition, name.as_deref()).await);
             }
             Request::Scan { partition, reply } => {
-                let _ = reply.send(self.store.scan(&partition).await);
+                let _ = reply.try_send(self.store.scan(&partition).await);
             }
             Request::Read {
                 blob,
@@ -124,7 +124,7 @@ impl ShardContext {
                     Ok(blob) => blob.read_at(offset, len).await.map(|bytes| bytes.to_vec()),
                     Err(e) => Err(e),
                 };
-                let _ = reply.send(result);
+                let _ = reply.try_send(result);
             }
             Request::ReadMany {
                 blob,
@@ -156,14 +156,14 @@ impl ShardContext {
                     Ok(blob) => blob.write_vectored_at(offset, &[&data], options).await,
                     Err(e) => Err(e),
                 };
-                let _ = reply.send(result);
+                let _ = reply.try_send(result);
             }
             Request::Resize { blob, len, reply } => {
                 let result = match self.blob(blob) {
                     Ok(blob) => blob.resize(len).await,
                     Err(e) => Err(e),
                 };
-                let _ = reply.send(result);
+                let _ = reply.try_send(result);
             }
             Request::Sync { blob, reply, hold } => {
                 let result = match self.blob(blob) {
@@ -171,7 +171,7 @@ impl ShardContext {
                     Err(e) => Err(e),
                 };
                 drop(hold);
-                let _ = reply.send(result);
+                let _ = reply.try_send(result);
             }
             Request::Spawn(job) => {
                 glommio::spawn_local(job(ShardStorage::new(self.clone()))).detach();
@@ -199,7 +199,7 @@ impl ShardContext {
 }
 
 /// Runs a shard until `stop` fires, then waits for its in-flight requests.
-pub async fn run(parts: ShardParts, stop: flume::Receiver<()>) {
+pub async fn run(parts: ShardParts, stop: async_channel::Receiver<()>) {
     let context = Rc::new(ShardContext {
         index: parts.index,
         router: parts.router,
@@ -218,16 +218,16 @@ pub async fn run(parts: ShardParts, stop: flume::Receiver<()>) {
         loops.push(glommio::spawn_local(context.clone().serve(queue)));
     }
     loops.push(glommio::spawn_local(
-        context.clone().serve(parts.foreign_requests.into_stream()),
+        context.clone().serve(Box::pin(parts.foreign_requests)),
     ));
     let closer = context.clone();
     loops.push(glommio::spawn_local(async move {
-        while let Ok(id) = closer.closes.recv_async().await {
+        while let Ok(id) = closer.closes.recv().await {
             closer.opened.borrow_mut().remove(&id);
         }
     }));
 
-    let _ = stop.recv_async().await;
+    let _ = stop.recv().await;
     for task in loops {
         task.cancel().await;
     }

@@ -2,7 +2,7 @@
 //!
 //! Two transports, one per kind of caller:
 //! - [`Foreign`]: any thread outside the engine (main thread, a tokio
-//!   worker). Bounded MPMC queues (flume) into each shard; the handle is
+//!   worker). Bounded MPMC queues (async-channel) into each shard; the handle is
 //!   `Send + Sync` and its futures are `Send`.
 //! - [`Peer`]: another shard. glommio's lock-free single-producer shared
 //!   channels, one per ordered pair of shards, connected at startup.
@@ -21,11 +21,11 @@ use crate::shard::ShardContext;
 /// The shared, thread-safe part of the router.
 pub struct Router {
     /// Foreign-thread request queues, one per shard (bounded).
-    pub requests: Vec<flume::Sender<Request>>,
+    pub requests: Vec<async_channel::Sender<Request>>,
     /// Close notices of remote blob handles, one queue per shard. Unbounded
     /// in type, bounded in fact: each remote open sends exactly one notice,
     /// so a queue never holds more than the remote opens of its shard.
-    pub closes: Vec<flume::Sender<BlobId>>,
+    pub closes: Vec<async_channel::Sender<BlobId>>,
 }
 
 impl Router {
@@ -62,7 +62,7 @@ impl Transport for Foreign {
 
     async fn send(&self, shard: usize, request: Request) -> Result<()> {
         self.router.requests[shard]
-            .send_async(request)
+            .send(request)
             .await
             .map_err(|_| Error::Shutdown)
     }
@@ -71,7 +71,7 @@ impl Transport for Foreign {
         // No executor to park a task on: block this thread while the
         // shard's queue is full. A send to a stopped shard drops the request
         // and its reply, which the caller then sees as `Shutdown`.
-        let _ = self.router.requests[shard].send(request);
+        let _ = self.router.requests[shard].send_blocking(request);
     }
 }
 
