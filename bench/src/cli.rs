@@ -122,18 +122,20 @@ pub struct Cli {
     #[arg(long)]
     pub long: bool,
 
-    /// Glommio spin_before_park of the raw DmaFile peer, in microseconds.
-    #[arg(long, default_value_t = 100, value_name = "US")]
-    pub peer_spin_us: u64,
+    /// Glommio spin_before_park of the raw DmaFile peer, in microseconds
+    /// [default: the engine configuration's spin_before_park_us].
+    #[arg(long, value_name = "US")]
+    pub peer_spin_us: Option<u64>,
 
     /// Synced ops of ours and commonware use one `WriteOptions::SYNC` write
     /// (RWF_DSYNC) instead of write then sync(); fio and dma keep fdatasync.
     #[arg(long)]
     pub sync_flag: bool,
 
-    /// CPU the raw DmaFile peer's executor is pinned to (the engine's shard 0 runs on CPU 0).
-    #[arg(long, default_value_t = 0, value_name = "CPU")]
-    pub peer_cpu: usize,
+    /// CPU the raw DmaFile peer's executor is pinned to [default: the CPU of
+    /// the engine shard that owns the benchmark partition].
+    #[arg(long, value_name = "CPU")]
+    pub peer_cpu: Option<usize>,
 
     /// Seed of the offset generator (the same for every target).
     #[arg(long, default_value_t = 1)]

@@ -10,7 +10,6 @@ mod peers;
 mod progress;
 mod report;
 mod result;
-#[cfg_attr(not(feature = "engine"), allow(dead_code))]
 mod rt;
 mod suite;
 mod targets;
@@ -119,6 +118,19 @@ fn main() -> ExitCode {
         plan.estimated_s(),
         work_dir.display()
     );
+    let engine_config = match targets::engine::load_config(cli.engine_config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: engine configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // The benchmark partition lives on shard 0; the dma peer shares its CPU.
+    let shard_zero_cpu = engine_config
+        .validate()
+        .ok()
+        .and_then(|resolved| resolved.shard_cpus.first().copied())
+        .unwrap_or(0);
     let step_estimate = plan.warmup + plan.duration + Duration::from_millis(100);
     let progress = Arc::new(Progress::new(
         plan.cases.len() * plan.targets.len(),
@@ -127,9 +139,12 @@ fn main() -> ExitCode {
     let env = Env {
         plan: plan.clone(),
         work_dir: work_dir.clone(),
-        engine_config: cli.engine_config.clone(),
-        peer_spin: Duration::from_micros(cli.peer_spin_us),
-        peer_cpu: cli.peer_cpu,
+        peer_spin: cli
+            .peer_spin_us
+            .map(Duration::from_micros)
+            .unwrap_or_else(|| engine_config.spin_before_park().unwrap_or(Duration::ZERO)),
+        peer_cpu: cli.peer_cpu.unwrap_or(shard_zero_cpu),
+        engine_config,
         progress: progress.clone(),
     };
 

@@ -6,8 +6,9 @@
 //! writes, `read_many`, concurrent writes inside shared blocks). The shard
 //! store runs it on real DMA files and on the simulated file system; the
 //! engine runs it unchanged through the same-shard, cross-shard and
-//! foreign-thread paths. Each check uses its own partition, prefixed with
-//! `prefix`, so one storage can run the suite more than once.
+//! foreign-thread paths. Each check uses its own partition, named by the
+//! caller's `partition` function (an engine test picks names that land on
+//! the shard it wants), so one storage can run the suite more than once.
 
 use std::collections::HashSet;
 
@@ -18,8 +19,8 @@ use crate::api::{Blob, Storage, WriteOptions};
 use crate::Error;
 
 /// Runs every check; panics (as a test does) on the first broken contract.
-pub async fn run<S: Storage>(storage: &S, prefix: &str) {
-    let p = |check: &str| format!("{prefix}-{check}");
+pub async fn run<S: Storage>(storage: &S, partition: impl Fn(&str) -> String) {
+    let p = |check: &str| partition(check);
     open_write_read(storage, &p("open")).await;
     remove_and_scan(storage, &p("remove")).await;
     scan_lists_blobs(storage, &p("scan")).await;
@@ -31,7 +32,7 @@ pub async fn run<S: Storage>(storage: &S, prefix: &str) {
     vectored_writes(storage, &p("vectored")).await;
     chunked_read_write(storage, &p("chunked")).await;
     resize_then_reopen(storage, &p("resize")).await;
-    partition_names(storage).await;
+    partition_names(storage, &p).await;
     blob_names(storage, &p("names")).await;
     versions(storage, &p("versions")).await;
     zero_lengths(storage, &p("zero")).await;
@@ -231,15 +232,17 @@ async fn resize_then_reopen<S: Storage>(s: &S, p: &str) {
     assert_eq!(read(&blob, 5_000, 77).await, pattern(3, 77));
 }
 
-async fn partition_names<S: Storage>(s: &S) {
+async fn partition_names<S: Storage>(s: &S, p: impl Fn(&str) -> String) {
     let invalid = |r: Result<(), Error>| matches!(r, Err(Error::PartitionNameInvalid(_)));
-    for valid in [
+    for base in [
         "partition",
         "my_partition",
         "my-partition",
         "partition123",
         "A1",
     ] {
+        let valid = p(base);
+        let valid = valid.as_str();
         assert!(
             !invalid(s.open(valid, b"blob").await.map(drop)),
             "{valid} accepted by open"

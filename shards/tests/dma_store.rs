@@ -45,7 +45,7 @@ async fn open_store(dir: &Path) -> ShardStore<DmaFs> {
 #[test]
 fn conformance_on_dma_files() {
     with_store("conformance", |store, _| async move {
-        conformance::run(&store, "dma").await;
+        conformance::run(&store, |check| format!("dma-{check}")).await;
     });
 }
 

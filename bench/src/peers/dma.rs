@@ -139,10 +139,11 @@ pub fn run(env: &Env, cpu: usize) -> Vec<Outcome> {
     }
     let spin = env.peer_spin;
     let task_env = env.clone();
-    let spawned = LocalExecutorBuilder::new(Placement::Fixed(cpu))
-        .name("bench-dma")
-        .spin_before_park(spin.max(Duration::from_nanos(1)))
-        .spawn(move || run_cases(task_env, dir));
+    let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cpu)).name("bench-dma");
+    if spin > Duration::ZERO {
+        builder = builder.spin_before_park(spin);
+    }
+    let spawned = builder.spawn(move || run_cases(task_env, dir));
     match spawned {
         Ok(handle) => handle
             .join()

@@ -166,9 +166,7 @@ pub fn parse(output: &str, case: &Case) -> Result<Summary, String> {
     let ops_per_s = number(io, &["iops"])?;
     let mut notes = Vec::new();
     if sync_lat.is_some() {
-        notes.push(
-            "write and fdatasync latencies added per percentile (upper bound)".to_string(),
-        );
+        notes.push("write and fdatasync latencies added per percentile (upper bound)".to_string());
     }
     if matches!(case.load, Load::Open { .. }) {
         notes.push("open-loop latency from submission, not from intended start".to_string());

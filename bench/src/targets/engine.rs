@@ -8,294 +8,268 @@
 //! --engine-config) with its data_dir moved to the run's temporary directory.
 //! The partition is chosen to live on shard 0, the CPU the dma peer uses.
 
-use crate::result::Outcome;
-use crate::targets::{Env, Target};
+use std::future::Future;
 
-#[cfg(not(feature = "engine"))]
-pub fn run(env: &Env, paths: &[Target]) -> Vec<(Target, Vec<Outcome>)> {
-    let reason = "this build has no engine paths (cargo feature `engine` off)";
-    paths
-        .iter()
-        .map(|&path| (path, crate::targets::skipped_all(&env.plan, reason)))
-        .collect()
+use futures::stream::{FuturesUnordered, StreamExt};
+use shardblob::{Blob, Config, Engine, Storage, WriteOptions};
+use std::path::Path;
+
+use crate::load::{OpResult, Sleep};
+use crate::peers::PREFILL_CHUNK_BYTES;
+use crate::result::Outcome;
+use crate::rt::{self, ThreadSleep};
+use crate::suite::{Case, Plan};
+use crate::targets::{
+    failed_all, pattern, run_case, skipped_all, Env, GlommioSleep, OpExec, Target,
+};
+use crate::workload::Op;
+
+const DATA_BLOB: &[u8] = b"data";
+const PREFILL_DEPTH: usize = 4;
+
+struct EngineExec<B> {
+    blob: B,
+    block: Vec<u8>,
+    sync_flag: bool,
 }
 
-#[cfg(feature = "engine")]
-pub use with_engine::run;
+impl<B: Blob> OpExec for EngineExec<B> {
+    fn exec(&self, op: Op) -> impl Future<Output = OpResult> {
+        async move {
+            match op {
+                Op::Read {
+                    offset_bytes,
+                    len_bytes,
+                } => {
+                    let buf = self
+                        .blob
+                        .read_at(offset_bytes, len_bytes as usize)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if buf.len() as u64 != len_bytes {
+                        return Err(format!("read {} of {len_bytes} bytes", buf.len()));
+                    }
+                }
+                Op::Write {
+                    offset_bytes,
+                    len_bytes,
+                    sync,
+                } => {
+                    let data = &self.block[..len_bytes as usize];
+                    let options = if sync && self.sync_flag {
+                        WriteOptions::SYNC
+                    } else {
+                        WriteOptions::NONE
+                    };
+                    self.blob
+                        .write_vectored_at(offset_bytes, &[data], options)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if sync && !self.sync_flag {
+                        self.blob.sync().await.map_err(|e| e.to_string())?;
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
 
-#[cfg(feature = "engine")]
-mod with_engine {
-    use std::future::Future;
-
-    use futures::stream::{FuturesUnordered, StreamExt};
-    use shardblob::{Blob, Config, Engine, Storage, WriteOptions};
-
-    use crate::load::{OpResult, Sleep};
-    use crate::peers::PREFILL_CHUNK_BYTES;
-    use crate::result::Outcome;
-    use crate::rt::{self, ThreadSleep};
-    use crate::suite::{Case, Plan};
-    use crate::targets::{
-        failed_all, pattern, run_case, skipped_all, Env, GlommioSleep, OpExec, Target,
+/// Runs one case through `storage` (any path) on the caller's executor.
+async fn engine_case<S: Storage, T: Sleep>(
+    storage: &S,
+    sleeper: &T,
+    partition: &str,
+    path: Target,
+    index: usize,
+    case: &Case,
+    plan: &Plan,
+) -> Outcome {
+    let fresh = !case.workload.kind.uses_data_file();
+    let name = if fresh {
+        format!("append-{}-{index}", path.name()).into_bytes()
+    } else {
+        DATA_BLOB.to_vec()
     };
-    use crate::workload::Op;
-
-    const DATA_BLOB: &[u8] = b"data";
-    const PREFILL_DEPTH: usize = 4;
-
-    struct EngineExec<B> {
-        blob: B,
-        block: Vec<u8>,
-        sync_flag: bool,
-    }
-
-    impl<B: Blob> OpExec for EngineExec<B> {
-        fn exec(&self, op: Op) -> impl Future<Output = OpResult> {
-            async move {
-                match op {
-                    Op::Read {
-                        offset_bytes,
-                        len_bytes,
-                    } => {
-                        let buf = self
-                            .blob
-                            .read_at(offset_bytes, len_bytes as usize)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        if buf.len() as u64 != len_bytes {
-                            return Err(format!("read {} of {len_bytes} bytes", buf.len()));
-                        }
-                    }
-                    Op::Write {
-                        offset_bytes,
-                        len_bytes,
-                        sync,
-                    } => {
-                        let data = &self.block[..len_bytes as usize];
-                        let options = if sync && self.sync_flag {
-                            WriteOptions::SYNC
-                        } else {
-                            WriteOptions::NONE
-                        };
-                        self.blob
-                            .write_vectored_at(offset_bytes, &[data], options)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        if sync && !self.sync_flag {
-                            self.blob.sync().await.map_err(|e| e.to_string())?;
-                        }
-                    }
-                }
-                Ok(())
+    let blob = match storage.open(partition, &name).await {
+        Ok((blob, _len)) => blob,
+        Err(e) => {
+            return Outcome::Failed {
+                error: format!("open: {e}"),
             }
         }
-    }
-
-    /// Runs one case through `storage` (any path) on the caller's executor.
-    async fn engine_case<S: Storage, T: Sleep>(
-        storage: &S,
-        sleeper: &T,
-        partition: &str,
-        path: Target,
-        index: usize,
-        case: &Case,
-        plan: &Plan,
-    ) -> Outcome {
-        let fresh = !case.workload.kind.uses_data_file();
-        let name = if fresh {
-            format!("append-{}-{index}", path.name()).into_bytes()
-        } else {
-            DATA_BLOB.to_vec()
-        };
-        let blob = match storage.open(partition, &name).await {
-            Ok((blob, _len)) => blob,
-            Err(e) => {
-                return Outcome::Failed {
-                    error: format!("open: {e}"),
-                }
-            }
-        };
-        let exec = EngineExec {
-            blob,
-            block: pattern(case.workload.block_size_bytes as usize),
-            sync_flag: plan.sync_flag,
-        };
-        let outcome = run_case(case, plan, sleeper, &exec).await;
-        drop(exec);
-        if fresh {
-            if let Err(e) = storage.remove(partition, Some(&name)).await {
-                return Outcome::Failed {
-                    error: format!("remove after the run: {e}"),
-                };
-            }
-        }
-        outcome
-    }
-
-    /// Fills the data blob to `len_bytes` with `PREFILL_DEPTH` 1 MiB writes in flight, then syncs.
-    async fn prefill<S: Storage>(
-        storage: &S,
-        partition: &str,
-        len_bytes: u64,
-    ) -> Result<(), String> {
-        let (blob, len) = storage
-            .open(partition, DATA_BLOB)
-            .await
-            .map_err(|e| e.to_string())?;
-        if len >= len_bytes {
-            return Ok(());
-        }
-        let chunk = pattern(PREFILL_CHUNK_BYTES);
-        let chunk_bytes = chunk.len() as u64;
-        let mut in_flight = FuturesUnordered::new();
-        let mut offset = 0u64;
-        loop {
-            while in_flight.len() < PREFILL_DEPTH && offset < len_bytes {
-                let n = (len_bytes - offset).min(chunk_bytes) as usize;
-                let (blob, chunk) = (&blob, &chunk);
-                in_flight.push(async move { blob.write_at(offset, &chunk[..n]).await });
-                offset += n as u64;
-            }
-            match in_flight.next().await {
-                Some(result) => result.map_err(|e| e.to_string())?,
-                None => break,
-            }
-        }
-        blob.sync().await.map_err(|e| e.to_string())
-    }
-
-    fn config(env: &Env) -> Result<Config, String> {
-        let mut config = match &env.engine_config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                toml::from_str::<Config>(&text).map_err(|e| format!("{}: {e}", path.display()))?
-            }
-            None => Config::default(),
-        };
-        config.data_dir = env.work_dir.join("engine");
-        Ok(config)
-    }
-
-    /// A partition name that lives on shard 0.
-    fn partition_on_shard_zero(engine: &Engine) -> String {
-        (0..10_000)
-            .map(|i| format!("bench-{i}"))
-            .find(|p| engine.shard_of(p) == 0)
-            .unwrap_or_else(|| "bench".to_string())
-    }
-
-    fn on_shard(
-        env: &Env,
-        engine: &Engine,
-        shard: usize,
-        path: Target,
-        partition: &str,
-    ) -> Vec<Outcome> {
-        let plan = &env.plan;
-        let mut outcomes = Vec::with_capacity(plan.cases.len());
-        for (index, case) in plan.cases.iter().enumerate() {
-            env.progress.step(path.name(), &case.label());
-            let (case, plan, partition) = (case.clone(), plan.clone(), partition.to_string());
-            let task = engine.spawn_on(shard, move |storage| async move {
-                engine_case(
-                    &storage,
-                    &GlommioSleep,
-                    &partition,
-                    path,
-                    index,
-                    &case,
-                    &plan,
-                )
-                .await
-            });
-            outcomes.push(
-                futures::executor::block_on(task).unwrap_or_else(|e| Outcome::Failed {
-                    error: format!("spawn_on shard {shard}: {e}"),
-                }),
-            );
-        }
-        outcomes
-    }
-
-    fn on_foreign_thread(env: &Env, engine: &Engine, partition: &str) -> Vec<Outcome> {
-        let client = engine.client();
-        let (task_env, partition) = (env.clone(), partition.to_string());
-        let thread = std::thread::Builder::new()
-            .name("bench-foreign".into())
-            .spawn(move || {
-                let plan = &task_env.plan;
-                let path = Target::ForeignThread;
-                plan.cases
-                    .iter()
-                    .enumerate()
-                    .map(|(index, case)| {
-                        task_env.progress.step(path.name(), &case.label());
-                        rt::block_on(engine_case(
-                            &client,
-                            &ThreadSleep,
-                            &partition,
-                            path,
-                            index,
-                            case,
-                            plan,
-                        ))
-                    })
-                    .collect::<Vec<_>>()
-            });
-        match thread.map(|t| t.join()) {
-            Ok(Ok(outcomes)) => outcomes,
-            Ok(Err(_)) => failed_all(&env.plan, "the foreign thread panicked"),
-            Err(e) => failed_all(&env.plan, &format!("spawn the foreign thread: {e}")),
-        }
-    }
-
-    /// Starts the engine, prefills, runs every case on each path, shuts down.
-    pub fn run(env: &Env, paths: &[Target]) -> Vec<(Target, Vec<Outcome>)> {
-        let all_failed = |error: String| {
-            paths
-                .iter()
-                .map(|&p| (p, failed_all(&env.plan, &error)))
-                .collect()
-        };
-        let engine = match config(env).and_then(|c| Engine::start(c).map_err(|e| e.to_string())) {
-            Ok(engine) => engine,
-            Err(e) => return all_failed(format!("engine start: {e}")),
-        };
-        let partition = partition_on_shard_zero(&engine);
-        let home = engine.shard_of(&partition);
-        let shards = engine.shard_count();
-        if env.plan.data_file_bytes > 0 {
-            env.progress.note(&format!(
-                "engine: prefilling {} on shard {home}",
-                crate::units::format_size(env.plan.data_file_bytes)
-            ));
-            let (partition, len) = (partition.clone(), env.plan.data_file_bytes);
-            let task = engine.spawn_on(home, move |storage| async move {
-                prefill(&storage, &partition, len).await
-            });
-            match futures::executor::block_on(task) {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return all_failed(format!("engine prefill: {e}")),
-                Err(e) => return all_failed(format!("engine prefill: {e}")),
-            }
-        }
-        let mut results = Vec::new();
-        for &path in paths {
-            let outcomes = match path {
-                Target::SameShard => on_shard(env, &engine, home, path, &partition),
-                Target::CrossShard if shards < 2 => {
-                    skipped_all(&env.plan, "the engine has one shard")
-                }
-                Target::CrossShard => on_shard(env, &engine, (home + 1) % shards, path, &partition),
-                Target::ForeignThread => on_foreign_thread(env, &engine, &partition),
-                peer => skipped_all(&env.plan, &format!("{} is not an engine path", peer.name())),
+    };
+    let exec = EngineExec {
+        blob,
+        block: pattern(case.workload.block_size_bytes as usize),
+        sync_flag: plan.sync_flag,
+    };
+    let outcome = run_case(case, plan, sleeper, &exec).await;
+    drop(exec);
+    if fresh {
+        if let Err(e) = storage.remove(partition, Some(&name)).await {
+            return Outcome::Failed {
+                error: format!("remove after the run: {e}"),
             };
-            results.push((path, outcomes));
         }
-        if let Err(e) = engine.shutdown() {
-            env.progress.note(&format!("engine shutdown: {e}"));
-        }
-        results
     }
+    outcome
+}
+
+/// Fills the data blob to `len_bytes` with `PREFILL_DEPTH` 1 MiB writes in flight, then syncs.
+async fn prefill<S: Storage>(storage: &S, partition: &str, len_bytes: u64) -> Result<(), String> {
+    let (blob, len) = storage
+        .open(partition, DATA_BLOB)
+        .await
+        .map_err(|e| e.to_string())?;
+    if len >= len_bytes {
+        return Ok(());
+    }
+    let chunk = pattern(PREFILL_CHUNK_BYTES);
+    let chunk_bytes = chunk.len() as u64;
+    let mut in_flight = FuturesUnordered::new();
+    let mut offset = 0u64;
+    loop {
+        while in_flight.len() < PREFILL_DEPTH && offset < len_bytes {
+            let n = (len_bytes - offset).min(chunk_bytes) as usize;
+            let (blob, chunk) = (&blob, &chunk);
+            in_flight.push(async move { blob.write_at(offset, &chunk[..n]).await });
+            offset += n as u64;
+        }
+        match in_flight.next().await {
+            Some(result) => result.map_err(|e| e.to_string())?,
+            None => break,
+        }
+    }
+    blob.sync().await.map_err(|e| e.to_string())
+}
+
+/// The engine configuration: the embedded default or `path`.
+pub fn load_config(path: Option<&Path>) -> Result<Config, String> {
+    match path {
+        Some(path) => Config::from_file(path).map_err(|e| e.to_string()),
+        None => Ok(Config::default()),
+    }
+}
+
+/// A partition name that lives on shard 0.
+fn partition_on_shard_zero(engine: &Engine) -> String {
+    (0..10_000)
+        .map(|i| format!("bench-{i}"))
+        .find(|p| engine.shard_of(p) == 0)
+        .unwrap_or_else(|| "bench".to_string())
+}
+
+fn on_shard(
+    env: &Env,
+    engine: &Engine,
+    shard: usize,
+    path: Target,
+    partition: &str,
+) -> Vec<Outcome> {
+    let plan = &env.plan;
+    let mut outcomes = Vec::with_capacity(plan.cases.len());
+    for (index, case) in plan.cases.iter().enumerate() {
+        env.progress.step(path.name(), &case.label());
+        let (case, plan, partition) = (case.clone(), plan.clone(), partition.to_string());
+        let task = engine.client().spawn_on(shard, move |storage| async move {
+            engine_case(
+                &storage,
+                &GlommioSleep,
+                &partition,
+                path,
+                index,
+                &case,
+                &plan,
+            )
+            .await
+        });
+        outcomes.push(
+            futures::executor::block_on(task).unwrap_or_else(|e| Outcome::Failed {
+                error: format!("spawn_on shard {shard}: {e}"),
+            }),
+        );
+    }
+    outcomes
+}
+
+fn on_foreign_thread(env: &Env, engine: &Engine, partition: &str) -> Vec<Outcome> {
+    let client = engine.client();
+    let (task_env, partition) = (env.clone(), partition.to_string());
+    let thread = std::thread::Builder::new()
+        .name("bench-foreign".into())
+        .spawn(move || {
+            let plan = &task_env.plan;
+            let path = Target::ForeignThread;
+            plan.cases
+                .iter()
+                .enumerate()
+                .map(|(index, case)| {
+                    task_env.progress.step(path.name(), &case.label());
+                    rt::block_on(engine_case(
+                        &client,
+                        &ThreadSleep,
+                        &partition,
+                        path,
+                        index,
+                        case,
+                        plan,
+                    ))
+                })
+                .collect::<Vec<_>>()
+        });
+    match thread.map(|t| t.join()) {
+        Ok(Ok(outcomes)) => outcomes,
+        Ok(Err(_)) => failed_all(&env.plan, "the foreign thread panicked"),
+        Err(e) => failed_all(&env.plan, &format!("spawn the foreign thread: {e}")),
+    }
+}
+
+/// Starts the engine, prefills, runs every case on each path, shuts down.
+pub fn run(env: &Env, paths: &[Target]) -> Vec<(Target, Vec<Outcome>)> {
+    let all_failed = |error: String| {
+        paths
+            .iter()
+            .map(|&p| (p, failed_all(&env.plan, &error)))
+            .collect()
+    };
+    let mut config = env.engine_config.clone();
+    config.data_dir = env.work_dir.join("engine");
+    let engine = match Engine::start(config) {
+        Ok(engine) => engine,
+        Err(e) => return all_failed(format!("engine start: {e}")),
+    };
+    let partition = partition_on_shard_zero(&engine);
+    let home = engine.shard_of(&partition);
+    let shards = engine.shard_count();
+    if env.plan.data_file_bytes > 0 {
+        env.progress.note(&format!(
+            "engine: prefilling {} on shard {home}",
+            crate::units::format_size(env.plan.data_file_bytes)
+        ));
+        let (partition, len) = (partition.clone(), env.plan.data_file_bytes);
+        let task = engine.client().spawn_on(home, move |storage| async move {
+            prefill(&storage, &partition, len).await
+        });
+        match futures::executor::block_on(task) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return all_failed(format!("engine prefill: {e}")),
+            Err(e) => return all_failed(format!("engine prefill: {e}")),
+        }
+    }
+    let mut results = Vec::new();
+    for &path in paths {
+        let outcomes = match path {
+            Target::SameShard => on_shard(env, &engine, home, path, &partition),
+            Target::CrossShard if shards < 2 => skipped_all(&env.plan, "the engine has one shard"),
+            Target::CrossShard => on_shard(env, &engine, (home + 1) % shards, path, &partition),
+            Target::ForeignThread => on_foreign_thread(env, &engine, &partition),
+            peer => skipped_all(&env.plan, &format!("{} is not an engine path", peer.name())),
+        };
+        results.push((path, outcomes));
+    }
+    if let Err(e) = engine.shutdown() {
+        env.progress.note(&format!("engine shutdown: {e}"));
+    }
+    results
 }

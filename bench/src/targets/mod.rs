@@ -67,8 +67,8 @@ pub struct Env {
     pub plan: Plan,
     /// The run's temporary directory; each target uses a subdirectory.
     pub work_dir: PathBuf,
-    #[cfg_attr(not(feature = "engine"), allow(dead_code))]
-    pub engine_config: Option<PathBuf>,
+    /// The engine configuration (its data_dir is replaced by the run's).
+    pub engine_config: shardblob::Config,
     pub peer_spin: Duration,
     pub peer_cpu: usize,
     pub progress: Arc<Progress>,
