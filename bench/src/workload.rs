@@ -77,7 +77,7 @@ impl Workload {
             return Err(format!("{label}: block size must be > 0"));
         }
         if self.kind.uses_data_file() {
-            if self.block_size_bytes % 4096 != 0 {
+            if !self.block_size_bytes.is_multiple_of(4096) {
                 return Err(format!(
                     "{label}: block size must be a multiple of 4KiB (O_DIRECT peers need aligned I/O)"
                 ));
@@ -86,7 +86,7 @@ impl Workload {
                 return Err(format!("{label}: file size must hold at least one block"));
             }
         }
-        if self.kind == WorkloadKind::AppendSync && self.block_size_bytes % 4096 != 0 {
+        if self.kind == WorkloadKind::AppendSync && !self.block_size_bytes.is_multiple_of(4096) {
             return Err(format!("{label}: block size must be a multiple of 4KiB"));
         }
         if self.read_percent > 100 {

@@ -8,8 +8,6 @@
 //! --engine-config) with its data_dir moved to the run's temporary directory.
 //! The partition is chosen to live on shard 0, the CPU the dma peer uses.
 
-use std::future::Future;
-
 use futures::stream::{FuturesUnordered, StreamExt};
 use shardblob::{Blob, Config, Engine, Storage, WriteOptions};
 use std::path::Path;
@@ -34,44 +32,42 @@ struct EngineExec<B> {
 }
 
 impl<B: Blob> OpExec for EngineExec<B> {
-    fn exec(&self, op: Op) -> impl Future<Output = OpResult> {
-        async move {
-            match op {
-                Op::Read {
-                    offset_bytes,
-                    len_bytes,
-                } => {
-                    let buf = self
-                        .blob
-                        .read_at(offset_bytes, len_bytes as usize)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    if buf.len() as u64 != len_bytes {
-                        return Err(format!("read {} of {len_bytes} bytes", buf.len()));
-                    }
-                }
-                Op::Write {
-                    offset_bytes,
-                    len_bytes,
-                    sync,
-                } => {
-                    let data = &self.block[..len_bytes as usize];
-                    let options = if sync && self.sync_flag {
-                        WriteOptions::SYNC
-                    } else {
-                        WriteOptions::NONE
-                    };
-                    self.blob
-                        .write_vectored_at(offset_bytes, &[data], options)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    if sync && !self.sync_flag {
-                        self.blob.sync().await.map_err(|e| e.to_string())?;
-                    }
+    async fn exec(&self, op: Op) -> OpResult {
+        match op {
+            Op::Read {
+                offset_bytes,
+                len_bytes,
+            } => {
+                let buf = self
+                    .blob
+                    .read_at(offset_bytes, len_bytes as usize)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if buf.len() as u64 != len_bytes {
+                    return Err(format!("read {} of {len_bytes} bytes", buf.len()));
                 }
             }
-            Ok(())
+            Op::Write {
+                offset_bytes,
+                len_bytes,
+                sync,
+            } => {
+                let data = &self.block[..len_bytes as usize];
+                let options = if sync && self.sync_flag {
+                    WriteOptions::SYNC
+                } else {
+                    WriteOptions::NONE
+                };
+                self.blob
+                    .write_vectored_at(offset_bytes, &[data], options)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if sync && !self.sync_flag {
+                    self.blob.sync().await.map_err(|e| e.to_string())?;
+                }
+            }
         }
+        Ok(())
     }
 }
 
