@@ -27,6 +27,7 @@ use crate::cli::Cli;
 use crate::progress::Progress;
 use crate::report::{Meta, Results};
 use crate::result::Outcome;
+use crate::targets::engine::EngineTargets;
 use crate::targets::{Env, Target};
 
 const TMPFS_MAGIC: i64 = 0x0102_1994;
@@ -66,19 +67,99 @@ fn kernel() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-fn run_peer(env: &Env, target: Target) -> Vec<Outcome> {
-    match target {
-        Target::Fio => peers::fio::run(env),
-        Target::Dma => peers::dma::run(env, env.peer_cpu),
-        #[cfg(feature = "commonware")]
-        Target::CommonwareTokio => peers::commonware::run_tokio(env),
-        #[cfg(feature = "commonware")]
-        Target::CommonwareIouring => peers::commonware::run_iouring(env),
-        #[cfg(not(feature = "commonware"))]
-        Target::CommonwareTokio | Target::CommonwareIouring => {
-            targets::skipped_all(&env.plan, "built without the `commonware` feature")
+/// How each target runs a case; targets that could not be prepared fail every case.
+enum Runner {
+    Engine,
+    Fio,
+    Dma,
+    #[cfg(feature = "commonware")]
+    Commonware,
+    Unavailable(Outcome),
+}
+
+/// Prepares every target: starts the engine, prefills the peers' data.
+fn prepare(env: &Env) -> (Option<EngineTargets>, Vec<(Target, Runner)>) {
+    let plan = &env.plan;
+    let mut runners = Vec::new();
+    let mut engine_error = None;
+    let mut engine = None;
+    if plan.targets.iter().any(|t| t.is_ours()) {
+        match EngineTargets::start(env) {
+            Ok(started) => engine = Some(started),
+            Err(e) => engine_error = Some(e),
         }
-        ours => targets::skipped_all(&env.plan, &format!("{} is not a peer", ours.name())),
+    }
+    let raw_prefill = if plan
+        .targets
+        .iter()
+        .any(|t| matches!(t, Target::Fio | Target::Dma))
+        && plan.data_file_bytes > 0
+    {
+        env.progress.note(&format!(
+            "raw peers: prefilling {}",
+            units::format_size(plan.data_file_bytes)
+        ));
+        peers::prefill_raw_file(&env.raw_data_path(), plan.data_file_bytes)
+    } else {
+        Ok(())
+    };
+    let failed = |error: &str| {
+        Runner::Unavailable(Outcome::Failed {
+            error: error.to_string(),
+        })
+    };
+    for &target in &plan.targets {
+        let runner = match target {
+            ours if ours.is_ours() => match (&engine, &engine_error) {
+                (Some(_), _) => Runner::Engine,
+                (None, Some(e)) => failed(e),
+                (None, None) => failed("engine not started"),
+            },
+            Target::Fio | Target::Dma => match (&raw_prefill, target) {
+                (Err(e), _) => failed(e),
+                (Ok(()), Target::Fio) if peers::fio::version().is_none() => {
+                    env.progress
+                        .note("fio not on PATH: fio rows skipped (apt-get install fio)");
+                    Runner::Unavailable(Outcome::Skipped {
+                        reason: "fio not on PATH".into(),
+                    })
+                }
+                (Ok(()), Target::Fio) => Runner::Fio,
+                (Ok(()), _) => Runner::Dma,
+            },
+            #[cfg(feature = "commonware")]
+            _ => match peers::commonware::prepare(env, target) {
+                Ok(()) => Runner::Commonware,
+                Err(e) => failed(&e),
+            },
+            #[cfg(not(feature = "commonware"))]
+            _ => Runner::Unavailable(Outcome::Skipped {
+                reason: "built without the `commonware` feature".into(),
+            }),
+        };
+        runners.push((target, runner));
+    }
+    (engine, runners)
+}
+
+/// Runs case `index` on one target.
+fn run_one(
+    env: &Env,
+    engine: Option<&EngineTargets>,
+    target: Target,
+    runner: &Runner,
+    index: usize,
+) -> Outcome {
+    match (runner, engine) {
+        (Runner::Engine, Some(engine)) => engine.run_case(env, target, index),
+        (Runner::Engine, None) => Outcome::Failed {
+            error: "engine not started".into(),
+        },
+        (Runner::Fio, _) => peers::fio::run_case(env, index),
+        (Runner::Dma, _) => peers::dma::run_case_on_executor(env, index),
+        #[cfg(feature = "commonware")]
+        (Runner::Commonware, _) => peers::commonware::run_case_on_runtime(env, target, index),
+        (Runner::Unavailable(outcome), _) => outcome.clone(),
     }
 }
 
@@ -148,34 +229,26 @@ fn main() -> ExitCode {
         progress: progress.clone(),
     };
 
-    let ours: Vec<Target> = plan
-        .targets
+    // Every case runs on all targets back to back, so drift of the machine
+    // over the run does not fall between the rows of one case.
+    let (engine, runners) = prepare(&env);
+    let mut by_target: Vec<(Target, Vec<Outcome>)> = runners
         .iter()
-        .copied()
-        .filter(|t| t.is_ours())
+        .map(|(t, _)| (*t, Vec::with_capacity(plan.cases.len())))
         .collect();
-    let mut by_target = Vec::new();
-    if !ours.is_empty() {
-        by_target.extend(targets::engine::run(&env, &ours));
+    for (index, case) in plan.cases.iter().enumerate() {
+        for (slot, (target, runner)) in runners.iter().enumerate() {
+            if !matches!(runner, Runner::Unavailable(_)) {
+                progress.step(target.name(), &case.label());
+            }
+            let outcome = run_one(&env, engine.as_ref(), *target, runner, index);
+            by_target[slot].1.push(outcome);
+        }
     }
-    let raw_peers = plan
-        .targets
-        .iter()
-        .any(|t| matches!(t, Target::Fio | Target::Dma));
-    let mut raw_prefill = Ok(());
-    if raw_peers && plan.data_file_bytes > 0 {
-        progress.note(&format!(
-            "raw peers: prefilling {}",
-            units::format_size(plan.data_file_bytes)
-        ));
-        raw_prefill = peers::prefill_raw_file(&env.raw_data_path(), plan.data_file_bytes);
-    }
-    for &target in plan.targets.iter().filter(|t| !t.is_ours()) {
-        let outcomes = match (&raw_prefill, target) {
-            (Err(e), Target::Fio | Target::Dma) => targets::failed_all(&plan, e),
-            _ => run_peer(&env, target),
-        };
-        by_target.push((target, outcomes));
+    if let Some(engine) = engine {
+        if let Err(e) = engine.shutdown() {
+            progress.note(&format!("engine shutdown: {e}"));
+        }
     }
     progress.finish();
 

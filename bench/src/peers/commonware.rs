@@ -100,79 +100,80 @@ async fn open_data<S: Storage>(storage: &S, len_bytes: u64) -> Result<S::Blob, S
     Ok(blob)
 }
 
-async fn run_cases<C: Storage + Clock>(context: C, env: Env, target: Target) -> Vec<Outcome> {
+/// Runs case `index` on a runtime's context.
+async fn case_on<C: Storage + Clock>(context: C, env: Env, index: usize) -> Outcome {
     let plan = &env.plan;
-    let sync_flag = plan.sync_flag;
-    let mut outcomes = Vec::with_capacity(plan.cases.len());
+    let case = &plan.cases[index];
     let sleeper = CwSleep(&context);
-    let block_bytes = plan
-        .cases
-        .iter()
-        .map(|c| c.workload.block_size_bytes)
-        .max()
-        .unwrap_or(0);
-    let block = Bytes::from(pattern(block_bytes as usize));
-    if plan.data_file_bytes > 0 {
-        env.progress
-            .note(&format!("{}: prefilling its data blob", target.name()));
-    }
-    for (index, case) in plan.cases.iter().enumerate() {
-        env.progress.step(target.name(), &case.label());
-        let outcome = if case.workload.kind.uses_data_file() {
-            match open_data(
-                &context,
-                case.workload.file_size_bytes.max(plan.data_file_bytes),
-            )
-            .await
-            {
-                Ok(blob) => {
-                    let exec = CwExec {
-                        blob,
-                        block: block.clone(),
-                        sync_flag,
-                    };
-                    run_case(case, plan, &sleeper, &exec).await
-                }
-                Err(error) => Outcome::Failed { error },
+    let block = Bytes::from(pattern(case.workload.block_size_bytes as usize));
+    let sync_flag = plan.sync_flag;
+    if case.workload.kind.uses_data_file() {
+        match open_data(&context, plan.data_file_bytes).await {
+            Ok(blob) => {
+                let exec = CwExec {
+                    blob,
+                    block,
+                    sync_flag,
+                };
+                run_case(case, plan, &sleeper, &exec).await
             }
+            Err(error) => Outcome::Failed { error },
+        }
+    } else {
+        let name = format!("append-{index}");
+        match context.open(PARTITION, name.as_bytes()).await {
+            Ok((blob, _)) => {
+                let exec = CwExec {
+                    blob,
+                    block,
+                    sync_flag,
+                };
+                let outcome = run_case(case, plan, &sleeper, &exec).await;
+                drop(exec);
+                let _ = context.remove(PARTITION, Some(name.as_bytes())).await;
+                outcome
+            }
+            Err(e) => Outcome::Failed {
+                error: format!("commonware open {name}: {e}"),
+            },
+        }
+    }
+}
+
+/// Prefills the data blob on a runtime's context.
+async fn prefill_on<C: Storage>(context: C, env: Env) -> Result<(), String> {
+    open_data(&context, env.plan.data_file_bytes)
+        .await
+        .map(drop)
+}
+
+/// Starts `target`'s runtime (tokio or io_uring) on its storage directory and runs `$body` in it.
+macro_rules! on_runtime {
+    ($env:expr, $target:expr, |$context:ident| $body:expr) => {{
+        let dir: PathBuf = $env.work_dir.join($target.name());
+        if $target == Target::CommonwareTokio {
+            let config = commonware_runtime::tokio::Config::new().with_storage_directory(dir);
+            commonware_runtime::tokio::Runner::new(config).start(|$context| $body)
         } else {
-            let name = format!("append-{index}");
-            match context.open(PARTITION, name.as_bytes()).await {
-                Ok((blob, _)) => {
-                    let exec = CwExec {
-                        blob,
-                        block: block.clone(),
-                        sync_flag,
-                    };
-                    let outcome = run_case(case, plan, &sleeper, &exec).await;
-                    drop(exec);
-                    let _ = context.remove(PARTITION, Some(name.as_bytes())).await;
-                    outcome
-                }
-                Err(e) => Outcome::Failed {
-                    error: format!("commonware open {name}: {e}"),
-                },
-            }
-        };
-        outcomes.push(outcome);
+            let config = commonware_runtime::iouring::Config::new().with_storage_directory(dir);
+            commonware_runtime::iouring::Runner::new(config).start(|$context| $body)
+        }
+    }};
+}
+
+/// Prefills `target`'s data blob (once, before its first case).
+pub fn prepare(env: &Env, target: Target) -> Result<(), String> {
+    if env.plan.data_file_bytes == 0 {
+        return Ok(());
     }
-    outcomes
+    env.progress
+        .note(&format!("{}: prefilling its data blob", target.name()));
+    let task_env = env.clone();
+    on_runtime!(env, target, |context| prefill_on(context, task_env))
 }
 
-/// Runs every case on commonware's tokio runtime.
-pub fn run_tokio(env: &Env) -> Vec<Outcome> {
-    let dir: PathBuf = env.work_dir.join("commonware-tokio");
-    let config = commonware_runtime::tokio::Config::new().with_storage_directory(dir);
+/// Runs case `index` on `target`'s runtime, started for this case.
+pub fn run_case_on_runtime(env: &Env, target: Target, index: usize) -> Outcome {
     let task_env = env.clone();
-    commonware_runtime::tokio::Runner::new(config)
-        .start(move |context| run_cases(context, task_env, Target::CommonwareTokio))
-}
-
-/// Runs every case on commonware's io_uring runtime.
-pub fn run_iouring(env: &Env) -> Vec<Outcome> {
-    let dir: PathBuf = env.work_dir.join("commonware-iouring");
-    let config = commonware_runtime::iouring::Config::new().with_storage_directory(dir);
-    let task_env = env.clone();
-    commonware_runtime::iouring::Runner::new(config)
-        .start(move |context| run_cases(context, task_env, Target::CommonwareIouring))
+    on_runtime!(env, target, |context| case_on(context, task_env, index))
 }

@@ -4,7 +4,7 @@
 //! aligned read or write, plus `fdatasync` for synced ops. Small appends
 //! rewrite the tail page from memory (no device read), as an engine must.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::load::OpResult;
 use crate::result::Outcome;
-use crate::targets::{failed_all, run_case, Env, GlommioSleep, OpExec};
+use crate::targets::{run_case, Env, GlommioSleep, OpExec};
 use crate::workload::Op;
 
 const PAGE_BYTES: u64 = 4096;
@@ -96,58 +96,59 @@ async fn open(path: &Path, create: bool) -> Result<DmaFile, String> {
         .map_err(|e| format!("dma open {}: {e}", path.display()))
 }
 
-async fn run_cases(env: Env, dir: PathBuf) -> Vec<Outcome> {
+async fn run_one(env: Env, index: usize) -> Outcome {
     let plan = &env.plan;
+    let case = &plan.cases[index];
+    let dir = env.work_dir.join("raw");
     // Open a file holding data first: glommio's poll probe on an empty file
     // would wrongly mark the device pollable (see DESIGN.md).
     let probe = dir.join("probe.bin");
     if let Err(e) = std::fs::write(&probe, crate::targets::pattern(PAGE_BYTES as usize)) {
-        return failed_all(plan, &format!("dma: write {}: {e}", probe.display()));
-    }
-    if let Err(e) = open(&probe, false).await {
-        return failed_all(plan, &e);
-    }
-    let mut outcomes = Vec::with_capacity(plan.cases.len());
-    for (index, case) in plan.cases.iter().enumerate() {
-        env.progress.step("dma", &case.label());
-        let fresh = !case.workload.kind.uses_data_file();
-        let path = if fresh {
-            dir.join(format!("append-{index}.bin"))
-        } else {
-            env.raw_data_path()
+        return Outcome::Failed {
+            error: format!("dma: write {}: {e}", probe.display()),
         };
-        let outcome = match open(&path, fresh).await {
-            Ok(file) => {
-                let exec = DmaExec::new(file, case.workload.block_size_bytes);
-                run_case(case, plan, &GlommioSleep, &exec).await
-            }
-            Err(error) => Outcome::Failed { error },
-        };
-        if fresh {
-            let _ = std::fs::remove_file(&path);
+    }
+    if let Err(error) = open(&probe, false).await {
+        return Outcome::Failed { error };
+    }
+    let fresh = !case.workload.kind.uses_data_file();
+    let path = if fresh {
+        dir.join(format!("append-{index}.bin"))
+    } else {
+        env.raw_data_path()
+    };
+    let outcome = match open(&path, fresh).await {
+        Ok(file) => {
+            let exec = DmaExec::new(file, case.workload.block_size_bytes);
+            run_case(case, plan, &GlommioSleep, &exec).await
         }
-        outcomes.push(outcome);
+        Err(error) => Outcome::Failed { error },
+    };
+    if fresh {
+        let _ = std::fs::remove_file(&path);
     }
-    outcomes
+    outcome
 }
 
-/// Runs every case on a fresh glommio executor pinned to `cpu`.
-pub fn run(env: &Env, cpu: usize) -> Vec<Outcome> {
+/// Runs case `index` on a fresh glommio executor pinned to `env.peer_cpu`.
+pub fn run_case_on_executor(env: &Env, index: usize) -> Outcome {
     let dir = env.work_dir.join("raw");
     if let Err(e) = std::fs::create_dir_all(&dir) {
-        return failed_all(&env.plan, &format!("dma: create {}: {e}", dir.display()));
+        return Outcome::Failed {
+            error: format!("dma: create {}: {e}", dir.display()),
+        };
     }
-    let spin = env.peer_spin;
+    let mut builder = LocalExecutorBuilder::new(Placement::Fixed(env.peer_cpu)).name("bench-dma");
+    if env.peer_spin > Duration::ZERO {
+        builder = builder.spin_before_park(env.peer_spin);
+    }
     let task_env = env.clone();
-    let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cpu)).name("bench-dma");
-    if spin > Duration::ZERO {
-        builder = builder.spin_before_park(spin);
-    }
-    let spawned = builder.spawn(move || run_cases(task_env, dir));
-    match spawned {
-        Ok(handle) => handle
-            .join()
-            .unwrap_or_else(|e| failed_all(&env.plan, &format!("dma executor: {e}"))),
-        Err(e) => failed_all(&env.plan, &format!("dma executor: {e}")),
+    match builder.spawn(move || run_one(task_env, index)) {
+        Ok(handle) => handle.join().unwrap_or_else(|e| Outcome::Failed {
+            error: format!("dma executor: {e}"),
+        }),
+        Err(e) => Outcome::Failed {
+            error: format!("dma executor: {e}"),
+        },
     }
 }

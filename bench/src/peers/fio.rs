@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::load::Load;
 use crate::result::{Outcome, Summary, SPECTRUM_PERCENTILES, TABLE_PERCENTILES};
 use crate::suite::{Case, Plan};
-use crate::targets::{skipped_all, Env};
+use crate::targets::Env;
 use crate::workload::WorkloadKind;
 
 /// `fio --version`, or `None` when fio is not on PATH.
@@ -194,7 +194,9 @@ pub fn parse(output: &str, case: &Case) -> Result<Summary, String> {
     })
 }
 
-fn run_case(case: &Case, index: usize, env: &Env) -> Outcome {
+/// Runs case `index` with fio (the caller checked that fio is on PATH).
+pub fn run_case(env: &Env, index: usize) -> Outcome {
+    let case = &env.plan.cases[index];
     let fresh = !case.workload.kind.uses_data_file();
     let file = if fresh {
         env.work_dir
@@ -235,24 +237,6 @@ fn run_case(case: &Case, index: usize, env: &Env) -> Outcome {
             error: format!("fio: {e}"),
         },
     }
-}
-
-/// Runs every case with fio, or marks all skipped when fio is missing.
-pub fn run(env: &Env) -> Vec<Outcome> {
-    if version().is_none() {
-        env.progress
-            .note("fio not on PATH: fio rows skipped (apt-get install fio)");
-        return skipped_all(&env.plan, "fio not on PATH");
-    }
-    env.plan
-        .cases
-        .iter()
-        .enumerate()
-        .map(|(index, case)| {
-            env.progress.step("fio", &case.label());
-            run_case(case, index, env)
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -17,9 +17,7 @@ use crate::peers::PREFILL_CHUNK_BYTES;
 use crate::result::Outcome;
 use crate::rt::{self, ThreadSleep};
 use crate::suite::{Case, Plan};
-use crate::targets::{
-    failed_all, pattern, run_case, skipped_all, Env, GlommioSleep, OpExec, Target,
-};
+use crate::targets::{pattern, run_case, Env, GlommioSleep, OpExec, Target};
 use crate::workload::Op;
 
 const DATA_BLOB: &[u8] = b"data";
@@ -156,116 +154,114 @@ fn partition_on_shard_zero(engine: &Engine) -> String {
         .unwrap_or_else(|| "bench".to_string())
 }
 
-fn on_shard(
-    env: &Env,
-    engine: &Engine,
-    shard: usize,
-    path: Target,
-    partition: &str,
-) -> Vec<Outcome> {
-    let plan = &env.plan;
-    let mut outcomes = Vec::with_capacity(plan.cases.len());
-    for (index, case) in plan.cases.iter().enumerate() {
-        env.progress.step(path.name(), &case.label());
-        let (case, plan, partition) = (case.clone(), plan.clone(), partition.to_string());
-        let task = engine.client().spawn_on(shard, move |storage| async move {
-            engine_case(
-                &storage,
-                &GlommioSleep,
-                &partition,
-                path,
-                index,
-                &case,
-                &plan,
-            )
-            .await
-        });
-        outcomes.push(
-            futures::executor::block_on(task).unwrap_or_else(|e| Outcome::Failed {
-                error: format!("spawn_on shard {shard}: {e}"),
-            }),
-        );
-    }
-    outcomes
+/// A running engine, prefilled, serving its three paths one case at a time.
+pub struct EngineTargets {
+    engine: Engine,
+    partition: String,
+    home: usize,
 }
 
-fn on_foreign_thread(env: &Env, engine: &Engine, partition: &str) -> Vec<Outcome> {
-    let client = engine.client();
-    let (task_env, partition) = (env.clone(), partition.to_string());
-    let thread = std::thread::Builder::new()
-        .name("bench-foreign".into())
-        .spawn(move || {
-            let plan = &task_env.plan;
-            let path = Target::ForeignThread;
-            plan.cases
-                .iter()
-                .enumerate()
-                .map(|(index, case)| {
-                    task_env.progress.step(path.name(), &case.label());
-                    rt::block_on(engine_case(
-                        &client,
-                        &ThreadSleep,
-                        &partition,
-                        path,
-                        index,
-                        case,
-                        plan,
-                    ))
-                })
-                .collect::<Vec<_>>()
-        });
-    match thread.map(|t| t.join()) {
-        Ok(Ok(outcomes)) => outcomes,
-        Ok(Err(_)) => failed_all(&env.plan, "the foreign thread panicked"),
-        Err(e) => failed_all(&env.plan, &format!("spawn the foreign thread: {e}")),
+impl EngineTargets {
+    /// Starts the engine in the run's directory and prefills the data blob.
+    pub fn start(env: &Env) -> Result<EngineTargets, String> {
+        let mut config = env.engine_config.clone();
+        config.data_dir = env.work_dir.join("engine");
+        let engine = Engine::start(config).map_err(|e| format!("engine start: {e}"))?;
+        let partition = partition_on_shard_zero(&engine);
+        let home = engine.shard_of(&partition);
+        if env.plan.data_file_bytes > 0 {
+            env.progress.note(&format!(
+                "engine: prefilling {} on shard {home}",
+                crate::units::format_size(env.plan.data_file_bytes)
+            ));
+            let (partition, len) = (partition.clone(), env.plan.data_file_bytes);
+            let task = engine.client().spawn_on(home, move |storage| async move {
+                prefill(&storage, &partition, len).await
+            });
+            match futures::executor::block_on(task) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(format!("engine prefill: {e}")),
+                Err(e) => return Err(format!("engine prefill: {e}")),
+            }
+        }
+        Ok(EngineTargets {
+            engine,
+            partition,
+            home,
+        })
     }
-}
 
-/// Starts the engine, prefills, runs every case on each path, shuts down.
-pub fn run(env: &Env, paths: &[Target]) -> Vec<(Target, Vec<Outcome>)> {
-    let all_failed = |error: String| {
-        paths
-            .iter()
-            .map(|&p| (p, failed_all(&env.plan, &error)))
-            .collect()
-    };
-    let mut config = env.engine_config.clone();
-    config.data_dir = env.work_dir.join("engine");
-    let engine = match Engine::start(config) {
-        Ok(engine) => engine,
-        Err(e) => return all_failed(format!("engine start: {e}")),
-    };
-    let partition = partition_on_shard_zero(&engine);
-    let home = engine.shard_of(&partition);
-    let shards = engine.shard_count();
-    if env.plan.data_file_bytes > 0 {
-        env.progress.note(&format!(
-            "engine: prefilling {} on shard {home}",
-            crate::units::format_size(env.plan.data_file_bytes)
-        ));
-        let (partition, len) = (partition.clone(), env.plan.data_file_bytes);
-        let task = engine.client().spawn_on(home, move |storage| async move {
-            prefill(&storage, &partition, len).await
-        });
-        match futures::executor::block_on(task) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return all_failed(format!("engine prefill: {e}")),
-            Err(e) => return all_failed(format!("engine prefill: {e}")),
+    /// Runs case `index` on one path.
+    pub fn run_case(&self, env: &Env, path: Target, index: usize) -> Outcome {
+        let shards = self.engine.shard_count();
+        match path {
+            Target::SameShard => self.on_shard(env, self.home, path, index),
+            Target::CrossShard if shards < 2 => Outcome::Skipped {
+                reason: "the engine has one shard".into(),
+            },
+            Target::CrossShard => self.on_shard(env, (self.home + 1) % shards, path, index),
+            Target::ForeignThread => self.on_foreign_thread(env, index),
+            peer => Outcome::Skipped {
+                reason: format!("{} is not an engine path", peer.name()),
+            },
         }
     }
-    let mut results = Vec::new();
-    for &path in paths {
-        let outcomes = match path {
-            Target::SameShard => on_shard(env, &engine, home, path, &partition),
-            Target::CrossShard if shards < 2 => skipped_all(&env.plan, "the engine has one shard"),
-            Target::CrossShard => on_shard(env, &engine, (home + 1) % shards, path, &partition),
-            Target::ForeignThread => on_foreign_thread(env, &engine, &partition),
-            peer => skipped_all(&env.plan, &format!("{} is not an engine path", peer.name())),
-        };
-        results.push((path, outcomes));
+
+    fn on_shard(&self, env: &Env, shard: usize, path: Target, index: usize) -> Outcome {
+        let (case, plan) = (env.plan.cases[index].clone(), env.plan.clone());
+        let partition = self.partition.clone();
+        let task = self
+            .engine
+            .client()
+            .spawn_on(shard, move |storage| async move {
+                engine_case(
+                    &storage,
+                    &GlommioSleep,
+                    &partition,
+                    path,
+                    index,
+                    &case,
+                    &plan,
+                )
+                .await
+            });
+        futures::executor::block_on(task).unwrap_or_else(|e| Outcome::Failed {
+            error: format!("spawn_on shard {shard}: {e}"),
+        })
     }
-    if let Err(e) = engine.shutdown() {
-        env.progress.note(&format!("engine shutdown: {e}"));
+
+    /// Runs the case on a fresh plain std thread through the `Send` client.
+    fn on_foreign_thread(&self, env: &Env, index: usize) -> Outcome {
+        let client = self.engine.client();
+        let (plan, partition) = (env.plan.clone(), self.partition.clone());
+        let thread = std::thread::Builder::new()
+            .name("bench-foreign".into())
+            .spawn(move || {
+                let case = &plan.cases[index];
+                let path = Target::ForeignThread;
+                rt::block_on(engine_case(
+                    &client,
+                    &ThreadSleep,
+                    &partition,
+                    path,
+                    index,
+                    case,
+                    &plan,
+                ))
+            });
+        match thread.map(|t| t.join()) {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => Outcome::Failed {
+                error: "the foreign thread panicked".into(),
+            },
+            Err(e) => Outcome::Failed {
+                error: format!("spawn the foreign thread: {e}"),
+            },
+        }
     }
-    results
+
+    /// Stops the engine.
+    pub fn shutdown(self) -> Result<(), String> {
+        self.engine.shutdown().map_err(|e| e.to_string())
+    }
 }

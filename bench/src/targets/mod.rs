@@ -120,23 +120,3 @@ impl Sleep for GlommioSleep {
 pub fn pattern(len_bytes: usize) -> Vec<u8> {
     (0..len_bytes).map(|i| (i % 251) as u8 + 1).collect()
 }
-
-/// The same `Outcome::Failed` for every case (a target that could not start).
-pub fn failed_all(plan: &Plan, error: &str) -> Vec<Outcome> {
-    plan.cases
-        .iter()
-        .map(|_| Outcome::Failed {
-            error: error.to_string(),
-        })
-        .collect()
-}
-
-/// The same `Outcome::Skipped` for every case.
-pub fn skipped_all(plan: &Plan, reason: &str) -> Vec<Outcome> {
-    plan.cases
-        .iter()
-        .map(|_| Outcome::Skipped {
-            reason: reason.to_string(),
-        })
-        .collect()
-}
