@@ -61,6 +61,13 @@ fn make_work_dir(parent: &Path, stamp: &str) -> Result<PathBuf, String> {
     Ok(dir)
 }
 
+/// The 1, 5 and 15 minute load averages.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 fn kernel() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
@@ -177,6 +184,7 @@ fn main() -> ExitCode {
         println!("estimated time: {:.0} s plus prefill", plan.estimated_s());
         return ExitCode::SUCCESS;
     }
+    let load_average_start = load_average();
     let started_unix_s = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -258,6 +266,8 @@ fn main() -> ExitCode {
             started_utc: stamp,
             cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
             kernel: kernel(),
+            load_average_start,
+            load_average_end: load_average(),
             fio_version: peers::fio::version(),
             engine_config: cli
                 .engine_config

@@ -41,12 +41,6 @@ pub fn render(histogram_ns: &Histogram<u64>) -> String {
         histogram_ns.max() as f64 / 1e3,
         histogram_ns.len()
     );
-    let _ = writeln!(
-        text,
-        "#[Buckets = {:12}, SubBuckets     = {:12}]",
-        histogram_ns.buckets(),
-        histogram_ns.distinct_values()
-    );
     text
 }
 

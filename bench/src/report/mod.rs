@@ -27,6 +27,9 @@ pub struct Meta {
     pub started_utc: String,
     pub cpus: usize,
     pub kernel: String,
+    /// /proc/loadavg at the start and the end: other work on the machine skews results.
+    pub load_average_start: String,
+    pub load_average_end: String,
     pub fio_version: Option<String>,
     pub engine_config: String,
     pub warmup_ms: u128,

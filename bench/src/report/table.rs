@@ -68,6 +68,11 @@ pub fn render(results: &Results) -> String {
     let _ = writeln!(text, "command: {}", m.command);
     let _ = writeln!(
         text,
+        "load average (1/5/15 min) at start {}, at end {}",
+        m.load_average_start, m.load_average_end
+    );
+    let _ = writeln!(
+        text,
         "engine config: {}; fio: {}; warm-up {} ms + {} ms per case",
         m.engine_config,
         m.fio_version.as_deref().unwrap_or("not on PATH (skipped)"),
