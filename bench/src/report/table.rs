@@ -101,6 +101,13 @@ pub fn render(results: &Results) -> String {
                     for note in &s.notes {
                         notes.push(format!("{}: {note}", target.name()));
                     }
+                    if s.max_issue_lag_us > 1000.0 {
+                        notes.push(format!(
+                            "{}: some ops started up to {} µs after their intended start (charged to their latency)",
+                            target.name(),
+                            format_latency_us(s.max_issue_lag_us)
+                        ));
+                    }
                     if s.missed_ops > 0 {
                         notes.push(format!(
                             "{}: {} scheduled ops never issued (fell behind)",
