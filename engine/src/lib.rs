@@ -1,1 +1,4 @@
+pub mod config;
+mod placement;
 
+pub use config::{Config, Placement, ResolvedConfig};

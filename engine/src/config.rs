@@ -1,0 +1,618 @@
+//! The engine's configuration: TOML through serde.
+//!
+//! `configs/default.toml` is compiled in and *is* the default, so the
+//! documented file and the behaviour cannot drift apart, and
+//! `Engine::start(Config::default())` needs no file. Every field is defaulted
+//! and an unknown field is rejected with its name: a typo must not silently
+//! leave a setting at its default.
+//!
+//! Parsing only checks shapes and types. [`Config::validate`] then resolves
+//! the placement against this machine into one CPU per shard and refuses
+//! values that cannot work, each with a message that says what to change;
+//! `ResolvedConfig::preflight` (in `preflight.rs`) checks the environment.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use shardblob_shards::Error;
+
+use crate::placement::{first_per_core, format_cpu_list, spread_over_cores, Topology};
+
+/// The text of `configs/default.toml`, the embedded default configuration.
+pub const DEFAULT_TOML: &str = include_str!("../../configs/default.toml");
+
+/// Largest `io_memory_bytes`: the kernel refuses to register a buffer larger
+/// than 1 GiB with io_uring.
+pub const IO_MEMORY_BYTES_MAX: usize = 1 << 30;
+
+/// Largest `ring_depth`: the kernel's limit on io_uring entries.
+pub const RING_DEPTH_MAX: usize = 32768;
+
+/// Largest `channel_capacity`: the queues are allocated up front, and more
+/// slots than this only hold memory.
+pub const CHANNEL_CAPACITY_MAX: usize = 1 << 20;
+
+/// Engine configuration. See `configs/default.toml` for every field, its
+/// default and why.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory holding the partitions and the LOCK file.
+    pub data_dir: PathBuf,
+    /// Number of shards; 0 = one per CPU of the placement.
+    pub shards: usize,
+    /// The CPUs the shards are pinned to.
+    pub placement: Placement,
+    /// Use one hardware thread per physical core of the placement.
+    pub physical_cores_only: bool,
+    /// Busy-poll this long before an idle shard sleeps; 0 = never spin.
+    pub spin_before_park_us: u64,
+    /// DMA buffer memory registered with io_uring, per shard.
+    pub io_memory_bytes: usize,
+    /// Entries of each io_uring ring.
+    pub ring_depth: usize,
+    /// Slots of each bounded cross-shard or foreign-thread queue.
+    pub channel_capacity: usize,
+    /// Forwarded requests one shard serves concurrently.
+    pub inflight_per_shard_max: usize,
+}
+
+/// Which CPUs the shards are pinned to. In TOML:
+///
+/// ```toml
+/// placement = "all"                 # every online CPU this process may use
+/// placement = { cpus = [0, 2, 4] }  # exactly these, shard i on the i-th
+/// placement = { numa_node = 0 }     # the CPUs of one NUMA node
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    /// Every online CPU in this process's affinity mask.
+    All,
+    /// Exactly these CPUs, in this order.
+    Cpus(Vec<usize>),
+    /// The CPUs of one NUMA node.
+    NumaNode(usize),
+}
+
+impl fmt::Display for Placement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Placement::All => write!(f, "placement = \"all\""),
+            Placement::Cpus(cpus) => write!(f, "placement = {{ cpus = {cpus:?} }}"),
+            Placement::NumaNode(node) => write!(f, "placement = {{ numa_node = {node} }}"),
+        }
+    }
+}
+
+/// A validated configuration with its placement resolved on this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedConfig {
+    /// The configuration it came from.
+    pub config: Config,
+    /// The CPU of each shard: shard `i` is pinned to `shard_cpus[i]`. Never
+    /// empty, no CPU twice.
+    pub shard_cpus: Vec<usize>,
+}
+
+impl ResolvedConfig {
+    /// The number of shards.
+    pub fn shards(&self) -> usize {
+        self.shard_cpus.len()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        toml::from_str::<DefaultFile>(DEFAULT_TOML)
+            .map(Config::from)
+            .expect("configs/default.toml is compiled in, lists every field and is parsed by a unit test")
+    }
+}
+
+/// `configs/default.toml` read strictly: every field required. `Config`
+/// itself cannot parse it for `Default`, because `#[serde(default)]` calls
+/// `Config::default()` first and would recurse.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DefaultFile {
+    data_dir: PathBuf,
+    shards: usize,
+    placement: Placement,
+    physical_cores_only: bool,
+    spin_before_park_us: u64,
+    io_memory_bytes: usize,
+    ring_depth: usize,
+    channel_capacity: usize,
+    inflight_per_shard_max: usize,
+}
+
+impl From<DefaultFile> for Config {
+    fn from(file: DefaultFile) -> Config {
+        let DefaultFile {
+            data_dir,
+            shards,
+            placement,
+            physical_cores_only,
+            spin_before_park_us,
+            io_memory_bytes,
+            ring_depth,
+            channel_capacity,
+            inflight_per_shard_max,
+        } = file;
+        Config {
+            data_dir,
+            shards,
+            placement,
+            physical_cores_only,
+            spin_before_park_us,
+            io_memory_bytes,
+            ring_depth,
+            channel_capacity,
+            inflight_per_shard_max,
+        }
+    }
+}
+
+fn invalid(reason: String) -> Error {
+    Error::Startup(format!("invalid configuration: {reason}"))
+}
+
+impl Config {
+    /// Parses a TOML configuration; missing fields take their defaults.
+    pub fn from_toml_str(text: &str) -> Result<Config, Error> {
+        toml::from_str(text).map_err(|e| invalid(e.to_string()))
+    }
+
+    /// Reads and parses a TOML configuration file.
+    pub fn from_file(path: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Startup(format!(
+                "cannot read configuration file {}: {e}",
+                path.display()
+            ))
+        })?;
+        toml::from_str(&text).map_err(|e| invalid(format!("in {}: {e}", path.display())))
+    }
+
+    /// `spin_before_park_us` as glommio takes it: `None` = do not spin.
+    pub fn spin_before_park(&self) -> Option<Duration> {
+        (self.spin_before_park_us > 0).then(|| Duration::from_micros(self.spin_before_park_us))
+    }
+
+    /// Checks every value and resolves the placement on this machine into
+    /// one CPU per shard.
+    pub fn validate(&self) -> Result<ResolvedConfig, Error> {
+        self.check_values()?;
+        let topology = Topology::read().map_err(Error::Startup)?;
+        self.resolve_on(&topology)
+    }
+
+    /// The checks that need no knowledge of the machine.
+    fn check_values(&self) -> Result<(), Error> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid(
+                "data_dir is empty; set it to a directory on ext4 or xfs".to_string(),
+            ));
+        }
+        if self.io_memory_bytes == 0 {
+            return Err(invalid(
+                "io_memory_bytes = 0; give each shard some DMA memory, e.g. 524288 (512 KiB)"
+                    .to_string(),
+            ));
+        }
+        if self.io_memory_bytes > IO_MEMORY_BYTES_MAX {
+            return Err(invalid(format!(
+                "io_memory_bytes = {} is more than io_uring can register ({IO_MEMORY_BYTES_MAX}, 1 GiB); lower it",
+                self.io_memory_bytes
+            )));
+        }
+        if !(1..=RING_DEPTH_MAX).contains(&self.ring_depth) {
+            return Err(invalid(format!(
+                "ring_depth = {} is outside 1..={RING_DEPTH_MAX}; 128 is glommio's default",
+                self.ring_depth
+            )));
+        }
+        if !(1..=CHANNEL_CAPACITY_MAX).contains(&self.channel_capacity) {
+            return Err(invalid(format!(
+                "channel_capacity = {} is outside 1..={CHANNEL_CAPACITY_MAX}; queues must hold at least one request",
+                self.channel_capacity
+            )));
+        }
+        if self.inflight_per_shard_max == 0 {
+            return Err(invalid(
+                "inflight_per_shard_max = 0 would serve no forwarded request; set at least 1, e.g. 128"
+                    .to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Resolves the placement on `topology` (this machine, or a made-up one
+    /// in tests) into one CPU per shard.
+    fn resolve_on(&self, topology: &Topology) -> Result<ResolvedConfig, Error> {
+        let core = |cpu| topology.core(cpu);
+        let cpus = match &self.placement {
+            Placement::All => {
+                let usable: Vec<usize> = topology
+                    .online
+                    .iter()
+                    .copied()
+                    .filter(|&cpu| topology.is_allowed(cpu))
+                    .collect();
+                if usable.is_empty() {
+                    return Err(invalid(format!(
+                        "{}: none of the online CPUs ({}) is in this process's affinity mask; check taskset or the cgroup cpuset",
+                        self.placement,
+                        format_cpu_list(&topology.online)
+                    )));
+                }
+                spread_over_cores(&usable, core)
+            }
+            Placement::Cpus(listed) => {
+                if listed.is_empty() {
+                    return Err(invalid(format!(
+                        "{}: the list is empty; name at least one CPU, or use placement = \"all\"",
+                        self.placement
+                    )));
+                }
+                for (i, &cpu) in listed.iter().enumerate() {
+                    if listed[..i].contains(&cpu) {
+                        return Err(invalid(format!(
+                            "{}: CPU {cpu} is listed twice; each shard needs a CPU of its own",
+                            self.placement
+                        )));
+                    }
+                    if !topology.online.contains(&cpu) {
+                        return Err(invalid(format!(
+                            "{}: CPU {cpu} is not online (online CPUs: {}); remove it from the list",
+                            self.placement,
+                            format_cpu_list(&topology.online)
+                        )));
+                    }
+                    if !topology.is_allowed(cpu) {
+                        return Err(invalid(format!(
+                            "{}: CPU {cpu} is online but this process may not run on it (allowed: {}); remove it from the list or widen taskset / the cgroup cpuset",
+                            self.placement,
+                            format_cpu_list(topology.allowed.as_deref().unwrap_or_default())
+                        )));
+                    }
+                }
+                listed.clone()
+            }
+            Placement::NumaNode(node) => {
+                let Some(node_cpus) = topology.nodes.get(node) else {
+                    let nodes: Vec<usize> = topology.nodes.keys().copied().collect();
+                    return Err(invalid(if nodes.is_empty() {
+                        format!(
+                            "{}: this machine reports no NUMA nodes (/sys/devices/system/node); use placement = \"all\"",
+                            self.placement
+                        )
+                    } else {
+                        format!(
+                            "{}: NUMA node {node} does not exist (nodes: {}); pick one of those",
+                            self.placement,
+                            format_cpu_list(&nodes)
+                        )
+                    }));
+                };
+                let usable: Vec<usize> = node_cpus
+                    .iter()
+                    .copied()
+                    .filter(|&cpu| topology.online.contains(&cpu) && topology.is_allowed(cpu))
+                    .collect();
+                if usable.is_empty() {
+                    return Err(invalid(format!(
+                        "{}: none of the node's CPUs ({}) is online and in this process's affinity mask; pick another node or check taskset / the cgroup cpuset",
+                        self.placement,
+                        format_cpu_list(node_cpus)
+                    )));
+                }
+                spread_over_cores(&usable, core)
+            }
+        };
+        let (cpus, per) = if self.physical_cores_only {
+            (first_per_core(&cpus, core), "physical cores")
+        } else {
+            (cpus, "CPUs")
+        };
+        let shards = match self.shards {
+            0 => cpus.len(),
+            n if n <= cpus.len() => n,
+            n => {
+                return Err(invalid(format!(
+                    "shards = {n}, but {} offers {} {per} ({}); lower shards to at most {}, set shards = 0 for one per {}, or widen the placement",
+                    self.placement,
+                    cpus.len(),
+                    format_cpu_list(&cpus),
+                    cpus.len(),
+                    per.trim_end_matches('s'),
+                )))
+            }
+        };
+        Ok(ResolvedConfig {
+            config: self.clone(),
+            shard_cpus: cpus[..shards].to_vec(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    const NUMA_TOML: &str = include_str!("../../configs/numa.toml");
+
+    fn message(result: Result<impl fmt::Debug, Error>) -> String {
+        result.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn default_file_parses_and_is_the_default() {
+        let parsed = Config::from_toml_str(DEFAULT_TOML).unwrap();
+        assert_eq!(parsed, Config::default());
+        assert_eq!(
+            parsed,
+            Config {
+                data_dir: PathBuf::from("shardblob-data"),
+                shards: 0,
+                placement: Placement::All,
+                physical_cores_only: false,
+                spin_before_park_us: 50,
+                io_memory_bytes: 512 * 1024,
+                ring_depth: 128,
+                channel_capacity: 256,
+                inflight_per_shard_max: 128,
+            }
+        );
+        assert_eq!(parsed.spin_before_park(), Some(Duration::from_micros(50)));
+    }
+
+    #[test]
+    fn missing_fields_take_defaults() {
+        assert_eq!(Config::from_toml_str("").unwrap(), Config::default());
+        let config = Config::from_toml_str("shards = 1\nring_depth = 64").unwrap();
+        assert_eq!(config.shards, 1);
+        assert_eq!(config.ring_depth, 64);
+        assert_eq!(config.io_memory_bytes, Config::default().io_memory_bytes);
+        let config = Config::from_toml_str("spin_before_park_us = 0").unwrap();
+        assert_eq!(config.spin_before_park(), None);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_by_name() {
+        let error = message(Config::from_toml_str("shard = 4"));
+        assert!(error.contains("unknown field `shard`"), "{error}");
+        let error = message(Config::from_toml_str("placement = { cpu = [0] }"));
+        assert!(error.contains("cpu"), "{error}");
+    }
+
+    #[test]
+    fn wrong_types_are_rejected() {
+        let error = message(Config::from_toml_str("shards = -1"));
+        assert!(error.contains("shards"), "{error}");
+        let error = message(Config::from_toml_str("io_memory_bytes = \"1M\""));
+        assert!(error.contains("io_memory_bytes"), "{error}");
+    }
+
+    #[test]
+    fn placement_shapes() {
+        let parse = |text: &str| Config::from_toml_str(text).map(|c| c.placement);
+        assert_eq!(parse("placement = \"all\"").unwrap(), Placement::All);
+        assert_eq!(
+            parse("placement = { cpus = [0, 1] }").unwrap(),
+            Placement::Cpus(vec![0, 1])
+        );
+        assert_eq!(
+            parse("placement = { numa_node = 1 }").unwrap(),
+            Placement::NumaNode(1)
+        );
+        assert_eq!(
+            parse("[placement]\ncpus = [3]").unwrap(),
+            Placement::Cpus(vec![3])
+        );
+        let error = message(parse("placement = \"some\""));
+        assert!(error.contains("unknown variant `some`"), "{error}");
+        assert!(parse("placement = { cpus = [0], numa_node = 0 }").is_err());
+        assert!(parse("placement = { numa_node = -1 }").is_err());
+    }
+
+    #[test]
+    fn reads_files() {
+        let dir = std::env::temp_dir().join(format!("shardblob-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("engine.toml");
+        std::fs::write(&path, "shards = 2\n").unwrap();
+        assert_eq!(Config::from_file(&path).unwrap().shards, 2);
+        std::fs::write(&path, "shards = 2\nbogus = 1\n").unwrap();
+        let error = message(Config::from_file(&path));
+        assert!(
+            error.contains("engine.toml") && error.contains("bogus"),
+            "{error}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        let error = message(Config::from_file(&path));
+        assert!(error.contains("cannot read configuration file"), "{error}");
+    }
+
+    /// Two NUMA nodes of two cores with two threads each: node 0 has cores
+    /// {0, 4} and {1, 5}, node 1 has {2, 6} and {3, 7}. CPU 7 is offline.
+    fn two_nodes() -> Topology {
+        Topology {
+            online: vec![0, 1, 2, 3, 4, 5, 6],
+            allowed: Some(vec![0, 1, 2, 3, 4, 5, 6]),
+            nodes: BTreeMap::from([(0, vec![0, 1, 4, 5]), (1, vec![2, 3, 6, 7])]),
+            core_of: (0..8).map(|cpu| (cpu, cpu % 4)).collect(),
+        }
+    }
+
+    fn with(text: &str) -> Config {
+        Config::from_toml_str(text).unwrap()
+    }
+
+    /// `validate` on a made-up machine.
+    fn resolve(config: &Config, topology: &Topology) -> Result<ResolvedConfig, Error> {
+        config.check_values()?;
+        config.resolve_on(topology)
+    }
+
+    fn cpus(text: &str, topology: &Topology) -> Result<Vec<usize>, Error> {
+        resolve(&with(text), topology).map(|r| r.shard_cpus)
+    }
+
+    #[test]
+    fn resolves_all_cpus() {
+        let t = two_nodes();
+        assert_eq!(cpus("", &t).unwrap(), vec![0, 1, 2, 3, 4, 5, 6]);
+        assert_eq!(cpus("shards = 2", &t).unwrap(), vec![0, 1]);
+        assert_eq!(
+            cpus("physical_cores_only = true", &t).unwrap(),
+            vec![0, 1, 2, 3]
+        );
+        let mut amd = t.clone();
+        amd.core_of = (0..8).map(|cpu| (cpu, cpu / 2 * 2)).collect();
+        assert_eq!(cpus("shards = 3", &amd).unwrap(), vec![0, 2, 4]);
+        let mut restricted = t.clone();
+        restricted.allowed = Some(vec![2, 3]);
+        assert_eq!(cpus("", &restricted).unwrap(), vec![2, 3]);
+        restricted.allowed = Some(vec![7]);
+        assert!(message(cpus("", &restricted)).contains("affinity mask"));
+        let resolved = resolve(&with(""), &t).unwrap();
+        assert_eq!(resolved.shards(), 7);
+        assert_eq!(resolved.config, Config::default());
+    }
+
+    #[test]
+    fn rejects_more_shards_than_cpus() {
+        let t = two_nodes();
+        let error = message(cpus("shards = 8", &t));
+        assert!(
+            error.contains("shards = 8")
+                && error.contains("offers 7 CPUs (0-6)")
+                && error.contains("at most 7"),
+            "{error}"
+        );
+        let error = message(cpus("shards = 5\nphysical_cores_only = true", &t));
+        assert!(error.contains("offers 4 physical cores"), "{error}");
+        assert!(error.contains("one per physical core"), "{error}");
+        let error = message(cpus("shards = 4\nplacement = { numa_node = 1 }", &t));
+        assert!(
+            error.contains("numa_node = 1") && error.contains("at most 3"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn resolves_cpu_lists() {
+        let t = two_nodes();
+        assert_eq!(
+            cpus("placement = { cpus = [6, 0] }", &t).unwrap(),
+            vec![6, 0]
+        );
+        assert_eq!(
+            cpus(
+                "placement = { cpus = [0, 4, 1] }\nphysical_cores_only = true",
+                &t
+            )
+            .unwrap(),
+            vec![0, 1]
+        );
+        let error = message(cpus("placement = { cpus = [0, 7] }", &t));
+        assert!(
+            error.contains("CPU 7 is not online (online CPUs: 0-6)"),
+            "{error}"
+        );
+        let error = message(cpus("placement = { cpus = [1, 1] }", &t));
+        assert!(error.contains("CPU 1 is listed twice"), "{error}");
+        let error = message(cpus("placement = { cpus = [] }", &t));
+        assert!(error.contains("empty"), "{error}");
+        let mut restricted = t.clone();
+        restricted.allowed = Some(vec![0]);
+        let error = message(cpus("placement = { cpus = [0, 1] }", &restricted));
+        assert!(
+            error.contains("CPU 1 is online but this process may not run on it"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn resolves_numa_nodes() {
+        let t = two_nodes();
+        assert_eq!(
+            cpus("placement = { numa_node = 0 }", &t).unwrap(),
+            vec![0, 1, 4, 5]
+        );
+        // CPU 7 of node 1 is offline.
+        assert_eq!(
+            cpus("placement = { numa_node = 1 }", &t).unwrap(),
+            vec![2, 3, 6]
+        );
+        let error = message(cpus("placement = { numa_node = 2 }", &t));
+        assert!(
+            error.contains("NUMA node 2 does not exist (nodes: 0-1)"),
+            "{error}"
+        );
+        let mut flat = t.clone();
+        flat.nodes.clear();
+        let error = message(cpus("placement = { numa_node = 0 }", &flat));
+        assert!(error.contains("no NUMA nodes"), "{error}");
+        let mut restricted = t.clone();
+        restricted.allowed = Some(vec![2]);
+        let error = message(cpus("placement = { numa_node = 0 }", &restricted));
+        assert!(
+            error.contains("none of the node's CPUs (0-1,4-5)"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn rejects_impossible_values() {
+        let t = two_nodes();
+        for (text, expected) in [
+            ("io_memory_bytes = 0", "io_memory_bytes = 0"),
+            (
+                "io_memory_bytes = 1073741825",
+                "more than io_uring can register",
+            ),
+            ("ring_depth = 0", "ring_depth = 0 is outside 1..=32768"),
+            ("ring_depth = 65536", "ring_depth = 65536"),
+            ("channel_capacity = 0", "channel_capacity = 0"),
+            ("channel_capacity = 2000000", "channel_capacity = 2000000"),
+            ("inflight_per_shard_max = 0", "inflight_per_shard_max = 0"),
+            ("data_dir = \"\"", "data_dir is empty"),
+        ] {
+            let error = message(cpus(text, &t));
+            assert!(error.contains(expected), "{text}: {error}");
+            let error = message(with(text).validate());
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+        assert!(cpus("io_memory_bytes = 1073741824", &t).is_ok());
+    }
+
+    #[test]
+    fn numa_example_is_one_shard_per_core_of_node_0() {
+        let config = Config::from_toml_str(NUMA_TOML).unwrap();
+        assert_eq!(config.placement, Placement::NumaNode(0));
+        assert!(config.physical_cores_only);
+        assert_eq!(
+            resolve(&config, &two_nodes()).unwrap().shard_cpus,
+            vec![0, 1]
+        );
+    }
+
+    #[test]
+    fn default_validates_on_this_machine() {
+        let resolved = Config::default().validate().unwrap();
+        let online = crate::placement::parse_cpu_list(
+            &std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap(),
+        )
+        .unwrap();
+        assert!(resolved.shards() >= 1 && resolved.shards() <= online.len());
+        let error = message(with(&format!("shards = {}", online.len() + 1)).validate());
+        assert!(error.contains("lower shards"), "{error}");
+    }
+}
