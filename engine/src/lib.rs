@@ -1,4 +1,5 @@
 pub mod config;
 mod placement;
+mod preflight;
 
 pub use config::{Config, Placement, ResolvedConfig};
