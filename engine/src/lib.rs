@@ -1,5 +1,50 @@
+//! shardblob: a thread-per-core, shard-nothing blob storage engine.
+//!
+//! Partitions (named groups of blobs) are hashed to CPU-pinned shards. Each
+//! shard runs its own glommio executor and does all I/O for its partitions
+//! with O_DIRECT files, so a request never waits on a lock or another core.
+//! Work that arrives on the wrong core travels to the owner over bounded
+//! channels: one hop there, one back.
+//!
+//! Three ways in, one contract ([`Storage`]/[`Blob`]):
+//! - on the owning shard ([`ShardStorage`] inside [`Client::spawn_on`]):
+//!   direct calls, no channel, no copy;
+//! - on another shard (the same [`ShardStorage`]): forwarded over glommio's
+//!   lock-free shared channels;
+//! - from any other thread ([`Client`]): `Send + Sync`, works from std
+//!   threads and async runtimes such as tokio.
+//!
+//! ```no_run
+//! use shardblob::{Blob, Config, Engine, Storage};
+//!
+//! let engine = Engine::start(Config::default())?;
+//! let client = engine.client();
+//! futures_lite::future::block_on(async {
+//!     let (blob, _len) = client.open("users", b"alice").await?;
+//!     blob.write_at(0, b"hello").await?;
+//!     blob.sync().await?;
+//!     shardblob::Result::Ok(())
+//! })?;
+//! engine.shutdown()?;
+//! # shardblob::Result::Ok(())
+//! ```
+
+mod client;
 pub mod config;
+mod engine;
+mod local;
+mod message;
 mod placement;
 mod preflight;
+mod remote;
+mod routing;
+mod shard;
+mod transport;
 
+pub use client::{Client, ClientBlob};
 pub use config::{Config, Placement, ResolvedConfig};
+pub use engine::Engine;
+pub use local::{Bytes, ShardBlobHandle, ShardStorage};
+pub use remote::RemoteBlob;
+pub use routing::shard_of;
+pub use shardblob_shards::{Blob, BlobBuf, Error, ReadOptions, Result, Storage, WriteOptions};

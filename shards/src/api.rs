@@ -118,7 +118,7 @@ pub trait Storage {
 #[allow(async_fn_in_trait)]
 pub trait Blob: Clone {
     /// The bytes of a read.
-    type Buf: Deref<Target = [u8]>;
+    type Buf: Deref<Target = [u8]> + std::fmt::Debug;
 
     /// Reads exactly `len` bytes at `offset`.
     async fn read_at(&self, offset: u64, len: usize) -> Result<Self::Buf>;
@@ -129,8 +129,10 @@ pub trait Blob: Clone {
     /// Reads a batch of `(offset, len)` ranges submitted to the device
     /// together. Yields `(index into ranges, bytes)` as each completes, every
     /// range exactly once, or one error that ends the call.
-    fn read_many(&self, ranges: Vec<(u64, usize)>)
-        -> impl Stream<Item = Result<(usize, Self::Buf)>>;
+    fn read_many(
+        &self,
+        ranges: Vec<(u64, usize)>,
+    ) -> impl Stream<Item = Result<(usize, Self::Buf)>>;
 
     /// Writes the concatenation of `bufs` at `offset`.
     async fn write_vectored_at(

@@ -21,3 +21,14 @@ pub mod name;
 
 pub use api::{Blob, ReadOptions, Storage, WriteOptions};
 pub use error::{Error, Result};
+pub mod blob;
+pub mod data_dir;
+pub mod header;
+pub mod store;
+
+pub use blob::{BlobBuf, ShardBlob};
+pub use data_dir::DataDir;
+pub use store::ShardStore;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;

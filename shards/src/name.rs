@@ -59,7 +59,8 @@ pub fn hex(bytes: &[u8]) -> String {
 /// (uppercase, odd length, non-hex, empty, too long).
 pub fn unhex(file_name: &str) -> Option<Vec<u8>> {
     let digits = file_name.as_bytes();
-    if digits.is_empty() || digits.len() % 2 != 0 || digits.len() > 2 * BLOB_NAME_LEN_MAX {
+    if digits.is_empty() || !digits.len().is_multiple_of(2) || digits.len() > 2 * BLOB_NAME_LEN_MAX
+    {
         return None;
     }
     let nibble = |d: u8| match d {
@@ -98,7 +99,17 @@ mod tests {
         for ok in ["p", "A1", "my_partition", "my-partition", &"x".repeat(255)] {
             assert!(validate_partition(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "..", "a/b", "a.b", "a b", "a\0b", "é", "LOCK", &"x".repeat(256)] {
+        for bad in [
+            "",
+            "..",
+            "a/b",
+            "a.b",
+            "a b",
+            "a\0b",
+            "é",
+            "LOCK",
+            &"x".repeat(256),
+        ] {
             assert!(
                 matches!(validate_partition(bad), Err(Error::PartitionNameInvalid(_))),
                 "{bad:?}"

@@ -1,1 +1,881 @@
-//! Simulated files.
+//! A simulated file system: in memory, deterministic from a seed, able to fail
+//! any call and to crash.
+//!
+//! Why it exists: a real disk cannot lose power or return EIO on demand, so
+//! the store's error and crash paths cannot be tested on it. [`SimFs`]
+//! implements the file seam, so the conformance suite and the crash simulation
+//! drive the very same store code, and every run replays from its seed.
+//!
+//! Model. Each file (inode) holds its *current* bytes and its *durable* bytes;
+//! each directory its current and its durable listing. A [`SimFs`] is a view
+//! of a shared disk (clones share it). Every async call yields once to the
+//! executor, then acts at once.
+//! - `write_at(.., durable: false)`, `set_len` and `set_len_now` change the
+//!   current state only; `write_at(.., durable: true)` also copies its bytes
+//!   into the durable state (growing the durable size to cover them, zeros in
+//!   any gap). `sync_data` makes the current bytes and size durable;
+//!   `sync_dir` makes that directory's current listing durable.
+//! - Removing an entry keeps the inode for open handles (POSIX unlink).
+//! - Paths: the root always exists; `/a/b` and `a/b` are the same; `..` is
+//!   EINVAL. `list_dir` lists by name; `read_many` yields its ranges in a
+//!   seeded random order.
+//!
+//! A crash ([`SimFs::crash`]) may do exactly this, each choice by the RNG:
+//! - each directory keeps its durable or its current listing; a file or
+//!   directory no longer reachable from the root through them vanishes;
+//! - each file takes its durable or its current size, then every 512-byte
+//!   sector below it holds either its durable or its current bytes (zeros past
+//!   the end of either): per file, all current, all durable, or chosen per
+//!   sector (a torn write). A sector is never partly old and partly new.
+//!
+//! Afterwards current = durable. `crash` returns a new view that sees the
+//! post-crash disk; every view and file handle from before fails every file
+//! system call (as a killed process would make none), though its control
+//! methods (faults, op count, crash) still work. Op counter, fault settings
+//! and RNG carry on across the crash.
+//!
+//! Faults ([`Faults`]): every call of a [`FileSystem`] or [`File`] method
+//! except `File::alloc` is one op, numbered from 0 ([`SimFs::op_count`]). A
+//! failed op changes nothing, except a short write: it stores a prefix of
+//! whole sectors of the buffer (strictly shorter, current state only) and
+//! returns EIO. Reads, `size` and `list_dir` fail with EIO; writes with EIO,
+//! ENOSPC or a short write; other calls with EIO or ENOSPC. A file cannot grow
+//! past [`MAX_FILE_BYTES`] (EFBIG).
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::path::{Component, Path};
+use std::rc::Rc;
+
+use futures_lite::future::yield_now;
+use futures_lite::{stream, Stream, StreamExt};
+
+use super::{DirEntry, File, FileSystem, WriteBuf, BLOCK_SIZE};
+
+/// Atomic unit of the simulated device: a crash keeps or drops whole sectors.
+pub const SECTOR_BYTES: u64 = 512;
+/// Largest file the simulation holds in memory; growing past it is EFBIG.
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
+/// Fill byte of a fresh write buffer, whose contents are unspecified.
+const UNFILLED_BYTE: u8 = 0xA5;
+const ROOT: NodeId = 0;
+
+type NodeId = u64;
+
+/// Which ops fail; settable at any time with [`SimFs::set_faults`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Fail the op with this index (the [`SimFs::op_count`] before it).
+    pub fail_op_index: Option<u64>,
+    /// Fail each op with this probability, in parts per million.
+    pub fail_per_million: u32,
+}
+
+impl Faults {
+    /// Fails exactly the op with index `index`.
+    pub fn at_op(index: u64) -> Self {
+        let fail_op_index = Some(index);
+        Faults {
+            fail_op_index,
+            ..Faults::default()
+        }
+    }
+
+    /// Fails each op with probability `per_million` / 1 000 000.
+    pub fn random(per_million: u32) -> Self {
+        let fail_per_million = per_million;
+        Faults {
+            fail_per_million,
+            ..Faults::default()
+        }
+    }
+}
+
+/// A view of a simulated disk; clones share it. Dies at the next crash.
+#[derive(Clone)]
+pub struct SimFs {
+    disk: Rc<RefCell<Disk>>,
+    /// The disk's crash count when this view was made.
+    epoch: u64,
+}
+
+/// An open simulated file.
+#[derive(Clone)]
+pub struct SimFile {
+    disk: Rc<RefCell<Disk>>,
+    data: Rc<RefCell<FileData>>,
+    /// The disk's crash count at open: the handle dies at the next crash.
+    epoch: u64,
+}
+
+/// A write buffer backed by a `Vec`.
+pub struct SimWriteBuf(Vec<u8>);
+
+struct Disk {
+    rng: Rng,
+    faults: Faults,
+    ops: u64,
+    injected_faults: u64,
+    /// How many crashes happened: views and handles from an older epoch are dead.
+    epoch: u64,
+    next_id: NodeId,
+    nodes: BTreeMap<NodeId, Node>,
+}
+
+enum Node {
+    File(Rc<RefCell<FileData>>),
+    Dir(DirData),
+}
+
+#[derive(Default)]
+struct DirData {
+    current: BTreeMap<OsString, NodeId>,
+    durable: BTreeMap<OsString, NodeId>,
+}
+
+#[derive(Default)]
+struct FileData {
+    current: Vec<u8>,
+    durable: Vec<u8>,
+}
+
+/// Where a path points: its parent directory, last name and node (if any).
+struct Place<'p> {
+    parent: NodeId,
+    name: &'p OsStr,
+    node: Option<NodeId>,
+}
+
+#[derive(Clone, Copy)]
+enum OpKind {
+    Read,
+    Write,
+    Other,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    Eio,
+    Enospc,
+    ShortWrite,
+    /// The handle was opened before a crash.
+    Dead,
+}
+
+/// splitmix64: tiny, fast, and good enough to pick faults and crash outcomes.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (0 when `n` is 0).
+    fn below(&mut self, n: u64) -> u64 {
+        self.next_u64().checked_rem(n).unwrap_or(0)
+    }
+
+    fn coin(&mut self) -> bool {
+        self.next_u64() & 1 == 1
+    }
+
+    /// A shuffled `0..len` (Fisher-Yates).
+    fn permutation(&mut self, len: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..len).collect();
+        for i in (1..len).rev() {
+            let j = self.below(i as u64 + 1) as usize;
+            order.swap(i, j);
+        }
+        order
+    }
+}
+
+fn os_error(code: i32) -> io::Error {
+    io::Error::from_raw_os_error(code)
+}
+
+impl Fault {
+    fn error(self) -> io::Error {
+        match self {
+            Fault::Eio | Fault::ShortWrite => os_error(libc::EIO),
+            Fault::Enospc => os_error(libc::ENOSPC),
+            Fault::Dead => io::Error::other("simulated file handle opened before a crash"),
+        }
+    }
+}
+
+/// Checks a file size against [`MAX_FILE_BYTES`]; returns it as `usize`.
+fn checked_size(len_bytes: u64) -> io::Result<usize> {
+    match usize::try_from(len_bytes) {
+        Ok(len) if len_bytes <= MAX_FILE_BYTES => Ok(len),
+        _ => Err(os_error(libc::EFBIG)),
+    }
+}
+
+/// Copies `bytes` to `pos` in `target`, growing it (zero-filled) to fit.
+fn put(target: &mut Vec<u8>, pos: usize, bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
+    let end = pos + bytes.len();
+    if target.len() < end {
+        target.resize(end, 0);
+    }
+    target[pos..end].copy_from_slice(bytes);
+}
+
+impl FileData {
+    fn read(&self, pos: u64, len: usize) -> Rc<[u8]> {
+        let size = self.current.len();
+        let start = usize::try_from(pos).unwrap_or(usize::MAX).min(size);
+        let end = start.saturating_add(len).min(size);
+        Rc::from(&self.current[start..end])
+    }
+
+    /// The bytes a crash leaves (see the module docs).
+    fn after_crash(&self, rng: &mut Rng) -> Vec<u8> {
+        let sources = [&self.durable, &self.current];
+        let size = sources[usize::from(rng.coin())].len();
+        let mode = rng.below(3);
+        let mut out = vec![0; size];
+        for (index, sector) in out.chunks_mut(SECTOR_BYTES as usize).enumerate() {
+            let keep_current = match mode {
+                0 => true,
+                1 => false,
+                _ => rng.coin(),
+            };
+            let source = sources[usize::from(keep_current)];
+            let start = index * SECTOR_BYTES as usize;
+            let available = source.get(start..).unwrap_or_default();
+            let len = available.len().min(sector.len());
+            sector[..len].copy_from_slice(&available[..len]);
+        }
+        out
+    }
+}
+
+impl Disk {
+    /// Counts one op by a view or handle from `epoch`; fails it if that died
+    /// in a crash or a fault hits.
+    fn start(&mut self, kind: OpKind, epoch: u64) -> Result<(), Fault> {
+        let index = self.ops;
+        self.ops = self.ops.saturating_add(1);
+        if epoch != self.epoch {
+            return Err(Fault::Dead);
+        }
+        let by_index = self.faults.fail_op_index == Some(index);
+        let per_million = u64::from(self.faults.fail_per_million);
+        let by_chance = per_million > 0 && self.rng.below(1_000_000) < per_million;
+        if !(by_index || by_chance) {
+            return Ok(());
+        }
+        self.injected_faults = self.injected_faults.saturating_add(1);
+        let choices: &[Fault] = match kind {
+            OpKind::Read => &[Fault::Eio],
+            OpKind::Write => &[Fault::Eio, Fault::Enospc, Fault::ShortWrite],
+            OpKind::Other => &[Fault::Eio, Fault::Enospc],
+        };
+        Err(choices[self.rng.below(choices.len() as u64) as usize])
+    }
+
+    fn dir(&self, id: NodeId) -> io::Result<&DirData> {
+        match self.nodes.get(&id) {
+            Some(Node::Dir(dir)) => Ok(dir),
+            Some(Node::File(_)) => Err(os_error(libc::ENOTDIR)),
+            None => Err(os_error(libc::ENOENT)),
+        }
+    }
+
+    fn dir_mut(&mut self, id: NodeId) -> io::Result<&mut DirData> {
+        match self.nodes.get_mut(&id) {
+            Some(Node::Dir(dir)) => Ok(dir),
+            Some(Node::File(_)) => Err(os_error(libc::ENOTDIR)),
+            None => Err(os_error(libc::ENOENT)),
+        }
+    }
+
+    fn is_file(&self, id: NodeId) -> bool {
+        matches!(self.nodes.get(&id), Some(Node::File(_)))
+    }
+
+    /// Resolves `path` in the current listings; `None` for the root.
+    fn place<'p>(&self, path: &'p Path) -> io::Result<Option<Place<'p>>> {
+        let mut names = Vec::new();
+        for component in path.components() {
+            match component {
+                Component::Normal(name) => names.push(name),
+                Component::RootDir | Component::CurDir => {}
+                Component::ParentDir | Component::Prefix(_) => {
+                    return Err(os_error(libc::EINVAL));
+                }
+            }
+        }
+        let Some((name, ancestors)) = names.split_last() else {
+            return Ok(None);
+        };
+        let mut parent = ROOT;
+        for ancestor in ancestors {
+            let child = self.dir(parent)?.current.get(*ancestor);
+            parent = *child.ok_or_else(|| os_error(libc::ENOENT))?;
+        }
+        let node = self.dir(parent)?.current.get(*name).copied();
+        Ok(Some(Place { parent, name, node }))
+    }
+
+    /// The node at an existing `path`.
+    fn lookup(&self, path: &Path) -> io::Result<NodeId> {
+        match self.place(path)? {
+            None => Ok(ROOT),
+            Some(place) => place.node.ok_or_else(|| os_error(libc::ENOENT)),
+        }
+    }
+
+    /// Adds `node` as `name` to the current listing of directory `parent`.
+    fn add(&mut self, parent: NodeId, name: &OsStr, node: Node) -> io::Result<()> {
+        let id = self.next_id;
+        self.dir_mut(parent)?.current.insert(name.to_owned(), id);
+        self.nodes.insert(id, node);
+        self.next_id += 1;
+        Ok(())
+    }
+
+    /// Drops every node that no listing, current or durable, reaches from
+    /// the root (open handles keep their file's data alive).
+    fn collect(&mut self) {
+        let mut reached = BTreeSet::from([ROOT]);
+        let mut stack = vec![ROOT];
+        while let Some(id) = stack.pop() {
+            if let Some(Node::Dir(dir)) = self.nodes.get(&id) {
+                for child in dir.current.values().chain(dir.durable.values()) {
+                    if reached.insert(*child) {
+                        stack.push(*child);
+                    }
+                }
+            }
+        }
+        self.nodes.retain(|id, _| reached.contains(id));
+    }
+
+    fn crash(&mut self) {
+        self.epoch += 1;
+        let rng = &mut self.rng;
+        for node in self.nodes.values_mut() {
+            match node {
+                Node::Dir(dir) if rng.coin() => dir.current = dir.durable.clone(),
+                Node::Dir(dir) => dir.durable = dir.current.clone(),
+                Node::File(file) => {
+                    let bytes = file.borrow().after_crash(rng);
+                    let current = bytes.clone();
+                    *file = Rc::new(RefCell::new(FileData {
+                        current,
+                        durable: bytes,
+                    }));
+                }
+            }
+        }
+        self.collect();
+    }
+}
+
+impl SimFs {
+    /// An empty file system (only the root directory) driven by `seed`.
+    pub fn new(seed: u64) -> Self {
+        let disk = Disk {
+            rng: Rng(seed),
+            faults: Faults::default(),
+            ops: 0,
+            injected_faults: 0,
+            epoch: 0,
+            next_id: ROOT + 1,
+            nodes: BTreeMap::from([(ROOT, Node::Dir(DirData::default()))]),
+        };
+        let disk = Rc::new(RefCell::new(disk));
+        SimFs { disk, epoch: 0 }
+    }
+
+    /// Replaces the fault settings; they apply from the next op on.
+    pub fn set_faults(&self, faults: Faults) {
+        self.disk.borrow_mut().faults = faults;
+    }
+
+    /// How many ops have been called so far (the index of the next op).
+    pub fn op_count(&self) -> u64 {
+        self.disk.borrow().ops
+    }
+
+    /// How many ops failed by an injected fault so far.
+    pub fn injected_faults(&self) -> u64 {
+        self.disk.borrow().injected_faults
+    }
+
+    /// Crashes the disk (see the module docs for what survives) and returns
+    /// the view after it: every earlier view and handle is dead.
+    #[must_use = "earlier views are dead after a crash"]
+    pub fn crash(&self) -> SimFs {
+        let mut disk = self.disk.borrow_mut();
+        disk.crash();
+        SimFs {
+            disk: self.disk.clone(),
+            epoch: disk.epoch,
+        }
+    }
+
+    fn start(&self, kind: OpKind) -> io::Result<()> {
+        let outcome = self.disk.borrow_mut().start(kind, self.epoch);
+        outcome.map_err(Fault::error)
+    }
+}
+
+impl FileSystem for SimFs {
+    type File = SimFile;
+
+    async fn open_file(&self, path: &Path, create: bool) -> io::Result<SimFile> {
+        yield_now().await;
+        self.start(OpKind::Other)?;
+        let mut disk = self.disk.borrow_mut();
+        let place = disk.place(path)?.ok_or_else(|| os_error(libc::EISDIR))?;
+        let data = match place.node.map(|id| disk.nodes.get(&id)) {
+            Some(Some(Node::File(data))) => data.clone(),
+            Some(_) => return Err(os_error(libc::EISDIR)),
+            None if create => {
+                let data = Rc::new(RefCell::new(FileData::default()));
+                disk.add(place.parent, place.name, Node::File(data.clone()))?;
+                data
+            }
+            None => return Err(os_error(libc::ENOENT)),
+        };
+        let (disk, epoch) = (self.disk.clone(), self.epoch);
+        Ok(SimFile { disk, data, epoch })
+    }
+
+    fn create_dir(&self, path: &Path) -> io::Result<bool> {
+        self.start(OpKind::Other)?;
+        let mut disk = self.disk.borrow_mut();
+        let Some(place) = disk.place(path)? else {
+            return Ok(false);
+        };
+        match place.node {
+            None => disk.add(place.parent, place.name, Node::Dir(DirData::default()))?,
+            Some(id) if disk.is_file(id) => return Err(os_error(libc::EEXIST)),
+            Some(_) => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
+        self.start(OpKind::Read)?;
+        let disk = self.disk.borrow();
+        let dir = disk.dir(disk.lookup(path)?)?;
+        let entries = dir.current.iter().map(|(name, id)| DirEntry {
+            name: name.clone(),
+            is_file: disk.is_file(*id),
+        });
+        Ok(entries.collect())
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.start(OpKind::Other)?;
+        let mut disk = self.disk.borrow_mut();
+        let place = disk.place(path)?.ok_or_else(|| os_error(libc::EISDIR))?;
+        let id = place.node.ok_or_else(|| os_error(libc::ENOENT))?;
+        if !disk.is_file(id) {
+            return Err(os_error(libc::EISDIR));
+        }
+        disk.dir_mut(place.parent)?.current.remove(place.name);
+        Ok(())
+    }
+
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        self.start(OpKind::Other)?;
+        let mut disk = self.disk.borrow_mut();
+        let place = disk.place(path)?.ok_or_else(|| os_error(libc::EBUSY))?;
+        let id = place.node.ok_or_else(|| os_error(libc::ENOENT))?;
+        if !disk.dir(id)?.current.is_empty() {
+            return Err(os_error(libc::ENOTEMPTY));
+        }
+        disk.dir_mut(place.parent)?.current.remove(place.name);
+        Ok(())
+    }
+
+    async fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        yield_now().await;
+        self.start(OpKind::Other)?;
+        let mut disk = self.disk.borrow_mut();
+        let id = disk.lookup(path)?;
+        let dir = disk.dir_mut(id)?;
+        dir.durable.clone_from(&dir.current);
+        disk.collect();
+        Ok(())
+    }
+}
+
+impl SimFile {
+    /// Counts one op on this handle; fails it if the handle died in a crash
+    /// or a fault hits.
+    fn start(&self, kind: OpKind) -> Result<(), Fault> {
+        self.disk.borrow_mut().start(kind, self.epoch)
+    }
+}
+
+impl File for SimFile {
+    type WriteBuf = SimWriteBuf;
+    type ReadBuf = Rc<[u8]>;
+
+    fn alloc(&self, len: usize) -> SimWriteBuf {
+        SimWriteBuf(vec![UNFILLED_BYTE; len])
+    }
+
+    async fn read_at(&self, pos: u64, len: usize) -> io::Result<Rc<[u8]>> {
+        yield_now().await;
+        self.start(OpKind::Read).map_err(Fault::error)?;
+        Ok(self.data.borrow().read(pos, len))
+    }
+
+    /// Yields the ranges in a seeded random order, or one error.
+    fn read_many(
+        &self,
+        ranges: Vec<(u64, usize)>,
+    ) -> impl Stream<Item = io::Result<(usize, Rc<[u8]>)>> {
+        let file = self.clone();
+        let batch = async move {
+            yield_now().await;
+            if let Err(fault) = file.start(OpKind::Read) {
+                return vec![Err(fault.error())];
+            }
+            let order = file.disk.borrow_mut().rng.permutation(ranges.len());
+            let data = file.data.borrow();
+            let mut results = Vec::with_capacity(ranges.len());
+            for index in order {
+                if let Some(&(pos, len)) = ranges.get(index) {
+                    results.push(Ok((index, data.read(pos, len))));
+                }
+            }
+            results
+        };
+        stream::once_future(batch).flat_map(stream::iter)
+    }
+
+    async fn write_at(&self, buf: SimWriteBuf, pos: u64, durable: bool) -> io::Result<usize> {
+        yield_now().await;
+        let outcome = self.start(OpKind::Write);
+        if let Err(fault @ (Fault::Eio | Fault::Enospc | Fault::Dead)) = outcome {
+            return Err(fault.error());
+        }
+        let bytes = buf.0;
+        let len_bytes = bytes.len() as u64;
+        if !pos.is_multiple_of(BLOCK_SIZE) || !len_bytes.is_multiple_of(BLOCK_SIZE) {
+            return Err(os_error(libc::EINVAL));
+        }
+        let start = checked_size(pos.saturating_add(len_bytes))? - bytes.len();
+        let mut data = self.data.borrow_mut();
+        if outcome.is_err() {
+            let sectors = len_bytes / SECTOR_BYTES;
+            let kept_bytes = self.disk.borrow_mut().rng.below(sectors) * SECTOR_BYTES;
+            put(&mut data.current, start, &bytes[..kept_bytes as usize]);
+            return Err(Fault::ShortWrite.error());
+        }
+        put(&mut data.current, start, &bytes);
+        if durable {
+            put(&mut data.durable, start, &bytes);
+        }
+        Ok(bytes.len())
+    }
+
+    async fn set_len(&self, len: u64) -> io::Result<()> {
+        yield_now().await;
+        self.set_len_now(len)
+    }
+
+    fn set_len_now(&self, len: u64) -> io::Result<()> {
+        self.start(OpKind::Other).map_err(Fault::error)?;
+        let len = checked_size(len)?;
+        self.data.borrow_mut().current.resize(len, 0);
+        Ok(())
+    }
+
+    async fn preallocate(&self, len: u64) -> io::Result<()> {
+        yield_now().await;
+        self.start(OpKind::Other).map_err(Fault::error)?;
+        checked_size(len).map(drop)
+    }
+
+    async fn sync_data(&self) -> io::Result<()> {
+        yield_now().await;
+        self.start(OpKind::Other).map_err(Fault::error)?;
+        let data = &mut *self.data.borrow_mut();
+        data.durable.clone_from(&data.current);
+        Ok(())
+    }
+
+    async fn size(&self) -> io::Result<u64> {
+        yield_now().await;
+        self.start(OpKind::Read).map_err(Fault::error)?;
+        Ok(self.data.borrow().current.len() as u64)
+    }
+}
+
+impl WriteBuf for SimWriteBuf {
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_lite::future::block_on;
+
+    const BLOCK: usize = BLOCK_SIZE as usize;
+    const SECTOR: usize = SECTOR_BYTES as usize;
+    const SEEDS: u64 = 64;
+
+    fn filled(file: &SimFile, byte: u8, blocks: usize) -> SimWriteBuf {
+        let mut buf = file.alloc(blocks * BLOCK);
+        buf.bytes_mut().fill(byte);
+        buf
+    }
+
+    /// `/d/f` with its entries durable and `blocks` blocks of `byte` synced.
+    async fn synced_file(fs: &SimFs, byte: u8, blocks: usize) -> SimFile {
+        fs.create_dir(Path::new("/d")).unwrap();
+        fs.sync_dir(Path::new("/")).await.unwrap();
+        let file = fs.open_file(Path::new("/d/f"), true).await.unwrap();
+        fs.sync_dir(Path::new("/d")).await.unwrap();
+        let buf = filled(&file, byte, blocks);
+        file.write_at(buf, 0, false).await.unwrap();
+        file.sync_data().await.unwrap();
+        file
+    }
+
+    async fn contents(fs: &SimFs, path: &str) -> io::Result<Vec<u8>> {
+        let file = fs.open_file(Path::new(path), false).await?;
+        Ok(file.read_at(0, usize::MAX).await?.to_vec())
+    }
+
+    /// Asserts each sector is all `old` or all `new`; counts (olds, news).
+    fn old_or_new(bytes: &[u8], old: u8, new: u8) -> (usize, usize) {
+        let olds = bytes.chunks(SECTOR).filter(|s| s.iter().all(|&b| b == old));
+        let news = bytes.chunks(SECTOR).filter(|s| s.iter().all(|&b| b == new));
+        let (olds, news) = (olds.count(), news.count());
+        assert_eq!(olds + news, bytes.len().div_ceil(SECTOR), "a mixed sector");
+        (olds, news)
+    }
+
+    /// `/d/f` with three synced blocks of 0x11; then unsynced: blocks 1..=3
+    /// written with 0x22 and a new file `/d/new`; block 0 rewritten durably
+    /// with 0x33. Returns `/d/f` and the names in `/d` after a crash.
+    fn crashed(seed: u64) -> (Vec<u8>, Vec<OsString>) {
+        let fs = SimFs::new(seed);
+        block_on(async {
+            let file = synced_file(&fs, 0x11, 3).await;
+            let buf = filled(&file, 0x22, 3);
+            file.write_at(buf, BLOCK_SIZE, false).await.unwrap();
+            file.write_at(filled(&file, 0x33, 1), 0, true)
+                .await
+                .unwrap();
+            fs.open_file(Path::new("/d/new"), true).await.unwrap();
+            let old = fs.clone();
+            let fs = fs.crash();
+            assert!(file.size().await.is_err(), "a handle survived the crash");
+            assert!(old.list_dir(Path::new("/")).is_err(), "a view survived");
+            let bytes = contents(&fs, "/d/f").await.unwrap();
+            let listing = fs.list_dir(Path::new("/d")).unwrap();
+            (bytes, listing.into_iter().map(|entry| entry.name).collect())
+        })
+    }
+
+    #[test]
+    fn crash_keeps_durable_and_keeps_or_drops_current() {
+        let (mut saw_old_size, mut saw_new_size) = (false, false);
+        for seed in 0..SEEDS {
+            let (bytes, _) = crashed(seed);
+            assert!(bytes[..BLOCK].iter().all(|&b| b == 0x33));
+            saw_old_size |= bytes.len() == 3 * BLOCK;
+            saw_new_size |= bytes.len() == 4 * BLOCK;
+        }
+        assert!(saw_old_size && saw_new_size);
+    }
+
+    #[test]
+    fn torn_sectors_only_in_unsynced_ranges() {
+        let (mut saw_old, mut saw_new, mut saw_torn) = (false, false, false);
+        for seed in 0..SEEDS {
+            let (bytes, _) = crashed(seed);
+            let (olds, news) = old_or_new(&bytes[BLOCK..3 * BLOCK], 0x11, 0x22);
+            old_or_new(&bytes[3 * BLOCK..], 0, 0x22);
+            saw_old |= news == 0;
+            saw_new |= olds == 0;
+            saw_torn |= olds > 0 && news > 0;
+        }
+        assert!(saw_old && saw_new && saw_torn);
+    }
+
+    #[test]
+    fn same_seed_same_crash() {
+        assert_eq!(crashed(7), crashed(7));
+        assert!((0..16).any(|seed| crashed(seed) != crashed(7)));
+    }
+
+    #[test]
+    fn entry_survives_only_when_synced() {
+        let listings: BTreeSet<_> = (0..SEEDS).map(|seed| crashed(seed).1).collect();
+        let names = |names: &[&str]| names.iter().map(OsString::from).collect();
+        let both = BTreeSet::from([names(&["f"]), names(&["f", "new"])]);
+        assert_eq!(listings, both, "/d/f always there, /d/new kept or lost");
+    }
+
+    #[test]
+    fn unlink_keeps_open_handle() {
+        let fs = SimFs::new(1);
+        block_on(async {
+            let file = synced_file(&fs, 0x11, 1).await;
+            fs.remove_file(Path::new("/d/f")).unwrap();
+            assert!(fs.list_dir(Path::new("/d")).unwrap().is_empty());
+            let err = contents(&fs, "/d/f").await.unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::NotFound);
+            let buf = filled(&file, 0x22, 1);
+            file.write_at(buf, BLOCK_SIZE, false).await.unwrap();
+            fs.sync_dir(Path::new("/d")).await.unwrap();
+            assert_eq!(fs.disk.borrow().nodes.len(), 2, "unlinked inode kept");
+            let bytes = file.read_at(0, usize::MAX).await.unwrap();
+            assert_eq!(
+                (bytes.len(), bytes[0], bytes[BLOCK]),
+                (2 * BLOCK, 0x11, 0x22)
+            );
+            let fs = fs.crash();
+            assert!(contents(&fs, "/d/f").await.is_err());
+        });
+    }
+
+    /// Eleven independent ops on an open file; whether each succeeded.
+    async fn workload(fs: &SimFs, file: &SimFile) -> Vec<bool> {
+        let reads = file.read_many(vec![(0, 10), (5, 100)]).collect::<Vec<_>>();
+        vec![
+            file.write_at(filled(file, 1, 2), 0, false).await.is_ok(),
+            file.read_at(0, 100).await.is_ok(),
+            file.set_len(3 * BLOCK_SIZE).await.is_ok(),
+            file.preallocate(8 * BLOCK_SIZE).await.is_ok(),
+            file.sync_data().await.is_ok(),
+            file.size().await.is_ok(),
+            fs.list_dir(Path::new("/")).is_ok(),
+            fs.create_dir(Path::new("/e")).is_ok(),
+            fs.sync_dir(Path::new("/")).await.is_ok(),
+            reads.await.iter().all(|r| r.is_ok()),
+            file.set_len_now(BLOCK_SIZE).is_ok(),
+        ]
+    }
+
+    #[test]
+    fn fault_fails_exactly_op_n() {
+        for n in 0..12 {
+            let fs = SimFs::new(3);
+            block_on(async {
+                let file = fs.open_file(Path::new("f"), true).await.unwrap();
+                fs.set_faults(Faults::at_op(fs.op_count() + n));
+                let results = workload(&fs, &file).await;
+                let expected: Vec<bool> = (0..11).map(|i| i != n).collect();
+                assert_eq!(results, expected, "failing op {n}");
+                assert_eq!(fs.injected_faults(), u64::from(n < 11));
+            });
+        }
+    }
+
+    #[test]
+    fn failed_sync_makes_nothing_durable() {
+        let (mut saw_old_data, mut saw_lost_entry) = (false, false);
+        for seed in 0..SEEDS {
+            let fs = SimFs::new(seed);
+            block_on(async {
+                let file = synced_file(&fs, 0x11, 1).await;
+                let buf = filled(&file, 0x22, 1);
+                file.write_at(buf, 0, false).await.unwrap();
+                fs.open_file(Path::new("/d/new"), true).await.unwrap();
+                let next = fs.op_count();
+                fs.set_faults(Faults::at_op(next));
+                assert!(file.sync_data().await.is_err());
+                fs.set_faults(Faults::at_op(next + 1));
+                assert!(fs.sync_dir(Path::new("/d")).await.is_err());
+                let fs = fs.crash();
+                let bytes = contents(&fs, "/d/f").await.unwrap();
+                saw_old_data |= old_or_new(&bytes, 0x11, 0x22).1 == 0;
+                saw_lost_entry |= contents(&fs, "/d/new").await.is_err();
+            });
+        }
+        assert!(saw_old_data && saw_lost_entry);
+    }
+
+    #[test]
+    fn short_write_keeps_a_sector_prefix() {
+        let fs = SimFs::new(5);
+        let mut saw_short = false;
+        block_on(async {
+            let file = fs.open_file(Path::new("f"), true).await.unwrap();
+            fs.set_faults(Faults::random(500_000));
+            for _ in 0..200 {
+                let result = file.write_at(filled(&file, 7, 1), 0, false).await;
+                let len = file.data.borrow().current.len();
+                assert!(len % SECTOR == 0 && (result.is_ok() || len < BLOCK));
+                saw_short |= result.is_err() && len > 0;
+                file.data.borrow_mut().current.clear();
+            }
+        });
+        assert!(saw_short);
+    }
+
+    #[test]
+    fn read_many_yields_each_range_once() {
+        let fs = SimFs::new(9);
+        let results = block_on(async {
+            let file = synced_file(&fs, 0x11, 1).await;
+            let ranges = vec![(0, 10), (4090, 100), (5000, 1), (7, 0)];
+            file.read_many(ranges).collect::<Vec<_>>().await
+        });
+        let lens: BTreeSet<(usize, usize)> = results
+            .into_iter()
+            .map(|r| r.map(|(i, bytes)| (i, bytes.len())).unwrap())
+            .collect();
+        assert_eq!(lens, BTreeSet::from([(0, 10), (1, 6), (2, 0), (3, 0)]));
+    }
+
+    fn kind<T>(result: io::Result<T>) -> Option<io::ErrorKind> {
+        result.err().map(|e| e.kind())
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        let fs = SimFs::new(11);
+        block_on(async {
+            let file = synced_file(&fs, 0x11, 1).await;
+            let invalid = Some(io::ErrorKind::InvalidInput);
+            let unaligned = file.write_at(filled(&file, 1, 1), 512, false);
+            assert_eq!(kind(unaligned.await), invalid);
+            let partial_block = file.write_at(file.alloc(100), 0, false);
+            assert_eq!(kind(partial_block.await), invalid);
+            let huge = file.write_at(filled(&file, 1, 1), u64::MAX - 4095, false);
+            assert!(huge.await.is_err());
+            assert!(file.set_len(u64::MAX).await.is_err());
+            assert!(file.preallocate(MAX_FILE_BYTES + 1).await.is_err());
+            assert_eq!(file.read_at(4000, 500).await.unwrap().len(), 96);
+            let not_found = Some(io::ErrorKind::NotFound);
+            assert_eq!(kind(contents(&fs, "/d/missing").await), not_found);
+            let in_missing_dir = fs.open_file(Path::new("/no/f"), true);
+            assert_eq!(kind(in_missing_dir.await), not_found);
+            assert_eq!(kind(fs.list_dir(Path::new("/no"))), not_found);
+            assert!(!fs.create_dir(Path::new("/d")).unwrap());
+            assert!(!fs.create_dir(Path::new("/")).unwrap());
+            let exists = Some(io::ErrorKind::AlreadyExists);
+            assert_eq!(kind(fs.create_dir(Path::new("/d/f"))), exists);
+            assert!(fs.create_dir(Path::new("/d/f/g")).is_err());
+            assert!(fs.remove_dir(Path::new("/d")).is_err());
+            assert!(fs.remove_file(Path::new("/d")).is_err());
+            assert!(fs.open_file(Path::new("/d/../d/f"), false).await.is_err());
+            assert!(fs.open_file(Path::new("/"), true).await.is_err());
+        });
+    }
+}

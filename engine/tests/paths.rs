@@ -1,0 +1,112 @@
+//! The conformance suite through every path to a blob: same shard, cross
+//! shard, a plain foreign thread, and a tokio runtime.
+
+use std::path::PathBuf;
+
+use shardblob::{shard_of, Config, Engine, Storage};
+use shardblob_shards::conformance;
+
+fn engine(test: &str) -> (Engine, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("shardblob-engine-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = Config {
+        data_dir: dir.clone(),
+        shards: 2,
+        ..Config::default()
+    };
+    (Engine::start(config).expect("engine starts"), dir)
+}
+
+/// A partition name for `check` that lives on shard `shard`.
+fn on_shard(check: &str, shard: usize, shards: usize) -> String {
+    (0..)
+        .map(|i| format!("{check}-{i}"))
+        .find(|name| shard_of(name, shards) == shard)
+        .expect("some name hashes to every shard")
+}
+
+#[test]
+fn conformance_same_shard_and_cross_shard() {
+    let (engine, dir) = engine("shard-paths");
+    let client = engine.client();
+    let shards = engine.shard_count();
+    assert_eq!(shards, 2);
+    for (runner, owner) in [(0, 0), (1, 1), (0, 1), (1, 0)] {
+        let done = client.spawn_on(runner, move |storage| async move {
+            assert_eq!(storage.shard(), runner);
+            let prefix = format!("r{runner}o{owner}");
+            conformance::run(&storage, |check| {
+                on_shard(&format!("{prefix}-{check}"), owner, shards)
+            })
+            .await;
+        });
+        futures::executor::block_on(done).expect("suite ran on the shard");
+    }
+    engine.shutdown().unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn conformance_from_a_foreign_thread_and_from_tokio() {
+    let (engine, dir) = engine("foreign-paths");
+    let client = engine.client();
+    let plain = client.clone();
+    std::thread::spawn(move || {
+        futures::executor::block_on(conformance::run(&plain, |check| format!("thread-{check}")));
+    })
+    .join()
+    .expect("suite passes from a std thread");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        tokio::spawn(
+            async move { conformance::run(&client, |check| format!("tokio-{check}")).await },
+        )
+        .await
+        .expect("suite passes inside tokio");
+    });
+    engine.shutdown().unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn shutdown_releases_the_lock_and_keeps_synced_data() {
+    let (engine, dir) = engine("restart");
+    let client = engine.client();
+    futures::executor::block_on(async {
+        let (blob, _) = client.open("kept", b"b").await.unwrap();
+        shardblob::Blob::write_at(&blob, 0, b"durable")
+            .await
+            .unwrap();
+        shardblob::Blob::sync(&blob).await.unwrap();
+    });
+    let again = Engine::start(Config {
+        data_dir: dir.clone(),
+        shards: 2,
+        ..Config::default()
+    });
+    assert!(
+        matches!(again, Err(shardblob::Error::DataDirLocked { .. })),
+        "LOCK held while running"
+    );
+    drop(engine);
+    let engine = Engine::start(Config {
+        data_dir: dir.clone(),
+        shards: 1,
+        ..Config::default()
+    })
+    .expect("a new engine (with another shard count) starts after the old one stopped");
+    let client = engine.client();
+    futures::executor::block_on(async {
+        let (blob, len) = client.open("kept", b"b").await.unwrap();
+        assert_eq!(len, 7);
+        assert_eq!(
+            &*shardblob::Blob::read_at(&blob, 0, 7).await.unwrap(),
+            b"durable"
+        );
+    });
+    engine.shutdown().unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
