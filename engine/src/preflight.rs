@@ -377,6 +377,8 @@ mod tests {
             check_locked_memory(&resolved(shards, 512 * 1024, 128), Some(8192 * KIB), false).is_ok()
         };
         assert!(fits(5) && !fits(6));
+        // configs/numa.toml on 16 cores: 16 x 3 x (8 MiB + 28 KiB).
+        assert_eq!(locked_memory_bytes(16, 8 << 20, 256), 394_560 * KIB);
     }
 
     fn memlock_message(config: &ResolvedConfig, limit: Option<u64>, ipc_lock: bool) -> String {
