@@ -54,7 +54,7 @@
 //!
 //! A line longer than 64 KiB gets `ERR line too long`; its bytes are skipped
 //! as they arrive, never buffered. Each shard serves at most 1024
-//! connections at once.
+//! connections at once and closes further ones at once.
 //!
 //! Run it:
 //! - `cargo run -p shardblob --example kv_server` (or `-- --self-test`):
@@ -278,9 +278,8 @@ async fn serve_shard(
             None => break,
             Some(Ok(stream)) => {
                 let Ok(slot) = slots.try_acquire_static_permit(1) else {
-                    if let Ok(task) = connections.spawn(refuse(stream)) {
-                        task.detach();
-                    }
+                    // Full: close it at once (the client sees EOF).
+                    drop(stream);
                     continue;
                 };
                 let connection = Connection {
@@ -302,12 +301,6 @@ async fn serve_shard(
     }
     drop(listener);
     connections.close().await.map_err(|e| e.to_string())
-}
-
-/// Turns away a connection beyond [`MAX_CONNECTIONS`].
-async fn refuse(mut stream: TcpStream) {
-    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let _ = stream.write_all(b"ERR too many connections\n").await;
 }
 
 // ---------------------------------------------------------------------------
@@ -373,8 +366,9 @@ impl Connection {
             }
             Ok(Command::Shard { key }) => {
                 let owner = self.storage.shard_of(&partition_of(&key));
-                let reply = match self.map.get() {
-                    Some(addrs) => format!("SHARD {owner} {}\n", addrs[owner]),
+                let addr = self.map.get().and_then(|addrs| addrs.get(owner));
+                let reply = match addr {
+                    Some(addr) => format!("SHARD {owner} {addr}\n"),
                     None => format!("SHARD {owner}\n"),
                 };
                 (reply.into_bytes(), false)
@@ -641,6 +635,10 @@ async fn apply(
                 return Ok(b"NOT_FOUND\n".to_vec());
             }
             let (blob, len) = storage.open(partition, key).await?;
+            if len > MAX_LINE as u64 {
+                // Not written by this server (values come in one line).
+                return Ok(error_reply("stored value larger than a reply line"));
+            }
             // On the owning shard this is a view of the DMA buffer; it is
             // copied once, into the reply.
             let value = blob.read_at(0, len as usize).await?;
@@ -672,13 +670,14 @@ async fn apply(
                 return Ok(b"NOT_FOUND\n".to_vec());
             }
             match storage.remove(partition, Some(key)).await {
-                Ok(()) | Err(Error::BlobMissing { .. }) => {
-                    let existed = kv.keys.borrow_mut().remove(key);
-                    Ok(if existed {
-                        b"DELETED\n".to_vec()
-                    } else {
-                        b"NOT_FOUND\n".to_vec()
-                    })
+                Ok(()) => {
+                    kv.keys.borrow_mut().remove(key);
+                    Ok(b"DELETED\n".to_vec())
+                }
+                // Removed behind the server's back: gone all the same.
+                Err(Error::BlobMissing { .. }) => {
+                    kv.keys.borrow_mut().remove(key);
+                    Ok(b"NOT_FOUND\n".to_vec())
                 }
                 Err(e) => Err(e),
             }
@@ -1022,5 +1021,66 @@ impl TempDataDir {
 impl Drop for TempDataDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_map_to_fixed_partitions() {
+        // Pinned (64-bit FNV-1a, modulo 64): a change re-homes every key.
+        assert_eq!(partition_of(b""), "kv-37");
+        let got: Vec<String> = [b"a".as_slice(), b"user:1", b"\xff"]
+            .iter()
+            .map(|k| partition_of(k))
+            .collect();
+        assert_eq!(got, PINNED);
+    }
+
+    const PINNED: [&str; 3] = ["kv-12", "kv-43", "kv-46"];
+
+    #[test]
+    fn bad_lines_are_errors_not_panics() {
+        let long_key = [b"GET ".as_slice(), &[b'k'; MAX_KEY + 1]].concat();
+        for line in [
+            b"".as_slice(),
+            b"\r",
+            b" ",
+            b"SET",
+            b"SET k",
+            b"SET  v",
+            b"GET",
+            b"GET ",
+            b"GET a b",
+            b"DEL",
+            b"QUIT now",
+            b"\xff\xfe",
+            &long_key,
+        ] {
+            assert!(parse(line).is_err(), "{:?}", String::from_utf8_lossy(line));
+        }
+    }
+
+    #[test]
+    fn good_lines_parse() {
+        let Ok(Command::Op(Op::Set { key, value })) = parse(b"set k a  b\r") else {
+            panic!("SET parses");
+        };
+        assert_eq!(
+            (key.as_slice(), value.as_slice()),
+            (b"k".as_slice(), b"a  b".as_slice())
+        );
+        assert!(
+            matches!(parse(b"SET k "), Ok(Command::Op(Op::Set { value, .. })) if value.is_empty())
+        );
+        assert!(matches!(parse(b"Get k"), Ok(Command::Op(Op::Get { .. }))));
+        assert!(matches!(parse(b"DEL k"), Ok(Command::Op(Op::Del { .. }))));
+        assert!(matches!(parse(b"SHARD k"), Ok(Command::Shard { .. })));
+        assert!(matches!(parse(b"STATS"), Ok(Command::Stats)));
+        assert!(matches!(parse(b"quit"), Ok(Command::Quit)));
+        let key = vec![b'k'; MAX_KEY];
+        assert!(parse(&[b"GET ".as_slice(), &key].concat()).is_ok());
     }
 }
