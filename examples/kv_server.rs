@@ -141,8 +141,8 @@ fn partition_name(index: u64) -> String {
 struct Server {
     /// The listener address of each shard, in shard order.
     addrs: Arc<Vec<SocketAddr>>,
-    /// Dropping it tells every shard to stop.
-    stop: Option<flume::Sender<()>>,
+    /// Dropping it closes the channel: that tells every shard to stop.
+    stop: Option<async_channel::Sender<()>>,
     /// The thread awaiting the shards' serving tasks.
     running: Option<std::thread::JoinHandle<Result<(), String>>>,
 }
@@ -169,8 +169,8 @@ impl Server {
         // the server, so a plain thread awaits them, all at once. (Not with
         // `on_all_shards`: in this engine version it submits each shard's
         // task only after the previous one finished.)
-        let (addr_tx, addr_rx) = flume::unbounded();
-        let (stop_tx, stop_rx) = flume::bounded::<()>(1);
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
         let map: Arc<OnceLock<Arc<Vec<SocketAddr>>>> = Arc::new(OnceLock::new());
         let serving: Vec<_> = (0..engine.shard_count())
             .map(|shard| {
@@ -248,8 +248,8 @@ async fn serve_shard(
     storage: ShardStorage,
     client: Client,
     map: Arc<OnceLock<Arc<Vec<SocketAddr>>>>,
-    addr_tx: flume::Sender<(usize, Result<SocketAddr, String>)>,
-    stop: flume::Receiver<()>,
+    addr_tx: std::sync::mpsc::Sender<(usize, Result<SocketAddr, String>)>,
+    stop: async_channel::Receiver<()>,
 ) -> Result<(), String> {
     let shard = storage.shard();
     let bound = TcpListener::bind("127.0.0.1:0").and_then(|l| Ok((l.local_addr()?, l)));
@@ -270,7 +270,7 @@ async fn serve_shard(
     let slots = Rc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let accepted = or(async { Some(listener.accept().await) }, async {
-            let _ = stop.recv_async().await;
+            let _ = stop.recv().await;
             None
         })
         .await;
@@ -311,7 +311,7 @@ struct Connection {
     storage: ShardStorage,
     client: Client,
     map: Arc<OnceLock<Arc<Vec<SocketAddr>>>>,
-    stop: flume::Receiver<()>,
+    stop: async_channel::Receiver<()>,
 }
 
 enum Line {
@@ -335,7 +335,7 @@ impl Connection {
             let read = or(
                 async { Some(read_line(&mut stream, &mut line).await) },
                 async {
-                    let _ = self.stop.recv_async().await;
+                    let _ = self.stop.recv().await;
                     None
                 },
             )
