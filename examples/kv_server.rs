@@ -166,9 +166,7 @@ impl Server {
 
         // Phase 2: the listeners. Each shard binds, reports its address,
         // and serves until `stop` closes. The serving tasks live as long as
-        // the server, so a plain thread awaits them, all at once. (Not with
-        // `on_all_shards`: in this engine version it submits each shard's
-        // task only after the previous one finished.)
+        // the server, so a plain thread awaits them, all at once.
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
         let map: Arc<OnceLock<Arc<Vec<SocketAddr>>>> = Arc::new(OnceLock::new());
