@@ -611,6 +611,17 @@ fn wait_ready(progress: &Path, child: &mut std::process::Child) -> Result<(), St
     }
 }
 
+/// This process's open files under `dir`.
+fn files_open_under(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir("/proc/self/fd")
+        .map(|fds| {
+            fds.filter_map(|fd| fs::read_link(fd.ok()?.path()).ok())
+                .filter(|target| target.starts_with(dir))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[test]
 fn sigkill_at_random_moments_keeps_every_synced_byte() {
     let seed = std::env::var(SEED_ENV)
@@ -731,6 +742,13 @@ fn sigkill_at_random_moments_keeps_every_synced_byte() {
             bases[index] = got.to_vec();
         }
         engine.shutdown().unwrap();
+        let held = files_open_under(&data_dir);
+        if !held.is_empty() {
+            fail(
+                cycle,
+                format!("shutdown closes every blob file, yet {held:?} are still open"),
+            );
+        }
     }
     eprintln!(
         "real_crash: {kills} kills in {cycles} cycles, {ops} operations started, \
