@@ -6,6 +6,9 @@
 //! and run on any executor (or `futures_lite::future::block_on`).
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
+
+use futures_lite::FutureExt;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
@@ -51,7 +54,10 @@ impl Client {
 
     /// Runs `task` on shard `shard` and returns its output. The task gets
     /// that shard's [`ShardStorage`]: partitions the shard owns are direct
-    /// calls from it. A shard index out of range is an error.
+    /// calls from it. The task is queued at once when the shard's queue has
+    /// room (else when the future is first polled) and runs whether or not
+    /// the future is awaited. A panic in the task comes back as
+    /// [`Error::TaskPanicked`]; the shard goes on.
     pub fn spawn_on<F, Fut, T>(
         &self,
         shard: usize,
@@ -62,44 +68,100 @@ impl Client {
         Fut: Future<Output = T> + 'static,
         T: Send + 'static,
     {
-        let (tx, rx) = reply();
-        let job: Spawn = Box::new(move |storage| {
-            Box::pin(async move {
-                let output = task(storage).await;
-                let _ = tx.try_send(Ok(output));
-            })
-        });
-        let queue = self.router().requests.get(shard).cloned();
-        let shard_count = self.shard_count();
+        let (queued, rx) = self.submit(shard, task);
         async move {
-            let queue = queue.ok_or_else(|| {
-                Error::Startup(format!(
-                    "spawn_on: shard {shard} does not exist (the engine has {shard_count})"
-                ))
-            })?;
-            queue
-                .send(Request::Spawn(job))
-                .await
-                .map_err(|_| Error::Shutdown)?;
+            queued?.finish().await?;
             answer(rx).await
         }
     }
 
-    /// Runs `task` on every shard and returns the outputs in shard order.
+    /// Runs `task` on every shard at once and returns the outputs in shard
+    /// order.
     pub async fn on_all_shards<F, Fut, T>(&self, task: F) -> Result<Vec<T>>
     where
         F: Fn(ShardStorage) -> Fut + Send + Sync + Clone + 'static,
         Fut: Future<Output = T> + 'static,
         T: Send + 'static,
     {
-        let runs: Vec<_> = (0..self.shard_count())
-            .map(|shard| self.spawn_on(shard, task.clone()))
+        let submitted: Vec<_> = (0..self.shard_count())
+            .map(|shard| self.submit(shard, task.clone()))
             .collect();
-        let mut outputs = Vec::with_capacity(runs.len());
-        for run in runs {
-            outputs.push(run.await?);
+        // Every task is queued before the first answer is awaited.
+        let mut answers = Vec::with_capacity(submitted.len());
+        for (queued, rx) in submitted {
+            queued?.finish().await?;
+            answers.push(rx);
+        }
+        let mut outputs = Vec::with_capacity(answers.len());
+        for rx in answers {
+            outputs.push(answer(rx).await?);
         }
         Ok(outputs)
+    }
+
+    /// Wraps `task` as a job for `shard` and queues it if there is room.
+    fn submit<F, Fut, T>(
+        &self,
+        shard: usize,
+        task: F,
+    ) -> (Result<Queued>, async_channel::Receiver<Result<T>>)
+    where
+        F: FnOnce(ShardStorage) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        let (tx, rx) = reply();
+        let job: Spawn = Box::new(move |storage| {
+            Box::pin(async move {
+                let shard = storage.shard();
+                let run = AssertUnwindSafe(task(storage)).catch_unwind().await;
+                let output = run.map_err(|panic| Error::TaskPanicked {
+                    shard,
+                    message: panic_message(panic.as_ref()),
+                });
+                let _ = tx.try_send(output);
+            })
+        });
+        let queued = match self.router().requests.get(shard) {
+            None => Err(Error::Startup(format!(
+                "spawn_on: shard {shard} does not exist (the engine has {})",
+                self.shard_count()
+            ))),
+            Some(queue) => match queue.try_send(Request::Spawn(job)) {
+                Ok(()) => Ok(Queued::Done),
+                Err(async_channel::TrySendError::Full(request)) => {
+                    Ok(Queued::Waiting(queue.clone(), request))
+                }
+                Err(async_channel::TrySendError::Closed(_)) => Err(Error::Shutdown),
+            },
+        };
+        (queued, rx)
+    }
+}
+
+/// A job that is queued, or waits for room in its shard's queue.
+enum Queued {
+    Done,
+    Waiting(async_channel::Sender<Request>, Request),
+}
+
+impl Queued {
+    async fn finish(self) -> Result<()> {
+        match self {
+            Queued::Done => Ok(()),
+            Queued::Waiting(queue, request) => {
+                queue.send(request).await.map_err(|_| Error::Shutdown)
+            }
+        }
+    }
+}
+
+/// The message of a panic payload, when it has one.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(text), _) => (*text).to_string(),
+        (_, Some(text)) => text.clone(),
+        _ => "a panic without a message".to_string(),
     }
 }
 

@@ -142,7 +142,7 @@ impl Engine {
         match first_error {
             None => Ok(engine),
             Some(e) => {
-                engine.stop_all();
+                let _ = engine.stop_all();
                 Err(e)
             }
         }
@@ -164,26 +164,36 @@ impl Engine {
     }
 
     /// Stops every shard after its in-flight requests and releases the LOCK.
+    /// Fails if a shard thread had died (a panic in the engine itself).
     pub fn shutdown(mut self) -> Result<()> {
-        self.stop_all();
-        Ok(())
+        self.stop_all()
     }
 
-    fn stop_all(&mut self) {
+    fn stop_all(&mut self) -> Result<()> {
         for shard in &self.shards {
             let _ = shard.stop.try_send(());
         }
-        for shard in &mut self.shards {
+        let mut died = Vec::new();
+        for (index, shard) in self.shards.iter_mut().enumerate() {
             if let Some(thread) = shard.thread.take() {
-                let _ = thread.join();
+                if thread.join().is_err() {
+                    died.push(index);
+                }
             }
+        }
+        if died.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Startup(format!(
+                "shard threads {died:?} had died of a panic"
+            )))
         }
     }
 }
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        self.stop_all();
+        let _ = self.stop_all();
     }
 }
 

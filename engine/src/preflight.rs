@@ -377,6 +377,8 @@ mod tests {
             check_locked_memory(&resolved(shards, 512 * 1024, 128), Some(8192 * KIB), false).is_ok()
         };
         assert!(fits(5) && !fits(6));
+        // configs/numa.toml on 16 cores: 16 x 3 x (8 MiB + 28 KiB).
+        assert_eq!(locked_memory_bytes(16, 8 << 20, 256), 394_560 * KIB);
     }
 
     fn memlock_message(config: &ResolvedConfig, limit: Option<u64>, ipc_lock: bool) -> String {
@@ -494,28 +496,46 @@ mod tests {
         assert!(error.contains("cannot create it"), "{error}");
     }
 
-    #[test]
-    fn tmpfs_passes_or_fails_for_want_of_o_direct() {
-        // tmpfs has O_DIRECT since Linux 6.6; before, the check must say so.
-        let dir = Path::new("/dev/shm").join(format!("shardblob-preflight-{}", std::process::id()));
-        let result = check_data_dir(&dir);
-        let _ = fs::remove_dir_all(&dir);
-        if let Err(error) = result {
-            let error = error.to_string();
+    /// A ramfs mount (a filesystem without O_DIRECT) for the guard's life.
+    /// Mounting needs root, which CI and the dev VM have.
+    struct Ramfs(PathBuf);
+
+    impl Ramfs {
+        fn mount(name: &str) -> Ramfs {
+            let dir =
+                std::env::temp_dir().join(format!("shardblob-ramfs-{name}-{}", std::process::id()));
+            fs::create_dir_all(&dir).unwrap();
+            let status = std::process::Command::new("mount")
+                .args(["-t", "ramfs", "ramfs"])
+                .arg(&dir)
+                .status()
+                .expect("run mount");
             assert!(
-                error.contains("(tmpfs) does not support O_DIRECT"),
-                "{error}"
+                status.success(),
+                "mounting a ramfs at {} needs root",
+                dir.display()
             );
-            assert!(error.contains("ext4 or xfs"), "{error}");
+            Ramfs(dir)
+        }
+    }
+
+    impl Drop for Ramfs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+            let _ = fs::remove_dir(&self.0);
         }
     }
 
     #[test]
-    #[ignore = "needs SHARDBLOB_NO_ODIRECT_DIR: a writable directory on a filesystem without O_DIRECT, e.g. `mount -t ramfs ramfs /mnt/ramfs`"]
     fn reports_a_filesystem_without_o_direct() {
-        let dir = PathBuf::from(std::env::var_os("SHARDBLOB_NO_ODIRECT_DIR").unwrap());
+        let ramfs = Ramfs::mount("odirect");
+        let dir = ramfs.0.join("data");
         let error = check_data_dir(&dir).unwrap_err().to_string();
-        assert!(error.contains("does not support O_DIRECT"), "{error}");
+        assert!(
+            error.contains("(ramfs) does not support O_DIRECT"),
+            "{error}"
+        );
+        assert!(error.contains("ext4 or xfs"), "{error}");
         assert_eq!(
             fs::read_dir(&dir).unwrap().count(),
             0,

@@ -234,5 +234,8 @@ pub async fn run(parts: ShardParts, stop: async_channel::Receiver<()>) {
     // Every permit back means no forwarded request is still running.
     let _ = context.inflight.acquire(context.inflight_max).await;
     context.opened.borrow_mut().clear();
+    // Dropped DmaFiles close asynchronously, on the next reactor poll: a
+    // timer forces one before the executor ends, else their fds leak.
+    glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
     CURRENT.with(|current| current.borrow_mut().take());
 }

@@ -272,7 +272,7 @@ fn flood_through_tiny_queues_completes_in_bounded_memory() {
                 let reads = (0..64u64).map(|i| {
                     let storage = storage.clone();
                     async move {
-                        let p = format!("flood-{}", i % 4);
+                        let p = format!("flood-opens-{}", i % 4);
                         let (_, len) =
                             match storage.open(&p, format!("s{shard}x{i}").as_bytes()).await {
                                 Ok(opened) => opened,

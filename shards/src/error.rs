@@ -94,6 +94,8 @@ pub enum Error {
     Startup(String),
     /// The engine has shut down; the operation did not run.
     Shutdown,
+    /// A user task run on a shard panicked; the shard goes on.
+    TaskPanicked { shard: usize, message: String },
 }
 
 impl Error {
@@ -218,6 +220,9 @@ impl fmt::Display for Error {
             }
             Error::Startup(reason) => write!(f, "engine cannot start: {reason}"),
             Error::Shutdown => write!(f, "engine shut down: the operation did not run"),
+            Error::TaskPanicked { shard, message } => {
+                write!(f, "task panicked on shard {shard}: {message}")
+            }
         }
     }
 }

@@ -220,9 +220,12 @@ impl<F: FileSystem> BlobState<F> {
 impl<F: FileSystem> Drop for BlobState<F> {
     fn drop(&mut self) {
         // Trim the padding of the last block so the length on reopen is
-        // exact. Best effort: a failure leaves zero padding, which a later
-        // open reports as length (never lost data).
-        if self.poison.borrow().is_none() && self.file_len.get() != self.len.get() {
+        // exact, and give back the preallocated blocks past the end. Best
+        // effort: a failure leaves zero padding, which a later open reports
+        // as length (never lost data), or space reserved.
+        let untrimmed =
+            self.file_len.get() != self.len.get() || self.reserved_len.get() > self.len.get();
+        if self.poison.borrow().is_none() && untrimmed {
             let _ = self.file.set_len_now(HEADER_LEN + self.len.get());
         }
         if let Some(registry) = self.registry.upgrade() {

@@ -107,7 +107,7 @@ impl<F: FileSystem> BlobState<F> {
             block
         });
 
-        self.reserve(chunk_end).await?;
+        self.reserve(chunk_end).await;
         let written = self
             .file
             .write_at(buf, HEADER_LEN + chunk_start, durable)
@@ -158,14 +158,18 @@ impl<F: FileSystem> BlobState<F> {
     }
 
     /// Preallocates ahead when a write reaches past the reserved blocks.
-    async fn reserve(&self, data_end: u64) -> std::io::Result<()> {
+    ///
+    /// Advisory: when it fails (a full filesystem, one without fallocate)
+    /// the write goes ahead and reports its own error if it has one, so a
+    /// write that fits the space left still succeeds.
+    async fn reserve(&self, data_end: u64) {
         if data_end <= self.reserved_len.get() {
-            return Ok(());
+            return;
         }
         let target = data_end.div_ceil(PREALLOCATE_BYTES) * PREALLOCATE_BYTES;
-        self.file.preallocate(HEADER_LEN + target).await?;
-        self.reserved_len.set(target);
-        Ok(())
+        if self.file.preallocate(HEADER_LEN + target).await.is_ok() {
+            self.reserved_len.set(target);
+        }
     }
 }
 
