@@ -132,6 +132,11 @@ pub struct Cli {
     #[arg(long)]
     pub sync_flag: bool,
 
+    /// Engine shard that owns the benchmark partition (same-shard runs there,
+    /// cross-shard on the next one).
+    #[arg(long, default_value_t = 0, value_name = "SHARD")]
+    pub shard: usize,
+
     /// CPU the raw DmaFile peer's executor is pinned to [default: the CPU of
     /// the engine shard that owns the benchmark partition].
     #[arg(long, value_name = "CPU")]

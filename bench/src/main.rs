@@ -214,12 +214,21 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // The benchmark partition lives on shard 0; the dma peer shares its CPU.
-    let shard_zero_cpu = engine_config
-        .validate()
-        .ok()
-        .and_then(|resolved| resolved.shard_cpus.first().copied())
-        .unwrap_or(0);
+    // The dma peer shares the CPU of the shard that owns the benchmark partition.
+    let shard_cpu = match engine_config.validate() {
+        Ok(resolved) => match resolved.shard_cpus.get(cli.shard) {
+            Some(&cpu) => cpu,
+            None => {
+                eprintln!(
+                    "error: --shard {}: the engine has {} shards",
+                    cli.shard,
+                    resolved.shards()
+                );
+                return ExitCode::from(2);
+            }
+        },
+        Err(_) => 0,
+    };
     let step_estimate = plan.warmup + plan.duration + Duration::from_millis(100);
     let progress = Arc::new(Progress::new(
         plan.cases.len() * plan.targets.len(),
@@ -232,7 +241,8 @@ fn main() -> ExitCode {
             .peer_spin_us
             .map(Duration::from_micros)
             .unwrap_or_else(|| engine_config.spin_before_park().unwrap_or(Duration::ZERO)),
-        peer_cpu: cli.peer_cpu.unwrap_or(shard_zero_cpu),
+        peer_cpu: cli.peer_cpu.unwrap_or(shard_cpu),
+        shard: cli.shard,
         engine_config,
         progress: progress.clone(),
     };

@@ -6,7 +6,8 @@
 //!
 //! One engine serves all three, on the embedded default configuration (or
 //! --engine-config) with its data_dir moved to the run's temporary directory.
-//! The partition is chosen to live on shard 0, the CPU the dma peer uses.
+//! The partition is chosen to live on shard `--shard` (default 0); the dma
+//! peer pins to that shard's CPU.
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use shardblob::{Blob, Config, Engine, Storage, WriteOptions};
@@ -146,12 +147,17 @@ pub fn load_config(path: Option<&Path>) -> Result<Config, String> {
     }
 }
 
-/// A partition name that lives on shard 0.
-fn partition_on_shard_zero(engine: &Engine) -> String {
-    (0..10_000)
+/// A partition name that lives on `shard`.
+fn partition_on_shard(engine: &Engine, shard: usize) -> Result<String, String> {
+    (0..100_000)
         .map(|i| format!("bench-{i}"))
-        .find(|p| engine.shard_of(p) == 0)
-        .unwrap_or_else(|| "bench".to_string())
+        .find(|p| engine.shard_of(p) == shard)
+        .ok_or_else(|| {
+            format!(
+                "no partition name maps to shard {shard} of {}",
+                engine.shard_count()
+            )
+        })
 }
 
 /// A running engine, prefilled, serving its three paths one case at a time.
@@ -167,7 +173,7 @@ impl EngineTargets {
         let mut config = env.engine_config.clone();
         config.data_dir = env.work_dir.join("engine");
         let engine = Engine::start(config).map_err(|e| format!("engine start: {e}"))?;
-        let partition = partition_on_shard_zero(&engine);
+        let partition = partition_on_shard(&engine, env.shard)?;
         let home = engine.shard_of(&partition);
         if env.plan.data_file_bytes > 0 {
             env.progress.note(&format!(

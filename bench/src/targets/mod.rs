@@ -71,6 +71,8 @@ pub struct Env {
     pub engine_config: shardblob::Config,
     pub peer_spin: Duration,
     pub peer_cpu: usize,
+    /// The engine shard that owns the benchmark partition.
+    pub shard: usize,
     pub progress: Arc<Progress>,
 }
 
