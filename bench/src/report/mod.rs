@@ -45,10 +45,10 @@ impl Results {
             .filter_map(move |(target, outcomes)| outcomes.get(index).map(|o| (*target, o)))
     }
 
-    /// fio's summary for case `index`, if measured.
-    pub fn fio(&self, index: usize) -> Option<&Summary> {
+    /// `peer`'s summary for case `index`, if measured.
+    pub fn peer(&self, index: usize, peer: Target) -> Option<&Summary> {
         self.case_outcomes(index)
-            .find(|(t, _)| *t == Target::Fio)
+            .find(|(t, _)| *t == peer)
             .and_then(|(_, o)| o.summary())
     }
 

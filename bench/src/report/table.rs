@@ -1,11 +1,14 @@
 //! The text table: one block per case, one row per target, latencies in µs.
-//! Our rows end with their ratios to fio and to the best peer: ops/s ratio
-//! (higher is better) and p99 ratio (lower is better).
+//! Our rows end with their ratios to fio, to the dma peer (the floor of our
+//! own stack, so the steadiest measure of the engine's overhead on a busy
+//! machine) and to the best peer: ops/s ratio (higher is better) / p99 ratio
+//! (lower is better).
 
 use std::fmt::Write;
 
 use super::Results;
 use crate::result::{Outcome, Summary};
+use crate::targets::Target;
 use crate::units::format_latency_us;
 
 /// `1234567.8` → `1,234,568`.
@@ -36,9 +39,9 @@ pub fn ratio_cell(ours: &Summary, peer: &Summary) -> String {
     format!("{ops:.2}/{p99:.2}")
 }
 
-const HEADER: [&str; 13] = [
+const HEADER: [&str; 14] = [
     "target", "ops/s", "MB/s", "p50", "p90", "p99", "p99.9", "p99.99", "max", "samples", "vs fio",
-    "vs best", "best",
+    "vs dma", "vs best", "best",
 ];
 
 fn row(target: &str, s: &Summary) -> Vec<String> {
@@ -82,10 +85,11 @@ pub fn render(results: &Results) -> String {
     let _ = writeln!(
         text,
         "latency in µs from each op's start (open loop: from its intended start); \
-         vs fio / vs best = ops/s ratio / p99 ratio of ours to that peer"
+         vs fio / vs dma / vs best = ops/s ratio / p99 ratio of ours to that peer"
     );
     for (index, case) in results.plan.cases.iter().enumerate() {
-        let fio = results.fio(index);
+        let fio = results.peer(index, Target::Fio);
+        let dma = results.peer(index, Target::Dma);
         let best = results.best_peer(index);
         let mut rows: Vec<Vec<String>> = vec![HEADER.iter().map(|h| h.to_string()).collect()];
         let mut notes = Vec::new();
@@ -95,6 +99,7 @@ pub fn render(results: &Results) -> String {
                     let mut cells = row(target.name(), s);
                     if target.is_ours() {
                         cells.push(fio.map_or("-".into(), |f| ratio_cell(s, f)));
+                        cells.push(dma.map_or("-".into(), |d| ratio_cell(s, d)));
                         cells.push(best.map_or("-".into(), |(_, b)| ratio_cell(s, b)));
                         cells.push(best.map_or("-".into(), |(t, _)| t.name().to_string()));
                     }
