@@ -210,6 +210,9 @@ pub fn run_case(env: &Env, index: usize) -> Outcome {
         Err(reason) => return Outcome::Skipped { reason },
     };
     if fresh {
+        if let Some(dir) = file.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
         if let Err(e) = std::fs::write(&file, b"") {
             return Outcome::Failed {
                 error: format!("fio: create {}: {e}", file.display()),
