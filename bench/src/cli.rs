@@ -84,14 +84,14 @@ pub struct Cli {
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub max_in_flight: usize,
 
-    /// Engine paths to measure.
+    /// Engine paths to measure ("none" for none).
     #[arg(
         long,
         value_delimiter = ',',
         value_name = "PATH,..",
         default_value = "same-shard,cross-shard,foreign-thread"
     )]
-    pub paths: Vec<Target>,
+    pub paths: Vec<PathArg>,
 
     /// Peers to measure in the same run ("none" for none).
     #[arg(
@@ -168,6 +168,26 @@ pub enum Suite {
     All,
 }
 
+/// An engine path on the command line, or `none`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PathArg {
+    None,
+    SameShard,
+    CrossShard,
+    ForeignThread,
+}
+
+impl PathArg {
+    pub fn target(self) -> Option<Target> {
+        match self {
+            PathArg::None => None,
+            PathArg::SameShard => Some(Target::SameShard),
+            PathArg::CrossShard => Some(Target::CrossShard),
+            PathArg::ForeignThread => Some(Target::ForeignThread),
+        }
+    }
+}
+
 /// A peer on the command line, or `none`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum PeerArg {
@@ -223,7 +243,8 @@ mod tests {
         assert_eq!(cli.duration, Some(Duration::from_secs(2)));
         assert_eq!(cli.block_size, Some(8192));
         assert_eq!(cli.peers, [PeerArg::Fio, PeerArg::Dma]);
-        assert_eq!(cli.paths, [Target::SameShard]);
+        assert_eq!(cli.paths, [PathArg::SameShard]);
+        assert!(Cli::try_parse_from(["shardblob-bench", "--paths", "fio"]).is_err());
         assert!(Cli::try_parse_from(["shardblob-bench", "--quick", "--long"]).is_err());
         assert!(Cli::try_parse_from(["shardblob-bench", "--read-percent", "101"]).is_err());
     }

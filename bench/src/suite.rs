@@ -329,9 +329,12 @@ pub fn plan(cli: &Cli) -> Result<Plan, String> {
         .map(|c| c.workload.file_size_bytes)
         .max()
         .unwrap_or(0);
-    let mut targets: Vec<Target> = cli.paths.clone();
+    let mut targets: Vec<Target> = cli.paths.iter().filter_map(|p| p.target()).collect();
     targets.extend(cli.peers.iter().filter_map(|p| p.target()));
     targets.dedup();
+    if targets.is_empty() {
+        return Err("nothing to measure: --paths none and --peers none".into());
+    }
     Ok(Plan {
         cases,
         warmup,
@@ -452,5 +455,6 @@ mod tests {
         let err = plan_of(&["-w", "rand-read", "--block-size", "1000"]).unwrap_err();
         assert!(err.contains("4KiB"), "{err}");
         assert!(plan_of(&["-w", "rand-read", "--queue-depths", "0"]).is_err());
+        assert!(plan_of(&["--paths", "none", "--peers", "none"]).is_err());
     }
 }
