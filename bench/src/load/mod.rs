@@ -10,7 +10,11 @@ pub mod closed;
 pub mod open;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
+
+use futures::future::{select, Either};
+use futures::stream::{Stream, StreamExt};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -49,12 +53,14 @@ impl Load {
 }
 
 /// The time frame of one run: warm-up from `start`, measured from
-/// `measure_start` until `end`.
+/// `measure_start` until `end`; ops still in flight `hung_after` past the
+/// end (and the open loop's catch-up) fail the run.
 #[derive(Clone, Copy, Debug)]
 pub struct Window {
     pub start: Instant,
     pub measure_start: Instant,
     pub end: Instant,
+    pub hung_after: Duration,
 }
 
 impl Window {
@@ -64,6 +70,7 @@ impl Window {
             start,
             measure_start: start + warmup,
             end: start + warmup + duration,
+            hung_after: HUNG_AFTER,
         }
     }
 
@@ -137,12 +144,39 @@ where
     Fut: Future<Output = OpResult>,
 {
     match load {
-        Load::Closed { queue_depth } => closed::run(queue_depth, window, next_op).await,
+        Load::Closed { queue_depth } => closed::run(queue_depth, window, sleeper, next_op).await,
         Load::Open {
             rate_ops_per_s,
             max_in_flight,
         } => open::run(rate_ops_per_s, max_in_flight, window, sleeper, next_op).await,
     }
+}
+
+/// How long after the window's end ops may still be in flight before the run
+/// is declared hung (a target that never answers fails its case, and the
+/// benchmark goes on).
+pub const HUNG_AFTER: Duration = Duration::from_secs(30);
+
+/// The next completion of `in_flight`, or an error once `hung` fires.
+async fn next_or_hung<St, H>(
+    in_flight: &mut St,
+    hung: Pin<&mut H>,
+    hung_after: Duration,
+) -> Result<Option<St::Item>, String>
+where
+    St: Stream + Unpin,
+    H: Future<Output = ()>,
+{
+    let next = match select(hung, in_flight.next()).await {
+        Either::Left(_) => None,
+        Either::Right((next, _)) => Some(next),
+    };
+    next.ok_or_else(|| {
+        format!(
+            "ops still in flight {} ms after the run ended: the target stopped answering",
+            hung_after.as_millis()
+        )
+    })
 }
 
 /// Wraps an op so it reports when it ended, with the start it is measured from.
@@ -152,4 +186,90 @@ async fn timed<Fut: Future<Output = OpResult>>(
 ) -> (Instant, Instant, OpResult) {
     let result = op.await;
     (start, Instant::now(), result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    /// A timer that spins: pending until its deadline, asking to be polled again at once.
+    struct Due;
+
+    impl Sleep for Due {
+        fn sleep_until(&self, deadline: Instant) -> impl Future<Output = ()> {
+            futures::future::poll_fn(move |cx| {
+                if Instant::now() >= deadline {
+                    std::task::Poll::Ready(())
+                } else {
+                    cx.waker().wake_by_ref();
+                    std::task::Poll::Pending
+                }
+            })
+        }
+    }
+
+    #[test]
+    fn a_closed_loop_keeps_queue_depth_ops_in_flight_and_stops_at_the_end() {
+        let issued = Cell::new(0);
+        let window = Window::starting_now(Duration::ZERO, Duration::ZERO);
+        let load = Load::Closed { queue_depth: 4 };
+        let recording = futures::executor::block_on(run(load, window, &Due, || {
+            issued.set(issued.get() + 1);
+            async { Ok(()) }
+        }))
+        .unwrap();
+        // The window is over before the first completion: only the first wave runs.
+        assert_eq!(issued.get(), 4);
+        assert_eq!(recording.latency_ns.len(), 0);
+    }
+
+    #[test]
+    fn an_open_loop_issues_every_scheduled_op_once() {
+        let issued = Cell::new(0u64);
+        let window = Window::starting_now(Duration::from_millis(5), Duration::from_millis(10));
+        let load = Load::Open {
+            rate_ops_per_s: 1000,
+            max_in_flight: 8,
+        };
+        let recording = futures::executor::block_on(run(load, window, &Due, || {
+            issued.set(issued.get() + 1);
+            async { Ok(()) }
+        }))
+        .unwrap();
+        // 15 ms at 1000/s: 15 ops, the last 10 of them in the measured window.
+        assert_eq!(issued.get(), 15);
+        assert_eq!(recording.latency_ns.len(), 10);
+        assert_eq!(recording.missed_ops, 0);
+    }
+
+    #[test]
+    fn a_failing_op_ends_the_run_with_its_error() {
+        let window = Window::starting_now(Duration::ZERO, Duration::from_secs(1));
+        let load = Load::Closed { queue_depth: 2 };
+        let error = futures::executor::block_on(run(load, window, &Due, || async {
+            Err("device on fire".to_string())
+        }))
+        .unwrap_err();
+        assert_eq!(error, "device on fire");
+    }
+
+    #[test]
+    fn a_target_that_never_answers_fails_instead_of_hanging() {
+        let mut window = Window::starting_now(Duration::ZERO, Duration::from_millis(1));
+        window.hung_after = Duration::from_millis(1);
+        for load in [
+            Load::Closed { queue_depth: 2 },
+            Load::Open {
+                rate_ops_per_s: 1_000_000,
+                max_in_flight: 2,
+            },
+        ] {
+            let result = futures::executor::block_on(run(load, window, &Due, || {
+                futures::future::pending::<OpResult>()
+            }));
+            let error = result.map(|r| r.latency_ns.len()).unwrap_err();
+            assert!(error.contains("stopped answering"), "{load:?}: {error}");
+        }
+    }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use futures::future::{select, Either};
 use futures::stream::{FuturesUnordered, StreamExt};
 
-use super::{timed, OpResult, Recording, Sleep, Window};
+use super::{next_or_hung, timed, OpResult, Recording, Sleep, Window};
 
 const NS_PER_S: u128 = 1_000_000_000;
 
@@ -70,10 +70,11 @@ where
     let max_in_flight = max_in_flight.max(1);
     let schedule = Schedule::new(window.start, rate_ops_per_s);
     let total_ops = schedule.ops_before(window.end);
-    let give_up_at = window.end + GIVE_UP_AFTER;
+    let give_up_at = window.end + GIVE_UP_AFTER.min(window.hung_after);
     let mut recording = Recording::new(&window);
     let mut in_flight = FuturesUnordered::new();
     let mut next_index = 0u64;
+    let mut hung = pin!(sleeper.sleep_until(give_up_at + window.hung_after));
     loop {
         let now = Instant::now();
         while next_index < total_ops
@@ -106,7 +107,7 @@ where
         } else if in_flight.is_empty() {
             break;
         } else {
-            in_flight.next().await
+            next_or_hung(&mut in_flight, hung.as_mut(), window.hung_after).await?
         };
         if let Some((intended, done, result)) = completion {
             result?;
@@ -167,6 +168,7 @@ mod tests {
             start,
             measure_start: start,
             end: start + Duration::from_secs(1),
+            hung_after: Duration::from_secs(1),
         };
         let stall_end = start + Duration::from_millis(10);
         let mut recording = Recording::new(&window);
@@ -191,6 +193,7 @@ mod tests {
             start,
             measure_start: stall_end,
             end: stall_end + Duration::from_secs(1),
+            hung_after: Duration::from_secs(1),
         };
         let mut warm = Recording::new(&later);
         warm.record(&later, start, stall_end);
