@@ -4,6 +4,7 @@
 //! engine paths, then fio, raw glommio DmaFile and commonware-runtime — and
 //! reports every case with all targets side by side. See `--help`.
 
+mod cleanup;
 mod cli;
 mod load;
 mod peers;
@@ -200,6 +201,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    cleanup::remove_on_interrupt(work_dir.clone(), cli.keep_data);
     eprintln!(
         "shardblob-bench: {} cases x {} targets, about {:.0} s; data in {}",
         plan.cases.len(),
@@ -283,6 +285,7 @@ fn main() -> ExitCode {
                 .engine_config
                 .as_ref()
                 .map_or("embedded default".into(), |p| p.display().to_string()),
+            engine_settings: format!("{:?}", env.engine_config),
             warmup_ms: plan.warmup.as_millis(),
             duration_ms: plan.duration.as_millis(),
             data_file_bytes: plan.data_file_bytes,

@@ -32,6 +32,8 @@ pub struct Meta {
     pub load_average_end: String,
     pub fio_version: Option<String>,
     pub engine_config: String,
+    /// Every field of the engine configuration used (data_dir aside, which the run replaces).
+    pub engine_settings: String,
     pub warmup_ms: u128,
     pub duration_ms: u128,
     pub data_file_bytes: u64,
