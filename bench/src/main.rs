@@ -194,21 +194,6 @@ fn main() -> ExitCode {
         .out_dir
         .clone()
         .unwrap_or_else(|| suite::default_out_dir(started_unix_s));
-    let work_dir = match make_work_dir(&cli.data_dir, &stamp) {
-        Ok(dir) => dir,
-        Err(e) => {
-            eprintln!("error: data directory: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    cleanup::remove_on_interrupt(work_dir.clone(), cli.keep_data);
-    eprintln!(
-        "shardblob-bench: {} cases x {} targets, about {:.0} s; data in {}",
-        plan.cases.len(),
-        plan.targets.len(),
-        plan.estimated_s(),
-        work_dir.display()
-    );
     let engine_config = match targets::engine::load_config(cli.engine_config.as_deref()) {
         Ok(config) => config,
         Err(e) => {
@@ -231,6 +216,21 @@ fn main() -> ExitCode {
         },
         Err(_) => 0,
     };
+    let work_dir = match make_work_dir(&cli.data_dir, &stamp) {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("error: data directory: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    cleanup::remove_on_interrupt(work_dir.clone(), cli.keep_data);
+    eprintln!(
+        "shardblob-bench: {} cases x {} targets, about {:.0} s; data in {}",
+        plan.cases.len(),
+        plan.targets.len(),
+        plan.estimated_s(),
+        work_dir.display()
+    );
     let step_estimate = plan.warmup + plan.duration + Duration::from_millis(100);
     let progress = Arc::new(Progress::new(
         plan.cases.len() * plan.targets.len(),
