@@ -106,8 +106,14 @@ impl Results {
             let path = dir.join("svg").join(format!("{}.svg", case.id()));
             fs::write(&path, svg::render(&case.label(), &series)).map_err(|e| fail("svg", e))?;
         }
+        let index = svg::index_html(&self.meta.started_utc, &self.plan.cases);
+        fs::write(dir.join("index.html"), index).map_err(|e| fail("index.html", e))?;
         written.push(format!("{}/hgrm/*.hgrm", dir.display()));
-        written.push(format!("{}/svg/*.svg", dir.display()));
+        written.push(format!(
+            "{}/svg/*.svg (all on {}/index.html)",
+            dir.display(),
+            dir.display()
+        ));
         Ok(written)
     }
 }

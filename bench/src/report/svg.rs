@@ -174,6 +174,26 @@ pub fn render(title: &str, series: &[Series]) -> String {
     svg
 }
 
+/// A page showing every case's plot, for a browser.
+pub fn index_html(started_utc: &str, cases: &[crate::suite::Case]) -> String {
+    let mut html = format!(
+        "<!doctype html>\n<meta charset=\"utf-8\">\n<title>shardblob-bench {started_utc}</title>\n\
+         <body style=\"font-family: sans-serif\">\n<h1>shardblob-bench {started_utc}</h1>\n\
+         <p>Latency by percentile; ours solid, peers dashed. Numbers: results.txt, results.json.</p>\n"
+    );
+    for case in cases {
+        let _ = writeln!(
+            html,
+            "<h2>{}</h2>\n<img src=\"svg/{}.svg\" alt=\"{}\">",
+            escape(&case.label()),
+            case.id(),
+            escape(&case.label())
+        );
+    }
+    html.push_str("</body>\n");
+    html
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
