@@ -1,0 +1,361 @@
+//! fio, the yardstick: io_uring, O_DIRECT, one job, the same shape as our
+//! case. fio reports latency from submission (`lat_ns`, with
+//! `lat_percentiles`), which for closed loops equals our op latency. For open
+//! loops fio paces with `rate_iops` but still measures from submission, not
+//! from the intended start, so its open-loop rows are not corrected for
+//! coordinated omission (the row says so). Append + sync runs as write +
+//! fdatasync on a growing file; fio times the two separately, so the row's
+//! percentiles add the write's and the sync's (an upper bound). Small
+//! appends (256 B) cannot be O_DIRECT I/O: skipped.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::load::Load;
+use crate::result::{Outcome, Summary, SPECTRUM_PERCENTILES, TABLE_PERCENTILES};
+use crate::suite::{Case, Plan};
+use crate::targets::Env;
+use crate::workload::WorkloadKind;
+
+/// `fio --version`, or `None` when fio is not on PATH.
+pub fn version() -> Option<String> {
+    let output = Command::new("fio").arg("--version").output().ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+fn fio_time(duration: Duration) -> String {
+    format!("{}ms", duration.as_millis().max(1))
+}
+
+/// The percentile list fio reports (table and spectrum percentiles, at most 20).
+fn percentile_list() -> String {
+    let mut all: Vec<f64> = SPECTRUM_PERCENTILES
+        .iter()
+        .copied()
+        .filter(|&p| p < 100.0)
+        .collect();
+    all.extend(TABLE_PERCENTILES);
+    all.sort_by(f64::total_cmp);
+    all.dedup();
+    all.iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// fio's arguments for `case` on `file`, or why fio cannot run it.
+pub fn job_args(case: &Case, plan: &Plan, file: &Path) -> Result<Vec<String>, String> {
+    let w = &case.workload;
+    let mut args = vec![
+        "--name=shardblob-bench".to_string(),
+        format!("--filename={}", file.display()),
+        "--ioengine=io_uring".into(),
+        "--direct=1".into(),
+        "--thread".into(),
+        format!("--bs={}", w.block_size_bytes),
+        "--time_based".into(),
+        format!("--runtime={}", fio_time(plan.duration)),
+        format!("--ramp_time={}", fio_time(plan.warmup)),
+        "--lat_percentiles=1".into(),
+        "--clat_percentiles=0".into(),
+        format!("--percentile_list={}", percentile_list()),
+        "--output-format=json".into(),
+    ];
+    match w.kind {
+        WorkloadKind::RandRead => args.push("--rw=randread".into()),
+        WorkloadKind::RandWrite => args.push("--rw=randwrite".into()),
+        WorkloadKind::SeqRead => args.push("--rw=read".into()),
+        WorkloadKind::SeqWrite => args.push("--rw=write".into()),
+        WorkloadKind::Mix => {
+            args.push("--rw=randrw".into());
+            args.push(format!("--rwmixread={}", w.read_percent));
+            args.push("--unified_rw_reporting=mixed".into());
+        }
+        WorkloadKind::AppendSync => {
+            args.extend(
+                [
+                    "--rw=write",
+                    "--fdatasync=1",
+                    "--file_append=1",
+                    "--fallocate=none",
+                ]
+                .map(String::from),
+            );
+        }
+        WorkloadKind::SmallAppend => {
+            return Err("fio cannot do O_DIRECT appends smaller than a sector".into());
+        }
+    }
+    if w.kind.uses_data_file() {
+        args.push(format!("--size={}", w.file_size_bytes));
+    } else {
+        // A growing file: room enough never to wrap during the run.
+        args.push(format!("--size={}", 1u64 << 40));
+    }
+    match case.load {
+        Load::Closed { queue_depth } => args.push(format!("--iodepth={queue_depth}")),
+        Load::Open {
+            rate_ops_per_s,
+            max_in_flight,
+        } => {
+            args.push(format!("--iodepth={}", max_in_flight.min(1024)));
+            args.push(format!("--rate_iops={rate_ops_per_s}"));
+        }
+    }
+    Ok(args)
+}
+
+fn number(value: &Value, path: &[&str]) -> Result<f64, String> {
+    let mut v = value;
+    for key in path {
+        v = v
+            .get(key)
+            .ok_or_else(|| format!("fio JSON has no {}", path.join(".")))?;
+    }
+    v.as_f64()
+        .ok_or_else(|| format!("fio JSON {} is not a number", path.join(".")))
+}
+
+/// Latency (µs) at `percentile` from a fio `lat_ns` object.
+fn percentile_us(lat_ns: &Value, percentile: f64) -> Result<f64, String> {
+    if percentile >= 100.0 {
+        return number(lat_ns, &["max"]).map(|ns| ns / 1e3);
+    }
+    let key = format!("{percentile:.6}");
+    number(lat_ns, &["percentile", &key]).map(|ns| ns / 1e3)
+}
+
+/// Reads a case's numbers out of fio's JSON output (text before the JSON is ignored).
+pub fn parse(output: &str, case: &Case) -> Result<Summary, String> {
+    let start = output.find('{').ok_or("fio printed no JSON")?;
+    let json: Value =
+        serde_json::from_str(&output[start..]).map_err(|e| format!("fio JSON: {e}"))?;
+    let job = json
+        .get("jobs")
+        .and_then(|jobs| jobs.get(0))
+        .ok_or("fio JSON has no jobs")?;
+    let error = number(job, &["error"]).unwrap_or(0.0);
+    if error != 0.0 {
+        return Err(format!("fio job failed with error {error}"));
+    }
+    let section = match case.workload.kind {
+        WorkloadKind::RandRead | WorkloadKind::SeqRead => "read",
+        WorkloadKind::Mix => "mixed",
+        _ => "write",
+    };
+    let io = job
+        .get(section)
+        .ok_or_else(|| format!("fio JSON has no {section} section"))?;
+    let lat = io.get("lat_ns").ok_or("fio JSON has no lat_ns")?;
+    let sync_lat = (case.workload.kind == WorkloadKind::AppendSync)
+        .then(|| job.get("sync").and_then(|s| s.get("lat_ns")))
+        .flatten();
+    let at = |p: f64| -> Result<f64, String> {
+        let sync_us = match sync_lat {
+            Some(sync) => percentile_us(sync, p)?,
+            None => 0.0,
+        };
+        Ok(percentile_us(lat, p)? + sync_us)
+    };
+    let ops_per_s = number(io, &["iops"])?;
+    let mut notes = Vec::new();
+    if sync_lat.is_some() {
+        notes.push("write and fdatasync latencies added per percentile (upper bound)".to_string());
+    }
+    if matches!(case.load, Load::Open { .. }) {
+        notes.push("open-loop latency from submission, not from intended start".to_string());
+    }
+    let mean_sync_us = sync_lat.map_or(Ok(0.0), |s| number(s, &["mean"]).map(|ns| ns / 1e3))?;
+    Ok(Summary {
+        ops_per_s,
+        mb_per_s: ops_per_s * case.workload.block_size_bytes as f64 / 1e6,
+        p50_us: at(50.0)?,
+        p90_us: at(90.0)?,
+        p99_us: at(99.0)?,
+        p999_us: at(99.9)?,
+        p9999_us: at(99.99)?,
+        max_us: at(100.0)?,
+        mean_us: number(lat, &["mean"])? / 1e3 + mean_sync_us,
+        samples: number(lat, &["N"])? as u64,
+        spectrum: SPECTRUM_PERCENTILES
+            .iter()
+            .map(|&p| at(p).map(|us| (p, us)))
+            .collect::<Result<_, _>>()?,
+        notes,
+        max_issue_lag_us: 0.0,
+        missed_ops: 0,
+        histogram_ns: None,
+    })
+}
+
+/// Runs case `index` with fio (the caller checked that fio is on PATH).
+pub fn run_case(env: &Env, index: usize) -> Outcome {
+    let case = &env.plan.cases[index];
+    let fresh = !case.workload.kind.uses_data_file();
+    let file = if fresh {
+        env.work_dir
+            .join("raw")
+            .join(format!("fio-append-{index}.bin"))
+    } else {
+        env.raw_data_path()
+    };
+    let args = match job_args(case, &env.plan, &file) {
+        Ok(args) => args,
+        Err(reason) => return Outcome::Skipped { reason },
+    };
+    if fresh {
+        if let Some(dir) = file.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if let Err(e) = std::fs::write(&file, b"") {
+            return Outcome::Failed {
+                error: format!("fio: create {}: {e}", file.display()),
+            };
+        }
+    }
+    let output = Command::new("fio").args(&args).output();
+    if fresh {
+        let _ = std::fs::remove_file(&file);
+    }
+    match output {
+        Ok(out) if out.status.success() => match parse(&String::from_utf8_lossy(&out.stdout), case)
+        {
+            Ok(summary) => Outcome::Measured(Box::new(summary)),
+            Err(error) => Outcome::Failed { error },
+        },
+        Ok(out) => Outcome::Failed {
+            error: format!(
+                "fio exited with {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        },
+        Err(e) => Outcome::Failed {
+            error: format!("fio: {e}"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::Workload;
+
+    fn case(kind: WorkloadKind, load: Load) -> Case {
+        Case {
+            workload: Workload {
+                kind,
+                block_size_bytes: 4096,
+                file_size_bytes: 1 << 30,
+                read_percent: 70,
+                sync_every_bytes: 1 << 20,
+            },
+            load,
+        }
+    }
+
+    fn lat(scale: f64) -> String {
+        let mut percentiles = Vec::new();
+        for p in SPECTRUM_PERCENTILES.iter().chain(&TABLE_PERCENTILES) {
+            if *p < 100.0 {
+                percentiles.push(format!("\"{p:.6}\": {}", ((p * 1000.0) * scale) as u64));
+            }
+        }
+        format!(
+            "{{\"min\": 1000, \"max\": {}, \"mean\": {}, \"N\": 12345, \"percentile\": {{{}}}}}",
+            (200_000.0 * scale) as u64,
+            (40_000.0 * scale) as u64,
+            percentiles.join(", ")
+        )
+    }
+
+    fn output(section: &str, with_sync: bool) -> String {
+        let sync = if with_sync {
+            format!(", \"sync\": {{\"total_ios\": 0, \"lat_ns\": {}}}", lat(0.5))
+        } else {
+            String::new()
+        };
+        format!(
+            "fio: note: some warning\n{{\"fio version\": \"fio-3.33\", \"jobs\": [{{\"jobname\": \"b\", \"error\": 0, \
+             \"{section}\": {{\"iops\": 22400.5, \"bw_bytes\": 91750400, \"lat_ns\": {}}}{sync}}}]}}",
+            lat(1.0)
+        )
+    }
+
+    #[test]
+    fn parses_ops_and_latency_percentiles() {
+        let c = case(WorkloadKind::RandRead, Load::Closed { queue_depth: 1 });
+        let s = parse(&output("read", false), &c).unwrap();
+        assert_eq!(s.ops_per_s, 22400.5);
+        assert!((s.mb_per_s - 22400.5 * 4096.0 / 1e6).abs() < 1e-9);
+        assert_eq!(s.p50_us, 50.0);
+        assert_eq!(s.p99_us, 99.0);
+        assert!((s.p9999_us - 99.99).abs() < 1e-9);
+        assert_eq!(s.max_us, 200.0);
+        assert_eq!(s.samples, 12345);
+        assert_eq!(s.spectrum.len(), SPECTRUM_PERCENTILES.len());
+        assert!(s.notes.is_empty());
+    }
+
+    #[test]
+    fn append_sync_adds_the_sync_latency() {
+        let c = case(WorkloadKind::AppendSync, Load::Closed { queue_depth: 1 });
+        let s = parse(&output("write", true), &c).unwrap();
+        assert_eq!(s.p50_us, 75.0);
+        assert_eq!(s.max_us, 300.0);
+        assert_eq!(s.notes.len(), 1);
+    }
+
+    #[test]
+    fn mix_reads_the_unified_section_and_errors_are_reported() {
+        let c = case(WorkloadKind::Mix, Load::Closed { queue_depth: 4 });
+        assert!(parse(&output("mixed", false), &c).is_ok());
+        let err = parse(&output("read", false), &c).unwrap_err();
+        assert!(err.contains("mixed"), "{err}");
+        assert!(parse("fio: command not found", &c).is_err());
+        let failed = output("mixed", false).replace("\"error\": 0", "\"error\": 5");
+        assert!(parse(&failed, &c).unwrap_err().contains("error 5"));
+    }
+
+    #[test]
+    fn job_args_follow_the_case() {
+        let plan_cli =
+            <crate::cli::Cli as clap::Parser>::try_parse_from(["b", "-w", "rand-read"]).unwrap();
+        let plan = crate::suite::plan(&plan_cli).unwrap();
+        let open = case(
+            WorkloadKind::RandWrite,
+            Load::Open {
+                rate_ops_per_s: 5000,
+                max_in_flight: 64,
+            },
+        );
+        let args = job_args(&open, &plan, Path::new("/x/data.bin")).unwrap();
+        for want in [
+            "--rw=randwrite",
+            "--rate_iops=5000",
+            "--iodepth=64",
+            "--direct=1",
+            "--ioengine=io_uring",
+            "--filename=/x/data.bin",
+        ] {
+            assert!(
+                args.iter().any(|a| a == want),
+                "{want} missing from {args:?}"
+            );
+        }
+        let append = case(WorkloadKind::AppendSync, Load::Closed { queue_depth: 1 });
+        let args = job_args(&append, &plan, Path::new("/x/a.bin")).unwrap();
+        assert!(args.iter().any(|a| a == "--fdatasync=1"));
+        assert!(args.iter().any(|a| a == "--file_append=1"));
+        let mut small = case(WorkloadKind::SmallAppend, Load::Closed { queue_depth: 1 });
+        small.workload.block_size_bytes = 256;
+        assert!(job_args(&small, &plan, Path::new("/x/s.bin")).is_err());
+        assert!(percentile_list().split(':').count() <= 20);
+    }
+}

@@ -1,0 +1,86 @@
+//! Progress on stderr: one line per case, redrawn in place on a terminal
+//! (appended when stderr is a file), with elapsed time and an estimate of
+//! what is left. Shared between threads (a peer's executor thread reports
+//! its own cases), so the state sits behind a mutex.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+struct State {
+    total_steps: usize,
+    done_steps: usize,
+    started: Instant,
+    step_estimate: Duration,
+}
+
+pub struct Progress {
+    state: Mutex<State>,
+    terminal: bool,
+}
+
+fn clock(duration: Duration) -> String {
+    let s = duration.as_secs();
+    format!("{}:{:02}", s / 60, s % 60)
+}
+
+impl Progress {
+    /// `total_steps` cases to run, each expected to take about `step_estimate`.
+    pub fn new(total_steps: usize, step_estimate: Duration) -> Progress {
+        Progress {
+            state: Mutex::new(State {
+                total_steps,
+                done_steps: 0,
+                started: Instant::now(),
+                step_estimate,
+            }),
+            terminal: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn draw(&self, line: &str) {
+        let mut err = std::io::stderr().lock();
+        if self.terminal {
+            let _ = write!(err, "\r\x1b[K{line}");
+        } else {
+            let _ = writeln!(err, "{line}");
+        }
+        let _ = err.flush();
+    }
+
+    /// A case starts: `[ 12/91  0:40, ~1:20 left] same-shard  rand-read-4KiB qd32`.
+    pub fn step(&self, target: &str, what: &str) {
+        let line = {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.done_steps += 1;
+            let left_steps = state.total_steps.saturating_sub(state.done_steps - 1);
+            let width = state.total_steps.to_string().len();
+            format!(
+                "[{:>width$}/{}  {}, ~{} left] {target:<18} {what}",
+                state.done_steps,
+                state.total_steps,
+                clock(state.started.elapsed()),
+                clock(state.step_estimate * left_steps as u32),
+            )
+        };
+        self.draw(&line);
+    }
+
+    /// A message outside the case count (prefill, a skipped peer).
+    pub fn note(&self, message: &str) {
+        let elapsed = self
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .started
+            .elapsed();
+        self.draw(&format!("[{}] {message}", clock(elapsed)));
+    }
+
+    /// Ends the progress line so the report starts on a fresh one.
+    pub fn finish(&self) {
+        if self.terminal {
+            eprintln!();
+        }
+    }
+}

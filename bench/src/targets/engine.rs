@@ -1,0 +1,273 @@
+//! Our three paths into the engine, each running the same cases:
+//! - same shard: a task on the partition's own shard (`spawn_on(shard_of(p))`)
+//!   using its `ShardStorage`: direct calls, no channel;
+//! - cross shard: a task on another shard: every call forwarded, one hop each way;
+//! - foreign thread: a plain std thread (`rt::block_on`) using the `Send` client.
+//!
+//! One engine serves all three, on the embedded default configuration (or
+//! --engine-config) with its data_dir moved to the run's temporary directory.
+//! The partition is chosen to live on shard `--shard` (default 0); the dma
+//! peer pins to that shard's CPU.
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use shardblob::{Blob, Config, Engine, Storage, WriteOptions};
+use std::path::Path;
+
+use crate::load::{OpResult, Sleep};
+use crate::peers::PREFILL_CHUNK_BYTES;
+use crate::result::Outcome;
+use crate::rt::{self, ThreadSleep};
+use crate::suite::{Case, Plan};
+use crate::targets::{pattern, run_case, Env, GlommioSleep, OpExec, Target};
+use crate::workload::Op;
+
+const DATA_BLOB: &[u8] = b"data";
+const PREFILL_DEPTH: usize = 4;
+
+struct EngineExec<B> {
+    blob: B,
+    block: Vec<u8>,
+    sync_flag: bool,
+}
+
+impl<B: Blob> OpExec for EngineExec<B> {
+    async fn exec(&self, op: Op) -> OpResult {
+        match op {
+            Op::Read {
+                offset_bytes,
+                len_bytes,
+            } => {
+                let buf = self
+                    .blob
+                    .read_at(offset_bytes, len_bytes as usize)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if buf.len() as u64 != len_bytes {
+                    return Err(format!("read {} of {len_bytes} bytes", buf.len()));
+                }
+            }
+            Op::Write {
+                offset_bytes,
+                len_bytes,
+                sync,
+            } => {
+                let data = &self.block[..len_bytes as usize];
+                let options = if sync && self.sync_flag {
+                    WriteOptions::SYNC
+                } else {
+                    WriteOptions::NONE
+                };
+                self.blob
+                    .write_vectored_at(offset_bytes, &[data], options)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if sync && !self.sync_flag {
+                    self.blob.sync().await.map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs one case through `storage` (any path) on the caller's executor.
+async fn engine_case<S: Storage, T: Sleep>(
+    storage: &S,
+    sleeper: &T,
+    partition: &str,
+    path: Target,
+    index: usize,
+    case: &Case,
+    plan: &Plan,
+) -> Outcome {
+    let fresh = !case.workload.kind.uses_data_file();
+    let name = if fresh {
+        format!("append-{}-{index}", path.name()).into_bytes()
+    } else {
+        DATA_BLOB.to_vec()
+    };
+    let blob = match storage.open(partition, &name).await {
+        Ok((blob, _len)) => blob,
+        Err(e) => {
+            return Outcome::Failed {
+                error: format!("open: {e}"),
+            }
+        }
+    };
+    let exec = EngineExec {
+        blob,
+        block: pattern(case.workload.block_size_bytes as usize),
+        sync_flag: plan.sync_flag,
+    };
+    let outcome = run_case(case, plan, sleeper, &exec).await;
+    drop(exec);
+    if fresh {
+        if let Err(e) = storage.remove(partition, Some(&name)).await {
+            return Outcome::Failed {
+                error: format!("remove after the run: {e}"),
+            };
+        }
+    }
+    outcome
+}
+
+/// Fills the data blob to `len_bytes` with `PREFILL_DEPTH` 1 MiB writes in flight, then syncs.
+async fn prefill<S: Storage>(storage: &S, partition: &str, len_bytes: u64) -> Result<(), String> {
+    let (blob, len) = storage
+        .open(partition, DATA_BLOB)
+        .await
+        .map_err(|e| e.to_string())?;
+    if len >= len_bytes {
+        return Ok(());
+    }
+    let chunk = pattern(PREFILL_CHUNK_BYTES);
+    let chunk_bytes = chunk.len() as u64;
+    let mut in_flight = FuturesUnordered::new();
+    let mut offset = 0u64;
+    loop {
+        while in_flight.len() < PREFILL_DEPTH && offset < len_bytes {
+            let n = (len_bytes - offset).min(chunk_bytes) as usize;
+            let (blob, chunk) = (&blob, &chunk);
+            in_flight.push(async move { blob.write_at(offset, &chunk[..n]).await });
+            offset += n as u64;
+        }
+        match in_flight.next().await {
+            Some(result) => result.map_err(|e| e.to_string())?,
+            None => break,
+        }
+    }
+    blob.sync().await.map_err(|e| e.to_string())
+}
+
+/// The engine configuration: the embedded default or `path`.
+pub fn load_config(path: Option<&Path>) -> Result<Config, String> {
+    match path {
+        Some(path) => Config::from_file(path).map_err(|e| e.to_string()),
+        None => Ok(Config::default()),
+    }
+}
+
+/// A partition name that lives on `shard`.
+fn partition_on_shard(engine: &Engine, shard: usize) -> Result<String, String> {
+    (0..100_000)
+        .map(|i| format!("bench-{i}"))
+        .find(|p| engine.shard_of(p) == shard)
+        .ok_or_else(|| {
+            format!(
+                "no partition name maps to shard {shard} of {}",
+                engine.shard_count()
+            )
+        })
+}
+
+/// A running engine, prefilled, serving its three paths one case at a time.
+pub struct EngineTargets {
+    engine: Engine,
+    partition: String,
+    home: usize,
+}
+
+impl EngineTargets {
+    /// Starts the engine in the run's directory and prefills the data blob.
+    pub fn start(env: &Env) -> Result<EngineTargets, String> {
+        let mut config = env.engine_config.clone();
+        config.data_dir = env.work_dir.join("engine");
+        let engine = Engine::start(config).map_err(|e| format!("engine start: {e}"))?;
+        let partition = partition_on_shard(&engine, env.shard)?;
+        let home = engine.shard_of(&partition);
+        if env.plan.data_file_bytes > 0 {
+            env.progress.note(&format!(
+                "engine: prefilling {} on shard {home}",
+                crate::units::format_size(env.plan.data_file_bytes)
+            ));
+            let (partition, len) = (partition.clone(), env.plan.data_file_bytes);
+            let task = engine.client().spawn_on(home, move |storage| async move {
+                prefill(&storage, &partition, len).await
+            });
+            match futures::executor::block_on(task) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(format!("engine prefill: {e}")),
+                Err(e) => return Err(format!("engine prefill: {e}")),
+            }
+        }
+        Ok(EngineTargets {
+            engine,
+            partition,
+            home,
+        })
+    }
+
+    /// Runs case `index` on one path.
+    pub fn run_case(&self, env: &Env, path: Target, index: usize) -> Outcome {
+        let shards = self.engine.shard_count();
+        match path {
+            Target::SameShard => self.on_shard(env, self.home, path, index),
+            Target::CrossShard if shards < 2 => Outcome::Skipped {
+                reason: "the engine has one shard".into(),
+            },
+            Target::CrossShard => self.on_shard(env, (self.home + 1) % shards, path, index),
+            Target::ForeignThread => self.on_foreign_thread(env, index),
+            peer => Outcome::Skipped {
+                reason: format!("{} is not an engine path", peer.name()),
+            },
+        }
+    }
+
+    fn on_shard(&self, env: &Env, shard: usize, path: Target, index: usize) -> Outcome {
+        let (case, plan) = (env.plan.cases[index].clone(), env.plan.clone());
+        let partition = self.partition.clone();
+        let task = self
+            .engine
+            .client()
+            .spawn_on(shard, move |storage| async move {
+                engine_case(
+                    &storage,
+                    &GlommioSleep,
+                    &partition,
+                    path,
+                    index,
+                    &case,
+                    &plan,
+                )
+                .await
+            });
+        futures::executor::block_on(task).unwrap_or_else(|e| Outcome::Failed {
+            error: format!("spawn_on shard {shard}: {e}"),
+        })
+    }
+
+    /// Runs the case on a fresh plain std thread through the `Send` client.
+    fn on_foreign_thread(&self, env: &Env, index: usize) -> Outcome {
+        let client = self.engine.client();
+        let (plan, partition) = (env.plan.clone(), self.partition.clone());
+        let thread = std::thread::Builder::new()
+            .name("bench-foreign".into())
+            .spawn(move || {
+                let case = &plan.cases[index];
+                let path = Target::ForeignThread;
+                rt::block_on(engine_case(
+                    &client,
+                    &ThreadSleep,
+                    &partition,
+                    path,
+                    index,
+                    case,
+                    &plan,
+                ))
+            });
+        match thread.map(|t| t.join()) {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => Outcome::Failed {
+                error: "the foreign thread panicked".into(),
+            },
+            Err(e) => Outcome::Failed {
+                error: format!("spawn the foreign thread: {e}"),
+            },
+        }
+    }
+
+    /// Stops the engine.
+    pub fn shutdown(self) -> Result<(), String> {
+        self.engine.shutdown().map_err(|e| e.to_string())
+    }
+}
