@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
 
 use shardblob_shards::fs::dma::DmaFs;
 use shardblob_shards::{DataDir, Error, Result, ShardStore};
@@ -199,7 +199,10 @@ impl Drop for Engine {
 
 fn executor_builder(resolved: &ResolvedConfig, cpu: usize, index: usize) -> LocalExecutorBuilder {
     let config = &resolved.config;
+    // The blocking pool (fdatasync, truncate) is not pinned: it runs beside
+    // the shard instead of queueing behind its spinning executor.
     let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+        .blocking_thread_pool_placement(PoolPlacement::Unbound(1))
         .name(&format!("shardblob-{index}"))
         .io_memory(config.io_memory_bytes)
         .ring_depth(config.ring_depth);

@@ -224,7 +224,22 @@ impl File for DmaBlobFile {
     }
 
     async fn sync_data(&self) -> io::Result<()> {
-        Ok(self.file.fdatasync().await?)
+        // On the executor's blocking thread, not through io_uring: io_uring
+        // runs an fdatasync in an io-wq worker that inherits the shard's CPU
+        // pin, where the executor spins waiting for it. The blocking pool is
+        // not pinned (the engine builds it so), so the sync runs beside it.
+        let fd = self.file.as_raw_fd();
+        // `self` keeps the descriptor open until the await ends.
+        glommio::executor()
+            .spawn_blocking(move || {
+                // SAFETY: fdatasync on a descriptor the file keeps open.
+                if unsafe { libc::fdatasync(fd) } == 0 {
+                    Ok(())
+                } else {
+                    Err(io::Error::last_os_error())
+                }
+            })
+            .await
     }
 
     async fn size(&self) -> io::Result<u64> {
