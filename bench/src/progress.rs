@@ -48,6 +48,14 @@ impl Progress {
         let _ = err.flush();
     }
 
+    /// Resets the number of steps (once the targets that will run are known).
+    pub fn set_total(&self, total_steps: usize) {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .total_steps = total_steps;
+    }
+
     /// A case starts: `[ 12/91  0:40, ~1:20 left] same-shard  rand-read-4KiB qd32`.
     pub fn step(&self, target: &str, what: &str) {
         let line = {

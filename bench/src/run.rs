@@ -110,6 +110,11 @@ pub fn run_all(env: &Env) -> Vec<(Target, Vec<Outcome>)> {
     let plan = &env.plan;
     let progress = &env.progress;
     let (engine, runners) = prepare(env);
+    let running = runners
+        .iter()
+        .filter(|(_, r)| !matches!(r, Runner::Unavailable(_)))
+        .count();
+    progress.set_total(running * plan.cases.len());
     let mut by_target: Vec<(Target, Vec<Outcome>)> = runners
         .iter()
         .map(|(t, _)| (*t, Vec::with_capacity(plan.cases.len())))
