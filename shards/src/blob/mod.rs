@@ -59,7 +59,8 @@ pub(crate) struct BlobState<F: FileSystem> {
     pub(crate) file: F::File,
     /// Logical length.
     pub(crate) len: Cell<u64>,
-    /// Data bytes the file holds (>= len; the excess is zero padding).
+    /// Data bytes the file may hold (>= len; the excess is zero padding,
+    /// or what a failed write left).
     pub(crate) file_len: Cell<u64>,
     /// Data bytes preallocated.
     pub(crate) reserved_len: Cell<u64>,

@@ -28,8 +28,8 @@ use shardblob_shards::fs::sim::{Faults, SimFs};
 use shardblob_shards::name::hex;
 use shardblob_shards::{Blob, Error, ShardBlob, ShardStore, WriteOptions};
 
-use super::log;
 use super::model::{BlobModel, Trim};
+use super::{log, log_more};
 
 pub type Model = Rc<RefCell<BlobModel>>;
 /// Partition and blob name.
@@ -323,7 +323,7 @@ impl Harness {
             } => self.read(op, target, *offset, *len, limit).await,
             Op::ReadMany { target, ranges } => self.read_many(op, target, ranges, limit).await,
         };
-        log(|| format!("  -> {outcome:?}"));
+        log_more(|| format!(" -> {outcome:?}"));
         self.stats.ops += 1;
         match outcome {
             Outcome::Failed => self.stats.failed += 1,

@@ -33,6 +33,15 @@ pub fn log(line: impl FnOnce() -> String) {
     LOG.with(|log| log.borrow_mut().push(line()));
 }
 
+/// Appends to the last line of the current seed's history.
+pub fn log_more(more: impl FnOnce() -> String) {
+    LOG.with(|log| {
+        if let Some(last) = log.borrow_mut().last_mut() {
+            last.push_str(&more());
+        }
+    });
+}
+
 /// The last `n` lines of the current seed's history.
 fn history(n: usize) -> String {
     LOG.with(|log| {
@@ -73,22 +82,30 @@ pub fn seeds(count_var: &str, default_count: u64) -> Vec<u64> {
     }
 }
 
-/// Runs `one(seed)` for every seed on one executor. A failure is re-raised
-/// with its seed, how to rerun it, and the seed's last steps.
+/// Runs `one(seed)` for every seed of [`seeds`] on one executor.
 pub fn run_seeds<F, Fut>(test: &str, count_var: &str, default_count: u64, one: F)
 where
     F: Fn(u64) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let seeds = seeds(count_var, default_count);
+    run_cases(test, seeds(count_var, default_count), one);
+}
+
+/// Runs `one(case)` for every case on one executor. A failure is re-raised
+/// with its case (seed), how to rerun it, and its last steps.
+pub fn run_cases<F, Fut>(test: &str, cases: Vec<u64>, one: F)
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let current = std::cell::Cell::new(None);
     let executor = executor();
     let result = catch_unwind(AssertUnwindSafe(|| {
         executor.run(async {
-            for &seed in &seeds {
-                current.set(Some(seed));
+            for &case in &cases {
+                current.set(Some(case));
                 LOG.with(|log| log.borrow_mut().clear());
-                one(seed).await;
+                one(case).await;
             }
         })
     }));
@@ -107,7 +124,7 @@ where
             None => panic!("{test} failed before its first seed: {message}"),
         }
     }
-    eprintln!("{test}: {} seeds passed", seeds.len());
+    eprintln!("{test}: {} seeds passed", cases.len());
 }
 
 /// splitmix64: the workloads' own random numbers, separate from the file

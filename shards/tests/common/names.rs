@@ -33,6 +33,17 @@ impl Harness {
             }
             Some(Err(e)) => {
                 self.failed(op, &e, (p, Some(n)));
+                let part = self.parts.get(p);
+                let entry = part
+                    .and_then(|part| part.entries.get(n))
+                    .filter(|e| e.listed);
+                if let Some(model) = entry.and_then(|e| e.models.last()) {
+                    let mut model = model.borrow_mut();
+                    if model.len == 0 {
+                        // Its sync of the header page may have happened.
+                        model.maybe_sync();
+                    }
+                }
                 let pushed = self.maybe_created(key);
                 self.peek(p);
                 let entries = &mut self.parts.get_mut(p).expect("peeked").entries;
@@ -55,9 +66,15 @@ impl Harness {
         let existing = part.entries.get(n).filter(|e| e.listed);
         let model = match existing.and_then(|e| e.models.last()) {
             Some(model) => {
-                if let Err(e) = model.borrow_mut().reopened(len) {
+                let mut m = model.borrow_mut();
+                if let Err(e) = m.reopened(len) {
                     panic!("reopen {}: {e}", show(key));
                 }
+                if len == 0 {
+                    // The open of an empty blob syncs its header page.
+                    m.sync();
+                }
+                drop(m);
                 model.clone()
             }
             None => {
