@@ -26,7 +26,7 @@ use common::model::{BlobModel, Trim};
 use common::{random, run_seeds, Rng};
 
 /// Random ops per seed.
-const STEPS: usize = 48;
+const STEPS: usize = 80;
 /// One op in this many is followed, or cut short, by a crash.
 const CRASH_ONE_IN: u64 = 10;
 

@@ -6,6 +6,11 @@
 //! bytes the file holds, which runs ahead of `len` by the zero padding of a
 //! partially written last block. `sync` (and dropping the last handle) trims
 //! the file back to `len`, so the padding never shows as length on reopen.
+//! A crash can show it: the file comes back with its durable size (the
+//! length at the last sync, grown to the 4 KiB boundary past each
+//! `WriteOptions::SYNC` write since, as that write makes its whole blocks
+//! durable) or its current size (`file_len`), so an unsynced blob may
+//! reopen up to that boundary longer, the excess reading as zeros.
 //!
 //! The block that holds the logical end (the *tail block*) is kept in
 //! memory: a small append merges into it without reading the device.

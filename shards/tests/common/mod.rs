@@ -88,18 +88,17 @@ where
     F: Fn(u64) -> Fut,
     Fut: Future<Output = ()>,
 {
-    run_cases(test, seeds(count_var, default_count), one);
+    run_cases(&executor(), test, seeds(count_var, default_count), one);
 }
 
 /// Runs `one(case)` for every case on one executor. A failure is re-raised
 /// with its case (seed), how to rerun it, and its last steps.
-pub fn run_cases<F, Fut>(test: &str, cases: Vec<u64>, one: F)
+pub fn run_cases<F, Fut>(executor: &LocalExecutor, test: &str, cases: Vec<u64>, one: F)
 where
     F: Fn(u64) -> Fut,
     Fut: Future<Output = ()>,
 {
     let current = std::cell::Cell::new(None);
-    let executor = executor();
     let result = catch_unwind(AssertUnwindSafe(|| {
         executor.run(async {
             for &case in &cases {
