@@ -20,8 +20,8 @@ mod common;
 
 use std::cell::RefCell;
 
-use common::harness::{Data, Harness, Key, Op, Outcome, Stats, Target};
-use common::{random, run_cases, run_seeds, seeds, Rng};
+use common::harness::{Harness, Key, Op, Outcome, Stats, Target};
+use common::{random, run_cases, run_seeds, Rng};
 use shardblob_shards::fs::sim::{Faults, SimFs, SECTOR_BYTES};
 use shardblob_shards::{Blob, Error, ShardStore, Storage, WriteOptions};
 
@@ -33,149 +33,77 @@ enum Step {
     Crash,
 }
 
-fn key(p: &str, n: &str) -> Key {
-    (p.to_string(), n.as_bytes().to_vec())
-}
-
-fn data(seed: u64, len: usize) -> Data {
-    Data(Rng::new(seed).bytes(len))
-}
-
-fn write(target: &Target, offset: u64, data: Data, sync: bool) -> Step {
-    let target = target.clone();
-    Step::Op(Op::Write {
-        target,
-        offset,
-        data,
-        sync,
-        pieces: 2,
-    })
+fn data(seed: u64, len: usize) -> Vec<u8> {
+    Rng::new(seed).bytes(len)
 }
 
 /// Every kind of op, each file-system call of which fails in turn.
 fn workload() -> Vec<Step> {
+    let key = |p: &str, n: &str| -> Key { (p.into(), n.into()) };
     let (a, b, c) = (key("p0", "a"), key("p0", "b"), key("p1", "c"));
-    let [ta, tb, tc] = [&a, &b, &c].map(|k| Target::Open(k.clone()));
+    let (ta, tb, tc) = (
+        Target::open("p0", "a"),
+        Target::open("p0", "b"),
+        Target::open("p1", "c"),
+    );
     let orphan = Target::Orphan(0);
-    let op = Step::Op;
-    vec![
-        op(Op::Open(a.clone())),
-        write(&ta, 0, data(1, 5000), false),
-        write(&ta, 100, data(2, 200), true),
-        op(Op::Sync {
-            target: ta.clone(),
-            start: false,
-        }),
-        op(Op::Open(b.clone())),
-        write(&tb, 0, data(3, 4096), true),
-        op(Op::Resize {
-            target: ta.clone(),
-            len: 12_000,
-        }),
-        op(Op::ReadMany {
-            target: ta.clone(),
-            ranges: vec![(0, 10), (10, 100), (5000, 3000), (11_990, 10)],
-        }),
-        write(&ta, 11_000, data(4, 2000), false),
-        write(&ta, 20_000, data(5, 100), false),
-        op(Op::Sync {
-            target: ta.clone(),
-            start: true,
-        }),
-        op(Op::Scan("p0".into())),
-        op(Op::Open(c.clone())),
-        write(&tc, 0, data(6, 10), false),
-        op(Op::Sync {
-            target: tc.clone(),
-            start: false,
-        }),
-        op(Op::Remove(b.clone())),
-        write(&orphan, 4096, data(7, 100), false),
-        op(Op::Read {
-            target: orphan.clone(),
-            offset: 0,
-            len: 4196,
-        }),
-        op(Op::Resize {
-            target: ta.clone(),
-            len: 3000,
-        }),
-        write(&ta, 2900, data(8, 300), true),
-        op(Op::Close(ta.clone())),
-        op(Op::Open(a.clone())),
-        op(Op::Read {
-            target: ta.clone(),
-            offset: 0,
-            len: 3200,
-        }),
-        op(Op::Sync {
-            target: ta.clone(),
-            start: false,
-        }),
-        Step::Crash,
-        op(Op::RemovePartition("p1".into())),
-        op(Op::Scan("p1".into())),
-        op(Op::Open(b)),
-        write(&ta, 0, data(9, 50), false),
-        op(Op::Sync {
-            target: ta.clone(),
-            start: false,
-        }),
-        write(&tb, 10, data(10, 10), true),
-        write(&ta, 5000, data(11, 700), false),
-        op(Op::Sync {
-            target: ta,
-            start: false,
-        }),
-    ]
-}
-
-fn target_of(op: &Op) -> Option<&Target> {
-    match op {
-        Op::Write { target, .. } | Op::Read { target, .. } | Op::ReadMany { target, .. } => {
-            Some(target)
-        }
-        Op::Resize { target, .. } | Op::Sync { target, .. } | Op::Close(target) => Some(target),
-        _ => None,
-    }
+    let many = vec![(0, 10), (10, 100), (5000, 3000), (11_990, 10)];
+    #[rustfmt::skip]
+    let ops = vec![
+        Op::Open(a.clone()),
+        Op::write(&ta, 0, data(1, 5000), false),
+        Op::write(&ta, 100, data(2, 200), true),
+        Op::sync(&ta),
+        Op::Open(b.clone()),
+        Op::write(&tb, 0, data(3, 4096), true),
+        Op::resize(&ta, 12_000),
+        Op::ReadMany { target: ta.clone(), ranges: many },
+        Op::write(&ta, 11_000, data(4, 2000), false),
+        Op::write(&ta, 20_000, data(5, 100), false),
+        Op::start_sync(&ta),
+        Op::Scan("p0".into()),
+        Op::Open(c),
+        Op::write(&tc, 0, data(6, 10), false),
+        Op::sync(&tc),
+        Op::Remove(b.clone()),
+        Op::write(&orphan, 4096, data(7, 100), false),
+        Op::read(&orphan, 0, 4196),
+        Op::resize(&ta, 3000),
+        Op::write(&ta, 2900, data(8, 300), true),
+        Op::Close(ta.clone()),
+        Op::Open(a),
+        Op::read(&ta, 0, 3200),
+        Op::sync(&ta),
+    ];
+    #[rustfmt::skip]
+    let after_crash = vec![
+        Op::RemovePartition("p1".into()),
+        Op::Scan("p1".into()),
+        Op::Open(b),
+        Op::write(&ta, 0, data(9, 50), false),
+        Op::sync(&ta),
+        Op::write(&tb, 10, data(10, 10), true),
+        Op::write(&ta, 5000, data(11, 700), false),
+        Op::sync(&ta),
+    ];
+    let mut steps: Vec<Step> = ops.into_iter().map(Step::Op).collect();
+    steps.push(Step::Crash);
+    steps.extend(after_crash.into_iter().map(Step::Op));
+    steps
 }
 
 /// A poisoned blob refuses writes, resizes and syncs, and still reads.
 async fn check_poisoned(h: &mut Harness, target: &Target) {
     let refused = [
-        Op::Write {
-            target: target.clone(),
-            offset: 0,
-            data: data(99, 10),
-            sync: false,
-            pieces: 1,
-        },
-        Op::Write {
-            target: target.clone(),
-            offset: 0,
-            data: data(99, 10),
-            sync: true,
-            pieces: 1,
-        },
-        Op::Resize {
-            target: target.clone(),
-            len: 1,
-        },
-        Op::Sync {
-            target: target.clone(),
-            start: false,
-        },
-        Op::Sync {
-            target: target.clone(),
-            start: true,
-        },
+        Op::write(target, 0, data(99, 10), false),
+        Op::write(target, 0, data(99, 10), true),
+        Op::resize(target, 1),
+        Op::sync(target),
+        Op::start_sync(target),
     ];
     for op in &refused {
-        assert_eq!(
-            h.run(op, None).await,
-            Outcome::Refused,
-            "{op:?} on a poisoned blob"
-        );
+        let outcome = h.run(op, None).await;
+        assert_eq!(outcome, Outcome::Refused, "{op:?} on a poisoned blob");
     }
     let len = h
         .handle(target)
@@ -183,16 +111,8 @@ async fn check_poisoned(h: &mut Harness, target: &Target) {
         .model
         .borrow()
         .len;
-    let read = Op::Read {
-        target: target.clone(),
-        offset: 0,
-        len: len as usize,
-    };
-    assert_eq!(
-        h.run(&read, None).await,
-        Outcome::Done,
-        "read of a poisoned blob"
-    );
+    let outcome = h.run(&Op::read(target, 0, len as usize), None).await;
+    assert_eq!(outcome, Outcome::Done, "read of a poisoned blob");
 }
 
 /// Runs one step; an op that fails by the injected fault is retried once,
@@ -209,22 +129,18 @@ async fn step(h: &mut Harness, step: &Step) -> Outcome {
     if outcome != Outcome::Failed {
         return outcome;
     }
-    if let Some(target) = target_of(op).filter(|t| h.handle(t).is_some_and(|x| x.poisoned)) {
+    let poisoned = |t: &&Target| h.handle(t).is_some_and(|handle| handle.poisoned);
+    if let Some(target) = op.target().filter(poisoned) {
         check_poisoned(h, target).await;
         assert_eq!(h.run(&Op::Close(target.clone()), None).await, Outcome::Done);
         if let Target::Open(key) = target {
-            assert_eq!(
-                h.run(&Op::Open(key.clone()), None).await,
-                Outcome::Done,
-                "reopen"
-            );
+            let reopen = h.run(&Op::Open(key.clone()), None).await;
+            assert_eq!(reopen, Outcome::Done, "reopen");
         }
     }
     let retry = h.run(op, None).await;
-    assert!(
-        matches!(retry, Outcome::Done | Outcome::Refused | Outcome::Skipped),
-        "retry of {op:?}: {retry:?}"
-    );
+    let retried = matches!(retry, Outcome::Done | Outcome::Refused | Outcome::Skipped);
+    assert!(retried, "retry of {op:?}: {retry:?}");
     Outcome::Failed
 }
 
@@ -252,9 +168,9 @@ fn every_op_of_a_workload_can_fail() {
         crash_at > 40 && ops > crash_at + 20,
         "{crash_at} and {ops} file-system calls"
     );
-    let cases = match std::env::var(common::SEED_VAR) {
-        Ok(_) => seeds("", 0),
-        Err(_) => (0..ops * SEEDS_PER_OP).collect(),
+    let cases = match common::seed_override() {
+        Some(case) => vec![case],
+        None => (0..ops * SEEDS_PER_OP).collect(),
     };
     // (cases whose fault was injected, cases where an op returned its error)
     let counts = RefCell::new((0, 0));
@@ -291,7 +207,7 @@ fn every_op_of_a_workload_can_fail() {
     // Only the trim in a handle's drop may swallow its error.
     let (injected, surfaced) = counts.into_inner();
     eprintln!("faults_sim: {ops} ops, {injected} faults injected, {surfaced} returned as errors");
-    if std::env::var(common::SEED_VAR).is_err() {
+    if common::seed_override().is_none() {
         assert!(
             surfaced * 10 >= injected * 9,
             "{surfaced} errors of {injected} faults"

@@ -9,8 +9,9 @@
 //! A crash can show it: the file comes back with its durable size (the
 //! length at the last sync, grown to the 4 KiB boundary past each
 //! `WriteOptions::SYNC` write since, as that write makes its whole blocks
-//! durable) or its current size (`file_len`), so an unsynced blob may
-//! reopen up to that boundary longer, the excess reading as zeros.
+//! durable) or its current size (`file_len`): a blob with unsynced or
+//! SYNC writes may reopen longer than its logical length, by zero padding
+//! up to that boundary.
 //!
 //! The block that holds the logical end (the *tail block*) is kept in
 //! memory: a small append merges into it without reading the device.

@@ -4,7 +4,8 @@
 //!
 //! - [`model`]: what one blob may show now and after a crash.
 //! - [`harness`]: the store on a [`SimFs`](shardblob_shards::fs::sim::SimFs),
-//!   every operation checked against the model, crash and post-crash checks.
+//!   every operation checked against the model (blob operations in `ops`,
+//!   names, crash and post-crash checks in `names`).
 //! - [`random`]: seeded random operation sequences.
 
 #![allow(dead_code)]
@@ -12,6 +13,7 @@
 pub mod harness;
 pub mod model;
 mod names;
+mod ops;
 pub mod random;
 
 use std::cell::RefCell;
@@ -65,20 +67,27 @@ pub fn executor() -> LocalExecutor {
         .expect("a glommio executor")
 }
 
+fn env_number(var: &str) -> Option<u64> {
+    std::env::var(var).ok().map(|v| {
+        v.trim()
+            .parse::<u64>()
+            .unwrap_or_else(|_| panic!("{var}={v:?} is not a number"))
+    })
+}
+
+/// The one seed `SHARDBLOB_SEED` asks for, if set.
+pub fn seed_override() -> Option<u64> {
+    env_number(SEED_VAR)
+}
+
 /// The seeds to run: `SHARDBLOB_SEED=n` runs seed `n` alone; otherwise
-/// `0..count`, where `count` comes from `count_var` (the long mode) or is
-/// `default_count`.
+/// `0..count`, where `count` comes from `count_var` (the long mode; `""`
+/// for none) or is `default_count`.
 pub fn seeds(count_var: &str, default_count: u64) -> Vec<u64> {
-    let number = |var: &str| {
-        std::env::var(var).ok().map(|v| {
-            v.trim()
-                .parse::<u64>()
-                .unwrap_or_else(|_| panic!("{var}={v:?} is not a number"))
-        })
-    };
-    match number(SEED_VAR) {
+    match seed_override() {
         Some(seed) => vec![seed],
-        None => (0..number(count_var).unwrap_or(default_count)).collect(),
+        None if count_var.is_empty() => (0..default_count).collect(),
+        None => (0..env_number(count_var).unwrap_or(default_count)).collect(),
     }
 }
 

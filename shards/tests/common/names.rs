@@ -282,7 +282,9 @@ impl Harness {
 
     /// Crashes the disk, starts a new store on what is left, checks every
     /// partition and blob against the model, and keeps a handle on each blob
-    /// found. Faults are off during the checks.
+    /// found. The old handles and store are dropped after the crash: like a
+    /// killed process they make no more calls (their trims fail on the dead
+    /// view). Faults are off during the checks.
     pub async fn crash(&mut self) {
         let fs = self.fs.crash();
         log(|| "crash".to_string());
