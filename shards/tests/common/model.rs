@@ -24,6 +24,11 @@
 //! `durable_lens ∪ file_lens`, and with exactly the logical length after a
 //! clean close. A failed write may leave any whole-sector prefix of its
 //! blocks, so it adds every sector boundary up to its padded end.
+//!
+//! A failed write leaves each of its sectors old or new (as a crash would)
+//! until rewritten, also past the logical end: a later write that extends
+//! the blob zeroes the gap in the block it rewrites, while a block of the
+//! gap it does not touch may keep the failed write's bytes.
 
 use std::collections::BTreeSet;
 
@@ -171,6 +176,14 @@ impl BlobModel {
             return;
         }
         let end = offset + data.len() as u64;
+        if offset > self.len {
+            // The gap reads as zeros where the store rewrites its block; a
+            // failed write's bytes elsewhere in it may stay.
+            let (len, zeros) = (self.len, vec![0; (offset - self.len) as usize]);
+            self.edit(len, offset, true, |start, s| {
+                Self::overlay(len, &zeros, start, s)
+            });
+        }
         self.edit(offset, end, false, |start, s| {
             Self::overlay(offset, data, start, s)
         });
