@@ -98,6 +98,9 @@ pub enum Op {
     Remove(Key),
     RemovePartition(String),
     Scan(String),
+    /// A process restart without a crash: every handle and the store are
+    /// dropped (trimming as they close), a new store opens the same disk.
+    Restart,
 }
 
 impl Target {
@@ -362,6 +365,7 @@ impl Harness {
             Op::RemovePartition(p) => self.remove_partition(op, p, limit).await,
             Op::Scan(p) => self.scan(op, p).await,
             Op::Close(target) => self.close(target),
+            Op::Restart => self.restart(),
             Op::Write {
                 target,
                 offset,

@@ -2,7 +2,7 @@
 //! and close, each checked against the blob's model.
 
 use futures_lite::StreamExt;
-use shardblob_shards::{Blob, Error, WriteOptions};
+use shardblob_shards::{Blob, Error, ShardStore, WriteOptions};
 
 use super::harness::{expect_poisoned, limited, show, Handle, Harness, Op, Outcome, Target};
 use super::model::Trim;
@@ -32,6 +32,14 @@ impl Harness {
             (false, false) => Trim::Done,
         };
         model.borrow_mut().close(trim);
+        Outcome::Done
+    }
+
+    pub(super) fn restart(&mut self) -> Outcome {
+        while let Some(target) = self.targets().first().cloned() {
+            self.close(&target);
+        }
+        self.store = ShardStore::new(self.fs.clone(), "/");
         Outcome::Done
     }
 

@@ -1,7 +1,7 @@
 //! Seeded random operations over a few partitions and names: writes at
 //! aligned, unaligned, appending and sparse offsets (some SYNC, some
 //! vectored), reads, `read_many`, resizes, syncs, closes and reopens,
-//! removes of blobs and partitions, scans.
+//! removes of blobs and partitions, scans, restarts of the store.
 
 use super::harness::{Data, Harness, Key, Op, Target};
 use super::Rng;
@@ -82,6 +82,9 @@ pub fn op(rng: &mut Rng, h: &Harness) -> Op {
         15 if rng.one_in(2) => return Op::RemovePartition(pick(rng, &PARTITIONS).to_string()),
         15..=18 => return Op::Scan(pick(rng, &PARTITIONS).to_string()),
         _ => {}
+    }
+    if roll == 19 && rng.one_in(3) {
+        return Op::Restart;
     }
     let target: Target = pick(rng, &targets);
     let len = h.handle(&target).expect("a target").model.borrow().len;
