@@ -26,9 +26,9 @@
 //! blocks, so it adds every sector boundary up to its padded end.
 //!
 //! A failed write leaves each of its sectors old or new (as a crash would)
-//! until rewritten, also past the logical end: a later write that extends
-//! the blob zeroes the gap in the block it rewrites, while a block of the
-//! gap it does not touch may keep the failed write's bytes.
+//! until rewritten, also past the logical end: a later write zeroes what
+//! lies past the end in the blocks it rewrites, while a block of a gap it
+//! does not touch may keep the failed write's bytes.
 
 use std::collections::BTreeSet;
 
@@ -176,16 +176,19 @@ impl BlobModel {
             return;
         }
         let end = offset + data.len() as u64;
-        if offset > self.len {
-            // The gap reads as zeros where the store rewrites its block; a
-            // failed write's bytes elsewhere in it may stay.
-            let (len, zeros) = (self.len, vec![0; (offset - self.len) as usize]);
-            self.edit(len, offset, true, |start, s| {
-                Self::overlay(len, &zeros, start, s)
-            });
-        }
-        self.edit(offset, end, false, |start, s| {
-            Self::overlay(offset, data, start, s)
+        // The store writes whole blocks: past the old end, the bytes of
+        // those blocks it does not write are zeros (a failed write's bytes
+        // stay only in blocks it does not touch).
+        let (first, last) = (offset / BLOCK * BLOCK, round_up(end, BLOCK));
+        let (len, new_len) = (self.len, self.len.max(end));
+        self.edit(first, last, false, |start, s| {
+            Self::overlay(offset, data, start, s);
+            for at in len.max(start)..start + SECTOR {
+                let in_gap = (first..offset).contains(&at);
+                if in_gap || (new_len..last).contains(&at) {
+                    s[(at - start) as usize] = 0;
+                }
+            }
         });
         if sync {
             for s in (offset / SECTOR) as usize..end.div_ceil(SECTOR) as usize {
