@@ -3,13 +3,14 @@
 //! every crash checked against a model of the contract.
 //!
 //! Each seed runs a sequence of opens, writes (aligned, unaligned, sparse,
-//! vectored, some `WriteOptions::SYNC`), reads, resizes, syncs, closes and
-//! reopens, removes of blobs and partitions, and scans; every result is
-//! checked against the model (`common/model.rs`). Now and then the disk
-//! crashes, between two ops or cut into one (after a few of its file-system
-//! calls): every handle and the store are dropped, the disk keeps or loses
-//! each unsynced write per 512-byte sector, and a new store on what is left
-//! must show: every byte of a completed sync or SYNC write intact, every
+//! vectored, some `WriteOptions::SYNC`), reads, `read_many`, resizes, syncs,
+//! closes and reopens, removes of blobs and partitions, scans, and restarts
+//! of the store without a crash; every result is checked against the model
+//! (`common/model.rs`, which also states the allowed lengths). Now and then
+//! the disk crashes, between two ops or cut into one (after a few of its
+//! file-system calls): every handle and the store are dropped, the disk
+//! keeps or loses each unsynced write per 512-byte sector, and a new store
+//! on what is left must show: every byte of a completed sync or SYNC write intact, every
 //! other sector old or new, a length the store's documented behaviour
 //! allows, every name whose create returned `Ok` (and not removed since),
 //! no name whose remove returned `Ok`, and every listed blob reopening.
