@@ -180,7 +180,11 @@ pub enum Outcome {
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
     pub ops: u64,
+    /// Ops that returned the error of a fault injected into them.
     pub failed: u64,
+    /// Faults the store may absorb: a failed preallocation (advisory) and
+    /// a failed trim in a handle's drop (best effort).
+    pub swallowed: u64,
     pub interrupted: u64,
     pub crashes: u64,
     pub blobs_checked: u64,
@@ -199,6 +203,7 @@ impl Stats {
         let Stats {
             ops,
             failed,
+            swallowed,
             interrupted,
             crashes,
             blobs_checked,
@@ -209,6 +214,7 @@ impl Stats {
         } = other;
         self.ops += ops;
         self.failed += failed;
+        self.swallowed += swallowed;
         self.interrupted += interrupted;
         self.crashes += crashes;
         self.blobs_checked += blobs_checked;
