@@ -210,11 +210,41 @@ impl<F: FileSystem> ShardStore<F> {
         self.ensure_partition(partition, &dir).await?;
         let path = dir.join(blob_file_name(partition, &key.name)?);
         let blob_io = |op| move |e| Error::io(partition, Some(&key.name), op, e);
-        let file = self
-            .fs
-            .open_file(&path, true)
-            .await
-            .map_err(blob_io("open"))?;
+        let (file, created) = match self.fs.open_file(&path, false).await {
+            Ok(file) => (file, false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let file = self
+                    .fs
+                    .open_file(&path, true)
+                    .await
+                    .map_err(blob_io("create"))?;
+                (file, true)
+            }
+            Err(e) => return Err(blob_io("open")(e)),
+        };
+        match self.load(key, versions, &dir, file).await {
+            // A create that failed half-way (a full disk, say) leaves no
+            // entry behind for `scan` to list. Best effort: a leftover is an
+            // unfinished create, which the next open resets.
+            Err(e) if created => {
+                let _ = self.fs.remove_file(&path);
+                Err(e)
+            }
+            loaded => loaded,
+        }
+    }
+
+    /// Reads (or, for an unfinished create, writes) the header of an open
+    /// blob file and loads its tail block.
+    async fn load(
+        &self,
+        key: &BlobKey,
+        versions: &RangeInclusive<u16>,
+        dir: &Path,
+        file: F::File,
+    ) -> Result<(F::File, u64, u16, Option<TailBlock>)> {
+        let partition = key.partition.as_str();
+        let blob_io = |op| move |e| Error::io(partition, Some(&key.name), op, e);
         let size = file.size().await.map_err(blob_io("stat"))?;
         let page = if size >= HEADER_LEN {
             Some(
@@ -245,7 +275,7 @@ impl<F: FileSystem> ShardStore<F> {
             // the trace of a create that did not finish. Start afresh.
             _ => {
                 // The entry may be new: sync the directory whatever happens.
-                self.dirs.changed(&dir);
+                self.dirs.changed(dir);
                 let version = *versions.end();
                 let mut buf = file.alloc(HEADER_LEN as usize);
                 header::encode(version, buf.bytes_mut());
@@ -256,7 +286,7 @@ impl<F: FileSystem> ShardStore<F> {
                 version
             }
         };
-        self.make_durable(&dir)
+        self.make_durable(dir)
             .await
             .map_err(blob_io("sync partition directory"))?;
         if !versions.contains(&version) {

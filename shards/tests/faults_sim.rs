@@ -445,9 +445,10 @@ fn an_open_after_a_failed_directory_sync_is_durable() {
         "",
         32,
         |seed| async move {
-            // The ops of a first open: create_dir, sync_dir(/), open_file, size,
-            // write header, sync_data, sync_dir(/p).
-            for (fail_at, op) in [(1, "sync data directory"), (6, "sync partition directory")] {
+            // The ops of a first open: create_dir, sync_dir(/), open_file
+            // (missing), open_file (create), size, write header, sync_data,
+            // sync_dir(/p).
+            for (fail_at, op) in [(1, "sync data directory"), (7, "sync partition directory")] {
                 let fs = SimFs::new(seed);
                 let mut store = ShardStore::new(fs.clone(), "/");
                 fs.set_faults(Faults::at_op(fail_at));
@@ -486,7 +487,7 @@ fn a_blob_whose_create_failed_reopens_after_a_crash() {
         |seed| async move {
             let fs = SimFs::new(seed);
             let store = ShardStore::new(fs.clone(), "/");
-            fs.set_faults(Faults::at_op(5));
+            fs.set_faults(Faults::at_op(6));
             match store.open("p", b"a").await {
                 Err(Error::Io { op, .. }) => assert_eq!(op, "sync new blob"),
                 other => panic!("open with its data sync failing: {:?}", other.err()),
