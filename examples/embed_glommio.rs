@@ -27,17 +27,15 @@
 //!
 //! Run it: `cargo run -p shardblob --example embed_glommio`
 
-use std::error::Error as StdError;
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use futures_lite::future::block_on;
 use futures_lite::StreamExt;
 use shardblob::{Blob, Config, Engine, ShardBlobHandle, ShardStorage, Storage, WriteOptions};
 
-/// Errors of this program: engine errors and our own checks. `Send`, so a
-/// task on a shard can hand one back to the main thread.
-type BoxError = Box<dyn StdError + Send + Sync>;
+#[path = "support/mod.rs"]
+mod support;
+use support::{check, shard_count, BoxError, TempDataDir};
 
 /// Partitions `events-0..PARTITIONS`, each spread by hash over the shards.
 const PARTITIONS: usize = 8;
@@ -217,45 +215,4 @@ fn record(partition: &str, i: usize) -> Vec<u8> {
     let mut bytes = format!("{partition} record {i:03}").into_bytes();
     bytes.resize(RECORD, b'.');
     bytes
-}
-
-fn check(ok: bool, what: &str) -> Result<(), BoxError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("check failed: {what}").into())
-    }
-}
-
-/// Two shards, or one on a single-CPU machine. (`Config::default()` has
-/// `shards = 0`: one per CPU.)
-fn shard_count() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
-}
-
-/// A data directory unique to this run, under the system temp directory,
-/// removed on drop. (The engine creates it. It must support O_DIRECT: ext4
-/// or xfs, not tmpfs.)
-struct TempDataDir(PathBuf);
-
-impl TempDataDir {
-    fn new(program: &str) -> TempDataDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        TempDataDir(std::env::temp_dir().join(format!(
-            "shardblob-{program}-{}-{nanos}",
-            std::process::id()
-        )))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDataDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

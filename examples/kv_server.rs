@@ -65,10 +65,10 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
-use std::error::Error as StdError;
+
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
@@ -82,7 +82,11 @@ use shardblob::{
     shard_of, Blob, Client, Config, Engine, Error, ShardStorage, Storage, WriteOptions,
 };
 
-type BoxError = Box<dyn StdError + Send + Sync>;
+// kv_server uses the error type and the data directory, not the checks.
+#[allow(dead_code)]
+#[path = "support/mod.rs"]
+mod support;
+use support::{BoxError, TempDataDir};
 
 /// Partitions `kv-0 .. kv-{PARTITIONS-1}`. Fixed: changing it re-homes keys.
 const PARTITIONS: u64 = 64;
@@ -993,33 +997,6 @@ fn hot_value(thread: usize, i: usize) -> Vec<u8> {
 
 fn is_hot_value(value: &[u8]) -> bool {
     (0..4).any(|t| (0..20).any(|i| value == hot_value(t, i)))
-}
-
-/// A data directory unique to this run, under the system temp directory,
-/// removed on drop. (The engine creates it. It must support O_DIRECT: ext4
-/// or xfs, not tmpfs.)
-struct TempDataDir(PathBuf);
-
-impl TempDataDir {
-    fn new(program: &str) -> TempDataDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        TempDataDir(std::env::temp_dir().join(format!(
-            "shardblob-{program}-{}-{nanos}",
-            std::process::id()
-        )))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDataDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[cfg(test)]

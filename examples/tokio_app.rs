@@ -22,14 +22,14 @@
 //!
 //! Run it: `cargo run -p shardblob --example tokio_app`
 
-use std::error::Error as StdError;
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use shardblob::{Blob, Client, Config, Engine, Error, Storage, WriteOptions};
-use tokio::task::JoinSet;
 
-type BoxError = Box<dyn StdError + Send + Sync>;
+#[path = "support/mod.rs"]
+mod support;
+use support::{check, shard_count, BoxError, TempDataDir};
+use tokio::task::JoinSet;
 
 /// Concurrent tasks, each with its own blob.
 const TASKS: usize = 32;
@@ -189,45 +189,4 @@ async fn object_roundtrip(client: Client, i: usize) -> Result<usize, BoxError> {
     let (_, len) = client.open(&partition, name.as_bytes()).await?;
     check(len == half, "length after reopen")?;
     Ok(data.len())
-}
-
-fn check(ok: bool, what: &str) -> Result<(), BoxError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("check failed: {what}").into())
-    }
-}
-
-/// Two shards, or one on a single-CPU machine. (`Config::default()` has
-/// `shards = 0`: one per CPU.)
-fn shard_count() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
-}
-
-/// A data directory unique to this run, under the system temp directory,
-/// removed on drop. (The engine creates it. It must support O_DIRECT: ext4
-/// or xfs, not tmpfs.)
-struct TempDataDir(PathBuf);
-
-impl TempDataDir {
-    fn new(program: &str) -> TempDataDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        TempDataDir(std::env::temp_dir().join(format!(
-            "shardblob-{program}-{}-{nanos}",
-            std::process::id()
-        )))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDataDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

@@ -2,14 +2,17 @@
 //!
 //! Directory layout: `<root>/<partition>/<hex name>`, one file per blob.
 //! Creating or removing a blob syncs the file and every directory whose
-//! entries changed before returning, so `Ok` means durable.
+//! entries changed before returning, so `Ok` means durable. An `open` of an
+//! existing blob also syncs its directory and the root, unless this store
+//! synced them since their last change: a failed create (or an earlier
+//! process) may have left an entry that is listed but not durable.
 //!
 //! The registry enforces one live open per blob: a slot is claimed before
 //! the first await of `open`, so two concurrent opens of one name cannot both
 //! succeed, and a handle's drop releases only its own slot (a removed and
 //! reopened name has a new slot).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io;
 use std::ops::RangeInclusive;
@@ -98,11 +101,37 @@ impl Drop for ClaimGuard<'_> {
     }
 }
 
+/// Which directory listings this store made durable since they changed.
+///
+/// Changes are numbered by a clock; a sync covers every change made before
+/// it began. A directory this store never synced counts as not durable.
+#[derive(Default)]
+struct DirSyncs {
+    clock: Cell<u64>,
+    changed: RefCell<HashMap<PathBuf, u64>>,
+    synced: RefCell<HashMap<PathBuf, u64>>,
+}
+
+impl DirSyncs {
+    /// Records a change (made, or about to be made) to `dir`'s entries.
+    fn changed(&self, dir: &Path) {
+        let now = self.clock.get() + 1;
+        self.clock.set(now);
+        self.changed.borrow_mut().insert(dir.to_path_buf(), now);
+    }
+
+    fn is_durable(&self, dir: &Path) -> bool {
+        let changed = self.changed.borrow().get(dir).copied().unwrap_or(0);
+        self.synced.borrow().get(dir).is_some_and(|&s| s >= changed)
+    }
+}
+
 /// The blob store of one shard, generic over the file seam.
 pub struct ShardStore<F: FileSystem> {
     fs: F,
     root: PathBuf,
     registry: Rc<Registry>,
+    dirs: DirSyncs,
 }
 
 impl<F: FileSystem> ShardStore<F> {
@@ -112,6 +141,7 @@ impl<F: FileSystem> ShardStore<F> {
             fs,
             root: root.into(),
             registry: Rc::new(Registry::default()),
+            dirs: DirSyncs::default(),
         }
     }
 
@@ -132,6 +162,24 @@ impl<F: FileSystem> ShardStore<F> {
         move |e| Error::io(partition, None, op, e)
     }
 
+    /// Syncs `dir` and records it durable (as of the sync's start).
+    async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let start = self.dirs.clock.get();
+        self.fs.sync_dir(dir).await?;
+        let mut synced = self.dirs.synced.borrow_mut();
+        let at = synced.entry(dir.to_path_buf()).or_insert(start);
+        *at = (*at).max(start);
+        Ok(())
+    }
+
+    /// Syncs `dir` unless this store did since its last change.
+    async fn make_durable(&self, dir: &Path) -> io::Result<()> {
+        if self.dirs.is_durable(dir) {
+            return Ok(());
+        }
+        self.sync_dir(dir).await
+    }
+
     /// Makes sure the partition directory exists (durably).
     async fn ensure_partition(&self, partition: &str, dir: &Path) -> Result<()> {
         let created = self.fs.create_dir(dir).map_err(|e| match e.kind() {
@@ -144,12 +192,11 @@ impl<F: FileSystem> ShardStore<F> {
             _ => Error::io(partition, None, "create partition", e),
         })?;
         if created {
-            self.fs
-                .sync_dir(&self.root)
-                .await
-                .map_err(Self::partition_io(partition, "sync data directory"))?;
+            self.dirs.changed(&self.root);
         }
-        Ok(())
+        self.make_durable(&self.root)
+            .await
+            .map_err(Self::partition_io(partition, "sync data directory"))
     }
 
     /// Opens the file of a claimed blob; returns (file, len, version, tail).
@@ -163,11 +210,41 @@ impl<F: FileSystem> ShardStore<F> {
         self.ensure_partition(partition, &dir).await?;
         let path = dir.join(blob_file_name(partition, &key.name)?);
         let blob_io = |op| move |e| Error::io(partition, Some(&key.name), op, e);
-        let file = self
-            .fs
-            .open_file(&path, true)
-            .await
-            .map_err(blob_io("open"))?;
+        let (file, created) = match self.fs.open_file(&path, false).await {
+            Ok(file) => (file, false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let file = self
+                    .fs
+                    .open_file(&path, true)
+                    .await
+                    .map_err(blob_io("create"))?;
+                (file, true)
+            }
+            Err(e) => return Err(blob_io("open")(e)),
+        };
+        match self.load(key, versions, &dir, file).await {
+            // A create that failed half-way (a full disk, say) leaves no
+            // entry behind for `scan` to list. Best effort: a leftover is an
+            // unfinished create, which the next open resets.
+            Err(e) if created => {
+                let _ = self.fs.remove_file(&path);
+                Err(e)
+            }
+            loaded => loaded,
+        }
+    }
+
+    /// Reads (or, for an unfinished create, writes) the header of an open
+    /// blob file and loads its tail block.
+    async fn load(
+        &self,
+        key: &BlobKey,
+        versions: &RangeInclusive<u16>,
+        dir: &Path,
+        file: F::File,
+    ) -> Result<(F::File, u64, u16, Option<TailBlock>)> {
+        let partition = key.partition.as_str();
+        let blob_io = |op| move |e| Error::io(partition, Some(&key.name), op, e);
         let size = file.size().await.map_err(blob_io("stat"))?;
         let page = if size >= HEADER_LEN {
             Some(
@@ -180,6 +257,12 @@ impl<F: FileSystem> ShardStore<F> {
         };
         let decoded = page.as_deref().map(header::decode);
         let version = match decoded {
+            // A header and no data: perhaps a create whose data sync failed
+            // wrote it. Make it durable before a handle can write data.
+            Some(Ok(version)) if size == HEADER_LEN => {
+                file.sync_data().await.map_err(blob_io("sync new blob"))?;
+                version
+            }
             Some(Ok(version)) => version,
             Some(Err(reason)) if size > HEADER_LEN => {
                 return Err(Error::BlobCorrupt {
@@ -191,6 +274,8 @@ impl<F: FileSystem> ShardStore<F> {
             // No header, or a header page that never verified and no data:
             // the trace of a create that did not finish. Start afresh.
             _ => {
+                // The entry may be new: sync the directory whatever happens.
+                self.dirs.changed(dir);
                 let version = *versions.end();
                 let mut buf = file.alloc(HEADER_LEN as usize);
                 header::encode(version, buf.bytes_mut());
@@ -198,13 +283,12 @@ impl<F: FileSystem> ShardStore<F> {
                     .await
                     .map_err(blob_io("write header"))?;
                 file.sync_data().await.map_err(blob_io("sync new blob"))?;
-                self.fs
-                    .sync_dir(&dir)
-                    .await
-                    .map_err(blob_io("sync partition directory"))?;
                 version
             }
         };
+        self.make_durable(dir)
+            .await
+            .map_err(blob_io("sync partition directory"))?;
         if !versions.contains(&version) {
             return Err(Error::BlobVersionMismatch {
                 partition: partition.to_string(),
@@ -249,6 +333,7 @@ impl<F: FileSystem> ShardStore<F> {
     async fn remove_blob(&self, partition: &str, name: &[u8]) -> Result<()> {
         let file_name = blob_file_name(partition, name)?;
         let dir = self.root.join(partition);
+        self.dirs.changed(&dir);
         match self.fs.remove_file(&dir.join(file_name)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -263,8 +348,7 @@ impl<F: FileSystem> ShardStore<F> {
             partition: partition.to_string(),
             name: name.to_vec(),
         });
-        self.fs
-            .sync_dir(&dir)
+        self.sync_dir(&dir)
             .await
             .map_err(|e| Error::io(partition, Some(name), "sync partition directory", e))
     }
@@ -304,6 +388,8 @@ impl<F: FileSystem> ShardStore<F> {
         // List (and refuse foreign entries) before deleting anything.
         let names = self.list(partition)?;
         let dir = self.root.join(partition);
+        self.dirs.changed(&dir);
+        self.dirs.changed(&self.root);
         for name in &names {
             let path = dir.join(crate::name::hex(name));
             self.fs
@@ -314,8 +400,7 @@ impl<F: FileSystem> ShardStore<F> {
         self.fs
             .remove_dir(&dir)
             .map_err(Self::partition_io(partition, "remove partition"))?;
-        self.fs
-            .sync_dir(&self.root)
+        self.sync_dir(&self.root)
             .await
             .map_err(Self::partition_io(partition, "sync data directory"))
     }

@@ -6,6 +6,12 @@
 //! bytes the file holds, which runs ahead of `len` by the zero padding of a
 //! partially written last block. `sync` (and dropping the last handle) trims
 //! the file back to `len`, so the padding never shows as length on reopen.
+//! A crash can show it: the file comes back with its durable size (the
+//! length at the last sync, grown to the 4 KiB boundary past each
+//! `WriteOptions::SYNC` write since, as that write makes its whole blocks
+//! durable) or its current size (`file_len`): a blob with unsynced or
+//! SYNC writes may reopen longer than its logical length, by zero padding
+//! up to that boundary.
 //!
 //! The block that holds the logical end (the *tail block*) is kept in
 //! memory: a small append merges into it without reading the device.
@@ -59,7 +65,8 @@ pub(crate) struct BlobState<F: FileSystem> {
     pub(crate) file: F::File,
     /// Logical length.
     pub(crate) len: Cell<u64>,
-    /// Data bytes the file holds (>= len; the excess is zero padding).
+    /// Data bytes the file may hold (>= len; the excess is zero padding,
+    /// or what a failed write left).
     pub(crate) file_len: Cell<u64>,
     /// Data bytes preallocated.
     pub(crate) reserved_len: Cell<u64>,

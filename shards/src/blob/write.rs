@@ -108,11 +108,14 @@ impl<F: FileSystem> BlobState<F> {
         });
 
         self.reserve(chunk_end).await;
+        // Count the blocks as file bytes before the write: a failed (short)
+        // write may still have grown the file, and the next sync must trim
+        // whatever it left past the logical end.
+        self.file_len.set(self.file_len.get().max(chunk_end));
         let written = self
             .file
             .write_at(buf, HEADER_LEN + chunk_start, durable)
             .await?;
-        self.file_len.set(self.file_len.get().max(chunk_end));
         if written as u64 != chunk_end - chunk_start {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::WriteZero,

@@ -1,0 +1,174 @@
+//! Shared by the crash and fault simulations (`crash_sim.rs`, `faults_sim.rs`):
+//! one glommio executor for all seeds, seeds from the environment, a seeded
+//! RNG, and the reporting that names the failing seed.
+//!
+//! - [`model`]: what one blob may show now and after a crash.
+//! - [`harness`]: the store on a [`SimFs`](shardblob_shards::fs::sim::SimFs),
+//!   every operation checked against the model (blob operations in `ops`,
+//!   names, crash and post-crash checks in `names`).
+//! - [`random`]: seeded random operation sequences.
+
+#![allow(dead_code)]
+
+pub mod harness;
+pub mod model;
+mod names;
+mod ops;
+pub mod random;
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use glommio::{LocalExecutor, LocalExecutorBuilder, Placement};
+
+/// Environment variable that reruns exactly one seed.
+pub const SEED_VAR: &str = "SHARDBLOB_SEED";
+
+thread_local! {
+    /// The operations of the seed being run, printed when it fails.
+    static LOG: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Records one line of the current seed's history.
+pub fn log(line: impl FnOnce() -> String) {
+    LOG.with(|log| log.borrow_mut().push(line()));
+}
+
+/// Appends to the last line of the current seed's history.
+pub fn log_more(more: impl FnOnce() -> String) {
+    LOG.with(|log| {
+        if let Some(last) = log.borrow_mut().last_mut() {
+            last.push_str(&more());
+        }
+    });
+}
+
+/// The last `n` lines of the current seed's history.
+fn history(n: usize) -> String {
+    LOG.with(|log| {
+        let log = log.borrow();
+        let skip = log.len().saturating_sub(n);
+        let lines: Vec<&str> = log[skip..].iter().map(String::as_str).collect();
+        format!(
+            "last {} of {} steps:\n  {}",
+            lines.len(),
+            log.len(),
+            lines.join("\n  ")
+        )
+    })
+}
+
+/// One executor per test: they are expensive, seeds are cheap.
+pub fn executor() -> LocalExecutor {
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(1 << 20)
+        .make()
+        .expect("a glommio executor")
+}
+
+fn env_number(var: &str) -> Option<u64> {
+    std::env::var(var).ok().map(|v| {
+        v.trim()
+            .parse::<u64>()
+            .unwrap_or_else(|_| panic!("{var}={v:?} is not a number"))
+    })
+}
+
+/// The one seed `SHARDBLOB_SEED` asks for, if set.
+pub fn seed_override() -> Option<u64> {
+    env_number(SEED_VAR)
+}
+
+/// The seeds to run: `SHARDBLOB_SEED=n` runs seed `n` alone; otherwise
+/// `0..count`, where `count` comes from `count_var` (the long mode; `""`
+/// for none) or is `default_count`.
+pub fn seeds(count_var: &str, default_count: u64) -> Vec<u64> {
+    match seed_override() {
+        Some(seed) => vec![seed],
+        None if count_var.is_empty() => (0..default_count).collect(),
+        None => (0..env_number(count_var).unwrap_or(default_count)).collect(),
+    }
+}
+
+/// Runs `one(seed)` for every seed of [`seeds`] on one executor.
+pub fn run_seeds<F, Fut>(test: &str, count_var: &str, default_count: u64, one: F)
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    run_cases(&executor(), test, seeds(count_var, default_count), one);
+}
+
+/// Runs `one(case)` for every case on one executor. A failure is re-raised
+/// with its case (seed), how to rerun it, and its last steps.
+pub fn run_cases<F, Fut>(executor: &LocalExecutor, test: &str, cases: Vec<u64>, one: F)
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let current = std::cell::Cell::new(None);
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        executor.run(async {
+            for &case in &cases {
+                current.set(Some(case));
+                LOG.with(|log| log.borrow_mut().clear());
+                one(case).await;
+            }
+        })
+    }));
+    if let Err(payload) = result {
+        let message = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "(no message)".to_string());
+        match current.get() {
+            Some(seed) => panic!(
+                "{test} failed at seed {seed}: {message}\n\
+                 rerun this seed alone: {SEED_VAR}={seed} cargo test -p shardblob-shards --test {test}\n{}",
+                history(60)
+            ),
+            None => panic!("{test} failed before its first seed: {message}"),
+        }
+    }
+    eprintln!("{test}: {} seeds passed", cases.len());
+}
+
+/// splitmix64: the workloads' own random numbers, separate from the file
+/// system's, so both replay from the seed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x5EED_0F5A_4DB1_0B0B)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64().checked_rem(n).unwrap_or(0)
+    }
+
+    /// True with probability `1 / n`.
+    pub fn one_in(&mut self, n: u64) -> bool {
+        self.below(n) == 0
+    }
+
+    /// `len` random bytes.
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            out.extend_from_slice(&self.next_u64().to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+}

@@ -1,0 +1,349 @@
+//! What one blob may show: now (to a read) and after a crash.
+//!
+//! The contract (DESIGN.md, "Crash") at the granularity of the simulated
+//! device, the 512-byte sector: every byte covered by a completed sync, or
+//! by a completed `WriteOptions::SYNC` write, is intact; every other sector
+//! holds its content at the last sync or a content it had since, whole.
+//!
+//! So each sector keeps two sets of full 512-byte contents (bytes past the
+//! end of the file count as zeros):
+//! - `now`: what a read may return. One content, unless a failed or
+//!   interrupted write left the sector old or new.
+//! - `crash`: what a crash may leave: the content at the last sync and every
+//!   content since. A sync collapses it to `now`; a SYNC write pins its
+//!   bytes in every candidate.
+//!
+//! Lengths follow the store's documented behaviour (shards/src/blob/mod.rs):
+//! the file's data size (`file_lens`) runs ahead of the logical length by the
+//! zero padding of a partly written last block, up to the next 4096 boundary
+//! past a write's end; `sync`, `resize` and the close of the last handle set
+//! it back to the logical length. The durable size (`durable_lens`) is the
+//! length at the last sync, grown to the padded end of each SYNC write since
+//! (that write makes its whole blocks durable). After a crash the file holds
+//! its durable or its current size, so the blob reopens with a length in
+//! `durable_lens ∪ file_lens`, and with exactly the logical length after a
+//! clean close. A failed write may leave any whole-sector prefix of its
+//! blocks, so it adds every sector boundary up to its padded end.
+//!
+//! A failed write leaves each of its sectors old or new (as a crash would)
+//! until rewritten, also past the logical end: a later write zeroes what
+//! lies past the end in the blocks it rewrites, while a block of a gap it
+//! does not touch may keep the failed write's bytes.
+
+use std::collections::BTreeSet;
+
+/// Atomic unit of the simulated device.
+pub const SECTOR: u64 = 512;
+/// Direct-I/O block: the store writes whole blocks.
+pub const BLOCK: u64 = 4096;
+
+type Sector = [u8; SECTOR as usize];
+const ZERO: Sector = [0; SECTOR as usize];
+
+fn round_up(x: u64, to: u64) -> u64 {
+    x.div_ceil(to) * to
+}
+
+fn push_unique(set: &mut Vec<Sector>, content: Sector) {
+    if !set.contains(&content) {
+        set.push(content);
+    }
+}
+
+/// How the close of the last handle treated the file's padding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trim {
+    /// Trimmed to the logical length.
+    Done,
+    /// The trim may have failed (an injected fault hit it).
+    Maybe,
+    /// Not trimmed (a poisoned blob leaves its file alone).
+    Skipped,
+}
+
+/// The model of one blob file (one inode).
+#[derive(Clone, Debug)]
+pub struct BlobModel {
+    /// The logical length the store reports.
+    pub len: u64,
+    now: Vec<Vec<Sector>>,
+    crash: Vec<Vec<Sector>>,
+    durable_lens: BTreeSet<u64>,
+    file_lens: BTreeSet<u64>,
+}
+
+impl Default for BlobModel {
+    fn default() -> Self {
+        BlobModel::observed(&[])
+    }
+}
+
+impl BlobModel {
+    /// A blob whose whole content is `bytes`, all of it durable (as after a
+    /// crash, or a fresh create).
+    pub fn observed(bytes: &[u8]) -> BlobModel {
+        let sectors: Vec<Vec<Sector>> = bytes
+            .chunks(SECTOR as usize)
+            .map(|chunk| {
+                let mut sector = ZERO;
+                sector[..chunk.len()].copy_from_slice(chunk);
+                vec![sector]
+            })
+            .collect();
+        let len = bytes.len() as u64;
+        BlobModel {
+            len,
+            now: sectors.clone(),
+            crash: sectors,
+            durable_lens: BTreeSet::from([len]),
+            file_lens: BTreeSet::from([len]),
+        }
+    }
+
+    /// Whether every sector has exactly one content now.
+    pub fn is_definite(&self) -> bool {
+        self.now.iter().all(|set| set.len() == 1)
+    }
+
+    /// The one content of `offset..offset + len` now (zeros past the model).
+    /// Panics if a sector is undecided.
+    pub fn bytes(&self, offset: u64, len: usize) -> Vec<u8> {
+        (offset..offset + len as u64)
+            .map(|at| {
+                let set = self.now.get((at / SECTOR) as usize);
+                let set = set.map_or(&[ZERO][..], Vec::as_slice);
+                assert_eq!(set.len(), 1, "sector {} is undecided", at / SECTOR);
+                set[0][(at % SECTOR) as usize]
+            })
+            .collect()
+    }
+
+    fn grow(&mut self, sectors: usize) {
+        if self.now.len() < sectors {
+            self.now.resize(sectors, vec![ZERO]);
+            self.crash.resize(sectors, vec![ZERO]);
+        }
+    }
+
+    /// Applies `edit` to every `now` content of the sectors of `start..end`;
+    /// with `keep_old` the old contents stay possible. New contents become
+    /// crash candidates.
+    fn edit(&mut self, start: u64, end: u64, keep_old: bool, edit: impl Fn(u64, &mut Sector)) {
+        let (first, last) = ((start / SECTOR) as usize, end.div_ceil(SECTOR) as usize);
+        self.grow(last);
+        for s in first..last {
+            let mut set = if keep_old {
+                self.now[s].clone()
+            } else {
+                Vec::new()
+            };
+            for old in &self.now[s] {
+                let mut content = *old;
+                edit(s as u64 * SECTOR, &mut content);
+                push_unique(&mut set, content);
+            }
+            for content in &set {
+                push_unique(&mut self.crash[s], *content);
+            }
+            self.now[s] = set;
+        }
+    }
+
+    /// Overlays `data` at `offset` onto a sector starting at `sector_start`.
+    fn overlay(offset: u64, data: &[u8], sector_start: u64, sector: &mut Sector) {
+        let end = offset + data.len() as u64;
+        let from = offset.max(sector_start);
+        let to = end.min(sector_start + SECTOR);
+        if from < to {
+            let src = &data[(from - offset) as usize..(to - offset) as usize];
+            sector[(from - sector_start) as usize..(to - sector_start) as usize]
+                .copy_from_slice(src);
+        }
+    }
+
+    /// Zeroes everything from `len` on, now (a truncation or a trim).
+    fn zero_from(&mut self, len: u64, keep_old: bool) {
+        let end = (self.now.len() as u64 * SECTOR).max(len);
+        self.edit(len, end, keep_old, |start, sector| {
+            let from = len.saturating_sub(start).min(SECTOR) as usize;
+            sector[from..].fill(0);
+        });
+    }
+
+    /// A completed write (durable if `sync`).
+    pub fn write(&mut self, offset: u64, data: &[u8], sync: bool) {
+        if data.is_empty() {
+            return;
+        }
+        let end = offset + data.len() as u64;
+        // The store writes whole blocks: past the old end, the bytes of
+        // those blocks it does not write are zeros (a failed write's bytes
+        // stay only in blocks it does not touch).
+        let (first, last) = (offset / BLOCK * BLOCK, round_up(end, BLOCK));
+        let (len, new_len) = (self.len, self.len.max(end));
+        self.edit(first, last, false, |start, s| {
+            Self::overlay(offset, data, start, s);
+            for at in len.max(start)..start + SECTOR {
+                let in_gap = (first..offset).contains(&at);
+                if in_gap || (new_len..last).contains(&at) {
+                    s[(at - start) as usize] = 0;
+                }
+            }
+        });
+        if sync {
+            for s in (offset / SECTOR) as usize..end.div_ceil(SECTOR) as usize {
+                let pinned = self.crash[s].iter().map(|old| {
+                    let mut content = *old;
+                    Self::overlay(offset, data, s as u64 * SECTOR, &mut content);
+                    content
+                });
+                let mut set = Vec::new();
+                pinned.for_each(|content| push_unique(&mut set, content));
+                self.crash[s] = set;
+            }
+            let padded = round_up(end, BLOCK);
+            self.durable_lens = self.durable_lens.iter().map(|&d| d.max(padded)).collect();
+        }
+        let padded = round_up(end, BLOCK);
+        self.file_lens = self.file_lens.iter().map(|&f| f.max(padded)).collect();
+        self.len = self.len.max(end);
+    }
+
+    /// A write that failed (`torn`) or was cut short by a crash: each of its
+    /// sectors is old or new and the length is unchanged. The file may have
+    /// grown as the write would grow it, or, when `torn` (a short write), by
+    /// any whole-sector prefix of its blocks.
+    pub fn maybe_write(&mut self, offset: u64, data: &[u8], sync: bool, torn: bool) {
+        if data.is_empty() {
+            return;
+        }
+        let end = offset + data.len() as u64;
+        self.edit(offset, end, true, |start, s| {
+            Self::overlay(offset, data, start, s)
+        });
+        let padded = round_up(end, BLOCK);
+        let grown: Vec<u64> = self.file_lens.iter().map(|&f| f.max(padded)).collect();
+        self.file_lens.extend(grown);
+        let mut at = round_up(self.len, SECTOR);
+        while torn && at <= padded {
+            self.file_lens.insert(at);
+            at += SECTOR;
+        }
+        if sync {
+            let grown: Vec<u64> = self.durable_lens.iter().map(|&d| d.max(padded)).collect();
+            self.durable_lens.extend(grown);
+        }
+    }
+
+    /// A completed resize.
+    pub fn resize(&mut self, len: u64) {
+        self.zero_from(len, false);
+        self.len = len;
+        self.file_lens = BTreeSet::from([len]);
+    }
+
+    /// A resize that failed or was cut short.
+    pub fn maybe_resize(&mut self, len: u64) {
+        self.zero_from(len, true);
+        self.file_lens.insert(len);
+    }
+
+    /// A completed sync: trim, then everything is durable.
+    pub fn sync(&mut self) {
+        self.zero_from(self.len, false);
+        self.crash.clone_from(&self.now);
+        self.durable_lens = BTreeSet::from([self.len]);
+        self.file_lens = BTreeSet::from([self.len]);
+    }
+
+    /// A sync that failed or was cut short: it may have trimmed, and its
+    /// data sync may have happened (which adds nothing a crash could not
+    /// already show, except the trimmed length).
+    pub fn maybe_sync(&mut self) {
+        self.zero_from(self.len, true);
+        self.file_lens.insert(self.len);
+        self.durable_lens.insert(self.len);
+    }
+
+    /// The last handle closed.
+    pub fn close(&mut self, trim: Trim) {
+        match trim {
+            Trim::Done => {
+                self.zero_from(self.len, false);
+                self.file_lens = BTreeSet::from([self.len]);
+            }
+            Trim::Maybe => {
+                self.zero_from(self.len, true);
+                self.file_lens.insert(self.len);
+            }
+            Trim::Skipped => {}
+        }
+    }
+
+    /// Checks that `observed`, read at `offset`, is a possible content of
+    /// those bytes in `sets`, sector by sector.
+    fn check_sectors(sets: &[Vec<Sector>], offset: u64, observed: &[u8]) -> Result<(), String> {
+        let end = offset + observed.len() as u64;
+        let mut at = offset;
+        while at < end {
+            let s = at / SECTOR;
+            let sector_start = s * SECTOR;
+            let to = end.min(sector_start + SECTOR);
+            let seen = &observed[(at - offset) as usize..(to - offset) as usize];
+            let range = (at - sector_start) as usize..(to - sector_start) as usize;
+            let set = sets.get(s as usize).map_or(&[ZERO][..], Vec::as_slice);
+            if !set.iter().any(|content| &content[range.clone()] == seen) {
+                let first_diff = |c: &Sector| {
+                    let i = c[range.clone()].iter().zip(seen).position(|(a, b)| a != b);
+                    i.map_or(0, |i| at + i as u64)
+                };
+                let diffs: Vec<u64> = set.iter().map(first_diff).collect();
+                return Err(format!(
+                    "bytes {at}..{to} (sector {s}) match none of its {} possible contents \
+                     (first differing byte against each: {diffs:?}; seen starts {:02x?})",
+                    set.len(),
+                    &seen[..seen.len().min(8)]
+                ));
+            }
+            at = to;
+        }
+        Ok(())
+    }
+
+    /// Checks a read of `observed` at `offset`.
+    pub fn check_read(&self, offset: u64, observed: &[u8]) -> Result<(), String> {
+        Self::check_sectors(&self.now, offset, observed)
+    }
+
+    /// Checks a reopen (no crash) that reported `len`, and takes it: the
+    /// file now ends there.
+    pub fn reopened(&mut self, len: u64) -> Result<(), String> {
+        if !self.file_lens.contains(&len) {
+            return Err(format!(
+                "reopened with length {len}; the file can only hold {:?} (logical length {})",
+                self.file_lens, self.len
+            ));
+        }
+        self.len = len;
+        self.zero_from(len, false);
+        self.file_lens = BTreeSet::from([len]);
+        Ok(())
+    }
+
+    /// Checks the whole content a blob shows after a crash.
+    pub fn check_crashed(&self, observed: &[u8]) -> Result<(), String> {
+        let len = observed.len() as u64;
+        if !self.durable_lens.contains(&len) && !self.file_lens.contains(&len) {
+            return Err(format!(
+                "length {len} after the crash; allowed: durable {:?}, current {:?}",
+                self.durable_lens, self.file_lens
+            ));
+        }
+        Self::check_sectors(&self.crash, 0, observed)
+    }
+
+    /// Lengths a crash may leave, for reports.
+    pub fn crash_lens(&self) -> BTreeSet<u64> {
+        self.durable_lens.union(&self.file_lens).copied().collect()
+    }
+}
