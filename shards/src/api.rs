@@ -115,6 +115,11 @@ pub trait Storage {
 ///   Overlapping operations are not atomic, but concurrent writes to
 ///   different byte ranges never damage each other.
 /// - Offset arithmetic never wraps: overflow gives `OffsetOverflow`.
+/// - Crash: every byte covered by a completed sync (or SYNC write) is
+///   intact; bytes not written since are unchanged; unsynced writes may be
+///   torn. A blob whose last block was written partly since its last sync
+///   may reopen longer than its logical length, by zero padding up to the
+///   next 4 KiB boundary (a clean close never shows it).
 #[allow(async_fn_in_trait)]
 pub trait Blob: Clone {
     /// The bytes of a read.
