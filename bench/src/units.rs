@@ -8,15 +8,8 @@ use std::time::Duration;
 /// Parses a byte size: a plain number, or one with a suffix B, K/KiB, M/MiB,
 /// G/GiB (binary), kB/MB/GB (decimal).
 pub fn parse_size_bytes(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, suffix) = t.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("size {text:?}: expected a number like 4KiB or 1GiB"))?;
-    let scale: u64 = match suffix.trim() {
+    let (value, suffix) = split_number(text, "size", "4KiB or 1GiB")?;
+    let scale: u64 = match suffix {
         "" | "B" | "b" => 1,
         "K" | "k" | "KiB" | "Ki" => 1 << 10,
         "M" | "m" | "MiB" | "Mi" => 1 << 20,
@@ -40,15 +33,8 @@ pub fn parse_size_bytes(text: &str) -> Result<u64, String> {
 
 /// Parses a duration: a number with ns, us, ms, s or m; a bare number is seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, suffix) = t.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("duration {text:?}: expected a number like 500ms or 2s"))?;
-    let scale_s = match suffix.trim() {
+    let (value, suffix) = split_number(text, "duration", "500ms or 2s")?;
+    let scale_s = match suffix {
         "ns" => 1e-9,
         "us" | "µs" => 1e-6,
         "ms" => 1e-3,
@@ -61,6 +47,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         }
     };
     Duration::try_from_secs_f64(value * scale_s).map_err(|e| format!("duration {text:?}: {e}"))
+}
+
+/// Splits `text` into its leading number and its (trimmed) unit suffix.
+fn split_number<'a>(text: &'a str, what: &str, example: &str) -> Result<(f64, &'a str), String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, suffix) = t.split_at(split);
+    let value = number
+        .parse()
+        .map_err(|_| format!("{what} {text:?}: expected a number like {example}"))?;
+    Ok((value, suffix.trim()))
 }
 
 /// Formats a size the way `parse_size_bytes` reads it, in the largest exact binary unit.
