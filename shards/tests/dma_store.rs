@@ -243,3 +243,39 @@ fn second_store_on_a_data_dir_is_refused() {
     drop(held);
     fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn concurrent_tasks_writing_inside_shared_blocks_lose_no_byte() {
+    with_store("sharedtasks", |store, _| async move {
+        let (blob, _) = store.open("p", b"shared").await.unwrap();
+        const TASKS: usize = 48;
+        const STRIDE: usize = 5;
+        const ROUNDS: usize = 30;
+        // Task t owns bytes [(r * TASKS + t) * STRIDE, +STRIDE) of round r:
+        // every 4 KiB block is shared by many tasks at once.
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|t| {
+                let blob = blob.clone();
+                glommio::spawn_local(async move {
+                    for r in 0..ROUNDS {
+                        let offset = ((r * TASKS + t) * STRIDE) as u64;
+                        blob.write_at(offset, &[(t * 7 + r) as u8; STRIDE])
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await;
+        }
+        let all = blob.read_at(0, TASKS * ROUNDS * STRIDE).await.unwrap();
+        for (i, range) in all.chunks(STRIDE).enumerate() {
+            let (r, t) = (i / TASKS, i % TASKS);
+            assert!(
+                range.iter().all(|&b| b == (t * 7 + r) as u8),
+                "range {i} lost bytes: {range:?}"
+            );
+        }
+    });
+}
