@@ -30,7 +30,7 @@ pub(crate) async fn call<T: Transport, R>(
 ) -> Result<R> {
     let (tx, rx) = reply();
     transport.send(shard, make(tx)).await?;
-    answer(rx).await
+    transport.reply(rx).await
 }
 
 impl<T: Transport> RemoteStorage<T> {
