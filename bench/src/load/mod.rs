@@ -92,6 +92,17 @@ pub trait Sleep {
 /// The result of one op.
 pub type OpResult = Result<(), String>;
 
+/// Fails an op whose read returned other than the bytes asked for.
+pub fn check_read_len(target: &str, got_bytes: usize, wanted_bytes: u64) -> OpResult {
+    if got_bytes as u64 == wanted_bytes {
+        Ok(())
+    } else {
+        Err(format!(
+            "{target} read: {got_bytes} of {wanted_bytes} bytes"
+        ))
+    }
+}
+
 /// What one run measured.
 #[derive(Clone, Debug)]
 pub struct Recording {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 use glommio::{LocalExecutorBuilder, Placement};
 
-use crate::load::OpResult;
+use crate::load::{check_read_len, OpResult};
 use crate::result::Outcome;
 use crate::targets::{run_case, Env, GlommioSleep, OpExec};
 use crate::workload::Op;
@@ -50,9 +50,7 @@ impl OpExec for DmaExec {
                     .read_at_aligned(offset_bytes, len_bytes as usize)
                     .await
                     .map_err(|e| format!("dma read: {e}"))?;
-                if read.len() as u64 != len_bytes {
-                    return Err(format!("dma read: {} of {len_bytes} bytes", read.len()));
-                }
+                check_read_len("dma", read.len(), len_bytes)?;
             }
             Op::Write {
                 offset_bytes,

@@ -13,7 +13,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use shardblob::{Blob, Config, Engine, Storage, WriteOptions};
 use std::path::Path;
 
-use crate::load::{OpResult, Sleep};
+use crate::load::{check_read_len, OpResult, Sleep};
 use crate::peers::PREFILL_CHUNK_BYTES;
 use crate::result::Outcome;
 use crate::rt::{self, ThreadSleep};
@@ -42,9 +42,7 @@ impl<B: Blob> OpExec for EngineExec<B> {
                     .read_at(offset_bytes, len_bytes as usize)
                     .await
                     .map_err(|e| e.to_string())?;
-                if buf.len() as u64 != len_bytes {
-                    return Err(format!("read {} of {len_bytes} bytes", buf.len()));
-                }
+                check_read_len("engine", buf.len(), len_bytes)?;
             }
             Op::Write {
                 offset_bytes,
