@@ -1,16 +1,17 @@
-//! A minimal executor for a plain std thread: `block_on` polls one future and
-//! parks the thread until a waker fires or the earliest pending `ThreadSleep`
-//! is due. It exists so the foreign-thread path runs on a thread that belongs
+//! A minimal executor for a plain std thread: `block_on` polls one future,
+//! spins briefly for a wake-up, then parks the thread until a waker fires or
+//! the earliest pending `ThreadSleep` is due. It exists so the foreign-thread path runs on a thread that belongs
 //! to no runtime (as a user's main thread would), yet open-loop schedules get
 //! timers with microsecond precision (tokio's timer has 1 ms granularity).
 
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::load::Sleep;
 
@@ -19,15 +20,25 @@ thread_local! {
     static NEXT_DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
-struct ThreadWaker(Thread);
+/// How long `block_on` polls for a wake-up before it parks the thread: the
+/// engine's default `spin_before_park_us`, so a foreign caller waits for a
+/// reply as a shard does. A parked thread pays a futex wake-up, tens of µs on
+/// a VM, on every reply that comes later than this.
+const SPIN_BEFORE_PARK: Duration = Duration::from_micros(50);
+
+struct ThreadWaker {
+    thread: Thread,
+    woken: AtomicBool,
+}
 
 impl Wake for ThreadWaker {
     fn wake(self: Arc<Self>) {
-        self.0.unpark();
+        self.wake_by_ref();
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.0.unpark();
+        self.woken.store(true, Ordering::Release);
+        self.thread.unpark();
     }
 }
 
@@ -38,15 +49,32 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     unsafe {
         libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
     }
-    let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
+    let waker_state = Arc::new(ThreadWaker {
+        thread: thread::current(),
+        woken: AtomicBool::new(false),
+    });
+    let waker = Waker::from(waker_state.clone());
     let mut cx = Context::from_waker(&waker);
     let mut future = pin!(future);
     loop {
         NEXT_DEADLINE.with(|d| d.set(None));
+        waker_state.woken.store(false, Ordering::Relaxed);
         if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
             return output;
         }
-        match NEXT_DEADLINE.with(Cell::get) {
+        let deadline = NEXT_DEADLINE.with(Cell::get);
+        let spin_until = Instant::now() + SPIN_BEFORE_PARK;
+        let spin_until = deadline.map_or(spin_until, |d| d.min(spin_until));
+        while Instant::now() < spin_until {
+            if waker_state.woken.load(Ordering::Acquire) {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        if waker_state.woken.load(Ordering::Acquire) {
+            continue; // its unpark token makes a later park return at once: harmless
+        }
+        match deadline {
             Some(deadline) => {
                 let now = Instant::now();
                 if deadline > now {
@@ -91,7 +119,6 @@ impl Sleep for ThreadSleep {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn block_on_wakes_for_a_sleep_and_for_a_waker() {
