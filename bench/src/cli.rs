@@ -133,9 +133,10 @@ pub struct Cli {
     pub sync_flag: bool,
 
     /// Engine shard that owns the benchmark partition (same-shard runs there,
-    /// cross-shard on the next one).
-    #[arg(long, default_value_t = 0, value_name = "SHARD")]
-    pub shard: usize,
+    /// cross-shard on the next one) [default: the shard on the CPU that takes
+    /// the data disk's interrupts, else 0].
+    #[arg(long, value_name = "SHARD")]
+    pub shard: Option<usize>,
 
     /// CPU the raw DmaFile peer's executor is pinned to [default: the CPU of
     /// the engine shard that owns the benchmark partition].

@@ -7,6 +7,7 @@
 
 mod cleanup;
 mod cli;
+mod irq;
 mod load;
 mod peers;
 mod progress;
@@ -45,6 +46,47 @@ fn kernel() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// The shard that owns the benchmark partition, and why: `--shard`, or the
+/// shard on the CPU that takes the data disk's interrupts (see `irq`).
+fn measured_shard(
+    requested: Option<usize>,
+    shard_cpus: &[usize],
+    data_dir: &std::path::Path,
+) -> Result<(usize, String), String> {
+    if let Some(shard) = requested {
+        let cpu = shard_cpus.get(shard).ok_or_else(|| {
+            format!(
+                "--shard {shard}: the engine has {} shards",
+                shard_cpus.len()
+            )
+        })?;
+        return Ok((shard, format!("shard {shard} on CPU {cpu} (--shard)")));
+    }
+    let chosen = match irq::completion_cpu(data_dir) {
+        Ok((cpu, disk)) => match shard_cpus.iter().position(|&c| c == cpu) {
+            Some(shard) => (
+                shard,
+                format!("shard {shard} on CPU {cpu}, which takes {disk}'s interrupts"),
+            ),
+            None => (
+                0,
+                format!(
+                    "shard 0 on CPU {}: no shard is on CPU {cpu}, which takes {disk}'s interrupts",
+                    shard_cpus[0]
+                ),
+            ),
+        },
+        Err(why) => (
+            0,
+            format!(
+                "shard 0 on CPU {} (interrupt CPU unknown: {why})",
+                shard_cpus[0]
+            ),
+        ),
+    };
+    Ok(chosen)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let plan = match suite::plan(&cli) {
@@ -76,20 +118,17 @@ fn main() -> ExitCode {
         }
     };
     // The dma peer shares the CPU of the shard that owns the benchmark partition.
-    let shard_cpu = match engine_config.validate() {
-        Ok(resolved) => match resolved.shard_cpus.get(cli.shard) {
-            Some(&cpu) => cpu,
-            None => {
-                eprintln!(
-                    "error: --shard {}: the engine has {} shards",
-                    cli.shard,
-                    resolved.shards()
-                );
-                return ExitCode::from(2);
-            }
-        },
-        Err(_) => 0,
+    let shard_cpus = engine_config
+        .validate()
+        .map_or_else(|_| vec![0], |resolved| resolved.shard_cpus.clone());
+    let (shard, shard_placement) = match measured_shard(cli.shard, &shard_cpus, &cli.data_dir) {
+        Ok(choice) => choice,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
     };
+    let shard_cpu = shard_cpus[shard];
     let work_dir = match workdir::make_work_dir(&cli.data_dir, &stamp) {
         Ok(dir) => dir,
         Err(e) => {
@@ -118,7 +157,7 @@ fn main() -> ExitCode {
             .map(Duration::from_micros)
             .unwrap_or_else(|| engine_config.spin_before_park().unwrap_or(Duration::ZERO)),
         peer_cpu: cli.peer_cpu.unwrap_or(shard_cpu),
-        shard: cli.shard,
+        shard,
         engine_config,
         progress: progress.clone(),
     };
@@ -139,6 +178,7 @@ fn main() -> ExitCode {
                 .engine_config
                 .as_ref()
                 .map_or("embedded default".into(), |p| p.display().to_string()),
+            shard_placement,
             engine_settings: format!("{:?}", env.engine_config),
             warmup_ms: plan.warmup.as_millis(),
             duration_ms: plan.duration.as_millis(),

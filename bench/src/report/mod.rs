@@ -32,6 +32,8 @@ pub struct Meta {
     pub load_average_end: String,
     pub fio_version: Option<String>,
     pub engine_config: String,
+    /// Which shard owns the benchmark partition, on which CPU, and why.
+    pub shard_placement: String,
     /// Every field of the engine configuration used (data_dir aside, which the run replaces).
     pub engine_settings: String,
     pub warmup_ms: u128,

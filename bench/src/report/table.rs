@@ -76,8 +76,9 @@ pub fn render(results: &Results) -> String {
     );
     let _ = writeln!(
         text,
-        "engine config: {}; fio: {}; warm-up {} ms + {} ms per case",
+        "engine config: {}; measured {}; fio: {}; warm-up {} ms + {} ms per case",
         m.engine_config,
+        m.shard_placement,
         m.fio_version.as_deref().unwrap_or("not on PATH (skipped)"),
         m.warmup_ms,
         m.duration_ms
