@@ -108,10 +108,13 @@ impl Engine {
             };
             let builder = executor_builder(&resolved, wiring.cpu, index);
             let data_dir = data_dir.clone();
-            let inflight_max = resolved.config.inflight_per_shard_max;
+            let limits = ShardLimits {
+                inflight_max: resolved.config.inflight_per_shard_max,
+                spin_before_park: resolved.config.spin_before_park(),
+            };
             let thread = std::thread::Builder::new()
                 .name(format!("shardblob-{index}"))
-                .spawn(move || run_shard_thread(builder, wiring, data_dir, inflight_max))
+                .spawn(move || run_shard_thread(builder, wiring, data_dir, limits))
                 .map_err(|e| Error::Startup(format!("cannot spawn shard thread {index}: {e}")))?;
             gos.push(go_tx);
             shards.push(ShardThread {
@@ -212,12 +215,18 @@ fn executor_builder(resolved: &ResolvedConfig, cpu: usize, index: usize) -> Loca
     builder
 }
 
+/// The configuration a shard's serving code needs.
+struct ShardLimits {
+    inflight_max: usize,
+    spin_before_park: Option<std::time::Duration>,
+}
+
 /// The body of one shard thread: build, report, wait for go, serve.
 fn run_shard_thread(
     builder: LocalExecutorBuilder,
     wiring: Wiring,
     data_dir: Arc<DataDir>,
-    inflight_max: usize,
+    limits: ShardLimits,
 ) {
     let executor = match builder.make() {
         Ok(executor) => executor,
@@ -263,7 +272,8 @@ fn run_shard_thread(
             peer_requests,
             foreign_requests: wiring.foreign_requests,
             closes: wiring.closes,
-            inflight_max,
+            inflight_max: limits.inflight_max,
+            spin_before_park: limits.spin_before_park,
         };
         shard::run(parts, wiring.stop).await;
     });

@@ -11,6 +11,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_lite::StreamExt;
 use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
@@ -41,6 +42,8 @@ pub struct ShardContext {
     closes: async_channel::Receiver<BlobId>,
     inflight: Rc<Semaphore>,
     inflight_max: u64,
+    /// The executor's `spin_before_park`: how long it stays awake idle.
+    pub(crate) spin_before_park: Option<Duration>,
 }
 
 /// What a shard needs to run, built by the engine.
@@ -53,6 +56,7 @@ pub struct ShardParts {
     pub foreign_requests: async_channel::Receiver<Request>,
     pub closes: async_channel::Receiver<BlobId>,
     pub inflight_max: usize,
+    pub spin_before_park: Option<Duration>,
 }
 
 impl ShardContext {
@@ -210,6 +214,7 @@ pub async fn run(parts: ShardParts, stop: async_channel::Receiver<()>) {
         closes: parts.closes,
         inflight: Rc::new(Semaphore::new(parts.inflight_max as u64)),
         inflight_max: parts.inflight_max as u64,
+        spin_before_park: parts.spin_before_park,
     });
     CURRENT.with(|current| *current.borrow_mut() = Some(context.clone()));
 
@@ -236,6 +241,6 @@ pub async fn run(parts: ShardParts, stop: async_channel::Receiver<()>) {
     context.opened.borrow_mut().clear();
     // Dropped DmaFiles close asynchronously, on the next reactor poll: a
     // timer forces one before the executor ends, else their fds leak.
-    glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+    glommio::timer::sleep(Duration::from_millis(1)).await;
     CURRENT.with(|current| current.borrow_mut().take());
 }

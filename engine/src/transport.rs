@@ -58,10 +58,23 @@ pub trait Transport: Clone + 'static {
 /// How long a shard keeps its executor awake for a peer's reply before it
 /// lets it park. A reply usually takes one device I/O; an executor parked
 /// by then costs a wake-up (eventfd, membarrier, reschedule) of tens of
-/// microseconds per hop on top of it.
-const PEER_REPLY_SPIN: Duration = Duration::from_micros(500);
-/// Step of that wait: short timers keep glommio's spin loop going.
-const PEER_REPLY_POLL: Duration = Duration::from_micros(5);
+/// microseconds per hop on top of it. An awake executor sees the reply's
+/// wake-up on its next spin iteration.
+const PEER_REPLY_AWAKE: Duration = Duration::from_micros(500);
+
+/// Keeps the calling executor from parking for `PEER_REPLY_AWAKE`, then
+/// never completes. glommio parks after `spin` without a task to run, so a
+/// timer wakes a task just before that, each time.
+async fn stay_awake<T>(spin: Option<Duration>) -> T {
+    if let Some(spin) = spin {
+        let step = spin / 2;
+        let until = Instant::now() + PEER_REPLY_AWAKE;
+        while Instant::now() < until {
+            glommio::timer::sleep(step).await;
+        }
+    }
+    std::future::pending().await
+}
 
 /// The transport of threads outside the engine.
 #[derive(Clone)]
@@ -110,16 +123,6 @@ impl Transport for Peer {
     }
 
     async fn reply<R>(&self, rx: async_channel::Receiver<Result<R>>) -> Result<R> {
-        let started = Instant::now();
-        while started.elapsed() < PEER_REPLY_SPIN {
-            match rx.try_recv() {
-                Ok(result) => return result,
-                Err(async_channel::TryRecvError::Closed) => return Err(Error::Shutdown),
-                Err(async_channel::TryRecvError::Empty) => {
-                    glommio::timer::sleep(PEER_REPLY_POLL).await;
-                }
-            }
-        }
-        answer(rx).await
+        futures_lite::future::or(answer(rx), stay_awake(self.context.spin_before_park)).await
     }
 }
