@@ -298,3 +298,51 @@ impl File for DmaBlobFile {
         u64::try_from(size).map_err(|_| io::Error::other("negative file size"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_lite::future::poll_once;
+
+    /// The count that decides between an inline and a handed-off fdatasync
+    /// must return to idle however an operation ends: completed, failed, or
+    /// dropped while in flight.
+    #[test]
+    fn in_flight_count_returns_to_idle_when_ops_end_or_are_dropped() {
+        let dir =
+            std::env::temp_dir().join(format!("shardblob-dma-inflight-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let data_dir = DataDir::lock(&dir).unwrap();
+        glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                let fs = DmaFs::new(data_dir).await.unwrap();
+                let file = fs.open_file(&dir.join("blob"), true).await.unwrap();
+                let mut page = file.alloc(BLOCK_SIZE as usize);
+                page.bytes_mut().fill(7);
+                file.write_at(page, 0, false).await.unwrap();
+                assert!(fs.io_in_flight.is_idle());
+
+                // Dropped after its first poll: the read was submitted.
+                let mut read = Box::pin(file.read_at(0, BLOCK_SIZE as usize));
+                if poll_once(read.as_mut()).await.is_none() {
+                    assert!(!fs.io_in_flight.is_idle(), "a submitted read is in flight");
+                }
+                drop(read);
+                assert!(fs.io_in_flight.is_idle());
+
+                // A read past the end completes short; a sync with a read
+                // in flight goes to the blocking thread and still succeeds.
+                assert_eq!(file.read_at(BLOCK_SIZE, 16).await.unwrap().len(), 0);
+                let (read, synced) =
+                    futures_lite::future::zip(file.read_at(0, 16), file.sync_data()).await;
+                assert_eq!(&read.unwrap()[..], &[7; 16]);
+                synced.unwrap();
+                file.sync_data().await.unwrap();
+                assert!(fs.io_in_flight.is_idle());
+                std::fs::remove_dir_all(&dir).unwrap();
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+}
