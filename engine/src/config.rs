@@ -57,6 +57,9 @@ pub struct Config {
     pub channel_capacity: usize,
     /// Forwarded requests one shard serves concurrently.
     pub inflight_per_shard_max: usize,
+    /// A sync with no other I/O of its shard in flight blocks the shard for
+    /// its fdatasync instead of handing it to a helper thread.
+    pub sync_inline_when_idle: bool,
 }
 
 /// Which CPUs the shards are pinned to. In TOML:
@@ -127,6 +130,7 @@ struct DefaultFile {
     ring_depth: usize,
     channel_capacity: usize,
     inflight_per_shard_max: usize,
+    sync_inline_when_idle: bool,
 }
 
 impl From<DefaultFile> for Config {
@@ -141,6 +145,7 @@ impl From<DefaultFile> for Config {
             ring_depth,
             channel_capacity,
             inflight_per_shard_max,
+            sync_inline_when_idle,
         } = file;
         Config {
             data_dir,
@@ -152,6 +157,7 @@ impl From<DefaultFile> for Config {
             ring_depth,
             channel_capacity,
             inflight_per_shard_max,
+            sync_inline_when_idle,
         }
     }
 }
@@ -367,6 +373,7 @@ mod tests {
                 ring_depth: 128,
                 channel_capacity: 256,
                 inflight_per_shard_max: 128,
+                sync_inline_when_idle: true,
             }
         );
         assert_eq!(parsed.spin_before_park(), Some(Duration::from_micros(50)));

@@ -111,6 +111,7 @@ impl Engine {
             let limits = ShardLimits {
                 inflight_max: resolved.config.inflight_per_shard_max,
                 spin_before_park: resolved.config.spin_before_park(),
+                sync_inline_when_idle: resolved.config.sync_inline_when_idle,
             };
             let thread = std::thread::Builder::new()
                 .name(format!("shardblob-{index}"))
@@ -219,6 +220,7 @@ fn executor_builder(resolved: &ResolvedConfig, cpu: usize, index: usize) -> Loca
 struct ShardLimits {
     inflight_max: usize,
     spin_before_park: Option<std::time::Duration>,
+    sync_inline_when_idle: bool,
 }
 
 /// The body of one shard thread: build, report, wait for go, serve.
@@ -241,7 +243,7 @@ fn run_shard_thread(
     executor.run(async move {
         let root = data_dir.path().to_path_buf();
         let fs = match DmaFs::new(data_dir).await {
-            Ok(fs) => fs,
+            Ok(fs) => fs.sync_inline_when_idle(limits.sync_inline_when_idle),
             Err(e) => {
                 let _ = wiring.ready.try_send(Err(Error::DataDir {
                     dir: root,

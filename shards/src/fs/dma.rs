@@ -30,6 +30,7 @@ use crate::data_dir::DataDir;
 pub struct DmaFs {
     _data_dir: Arc<DataDir>,
     io_in_flight: InFlight,
+    sync_inline_when_idle: bool,
 }
 
 impl DmaFs {
@@ -51,7 +52,17 @@ impl DmaFs {
         Ok(DmaFs {
             _data_dir: data_dir,
             io_in_flight: InFlight::default(),
+            sync_inline_when_idle: true,
         })
+    }
+
+    /// Whether a sync with no other I/O of this shard in flight runs its
+    /// fdatasync on the executor's thread (the default) or, like every other
+    /// sync, on the executor's blocking thread. Inline saves two thread
+    /// wake-ups per sync; it holds the executor for the whole flush.
+    pub fn sync_inline_when_idle(mut self, inline: bool) -> DmaFs {
+        self.sync_inline_when_idle = inline;
+        self
     }
 }
 
@@ -78,6 +89,7 @@ impl FileSystem for DmaFs {
             file: Rc::new(file),
             dsync: OnceCell::new(),
             io_in_flight: self.io_in_flight.clone(),
+            sync_inline_when_idle: self.sync_inline_when_idle,
         })
     }
 
@@ -122,6 +134,7 @@ pub struct DmaBlobFile {
     file: Rc<DmaFile>,
     dsync: OnceCell<DmaFile>,
     io_in_flight: InFlight,
+    sync_inline_when_idle: bool,
 }
 
 /// Device operations this shard's files have in flight (all files share it).
@@ -165,6 +178,13 @@ impl DmaBlobFile {
             .await?;
         // A concurrent task may have opened one meanwhile; keep the first.
         Ok(self.dsync.get_or_init(|| file))
+    }
+}
+
+impl DmaBlobFile {
+    /// Whether a sync issued now runs inline (see [`DmaFs::sync_inline_when_idle`]).
+    fn sync_runs_inline(&self) -> bool {
+        self.sync_inline_when_idle && self.io_in_flight.is_idle()
     }
 }
 
@@ -270,7 +290,7 @@ impl File for DmaBlobFile {
                 Err(io::Error::last_os_error())
             }
         };
-        if self.io_in_flight.is_idle() {
+        if self.sync_runs_inline() {
             // Nothing else of this shard waits on the device, so no task
             // could use the executor meanwhile: block it for one fdatasync
             // instead of handing the call off. A hand-off costs two thread
@@ -304,11 +324,11 @@ mod tests {
     use super::*;
     use futures_lite::future::poll_once;
 
-    /// The count that decides between an inline and a handed-off fdatasync
-    /// must return to idle however an operation ends: completed, failed, or
-    /// dropped while in flight.
+    /// A sync runs inline only when enabled and nothing else is in flight,
+    /// and the in-flight count returns to idle however an operation ends:
+    /// completed, short, or dropped while in flight.
     #[test]
-    fn in_flight_count_returns_to_idle_when_ops_end_or_are_dropped() {
+    fn syncs_run_inline_only_when_enabled_and_idle() {
         let dir =
             std::env::temp_dir().join(format!("shardblob-dma-inflight-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -323,9 +343,14 @@ mod tests {
                 assert!(fs.io_in_flight.is_idle());
 
                 // Dropped after its first poll: the read was submitted.
+                assert!(file.sync_runs_inline());
                 let mut read = Box::pin(file.read_at(0, BLOCK_SIZE as usize));
                 if poll_once(read.as_mut()).await.is_none() {
                     assert!(!fs.io_in_flight.is_idle(), "a submitted read is in flight");
+                    assert!(
+                        !file.sync_runs_inline(),
+                        "a sync beside a read is handed off"
+                    );
                 }
                 drop(read);
                 assert!(fs.io_in_flight.is_idle());
@@ -339,6 +364,12 @@ mod tests {
                 synced.unwrap();
                 file.sync_data().await.unwrap();
                 assert!(fs.io_in_flight.is_idle());
+
+                // Switched off, a sync is handed off even when idle, and works.
+                let fs = fs.sync_inline_when_idle(false);
+                let file = fs.open_file(&dir.join("blob"), false).await.unwrap();
+                assert!(!file.sync_runs_inline());
+                file.sync_data().await.unwrap();
                 std::fs::remove_dir_all(&dir).unwrap();
             })
             .unwrap()
