@@ -6,7 +6,9 @@
 //! tens of µs per op at depth 1. fio's thread is not pinned, so the scheduler
 //! moves it next to the interrupts; the engine's shards are pinned, so the
 //! benchmark measures the shard on the interrupts' CPU, as an operator would
-//! place a latency-critical shard (or steer the interrupts to it).
+//! place a latency-critical shard (or steer the interrupts to it). A disk
+//! with a queue per CPU (NVMe) completes each I/O on the CPU that issued it,
+//! so there the choice hardly matters and the busiest CPU is as good as any.
 
 use std::collections::BTreeMap;
 use std::fs;
