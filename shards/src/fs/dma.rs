@@ -179,9 +179,7 @@ impl DmaBlobFile {
         // A concurrent task may have opened one meanwhile; keep the first.
         Ok(self.dsync.get_or_init(|| file))
     }
-}
 
-impl DmaBlobFile {
     /// Whether a sync issued now runs inline (see [`DmaFs::sync_inline_when_idle`]).
     fn sync_runs_inline(&self) -> bool {
         self.sync_inline_when_idle && self.io_in_flight.is_idle()
