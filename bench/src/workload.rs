@@ -3,6 +3,7 @@
 //! peer's row differ only in the stack below, never in the access pattern.
 
 use serde::{Deserialize, Serialize};
+use shardblob_shards::rng::Rng;
 
 use crate::units::format_size;
 
@@ -113,35 +114,11 @@ pub enum Op {
     },
 }
 
-/// A deterministic, cheap random source (xorshift64*): the same seed gives
-/// every target the same offsets.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `0..bound` (bound > 0); the modulo bias is negligible here.
-    pub fn below(&mut self, bound: u64) -> u64 {
-        self.next_u64() % bound
-    }
-}
-
 /// The endless stream of operations of one workload.
 #[derive(Clone, Debug)]
 pub struct OpStream {
     workload: Workload,
+    /// The same seed gives every target the same offsets.
     rng: Rng,
     next_offset_bytes: u64,
     unsynced_bytes: u64,

@@ -46,6 +46,7 @@ use std::time::{Duration, Instant};
 
 use futures::executor::block_on;
 use shardblob::{Blob, Client, Config, Engine, Storage, WriteOptions};
+use shardblob_shards::rng::{splitmix64, Rng};
 
 const CHILD_ENV: &str = "SHARDBLOB_CRASH_CHILD";
 const SEED_ENV: &str = "SHARDBLOB_CRASH_SEED";
@@ -70,42 +71,9 @@ const BLOCK: u64 = 4096;
 /// The blobs of the workload: (partition, name).
 const BLOBS: [(&str, &[u8]); 2] = [("crash-a", b"first"), ("crash-b", b"\x00second")];
 
-/// xorshift64*, seeded through splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(splitmix(seed) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(len + 8);
-        while out.len() < len {
-            out.extend_from_slice(&self.next().to_le_bytes());
-        }
-        out.truncate(len);
-        out
-    }
-}
-
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
 /// The workload seed of blob `blob` in cycle `cycle`.
 fn blob_seed(seed: u64, cycle: usize, blob: usize) -> u64 {
-    splitmix(seed ^ splitmix((cycle as u64) << 8 | blob as u64))
+    splitmix64(seed ^ splitmix64((cycle as u64) << 8 | blob as u64))
 }
 
 /// FNV-1a: a hash of a blob's content, to compare the child's and the
@@ -586,7 +554,7 @@ fn fresh_seed() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    splitmix(nanos ^ (std::process::id() as u64) << 32)
+    splitmix64(nanos ^ (std::process::id() as u64) << 32)
 }
 
 /// Waits until the child reported the base of every blob (it runs its
@@ -650,7 +618,7 @@ fn sigkill_at_random_moments_keeps_every_synced_byte() {
         let cycle = cycles;
         cycles += 1;
         let _ = fs::remove_file(&progress_path);
-        let child_shards = 1 + (splitmix(seed ^ cycle as u64) % 2) as usize;
+        let child_shards = 1 + (splitmix64(seed ^ cycle as u64) % 2) as usize;
         let mut child = Command::new(&exe)
             .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, &root)

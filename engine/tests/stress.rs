@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use futures::future::join_all;
 use shardblob::{Blob, Client, Config, Engine, Error, Storage, WriteOptions};
+use shardblob_shards::rng::Rng;
 
 fn start(test: &str, tune: impl FnOnce(&mut Config)) -> (Engine, PathBuf) {
     let dir = std::env::temp_dir().join(format!("shardblob-stress-{test}-{}", std::process::id()));
@@ -20,21 +21,6 @@ fn start(test: &str, tune: impl FnOnce(&mut Config)) -> (Engine, PathBuf) {
     (Engine::start(config).expect("engine starts"), dir)
 }
 
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// One task's blobs: it alone touches its partitions, so the model is exact.
 #[derive(Default)]
 struct Model {
@@ -45,7 +31,7 @@ const NAMES: [&[u8]; 3] = [b"a", b"bb", b"\x00\xff"];
 
 /// Runs `ops` random operations over `partitions` and checks every answer.
 async fn worker<S: Storage>(storage: &S, seed: u64, partitions: &[String], ops: usize) -> usize {
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let mut model = Model::default();
     let mut open: HashMap<(String, Vec<u8>), S::Blob> = HashMap::new();
     for _ in 0..ops {
@@ -63,7 +49,7 @@ async fn worker<S: Storage>(storage: &S, seed: u64, partitions: &[String], ops: 
                 let blob = &open[&key];
                 let offset = rng.below(20_000);
                 let len = 1 + rng.below(9_000) as usize;
-                let byte = rng.next() as u8;
+                let byte = rng.next_u64() as u8;
                 let data = vec![byte; len];
                 let options = if rng.below(4) == 0 {
                     WriteOptions::SYNC
@@ -245,7 +231,7 @@ fn flood_through_tiny_queues_completes_in_bounded_memory() {
         }
     });
     let rounds = |client: Client, seed: u64| async move {
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let mut done = 0usize;
         for _ in 0..100 {
             let p = format!("flood-{}", rng.below(4));

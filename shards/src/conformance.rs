@@ -16,6 +16,7 @@ use futures::future::join_all;
 use futures::StreamExt;
 
 use crate::api::{Blob, Storage, WriteOptions};
+use crate::rng::Rng;
 use crate::Error;
 
 /// Runs every check; panics (as a test does) on the first broken contract.
@@ -48,15 +49,7 @@ pub async fn run<S: Storage>(storage: &S, partition: impl Fn(&str) -> String) {
 }
 
 fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    Rng::new(seed).bytes(len)
 }
 
 async fn read<B: Blob>(blob: &B, offset: u64, len: usize) -> Vec<u8> {

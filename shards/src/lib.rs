@@ -18,6 +18,7 @@ pub mod api;
 pub mod error;
 pub mod fs;
 pub mod name;
+pub mod rng;
 
 pub use api::{Blob, ReadOptions, Storage, WriteOptions};
 pub use error::{Error, Result};

@@ -24,7 +24,7 @@ use std::cell::RefCell;
 
 use common::harness::{Harness, Stats};
 use common::model::{BlobModel, Trim};
-use common::{random, run_seeds, Rng};
+use common::{random, rng, run_seeds};
 
 /// Random ops per seed.
 const STEPS: usize = 80;
@@ -37,7 +37,7 @@ fn random_ops_with_crashes_keep_the_contract() {
     run_seeds("crash_sim", "SHARDBLOB_CRASH_SEEDS", 1000, |seed| {
         let total = &total;
         async move {
-            let mut rng = Rng::new(seed);
+            let mut rng = rng(seed);
             let mut h = Harness::new(seed);
             random::run(&mut h, &mut rng, STEPS, CRASH_ONE_IN).await;
             total.borrow_mut().add(&h.stats);

@@ -21,7 +21,7 @@ mod common;
 use std::cell::RefCell;
 
 use common::harness::{Harness, Key, Op, Outcome, Stats, Target};
-use common::{random, run_cases, run_seeds, Rng};
+use common::{random, rng, run_cases, run_seeds};
 use shardblob_shards::fs::sim::{Faults, SimFs, SECTOR_BYTES};
 use shardblob_shards::{Blob, Error, ShardStore, Storage, WriteOptions};
 
@@ -34,7 +34,7 @@ enum Step {
 }
 
 fn data(seed: u64, len: usize) -> Vec<u8> {
-    Rng::new(seed).bytes(len)
+    rng(seed).bytes(len)
 }
 
 /// Every kind of op, each file-system call of which fails in turn.
@@ -228,7 +228,7 @@ fn random_faults_with_crashes_keep_the_contract() {
         |seed| {
             let total = &total;
             async move {
-                let mut rng = Rng::new(seed);
+                let mut rng = rng(seed);
                 let mut h = Harness::new(seed);
                 h.set_faults(Faults::random(10_000 + 10_000 * (seed % 5) as u32));
                 random::run(&mut h, &mut rng, 60, 12).await;
@@ -277,7 +277,7 @@ fn a_failed_sync_poisons_the_blob() {
             let fs = SimFs::new(seed);
             let store = ShardStore::new(fs.clone(), "/");
             let (blob, _) = store.open("p", b"a").await.unwrap();
-            let (old, new) = (Rng::new(seed).bytes(8192), Rng::new(seed + 1).bytes(4096));
+            let (old, new) = (rng(seed).bytes(8192), rng(seed + 1).bytes(4096));
             blob.write_at(0, &old).await.unwrap();
             blob.sync().await.unwrap();
             let sync_write = seed % 2 == 1;
@@ -350,7 +350,7 @@ fn a_failed_write_leaves_the_blob_usable() {
             let fs = SimFs::new(seed);
             let store = ShardStore::new(fs.clone(), "/");
             let (blob, _) = store.open("p", b"a").await.unwrap();
-            let mut rng = Rng::new(seed);
+            let mut rng = rng(seed);
             let mut expected = rng.bytes(5000);
             blob.write_at(0, &expected).await.unwrap();
             blob.sync().await.unwrap();

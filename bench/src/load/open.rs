@@ -120,7 +120,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::Rng;
+    use shardblob_shards::rng::Rng;
 
     #[test]
     fn schedule_spaces_ops_evenly() {

@@ -52,6 +52,8 @@ use std::rc::Rc;
 use futures_lite::future::yield_now;
 use futures_lite::{stream, Stream, StreamExt};
 
+use crate::rng::Rng;
+
 use super::{DirEntry, File, FileSystem, WriteBuf, BLOCK_SIZE};
 
 /// Atomic unit of the simulated device: a crash keeps or drops whole sectors.
@@ -162,38 +164,6 @@ enum Fault {
     ShortWrite,
     /// The handle was opened before a crash.
     Dead,
-}
-
-/// splitmix64: tiny, fast, and good enough to pick faults and crash outcomes.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (0 when `n` is 0).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next_u64().checked_rem(n).unwrap_or(0)
-    }
-
-    fn coin(&mut self) -> bool {
-        self.next_u64() & 1 == 1
-    }
-
-    /// A shuffled `0..len` (Fisher-Yates).
-    fn permutation(&mut self, len: usize) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..len).collect();
-        for i in (1..len).rev() {
-            let j = self.below(i as u64 + 1) as usize;
-            order.swap(i, j);
-        }
-        order
-    }
 }
 
 fn os_error(code: i32) -> io::Error {
@@ -387,7 +357,7 @@ impl SimFs {
     /// An empty file system (only the root directory) driven by `seed`.
     pub fn new(seed: u64) -> Self {
         let disk = Disk {
-            rng: Rng(seed),
+            rng: Rng::new(seed),
             faults: Faults::default(),
             ops: 0,
             injected_faults: 0,

@@ -21,6 +21,7 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use glommio::{LocalExecutor, LocalExecutorBuilder, Placement};
+pub use shardblob_shards::rng::Rng;
 
 /// Environment variable that reruns exactly one seed.
 pub const SEED_VAR: &str = "SHARDBLOB_SEED";
@@ -135,40 +136,8 @@ where
     eprintln!("{test}: {} seeds passed", cases.len());
 }
 
-/// splitmix64: the workloads' own random numbers, separate from the file
-/// system's, so both replay from the seed.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x5EED_0F5A_4DB1_0B0B)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (0 when `n` is 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64().checked_rem(n).unwrap_or(0)
-    }
-
-    /// True with probability `1 / n`.
-    pub fn one_in(&mut self, n: u64) -> bool {
-        self.below(n) == 0
-    }
-
-    /// `len` random bytes.
-    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(len + 8);
-        while out.len() < len {
-            out.extend_from_slice(&self.next_u64().to_le_bytes());
-        }
-        out.truncate(len);
-        out
-    }
+/// The workloads' own random numbers, separate from the file system's
+/// (another stream of the same seed), so both replay from the seed.
+pub fn rng(seed: u64) -> Rng {
+    Rng::new(seed ^ 0x5EED_0F5A_4DB1_0B0B)
 }
