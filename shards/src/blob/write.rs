@@ -102,7 +102,14 @@ impl<F: FileSystem> BlobState<F> {
             && (chunk_first..=chunk_last).contains(&(new_len / BLOCK_SIZE)))
         .then(|| {
             let at = ((new_len / BLOCK_SIZE - chunk_first) * BLOCK_SIZE) as usize;
-            let mut block: Box<[u8]> = bytes[at..at + BLOCK].into();
+            // The old tail block's buffer is reused: it is replaced below, or
+            // forgotten if the write fails (this writer holds the RMW lock,
+            // as every write that reaches the tail block does).
+            let mut block = match self.tail.borrow_mut().take() {
+                Some(old) => old.bytes,
+                None => vec![0; BLOCK].into_boxed_slice(),
+            };
+            block.copy_from_slice(&bytes[at..at + BLOCK]);
             block[(new_len % BLOCK_SIZE) as usize..].fill(0);
             block
         });
