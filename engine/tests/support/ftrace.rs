@@ -1,0 +1,155 @@
+//! The kernel's own record of the flushes a process makes.
+//!
+//! ext4 reports every fsync and fdatasync it performs as the tracepoint
+//! `ext4:ext4_sync_file_enter`, with the inode: a plain `fdatasync(2)`, an
+//! io_uring fsync, a directory fsync, and the flush of an `O_DSYNC` (or
+//! `RWF_DSYNC`) write alike. A SIGKILL keeps the page cache, so a test that
+//! kills the engine cannot see a missing flush, and a test at the file seam
+//! only sees that the store *asked* for one. This module turns the
+//! tracepoint on in a tracefs instance of its own and brackets operations
+//! with trace markers, so a test can check which inodes ext4 really flushed
+//! between an operation's start and its `Ok`.
+//!
+//! Needs root and tracefs (mounted at `/sys/kernel/tracing` if it is not).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TRACEFS: &str = "/sys/kernel/tracing";
+const EVENT: &str = "events/ext4/ext4_sync_file_enter/enable";
+/// Per-CPU buffer of the instance: tens of thousands of events.
+const BUFFER_KB: u32 = 4096;
+
+/// One line of the trace that matters here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A marker written with [`Tracer::mark`].
+    Mark(String),
+    /// ext4 flushed this inode (`datasync` for fdatasync / O_DSYNC).
+    Sync { ino: u64, datasync: bool },
+}
+
+/// A tracefs instance recording ext4 flushes and this test's markers.
+pub struct Tracer {
+    dir: PathBuf,
+    marker: File,
+}
+
+fn write_control(path: &Path, value: &str) {
+    fs::write(path, value)
+        .unwrap_or_else(|e| panic!("ftrace: cannot write {value:?} to {}: {e}", path.display()));
+}
+
+fn ensure_tracefs() {
+    if Path::new(TRACEFS).join("instances").is_dir() {
+        return;
+    }
+    let status = Command::new("mount")
+        .args(["-t", "tracefs", "nodev", TRACEFS])
+        .status();
+    assert!(
+        matches!(status, Ok(s) if s.success()) && Path::new(TRACEFS).join("instances").is_dir(),
+        "ftrace: tracefs is not mounted at {TRACEFS} and mounting it failed ({status:?}); \
+         this test needs root and a kernel with tracefs"
+    );
+}
+
+impl Tracer {
+    /// Starts recording in a fresh instance named after `tag` and this process.
+    pub fn start(tag: &str) -> Tracer {
+        ensure_tracefs();
+        let dir = Path::new(TRACEFS)
+            .join("instances")
+            .join(format!("shardblob-{tag}-{}", std::process::id()));
+        if dir.exists() {
+            let _ = fs::remove_dir(&dir);
+        }
+        fs::create_dir(&dir)
+            .unwrap_or_else(|e| panic!("ftrace: cannot create {}: {e}", dir.display()));
+        // One clock for every CPU: events of io_uring workers and of the
+        // shard threads are ordered against the markers.
+        write_control(&dir.join("trace_clock"), "global");
+        write_control(&dir.join("buffer_size_kb"), &BUFFER_KB.to_string());
+        write_control(&dir.join(EVENT), "1");
+        write_control(&dir.join("tracing_on"), "1");
+        let marker = OpenOptions::new()
+            .write(true)
+            .open(dir.join("trace_marker"))
+            .expect("ftrace: open trace_marker");
+        Tracer { dir, marker }
+    }
+
+    /// Writes one marker line into the trace.
+    pub fn mark(&self, text: &str) {
+        (&self.marker)
+            .write_all(text.as_bytes())
+            .expect("ftrace: write marker");
+    }
+
+    /// Every event recorded so far, in time order.
+    pub fn events(&self) -> Vec<Event> {
+        let text = fs::read_to_string(self.dir.join("trace")).expect("ftrace: read trace");
+        assert!(
+            !text.contains("LOST"),
+            "ftrace: the buffer overflowed; raise BUFFER_KB"
+        );
+        text.lines().filter_map(parse).collect()
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        let _ = fs::write(self.dir.join("tracing_on"), "0");
+        let _ = fs::write(self.dir.join(EVENT), "0");
+        let _ = fs::remove_dir(&self.dir);
+    }
+}
+
+fn parse(line: &str) -> Option<Event> {
+    if let Some((_, text)) = line.split_once("tracing_mark_write: ") {
+        return Some(Event::Mark(text.trim_end().to_string()));
+    }
+    let (_, fields) = line.split_once("ext4_sync_file_enter: ")?;
+    let mut words = fields.split_whitespace();
+    let mut value = |key: &str| {
+        words
+            .by_ref()
+            .skip_while(|w| *w != key)
+            .nth(1)
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let ino = value("ino")?;
+    let datasync = value("datasync")? != 0;
+    Some(Event::Sync { ino, datasync })
+}
+
+/// The inode number of `path`.
+pub fn inode(path: &Path) -> u64 {
+    fs::metadata(path)
+        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
+        .ino()
+}
+
+/// The flushes recorded between the markers `begin` and `end` (exclusive),
+/// or `None` if either marker is missing.
+pub fn flushes_between(events: &[Event], begin: &str, end: &str) -> Option<Vec<(u64, bool)>> {
+    let start = events
+        .iter()
+        .position(|e| *e == Event::Mark(begin.into()))?;
+    let stop = start
+        + events[start..]
+            .iter()
+            .position(|e| *e == Event::Mark(end.into()))?;
+    Some(
+        events[start..stop]
+            .iter()
+            .filter_map(|e| match e {
+                Event::Sync { ino, datasync } => Some((*ino, *datasync)),
+                Event::Mark(_) => None,
+            })
+            .collect(),
+    )
+}
