@@ -81,15 +81,41 @@ pub fn seed_override() -> Option<u64> {
     env_number(SEED_VAR)
 }
 
-/// The seeds to run: `SHARDBLOB_SEED=n` runs seed `n` alone; otherwise
-/// `0..count`, where `count` comes from `count_var` (the long mode; `""`
-/// for none) or is `default_count`.
+/// Sets the first seed of the rotating slice (to replay a whole slice).
+pub const SEED_BASE_VAR: &str = "SHARDBLOB_SEED_BASE";
+
+/// The seeds to run: `SHARDBLOB_SEED=n` runs seed `n` alone; otherwise the
+/// fixed seeds `0..count`, where `count` comes from `count_var` (the long
+/// mode; `""` for none) or is `default_count`, plus a rotating slice of a
+/// quarter as many seeds that starts somewhere new on every run (printed,
+/// and replayed with `SHARDBLOB_SEED_BASE`), so that CI explores new seeds
+/// each time while the fixed ones keep every run comparable.
 pub fn seeds(count_var: &str, default_count: u64) -> Vec<u64> {
-    match seed_override() {
-        Some(seed) => vec![seed],
-        None if count_var.is_empty() => (0..default_count).collect(),
-        None => (0..env_number(count_var).unwrap_or(default_count)).collect(),
+    if let Some(seed) = seed_override() {
+        return vec![seed];
     }
+    let count = match count_var {
+        "" => default_count,
+        var => env_number(var).unwrap_or(default_count),
+    };
+    let rotating = (count / 4).max(1);
+    let base = env_number(SEED_BASE_VAR).unwrap_or_else(fresh_seed_base);
+    eprintln!(
+        "seeds 0..{count} and rotating {base}..{} (replay the slice: {SEED_BASE_VAR}={base})",
+        base.saturating_add(rotating)
+    );
+    (0..count)
+        .chain((base..).take(rotating as usize).filter(|&s| s >= count))
+        .collect()
+}
+
+/// A start for the rotating slice, new on every run, far above the fixed
+/// seeds.
+fn fresh_seed_base() -> u64 {
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (1 << 32) + Rng::new(now_ns ^ u64::from(std::process::id())).below(1 << 40)
 }
 
 /// Runs `one(seed)` for every seed of [`seeds`] on one executor.
