@@ -238,7 +238,7 @@ impl Config {
 
     /// Resolves the placement on `topology` (this machine, or a made-up one
     /// in tests) into one CPU per shard.
-    fn resolve_on(&self, topology: &Topology) -> Result<ResolvedConfig, Error> {
+    pub(crate) fn resolve_on(&self, topology: &Topology) -> Result<ResolvedConfig, Error> {
         let core = |cpu| topology.core(cpu);
         let cpus = match &self.placement {
             Placement::All => {

@@ -13,8 +13,10 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-const CPU_ONLINE: &str = "/sys/devices/system/cpu/online";
-const NODE_ONLINE: &str = "/sys/devices/system/node/online";
+/// Where the kernel publishes the topology.
+const SYSFS: &str = "/sys";
+const CPU_DIR: &str = "devices/system/cpu";
+const NODE_DIR: &str = "devices/system/node";
 
 /// Parses the kernel's cpu-list syntax (`"0-3,8,10-11"`, possibly empty) into
 /// a sorted list without duplicates.
@@ -122,31 +124,49 @@ pub(crate) struct Topology {
 }
 
 impl Topology {
-    /// Reads the topology of this machine from sysfs.
+    /// Reads the topology of this machine from sysfs, with this process's
+    /// affinity mask.
     pub fn read() -> Result<Topology, String> {
-        let online = read_cpu_list(Path::new(CPU_ONLINE))
-            .map_err(|e| format!("cannot read the online CPUs from {CPU_ONLINE}: {e}"))?;
+        let topology = Topology::read_from(Path::new(SYSFS))?;
+        Ok(Topology {
+            allowed: allowed_cpus(),
+            ..topology
+        })
+    }
+
+    /// Reads the topology from a sysfs tree rooted at `sysfs` (`/sys`, or a
+    /// recorded copy of another machine's in tests). No affinity mask.
+    pub fn read_from(sysfs: &Path) -> Result<Topology, String> {
+        let cpu_dir = sysfs.join(CPU_DIR);
+        let node_dir = sysfs.join(NODE_DIR);
+        let online_path = cpu_dir.join("online");
+        let online = read_cpu_list(&online_path).map_err(|e| {
+            format!(
+                "cannot read the online CPUs from {}: {e}",
+                online_path.display()
+            )
+        })?;
         let mut nodes = BTreeMap::new();
         // A kernel without NUMA support has no node directory: no nodes.
-        if let Ok(node_ids) = read_cpu_list(Path::new(NODE_ONLINE)) {
+        if let Ok(node_ids) = read_cpu_list(&node_dir.join("online")) {
             for node in node_ids {
-                let path = format!("/sys/devices/system/node/node{node}/cpulist");
-                let cpus = read_cpu_list(Path::new(&path))
+                let path = node_dir.join(format!("node{node}/cpulist"));
+                let cpus = read_cpu_list(&path)
                     .map_err(|e| format!("cannot read the CPUs of NUMA node {node}: {e}"))?;
                 nodes.insert(node, cpus);
             }
         }
         let mut core_of = BTreeMap::new();
         for &cpu in &online {
-            let path = format!("/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list");
+            let path = cpu_dir.join(format!("cpu{cpu}/topology/thread_siblings_list"));
             // Without topology information every CPU counts as its own core.
-            if let Some(&first) = read_cpu_list(Path::new(&path)).unwrap_or_default().first() {
+            if let Some(&first) = read_cpu_list(&path).unwrap_or_default().first() {
                 core_of.insert(cpu, first);
             }
         }
         Ok(Topology {
             online,
-            allowed: allowed_cpus(),
+            allowed: None,
             nodes,
             core_of,
         })
@@ -192,6 +212,7 @@ fn allowed_cpus() -> Option<Vec<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[test]
     fn parses_cpu_lists() {
@@ -264,5 +285,119 @@ mod tests {
         }
         let allowed = topology.allowed.clone().unwrap();
         assert!(allowed.iter().any(|cpu| topology.online.contains(cpu)));
+    }
+
+    /// Writes a sysfs tree as Linux lays it out: `cpu/online`, each CPU's
+    /// `topology/thread_siblings_list`, `node/online` and each node's
+    /// `cpulist`. `siblings[i]` are the hardware threads of core `i`;
+    /// `nodes[n]` the cores of node `n`.
+    fn record_sysfs(tag: &str, siblings: &[Vec<usize>], nodes: &[Vec<usize>]) -> PathBuf {
+        let root =
+            std::env::temp_dir().join(format!("shardblob-sysfs-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let write = |path: PathBuf, text: String| {
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, text + "\n").unwrap();
+        };
+        let cpu_dir = root.join(CPU_DIR);
+        let node_dir = root.join(NODE_DIR);
+        let all: Vec<usize> = siblings.iter().flatten().copied().collect();
+        write(cpu_dir.join("online"), format_cpu_list(&all));
+        for threads in siblings {
+            for cpu in threads {
+                let path = cpu_dir.join(format!("cpu{cpu}/topology/thread_siblings_list"));
+                write(path, format_cpu_list(threads));
+            }
+        }
+        let ids: Vec<usize> = (0..nodes.len()).collect();
+        write(node_dir.join("online"), format_cpu_list(&ids));
+        for (node, cores) in nodes.iter().enumerate() {
+            let cpus: Vec<usize> = cores.iter().flat_map(|&c| siblings[c].clone()).collect();
+            write(
+                node_dir.join(format!("node{node}/cpulist")),
+                format_cpu_list(&cpus),
+            );
+        }
+        root
+    }
+
+    /// Two sockets of 32 cores with 2 threads each, numbered as on Intel
+    /// servers: core `c` of socket `s` is CPU `32 s + c` and its sibling
+    /// `64 + 32 s + c`; one NUMA node per socket.
+    fn two_socket_smt() -> (PathBuf, Topology) {
+        let siblings: Vec<Vec<usize>> = (0..64).map(|core| vec![core, core + 64]).collect();
+        let nodes = vec![(0..32).collect(), (32..64).collect()];
+        let root = record_sysfs("2s64c", &siblings, &nodes);
+        let topology = Topology::read_from(&root).unwrap();
+        (root, topology)
+    }
+
+    /// Four NUMA nodes of 8 cores without SMT (CPUs 0-31).
+    fn four_nodes() -> (PathBuf, Topology) {
+        let siblings: Vec<Vec<usize>> = (0..32).map(|core| vec![core]).collect();
+        let nodes = (0..4)
+            .map(|n| (8 * n..8 * n + 8).collect())
+            .collect::<Vec<_>>();
+        let root = record_sysfs("4n", &siblings, &nodes);
+        let topology = Topology::read_from(&root).unwrap();
+        (root, topology)
+    }
+
+    fn place(text: &str, topology: &Topology) -> Vec<usize> {
+        let config = crate::Config::from_toml_str(text).unwrap();
+        config.resolve_on(topology).unwrap().shard_cpus
+    }
+
+    #[test]
+    fn reads_a_recorded_two_socket_smt_machine() {
+        let (root, t) = two_socket_smt();
+        assert_eq!(t.online, (0..128).collect::<Vec<_>>());
+        assert_eq!(t.nodes[&1].len(), 64);
+        assert!(t.nodes[&1].contains(&32) && t.nodes[&1].contains(&127));
+        assert_eq!((t.core(100), t.core(36)), (36, 36));
+        // All CPUs: every physical core before any sibling.
+        let all = place("", &t);
+        assert_eq!(all.len(), 128);
+        assert_eq!(&all[..64], &(0..64).collect::<Vec<_>>()[..]);
+        assert_eq!(place("shards = 3", &t), vec![0, 1, 2]);
+        assert_eq!(
+            place("physical_cores_only = true", &t),
+            (0..64).collect::<Vec<_>>()
+        );
+        // A CPU list, with and without siblings.
+        assert_eq!(
+            place("placement = { cpus = [96, 0, 64] }", &t),
+            vec![96, 0, 64]
+        );
+        let cores = "placement = { cpus = [96, 0, 64] }\nphysical_cores_only = true";
+        assert_eq!(place(cores, &t), vec![96, 0]);
+        // One node: its cores first, then their siblings.
+        let node1 = place("placement = { numa_node = 1 }", &t);
+        assert_eq!(node1.len(), 64);
+        assert_eq!(&node1[..32], &(32..64).collect::<Vec<_>>()[..]);
+        let node1_cores = "placement = { numa_node = 1 }\nphysical_cores_only = true";
+        assert_eq!(place(node1_cores, &t), (32..64).collect::<Vec<_>>());
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn reads_a_recorded_four_node_machine() {
+        let (root, t) = four_nodes();
+        assert_eq!(t.nodes.len(), 4);
+        assert_eq!(t.nodes[&3], (24..32).collect::<Vec<_>>());
+        assert_eq!(place("", &t), (0..32).collect::<Vec<_>>());
+        assert_eq!(place("physical_cores_only = true", &t).len(), 32);
+        assert_eq!(place("placement = { cpus = [31, 8] }", &t), vec![31, 8]);
+        assert_eq!(
+            place("placement = { numa_node = 2 }\nshards = 4", &t),
+            vec![16, 17, 18, 19]
+        );
+        let config = crate::Config::from_toml_str("placement = { numa_node = 4 }").unwrap();
+        let error = config.resolve_on(&t).unwrap_err().to_string();
+        assert!(
+            error.contains("NUMA node 4 does not exist (nodes: 0-3)"),
+            "{error}"
+        );
+        fs::remove_dir_all(root).unwrap();
     }
 }
