@@ -51,17 +51,19 @@ enum Slot {
     Open(*const ()),
 }
 
-/// What a remove in progress covers: one blob, or (`name: None`) a whole
-/// partition.
+/// What a remove in progress covers.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Removal {
-    partition: String,
-    name: Option<Vec<u8>>,
+enum Removal {
+    Blob(BlobKey),
+    Partition(String),
 }
 
 impl Removal {
     fn covers(&self, key: &BlobKey) -> bool {
-        self.partition == key.partition && self.name.as_ref().is_none_or(|n| *n == key.name)
+        match self {
+            Removal::Blob(blob) => blob == key,
+            Removal::Partition(partition) => *partition == key.partition,
+        }
     }
 }
 
@@ -88,11 +90,16 @@ impl Registry {
         self.removals.borrow().iter().any(|r| r.covers(key))
     }
 
+    /// Whether an open of a name `removal` covers is in progress.
     fn opening(&self, removal: &Removal) -> bool {
         let slots = self.slots.borrow();
-        slots
-            .iter()
-            .any(|(key, slot)| matches!(slot, Slot::Opening(_)) && removal.covers(key))
+        let opening = |slot: &Slot| matches!(slot, Slot::Opening(_));
+        match removal {
+            Removal::Blob(key) => slots.get(key).is_some_and(opening),
+            Removal::Partition(_) => slots
+                .iter()
+                .any(|(key, slot)| opening(slot) && removal.covers(key)),
+        }
     }
 
     /// Waits until `busy` is false. Each turn of the loop follows the end
@@ -162,14 +169,17 @@ impl Registry {
     /// the names). Only under a [`RemovalGuard`] whose wait ended: no open
     /// of these names is in progress.
     fn forget(&self, removal: &Removal) {
-        let mut slots = self.slots.borrow_mut();
         debug_assert!(
-            !slots
-                .iter()
-                .any(|(key, slot)| matches!(slot, Slot::Opening(_)) && removal.covers(key)),
+            !self.opening(removal),
             "a remove forgets only finished opens"
         );
-        slots.retain(|key, _| !removal.covers(key));
+        let mut slots = self.slots.borrow_mut();
+        match removal {
+            Removal::Blob(key) => {
+                slots.remove(key);
+            }
+            Removal::Partition(_) => slots.retain(|key, _| !removal.covers(key)),
+        }
     }
 }
 
@@ -442,10 +452,10 @@ impl<F: FileSystem> ShardStore<F> {
 
     async fn remove_blob(&self, partition: &str, name: &[u8]) -> Result<()> {
         let file_name = blob_file_name(partition, name)?;
-        let removal = Removal {
+        let removal = Removal::Blob(BlobKey {
             partition: partition.to_string(),
-            name: Some(name.to_vec()),
-        };
+            name: name.to_vec(),
+        });
         let removing = self.registry.start_removal(removal).await;
         // The unlink and the forget go together, with no await between: a
         // handle's slot lives exactly as long as its file has the name.
@@ -504,10 +514,7 @@ impl<F: FileSystem> ShardStore<F> {
     /// (`DataDir::lock` deletes leftovers). Before the commit, a failure
     /// puts the directory back and says that nothing was removed.
     async fn remove_partition(&self, partition: &str) -> Result<()> {
-        let removal = Removal {
-            partition: partition.to_string(),
-            name: None,
-        };
+        let removal = Removal::Partition(partition.to_string());
         let removing = self.registry.start_removal(removal).await;
         // List (and refuse foreign entries) before changing anything.
         self.list(partition).map_err(|e| match e {
