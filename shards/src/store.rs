@@ -534,6 +534,8 @@ impl<F: FileSystem> ShardStore<F> {
         if let Err(e) = self.sync_dir(&self.root).await {
             let op = match self.fs.rename(&tombstone, &dir) {
                 Ok(()) => {
+                    // Disarmed: the files have their names back, and the
+                    // live handles keep the names they hold.
                     std::mem::forget(forget);
                     "sync data directory; nothing was removed"
                 }

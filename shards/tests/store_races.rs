@@ -181,8 +181,10 @@ async fn all_or_nothing(store: &Store, what: &str) -> bool {
     }
 }
 
-/// A crash cut into `remove(p, None)` after every number of polls: after
-/// it, the partition holds every blob or none. Today's code deleted the
+/// A crash cut into `remove(p, None)` after every number of polls (each
+/// poll ends at an await; the calls between two awaits change only the
+/// tombstone, which is never listed): after it, the partition holds every
+/// blob or none. Today's code deleted the
 /// blobs one by one and never synced the partition directory, so a crash
 /// kept a subset.
 #[test]
