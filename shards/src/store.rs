@@ -65,16 +65,36 @@ impl Removal {
             Removal::Partition(partition) => *partition == key.partition,
         }
     }
+
+    fn partition(&self) -> &str {
+        match self {
+            Removal::Blob(key) => &key.partition,
+            Removal::Partition(partition) => partition,
+        }
+    }
+
+    /// Whether the two removes touch a common name: either would see the
+    /// other half done (a partition renamed away, and maybe put back).
+    fn overlaps(&self, other: &Removal) -> bool {
+        match (self, other) {
+            (Removal::Blob(a), Removal::Blob(b)) => a == b,
+            _ => self.partition() == other.partition(),
+        }
+    }
 }
 
 /// The live opens and the removes in progress of one store.
 ///
-/// A remove and an open of one name exclude each other: a remove first
-/// announces itself (new opens of its names then wait for it), then waits
-/// for the opens already in progress; an open waits for the removes of its
-/// name, then claims its slot. Neither waits for a call that waits for it,
-/// so they cannot deadlock, and an open's slot is never forgotten while the
-/// open runs: its final registration only fills the slot it claimed.
+/// A remove and an open of one name exclude each other: a remove waits for
+/// the removes it overlaps, announces itself (new opens of its names, and
+/// scans of a partition it removes, then wait for it), then waits for the
+/// opens already in progress; an open waits for the removes of its name,
+/// then claims its slot. A call waits only for calls that announced
+/// themselves, and an announced remove only for opens that hold a slot,
+/// which wait for nothing: no cycle, no deadlock. An open's slot is never
+/// forgotten while the open runs: its final registration only fills the
+/// slot it claimed. Waiting is not fair: a steady stream of removes of
+/// one name can hold its opens back.
 #[derive(Default)]
 pub struct Registry {
     slots: RefCell<HashMap<BlobKey, Slot>>,
@@ -145,9 +165,20 @@ impl Registry {
         }
     }
 
-    /// Announces a remove (opens of its names wait from now on), then
-    /// waits for the opens of its names already in progress.
+    /// Whether a removal of the whole `partition` is in progress.
+    fn removing_partition(&self, partition: &str) -> bool {
+        let removals = self.removals.borrow();
+        removals
+            .iter()
+            .any(|r| matches!(r, Removal::Partition(p) if p == partition))
+    }
+
+    /// Waits for the removes `removal` overlaps, announces it (opens of its
+    /// names wait from now on), then waits for the opens of its names
+    /// already in progress.
     async fn start_removal(&self, removal: Removal) -> RemovalGuard<'_> {
+        let overlapped = || self.removals.borrow().iter().any(|r| r.overlaps(&removal));
+        self.wait_while(overlapped).await;
         self.removals.borrow_mut().push(removal.clone());
         let guard = RemovalGuard {
             registry: self,
@@ -647,6 +678,12 @@ impl<F: FileSystem> Storage for ShardStore<F> {
 
     async fn scan(&self, partition: &str) -> Result<Vec<Vec<u8>>> {
         validate_partition(partition)?;
+        // A partition removal is seen whole or not at all, even if it fails
+        // and puts the directory back.
+        let registry = &self.registry;
+        registry
+            .wait_while(|| registry.removing_partition(partition))
+            .await;
         self.list(partition)
     }
 }

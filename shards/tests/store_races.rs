@@ -249,3 +249,53 @@ fn a_failed_partition_removal_removes_nothing() {
         }
     });
 }
+
+/// While `remove(p, None)` runs with its Nth file-system call failing (for
+/// every N), another task scans `p` again and again: it sees the whole
+/// partition until the removal takes effect, then never again, and never a
+/// missing partition if the removal failed. Before the fix a scan during
+/// the data directory's sync saw the partition gone, and then, when the
+/// failed sync put the directory back, whole again.
+#[test]
+fn a_partition_removal_is_atomic_to_a_concurrent_scan() {
+    run_seeds("store_races scan_during_remove", "", 8, |seed| async move {
+        for n in 0.. {
+            let fs = SimFs::new(seed);
+            let store = Rc::new(ShardStore::new(fs.clone(), "/"));
+            fill_partition(&store).await;
+            let done = Rc::new(std::cell::Cell::new(false));
+            let (scanner, scanner_done) = (store.clone(), done.clone());
+            let scans = spawn_local(async move {
+                let mut seen = Vec::new();
+                for _ in 0..POLLS_MAX {
+                    match scanner.scan(PARTITION).await {
+                        Ok(names) => seen.push(names.len() == usize::from(BLOBS)),
+                        Err(Error::PartitionMissing(_)) => seen.push(false),
+                        Err(_) => {} // an injected fault hit the scan itself
+                    }
+                    if scanner_done.get() {
+                        return seen;
+                    }
+                    yield_now().await;
+                }
+                panic!("the removal did not end in {POLLS_MAX} scans");
+            });
+            fs.set_faults(Faults::at_op(fs.op_count() + n));
+            let result = store.remove(PARTITION, None).await;
+            done.set(true);
+            let seen = scans.await;
+            fs.set_faults(Faults::default());
+            let gone_at = seen.iter().position(|whole| !whole).unwrap_or(seen.len());
+            assert!(
+                seen[gone_at..].iter().all(|whole| !whole),
+                "op {n} failing: a scan saw the partition come back: {seen:?}"
+            );
+            if result.is_err() {
+                assert_eq!(gone_at, seen.len(), "op {n} failing: {seen:?}");
+            }
+            if fs.injected_faults() == 0 {
+                return;
+            }
+        }
+    });
+}
