@@ -14,7 +14,7 @@
 //! - from any other thread ([`Client`]): `Send + Sync`, works from std
 //!   threads and async runtimes such as tokio.
 //!
-//! ```no_run
+//! ```
 //! use shardblob::{Blob, Config, Engine, Storage};
 //!
 //! let engine = Engine::start(Config::default())?;
@@ -47,4 +47,9 @@ pub use engine::Engine;
 pub use local::{Bytes, ShardBlobHandle, ShardStorage};
 pub use remote::RemoteBlob;
 pub use routing::shard_of;
+/// README.md's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 pub use shardblob_shards::{Blob, BlobBuf, Error, ReadOptions, Result, Storage, WriteOptions};
