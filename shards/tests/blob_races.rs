@@ -166,8 +166,11 @@ impl File for DeviceFile {
     fn set_len_now(&self, len: u64) -> io::Result<()> {
         self.file.set_len_now(len)
     }
-    async fn preallocate(&self, len: u64) -> io::Result<()> {
-        self.file.preallocate(len).await
+    async fn preallocate(&self, pos: u64, len: u64) -> io::Result<()> {
+        self.file.preallocate(pos, len).await
+    }
+    fn release_past_end_now(&self, slack: u64) -> io::Result<bool> {
+        self.file.release_past_end_now(slack)
     }
     async fn sync_data(&self) -> io::Result<()> {
         self.control.flushes.set(self.control.flushes.get() + 1);
