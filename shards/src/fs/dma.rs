@@ -419,4 +419,35 @@ mod tests {
             .join()
             .unwrap();
     }
+
+    /// Caught on 58545b6: glommio's `read_at` answers an unaligned read that
+    /// reaches past the end of the file with the requested length, the bytes
+    /// past the end being whatever the DMA pool held. Only the bytes read may
+    /// come back.
+    #[test]
+    fn a_read_past_the_end_returns_only_the_bytes_read() {
+        let dir = std::env::temp_dir().join(format!("shardblob-dma-short-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let data_dir = DataDir::lock(&dir).unwrap();
+        glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                let fs = DmaFs::new(data_dir).await.unwrap();
+                let file = fs.open_file(&dir.join("blob"), true).await.unwrap();
+                // Leave recognisable bytes in the pool, then free them.
+                let mut page = file.alloc(2 * BLOCK_SIZE as usize);
+                page.bytes_mut().fill(0xEE);
+                drop(page);
+                let mut page = file.alloc(BLOCK_SIZE as usize);
+                page.bytes_mut().fill(7);
+                file.write_at(page, 0, false).await.unwrap();
+                file.set_len(150).await.unwrap();
+                let read = file.read_at(100, 100).await.unwrap();
+                assert_eq!(&read[..], &[7; 50][..], "only the 50 bytes before the end");
+                assert_eq!(file.read_at(200, 10).await.unwrap().len(), 0);
+                std::fs::remove_dir_all(&dir).unwrap();
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
 }
