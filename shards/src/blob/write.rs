@@ -26,8 +26,9 @@ use super::{BlobState, TailBlock, IO_BYTES_MAX, PREALLOCATE_BYTES};
 const BLOCK: usize = BLOCK_SIZE as usize;
 const BLOCKS_PER_IO: u64 = (IO_BYTES_MAX / BLOCK) as u64;
 
-/// The locks one write holds until its last chunk is committed; each chunk's
-/// commit holds a share, so a dropped write keeps them until it lands.
+/// The locks one write holds until its last chunk is committed. The commit
+/// of a one-chunk write owns them; each commit of a larger write holds a
+/// share. Either way a dropped write keeps them until it lands.
 struct WriteGuards {
     _shared: RwLockReadGuardArc<()>,
     _rmw: Option<SemaphoreGuardArc>,
@@ -69,27 +70,52 @@ impl<F: FileSystem> BlobState<F> {
             true => Some(self.rmw.acquire_arc().await),
             false => None,
         };
-        let guards = Rc::new(WriteGuards {
+        let guards = WriteGuards {
             _shared: shared,
             _rmw: rmw,
-        });
+        };
         let mut input = Input::new(bufs);
-        let mut chunk_first = first;
-        while chunk_first <= last {
-            let chunk_last = last.min(chunk_first + BLOCKS_PER_IO - 1);
-            // A dropped write still in flight lands before this one reads
-            // or writes anything.
-            self.orphans.settled().await;
-            let chunk = self
-                .prepare_chunk(chunk_first, chunk_last, offset, end, &mut input)
-                .await
-                .map_err(|e| self.write_failed(e, durable))?;
-            let commit = self.clone().commit_chunk(chunk, guards.clone(), durable);
-            Committed::new(&self.orphans, commit).await?;
-            chunk_first = chunk_last + 1;
+        let chunk = |chunk_first: u64| (chunk_first, last.min(chunk_first + BLOCKS_PER_IO - 1));
+        if last - first < BLOCKS_PER_IO {
+            // One chunk (the common case): its commit takes the locks.
+            let chunk = chunk(first);
+            self.write_chunk(chunk, offset, end, &mut input, durable, guards)
+                .await?;
+        } else {
+            let guards = Rc::new(guards);
+            let mut chunk_first = first;
+            while chunk_first <= last {
+                let chunk = chunk(chunk_first);
+                let guards = guards.clone();
+                self.write_chunk(chunk, offset, end, &mut input, durable, guards)
+                    .await?;
+                chunk_first = chunk.1 + 1;
+            }
         }
         debug_assert!(input.is_empty(), "every input byte written");
         Ok(())
+    }
+
+    /// Prepares and commits blocks `chunk.0..=chunk.1` of a write of
+    /// `offset..end`; the commit holds `guards` until it lands.
+    async fn write_chunk<G: 'static>(
+        self: &Rc<Self>,
+        (chunk_first, chunk_last): (u64, u64),
+        offset: u64,
+        end: u64,
+        input: &mut Input<'_>,
+        durable: bool,
+        guards: G,
+    ) -> Result<()> {
+        // A dropped write still in flight lands before this one reads or
+        // writes anything.
+        self.orphans.settled().await;
+        let chunk = self
+            .prepare_chunk(chunk_first, chunk_last, offset, end, input)
+            .await
+            .map_err(|e| self.write_failed(e, durable))?;
+        let commit = self.clone().commit_chunk(chunk, guards, durable);
+        Committed::new(&self.orphans, commit).await
     }
 
     /// The error of a failed write; a failed SYNC write poisons the blob.
@@ -162,10 +188,10 @@ impl<F: FileSystem> BlobState<F> {
 
     /// Reserves, writes and accounts one prepared chunk: runs to the end
     /// once started (module docs).
-    async fn commit_chunk(
+    async fn commit_chunk<G: 'static>(
         self: Rc<Self>,
         chunk: Chunk<<F::File as File>::WriteBuf>,
-        _guards: Rc<WriteGuards>,
+        _guards: G,
         durable: bool,
     ) -> Result<()> {
         let Chunk {
