@@ -277,16 +277,18 @@ impl<F: FileSystem> BlobState<F> {
         let reserving = self
             .file
             .preallocate(HEADER_LEN + reserved, target - reserved);
-        if reserving.await.is_ok() {
-            self.reserved_len.set(target);
-            return;
+        let reserved_ok = reserving.await.is_ok();
+        // Also after a failure: the next try comes at the next step, not at
+        // every write to a full disk.
+        self.reserved_len.set(target);
+        if !reserved_ok {
+            // A failed fallocate may keep the blocks it got past the end:
+            // give them back. Truncating to the current size frees the
+            // blocks past the end (ext4); `file_len` covers every write in
+            // flight, this one included (each write counts its blocks before
+            // it is issued), so no write is cut.
+            let _ = self.file.set_len_now(HEADER_LEN + self.file_len.get());
         }
-        // A failed fallocate may keep the blocks it got past the end: give
-        // them back. Truncating to the current size frees the blocks past
-        // the end (ext4), and `file_len` covers every write in flight (each
-        // extending write counts its blocks before it is issued, and they
-        // hold the RMW lock, as this one does).
-        let _ = self.file.set_len_now(HEADER_LEN + self.file_len.get());
     }
 }
 
