@@ -96,8 +96,9 @@ pub(crate) struct BlobState<F: FileSystem> {
     /// Data bytes the file may hold (>= len; the excess is zero padding,
     /// or what a failed write left).
     pub(crate) file_len: Cell<u64>,
-    /// Where reserved space ends: a write ending at or below it reserves
-    /// nothing. Past a gap it is the end of the last write, not reserved.
+    /// Where reserved space ends, or where reserving resumes after a gap
+    /// (a hole, nothing reserved) or a failed reservation: a write ending at
+    /// or below it reserves nothing.
     pub(crate) reserved_len: Cell<u64>,
     pub(crate) tail: RefCell<Option<TailBlock>>,
     pub(crate) meta: Arc<RwLock<()>>,
