@@ -73,6 +73,28 @@ impl ReadOptions {
 ///   they had; reopening the name makes a new, empty blob.
 /// - `scan` lists blob names; a missing partition gives `PartitionMissing`,
 ///   an entry shardblob did not write gives `PartitionCorrupt`.
+///
+/// Cancellation: any of these futures may be dropped at any await. A dropped
+/// `open` never leaves the name "already open" (on every path: a forwarded
+/// open whose caller left is closed by the owning shard) and leaks no file
+/// descriptor; a dropped `remove` leaves no remove pending.
+///
+/// Races: an `open` and a `remove` of the same name never overlap. A remove
+/// waits for opens of its names that are already running; opens that start
+/// during a remove wait for it, then open a new, empty blob. So there are
+/// never two live handles on one file; a handle opened before the remove
+/// keeps its own file. `remove(p, None)` is atomic to observers and across a
+/// crash: a concurrent `scan` or `open` of the partition, or a restart after
+/// a crash, sees the whole partition or none of it, and an error means that
+/// nothing was removed unless its message says otherwise.
+///
+/// Resources: the engine starts on a full filesystem once its data directory
+/// holds its LOCK (startup writes nothing there), so blobs can be opened,
+/// read and removed to free space. A data directory on a filesystem that
+/// keeps nothing (tmpfs, ramfs) is refused unless the configuration says
+/// it is meant (`allow_volatile_data_dir`). A removed partition is renamed
+/// to a tombstone, and its files are deleted at once, best effort; what a
+/// crash leaves is deleted at the next start.
 #[allow(async_fn_in_trait)]
 pub trait Storage {
     /// The handle of an open blob.
@@ -120,6 +142,30 @@ pub trait Storage {
 ///   torn. A blob whose last block was written partly since its last sync
 ///   may reopen longer than its logical length, by zero padding up to the
 ///   next 4 KiB boundary (a clean close never shows it).
+///
+/// Cancellation: any future may be dropped at any await (timeouts,
+/// `select!`). A write, resize or sync that has issued device I/O finishes
+/// on its own task, with the blob's length, tail block and locks updated
+/// with it: a dropped write is at most an unsynced write, and it lands
+/// before any write issued after the drop; a dropped `resize` takes effect
+/// entirely or not at all; a dropped `sync` (or the handle of `start_sync`)
+/// still flushes, and poisons the blob if the flush fails. Until a dropped
+/// operation lands, the blob counts as open.
+///
+/// Races: a read racing a shrinking `resize` returns the bytes it began
+/// with, never bytes that were not in the blob (reads hold off a shrink
+/// and the trim of a sync, so do not await `resize` or `sync` of a blob
+/// while holding a half-read `read_many` stream of it). `sync` and `resize`
+/// make progress under a steady stream of writes: a waiting resize or sync
+/// lets no new write pass it. Concurrent syncs of one blob share one flush:
+/// a sync is satisfied by the first flush that began after it was called.
+///
+/// Resources: no single call can take the host's disk. A write reserves
+/// space (fallocate, size kept) only from the reserved end up to the next
+/// 8 MiB step and only when it starts at or before that end, so a write far
+/// past the end reserves nothing for the gap; a reservation that fails
+/// gives back what it took. Space a crashed process left reserved past a
+/// blob's end is given back when the blob is opened.
 #[allow(async_fn_in_trait)]
 pub trait Blob: Clone {
     /// The bytes of a read.
