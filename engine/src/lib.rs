@@ -38,6 +38,7 @@ mod placement;
 mod preflight;
 mod remote;
 mod routing;
+mod send;
 mod shard;
 mod transport;
 
@@ -52,4 +53,6 @@ pub use routing::shard_of;
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 
-pub use shardblob_shards::{Blob, BlobBuf, Error, ReadOptions, Result, Storage, WriteOptions};
+pub use shardblob_shards::{
+    Blob, BlobBuf, Error, ReadOptions, Result, SendBlob, SendStorage, Storage, WriteOptions,
+};

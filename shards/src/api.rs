@@ -6,9 +6,13 @@
 //! (same shard, cross shard, foreign thread), and one conformance suite
 //! (`crate::conformance`) runs against each of them.
 //!
-//! The futures are not `Send`: a shard's futures never leave its thread. The
-//! foreign-thread handle of the engine returns futures that are `Send`.
+//! The futures of [`Storage`] and [`Blob`] are not `Send`: a shard's
+//! futures never leave its thread. Code generic over the traits that must
+//! run on a work-stealing runtime (`tokio::spawn`) uses [`SendStorage`] and
+//! [`SendBlob`] instead: the same contract, with `Send` futures, implemented
+//! by the thread-safe handles (the engine's `Client`).
 
+use std::future::Future;
 use std::ops::{Deref, RangeInclusive};
 
 use futures_lite::Stream;
@@ -207,4 +211,75 @@ pub trait Blob: Clone {
 
     /// Starts a sync that goes on even if the returned future is dropped.
     fn start_sync(&self) -> impl std::future::Future<Output = Result<()>>;
+}
+
+/// [`Storage`] for thread-safe handles: the same contract, and every future
+/// is `Send`, so code generic over it can be spawned on any runtime.
+pub trait SendStorage: Send + Sync {
+    /// The handle of an open blob.
+    type Blob: SendBlob;
+
+    /// [`Storage::open`].
+    fn open(
+        &self,
+        partition: &str,
+        name: &[u8],
+    ) -> impl Future<Output = Result<(Self::Blob, u64)>> + Send;
+
+    /// [`Storage::open_versioned`].
+    fn open_versioned(
+        &self,
+        partition: &str,
+        name: &[u8],
+        versions: RangeInclusive<u16>,
+    ) -> impl Future<Output = Result<(Self::Blob, u64, u16)>> + Send;
+
+    /// [`Storage::remove`].
+    fn remove(
+        &self,
+        partition: &str,
+        name: Option<&[u8]>,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// [`Storage::scan`].
+    fn scan(&self, partition: &str) -> impl Future<Output = Result<Vec<Vec<u8>>>> + Send;
+}
+
+/// [`Blob`] for thread-safe handles: the same contract, and every future
+/// is `Send`.
+pub trait SendBlob: Clone + Send + Sync + 'static {
+    /// The bytes of a read.
+    type Buf: Deref<Target = [u8]> + std::fmt::Debug + Send;
+
+    /// [`Blob::read_at`].
+    fn read_at(&self, offset: u64, len: usize) -> impl Future<Output = Result<Self::Buf>> + Send;
+
+    /// [`Blob::read_into`].
+    fn read_into(&self, offset: u64, buf: &mut [u8]) -> impl Future<Output = Result<()>> + Send;
+
+    /// [`Blob::read_many`].
+    fn read_many(
+        &self,
+        ranges: Vec<(u64, usize)>,
+    ) -> impl Stream<Item = Result<(usize, Self::Buf)>> + Send;
+
+    /// [`Blob::write_vectored_at`].
+    fn write_vectored_at(
+        &self,
+        offset: u64,
+        bufs: &[&[u8]],
+        options: WriteOptions,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// [`Blob::write_at`].
+    fn write_at(&self, offset: u64, data: &[u8]) -> impl Future<Output = Result<()>> + Send;
+
+    /// [`Blob::resize`].
+    fn resize(&self, len: u64) -> impl Future<Output = Result<()>> + Send;
+
+    /// [`Blob::sync`].
+    fn sync(&self) -> impl Future<Output = Result<()>> + Send;
+
+    /// [`Blob::start_sync`].
+    fn start_sync(&self) -> impl Future<Output = Result<()>> + Send;
 }

@@ -20,7 +20,7 @@ pub mod fs;
 pub mod name;
 pub mod rng;
 
-pub use api::{Blob, ReadOptions, Storage, WriteOptions};
+pub use api::{Blob, ReadOptions, SendBlob, SendStorage, Storage, WriteOptions};
 pub use error::{Error, Result};
 pub mod blob;
 pub mod data_dir;
