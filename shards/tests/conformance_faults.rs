@@ -8,7 +8,9 @@
 //!   (exactly one), and the check must pass (the store absorbed it: a
 //!   drop's trim, a cleanup) or return an I/O error naming the check's
 //!   partition (the suite checks that it also names the blob the failed
-//!   call concerns). A wrong value or a panic fails the case.
+//!   call concerns). A wrong value or a panic fails the case. Then, faults
+//!   off, the store recovers: the partition is removed and the check
+//!   passes again on the same store.
 //! - Random faults (`Faults::random`) over seeds: the whole suite on one
 //!   store, with the same rule.
 //!
@@ -24,11 +26,14 @@
 mod common;
 
 use std::cell::RefCell;
+use std::path::Path;
 
 use common::{run_cases, run_seeds};
 use shardblob_shards::conformance::{self, CHECKS};
 use shardblob_shards::fs::sim::{Faults, SimFs};
-use shardblob_shards::{Error, ShardStore};
+use shardblob_shards::fs::FileSystem;
+use shardblob_shards::name::is_tombstone;
+use shardblob_shards::{Error, ShardStore, Storage};
 
 /// Case number of (check index, failing op) in the every-call test.
 const CASE_STRIDE: u64 = 1_000_000;
@@ -40,11 +45,13 @@ fn partition(check: &str) -> String {
     format!("f-{check}")
 }
 
-/// What one run of a check did.
+/// What one run of checks did, and the store it left.
 struct Run {
     result: Result<(), Error>,
     ops: u64,
     injected: u64,
+    store: ShardStore<SimFs>,
+    fs: SimFs,
 }
 
 /// Runs the checks `checks` on a fresh simulated disk with `faults`.
@@ -59,7 +66,6 @@ async fn run_checks(checks: &[&str], seed: u64, faults: Faults) -> Run {
             break;
         }
     }
-    drop(store);
     for _ in 0..SETTLE_YIELDS {
         futures_lite::future::yield_now().await;
     }
@@ -67,6 +73,29 @@ async fn run_checks(checks: &[&str], seed: u64, faults: Faults) -> Run {
         result,
         ops: fs.op_count(),
         injected: fs.injected_faults(),
+        store,
+        fs,
+    }
+}
+
+/// After a run with faults, with faults off: every partition the run left
+/// is removed, and then the checks pass again on the same store. A failed
+/// call left no name held open, no wait that never ends, and nothing on
+/// disk in the way of a removal or of a new blob of the same name.
+async fn rerun_checks(run: &Run, checks: &[&str]) {
+    let (store, fs) = (&run.store, &run.fs);
+    fs.set_faults(Faults::default());
+    let root = fs
+        .list_dir(Path::new("/"))
+        .expect("list the data directory");
+    for entry in root.iter().filter(|e| !is_tombstone(&e.name)) {
+        let p = entry.name.to_str().expect("a partition name");
+        let removed = store.remove(p, None).await;
+        removed.unwrap_or_else(|e| panic!("remove of {p} after the run: {e}"));
+    }
+    for check in checks {
+        let again = conformance::run_check(store, &partition, check).await;
+        again.unwrap_or_else(|e| panic!("check {check} again after the run: {e}"));
     }
 }
 
@@ -172,6 +201,7 @@ fn every_call_of_every_check_can_fail() {
                 assert_eq!(run.injected, 1, "{context}: the fault was injected");
                 assert!(run.ops > fail_at, "{context}: only {} calls", run.ops);
                 assert_passed_or_io_error(&run.result, &context);
+                rerun_checks(&run, &[check]).await;
                 let mut counts = counts.borrow_mut();
                 counts.0 += 1;
                 counts.1 += u64::from(run.result.is_ok());
@@ -193,7 +223,7 @@ fn random_faults_through_the_whole_suite() {
     run_seeds(
         "conformance_faults random_faults_through_the_whole_suite",
         "SHARDBLOB_CONFORMANCE_FAULT_SEEDS",
-        16,
+        8,
         |seed| {
             let counts = &counts;
             async move {
@@ -202,6 +232,7 @@ fn random_faults_through_the_whole_suite() {
                 common::log(|| format!("{per_million} faults per million calls"));
                 let run = run_checks(CHECKS, seed, Faults::random(per_million)).await;
                 assert_passed_or_io_error(&run.result, &format!("seed {seed}"));
+                rerun_checks(&run, CHECKS).await;
                 let mut counts = counts.borrow_mut();
                 counts.0 += 1;
                 counts.1 += run.injected;
