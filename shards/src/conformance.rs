@@ -519,7 +519,7 @@ async fn one_live_open<S: Storage>(s: &S, p: &str) -> Result<(), Error> {
     drop(clone);
     // Reopen after the last handle dropped.
     let (blob, len) = s.open(p, b"b").await.of_blob(p, b"b")?;
-    assert_eq!(len, 6);
+    assert_eq!(len, 6, "length after the last handle dropped");
     assert_eq!(read(&blob, 0, 6).await.of_blob(p, b"b")?, b"shared");
     Ok(())
 }

@@ -444,6 +444,70 @@ fn a_failed_write_leaves_the_blob_usable() {
     );
 }
 
+/// Each call of a first open (which creates the partition, the file and
+/// its header) failing in turn: the error names the blob, not only its
+/// partition (DESIGN.md: every error names the partition and blob it
+/// concerns). Found by `conformance_faults` (case 0).
+#[test]
+fn every_error_of_a_first_open_names_its_blob() {
+    run_seeds(
+        "faults_sim every_error_of_a_first_open_names_its_blob",
+        "",
+        4,
+        |seed| async move {
+            let dry = SimFs::new(seed);
+            drop(
+                ShardStore::new(dry.clone(), "/")
+                    .open("p", b"a")
+                    .await
+                    .unwrap(),
+            );
+            for fail_at in 0..dry.op_count() {
+                let fs = SimFs::new(seed);
+                let store = ShardStore::new(fs.clone(), "/");
+                fs.set_faults(Faults::at_op(fail_at));
+                let opened = store.open("p", b"a").await.map(drop);
+                assert_eq!(fs.injected_faults(), 1, "call {fail_at} failed");
+                match opened {
+                    Err(e @ Error::Io { .. }) => {
+                        let text = e.to_string();
+                        assert!(text.contains("p/61"), "call {fail_at}: {text}");
+                    }
+                    other => panic!("call {fail_at} failing: {other:?}"),
+                }
+            }
+        },
+    );
+}
+
+/// A handle's last drop trims the zero padding of a partly written last
+/// block. When that trim fails (the store cannot report it), the next open
+/// must still give the logical length: the padding is not length (only a
+/// crash may show it). Found by `conformance_faults` (cases 10000033 and
+/// 16000010: the reopened blob was 8192 bytes long, not 5077; 4096, not 6).
+#[test]
+fn a_failed_trim_at_the_last_drop_adds_no_length() {
+    run_seeds(
+        "faults_sim a_failed_trim_at_the_last_drop_adds_no_length",
+        "",
+        8,
+        |seed| async move {
+            let fs = SimFs::new(seed);
+            let store = ShardStore::new(fs.clone(), "/");
+            let (blob, _) = store.open("p", b"a").await.unwrap();
+            let data = rng(seed).bytes(5000);
+            blob.write_at(0, &data).await.unwrap();
+            // The drop's trim is the next file-system call.
+            fs.set_faults(Faults::at_op(fs.op_count()));
+            drop(blob);
+            assert_eq!(fs.injected_faults(), 1, "the drop's trim failed");
+            let (blob, len) = store.open("p", b"a").await.expect("reopen");
+            assert_eq!(len, 5000, "the logical length after a failed trim");
+            assert_eq!(blob.read_at(0, 5000).await.unwrap()[..], data[..]);
+        },
+    );
+}
+
 // Regressions: the smallest cases of store bugs these simulations found.
 
 /// A short write past the end grew the file but not the store's count of
