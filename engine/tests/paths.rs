@@ -38,7 +38,8 @@ fn conformance_same_shard_and_cross_shard() {
             conformance::run(&storage, |check| {
                 on_shard(&format!("{prefix}-{check}"), owner, shards)
             })
-            .await;
+            .await
+            .expect("the suite passes on the shard");
         });
         futures::executor::block_on(done).expect("suite ran on the shard");
     }
@@ -52,7 +53,8 @@ fn conformance_from_a_foreign_thread_and_from_tokio() {
     let client = engine.client();
     let plain = client.clone();
     std::thread::spawn(move || {
-        futures::executor::block_on(conformance::run(&plain, |check| format!("thread-{check}")));
+        futures::executor::block_on(conformance::run(&plain, |check| format!("thread-{check}")))
+            .expect("the suite passes from a std thread");
     })
     .join()
     .expect("suite passes from a std thread");
@@ -61,9 +63,11 @@ fn conformance_from_a_foreign_thread_and_from_tokio() {
         .build()
         .unwrap();
     runtime.block_on(async move {
-        tokio::spawn(
-            async move { conformance::run(&client, |check| format!("tokio-{check}")).await },
-        )
+        tokio::spawn(async move {
+            conformance::run(&client, |check| format!("tokio-{check}"))
+                .await
+                .expect("the suite passes inside tokio")
+        })
         .await
         .expect("suite passes inside tokio");
     });

@@ -2,7 +2,9 @@
 //! system with injected faults (EIO, ENOSPC, short writes).
 //!
 //! - Every op of a fixed workload fails in turn (`Faults::at_op(n)` for
-//!   every `n`): the store returns an error naming the partition and blob,
+//!   every `n`; past its mid-workload crash, `n` counts from the end of the
+//!   crash's checks, for each crash seed), each case with exactly one fault
+//!   injected: the store returns an error naming the partition and blob,
 //!   never panics, never reports an op it did not do; a failed sync or SYNC
 //!   write poisons the blob (writes, resizes and syncs then fail with
 //!   `BlobPoisoned`, reads still work); the op retried (after a reopen, for
@@ -148,33 +150,83 @@ async fn step(h: &mut Harness, step: &Step) -> Outcome {
     Outcome::Failed
 }
 
+/// Where a case's one fault falls: an op index counted from the start (an
+/// op before the mid-workload crash), or counted from the end of the
+/// crash's checks (after them the ops differ by what the crash kept, so
+/// the fault is armed when they end).
+#[derive(Clone, Copy, Debug)]
+enum FailAt {
+    BeforeCrash(u64),
+    AfterCrash(u64),
+}
+
+/// Runs the workload, its fault armed by `fail_at` (none: a dry run, where
+/// every step works); returns the op counts where the crash began and
+/// where the ops after its checks began.
+async fn run_workload(h: &mut Harness, fail_at: Option<FailAt>) -> (u64, u64) {
+    if let Some(FailAt::BeforeCrash(index)) = fail_at {
+        h.set_faults(Faults::at_op(index));
+    }
+    let (mut crash_at, mut resumed_at) = (0, 0);
+    for s in &workload() {
+        if let Step::Crash = s {
+            crash_at = h.fs.op_count();
+        }
+        let outcome = step(h, s).await;
+        if fail_at.is_none() {
+            let worked = matches!(outcome, Outcome::Done | Outcome::Refused);
+            assert!(worked, "dry run: {outcome:?}");
+        }
+        if let Step::Crash = s {
+            resumed_at = h.fs.op_count();
+            if let Some(FailAt::AfterCrash(index)) = fail_at {
+                h.set_faults(Faults::at_op(resumed_at + index));
+            }
+        }
+    }
+    (crash_at, resumed_at)
+}
+
+/// Per crash seed, a dry run's counts: (ops before the crash, ops after
+/// its checks). The first are the same for every seed; the second depend
+/// on what the crash kept.
+fn ops_per_phase(executor: &glommio::LocalExecutor) -> Vec<(u64, u64)> {
+    executor.run(async {
+        let mut counts = Vec::new();
+        for seed in 0..SEEDS_PER_OP {
+            let mut h = Harness::new(seed);
+            let (crash_at, resumed_at) = run_workload(&mut h, None).await;
+            let after = h.fs.op_count() - resumed_at;
+            assert!(crash_at > 40 && after > 20, "{crash_at} and {after} ops");
+            counts.push((crash_at, after));
+        }
+        counts
+    })
+}
+
+/// Case `case` is op `case / SEEDS_PER_OP` of the workload (its ops before
+/// the crash, then those after its checks) failing, with crash seed
+/// `case % SEEDS_PER_OP`; `None` past the ops of that seed's run.
+fn fail_at(case: u64, phases: &[(u64, u64)]) -> Option<FailAt> {
+    let (index, seed) = (case / SEEDS_PER_OP, case % SEEDS_PER_OP);
+    let (before, after) = phases[seed as usize];
+    match index.checked_sub(before) {
+        None => Some(FailAt::BeforeCrash(index)),
+        Some(index) if index < after => Some(FailAt::AfterCrash(index)),
+        Some(_) => None,
+    }
+}
+
 #[test]
 fn every_op_of_a_workload_can_fail() {
-    // A dry run counts the workload's file-system ops (and those before its
-    // crash: up to there every run makes the same calls); all steps work.
     let executor = common::executor();
-    let (ops, crash_at) = executor.run(async {
-        let mut h = Harness::new(0);
-        let mut crash_at = 0;
-        for s in &workload() {
-            if let Step::Crash = s {
-                crash_at = h.fs.op_count();
-            }
-            let outcome = step(&mut h, s).await;
-            assert!(
-                matches!(outcome, Outcome::Done | Outcome::Refused),
-                "dry run: {outcome:?}"
-            );
-        }
-        (h.fs.op_count(), crash_at)
-    });
-    assert!(
-        crash_at > 40 && ops > crash_at + 20,
-        "{crash_at} and {ops} file-system calls"
-    );
+    let phases = ops_per_phase(&executor);
+    let longest = phases.iter().map(|(b, a)| b + a).max().unwrap_or(0);
     let cases = match common::seed_override() {
         Some(case) => vec![case],
-        None => (0..ops * SEEDS_PER_OP).collect(),
+        None => (0..longest * SEEDS_PER_OP)
+            .filter(|&case| fail_at(case, &phases).is_some())
+            .collect(),
     };
     // (faults injected, returned as errors, absorbed)
     let counts = RefCell::new((0, 0, 0));
@@ -183,22 +235,14 @@ fn every_op_of_a_workload_can_fail() {
         "faults_sim every_op_of_a_workload_can_fail",
         cases,
         |case| {
-            let counts = &counts;
+            let (counts, phases) = (&counts, &phases);
             async move {
-                let (fail_at, seed) = (case / SEEDS_PER_OP, case % SEEDS_PER_OP);
-                let mut h = Harness::new(seed);
-                h.set_faults(Faults::at_op(fail_at));
-                common::log(|| format!("fail op {fail_at}"));
-                for s in &workload() {
-                    step(&mut h, s).await;
-                }
-                // Ops of the mid-workload crash check run without faults, and
-                // after it runs differ: only before it is a fault certain.
+                let fail = fail_at(case, phases).expect("a case inside its seed's run");
+                let mut h = Harness::new(case % SEEDS_PER_OP);
+                common::log(|| format!("fail {fail:?}"));
+                run_workload(&mut h, Some(fail)).await;
                 let injected = h.fs.injected_faults();
-                assert!(
-                    injected == 1 || fail_at >= crash_at,
-                    "op {fail_at}: no fault"
-                );
+                assert_eq!(injected, 1, "{fail:?}: exactly one fault injected");
                 // Every fault is an op's error, or one the store may absorb
                 // (a preallocation, a drop's trim): none goes unaccounted.
                 let (failed, swallowed) = (h.stats.failed, h.stats.swallowed);
@@ -212,7 +256,7 @@ fn every_op_of_a_workload_can_fail() {
         },
     );
     let (injected, failed, swallowed) = counts.into_inner();
-    eprintln!("faults_sim: {ops} ops; {injected} faults: {failed} errors, {swallowed} absorbed");
+    eprintln!("faults_sim: ops per phase {phases:?}; {injected} faults: {failed} errors, {swallowed} absorbed");
     if common::seed_override().is_none() {
         assert!(failed * 10 >= injected * 8, "most faults are errors");
     }
@@ -396,6 +440,70 @@ fn a_failed_write_leaves_the_blob_usable() {
                 blob.read_at(0, expected.len()).await.unwrap()[..],
                 expected[..]
             );
+        },
+    );
+}
+
+/// Each call of a first open (which creates the partition, the file and
+/// its header) failing in turn: the error names the blob, not only its
+/// partition (DESIGN.md: every error names the partition and blob it
+/// concerns). Found by `conformance_faults` (case 0).
+#[test]
+fn every_error_of_a_first_open_names_its_blob() {
+    run_seeds(
+        "faults_sim every_error_of_a_first_open_names_its_blob",
+        "",
+        4,
+        |seed| async move {
+            let dry = SimFs::new(seed);
+            drop(
+                ShardStore::new(dry.clone(), "/")
+                    .open("p", b"a")
+                    .await
+                    .unwrap(),
+            );
+            for fail_at in 0..dry.op_count() {
+                let fs = SimFs::new(seed);
+                let store = ShardStore::new(fs.clone(), "/");
+                fs.set_faults(Faults::at_op(fail_at));
+                let opened = store.open("p", b"a").await.map(drop);
+                assert_eq!(fs.injected_faults(), 1, "call {fail_at} failed");
+                match opened {
+                    Err(e @ Error::Io { .. }) => {
+                        let text = e.to_string();
+                        assert!(text.contains("p/61"), "call {fail_at}: {text}");
+                    }
+                    other => panic!("call {fail_at} failing: {other:?}"),
+                }
+            }
+        },
+    );
+}
+
+/// A handle's last drop trims the zero padding of a partly written last
+/// block. When that trim fails (the store cannot report it), the next open
+/// must still give the logical length: the padding is not length (only a
+/// crash may show it). Found by `conformance_faults` (cases 10000033 and
+/// 16000010: the reopened blob was 8192 bytes long, not 5077; 4096, not 6).
+#[test]
+fn a_failed_trim_at_the_last_drop_adds_no_length() {
+    run_seeds(
+        "faults_sim a_failed_trim_at_the_last_drop_adds_no_length",
+        "",
+        8,
+        |seed| async move {
+            let fs = SimFs::new(seed);
+            let store = ShardStore::new(fs.clone(), "/");
+            let (blob, _) = store.open("p", b"a").await.unwrap();
+            let data = rng(seed).bytes(5000);
+            blob.write_at(0, &data).await.unwrap();
+            // The drop's trim is the next file-system call.
+            fs.set_faults(Faults::at_op(fs.op_count()));
+            drop(blob);
+            assert_eq!(fs.injected_faults(), 1, "the drop's trim failed");
+            let (blob, len) = store.open("p", b"a").await.expect("reopen");
+            assert_eq!(len, 5000, "the logical length after a failed trim");
+            assert_eq!(blob.read_at(0, 5000).await.unwrap()[..], data[..]);
         },
     );
 }
