@@ -103,6 +103,9 @@ pub struct Registry {
     next_open: Cell<u64>,
     /// Notified whenever an open or a remove ends.
     ended: Event,
+    /// Logical lengths of blobs whose last handle's trim failed: the next
+    /// open trims the file to it.
+    untrimmed: RefCell<HashMap<BlobKey, u64>>,
 }
 
 impl Registry {
@@ -188,11 +191,15 @@ impl Registry {
         guard
     }
 
-    /// Releases `key` if `open` still holds it.
-    pub(crate) fn release(&self, key: &BlobKey, open: *const ()) {
+    /// Releases `key` if `open` still holds it; `untrimmed`: the logical
+    /// length its failed trim left padding past.
+    pub(crate) fn release(&self, key: &BlobKey, open: *const (), untrimmed: Option<u64>) {
         let mut slots = self.slots.borrow_mut();
         if matches!(slots.get(key), Some(Slot::Open(p)) if *p == open) {
             slots.remove(key);
+            if let Some(len) = untrimmed {
+                self.untrimmed.borrow_mut().insert(key.clone(), len);
+            }
         }
     }
 
@@ -211,6 +218,9 @@ impl Registry {
             }
             Removal::Partition(_) => slots.retain(|key, _| !removal.covers(key)),
         }
+        self.untrimmed
+            .borrow_mut()
+            .retain(|key, _| !removal.covers(key));
     }
 }
 
@@ -306,13 +316,6 @@ impl<F: FileSystem> ShardStore<F> {
         &self.fs
     }
 
-    fn partition_io<'a>(
-        partition: &'a str,
-        op: &'static str,
-    ) -> impl FnOnce(io::Error) -> Error + 'a {
-        move |e| Error::io(partition, None, op, e)
-    }
-
     /// Syncs `dir` and records it durable (as of the sync's start).
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let start = self.dirs.clock.get();
@@ -332,7 +335,7 @@ impl<F: FileSystem> ShardStore<F> {
     }
 
     /// Makes sure the partition directory exists (durably).
-    async fn ensure_partition(&self, partition: &str, dir: &Path) -> Result<()> {
+    async fn ensure_partition(&self, partition: &str, name: &[u8], dir: &Path) -> Result<()> {
         let created = self.fs.create_dir(dir).map_err(|e| match e.kind() {
             io::ErrorKind::AlreadyExists | io::ErrorKind::NotADirectory => {
                 Error::PartitionCorrupt {
@@ -340,14 +343,14 @@ impl<F: FileSystem> ShardStore<F> {
                     reason: format!("{} exists and is not a directory", dir.display()),
                 }
             }
-            _ => Error::io(partition, None, "create partition", e),
+            _ => Error::io(partition, Some(name), "create partition", e),
         })?;
         if created {
             self.dirs.changed(&self.root);
         }
         self.make_durable(&self.root)
             .await
-            .map_err(Self::partition_io(partition, "sync data directory"))
+            .map_err(|e| Error::io(partition, Some(name), "sync data directory", e))
     }
 
     /// Opens the file of a claimed blob; returns (file, len, version, tail).
@@ -358,7 +361,7 @@ impl<F: FileSystem> ShardStore<F> {
     ) -> Result<(F::File, u64, u16, Option<TailBlock>)> {
         let partition = key.partition.as_str();
         let dir = self.root.join(partition);
-        self.ensure_partition(partition, &dir).await?;
+        self.ensure_partition(partition, &key.name, &dir).await?;
         let path = dir.join(blob_file_name(partition, &key.name)?);
         let blob_io = |op| move |e| Error::io(partition, Some(&key.name), op, e);
         let (file, created) = match self.fs.open_file(&path, false).await {
@@ -396,7 +399,15 @@ impl<F: FileSystem> ShardStore<F> {
     ) -> Result<(F::File, u64, u16, Option<TailBlock>)> {
         let partition = key.partition.as_str();
         let blob_io = |op| move |e| Error::io(partition, Some(&key.name), op, e);
-        let size = file.size().await.map_err(blob_io("stat"))?;
+        let mut size = file.size().await.map_err(blob_io("stat"))?;
+        let untrimmed = self.registry.untrimmed.borrow().get(key).copied();
+        if let Some(len) = untrimmed.filter(|len| size > HEADER_LEN + len) {
+            file.set_len(HEADER_LEN + len)
+                .await
+                .map_err(blob_io("trim"))?;
+            size = HEADER_LEN + len;
+        }
+        self.registry.untrimmed.borrow_mut().remove(key);
         let page = if size >= HEADER_LEN {
             Some(
                 file.read_at(0, HEADER_LEN as usize)

@@ -356,11 +356,13 @@ impl<F: FileSystem> Drop for BlobState<F> {
         // as length (never lost data), or space reserved.
         let untrimmed =
             self.file_len.get() != self.len.get() || self.reserved_len.get() > self.len.get();
+        let mut failed = None;
         if self.poison.borrow().is_none() && untrimmed {
-            let _ = self.file.set_len_now(HEADER_LEN + self.len.get());
+            let trimmed = self.file.set_len_now(HEADER_LEN + self.len.get());
+            failed = trimmed.is_err().then(|| self.len.get());
         }
         if let Some(registry) = self.registry.upgrade() {
-            registry.release(&self.key, self as *const BlobState<F> as *const ());
+            registry.release(&self.key, self as *const BlobState<F> as *const (), failed);
         }
     }
 }
