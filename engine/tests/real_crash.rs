@@ -29,6 +29,13 @@
 //!   everything ever written are zero (the store may leave zero padding up to
 //!   the next 4 KiB boundary). The reopened length lies between the durable
 //!   length and the highest end reached, rounded up to 4 KiB.
+//! - A kill is not a power loss: the page cache and every completed system
+//!   call survive it. So the parent also checks the stronger model of
+//!   `expected_after_kill`: every byte of every write that returned `Ok`
+//!   before the kill reads back exactly, synced or not, unless the one
+//!   operation that may still have been in flight (the last started one of
+//!   that blob) overlaps it. The run counts the unsynced bytes only this
+//!   check pins and fails if there were none.
 //! - The work continues across kills: each cycle reopens the same two blobs
 //!   and starts from what the parent found there (and synced). The child
 //!   reports the length and a hash of what it read at start, which must match
@@ -506,6 +513,90 @@ fn expected(base: &[u8], seed: u64, progress: &Progress) -> Expected {
     exp
 }
 
+/// What a SIGKILL leaves of blob `index`: more than the crash contract.
+///
+/// A kill is not a power loss: the kernel keeps the page cache, finishes
+/// the dead process's I/O, and every system call that returned stands. So
+/// every operation that *completed* before the kill (synced or not) is on
+/// the file, byte for byte. One blob's operations run one at a time, so
+/// every operation before the last started one completed (its successor
+/// was logged as started after it returned); only the last started one may
+/// have been in flight, and only it may have left a partial effect: a
+/// write's range may hold anything, a resize may or may not have cut, a
+/// remove + reopen may have emptied the blob. Nothing else may differ:
+/// bytes of a completed write that no later operation touched read back
+/// exactly, whether or not a sync followed.
+fn expected_after_kill(base: &[u8], seed: u64, progress: &Progress) -> Expected {
+    let mut work = Workload::new(seed, base.to_vec());
+    let mut highest = base.len() as u64;
+    let mut recent: Vec<String> = vec!["(cycle start)".into()];
+    let Some(last) = progress.last_started else {
+        return exact(&work.model, highest, recent);
+    };
+    for i in 0..last {
+        let op = work.next();
+        highest = highest.max(reach(&op));
+        work.apply(&op);
+        recent.push(format!("op {i}: {} (completed)", op.describe()));
+    }
+    let op = work.next();
+    highest = highest.max(reach(&op));
+    if progress.ended {
+        work.apply(&op);
+        recent.push(format!("op {last}: {} (completed)", op.describe()));
+        return exact(&work.model, highest, recent);
+    }
+    recent.push(format!("op {last}: {} (in flight)", op.describe()));
+    let mut exp = exact(&work.model, highest, recent);
+    match &op {
+        Op::Write { offset, data, .. } => {
+            let (start, end) = (*offset as usize, *offset as usize + data.len());
+            if exp.bytes.len() < end {
+                exp.bytes.resize(end, Byte::Exact(0));
+            }
+            exp.bytes[start..end].fill(Byte::Any);
+        }
+        Op::Resize(len) => {
+            for slot in exp.bytes.iter_mut().skip(*len as usize) {
+                if let Byte::Exact(v) = *slot {
+                    *slot = if v == 0 {
+                        Byte::Exact(0)
+                    } else {
+                        Byte::OldOrZero(v)
+                    };
+                }
+            }
+            exp.len_min = exp.len_min.min(*len);
+        }
+        Op::Recreate => exp.may_be_empty = true,
+        Op::Sync | Op::Read { .. } => {}
+    }
+    exp
+}
+
+/// The highest blob length operation `op` may lead to.
+fn reach(op: &Op) -> u64 {
+    match op {
+        Op::Write { offset, data, .. } => offset + data.len() as u64,
+        Op::Resize(len) => *len,
+        Op::Sync | Op::Read { .. } | Op::Recreate => 0,
+    }
+}
+
+/// Exactly `model`: its length at least, and up to `highest` (any padding
+/// a write left reads as zeros); the last few operations for reports.
+fn exact(model: &[u8], highest: u64, mut recent: Vec<String>) -> Expected {
+    let keep_from = recent.len().saturating_sub(12);
+    recent.drain(..keep_from);
+    Expected {
+        bytes: model.iter().map(|&b| Byte::Exact(b)).collect(),
+        len_min: model.len() as u64,
+        len_max: highest.max(model.len() as u64),
+        may_be_empty: false,
+        since_sync: recent,
+    }
+}
+
 /// Checks a reopened blob against what the contract allows; `Err` says how
 /// it differs.
 fn check(got: &[u8], exp: &Expected) -> Result<(), String> {
@@ -614,6 +705,7 @@ fn sigkill_at_random_moments_keeps_every_synced_byte() {
     let mut bases: Vec<Vec<u8>> = BLOBS.iter().map(|_| Vec::new()).collect();
     let started = Instant::now();
     let (mut kills, mut cycles, mut ops, mut durable_ops) = (0, 0, 0u64, 0u64);
+    let mut pinned_bytes = 0u64;
     while kills < KILLS_TARGET && cycles < CYCLES_MAX && started.elapsed() < TIME_BUDGET {
         let cycle = cycles;
         cycles += 1;
@@ -671,7 +763,7 @@ fn sigkill_at_random_moments_keeps_every_synced_byte() {
         })
         .unwrap_or_else(|e| fail(cycle, format!("engine does not start after the kill: {e}")));
         let client = engine.client();
-        for (index, &(partition, name)) in BLOBS.iter().enumerate() {
+        for (index, &(partition, _)) in BLOBS.iter().enumerate() {
             let p = &progress[index];
             if let Some((len, hash)) = p.base {
                 let base = &bases[index];
@@ -689,25 +781,11 @@ fn sigkill_at_random_moments_keeps_every_synced_byte() {
             }
             ops += p.last_started.map_or(0, |s| s + 1);
             durable_ops += p.durable.len() as u64;
-            let exp = expected(&bases[index], blob_seed(seed, cycle, index), p);
-            let got = block_on(async {
-                let (blob, len) = client.open(partition, name).await?;
-                let got = blob.read_at(0, len as usize).await?;
-                // Make this cycle's end the next cycle's durable start.
-                blob.sync().await?;
-                shardblob::Result::Ok(got)
-            })
-            .unwrap_or_else(|e| fail(cycle, format!("{partition}: reopen after the kill: {e}")));
-            if let Err(why) = check(&got, &exp) {
-                fail(
-                    cycle,
-                    format!(
-                        "{partition}: {why}\noperations since the last durable point:\n  {}",
-                        exp.since_sync.join("\n  ")
-                    ),
-                );
-            }
-            bases[index] = got.to_vec();
+            let seeded = blob_seed(seed, cycle, index);
+            let (got, pinned) = verify_blob(&client, index, &bases[index], seeded, p)
+                .unwrap_or_else(|why| fail(cycle, why));
+            pinned_bytes += pinned;
+            bases[index] = got;
         }
         engine.shutdown().unwrap();
         let held = files_open_under(&data_dir);
@@ -720,7 +798,8 @@ fn sigkill_at_random_moments_keeps_every_synced_byte() {
     }
     eprintln!(
         "real_crash: {kills} kills in {cycles} cycles, {ops} operations started, \
-         {durable_ops} durable, {:.1?}",
+         {durable_ops} durable, {pinned_bytes} unsynced bytes of completed writes checked \
+         exactly, {:.1?}",
         started.elapsed()
     );
     assert!(
@@ -732,5 +811,53 @@ fn sigkill_at_random_moments_keeps_every_synced_byte() {
         "seed {seed}: the children completed only {durable_ops} durable operations in \
          {kills} kills: the workload hardly ran (hang?)"
     );
+    assert!(
+        pinned_bytes > 0,
+        "seed {seed}: no unsynced byte of a completed write was checked after a kill: \
+         the completed-write check did not bite"
+    );
     drop(work_dir);
+}
+
+/// Reopens blob `index` after the kill, reads it whole, syncs it (the next
+/// cycle's durable start) and checks it against both models: the crash
+/// contract and what a kill must leave. Returns the content and how many
+/// bytes only the kill model pins (unsynced bytes of completed writes).
+fn verify_blob(
+    client: &Client,
+    index: usize,
+    base: &[u8],
+    seed: u64,
+    progress: &Progress,
+) -> Result<(Vec<u8>, u64), String> {
+    let (partition, name) = BLOBS[index];
+    let got = block_on(async {
+        let (blob, len) = client.open(partition, name).await?;
+        let got = blob.read_at(0, len as usize).await?;
+        blob.sync().await?;
+        shardblob::Result::Ok(got.to_vec())
+    })
+    .map_err(|e| format!("{partition}: reopen after the kill: {e}"))?;
+    let contract = expected(base, seed, progress);
+    check(&got, &contract).map_err(|why| {
+        format!(
+            "{partition}: {why}\noperations since the last durable point:\n  {}",
+            contract.since_sync.join("\n  ")
+        )
+    })?;
+    let after_kill = expected_after_kill(base, seed, progress);
+    check(&got, &after_kill).map_err(|why| {
+        format!(
+            "{partition}: a completed write did not survive the kill: {why}\n\
+             the last operations:\n  {}",
+            after_kill.since_sync.join("\n  ")
+        )
+    })?;
+    let pinned = contract
+        .bytes
+        .iter()
+        .zip(&after_kill.bytes)
+        .filter(|(c, k)| **c == Byte::Any && matches!(k, Byte::Exact(_)))
+        .count() as u64;
+    Ok((got, pinned))
 }
