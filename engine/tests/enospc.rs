@@ -496,21 +496,7 @@ async fn round(
         end.error
     );
 
-    // The last free blocks go to another program: from here on, every
-    // write that needs a new block fails.
-    let hog = fs.mount_point.join("hog");
-    fill_to_the_last_byte(&hog);
-    let appended_before = target.written;
-    let error = drive_into_enospc(&mut target, kind).await;
-    assert_enospc(&error, &target.name);
-    hits.count(kind);
-    eprintln!(
-        "enospc, {label}: {} free bytes left; {} KiB appended to {} (reserved space), then: {error}",
-        fs.free_bytes(),
-        (target.written - appended_before) >> 10,
-        hex(&target.name)
-    );
-    after_the_hit(&mut target, kind, &label).await;
+    let hog = hit_with_the_last_block_taken(fs, &mut target, hits, kind, &label).await;
 
     let late = calls_answer_when_full(client, names, &mut fills, keep, &label).await;
     // (Blobs of earlier rounds are closed; they are checked after the remount.)
@@ -545,6 +531,32 @@ async fn round(
         blob.handle = None;
         survivors.push(blob);
     }
+}
+
+/// Another program takes the last free blocks (the file returned); from
+/// here on every write that needs a new block fails. Then `target` is
+/// driven into ENOSPC with writes of `kind` (counted) and checked.
+async fn hit_with_the_last_block_taken(
+    fs: &Mounted,
+    target: &mut Tracked,
+    hits: &mut Hits,
+    kind: Kind,
+    label: &str,
+) -> PathBuf {
+    let hog = fs.mount_point.join("hog");
+    fill_to_the_last_byte(&hog);
+    let appended_before = target.written;
+    let error = drive_into_enospc(target, kind).await;
+    assert_enospc(&error, &target.name);
+    hits.count(kind);
+    eprintln!(
+        "enospc, {label}: {} free bytes left; {} KiB appended to {} (reserved space), then: {error}",
+        fs.free_bytes(),
+        (target.written - appended_before) >> 10,
+        hex(&target.name)
+    );
+    after_the_hit(target, kind, label).await;
+    hog
 }
 
 /// Right after `blob` got ENOSPC on a write of `kind`: a failed SYNC write

@@ -289,6 +289,31 @@ fn report(mut log: &File, line: String) {
         .expect("child writes its progress log");
 }
 
+/// Runs an `Op::Write`: its data handed over in the pieces its cuts make.
+async fn write_pieces(handle: &shardblob::ClientBlob, op: &Op) -> shardblob::Result<()> {
+    let Op::Write {
+        offset,
+        data,
+        cuts,
+        sync,
+    } = op
+    else {
+        unreachable!("write_pieces runs writes only")
+    };
+    let mut pieces = Vec::new();
+    let mut at = 0;
+    for &cut in cuts.iter().chain([&data.len()]) {
+        pieces.push(&data[at..cut]);
+        at = cut;
+    }
+    let options = if *sync {
+        WriteOptions::SYNC
+    } else {
+        WriteOptions::NONE
+    };
+    handle.write_vectored_at(*offset, &pieces, options).await
+}
+
 async fn child_blob(client: Client, log: File, index: usize, seed: u64) {
     let (partition, name) = BLOBS[index];
     let (blob, len) = client.open(partition, name).await.expect("child opens");
@@ -305,28 +330,9 @@ async fn child_blob(client: Client, log: File, index: usize, seed: u64) {
         let handle = blob.as_ref().expect("blob open");
         let what = || format!("child {partition} op {i} {}", op.describe());
         match &op {
-            Op::Write {
-                offset,
-                data,
-                cuts,
-                sync,
-            } => {
-                let mut pieces = Vec::new();
-                let mut at = 0;
-                for &cut in cuts.iter().chain([&data.len()]) {
-                    pieces.push(&data[at..cut]);
-                    at = cut;
-                }
-                let options = if *sync {
-                    WriteOptions::SYNC
-                } else {
-                    WriteOptions::NONE
-                };
-                handle
-                    .write_vectored_at(*offset, &pieces, options)
-                    .await
-                    .unwrap_or_else(|e| panic!("{}: {e}", what()));
-            }
+            Op::Write { .. } => write_pieces(handle, &op)
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", what())),
             Op::Resize(len) => handle
                 .resize(*len)
                 .await
@@ -457,17 +463,13 @@ fn expected(base: &[u8], seed: u64, progress: &Progress) -> Expected {
         let op = work.next();
         let completed_durably = progress.durable.contains(&i);
         work.apply(&op);
-        exp.since_sync.push(format!(
-            "op {i}: {}{}",
-            op.describe(),
-            if completed_durably {
-                " (durable)"
-            } else if i == last {
-                " (in flight)"
-            } else {
-                ""
-            }
-        ));
+        let state = match (completed_durably, i == last) {
+            (true, _) => " (durable)",
+            (false, true) => " (in flight)",
+            (false, false) => "",
+        };
+        exp.since_sync
+            .push(format!("op {i}: {}{state}", op.describe()));
         match &op {
             Op::Sync | Op::Recreate if completed_durably => {
                 // Everything up to here is durable: a new starting point.
@@ -681,6 +683,17 @@ fn files_open_under(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+/// What the parent counted over all cycles.
+#[derive(Default)]
+struct Tally {
+    kills: usize,
+    cycles: usize,
+    ops: u64,
+    durable_ops: u64,
+    /// Unsynced bytes of completed writes checked exactly after a kill.
+    pinned_bytes: u64,
+}
+
 #[test]
 fn sigkill_at_random_moments_keeps_every_synced_byte() {
     let seed = std::env::var(SEED_ENV)
@@ -693,109 +706,27 @@ fn sigkill_at_random_moments_keeps_every_synced_byte() {
     let _ = fs::remove_dir_all(&root);
     fs::create_dir_all(&root).unwrap();
     let work_dir = WorkDir(root.clone());
-    let data_dir = root.join("data");
-    let progress_path = root.join("progress.log");
-    let stderr_path = root.join("child-stderr.log");
-    let exe = std::env::current_exe().unwrap();
-    let fail = |cycle: usize, msg: String| -> ! {
-        panic!("seed {seed}, cycle {cycle}: {msg}\n(rerun the workloads with {SEED_ENV}={seed})")
-    };
-
     let mut timing = Rng::new(fresh_seed());
     let mut bases: Vec<Vec<u8>> = BLOBS.iter().map(|_| Vec::new()).collect();
     let started = Instant::now();
-    let (mut kills, mut cycles, mut ops, mut durable_ops) = (0, 0, 0u64, 0u64);
-    let mut pinned_bytes = 0u64;
-    while kills < KILLS_TARGET && cycles < CYCLES_MAX && started.elapsed() < TIME_BUDGET {
-        let cycle = cycles;
-        cycles += 1;
-        let _ = fs::remove_file(&progress_path);
-        let child_shards = 1 + (splitmix64(seed ^ cycle as u64) % 2) as usize;
-        let mut child = Command::new(&exe)
-            .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, &root)
-            .env(SEED_ENV, seed.to_string())
-            .env("SHARDBLOB_CRASH_CYCLE", cycle.to_string())
-            .env(SHARDS_ENV, child_shards.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&stderr_path).unwrap())
-            .spawn()
-            .expect("spawn the child");
-        // One kill in eight lands early (engine start, open); the others
-        // while the workload runs.
-        let early = timing.below(8) == 0;
-        let ready = if early {
-            std::thread::sleep(Duration::from_micros(timing.below(40_000)));
-            Ok(())
-        } else {
-            wait_ready(&progress_path, &mut child).map(|()| {
-                std::thread::sleep(Duration::from_micros(timing.below(120_000)));
-            })
-        };
-        let _ = child.kill();
-        let status = child.wait().expect("wait for the child");
-        let stderr = fs::read_to_string(&stderr_path).unwrap_or_default();
-        if let Err(why) = ready {
-            fail(cycle, format!("{why}; child stderr:\n{stderr}"));
-        }
-        let killed = status.signal() == Some(libc::SIGKILL);
-        if !killed && !status.success() {
-            fail(
-                cycle,
-                format!("the child failed ({status}); its stderr:\n{stderr}"),
-            );
-        }
-        kills += killed as usize;
-
-        let text = fs::read_to_string(&progress_path).unwrap_or_default();
-        let progress = parse_progress(&text);
-        if !killed {
-            assert!(
-                progress.iter().all(|p| p.ended),
-                "a child that was not killed ran its whole workload"
-            );
-        }
-        let engine = Engine::start(Config {
-            data_dir: data_dir.clone(),
-            shards: 1 + cycle % 2,
-            ..Config::default()
-        })
-        .unwrap_or_else(|e| fail(cycle, format!("engine does not start after the kill: {e}")));
-        let client = engine.client();
-        for (index, &(partition, _)) in BLOBS.iter().enumerate() {
-            let p = &progress[index];
-            if let Some((len, hash)) = p.base {
-                let base = &bases[index];
-                if len != base.len() as u64 || hash != fnv(base) {
-                    fail(
-                        cycle,
-                        format!(
-                            "{partition}: the child opened {len} bytes (hash {hash:x}) where \
-                             the parent left {} (hash {:x})",
-                            base.len(),
-                            fnv(base)
-                        ),
-                    );
-                }
-            }
-            ops += p.last_started.map_or(0, |s| s + 1);
-            durable_ops += p.durable.len() as u64;
-            let seeded = blob_seed(seed, cycle, index);
-            let (got, pinned) = verify_blob(&client, index, &bases[index], seeded, p)
-                .unwrap_or_else(|why| fail(cycle, why));
-            pinned_bytes += pinned;
-            bases[index] = got;
-        }
-        engine.shutdown().unwrap();
-        let held = files_open_under(&data_dir);
-        if !held.is_empty() {
-            fail(
-                cycle,
-                format!("shutdown closes every blob file, yet {held:?} are still open"),
-            );
-        }
+    let mut tally = Tally::default();
+    while tally.kills < KILLS_TARGET && tally.cycles < CYCLES_MAX && started.elapsed() < TIME_BUDGET
+    {
+        let cycle = tally.cycles;
+        tally.cycles += 1;
+        kill_a_child(&root, seed, cycle, &mut timing, &mut tally)
+            .and_then(|progress| check_after_kill(&root, seed, cycle, &mut bases, &progress, &mut tally))
+            .unwrap_or_else(|msg| {
+                panic!("seed {seed}, cycle {cycle}: {msg}\n(rerun the workloads with {SEED_ENV}={seed})")
+            });
     }
+    let Tally {
+        kills,
+        cycles,
+        ops,
+        durable_ops,
+        pinned_bytes,
+    } = tally;
     eprintln!(
         "real_crash: {kills} kills in {cycles} cycles, {ops} operations started, \
          {durable_ops} durable, {pinned_bytes} unsynced bytes of completed writes checked \
@@ -817,6 +748,108 @@ fn sigkill_at_random_moments_keeps_every_synced_byte() {
          the completed-write check did not bite"
     );
     drop(work_dir);
+}
+
+/// Runs cycle `cycle`'s child and SIGKILLs it at a random moment (unless it
+/// finished first); returns its progress log.
+fn kill_a_child(
+    root: &Path,
+    seed: u64,
+    cycle: usize,
+    timing: &mut Rng,
+    tally: &mut Tally,
+) -> Result<Vec<Progress>, String> {
+    let progress_path = root.join("progress.log");
+    let stderr_path = root.join("child-stderr.log");
+    let _ = fs::remove_file(&progress_path);
+    let child_shards = 1 + (splitmix64(seed ^ cycle as u64) % 2) as usize;
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, root)
+        .env(SEED_ENV, seed.to_string())
+        .env("SHARDBLOB_CRASH_CYCLE", cycle.to_string())
+        .env(SHARDS_ENV, child_shards.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(&stderr_path).unwrap())
+        .spawn()
+        .expect("spawn the child");
+    // One kill in eight lands early (engine start, open); the others
+    // while the workload runs.
+    let early = timing.below(8) == 0;
+    let ready = if early {
+        std::thread::sleep(Duration::from_micros(timing.below(40_000)));
+        Ok(())
+    } else {
+        wait_ready(&progress_path, &mut child).map(|()| {
+            std::thread::sleep(Duration::from_micros(timing.below(120_000)));
+        })
+    };
+    let _ = child.kill();
+    let status = child.wait().expect("wait for the child");
+    let stderr = fs::read_to_string(&stderr_path).unwrap_or_default();
+    ready.map_err(|why| format!("{why}; child stderr:\n{stderr}"))?;
+    let killed = status.signal() == Some(libc::SIGKILL);
+    if !killed && !status.success() {
+        return Err(format!(
+            "the child failed ({status}); its stderr:\n{stderr}"
+        ));
+    }
+    tally.kills += killed as usize;
+    let progress = parse_progress(&fs::read_to_string(&progress_path).unwrap_or_default());
+    if !killed && !progress.iter().all(|p| p.ended) {
+        return Err("a child that was not killed did not run its whole workload".into());
+    }
+    Ok(progress)
+}
+
+/// Starts an engine on the killed child's data_dir and checks every blob
+/// (`verify_blob`); what it finds becomes the next cycle's base.
+fn check_after_kill(
+    root: &Path,
+    seed: u64,
+    cycle: usize,
+    bases: &mut [Vec<u8>],
+    progress: &[Progress],
+    tally: &mut Tally,
+) -> Result<(), String> {
+    let data_dir = root.join("data");
+    let engine = Engine::start(Config {
+        data_dir: data_dir.clone(),
+        shards: 1 + cycle % 2,
+        ..Config::default()
+    })
+    .map_err(|e| format!("engine does not start after the kill: {e}"))?;
+    let client = engine.client();
+    for (index, &(partition, _)) in BLOBS.iter().enumerate() {
+        let p = &progress[index];
+        let base = &bases[index];
+        if let Some((len, hash)) = p.base {
+            if len != base.len() as u64 || hash != fnv(base) {
+                return Err(format!(
+                    "{partition}: the child opened {len} bytes (hash {hash:x}) where \
+                     the parent left {} (hash {:x})",
+                    base.len(),
+                    fnv(base)
+                ));
+            }
+        }
+        tally.ops += p.last_started.map_or(0, |s| s + 1);
+        tally.durable_ops += p.durable.len() as u64;
+        let seeded = blob_seed(seed, cycle, index);
+        let (got, pinned) = verify_blob(&client, index, base, seeded, p)?;
+        tally.pinned_bytes += pinned;
+        bases[index] = got;
+    }
+    drop(client);
+    engine.shutdown().unwrap();
+    let held = files_open_under(&data_dir);
+    match held.is_empty() {
+        true => Ok(()),
+        false => Err(format!(
+            "shutdown closes every blob file, yet {held:?} are still open"
+        )),
+    }
 }
 
 /// Reopens blob `index` after the kill, reads it whole, syncs it (the next
