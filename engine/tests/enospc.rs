@@ -395,6 +395,7 @@ async fn calls_answer_when_full(
     names: &mut Names,
     fills: &mut [Tracked],
     keep: &mut Tracked,
+    hits: &mut Hits,
     label: &str,
 ) -> Vec<u8> {
     let (late_id, late) = names.next("late");
@@ -403,13 +404,18 @@ async fn calls_answer_when_full(
             let mut blob = Tracked::new(late_id, &late, handle);
             if let Err(e) = blob.append(CHUNK, WriteOptions::NONE).await {
                 assert_enospc(&e, &late);
+                hits.count(Kind::PlainWrite);
             }
         }
-        Err(e) => assert_enospc(&e, &late),
+        Err(e) => {
+            assert_enospc(&e, &late);
+            hits.count(Kind::Open);
+        }
     }
     for fill in fills.iter_mut().filter(|f| !f.poisoned) {
         if let Err(e) = fill.sync().await {
             assert_enospc(&e, &fill.name);
+            hits.count(Kind::Sync);
         }
     }
     // Appends into space a blob preallocated need no new blocks.
@@ -498,7 +504,7 @@ async fn round(
 
     let hog = hit_with_the_last_block_taken(fs, &mut target, hits, kind, &label).await;
 
-    let late = calls_answer_when_full(client, names, &mut fills, keep, &label).await;
+    let late = calls_answer_when_full(client, names, &mut fills, keep, hits, &label).await;
     // (Blobs of earlier rounds are closed; they are checked after the remount.)
     for blob in fills.iter().chain([&*keep, &target]) {
         blob.verify(blob.blob(), blob.written, &label).await;
