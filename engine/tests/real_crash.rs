@@ -515,7 +515,7 @@ fn expected(base: &[u8], seed: u64, progress: &Progress) -> Expected {
     exp
 }
 
-/// What a SIGKILL leaves of blob `index`: more than the crash contract.
+/// What a SIGKILL leaves of one blob: more than the crash contract.
 ///
 /// A kill is not a power loss: the kernel keeps the page cache, finishes
 /// the dead process's I/O, and every system call that returned stands. So
