@@ -690,25 +690,15 @@ fn shutdown_remount_and_verify(
 /// Pattern bytes at the start of each thin-device blob: whole blocks.
 const THIN_PREFIX: u64 = 64 << 10;
 
-/// A blob holding `THIN_PREFIX` pattern bytes then `zeros` zero bytes,
-/// synced; then the device block under the first zero gives its page back
-/// to the thin pool (it holds only zeros, so nothing visible changes).
-async fn thin_blob(
-    client: &Client,
-    fs: &Mounted,
-    data_dir: &Path,
-    names: &mut Names,
-    zeros: u64,
-) -> Tracked {
+/// A blob holding `THIN_PREFIX` pattern bytes then one block of zeros,
+/// synced; then the device block under the zeros gives its page back to
+/// the thin pool (it holds only zeros, so nothing visible changes).
+async fn thin_blob(client: &Client, fs: &Mounted, data_dir: &Path, names: &mut Names) -> Tracked {
     let (id, name) = names.next("thin");
     let (handle, _) = open(client, &name).await.unwrap();
     let mut blob = Tracked::new(id, &name, handle);
     blob.append(THIN_PREFIX, WriteOptions::NONE).await.unwrap();
-    let zero_bytes = vec![0; zeros as usize];
-    blob.blob()
-        .write_at(THIN_PREFIX, &zero_bytes)
-        .await
-        .unwrap();
+    blob.blob().write_at(THIN_PREFIX, &[0; 4096]).await.unwrap();
     blob.sync().await.unwrap();
     let path: PathBuf = data_dir.join(PARTITION).join(hex(&name));
     fs.punch_block(&path, HEADER_BYTES + THIN_PREFIX);
@@ -725,19 +715,40 @@ async fn assert_zeros(blob: &Tracked, offset: u64, len: u64, what: &str) {
     assert!(got.iter().all(|&b| b == 0), "{what}: zeros read back");
 }
 
-/// On the exhausted thin device: a plain write into the punched block gets
-/// ENOSPC and poisons nothing; the sync after it gets ENOSPC too (the
-/// kernel writes back the block's partial-page zeroing of the trim, and the
-/// device has no room for it) and poisons the blob. Returns the blob.
-async fn plain_write_then_sync(blob: &mut Tracked, hits: &mut Hits) {
-    let at = THIN_PREFIX + 100;
-    let error = blob.blob().write_at(at, &[7; 10]).await.unwrap_err();
+/// On the exhausted thin device, a plain write into the punched block gets
+/// ENOSPC, poisons nothing, and a sync after it succeeds (it has nothing
+/// the device cannot take).
+async fn thin_plain_write(blob: &mut Tracked, hits: &mut Hits) {
+    let error = blob
+        .blob()
+        .write_at(THIN_PREFIX + 100, &[7; 10])
+        .await
+        .expect_err("a write into the punched block of an exhausted device");
     assert_enospc(&error, &blob.name);
     hits.count(Kind::PlainWrite);
     eprintln!("enospc, thin device, plain write: {error}");
+    assert!(!blob.poisoned);
+    blob.sync()
+        .await
+        .unwrap_or_else(|e| panic!("a failed plain write poisons nothing, yet sync fails: {e}"));
     blob.verify(blob.blob(), blob.written, "after a failed plain write")
         .await;
-    let error = blob.sync().await.expect_err("sync on an exhausted device");
+    assert_zeros(blob, THIN_PREFIX, 4096, "after a failed plain write").await;
+}
+
+/// On the exhausted thin device, a resize into the punched block succeeds
+/// (the truncate makes the kernel zero the rest of that block in the page
+/// cache), and the sync that must make it durable gets ENOSPC: the device
+/// cannot take that page. The failed sync poisons the blob.
+async fn thin_sync(blob: &mut Tracked, hits: &mut Hits) {
+    blob.blob()
+        .resize(THIN_PREFIX + 100)
+        .await
+        .unwrap_or_else(|e| panic!("resize on an exhausted device: {e}"));
+    let error = blob
+        .sync()
+        .await
+        .expect_err("a sync of a truncated block on an exhausted device");
     assert_enospc(&error, &blob.name);
     hits.count(Kind::Sync);
     eprintln!("enospc, thin device, sync: {error}");
@@ -746,6 +757,26 @@ async fn plain_write_then_sync(blob: &mut Tracked, hits: &mut Hits) {
     assert_zeros(blob, THIN_PREFIX, 100, "after a failed sync").await;
 }
 
+/// On the exhausted thin device, a SYNC write into the punched block gets
+/// ENOSPC and poisons the blob.
+async fn thin_sync_write(blob: &mut Tracked, hits: &mut Hits) {
+    let error = blob
+        .append(4096, WriteOptions::SYNC)
+        .await
+        .expect_err("a SYNC write into the punched block of an exhausted device");
+    assert_enospc(&error, &blob.name);
+    hits.count(Kind::SyncWrite);
+    eprintln!("enospc, thin device, SYNC write: {error}");
+    assert!(blob.poisoned);
+    blob.check_poisoned("after a failed SYNC write").await;
+    assert_zeros(blob, THIN_PREFIX, 4096, "after a failed SYNC write").await;
+}
+
+/// ENOSPC from the device rather than from ext4: ext4 has free blocks, the
+/// thin pool has no page left for the one block of each blob the test gave
+/// back. A plain write, a SYNC write and a sync each get a clean ENOSPC
+/// (counted); the failed SYNC write and sync poison their blobs, which come
+/// back intact once the pool has room, and take writes and syncs again.
 #[test]
 fn a_thin_device_out_of_space_fails_writes_and_syncs_cleanly() {
     let mut fs = Mounted::new_thin("enospc-thin");
@@ -755,23 +786,19 @@ fn a_thin_device_out_of_space_fails_writes_and_syncs_cleanly() {
     let mut names = Names(0);
     let mut hits = Hits::default();
     let survivors = block_on(async {
-        let mut first = thin_blob(&client, &fs, &data_dir, &mut names, 100).await;
-        let mut second = thin_blob(&client, &fs, &data_dir, &mut names, 4096).await;
+        let mut blobs = Vec::new();
+        for _ in 0..3 {
+            blobs.push(thin_blob(&client, &fs, &data_dir, &mut names).await);
+        }
         fs.exhaust_device();
-        plain_write_then_sync(&mut first, &mut hits).await;
-
-        let error = second.append(4096, WriteOptions::SYNC).await.unwrap_err();
-        assert_enospc(&error, &second.name);
-        hits.count(Kind::SyncWrite);
-        eprintln!("enospc, thin device, SYNC write: {error}");
-        assert!(second.poisoned);
-        second.check_poisoned("after a failed SYNC write").await;
-        assert_zeros(&second, THIN_PREFIX, 4096, "after a failed SYNC write").await;
-
+        thin_plain_write(&mut blobs[0], &mut hits).await;
+        thin_sync(&mut blobs[1], &mut hits).await;
+        thin_sync_write(&mut blobs[2], &mut hits).await;
         fs.replenish_device();
-        first.recover(&client, &mut hits, "thin device").await;
-        second.recover(&client, &mut hits, "thin device").await;
-        vec![first, second]
+        for blob in &mut blobs {
+            blob.recover(&client, &mut hits, "thin device").await;
+        }
+        blobs
     });
     eprintln!("enospc on a thin device out of space: {hits:?}");
     assert_eq!(
