@@ -1,33 +1,49 @@
-//! ENOSPC on a real filesystem (issue 6, point 5).
+//! ENOSPC on a real filesystem (issue 6, point 5; issue 17, item 5).
 //!
-//! The test makes a 64 MiB ext4 image, mounts it with a loop device and
-//! fills it through the engine until a write, a preallocation, a sync or the
-//! creation of a blob fails. It checks that:
-//! - the failure is a clean `Error::Io` whose source is ENOSPC
+//! Two kinds of full disk, both a 64 MiB ext4 image on a loop device
+//! (`support/loop_ext4.rs`):
+//!
+//! - A full filesystem (`filling_a_real_filesystem_...`): the engine fills
+//!   the filesystem until a call fails, another program takes the last free
+//!   block, and then each kind of write is driven into ENOSPC on a blob whose
+//!   next block needs allocation: a plain write, and a `WriteOptions::SYNC`
+//!   write (the blobs first use up what they had reserved ahead). The test
+//!   counts the ENOSPC errors by kind and fails unless each kind got one.
+//! - A thin-provisioned device out of space (`a_thin_device_out_of_space_...`):
+//!   ext4 has free blocks, the device has no room left for one block. This
+//!   is the only way a `sync` gets ENOSPC here: ext4 allocates at write time
+//!   (direct I/O), so on a plain full ext4 a sync has nothing left to
+//!   allocate and never fails with ENOSPC. On the thin device a plain write,
+//!   a SYNC write and a sync each get ENOSPC, counted by kind.
+//!
+//! Both check that:
+//! - each failure is a clean `Error::Io` whose source is ENOSPC
 //!   (`ErrorKind::StorageFull`) and whose message names the partition and
 //!   the blob; nothing panics or hangs;
-//! - every completed write still reads back, and on a full filesystem the
-//!   engine keeps answering (opens, syncs, reads) with results or clean
-//!   errors;
-//! - after blobs are removed, writes succeed again and sync, on a new blob and
-//!   on the blob that hit the error (reopened if the error poisoned it);
+//! - every completed write still reads back, and on a full disk the engine
+//!   keeps answering (opens, syncs, reads) with results or clean errors;
+//! - a failed SYNC write or sync poisons its blob (`Error::BlobPoisoned` on
+//!   later writes and syncs) while reads still work, and a failed plain write
+//!   does not; after space is freed the poisoned blob reopens with every
+//!   synced byte, and takes writes and syncs again. The tests count these
+//!   recoveries and fail without them;
 //! - after a shutdown, unmount and mount, every synced byte is intact.
 //!
-//! Needs root (mount) and the tools `mkfs.ext4` (apt package `e2fsprogs`)
-//! and `mount`/`umount` (apt package `mount`), plus loop devices. A missing
-//! piece fails the test with a message that says which. The image and its
-//! mount point are removed afterwards, also when an assertion fails.
+//! Needs root, loop devices, tmpfs, `mkfs.ext4` and `mount` (see the
+//! support module); a missing piece fails the test with a message that says
+//! which. The images and mount points are removed afterwards, also when an
+//! assertion fails.
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
+#[path = "support/loop_ext4.rs"]
+mod loop_ext4;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures::executor::block_on;
+use loop_ext4::{Mounted, IMAGE_BYTES};
 use shardblob::{Blob, Client, ClientBlob, Config, Engine, Error, Storage, WriteOptions};
 
-const IMAGE_BYTES: u64 = 64 << 20;
 const PARTITION: &str = "full";
 /// Bytes per write while filling.
 const CHUNK: u64 = 256 << 10;
@@ -35,173 +51,12 @@ const CHUNK: u64 = 256 << 10;
 const FILL_BLOB_BYTES: u64 = 6 << 20;
 /// Bounds the fill loop: far more than the image holds.
 const FILL_WRITES_MAX: u64 = 4 * IMAGE_BYTES / CHUNK;
-
-/// Finds a tool in PATH or the sbin directories (root's tools live there,
-/// and a CI PATH may not list them).
-fn tool(name: &str, package: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "enospc test: `{name}` not found; install the apt package `{package}` \
-                 (apt-get install -y {package})"
-            )
-        })
-}
-
-fn run(tool: &Path, args: &[&std::ffi::OsStr]) -> Result<(), String> {
-    let out = Command::new(tool)
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", tool.display()))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{} {:?} failed ({}): {}",
-            tool.display(),
-            args,
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// A loop-mounted ext4 image. Dropping it unmounts and deletes everything,
-/// also while a failed assertion unwinds.
-struct Mounted {
-    root: PathBuf,
-    image: PathBuf,
-    mount_point: PathBuf,
-    mounted: bool,
-}
-
-impl Mounted {
-    fn new(tag: &str) -> Mounted {
-        // SAFETY: geteuid has no preconditions.
-        let euid = unsafe { libc::geteuid() };
-        assert_eq!(
-            euid, 0,
-            "enospc test: mounting a loop device needs root (CI runs as root)"
-        );
-        assert!(
-            Path::new("/dev/loop-control").exists(),
-            "enospc test: no /dev/loop-control: loop devices are unavailable here \
-             (load the `loop` module, or give the container loop devices)"
-        );
-        let mkfs = tool("mkfs.ext4", "e2fsprogs");
-        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).unwrap();
-        let mut mounted = Mounted {
-            image: root.join("fs.img"),
-            mount_point: root.join("mnt"),
-            root,
-            mounted: false,
-        };
-        std::fs::create_dir(&mounted.mount_point).unwrap();
-        std::fs::File::create(&mounted.image)
-            .and_then(|f| f.set_len(IMAGE_BYTES))
-            .unwrap();
-        // 4 KiB blocks like a real disk; no blocks reserved for root (the
-        // test runs as root and would fill those too).
-        run(
-            &mkfs,
-            &[
-                "-q".as_ref(),
-                "-F".as_ref(),
-                "-b".as_ref(),
-                "4096".as_ref(),
-                "-m".as_ref(),
-                "0".as_ref(),
-                "-E".as_ref(),
-                "nodiscard".as_ref(),
-                mounted.image.as_os_str(),
-            ],
-        )
-        .unwrap_or_else(|e| panic!("enospc test: mkfs.ext4: {e}"));
-        mounted.mount();
-        mounted
-    }
-
-    fn mount(&mut self) {
-        let mount = tool("mount", "mount");
-        run(
-            &mount,
-            &[
-                "-o".as_ref(),
-                "loop".as_ref(),
-                self.image.as_os_str(),
-                self.mount_point.as_os_str(),
-            ],
-        )
-        .unwrap_or_else(|e| panic!("enospc test: loop mount: {e}"));
-        self.mounted = true;
-    }
-
-    /// This process's open files under the mount point (why it is busy).
-    fn open_here(&self) -> Vec<PathBuf> {
-        std::fs::read_dir("/proc/self/fd")
-            .map(|dir| {
-                dir.filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
-                    .filter(|target| target.starts_with(&self.mount_point))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    fn unmount(&mut self) -> Result<(), String> {
-        let umount = tool("umount", "mount");
-        let mut last = String::new();
-        for _ in 0..50 {
-            match run(&umount, &[self.mount_point.as_os_str()]) {
-                Ok(()) => {
-                    self.mounted = false;
-                    return Ok(());
-                }
-                Err(e) => {
-                    last = format!(
-                        "{e} (files this process holds there: {:?})",
-                        self.open_here()
-                    )
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Err(last)
-    }
-
-    /// Bytes an unprivileged file could still get.
-    fn free_bytes(&self) -> u64 {
-        let path = CString::new(self.mount_point.as_os_str().as_bytes()).unwrap();
-        let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-        // SAFETY: statvfs fills `stat` on success; read only then.
-        let rc = unsafe { libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) };
-        assert_eq!(rc, 0, "statvfs {}", self.mount_point.display());
-        // SAFETY: rc == 0.
-        let stat = unsafe { stat.assume_init() };
-        stat.f_bavail * stat.f_frsize
-    }
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        if self.mounted {
-            if let Err(e) = self.unmount() {
-                eprintln!("enospc test: {e}; detaching lazily");
-                let _ = run(
-                    &tool("umount", "mount"),
-                    &["-l".as_ref(), self.mount_point.as_os_str()],
-                );
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
+/// Bounds the appends that drive a blob into ENOSPC on a full filesystem:
+/// it may first use up what it reserved ahead (one 8 MiB preallocation step
+/// at most), then it needs a new block.
+const DRIVE_APPENDS_MAX: u64 = (8 << 20) / CHUNK + 8;
+/// The header page before a blob's data in its file.
+const HEADER_BYTES: u64 = 4096;
 
 fn start(data_dir: &Path) -> Engine {
     Engine::start(Config {
@@ -260,6 +115,57 @@ fn assert_enospc(e: &Error, name: &[u8]) {
     );
 }
 
+/// Asserts that `result` is `Error::BlobPoisoned` for blob `name`.
+fn assert_poisoned(result: shardblob::Result<()>, name: &[u8], what: &str) {
+    match result {
+        Err(Error::BlobPoisoned {
+            partition,
+            name: blob,
+            ..
+        }) => {
+            assert_eq!(partition, PARTITION, "{what}");
+            assert_eq!(blob, name, "{what}");
+        }
+        other => panic!(
+            "{what} on poisoned blob {}: expected BlobPoisoned, got {other:?}",
+            hex(name)
+        ),
+    }
+}
+
+/// The kind of call that got ENOSPC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Creating a blob (its header page).
+    Open,
+    PlainWrite,
+    SyncWrite,
+    Sync,
+}
+
+/// ENOSPC errors seen, by kind, and poisoned blobs brought back.
+#[derive(Default, Debug)]
+struct Hits {
+    open: u32,
+    plain_write: u32,
+    sync_write: u32,
+    sync: u32,
+    /// Blobs a failed SYNC write or sync poisoned that were reopened after
+    /// space was freed, found intact, and took writes and syncs again.
+    recovered: u32,
+}
+
+impl Hits {
+    fn count(&mut self, kind: Kind) {
+        match kind {
+            Kind::Open => self.open += 1,
+            Kind::PlainWrite => self.plain_write += 1,
+            Kind::SyncWrite => self.sync_write += 1,
+            Kind::Sync => self.sync += 1,
+        }
+    }
+}
+
 /// A blob of the test and what it holds.
 struct Tracked {
     id: u8,
@@ -307,6 +213,15 @@ impl Tracked {
         result
     }
 
+    /// Appends one chunk as a write of `kind` (a plain or a SYNC write).
+    async fn append_as(&mut self, len: u64, kind: Kind) -> shardblob::Result<()> {
+        match kind {
+            Kind::SyncWrite => self.append(len, WriteOptions::SYNC).await,
+            Kind::PlainWrite => self.append(len, WriteOptions::NONE).await,
+            other => panic!("{other:?} is not a write"),
+        }
+    }
+
     async fn sync(&mut self) -> shardblob::Result<()> {
         let result = self.blob().sync().await;
         match &result {
@@ -333,6 +248,50 @@ impl Tracked {
             );
         }
     }
+
+    /// On a poisoned blob: writes and syncs fail with `BlobPoisoned`,
+    /// reads still return every completed write.
+    async fn check_poisoned(&self, what: &str) {
+        let blob = self.blob();
+        let tail = pattern(self.id, self.written, 1);
+        assert_poisoned(blob.write_at(self.written, &tail).await, &self.name, what);
+        let sync = blob.sync().await;
+        assert_poisoned(sync, &self.name, what);
+        self.verify(blob, self.written, what).await;
+    }
+
+    /// After space was freed: a poisoned blob is reopened, must hold every
+    /// synced byte, and carries on after them (counted in `hits`); then
+    /// every blob takes writes, a SYNC write and a sync again.
+    async fn recover(&mut self, client: &Client, hits: &mut Hits, what: &str) {
+        if self.poisoned {
+            self.handle = None;
+            let (handle, len) = open(client, &self.name)
+                .await
+                .unwrap_or_else(|e| panic!("{what}: reopen {}: {e}", hex(&self.name)));
+            assert!(
+                len >= self.synced,
+                "{what}: reopened {} holds {len} bytes, {} were synced",
+                hex(&self.name),
+                self.synced
+            );
+            self.verify(&handle, self.synced, "reopened after poison")
+                .await;
+            self.handle = Some(handle);
+            self.written = self.synced;
+            self.poisoned = false;
+            hits.recovered += 1;
+        }
+        for options in [WriteOptions::NONE, WriteOptions::SYNC, WriteOptions::NONE] {
+            self.append(CHUNK, options)
+                .await
+                .unwrap_or_else(|e| panic!("{what}: write to {} again: {e}", hex(&self.name)));
+        }
+        self.sync()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: sync {} again: {e}", hex(&self.name)));
+        self.verify(self.blob(), self.written, what).await;
+    }
 }
 
 async fn open(client: &Client, name: &[u8]) -> shardblob::Result<(ClientBlob, u64)> {
@@ -349,28 +308,21 @@ impl Names {
     }
 }
 
-/// One round: fill the filesystem until an operation fails, check the
-/// error and the data, free space, and write again. `sync_writes` picks how
-/// the filling writes: all with `WriteOptions::SYNC` (the failing one
-/// poisons its blob), or plain with a `sync` every fourth write.
-async fn round(
-    client: &Client,
-    fs: &Mounted,
-    names: &mut Names,
-    keep: &mut Tracked,
-    survivors: &mut Vec<Tracked>,
-    sync_writes: bool,
-) {
-    let label = if sync_writes {
-        "SYNC writes"
-    } else {
-        "plain writes"
-    };
-    let free_at_start = fs.free_bytes();
+/// How the engine's own fill ended: the error, the blob it names, the
+/// index of that blob among the fill blobs (none for a failed create) and
+/// the kind of call.
+struct FillEnd {
+    error: Error,
+    name: Vec<u8>,
+    failed: Option<usize>,
+    kind: Kind,
+}
 
-    // Fill until something fails.
+/// Fills the filesystem through the engine until a call fails. `kind`
+/// picks how the filling writes: all SYNC writes, or plain writes with a
+/// `sync` every fourth write.
+async fn fill(client: &Client, names: &mut Names, kind: Kind) -> (Vec<Tracked>, FillEnd) {
     let mut fills: Vec<Tracked> = Vec::new();
-    let mut failure: Option<(Error, Vec<u8>, Option<usize>)> = None;
     for step in 0..FILL_WRITES_MAX {
         if fills.last().is_none_or(|f| f.written >= FILL_BLOB_BYTES) {
             let (id, name) = names.next("fill");
@@ -379,71 +331,116 @@ async fn round(
                     assert_eq!(len, 0);
                     fills.push(Tracked::new(id, &name, handle));
                 }
-                Err(e) => {
-                    failure = Some((e, name, None));
-                    break;
+                Err(error) => {
+                    let (failed, kind) = (None, Kind::Open);
+                    let end = FillEnd {
+                        error,
+                        name,
+                        failed,
+                        kind,
+                    };
+                    return (fills, end);
                 }
             }
         }
         let index = fills.len() - 1;
-        let fill = &mut fills[index];
-        let mut result = if sync_writes {
-            fill.append(CHUNK, WriteOptions::SYNC).await
-        } else {
-            fill.append(CHUNK, WriteOptions::NONE).await
-        };
-        if result.is_ok() && !sync_writes && step % 4 == 3 {
-            result = fill.sync().await;
+        let blob = &mut fills[index];
+        let (mut result, mut failed_kind) = (blob.append_as(CHUNK, kind).await, kind);
+        if result.is_ok() && kind == Kind::PlainWrite && step % 4 == 3 {
+            (result, failed_kind) = (blob.sync().await, Kind::Sync);
         }
-        if let Err(e) = result {
-            failure = Some((e, fill.name.clone(), Some(index)));
-            break;
+        if let Err(error) = result {
+            let name = blob.name.clone();
+            let end = FillEnd {
+                error,
+                name,
+                failed: Some(index),
+                kind: failed_kind,
+            };
+            return (fills, end);
         }
     }
-    let (error, name, failed) =
-        failure.unwrap_or_else(|| panic!("{label}: the filesystem never filled up"));
-    assert_enospc(&error, &name);
-    let filled: u64 = fills.iter().map(|f| f.written).sum();
-    eprintln!(
-        "enospc, {label}: {} MiB stored in {} new blobs of {} MiB free, then: {error}",
-        filled >> 20,
-        fills.len(),
-        free_at_start >> 20,
-    );
+    panic!("{kind:?}: the filesystem never filled up");
+}
 
-    // On the full filesystem every call answers: a result or a clean error,
-    // never a panic or a hang.
+/// Appends to `blob` as writes of `kind` until one fails; returns that
+/// error. On a full filesystem the blob first uses up its reserved blocks.
+async fn drive_into_enospc(blob: &mut Tracked, kind: Kind) -> Error {
+    for _ in 0..DRIVE_APPENDS_MAX {
+        if let Err(e) = blob.append_as(CHUNK, kind).await {
+            return e;
+        }
+    }
+    panic!(
+        "{kind:?}: {DRIVE_APPENDS_MAX} appends of {CHUNK} bytes to {} on a full filesystem \
+         all succeeded",
+        hex(&blob.name)
+    );
+}
+
+/// A new blob with one synced chunk (and space reserved ahead of it).
+async fn new_target(client: &Client, names: &mut Names) -> Tracked {
+    let (id, name) = names.next("target");
+    let (handle, _) = open(client, &name).await.unwrap();
+    let mut target = Tracked::new(id, &name, handle);
+    target.append(CHUNK, WriteOptions::SYNC).await.unwrap();
+    target.sync().await.unwrap();
+    target
+}
+
+/// On the full filesystem every call answers: a result or a clean error,
+/// never a panic or a hang. Returns the name of the blob it tried to create.
+async fn calls_answer_when_full(
+    client: &Client,
+    names: &mut Names,
+    fills: &mut [Tracked],
+    keep: &mut Tracked,
+    hits: &mut Hits,
+    label: &str,
+) -> Vec<u8> {
     let (late_id, late) = names.next("late");
     match open(client, &late).await {
         Ok((handle, _)) => {
             let mut blob = Tracked::new(late_id, &late, handle);
             if let Err(e) = blob.append(CHUNK, WriteOptions::NONE).await {
                 assert_enospc(&e, &late);
+                hits.count(Kind::PlainWrite);
             }
         }
-        Err(e) => assert_enospc(&e, &late),
+        Err(e) => {
+            assert_enospc(&e, &late);
+            hits.count(Kind::Open);
+        }
     }
     for fill in fills.iter_mut().filter(|f| !f.poisoned) {
         if let Err(e) = fill.sync().await {
             assert_enospc(&e, &fill.name);
+            hits.count(Kind::Sync);
         }
     }
     // Appends into space a blob preallocated need no new blocks.
     keep.append(CHUNK, WriteOptions::SYNC)
         .await
         .unwrap_or_else(|e| panic!("{label}: append into preallocated space: {e}"));
+    late
+}
 
-    // Every completed write reads back.
-    for blob in fills.iter().chain(survivors.iter()).chain([&*keep]) {
-        blob.verify(blob.blob(), blob.written, label).await;
-    }
-
-    // Free space: remove the probe and every new blob but the failed one.
+/// Removes the hog and every fill blob but the failed one (returned).
+/// Returns also the free bytes before and the bytes removed.
+async fn free_space(
+    client: &Client,
+    fs: &Mounted,
+    hog: &Path,
+    fills: Vec<Tracked>,
+    end: &FillEnd,
+    late: &[u8],
+) -> (Option<Tracked>, u64, u64) {
     let free_when_full = fs.free_bytes();
-    let mut removed = 0;
+    let mut removed = std::fs::metadata(hog).unwrap().len();
+    std::fs::remove_file(hog).unwrap();
     let mut failed_blob = None;
     for (index, mut fill) in fills.into_iter().enumerate() {
-        if Some(index) == failed {
+        if Some(index) == end.failed {
             failed_blob = Some(fill);
         } else {
             fill.handle = None;
@@ -451,84 +448,161 @@ async fn round(
             removed += fill.written;
         }
     }
-    match client.remove(PARTITION, Some(&late)).await {
+    match client.remove(PARTITION, Some(late)).await {
         Ok(()) | Err(Error::BlobMissing { .. }) => {}
-        Err(e) => panic!("{label}: remove {}: {e}", hex(&late)),
+        Err(e) => panic!("remove {}: {e}", hex(late)),
     }
-    assert!(removed >= 8 << 20, "{label}: removed only {removed} bytes");
+    // Room for what follows: three blobs take three chunks each again.
+    assert!(removed >= 4 << 20, "removed only {removed} bytes");
+    (failed_blob, free_when_full, removed)
+}
 
-    // Writes succeed again. Opening a new blob also lets the shard close the
-    // removed files (their handles were dropped) so ext4 frees their blocks;
-    // wait, bounded, until statfs shows the space.
-    let (id, name) = names.next("after");
-    let (handle, _) = open(client, &name)
-        .await
-        .unwrap_or_else(|e| panic!("{label}: open after freeing space: {e}"));
-    let mut after = Tracked::new(id, &name, handle);
+/// Waits, bounded, until statfs shows the space removed blobs held.
+fn wait_for_space(fs: &Mounted, free_when_full: u64, removed: u64) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while fs.free_bytes() < free_when_full + removed {
         assert!(
             Instant::now() < deadline,
-            "{label}: removed blobs do not free their space: {} bytes free, {} were free \
-             before {removed} bytes of blobs were removed",
+            "removed blobs do not free their space: {} bytes free, {} were free \
+             before {removed} bytes were removed",
             fs.free_bytes(),
             free_when_full
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    for i in 0..16 {
-        let options = if i % 5 == 0 {
+}
+
+/// One round on a full filesystem: the engine fills it until a call fails,
+/// another program takes the last free block, then a blob is driven into
+/// ENOSPC with writes of `kind`; every call keeps answering, every
+/// completed write reads back, and after space is freed every blob (the
+/// poisoned ones reopened) takes writes and syncs again.
+async fn round(
+    client: &Client,
+    fs: &Mounted,
+    names: &mut Names,
+    keep: &mut Tracked,
+    survivors: &mut Vec<Tracked>,
+    hits: &mut Hits,
+    kind: Kind,
+) {
+    let label = format!("{kind:?} round");
+    let free_at_start = fs.free_bytes();
+    let mut target = new_target(client, names).await;
+    let (mut fills, end) = fill(client, names, kind).await;
+    assert_enospc(&end.error, &end.name);
+    hits.count(end.kind);
+    let filled: u64 = fills.iter().map(|f| f.written).sum();
+    eprintln!(
+        "enospc, {label}: {} MiB stored in {} new blobs of {} MiB free, then {:?}: {}",
+        filled >> 20,
+        fills.len(),
+        free_at_start >> 20,
+        end.kind,
+        end.error
+    );
+
+    let hog = hit_with_the_last_block_taken(fs, &mut target, hits, kind, &label).await;
+
+    let late = calls_answer_when_full(client, names, &mut fills, keep, hits, &label).await;
+    // (Blobs of earlier rounds are closed; they are checked after the remount.)
+    for blob in fills.iter().chain([&*keep, &target]) {
+        blob.verify(blob.blob(), blob.written, &label).await;
+    }
+
+    let (failed_blob, free_when_full, removed) =
+        free_space(client, fs, &hog, fills, &end, &late).await;
+    if let Some(failed) = &failed_blob {
+        assert_eq!(
+            failed.poisoned,
+            end.kind != Kind::PlainWrite,
+            "{label}: a failed SYNC write or sync poisons its blob, a failed plain write does not"
+        );
+    }
+    // Opening a new blob also lets the shard close the removed files (their
+    // handles were dropped) so ext4 frees their blocks.
+    let (id, name) = names.next("after");
+    let (handle, _) = open(client, &name)
+        .await
+        .unwrap_or_else(|e| panic!("{label}: open after freeing space: {e}"));
+    let after = Tracked::new(id, &name, handle);
+    wait_for_space(fs, free_when_full, removed);
+    // Each blob is closed once it took writes again: a close gives back the
+    // space reserved ahead of its end, which the next blob may need.
+    for mut blob in [Some(target), failed_blob, Some(after)]
+        .into_iter()
+        .flatten()
+    {
+        blob.recover(client, hits, &label).await;
+        blob.handle = None;
+        survivors.push(blob);
+    }
+}
+
+/// Another program takes the last free blocks (the file returned); from
+/// here on every write that needs a new block fails. Then `target` is
+/// driven into ENOSPC with writes of `kind` (counted) and checked.
+async fn hit_with_the_last_block_taken(
+    fs: &Mounted,
+    target: &mut Tracked,
+    hits: &mut Hits,
+    kind: Kind,
+    label: &str,
+) -> PathBuf {
+    let hog = fs.mount_point.join("hog");
+    fill_to_the_last_byte(&hog);
+    let appended_before = target.written;
+    let error = drive_into_enospc(target, kind).await;
+    assert_enospc(&error, &target.name);
+    hits.count(kind);
+    eprintln!(
+        "enospc, {label}: {} free bytes left; {} KiB appended to {} (reserved space), then: {error}",
+        fs.free_bytes(),
+        (target.written - appended_before) >> 10,
+        hex(&target.name)
+    );
+    after_the_hit(target, kind, label).await;
+    hog
+}
+
+/// Right after `blob` got ENOSPC on a write of `kind`: a failed SYNC write
+/// poisoned it (writes and syncs refused, reads work); a failed plain write
+/// did not (a sync succeeds on the full filesystem).
+async fn after_the_hit(blob: &mut Tracked, kind: Kind, label: &str) {
+    match kind {
+        Kind::SyncWrite => {
+            assert!(blob.poisoned);
+            blob.check_poisoned(label).await;
+        }
+        _ => {
+            assert!(!blob.poisoned);
+            blob.sync().await.unwrap_or_else(|e| {
+                panic!(
+                    "{label}: a failed plain write does not poison {}: {e}",
+                    hex(&blob.name)
+                )
+            });
+            blob.verify(blob.blob(), blob.written, label).await;
+        }
+    }
+}
+
+/// Data synced before the disk fills: SYNC writes and a sync.
+async fn new_keep(client: &Client, names: &mut Names) -> Tracked {
+    let (id, name) = names.next("keep");
+    let (handle, _) = open(client, &name).await.unwrap();
+    let mut keep = Tracked::new(id, &name, handle);
+    for i in 0..8 {
+        let options = if i % 2 == 0 {
             WriteOptions::SYNC
         } else {
             WriteOptions::NONE
         };
-        after
-            .append(CHUNK, options)
-            .await
-            .unwrap_or_else(|e| panic!("{label}: write after freeing space: {e}"));
+        keep.append(CHUNK, options).await.unwrap();
     }
-    after
-        .sync()
-        .await
-        .unwrap_or_else(|e| panic!("{label}: sync after freeing space: {e}"));
-    after.verify(after.blob(), after.written, label).await;
-    survivors.push(after);
-
-    // The blob that failed takes writes again (reopened if poisoned).
-    if let Some(mut fill) = failed_blob {
-        assert_eq!(
-            fill.poisoned, sync_writes,
-            "{label}: a failed SYNC write poisons its blob, a failed plain write does not"
-        );
-        if fill.poisoned {
-            fill.handle = None;
-            let (handle, len) = open(client, &fill.name)
-                .await
-                .unwrap_or_else(|e| panic!("{label}: reopen {}: {e}", hex(&fill.name)));
-            assert!(
-                len >= fill.synced,
-                "{label}: reopened {} holds {len} bytes, {} were synced",
-                hex(&fill.name),
-                fill.synced
-            );
-            fill.verify(&handle, fill.synced, "reopened after poison")
-                .await;
-            // Carry on after the synced prefix.
-            fill.handle = Some(handle);
-            fill.written = fill.synced;
-            fill.poisoned = false;
-        }
-        for _ in 0..4 {
-            fill.append(CHUNK, WriteOptions::NONE)
-                .await
-                .unwrap_or_else(|e| panic!("{label}: write to {} again: {e}", hex(&fill.name)));
-        }
-        fill.sync()
-            .await
-            .unwrap_or_else(|e| panic!("{label}: sync {} again: {e}", hex(&fill.name)));
-        fill.verify(fill.blob(), fill.written, label).await;
-        survivors.push(fill);
-    }
+    keep.sync().await.unwrap();
+    assert_eq!(keep.synced, 8 * CHUNK);
+    keep
 }
 
 #[test]
@@ -539,38 +613,39 @@ fn filling_a_real_filesystem_gives_a_clean_error_and_loses_nothing() {
     let client = engine.client();
     let mut names = Names(0);
     let mut survivors: Vec<Tracked> = Vec::new();
-
-    let mut keep = block_on(async {
-        // Data synced before the disk fills: SYNC writes and a sync.
-        let (id, name) = names.next("keep");
-        let (handle, _) = open(&client, &name).await.unwrap();
-        let mut keep = Tracked::new(id, &name, handle);
-        for i in 0..8 {
-            let options = if i % 2 == 0 {
-                WriteOptions::SYNC
-            } else {
-                WriteOptions::NONE
-            };
-            keep.append(CHUNK, options).await.unwrap();
-        }
-        keep.sync().await.unwrap();
-        assert_eq!(keep.synced, 8 * CHUNK);
-        keep
-    });
-    for sync_writes in [true, false] {
+    let mut hits = Hits::default();
+    let mut keep = block_on(new_keep(&client, &mut names));
+    for kind in [Kind::SyncWrite, Kind::PlainWrite] {
         block_on(round(
             &client,
             &fs,
             &mut names,
             &mut keep,
             &mut survivors,
-            sync_writes,
+            &mut hits,
+            kind,
         ));
     }
-
-    // Every synced byte survives a shutdown, unmount and mount; removed
-    // blobs stay removed.
+    eprintln!("enospc on a full filesystem: {hits:?}");
+    assert!(hits.plain_write >= 1, "no plain write got ENOSPC: {hits:?}");
+    assert!(hits.sync_write >= 1, "no SYNC write got ENOSPC: {hits:?}");
+    assert!(
+        hits.recovered >= 1,
+        "no poisoned blob was reopened and recovered: {hits:?}"
+    );
     survivors.push(keep);
+    shutdown_remount_and_verify(&mut fs, engine, client, survivors, &data_dir);
+}
+
+/// Every synced byte survives a shutdown, unmount and mount; the partition
+/// holds exactly `survivors` (removed blobs stay removed).
+fn shutdown_remount_and_verify(
+    fs: &mut Mounted,
+    engine: Engine,
+    client: Client,
+    mut survivors: Vec<Tracked>,
+    data_dir: &Path,
+) {
     for blob in &mut survivors {
         blob.handle = None;
     }
@@ -584,7 +659,7 @@ fn filling_a_real_filesystem_gives_a_clean_error_and_loses_nothing() {
     fs.unmount()
         .unwrap_or_else(|e| panic!("unmount after shutdown: {e}"));
     fs.mount();
-    let engine = start(&data_dir);
+    let engine = start(data_dir);
     let client = engine.client();
     block_on(async {
         for blob in &survivors {
@@ -610,7 +685,128 @@ fn filling_a_real_filesystem_gives_a_clean_error_and_loses_nothing() {
         held.is_empty(),
         "shutdown closes every blob file, yet {held:?} are open"
     );
-    drop(fs);
+}
+
+/// Pattern bytes at the start of each thin-device blob: whole blocks.
+const THIN_PREFIX: u64 = 64 << 10;
+
+/// A blob holding `THIN_PREFIX` pattern bytes then one block of zeros,
+/// synced; then the device block under the zeros gives its page back to
+/// the thin pool (it holds only zeros, so nothing visible changes).
+async fn thin_blob(client: &Client, fs: &Mounted, data_dir: &Path, names: &mut Names) -> Tracked {
+    let (id, name) = names.next("thin");
+    let (handle, _) = open(client, &name).await.unwrap();
+    let mut blob = Tracked::new(id, &name, handle);
+    blob.append(THIN_PREFIX, WriteOptions::NONE).await.unwrap();
+    blob.blob().write_at(THIN_PREFIX, &[0; 4096]).await.unwrap();
+    blob.sync().await.unwrap();
+    let path: PathBuf = data_dir.join(PARTITION).join(hex(&name));
+    fs.punch_block(&path, HEADER_BYTES + THIN_PREFIX);
+    blob
+}
+
+/// Reads `len` bytes of `blob` at `offset` and asserts they are zeros.
+async fn assert_zeros(blob: &Tracked, offset: u64, len: u64, what: &str) {
+    let got = blob
+        .blob()
+        .read_at(offset, len as usize)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: read {}: {e}", hex(&blob.name)));
+    assert!(got.iter().all(|&b| b == 0), "{what}: zeros read back");
+}
+
+/// On the exhausted thin device, a plain write into the punched block gets
+/// ENOSPC, poisons nothing, and a sync after it succeeds (it has nothing
+/// the device cannot take).
+async fn thin_plain_write(blob: &mut Tracked, hits: &mut Hits) {
+    let error = blob
+        .blob()
+        .write_at(THIN_PREFIX + 100, &[7; 10])
+        .await
+        .expect_err("a write into the punched block of an exhausted device");
+    assert_enospc(&error, &blob.name);
+    hits.count(Kind::PlainWrite);
+    eprintln!("enospc, thin device, plain write: {error}");
+    assert!(!blob.poisoned);
+    blob.sync()
+        .await
+        .unwrap_or_else(|e| panic!("a failed plain write poisons nothing, yet sync fails: {e}"));
+    blob.verify(blob.blob(), blob.written, "after a failed plain write")
+        .await;
+    assert_zeros(blob, THIN_PREFIX, 4096, "after a failed plain write").await;
+}
+
+/// On the exhausted thin device, a resize into the punched block succeeds
+/// (the truncate makes the kernel zero the rest of that block in the page
+/// cache), and the sync that must make it durable gets ENOSPC: the device
+/// cannot take that page. The failed sync poisons the blob.
+async fn thin_sync(blob: &mut Tracked, hits: &mut Hits) {
+    blob.blob()
+        .resize(THIN_PREFIX + 100)
+        .await
+        .unwrap_or_else(|e| panic!("resize on an exhausted device: {e}"));
+    let error = blob
+        .sync()
+        .await
+        .expect_err("a sync of a truncated block on an exhausted device");
+    assert_enospc(&error, &blob.name);
+    hits.count(Kind::Sync);
+    eprintln!("enospc, thin device, sync: {error}");
+    assert!(blob.poisoned);
+    blob.check_poisoned("after a failed sync").await;
+    assert_zeros(blob, THIN_PREFIX, 100, "after a failed sync").await;
+}
+
+/// On the exhausted thin device, a SYNC write into the punched block gets
+/// ENOSPC and poisons the blob.
+async fn thin_sync_write(blob: &mut Tracked, hits: &mut Hits) {
+    let error = blob
+        .append(4096, WriteOptions::SYNC)
+        .await
+        .expect_err("a SYNC write into the punched block of an exhausted device");
+    assert_enospc(&error, &blob.name);
+    hits.count(Kind::SyncWrite);
+    eprintln!("enospc, thin device, SYNC write: {error}");
+    assert!(blob.poisoned);
+    blob.check_poisoned("after a failed SYNC write").await;
+    assert_zeros(blob, THIN_PREFIX, 4096, "after a failed SYNC write").await;
+}
+
+/// ENOSPC from the device rather than from ext4: ext4 has free blocks, the
+/// thin pool has no page left for the one block of each blob the test gave
+/// back. A plain write, a SYNC write and a sync each get a clean ENOSPC
+/// (counted); the failed SYNC write and sync poison their blobs, which come
+/// back intact once the pool has room, and take writes and syncs again.
+#[test]
+fn a_thin_device_out_of_space_fails_writes_and_syncs_cleanly() {
+    let mut fs = Mounted::new_thin("enospc-thin");
+    let data_dir = fs.mount_point.join("data");
+    let engine = start(&data_dir);
+    let client = engine.client();
+    let mut names = Names(0);
+    let mut hits = Hits::default();
+    let survivors = block_on(async {
+        let mut blobs = Vec::new();
+        for _ in 0..3 {
+            blobs.push(thin_blob(&client, &fs, &data_dir, &mut names).await);
+        }
+        fs.exhaust_device();
+        thin_plain_write(&mut blobs[0], &mut hits).await;
+        thin_sync(&mut blobs[1], &mut hits).await;
+        thin_sync_write(&mut blobs[2], &mut hits).await;
+        fs.replenish_device();
+        for blob in &mut blobs {
+            blob.recover(&client, &mut hits, "thin device").await;
+        }
+        blobs
+    });
+    eprintln!("enospc on a thin device out of space: {hits:?}");
+    assert_eq!(
+        (hits.plain_write, hits.sync_write, hits.sync, hits.recovered),
+        (1, 1, 1, 2),
+        "ENOSPC on a plain write, a SYNC write and a sync, two blobs recovered: {hits:?}"
+    );
+    shutdown_remount_and_verify(&mut fs, engine, client, survivors, &data_dir);
 }
 
 /// Appends to `path` until not one more byte fits (halving the write on
