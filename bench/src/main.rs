@@ -7,8 +7,11 @@
 
 mod cleanup;
 mod cli;
+mod drain;
+mod hog;
 mod irq;
 mod load;
+mod machine;
 mod peers;
 mod progress;
 mod report;
@@ -18,6 +21,7 @@ mod run;
 mod suite;
 mod targets;
 mod units;
+mod usage;
 mod workdir;
 mod workload;
 
@@ -37,12 +41,6 @@ use crate::targets::Env;
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-fn kernel() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into())
 }
 
@@ -87,6 +85,52 @@ fn measured_shard(
     Ok(chosen)
 }
 
+/// Writes the report files and the Markdown copy asked for; says where.
+fn write_reports(results: &Results, out_dir: &std::path::Path, markdown: Option<&std::path::Path>) {
+    match results.write_files(out_dir) {
+        Ok(files) => eprintln!("\nwrote {}", files.join(", ")),
+        Err(e) => eprintln!("\nerror: {e}"),
+    }
+    if let Some(path) = markdown {
+        match std::fs::write(path, report::markdown::render(results)) {
+            Ok(()) => eprintln!("wrote {}", path.display()),
+            Err(e) => eprintln!("error: write {}: {e}", path.display()),
+        }
+    }
+}
+
+/// The targets' environment: the engine configuration, the measured shard
+/// and its CPU, the run's data directory. Exits with a message on bad input.
+fn environment(cli: &Cli, plan: &suite::Plan, stamp: &str) -> Result<(Env, String), String> {
+    let engine_config = targets::engine::load_config(cli.engine_config.as_deref())
+        .map_err(|e| format!("engine configuration: {e}"))?;
+    // The dma peer shares the CPU of the shard that owns the benchmark partition.
+    let shard_cpus = engine_config
+        .validate()
+        .map_or_else(|_| vec![0], |resolved| resolved.shard_cpus.clone());
+    let (shard, shard_placement) = measured_shard(cli.shard, &shard_cpus, &cli.data_dir)?;
+    let work_dir =
+        workdir::make_work_dir(&cli.data_dir, stamp).map_err(|e| format!("data directory: {e}"))?;
+    let step_estimate = plan.warmup + plan.duration + Duration::from_millis(80);
+    let env = Env {
+        plan: plan.clone(),
+        work_dir,
+        peer_spin: cli
+            .peer_spin_us
+            .map(Duration::from_micros)
+            .unwrap_or_else(|| engine_config.spin_before_park().unwrap_or(Duration::ZERO)),
+        peer_cpu: cli.peer_cpu.unwrap_or(shard_cpus[shard]),
+        shard,
+        disk_irqs: irq::DiskIrqs::of(&cli.data_dir).ok(),
+        engine_config,
+        progress: Arc::new(Progress::new(
+            plan.cases.len() * plan.targets.len() * plan.repeats,
+            step_estimate,
+        )),
+    };
+    Ok((env, shard_placement))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let plan = match suite::plan(&cli) {
@@ -110,67 +154,33 @@ fn main() -> ExitCode {
         .out_dir
         .clone()
         .unwrap_or_else(|| suite::default_out_dir(started_unix_s));
-    let engine_config = match targets::engine::load_config(cli.engine_config.as_deref()) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("error: engine configuration: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    // The dma peer shares the CPU of the shard that owns the benchmark partition.
-    let shard_cpus = engine_config
-        .validate()
-        .map_or_else(|_| vec![0], |resolved| resolved.shard_cpus.clone());
-    let (shard, shard_placement) = match measured_shard(cli.shard, &shard_cpus, &cli.data_dir) {
-        Ok(choice) => choice,
+    let (env, shard_placement) = match environment(&cli, &plan, &stamp) {
+        Ok(env) => env,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    let shard_cpu = shard_cpus[shard];
-    let work_dir = match workdir::make_work_dir(&cli.data_dir, &stamp) {
-        Ok(dir) => dir,
-        Err(e) => {
-            eprintln!("error: data directory: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let work_dir = env.work_dir.clone();
     cleanup::remove_on_interrupt(work_dir.clone(), cli.keep_data);
     eprintln!(
-        "shardblob-bench: {} cases x {} targets, about {:.0} s; data in {}",
+        "shardblob-bench: {} cases x {} targets x {} repeats, about {:.0} s; data in {}",
         plan.cases.len(),
         plan.targets.len(),
+        plan.repeats,
         plan.estimated_s(),
         work_dir.display()
     );
-    let step_estimate = plan.warmup + plan.duration + Duration::from_millis(100);
-    let progress = Arc::new(Progress::new(
-        plan.cases.len() * plan.targets.len(),
-        step_estimate,
-    ));
-    let env = Env {
-        plan: plan.clone(),
-        work_dir: work_dir.clone(),
-        peer_spin: cli
-            .peer_spin_us
-            .map(Duration::from_micros)
-            .unwrap_or_else(|| engine_config.spin_before_park().unwrap_or(Duration::ZERO)),
-        peer_cpu: cli.peer_cpu.unwrap_or(shard_cpu),
-        shard,
-        engine_config,
-        progress: progress.clone(),
-    };
-
-    let by_target = run::run_all(&env);
-    progress.finish();
-
+    let output = run::run_all(&env);
+    env.progress.finish();
+    let environment = machine::Machine::probe(&work_dir);
     let results = Results {
         meta: Meta {
+            schema_version: report::SCHEMA_VERSION,
             command: std::env::args().collect::<Vec<_>>().join(" "),
             started_utc: stamp,
-            cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
-            kernel: kernel(),
+            git_commit: environment.git_commit.clone(),
+            environment,
             load_average_start,
             load_average_end: load_average(),
             fio_version: peers::fio::version(),
@@ -182,16 +192,15 @@ fn main() -> ExitCode {
             engine_settings: format!("{:?}", env.engine_config),
             warmup_ms: plan.warmup.as_millis(),
             duration_ms: plan.duration.as_millis(),
+            repeats: plan.repeats,
+            undrained: output.undrained,
             data_file_bytes: plan.data_file_bytes,
         },
         plan,
-        by_target,
+        by_target: output.by_target,
     };
     print!("{}", report::table::render(&results));
-    match results.write_files(&out_dir) {
-        Ok(files) => eprintln!("\nwrote {}", files.join(", ")),
-        Err(e) => eprintln!("\nerror: {e}"),
-    }
+    write_reports(&results, &out_dir, cli.markdown.as_deref());
     if !cli.keep_data {
         let _ = std::fs::remove_dir_all(&work_dir);
     }

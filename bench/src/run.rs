@@ -2,16 +2,21 @@
 //! data), then run every case on every target, case by case.
 
 use crate::peers;
-use crate::result::Outcome;
+use crate::result::{Outcome, Resources};
 use crate::targets::engine::EngineTargets;
 use crate::targets::{Env, Target};
 use crate::units;
+use crate::usage::Snapshot;
+use crate::{drain, hog};
 
 /// How each target runs a case; targets that could not be prepared fail every case.
 enum Runner {
     Engine,
-    Fio,
-    Dma,
+    Fio {
+        tuned: bool,
+    },
+    Dma(peers::dma::DmaPeer),
+    SyncLoop,
     #[cfg(feature = "commonware")]
     Commonware,
     Unavailable(Outcome),
@@ -32,7 +37,7 @@ fn prepare(env: &Env) -> (Option<EngineTargets>, Vec<(Target, Runner)>) {
     let raw_prefill = if plan
         .targets
         .iter()
-        .any(|t| matches!(t, Target::Fio | Target::Dma))
+        .any(|t| t.is_fio() || matches!(t, Target::Dma | Target::SyncLoop))
         && plan.data_file_bytes > 0
     {
         env.progress.note(&format!(
@@ -55,18 +60,9 @@ fn prepare(env: &Env) -> (Option<EngineTargets>, Vec<(Target, Runner)>) {
                 (None, Some(e)) => failed(e),
                 (None, None) => failed("engine not started"),
             },
-            Target::Fio | Target::Dma => match (&raw_prefill, target) {
-                (Err(e), _) => failed(e),
-                (Ok(()), Target::Fio) if peers::fio::version().is_none() => {
-                    env.progress
-                        .note("fio not on PATH: fio rows skipped (apt-get install fio)");
-                    Runner::Unavailable(Outcome::Skipped {
-                        reason: "fio not on PATH".into(),
-                    })
-                }
-                (Ok(()), Target::Fio) => Runner::Fio,
-                (Ok(()), _) => Runner::Dma,
-            },
+            Target::Fio | Target::FioTuned | Target::Dma | Target::SyncLoop => {
+                raw_runner(env, target, &raw_prefill)
+            }
             #[cfg(feature = "commonware")]
             _ => match peers::commonware::prepare(env, target) {
                 Ok(()) => Runner::Commonware,
@@ -82,6 +78,27 @@ fn prepare(env: &Env) -> (Option<EngineTargets>, Vec<(Target, Runner)>) {
     (engine, runners)
 }
 
+/// The runner of a peer on the raw data file, once it is prefilled.
+fn raw_runner(env: &Env, target: Target, raw_prefill: &Result<(), String>) -> Runner {
+    let failed = |error: String| Runner::Unavailable(Outcome::Failed { error });
+    if let Err(e) = raw_prefill {
+        return failed(e.clone());
+    }
+    match target {
+        fio if fio.is_fio() && peers::fio::version().is_none() => {
+            env.progress
+                .note("fio not on PATH: fio rows skipped (apt-get install fio)");
+            Runner::Unavailable(Outcome::Skipped {
+                reason: "fio not on PATH".into(),
+            })
+        }
+        Target::Fio => Runner::Fio { tuned: false },
+        Target::FioTuned => Runner::Fio { tuned: true },
+        Target::Dma => peers::dma::DmaPeer::start(env).map_or_else(failed, Runner::Dma),
+        _ => Runner::SyncLoop,
+    }
+}
+
 /// Runs case `index` on one target.
 fn run_one(
     env: &Env,
@@ -95,36 +112,88 @@ fn run_one(
         (Runner::Engine, None) => Outcome::Failed {
             error: "engine not started".into(),
         },
-        (Runner::Fio, _) => peers::fio::run_case(env, index),
-        (Runner::Dma, _) => peers::dma::run_case_on_executor(env, index),
+        (Runner::Fio { tuned }, _) => peers::fio::run_case(env, index, *tuned),
+        (Runner::Dma(peer), _) => peer.run_case(index),
+        (Runner::SyncLoop, _) => peers::sync_loop::run_case(env, index),
         #[cfg(feature = "commonware")]
         (Runner::Commonware, _) => peers::commonware::run_case_on_runtime(env, target, index),
         (Runner::Unavailable(outcome), _) => outcome.clone(),
     }
 }
 
+/// Everything a run measured, per target one outcome per case.
+pub struct RunOutput {
+    pub by_target: Vec<(Target, Vec<Outcome>)>,
+    /// Drains that gave up with dirty or writeback pages left.
+    pub undrained: usize,
+}
+
+/// Runs one repeat of case `index` on one target, between a drain and the
+/// resource snapshots; the CPU hog runs alongside when the case has one.
+fn measured_run(
+    env: &Env,
+    engine: Option<&EngineTargets>,
+    (target, runner): (Target, &Runner),
+    index: usize,
+    usage: &mut Resources,
+) -> (Outcome, bool) {
+    let drained = drain::drain(&env.work_dir);
+    let hog = env.plan.cases[index]
+        .cpu_hog
+        .then(|| hog::CpuHog::start(env.peer_cpu));
+    let before = Snapshot::now(env.disk_irqs.as_ref());
+    let outcome = run_one(env, engine, target, runner, index);
+    usage.add(&before.until(&Snapshot::now(env.disk_irqs.as_ref())));
+    drop(hog);
+    (outcome, drained)
+}
+
 /// Prepares every target, runs every case on all of them, stops the engine.
-/// Each case runs on all targets back to back, so drift of the machine over
-/// the run does not fall between the rows of one case.
-pub fn run_all(env: &Env) -> Vec<(Target, Vec<Outcome>)> {
+/// Each case runs `plan.repeats` times; each time every target runs once,
+/// back to back, in an order rotated by one per repeat, with a drain
+/// before each, so drift of the machine and one target's leftovers do not
+/// fall on the same target every time.
+pub fn run_all(env: &Env) -> RunOutput {
     let plan = &env.plan;
     let progress = &env.progress;
     let (engine, runners) = prepare(env);
-    let running = runners
-        .iter()
-        .filter(|(_, r)| !matches!(r, Runner::Unavailable(_)))
-        .count();
-    progress.set_total(running * plan.cases.len());
+    let live: Vec<usize> = (0..runners.len())
+        .filter(|&slot| !matches!(runners[slot].1, Runner::Unavailable(_)))
+        .collect();
+    progress.set_total(live.len() * plan.cases.len() * plan.repeats);
     let mut by_target: Vec<(Target, Vec<Outcome>)> = runners
         .iter()
         .map(|(t, _)| (*t, Vec::with_capacity(plan.cases.len())))
         .collect();
+    let mut undrained = 0;
     for (index, case) in plan.cases.iter().enumerate() {
-        for (slot, (target, runner)) in runners.iter().enumerate() {
-            if !matches!(runner, Runner::Unavailable(_)) {
-                progress.step(target.name(), &case.label());
+        let mut runs: Vec<Vec<Outcome>> = vec![Vec::with_capacity(plan.repeats); runners.len()];
+        let mut usage = vec![Resources::default(); runners.len()];
+        for repeat in 0..plan.repeats {
+            for k in 0..live.len() {
+                let slot = live[(k + repeat) % live.len()];
+                let (target, runner) = &runners[slot];
+                let label = format!("{} #{}/{}", case.label(), repeat + 1, plan.repeats);
+                progress.step(target.name(), &label);
+                let (outcome, drained) = measured_run(
+                    env,
+                    engine.as_ref(),
+                    (*target, runner),
+                    index,
+                    &mut usage[slot],
+                );
+                undrained += usize::from(!drained);
+                runs[slot].push(outcome);
             }
-            let outcome = run_one(env, engine.as_ref(), *target, runner, index);
+        }
+        for (slot, (_, runner)) in runners.iter().enumerate() {
+            let outcome = match runner {
+                Runner::Unavailable(outcome) => outcome.clone(),
+                _ => with_resources(
+                    Outcome::aggregate(std::mem::take(&mut runs[slot])),
+                    usage[slot],
+                ),
+            };
             by_target[slot].1.push(outcome);
         }
     }
@@ -133,5 +202,15 @@ pub fn run_all(env: &Env) -> Vec<(Target, Vec<Outcome>)> {
             progress.note(&format!("engine shutdown: {e}"));
         }
     }
-    by_target
+    RunOutput {
+        by_target,
+        undrained,
+    }
+}
+
+fn with_resources(mut outcome: Outcome, usage: Resources) -> Outcome {
+    if let Outcome::Measured(summary) = &mut outcome {
+        summary.resources = Some(usage);
+    }
+    outcome
 }
