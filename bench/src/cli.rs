@@ -152,6 +152,12 @@ pub struct Cli {
     )]
     pub sweep_rates: Vec<u64>,
 
+    /// Scaling mode: each case on 1..N engine shards at once, each shard a
+    /// task driving its own partition; reports aggregate ops/s and the
+    /// per-core efficiency against one shard (no peers).
+    #[arg(long)]
+    pub scaling: bool,
+
     /// Also write the report as Markdown to this file (the tables of bench/RESULTS.md).
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,

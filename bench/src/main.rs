@@ -171,7 +171,16 @@ fn main() -> ExitCode {
         plan.estimated_s(),
         work_dir.display()
     );
-    let output = run::run_all(&env);
+    let (output, scaling) = if cli.scaling {
+        let scaling = run::run_scaling(&env);
+        let output = run::RunOutput {
+            by_target: Vec::new(),
+            undrained: 0,
+        };
+        (output, scaling)
+    } else {
+        (run::run_all(&env), Vec::new())
+    };
     env.progress.finish();
     let environment = machine::Machine::probe(&work_dir);
     let results = Results {
@@ -198,17 +207,24 @@ fn main() -> ExitCode {
         },
         plan,
         by_target: output.by_target,
+        scaling,
     };
     print!("{}", report::table::render(&results));
     write_reports(&results, &out_dir, cli.markdown.as_deref());
     if !cli.keep_data {
         let _ = std::fs::remove_dir_all(&work_dir);
     }
+    let failed = |o: &Outcome| matches!(o, Outcome::Failed { .. });
     let ours_failed = results
         .by_target
         .iter()
         .filter(|(t, _)| t.is_ours())
-        .any(|(_, outcomes)| outcomes.iter().any(|o| matches!(o, Outcome::Failed { .. })));
+        .any(|(_, outcomes)| outcomes.iter().any(failed))
+        || results
+            .scaling
+            .iter()
+            .flatten()
+            .any(|row| failed(&row.outcome));
     if ours_failed {
         eprintln!("error: some engine cases failed (see the notes in the table)");
         return ExitCode::FAILURE;

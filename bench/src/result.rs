@@ -325,6 +325,37 @@ impl Outcome {
         }
     }
 
+    /// One outcome for several shards run at once: ops/s and MB/s summed,
+    /// histograms merged; the first failure fails it.
+    pub fn sum(parts: Vec<Outcome>) -> Outcome {
+        let mut summaries = Vec::with_capacity(parts.len());
+        for part in parts {
+            match part {
+                Outcome::Measured(summary) => summaries.push(*summary),
+                other => return other,
+            }
+        }
+        let total_ops_per_s: f64 = summaries.iter().map(|s| s.ops_per_s).sum();
+        let total_mb_per_s: f64 = summaries.iter().map(|s| s.mb_per_s).sum();
+        match merge(summaries) {
+            Some(mut summary) => {
+                summary.ops_per_s = total_ops_per_s;
+                summary.mb_per_s = total_mb_per_s;
+                summary.ops_per_s_spread = Spread::single(total_ops_per_s);
+                if let Some(h) = &summary.histogram_ns {
+                    summary.p99_us = at_us(h, 99.0);
+                    summary.p50_us_spread = Spread::single(summary.p50_us);
+                }
+                summary.p99_us_spread = Spread::single(summary.p99_us);
+                summary.repeats = 1;
+                Outcome::Measured(Box::new(summary))
+            }
+            None => Outcome::Skipped {
+                reason: "no shard ran".into(),
+            },
+        }
+    }
+
     /// One outcome for all repeats of a (case, target): the measured
     /// repeats merged (a note counts the failed ones); else the first
     /// failure, else the skip.
@@ -464,6 +495,33 @@ mod tests {
         );
         assert!(matches!(
             Outcome::aggregate(vec![failed(), failed()]),
+            Outcome::Failed { .. }
+        ));
+    }
+
+    #[test]
+    fn shards_run_at_once_add_their_ops_and_merge_their_histograms() {
+        let part = |shift_us: u64| {
+            let recording = recording_of((1..=1000).map(move |us| us + shift_us), 1);
+            Outcome::Measured(Box::new(Summary::from_recording(recording, 4096)))
+        };
+        let Outcome::Measured(total) = Outcome::sum(vec![part(0), part(1000)]) else {
+            panic!("not measured")
+        };
+        assert_eq!(total.ops_per_s, 2000.0);
+        assert!((total.mb_per_s - 2000.0 * 4096.0 / 1e6).abs() < 1e-9);
+        assert_eq!(total.samples, 2000);
+        // The merged histogram's p99: 1,980 of 1..=2,000 µs.
+        assert!(
+            (total.p99_us - 1980.0).abs() / 1980.0 < 0.001,
+            "{}",
+            total.p99_us
+        );
+        let failed = Outcome::Failed {
+            error: "shard 1".into(),
+        };
+        assert!(matches!(
+            Outcome::sum(vec![part(0), failed]),
             Outcome::Failed { .. }
         ));
     }

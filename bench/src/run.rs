@@ -29,7 +29,7 @@ fn prepare(env: &Env) -> (Option<EngineTargets>, Vec<(Target, Runner)>) {
     let mut engine_error = None;
     let mut engine = None;
     if plan.targets.iter().any(|t| t.is_ours()) {
-        match EngineTargets::start(env) {
+        match EngineTargets::start(env, false) {
             Ok(started) => engine = Some(started),
             Err(e) => engine_error = Some(e),
         }
@@ -213,4 +213,54 @@ fn with_resources(mut outcome: Outcome, usage: Resources) -> Outcome {
         summary.resources = Some(usage);
     }
     outcome
+}
+
+/// Scaling mode: one case on 1..=N shards at once.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ScalingRow {
+    pub shards: usize,
+    /// Summed over the shards, merged over the repeats.
+    pub outcome: Outcome,
+}
+
+/// Scaling mode: every case of the plan on shards `0..n` at once for each
+/// n in 1..=N (each shard driving its own partition), `plan.repeats` times
+/// with a drain before each; per case and n the shards' ops summed.
+pub fn run_scaling(env: &Env) -> Vec<Vec<ScalingRow>> {
+    let plan = &env.plan;
+    let engine = match EngineTargets::start(env, true) {
+        Ok(engine) => engine,
+        Err(error) => {
+            let failed = ScalingRow {
+                shards: 1,
+                outcome: Outcome::Failed { error },
+            };
+            return vec![vec![failed]; plan.cases.len()];
+        }
+    };
+    let shard_count = engine.shard_count();
+    env.progress
+        .set_total(plan.cases.len() * shard_count * plan.repeats);
+    let mut by_case = Vec::with_capacity(plan.cases.len());
+    for (index, case) in plan.cases.iter().enumerate() {
+        let mut rows = Vec::with_capacity(shard_count);
+        for shards in 1..=shard_count {
+            let mut runs = Vec::with_capacity(plan.repeats);
+            for repeat in 0..plan.repeats {
+                drain::drain(&env.work_dir);
+                let label = format!("{} #{}/{}", case.label(), repeat + 1, plan.repeats);
+                env.progress.step(&format!("{shards} shard(s)"), &label);
+                runs.push(Outcome::sum(engine.run_on_shards(env, index, shards)));
+            }
+            rows.push(ScalingRow {
+                shards,
+                outcome: Outcome::aggregate(runs),
+            });
+        }
+        by_case.push(rows);
+    }
+    if let Err(e) = engine.shutdown() {
+        env.progress.note(&format!("engine shutdown: {e}"));
+    }
+    by_case
 }

@@ -57,6 +57,7 @@ pub fn render(results: &Results) -> String {
         "meta": results.meta,
         "cases": cases,
         "sweep": sweep,
+        "scaling": results.scaling,
     });
     serde_json::to_string_pretty(&report).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }

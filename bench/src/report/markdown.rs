@@ -236,13 +236,16 @@ pub fn render(results: &Results) -> String {
         );
         text.push_str(&pipe_table(&rows));
     }
-    if let Some(rows) = super::sweep_table(results) {
-        text.push_str("\n## Rate sweep\n\n");
+    for (title, rows) in super::extra_tables(results) {
+        let _ = writeln!(text, "\n## {title}\n");
         text.push_str(&pipe_table(&rows));
     }
     text.push_str("\n## Tables\n");
     for index in 0..results.plan.cases.len() {
         let table = case_table(results, index);
+        if table.rows.len() < 2 && table.notes.is_empty() {
+            continue; // scaling mode: no per-target rows
+        }
         let _ = writeln!(text, "\n### {}\n", table.title);
         text.push_str(&pipe_table(&table.rows));
         if !table.notes.is_empty() {

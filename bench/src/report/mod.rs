@@ -19,7 +19,81 @@ use crate::targets::Target;
 pub struct Results {
     pub plan: Plan,
     pub by_target: Vec<(Target, Vec<Outcome>)>,
+    /// Scaling mode: per case, one row per shard count.
+    pub scaling: Vec<Vec<crate::run::ScalingRow>>,
     pub meta: Meta,
+}
+
+/// The tables besides the cases', with their titles: the rate sweep and the scaling runs.
+pub fn extra_tables(results: &Results) -> Vec<(String, Vec<Vec<String>>)> {
+    let mut tables = Vec::new();
+    if let Some(rows) = sweep_table(results) {
+        tables.push(("Rate sweep".to_string(), rows));
+    }
+    if let Some(rows) = scaling_table(results) {
+        tables.push((
+            "Scaling across shards (each shard its own partitions; efficiency = ops/s / (shards x one shard's))"
+                .to_string(),
+            rows,
+        ));
+    }
+    tables
+}
+
+/// The scaling runs as rows of cells (header first), or `None` without them.
+pub fn scaling_table(results: &Results) -> Option<Vec<Vec<String>>> {
+    use crate::units::format_latency_us;
+    if results.scaling.is_empty() {
+        return None;
+    }
+    let mut rows = vec![[
+        "case",
+        "shards",
+        "ops/s",
+        "ops/s min-max",
+        "p50",
+        "p99",
+        "p99 min-max",
+        "per-core efficiency",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for (case, by_shards) in results.plan.cases.iter().zip(&results.scaling) {
+        let one = by_shards
+            .first()
+            .and_then(|r| r.outcome.summary())
+            .map(|s| s.ops_per_s);
+        for row in by_shards {
+            let mut cells = vec![case.label(), row.shards.to_string()];
+            match row.outcome.summary() {
+                Some(s) => cells.extend([
+                    table::thousands(s.ops_per_s),
+                    format!(
+                        "{}-{}",
+                        table::thousands(s.ops_per_s_spread.min),
+                        table::thousands(s.ops_per_s_spread.max)
+                    ),
+                    format_latency_us(s.p50_us),
+                    format_latency_us(s.p99_us),
+                    format!(
+                        "{}-{}",
+                        format_latency_us(s.p99_us_spread.min),
+                        format_latency_us(s.p99_us_spread.max)
+                    ),
+                    one.map_or("-".into(), |one| {
+                        format!("{:.2}", s.ops_per_s / (row.shards as f64 * one))
+                    }),
+                ]),
+                None => cells.push(match &row.outcome {
+                    Outcome::Failed { error } => format!("FAILED: {error}"),
+                    Outcome::Skipped { reason } => format!("skipped: {reason}"),
+                    Outcome::Measured(_) => String::new(),
+                }),
+            }
+            rows.push(cells);
+        }
+    }
+    Some(rows)
 }
 
 /// A target's highest offered rate under the sweep's p99 bound.
@@ -306,6 +380,7 @@ pub mod fixture {
             },
             plan,
             by_target,
+            scaling: Vec::new(),
         }
     }
 }

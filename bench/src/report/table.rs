@@ -203,9 +203,9 @@ pub fn header_lines(results: &Results) -> Vec<String> {
             m.fio_version.as_deref().unwrap_or("not on PATH (skipped)")
         ),
         format!(
-            "{} repeats per case, targets in a rotated order each time with a drain between them; \
-             warm-up {} ms + {} ms per repeat",
-            m.repeats, m.warmup_ms, m.duration_ms
+            "{} repeats per case, targets in a rotated order each time with a drain between them \
+             ({} drains gave up with dirty pages left); warm-up {} ms + {} ms per repeat",
+            m.repeats, m.undrained, m.warmup_ms, m.duration_ms
         ),
     ];
     lines.extend(m.environment.lines());
@@ -229,8 +229,15 @@ pub fn render(results: &Results) -> String {
     for line in header_lines(results) {
         let _ = writeln!(text, "{line}");
     }
+    for (title, rows) in super::extra_tables(results) {
+        let _ = writeln!(text, "\n{title}");
+        text.push_str(&align(&rows));
+    }
     for index in 0..results.plan.cases.len() {
         let table = case_table(results, index);
+        if table.rows.len() < 2 && table.notes.is_empty() {
+            continue; // scaling mode: no per-target rows
+        }
         let _ = writeln!(text, "\n{}", table.title);
         text.push_str(&align(&table.rows));
         for note in table.notes {
