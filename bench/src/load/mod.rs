@@ -238,26 +238,28 @@ async fn timed<Fut: Future<Output = OpResult>>(
     (start, Instant::now(), result)
 }
 
+/// A timer for tests that spins: pending until its deadline, asking to be polled again at once.
+#[cfg(test)]
+pub struct Due;
+
+#[cfg(test)]
+impl Sleep for Due {
+    fn sleep_until(&self, deadline: Instant) -> impl Future<Output = ()> {
+        futures::future::poll_fn(move |cx| {
+            if Instant::now() >= deadline {
+                std::task::Poll::Ready(())
+            } else {
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::cell::Cell;
-
-    /// A timer that spins: pending until its deadline, asking to be polled again at once.
-    struct Due;
-
-    impl Sleep for Due {
-        fn sleep_until(&self, deadline: Instant) -> impl Future<Output = ()> {
-            futures::future::poll_fn(move |cx| {
-                if Instant::now() >= deadline {
-                    std::task::Poll::Ready(())
-                } else {
-                    cx.waker().wake_by_ref();
-                    std::task::Poll::Pending
-                }
-            })
-        }
-    }
 
     #[test]
     fn a_closed_loop_keeps_queue_depth_ops_in_flight_and_stops_at_the_end() {

@@ -133,6 +133,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::load::Due;
     use futures::FutureExt;
     use shardblob_shards::rng::Rng;
 
@@ -175,19 +176,6 @@ mod tests {
     fn an_overloaded_target_has_every_op_recorded_and_late_ones_counted() {
         // 20 ops due 1 ms apart, each taking at least 5 ms, one at a time:
         // op i is issued at least 4i ms late. None is dropped.
-        struct Due;
-        impl Sleep for Due {
-            fn sleep_until(&self, deadline: Instant) -> impl Future<Output = ()> {
-                futures::future::poll_fn(move |cx| {
-                    if Instant::now() >= deadline {
-                        std::task::Poll::Ready(())
-                    } else {
-                        cx.waker().wake_by_ref();
-                        std::task::Poll::Pending
-                    }
-                })
-            }
-        }
         let window = Window::starting_now(Duration::ZERO, Duration::from_millis(20));
         let recording = futures::executor::block_on(run(1000, 1, window, &Due, || {
             Due.sleep_until(Instant::now() + Duration::from_millis(5))

@@ -84,45 +84,40 @@ impl SyncExec {
     fn io(&self, op: Op) -> OpResult {
         let fd = self.file.as_raw_fd();
         let mut buf = self.buf.borrow_mut();
-        let ptr = buf.as_mut_ptr();
-        match op {
+        let (offset_bytes, len_bytes, write, sync) = match op {
             Op::Read {
                 offset_bytes,
                 len_bytes,
-            } => {
-                let at = (HEADER_PAGE_BYTES + offset_bytes) as libc::off_t;
-                let len = (len_bytes as usize).min(buf.len_bytes);
-                // SAFETY: `ptr` points at `len` bytes of `buf`, borrowed for the call.
-                check(
-                    "pread",
-                    unsafe { libc::pread(fd, ptr, len, at) },
-                    len_bytes as usize,
-                )
-            }
+            } => (offset_bytes, len_bytes, false, false),
             Op::Write {
                 offset_bytes,
                 len_bytes,
                 sync,
-            } => {
-                self.reserve(offset_bytes + len_bytes)?;
-                let at = (HEADER_PAGE_BYTES + offset_bytes) as libc::off_t;
-                let len = (len_bytes as usize).min(buf.len_bytes);
-                // SAFETY: as above; pwrite only reads the buffer.
-                check(
-                    "pwrite",
-                    unsafe { libc::pwrite(fd, ptr, len, at) },
-                    len_bytes as usize,
-                )?;
-                // SAFETY: fdatasync on a descriptor `self.file` owns.
-                if sync && unsafe { libc::fdatasync(fd) } != 0 {
-                    return Err(format!(
-                        "sync-loop fdatasync: {}",
-                        std::io::Error::last_os_error()
-                    ));
-                }
-                Ok(())
-            }
+            } => (offset_bytes, len_bytes, true, sync),
+        };
+        if write {
+            self.reserve(offset_bytes + len_bytes)?;
         }
+        let at = (HEADER_PAGE_BYTES + offset_bytes) as libc::off_t;
+        let len = (len_bytes as usize).min(buf.len_bytes);
+        let ptr = buf.as_mut_ptr();
+        // SAFETY: `ptr` points at `len` bytes of `buf`, borrowed for the call.
+        let (what, done) = unsafe {
+            if write {
+                ("pwrite", libc::pwrite(fd, ptr, len, at))
+            } else {
+                ("pread", libc::pread(fd, ptr, len, at))
+            }
+        };
+        check(what, done, len_bytes as usize)?;
+        // SAFETY: fdatasync on a descriptor `self.file` owns.
+        if sync && unsafe { libc::fdatasync(fd) } != 0 {
+            return Err(format!(
+                "sync-loop fdatasync: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -6,7 +6,9 @@
 
 use std::fmt::Write;
 
-use super::table::{case_table, header_lines};
+#[cfg(test)]
+use super::table::case_table;
+use super::table::{case_tables, header_lines};
 use super::Results;
 use crate::load::Load;
 use crate::result::{Spread, Summary};
@@ -241,11 +243,7 @@ pub fn render(results: &Results) -> String {
         text.push_str(&pipe_table(&rows));
     }
     text.push_str("\n## Tables\n");
-    for index in 0..results.plan.cases.len() {
-        let table = case_table(results, index);
-        if table.rows.len() < 2 && table.notes.is_empty() {
-            continue; // scaling mode: no per-target rows
-        }
+    for table in case_tables(results) {
         let _ = writeln!(text, "\n### {}\n", table.title);
         text.push_str(&pipe_table(&table.rows));
         if !table.notes.is_empty() {

@@ -183,6 +183,13 @@ pub fn case_table(results: &Results, index: usize) -> CaseTable {
     }
 }
 
+/// The tables of every case that has rows (none in scaling mode).
+pub fn case_tables(results: &Results) -> impl Iterator<Item = CaseTable> + '_ {
+    (0..results.plan.cases.len())
+        .map(|index| case_table(results, index))
+        .filter(|table| table.rows.len() > 1 || !table.notes.is_empty())
+}
+
 /// The lines above the tables: when, where, on what, how.
 pub fn header_lines(results: &Results) -> Vec<String> {
     let m = &results.meta;
@@ -233,11 +240,7 @@ pub fn render(results: &Results) -> String {
         let _ = writeln!(text, "\n{title}");
         text.push_str(&align(&rows));
     }
-    for index in 0..results.plan.cases.len() {
-        let table = case_table(results, index);
-        if table.rows.len() < 2 && table.notes.is_empty() {
-            continue; // scaling mode: no per-target rows
-        }
+    for table in case_tables(results) {
         let _ = writeln!(text, "\n{}", table.title);
         text.push_str(&align(&table.rows));
         for note in table.notes {

@@ -225,39 +225,48 @@ impl EngineTargets {
     /// its own shard driving its own partition (shard-aware load); one
     /// outcome per shard.
     pub fn run_on_shards(&self, env: &Env, index: usize, shards: usize) -> Vec<Outcome> {
-        let tasks: Vec<_> = self
-            .shard_partitions
-            .iter()
-            .take(shards)
-            .enumerate()
-            .map(|(shard, partition)| {
-                let (case, plan) = (env.plan.cases[index].clone(), env.plan.clone());
-                let partition = partition.clone();
-                self.engine
-                    .client()
-                    .spawn_on(shard, move |storage| async move {
-                        let path = Target::SameShard;
-                        engine_case(
-                            &storage,
-                            &GlommioSleep,
-                            &partition,
-                            path,
-                            index,
-                            &case,
-                            &plan,
-                        )
-                        .await
-                    })
-            })
-            .collect();
+        let tasks =
+            self.shard_partitions
+                .iter()
+                .take(shards)
+                .enumerate()
+                .map(|(shard, partition)| {
+                    self.spawn_case(env, shard, partition, Target::SameShard, index)
+                });
         futures::executor::block_on(futures::future::join_all(tasks))
-            .into_iter()
-            .map(|done| {
-                done.unwrap_or_else(|e| Outcome::Failed {
-                    error: format!("spawn_on: {e}"),
-                })
+    }
+
+    /// Case `index` as a task on `shard` driving `partition` through `path`.
+    fn spawn_case(
+        &self,
+        env: &Env,
+        shard: usize,
+        partition: &str,
+        path: Target,
+        index: usize,
+    ) -> impl std::future::Future<Output = Outcome> {
+        let (case, plan) = (env.plan.cases[index].clone(), env.plan.clone());
+        let partition = partition.to_string();
+        let task = self
+            .engine
+            .client()
+            .spawn_on(shard, move |storage| async move {
+                engine_case(
+                    &storage,
+                    &GlommioSleep,
+                    &partition,
+                    path,
+                    index,
+                    &case,
+                    &plan,
+                )
+                .await
+            });
+        async move {
+            task.await.unwrap_or_else(|e| Outcome::Failed {
+                error: format!("spawn_on shard {shard}: {e}"),
             })
-            .collect()
+        }
     }
 
     /// Runs case `index` on one path.
@@ -277,26 +286,7 @@ impl EngineTargets {
     }
 
     fn on_shard(&self, env: &Env, shard: usize, path: Target, index: usize) -> Outcome {
-        let (case, plan) = (env.plan.cases[index].clone(), env.plan.clone());
-        let partition = self.partition.clone();
-        let task = self
-            .engine
-            .client()
-            .spawn_on(shard, move |storage| async move {
-                engine_case(
-                    &storage,
-                    &GlommioSleep,
-                    &partition,
-                    path,
-                    index,
-                    &case,
-                    &plan,
-                )
-                .await
-            });
-        futures::executor::block_on(task).unwrap_or_else(|e| Outcome::Failed {
-            error: format!("spawn_on shard {shard}: {e}"),
-        })
+        futures::executor::block_on(self.spawn_case(env, shard, &self.partition, path, index))
     }
 
     /// Runs the case on a fresh plain std thread through the `Send` client.
