@@ -138,7 +138,7 @@ pub struct Cli {
     pub cpu_hog: bool,
 
     /// Rate sweep: open-loop cases of the named workloads at each of
-    /// --sweep-rates, and per target the highest rate whose median p99 stays
+    /// --sweep-rates, and per target the highest rate whose p99 stays
     /// under this bound (µs).
     #[arg(long, value_name = "US")]
     pub sweep_p99_us: Option<f64>,

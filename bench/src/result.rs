@@ -124,7 +124,7 @@ pub struct Summary {
     /// p50 of each repeat: median, min, max.
     pub p50_us_spread: Spread,
     pub p90_us: f64,
-    /// Median over the repeats (the spread is `p99_us_spread`).
+    /// From the merged histogram; each repeat's p99 is in `p99_us_spread`.
     pub p99_us: f64,
     pub p99_us_spread: Spread,
     pub p999_us: f64,
@@ -233,7 +233,8 @@ impl Summary {
 
 /// Merges the repeats of one (case, target): histograms merged when every
 /// repeat has one (else each percentile is the median over the repeats, as
-/// for fio), ops/s and p99 as median with min and max.
+/// for fio); ops/s as median with min and max, and each repeat's p50 and
+/// p99 as median, min and max.
 pub fn merge(runs: Vec<Summary>) -> Option<Summary> {
     let ops: Vec<f64> = runs.iter().map(|s| s.ops_per_s).collect();
     let p99s: Vec<f64> = runs.iter().map(|s| s.p99_us).collect();
@@ -258,7 +259,6 @@ pub fn merge(runs: Vec<Summary>) -> Option<Summary> {
     merged_summary.mb_per_s = ops_spread.median * bytes_per_op;
     merged_summary.ops_per_s_spread = ops_spread;
     merged_summary.p50_us_spread = Spread::of(&p50s);
-    merged_summary.p99_us = p99_spread.median;
     merged_summary.p99_us_spread = p99_spread;
     merged_summary.repeats = runs.len();
     merged_summary.notes = first.notes.clone();
@@ -289,6 +289,7 @@ fn median_of_percentiles(runs: &[Summary]) -> Option<Summary> {
     let mut s = first.clone();
     s.p50_us = median(&|s| s.p50_us);
     s.p90_us = median(&|s| s.p90_us);
+    s.p99_us = median(&|s| s.p99_us);
     s.p999_us = median(&|s| s.p999_us);
     s.p9999_us = (samples >= P9999_SAMPLES_MIN).then(|| median(&|s| s.p9999_us.unwrap_or(0.0)));
     s.max_us = runs.iter().map(|s| s.max_us).fold(0.0, f64::max);
@@ -463,11 +464,13 @@ mod tests {
         assert_eq!(merged.ops_per_s_spread.max, 40_000.0);
         // p99 per repeat: 39,600 + shift; the median is the middle repeat's.
         let close = |got: f64, want: f64| (got - want).abs() / want < 0.001;
-        assert!(close(merged.p99_us, 49_600.0), "{}", merged.p99_us);
+        assert!(close(merged.p99_us_spread.median, 49_600.0));
         assert!(close(merged.p99_us_spread.min, 39_600.0));
         assert!(close(merged.p99_us_spread.max, 59_600.0));
-        // The merged histogram: the median of all 120,000 ops, and the max.
+        // The merged histogram: the median and the p99 of all 120,000 ops
+        // (the top 1,200 of them lie in 58,801..=60,000 µs), and the max.
         assert!(close(merged.p50_us, 30_000.0), "{}", merged.p50_us);
+        assert!(close(merged.p99_us, 58_800.0), "{}", merged.p99_us);
         assert!(close(merged.max_us, 60_000.0));
         // 120,000 samples: p99.99 is shown.
         assert!(merged.p9999_us.is_some());

@@ -301,8 +301,13 @@ mod tests {
                 assert_eq!(row[1], super::super::table::thousands(ops));
                 let p99 = target["p99_us"].as_f64().unwrap();
                 assert_eq!(row[6], crate::units::format_latency_us(p99));
-                let p99_min = target["p99_us_spread"]["min"].as_f64().unwrap();
-                assert!(row[7].starts_with(&crate::units::format_latency_us(p99_min)));
+                let spread = &target["p99_us_spread"];
+                let cell =
+                    |key: &str| crate::units::format_latency_us(spread[key].as_f64().unwrap());
+                assert_eq!(
+                    row[7],
+                    format!("{} ({}-{})", cell("median"), cell("min"), cell("max"))
+                );
             }
         }
     }

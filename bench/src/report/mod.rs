@@ -194,7 +194,7 @@ impl Results {
     }
 
     /// Rate sweep: per workload with open-loop cases, per target the
-    /// highest offered rate whose median p99 stayed under the bound
+    /// highest offered rate whose p99 (over all repeats' ops) stayed under the bound
     /// (`None`: not even the lowest).
     pub fn sweep(&self) -> Vec<(String, Vec<SweepRate>)> {
         let Some(bound_us) = self.plan.sweep_p99_us else {

@@ -24,15 +24,15 @@ pub fn thousands(value: f64) -> String {
     out
 }
 
-/// `ops 0.97x p99 1.10x` of ours against a peer.
+/// `0.97/1.10`: ours over a peer, median ops/s and median p99 of the repeats.
 pub fn ratio_cell(ours: &Summary, peer: &Summary) -> String {
     let ops = if peer.ops_per_s > 0.0 {
         ours.ops_per_s / peer.ops_per_s
     } else {
         f64::NAN
     };
-    let p99 = if peer.p99_us > 0.0 {
-        ours.p99_us / peer.p99_us
+    let p99 = if peer.p99_us_spread.median > 0.0 {
+        ours.p99_us_spread.median / peer.p99_us_spread.median
     } else {
         f64::NAN
     };
@@ -105,7 +105,11 @@ fn row(target: &str, s: &Summary) -> Vec<String> {
         latency_cell(p50),
         latency_cell(p90),
         latency_cell(p99),
-        range_cell(&s.p99_us_spread, format_latency_us),
+        format!(
+            "{} ({})",
+            format_latency_us(s.p99_us_spread.median),
+            range_cell(&s.p99_us_spread, format_latency_us)
+        ),
         latency_cell(p999),
         latency_cell(p9999),
         latency_cell(max),
@@ -135,7 +139,8 @@ fn row_notes(target: Target, s: &Summary, notes: &mut Vec<String>) {
     }
     if let Some(u) = &s.uncorrected {
         notes.push(format!(
-            "{}: uncorrected (from issue) p50 {} p99 {} p99.9 {} max {} µs; {} ops issued over 1 ms late, the latest {} µs",
+            "{}: uncorrected latency (µs, from each op's issue): p50 {} p99 {} p99.9 {} max {}; \
+             {} ops issued over 1 ms late, the latest by {} µs",
             target.name(),
             format_latency_us(u.p50_us),
             format_latency_us(u.p99_us),
@@ -217,8 +222,9 @@ pub fn header_lines(results: &Results) -> Vec<String> {
     ];
     lines.extend(m.environment.lines());
     lines.push(
-        "ops/s and p99: median over the repeats, with min-max; other percentiles from the \
-         histogram merged over the repeats; p99.99 only with >= 100,000 samples"
+        "ops/s: median over the repeats, with min-max; percentiles from the histogram merged \
+         over the repeats (fio: median over the repeats), p99.99 only with >= 100,000 samples; \
+         p99 per repeat: median (min-max) of the repeats' p99"
             .into(),
     );
     lines.push(
@@ -312,7 +318,7 @@ mod tests {
             ["same-shard", "22,013", "19,812-24,215", "90.2"]
         );
         assert_eq!(cells[6], "99.9");
-        assert_eq!(cells[7], "80.0-125");
+        assert_eq!(cells[7], "99.9 (80.0-125)");
         assert_eq!(s.samples, 22_000);
         assert_eq!(cells[9], "-", "p99.99 of 22,000 samples");
         assert_eq!(cells[12], "-", "late ops of a closed loop");
