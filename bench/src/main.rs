@@ -122,6 +122,7 @@ fn environment(cli: &Cli, plan: &suite::Plan, stamp: &str) -> Result<(Env, Strin
         peer_cpu: cli.peer_cpu.unwrap_or(shard_cpus[shard]),
         shard,
         disk_irqs: irq::DiskIrqs::of(&cli.data_dir).ok(),
+        raw_data_file: None,
         engine_config,
         progress: Arc::new(Progress::new(
             plan.cases.len() * plan.targets.len() * plan.repeats,

@@ -22,32 +22,48 @@ enum Runner {
     Unavailable(Outcome),
 }
 
-/// Prepares every target: starts the engine, prefills the peers' data.
-fn prepare(env: &Env) -> (Option<EngineTargets>, Vec<(Target, Runner)>) {
+/// The raw peers' data file: the engine's own data blob file when the
+/// engine runs (one file, the same extents, the same header page before the
+/// data), else a file of their own, prefilled.
+fn raw_data(env: &mut Env, engine: Option<&EngineTargets>) -> Result<(), String> {
     let plan = &env.plan;
+    let raw_peers = plan
+        .targets
+        .iter()
+        .any(|t| t.is_fio() || matches!(t, Target::Dma | Target::SyncLoop));
+    if !raw_peers || plan.data_file_bytes == 0 {
+        return Ok(());
+    }
+    if let Some(path) = engine.and_then(|e| e.data_file_path(&env.work_dir)) {
+        env.progress.note(&format!(
+            "raw peers: the engine's data file {}",
+            path.display()
+        ));
+        env.raw_data_file = Some(path);
+        return Ok(());
+    }
+    env.progress.note(&format!(
+        "raw peers: prefilling {}",
+        units::format_size(plan.data_file_bytes)
+    ));
+    peers::prefill_raw_file(&env.raw_data_path(), plan.data_file_bytes)
+}
+
+/// Prepares every target: starts the engine, prefills the peers' data.
+/// Returns the environment the targets run in (with the raw data file).
+fn prepare(env: &Env) -> (Option<EngineTargets>, Vec<(Target, Runner)>, Env) {
+    let mut env = env.clone();
+    let plan = env.plan.clone();
     let mut runners = Vec::new();
     let mut engine_error = None;
     let mut engine = None;
     if plan.targets.iter().any(|t| t.is_ours()) {
-        match EngineTargets::start(env, false) {
+        match EngineTargets::start(&env, false) {
             Ok(started) => engine = Some(started),
             Err(e) => engine_error = Some(e),
         }
     }
-    let raw_prefill = if plan
-        .targets
-        .iter()
-        .any(|t| t.is_fio() || matches!(t, Target::Dma | Target::SyncLoop))
-        && plan.data_file_bytes > 0
-    {
-        env.progress.note(&format!(
-            "raw peers: prefilling {}",
-            units::format_size(plan.data_file_bytes)
-        ));
-        peers::prefill_raw_file(&env.raw_data_path(), plan.data_file_bytes)
-    } else {
-        Ok(())
-    };
+    let raw_prefill = raw_data(&mut env, engine.as_ref());
     let failed = |error: &str| {
         Runner::Unavailable(Outcome::Failed {
             error: error.to_string(),
@@ -61,10 +77,10 @@ fn prepare(env: &Env) -> (Option<EngineTargets>, Vec<(Target, Runner)>) {
                 (None, None) => failed("engine not started"),
             },
             Target::Fio | Target::FioTuned | Target::Dma | Target::SyncLoop => {
-                raw_runner(env, target, &raw_prefill)
+                raw_runner(&env, target, &raw_prefill)
             }
             #[cfg(feature = "commonware")]
-            _ => match peers::commonware::prepare(env, target) {
+            _ => match peers::commonware::prepare(&env, target) {
                 Ok(()) => Runner::Commonware,
                 Err(e) => failed(&e),
             },
@@ -75,7 +91,7 @@ fn prepare(env: &Env) -> (Option<EngineTargets>, Vec<(Target, Runner)>) {
         };
         runners.push((target, runner));
     }
-    (engine, runners)
+    (engine, runners, env)
 }
 
 /// The runner of a peer on the raw data file, once it is prefilled.
@@ -154,9 +170,10 @@ fn measured_run(
 /// before each, so drift of the machine and one target's leftovers do not
 /// fall on the same target every time.
 pub fn run_all(env: &Env) -> RunOutput {
+    let (engine, runners, env) = prepare(env);
+    let env = &env;
     let plan = &env.plan;
     let progress = &env.progress;
-    let (engine, runners) = prepare(env);
     let live: Vec<usize> = (0..runners.len())
         .filter(|&slot| !matches!(runners[slot].1, Runner::Unavailable(_)))
         .collect();

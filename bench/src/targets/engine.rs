@@ -217,6 +217,14 @@ impl EngineTargets {
         })
     }
 
+    /// The file of the prefilled data blob, for peers to read and overwrite
+    /// the very same extents (`None` if it is not where the layout puts it).
+    pub fn data_file_path(&self, work_dir: &Path) -> Option<std::path::PathBuf> {
+        let name = shardblob_shards::name::blob_file_name(&self.partition, DATA_BLOB).ok()?;
+        let path = work_dir.join("engine").join(&self.partition).join(name);
+        path.is_file().then_some(path)
+    }
+
     pub fn shard_count(&self) -> usize {
         self.engine.shard_count()
     }

@@ -88,13 +88,18 @@ pub struct Env {
     pub shard: usize,
     /// The data disk's interrupts, counted around each run.
     pub disk_irqs: Option<crate::irq::DiskIrqs>,
+    /// The raw peers' data file when it is not their own (the engine's).
+    pub raw_data_file: Option<PathBuf>,
     pub progress: Arc<Progress>,
 }
 
 impl Env {
-    /// The shared prefilled data file of the raw peers (fio and dma).
+    /// The prefilled data file of the raw peers (fio, dma, the sync loop):
+    /// the engine's data blob file when the engine runs, else their own.
     pub fn raw_data_path(&self) -> PathBuf {
-        self.work_dir.join("raw").join("data.bin")
+        self.raw_data_file
+            .clone()
+            .unwrap_or_else(|| self.work_dir.join("raw").join("data.bin"))
     }
 }
 
