@@ -162,6 +162,12 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
 
+    /// Hand-written Markdown placed after the verdicts in the Markdown
+    /// report (the analysis of bench/RESULTS.md, kept apart so the file
+    /// can be regenerated).
+    #[arg(long, value_name = "FILE")]
+    pub markdown_prose: Option<PathBuf>,
+
     /// Glommio spin_before_park of the raw DmaFile peer, in microseconds
     /// [default: the engine configuration's spin_before_park_us].
     #[arg(long, value_name = "US")]

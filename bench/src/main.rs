@@ -141,6 +141,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let prose = match cli.markdown_prose.as_ref().map(std::fs::read_to_string) {
+        None => None,
+        Some(Ok(text)) => Some(text),
+        Some(Err(e)) => {
+            eprintln!("error: --markdown-prose: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if cli.dry_run {
         print!("{}", plan.describe());
         println!("estimated time: {:.0} s plus prefill", plan.estimated_s());
@@ -209,6 +217,7 @@ fn main() -> ExitCode {
         plan,
         by_target: output.by_target,
         scaling,
+        prose,
     };
     print!("{}", report::table::render(&results));
     write_reports(&results, &out_dir, cli.markdown.as_deref());

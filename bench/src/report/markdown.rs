@@ -238,6 +238,9 @@ pub fn render(results: &Results) -> String {
         );
         text.push_str(&pipe_table(&rows));
     }
+    if let Some(prose) = &results.prose {
+        let _ = write!(text, "\n{}\n", prose.trim_end());
+    }
     for (title, rows) in super::extra_tables(results) {
         let _ = writeln!(text, "\n## {title}\n");
         text.push_str(&pipe_table(&rows));
@@ -310,6 +313,17 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn hand_written_prose_follows_the_verdicts() {
+        let mut results = results();
+        results.prose = Some("## What the misses come from\n\nText.\n".into());
+        let markdown = render(&results);
+        let verdicts = markdown.find("## Against the targets").unwrap();
+        let prose = markdown.find("## What the misses come from").unwrap();
+        let tables = markdown.find("## Tables").unwrap();
+        assert!(verdicts < prose && prose < tables);
     }
 
     #[test]

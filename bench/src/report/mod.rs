@@ -22,6 +22,8 @@ pub struct Results {
     /// Scaling mode: per case, one row per shard count.
     pub scaling: Vec<Vec<crate::run::ScalingRow>>,
     pub meta: Meta,
+    /// Markdown written by hand (`--markdown-prose`), placed after the verdicts.
+    pub prose: Option<String>,
 }
 
 /// The tables besides the cases', with their titles: the rate sweep and the scaling runs.
@@ -381,6 +383,7 @@ pub mod fixture {
             plan,
             by_target,
             scaling: Vec::new(),
+            prose: None,
         }
     }
 }
