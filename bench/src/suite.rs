@@ -134,6 +134,7 @@ pub struct WorkloadFile {
     file_size: Option<SizeText>,
     queue_depths: Option<Vec<usize>>,
     rate_ops_per_s: Option<u64>,
+    repeats: Option<usize>,
     #[serde(default)]
     workload: Vec<WorkloadEntry>,
 }
@@ -149,6 +150,9 @@ struct WorkloadEntry {
     queue_depths: Option<Vec<usize>>,
     /// 0 or absent: no open-loop case.
     open_rate_ops_per_s: Option<u64>,
+    /// A CPU-bound competitor on the measured shard's CPU.
+    #[serde(default)]
+    cpu_hog: bool,
 }
 
 impl WorkloadFile {
@@ -364,7 +368,9 @@ fn file_cases(inputs: &Inputs) -> Result<Vec<Case>, String> {
         };
         let rate = entry.open_rate_ops_per_s.unwrap_or(0);
         for load in loads(depths, rate, inputs.cli.max_in_flight) {
-            cases.push(Case::new(workload.clone(), load));
+            let mut case = Case::new(workload.clone(), load);
+            case.cpu_hog = entry.cpu_hog;
+            cases.push(case);
         }
     }
     Ok(cases)
@@ -420,7 +426,12 @@ pub fn plan(cli: &Cli) -> Result<Plan, String> {
         cases,
         warmup,
         duration,
-        repeats: cli.repeats.map_or(profile.repeats, |n| n as usize),
+        repeats: cli
+            .repeats
+            .map(|n| n as usize)
+            .or(inputs.files.iter().find_map(|f| f.repeats))
+            .unwrap_or(profile.repeats)
+            .max(1),
         sweep_p99_us: cli.sweep_p99_us,
         data_file_bytes,
         targets,
@@ -554,10 +565,12 @@ mod tests {
     #[test]
     fn workload_files_parse_sizes_and_reject_unknown_fields() {
         let file = WorkloadFile::parse(
-            "duration = \"2s\"\nfile_size = \"64MiB\"\n\n[[workload]]\nkind = \"rand-write\"\nblock_size = 8192\nqueue_depths = [2]\nopen_rate_ops_per_s = 100\n",
+            "duration = \"2s\"\nfile_size = \"64MiB\"\nrepeats = 3\n\n[[workload]]\nkind = \"rand-write\"\nblock_size = 8192\nqueue_depths = [2]\nopen_rate_ops_per_s = 100\ncpu_hog = true\n",
         )
         .unwrap();
         assert_eq!(file.workload.len(), 1);
+        assert_eq!(file.repeats, Some(3));
+        assert!(file.workload[0].cpu_hog);
         assert_eq!(
             file.workload[0].block_size.as_ref().unwrap().bytes(),
             Ok(8192)
@@ -566,6 +579,27 @@ mod tests {
         let err =
             WorkloadFile::parse("[[workload]]\nkind = \"rand-read\"\nblok_size = 1\n").unwrap_err();
         assert!(err.contains("blok_size"), "{err}");
+    }
+
+    #[test]
+    fn every_shipped_workload_file_plans() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/bench");
+        let mut planned = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let plan = plan_of(&["--config", path.to_str().unwrap()])
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(!plan.cases.is_empty(), "{}", path.display());
+            planned += 1;
+        }
+        assert!(planned >= 4, "{planned} files in {}", dir.display());
+        let hog = plan_of(&[
+            "--config",
+            dir.join("oversubscribed.toml").to_str().unwrap(),
+        ])
+        .unwrap();
+        assert_eq!(hog.repeats, 5);
+        assert_eq!(hog.cases.iter().filter(|c| c.cpu_hog).count(), 1);
     }
 
     #[test]
