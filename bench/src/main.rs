@@ -85,6 +85,81 @@ fn measured_shard(
     Ok(chosen)
 }
 
+/// The plan, and the hand-written Markdown of --markdown-prose.
+fn plan_and_prose(cli: &Cli) -> Result<(suite::Plan, Option<String>), String> {
+    let plan = suite::plan(cli)?;
+    let prose = cli
+        .markdown_prose
+        .as_ref()
+        .map(std::fs::read_to_string)
+        .transpose()
+        .map_err(|e| format!("--markdown-prose: {e}"))?;
+    Ok((plan, prose))
+}
+
+/// Runs the plan: the scaling runs with --scaling, else every case on every target.
+fn measure(cli: &Cli, env: &Env) -> (run::RunOutput, Vec<Vec<run::ScalingRow>>) {
+    if cli.scaling {
+        let output = run::RunOutput {
+            by_target: Vec::new(),
+            undrained: 0,
+        };
+        (output, run::run_scaling(env))
+    } else {
+        (run::run_all(env), Vec::new())
+    }
+}
+
+/// Whether any engine case failed (the exit status says so).
+fn ours_failed(results: &Results) -> bool {
+    let failed = |o: &Outcome| matches!(o, Outcome::Failed { .. });
+    results
+        .by_target
+        .iter()
+        .filter(|(t, _)| t.is_ours())
+        .any(|(_, outcomes)| outcomes.iter().any(failed))
+        || results
+            .scaling
+            .iter()
+            .flatten()
+            .any(|row| failed(&row.outcome))
+}
+
+/// What the run recorded about itself before and while it ran.
+struct Run {
+    stamp: String,
+    load_average_start: String,
+    shard_placement: String,
+    undrained: usize,
+}
+
+/// The report's metadata, read at the end of the run.
+fn meta(cli: &Cli, env: &Env, run: Run) -> Meta {
+    let environment = machine::Machine::probe(&env.work_dir);
+    let plan = &env.plan;
+    Meta {
+        schema_version: report::SCHEMA_VERSION,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        started_utc: run.stamp,
+        git_commit: environment.git_commit.clone(),
+        environment,
+        load_average_start: run.load_average_start,
+        load_average_end: load_average(),
+        fio_version: peers::fio::version(),
+        engine_config: cli
+            .engine_config
+            .as_ref()
+            .map_or("embedded default".into(), |p| p.display().to_string()),
+        shard_placement: run.shard_placement,
+        engine_settings: format!("{:?}", env.engine_config),
+        warmup_ms: plan.warmup.as_millis(),
+        duration_ms: plan.duration.as_millis(),
+        repeats: plan.repeats,
+        undrained: run.undrained,
+        data_file_bytes: plan.data_file_bytes,
+    }
+}
+
 /// Writes the report files and the Markdown copy asked for; says where.
 fn write_reports(results: &Results, out_dir: &std::path::Path, markdown: Option<&std::path::Path>) {
     match results.write_files(out_dir) {
@@ -134,18 +209,10 @@ fn environment(cli: &Cli, plan: &suite::Plan, stamp: &str) -> Result<(Env, Strin
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let plan = match suite::plan(&cli) {
-        Ok(plan) => plan,
+    let (plan, prose) = match plan_and_prose(&cli) {
+        Ok(inputs) => inputs,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let prose = match cli.markdown_prose.as_ref().map(std::fs::read_to_string) {
-        None => None,
-        Some(Ok(text)) => Some(text),
-        Some(Err(e)) => {
-            eprintln!("error: --markdown-prose: {e}");
             return ExitCode::from(2);
         }
     };
@@ -180,40 +247,16 @@ fn main() -> ExitCode {
         plan.estimated_s(),
         work_dir.display()
     );
-    let (output, scaling) = if cli.scaling {
-        let scaling = run::run_scaling(&env);
-        let output = run::RunOutput {
-            by_target: Vec::new(),
-            undrained: 0,
-        };
-        (output, scaling)
-    } else {
-        (run::run_all(&env), Vec::new())
-    };
+    let (output, scaling) = measure(&cli, &env);
     env.progress.finish();
-    let environment = machine::Machine::probe(&work_dir);
+    let run = Run {
+        stamp,
+        load_average_start,
+        shard_placement,
+        undrained: output.undrained,
+    };
     let results = Results {
-        meta: Meta {
-            schema_version: report::SCHEMA_VERSION,
-            command: std::env::args().collect::<Vec<_>>().join(" "),
-            started_utc: stamp,
-            git_commit: environment.git_commit.clone(),
-            environment,
-            load_average_start,
-            load_average_end: load_average(),
-            fio_version: peers::fio::version(),
-            engine_config: cli
-                .engine_config
-                .as_ref()
-                .map_or("embedded default".into(), |p| p.display().to_string()),
-            shard_placement,
-            engine_settings: format!("{:?}", env.engine_config),
-            warmup_ms: plan.warmup.as_millis(),
-            duration_ms: plan.duration.as_millis(),
-            repeats: plan.repeats,
-            undrained: output.undrained,
-            data_file_bytes: plan.data_file_bytes,
-        },
+        meta: meta(&cli, &env, run),
         plan,
         by_target: output.by_target,
         scaling,
@@ -224,18 +267,7 @@ fn main() -> ExitCode {
     if !cli.keep_data {
         let _ = std::fs::remove_dir_all(&work_dir);
     }
-    let failed = |o: &Outcome| matches!(o, Outcome::Failed { .. });
-    let ours_failed = results
-        .by_target
-        .iter()
-        .filter(|(t, _)| t.is_ours())
-        .any(|(_, outcomes)| outcomes.iter().any(failed))
-        || results
-            .scaling
-            .iter()
-            .flatten()
-            .any(|row| failed(&row.outcome));
-    if ours_failed {
+    if ours_failed(&results) {
         eprintln!("error: some engine cases failed (see the notes in the table)");
         return ExitCode::FAILURE;
     }

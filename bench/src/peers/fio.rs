@@ -100,6 +100,33 @@ fn append_size_bytes(block_size_bytes: u64, plan: &Plan) -> u64 {
     bytes.div_ceil(PREALLOCATE_BYTES).max(1) * PREALLOCATE_BYTES
 }
 
+/// The access pattern of a workload in fio's terms, or why fio cannot do it.
+fn pattern_args(w: &crate::workload::Workload) -> Result<Vec<String>, String> {
+    let rw = |mode: &str| Ok(vec![format!("--rw={mode}")]);
+    match w.kind {
+        WorkloadKind::RandRead => rw("randread"),
+        WorkloadKind::RandWrite => rw("randwrite"),
+        WorkloadKind::SeqRead => rw("read"),
+        WorkloadKind::SeqWrite => rw("write"),
+        WorkloadKind::Mix => Ok(vec![
+            "--rw=randrw".into(),
+            format!("--rwmixread={}", w.read_percent),
+            "--unified_rw_reporting=mixed".into(),
+        ]),
+        WorkloadKind::AppendSync => Ok([
+            "--rw=write",
+            "--fdatasync=1",
+            "--file_append=1",
+            "--fallocate=keep",
+        ]
+        .map(String::from)
+        .to_vec()),
+        WorkloadKind::SmallAppend => {
+            Err("fio cannot do O_DIRECT appends smaller than a sector".into())
+        }
+    }
+}
+
 /// fio's arguments for `case` on `file`, or why fio cannot run it.
 pub fn job_args(
     case: &Case,
@@ -123,31 +150,7 @@ pub fn job_args(
         format!("--percentile_list={}", percentile_list()),
         "--output-format=json".into(),
     ];
-    match w.kind {
-        WorkloadKind::RandRead => args.push("--rw=randread".into()),
-        WorkloadKind::RandWrite => args.push("--rw=randwrite".into()),
-        WorkloadKind::SeqRead => args.push("--rw=read".into()),
-        WorkloadKind::SeqWrite => args.push("--rw=write".into()),
-        WorkloadKind::Mix => {
-            args.push("--rw=randrw".into());
-            args.push(format!("--rwmixread={}", w.read_percent));
-            args.push("--unified_rw_reporting=mixed".into());
-        }
-        WorkloadKind::AppendSync => {
-            args.extend(
-                [
-                    "--rw=write",
-                    "--fdatasync=1",
-                    "--file_append=1",
-                    "--fallocate=keep",
-                ]
-                .map(String::from),
-            );
-        }
-        WorkloadKind::SmallAppend => {
-            return Err("fio cannot do O_DIRECT appends smaller than a sector".into());
-        }
-    }
+    args.extend(pattern_args(w)?);
     if w.kind.uses_data_file() {
         args.push(format!("--offset={HEADER_PAGE_BYTES}"));
         args.push(format!("--size={}", w.file_size_bytes));
@@ -195,19 +198,27 @@ fn percentile_us(lat_ns: &Value, percentile: f64) -> Result<f64, String> {
     number(lat_ns, &["percentile", &key]).map(|ns| ns / 1e3)
 }
 
-/// Reads a case's numbers out of fio's JSON output (text before the JSON is ignored).
-pub fn parse(output: &str, case: &Case) -> Result<Summary, String> {
+/// The first job of fio's JSON output (text before the JSON is ignored), if it did not fail.
+fn first_job(output: &str) -> Result<Value, String> {
     let start = output.find('{').ok_or("fio printed no JSON")?;
-    let json: Value =
+    let mut json: Value =
         serde_json::from_str(&output[start..]).map_err(|e| format!("fio JSON: {e}"))?;
     let job = json
-        .get("jobs")
-        .and_then(|jobs| jobs.get(0))
+        .get_mut("jobs")
+        .and_then(|jobs| jobs.get_mut(0))
+        .map(Value::take)
         .ok_or("fio JSON has no jobs")?;
-    let error = number(job, &["error"]).unwrap_or(0.0);
+    let error = number(&job, &["error"]).unwrap_or(0.0);
     if error != 0.0 {
         return Err(format!("fio job failed with error {error}"));
     }
+    Ok(job)
+}
+
+/// Reads a case's numbers out of fio's JSON output (text before the JSON is ignored).
+pub fn parse(output: &str, case: &Case) -> Result<Summary, String> {
+    let job = first_job(output)?;
+    let job = &job;
     let section = match case.workload.kind {
         WorkloadKind::RandRead | WorkloadKind::SeqRead => "read",
         WorkloadKind::Mix => "mixed",
