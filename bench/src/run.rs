@@ -159,8 +159,13 @@ fn measured_run(
         .then(|| hog::CpuHog::start(env.peer_cpu));
     let before = Snapshot::now(env.disk_irqs.as_ref());
     let outcome = run_one(env, engine, target, runner, index);
-    usage.add(&before.until(&Snapshot::now(env.disk_irqs.as_ref())));
-    drop(hog);
+    let mut spent = before.until(&Snapshot::now(env.disk_irqs.as_ref()));
+    if let Some(hog) = hog {
+        let (user_s, system_s) = hog.stop();
+        spent.cpu_user_s = (spent.cpu_user_s - user_s).max(0.0);
+        spent.cpu_system_s = (spent.cpu_system_s - system_s).max(0.0);
+    }
+    usage.add(&spent);
     (outcome, drained)
 }
 

@@ -163,6 +163,17 @@ pub fn case_table(results: &Results, index: usize) -> CaseTable {
         match outcome {
             Outcome::Measured(s) => {
                 let mut cells = row(target.name(), s);
+                if let (true, Some(d)) = (target.is_ours(), dma) {
+                    if s.ops_per_s_spread.min > d.ops_per_s_spread.max {
+                        notes.push(format!(
+                            "{}: above its dma floor on every repeat ({} vs at most {} ops/s): \
+                             the floor should be the least work that does the op, so this wants an explanation",
+                            target.name(),
+                            thousands(s.ops_per_s_spread.min),
+                            thousands(d.ops_per_s_spread.max)
+                        ));
+                    }
+                }
                 if target.is_ours() {
                     cells.push(fio.map_or("-".into(), |(_, f)| ratio_cell(s, f)));
                     cells.push(dma.map_or("-".into(), |d| ratio_cell(s, d)));
@@ -350,5 +361,27 @@ mod tests {
         assert!(qd32.rows.iter().any(|r| r[..2] == ["dma", "FAILED"]));
         assert!(qd32.notes.iter().any(|n| n == "dma: failed: boom"));
         assert_eq!(qd32.rows[1][19], "fio");
+    }
+
+    #[test]
+    fn a_row_above_its_floor_on_every_repeat_is_flagged() {
+        let mut results = results();
+        assert!(!case_table(&results, 0)
+            .notes
+            .iter()
+            .any(|n| n.contains("dma floor")));
+        let dma = results
+            .by_target
+            .iter_mut()
+            .find(|(t, _)| *t == Target::Dma)
+            .unwrap();
+        dma.1[0] = Outcome::Measured(Box::new(summary(10_000.0, 85.0)));
+        let notes = case_table(&results, 0).notes;
+        let flagged: Vec<&String> = notes.iter().filter(|n| n.contains("dma floor")).collect();
+        // same-shard (18,000 at least) and cross-shard (13,500) vs dma's 11,000 at most.
+        assert_eq!(flagged.len(), 2, "{notes:?}");
+        assert!(flagged[0].starts_with(
+            "same-shard: above its dma floor on every repeat (18,000 vs at most 11,000"
+        ));
     }
 }
