@@ -251,11 +251,20 @@ impl Results {
         written.push(dir.join("results.md").display().to_string());
         for (index, case) in self.plan.cases.iter().enumerate() {
             for (target, outcome) in self.case_outcomes(index) {
-                if let Some(histogram) = outcome.summary().and_then(|s| s.histogram_ns.as_ref()) {
-                    let path =
-                        dir.join("hgrm")
-                            .join(format!("{}.{}.hgrm", case.id(), target.name()));
-                    fs::write(&path, hgrm::render(histogram)).map_err(|e| fail("hgrm", e))?;
+                let Some(summary) = outcome.summary() else {
+                    continue;
+                };
+                let histograms = [
+                    ("", summary.histogram_ns.as_ref()),
+                    (".uncorrected", summary.uncorrected_ns.as_ref()),
+                ];
+                for (suffix, histogram) in histograms {
+                    let Some(histogram) = histogram else {
+                        continue;
+                    };
+                    let name = format!("{}.{}{suffix}.hgrm", case.id(), target.name());
+                    fs::write(dir.join("hgrm").join(name), hgrm::render(histogram))
+                        .map_err(|e| fail("hgrm", e))?;
                 }
             }
             let series: Vec<svg::Series> = self
