@@ -281,15 +281,7 @@ fn suite_cases(suite: Suite, inputs: &Inputs) -> Vec<Case> {
     let cli = inputs.cli;
     let every = cli.long || suite == Suite::All;
     let kinds: &[WorkloadKind] = match suite {
-        Suite::Standard | Suite::All => &[
-            RandRead,
-            RandWrite,
-            SeqRead,
-            SeqWrite,
-            AppendSync,
-            SmallAppend,
-            Mix,
-        ],
+        Suite::Standard | Suite::All => <WorkloadKind as clap::ValueEnum>::value_variants(),
         Suite::Random => &[RandRead, RandWrite],
         Suite::Append => &[AppendSync, SmallAppend],
     };
