@@ -9,8 +9,8 @@ use std::time::Duration;
 
 /// Most flush rounds per drain; other programs' writes may keep the
 /// counters above zero, and a drain must not stall the run.
-const ROUNDS_MAX: usize = 10;
-const PAUSE: Duration = Duration::from_millis(5);
+const ROUNDS_MAX: usize = 5;
+const PAUSE: Duration = Duration::from_millis(2);
 
 /// Dirty plus writeback memory in KiB, from /proc/meminfo text.
 pub fn unwritten_kib(meminfo: &str) -> u64 {
