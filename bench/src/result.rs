@@ -52,6 +52,25 @@ impl Spread {
     }
 }
 
+/// Each repeat's figures, in repeat order (the same order for every target
+/// of a case, so two targets' values pair up repeat by repeat).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct PerRepeat {
+    pub ops_per_s: Vec<f64>,
+    pub p50_us: Vec<f64>,
+    pub p99_us: Vec<f64>,
+}
+
+impl PerRepeat {
+    pub fn single(ops_per_s: f64, p50_us: f64, p99_us: f64) -> PerRepeat {
+        PerRepeat {
+            ops_per_s: vec![ops_per_s],
+            p50_us: vec![p50_us],
+            p99_us: vec![p99_us],
+        }
+    }
+}
+
 /// Fewest samples for which the table shows p99.99 (else `-`): with fewer,
 /// the 99.99th percentile rests on under ten ops.
 pub const P9999_SAMPLES_MIN: u64 = 100_000;
@@ -136,6 +155,7 @@ pub struct Summary {
     pub samples: u64,
     /// Repeats this row merges.
     pub repeats: usize,
+    pub per_repeat: PerRepeat,
     /// `(percentile, latency_us)` points for the spectrum plot.
     pub spectrum: Vec<(f64, f64)>,
     /// Caveats of this row (e.g. fio's sync latency summed per percentile).
@@ -198,6 +218,7 @@ impl Summary {
             mean_us: h.mean() / 1e3,
             samples: h.len(),
             repeats: 1,
+            per_repeat: PerRepeat::single(ops_per_s, at_us(&h, 50.0), p99_us),
             spectrum: SPECTRUM_PERCENTILES
                 .iter()
                 .map(|&p| (p, at_us(&h, p)))
@@ -261,6 +282,20 @@ pub fn merge(runs: Vec<Summary>) -> Option<Summary> {
     merged_summary.p50_us_spread = Spread::of(&p50s);
     merged_summary.p99_us_spread = p99_spread;
     merged_summary.repeats = runs.len();
+    merged_summary.per_repeat = PerRepeat {
+        ops_per_s: runs
+            .iter()
+            .flat_map(|r| r.per_repeat.ops_per_s.clone())
+            .collect(),
+        p50_us: runs
+            .iter()
+            .flat_map(|r| r.per_repeat.p50_us.clone())
+            .collect(),
+        p99_us: runs
+            .iter()
+            .flat_map(|r| r.per_repeat.p99_us.clone())
+            .collect(),
+    };
     merged_summary.notes = first.notes.clone();
     merged_summary.caveats = first.caveats.clone();
     merged_summary.max_issue_lag_us = runs.iter().map(|s| s.max_issue_lag_us).fold(0.0, f64::max);
@@ -349,6 +384,8 @@ impl Outcome {
                 }
                 summary.p99_us_spread = Spread::single(summary.p99_us);
                 summary.repeats = 1;
+                summary.per_repeat =
+                    PerRepeat::single(total_ops_per_s, summary.p50_us, summary.p99_us);
                 Outcome::Measured(Box::new(summary))
             }
             None => Outcome::Skipped {
@@ -458,6 +495,7 @@ mod tests {
             panic!("not measured")
         };
         assert_eq!(merged.repeats, 3);
+        assert_eq!(merged.per_repeat.ops_per_s, [40_000.0, 40_000.0, 20_000.0]);
         assert_eq!(merged.samples, 120_000);
         assert_eq!(merged.ops_per_s, 40_000.0);
         assert_eq!(merged.ops_per_s_spread.min, 20_000.0);

@@ -22,7 +22,9 @@ use serde_json::Value;
 
 use crate::load::Load;
 use crate::peers::{HEADER_PAGE_BYTES, PREALLOCATE_BYTES};
-use crate::result::{Caveat, Outcome, Spread, Summary, SPECTRUM_PERCENTILES, TABLE_PERCENTILES};
+use crate::result::{
+    Caveat, Outcome, PerRepeat, Spread, Summary, SPECTRUM_PERCENTILES, TABLE_PERCENTILES,
+};
 use crate::suite::{Case, Plan};
 use crate::targets::Env;
 use crate::workload::WorkloadKind;
@@ -274,6 +276,7 @@ pub fn parse(output: &str, case: &Case) -> Result<Summary, String> {
             .map(|&p| at(p).map(|us| (p, us)))
             .collect::<Result<_, _>>()?,
         repeats: 1,
+        per_repeat: PerRepeat::single(ops_per_s, p50_us, p99_us),
         notes,
         caveats,
         max_issue_lag_us: 0.0,

@@ -328,6 +328,11 @@ pub mod fixture {
             min: p99_us * 0.8,
             max: p99_us * 1.25,
         };
+        s.per_repeat = crate::result::PerRepeat {
+            ops_per_s: vec![ops_per_s * 0.9, ops_per_s, ops_per_s * 1.1],
+            p50_us: vec![s.p50_us; 3],
+            p99_us: vec![p99_us * 0.8, p99_us, p99_us * 1.25],
+        };
         s
     }
 
