@@ -8,6 +8,7 @@
 
 pub mod closed;
 pub mod open;
+pub mod pacer;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,4 +1,6 @@
 //! Open loop: op `i` is due at `start + i / rate`, whatever the target does.
+//! The harness's pacer thread (`pacer`) wakes the loop at each intended
+//! start, so every target is paced by the same clock.
 //! Latency is measured from that intended start, so a stall delays and is
 //! charged to every op scheduled behind it (coordinated omission corrected).
 //! At most `max_in_flight` ops are outstanding; ops due while the cap is hit
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant};
 use futures::future::{select, Either};
 use futures::stream::{FuturesUnordered, StreamExt};
 
+use super::pacer::Pacer;
 use super::{stopped_answering, OpResult, Recording, Sleep, Window};
 
 const NS_PER_S: u128 = 1_000_000_000;
@@ -85,6 +88,7 @@ where
     let mut next_index = 0u64;
     let mut completed_since_armed = 0u64;
     let mut hung = pin!(sleeper.sleep_until(window.end + window.hung_after));
+    let pacer = Pacer::start(schedule, total_ops)?;
     loop {
         let now = Instant::now();
         while next_index < total_ops
@@ -95,7 +99,7 @@ where
             next_index += 1;
         }
         let completion = if next_index < total_ops && in_flight.len() < max_in_flight {
-            let wake = sleeper.sleep_until(schedule.intended_start(next_index));
+            let wake = pacer.tick();
             if in_flight.is_empty() {
                 wake.await;
                 None
