@@ -211,9 +211,11 @@ pub struct Cli {
 /// Built-in workload sets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Suite {
-    /// Every workload; depth sweep and open loop on random reads and writes.
+    /// The cases the targets are judged on: random I/O at the first and last
+    /// depth, an open loop on random reads, the other workloads at depth 1
+    /// (mix: 4), and random reads at depth 1 under a CPU hog.
     Standard,
-    /// Random reads and writes only.
+    /// Random reads and writes only (and random reads under a CPU hog).
     Random,
     /// Append + sync and small appends only.
     Append,
