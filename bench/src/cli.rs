@@ -19,8 +19,10 @@ use crate::workload::WorkloadKind;
     name = "shardblob-bench",
     version,
     after_help = "Examples:\n  \
-        shardblob-bench                                  standard suite, ~3 minutes\n  \
-        shardblob-bench --quick                          smoke run, under a minute\n  \
+        shardblob-bench                                  standard suite, ~5 minutes\n  \
+        shardblob-bench --quick                          smoke run, about a minute\n  \
+        shardblob-bench --publish --markdown bench/RESULTS.md   the published run\n  \
+        shardblob-bench -w rand-read --sweep-p99-us 500  highest rate with p99 under 500 µs\n  \
         shardblob-bench -w rand-read --queue-depths 1,8 --duration 5s\n  \
         shardblob-bench -w mix --read-percent 90 --rate 20000\n  \
         shardblob-bench --config configs/bench/random.toml --peers fio,dma\n  \
@@ -98,7 +100,7 @@ pub struct Cli {
         long,
         value_delimiter = ',',
         value_name = "PEER,..",
-        default_value = "fio,dma,commonware-tokio,commonware-iouring"
+        default_value = "fio,fio-tuned,dma,sync-loop,commonware-tokio,commonware-iouring"
     )]
     pub peers: Vec<PeerArg>,
 
@@ -114,13 +116,57 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub engine_config: Option<PathBuf>,
 
-    /// Short smoke run: 300 ms per case, 256 MiB file, fewer depths.
-    #[arg(long, conflicts_with = "long")]
+    /// Short smoke run: 2 repeats of 150 ms per case, 256 MiB file, fewer cases.
+    #[arg(long, conflicts_with_all = ["long", "publish"])]
     pub quick: bool,
 
-    /// Thorough run: 10 s per case, 4 GiB file, every depth for every workload.
-    #[arg(long)]
+    /// Thorough run: 5 repeats of 10 s per case, 4 GiB file, every depth for every workload.
+    #[arg(long, conflicts_with = "publish")]
     pub long: bool,
+
+    /// The run bench/RESULTS.md is made from: the standard cases, 5 repeats of 10 s each.
+    #[arg(long)]
+    pub publish: bool,
+
+    /// Times each case runs on every target (targets rotated each time)
+    /// [default: 5; --quick: 2].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub repeats: Option<u32>,
+
+    /// Run every case with a CPU-bound competitor pinned to the measured shard's CPU.
+    #[arg(long)]
+    pub cpu_hog: bool,
+
+    /// Rate sweep: open-loop cases of the named workloads at each of
+    /// --sweep-rates, and per target the highest rate whose p99 stays
+    /// under this bound (µs).
+    #[arg(long, value_name = "US")]
+    pub sweep_p99_us: Option<f64>,
+
+    /// Offered rates of the sweep, ops/s.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "N,N,..",
+        default_value = "2500,5000,10000,20000,40000,80000"
+    )]
+    pub sweep_rates: Vec<u64>,
+
+    /// Scaling mode: each case on 1..N engine shards at once, each shard a
+    /// task driving its own partition; reports aggregate ops/s and the
+    /// per-core efficiency against one shard (no peers).
+    #[arg(long)]
+    pub scaling: bool,
+
+    /// Also write the report as Markdown to this file (the tables of bench/RESULTS.md).
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+
+    /// Hand-written Markdown placed after the verdicts in the Markdown
+    /// report (the analysis of bench/RESULTS.md, kept apart so the file
+    /// can be regenerated).
+    #[arg(long, value_name = "FILE")]
+    pub markdown_prose: Option<PathBuf>,
 
     /// Glommio spin_before_park of the raw DmaFile peer, in microseconds
     /// [default: the engine configuration's spin_before_park_us].
@@ -131,6 +177,12 @@ pub struct Cli {
     /// (RWF_DSYNC) instead of write then sync(); fio and dma keep fdatasync.
     #[arg(long)]
     pub sync_flag: bool,
+
+    /// commonware's writes that no sync follows go to the page cache (its
+    /// default) instead of carrying `WriteOptions::SYNC`; such rows are marked
+    /// `page cache` and never chosen as the best peer.
+    #[arg(long)]
+    pub commonware_cached: bool,
 
     /// Engine shard that owns the benchmark partition (same-shard runs there,
     /// cross-shard on the next one) [default: the shard on the CPU that takes
@@ -159,9 +211,11 @@ pub struct Cli {
 /// Built-in workload sets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Suite {
-    /// Every workload; depth sweep and open loop on random reads and writes.
+    /// The cases the targets are judged on: random I/O at the first and last
+    /// depth, an open loop on random reads, the other workloads at depth 1
+    /// (mix: 4), and random reads at depth 1 under a CPU hog.
     Standard,
-    /// Random reads and writes only.
+    /// Random reads and writes only (and random reads under a CPU hog).
     Random,
     /// Append + sync and small appends only.
     Append,
@@ -194,7 +248,9 @@ impl PathArg {
 pub enum PeerArg {
     None,
     Fio,
+    FioTuned,
     Dma,
+    SyncLoop,
     CommonwareTokio,
     CommonwareIouring,
 }
@@ -204,7 +260,9 @@ impl PeerArg {
         match self {
             PeerArg::None => None,
             PeerArg::Fio => Some(Target::Fio),
+            PeerArg::FioTuned => Some(Target::FioTuned),
             PeerArg::Dma => Some(Target::Dma),
+            PeerArg::SyncLoop => Some(Target::SyncLoop),
             PeerArg::CommonwareTokio => Some(Target::CommonwareTokio),
             PeerArg::CommonwareIouring => Some(Target::CommonwareIouring),
         }

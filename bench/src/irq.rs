@@ -12,35 +12,55 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+/// The interrupts of the block device holding a directory.
+#[derive(Clone, Debug)]
+pub struct DiskIrqs {
+    pub disk: String,
+    pub irqs: Vec<u32>,
+}
+
+impl DiskIrqs {
+    /// The MSI interrupts of the disk holding `dir`, or why they cannot be told.
+    pub fn of(dir: &Path) -> Result<DiskIrqs, String> {
+        let device = crate::machine::disk_of(dir)?;
+        let disk = device
+            .file_name()
+            .map_or_else(|| "disk".into(), |n| n.to_string_lossy().into_owned());
+        let irqs =
+            msi_irqs(&device).ok_or_else(|| format!("{disk}: no MSI interrupts in sysfs"))?;
+        Ok(DiskIrqs { disk, irqs })
+    }
+
+    /// Interrupts so far per CPU.
+    pub fn per_cpu(&self) -> Vec<u64> {
+        let text = fs::read_to_string("/proc/interrupts").unwrap_or_default();
+        interrupts_per_cpu(&text, &self.irqs)
+    }
+
+    /// Interrupts so far, summed over CPUs.
+    pub fn total(&self) -> u64 {
+        self.per_cpu().iter().sum()
+    }
+}
 
 /// The CPU that has taken the most interrupts of the block device holding
 /// `dir`, with the device's name; or why it cannot be told.
 pub fn completion_cpu(dir: &Path) -> Result<(usize, String), String> {
-    let dev = fs::metadata(dir)
-        .map_err(|e| format!("stat {}: {e}", dir.display()))?
-        .dev();
-    let (major, minor) = (libc::major(dev), libc::minor(dev));
-    let link = format!("/sys/dev/block/{major}:{minor}");
-    let mut device = fs::canonicalize(&link).map_err(|e| format!("{link}: {e}"))?;
-    if device.join("partition").exists() {
-        device.pop(); // a partition: its disk is the parent
-    }
-    let name = device
-        .file_name()
-        .map_or_else(|| link.clone(), |n| n.to_string_lossy().into_owned());
-    let irqs = msi_irqs(&device).ok_or_else(|| format!("{name}: no MSI interrupts in sysfs"))?;
-    let interrupts =
-        fs::read_to_string("/proc/interrupts").map_err(|e| format!("/proc/interrupts: {e}"))?;
-    let per_cpu = interrupts_per_cpu(&interrupts, &irqs);
-    per_cpu
+    let disk = DiskIrqs::of(dir)?;
+    disk.per_cpu()
         .iter()
         .enumerate()
         .max_by_key(|&(_, count)| *count)
         .filter(|&(_, count)| *count > 0)
-        .map(|(cpu, _)| (cpu, name.clone()))
-        .ok_or_else(|| format!("{name}: its interrupts {irqs:?} have not fired yet"))
+        .map(|(cpu, _)| (cpu, disk.disk.clone()))
+        .ok_or_else(|| {
+            format!(
+                "{}: its interrupts {:?} have not fired yet",
+                disk.disk, disk.irqs
+            )
+        })
 }
 
 /// The MSI interrupt numbers of the first ancestor of `device` that has any

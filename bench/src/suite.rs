@@ -18,18 +18,30 @@ use crate::workload::{Workload, WorkloadKind};
 pub struct Case {
     pub workload: Workload,
     pub load: Load,
+    /// A CPU-bound competitor runs on the measured shard's CPU (`hog`).
+    pub cpu_hog: bool,
 }
 
 impl Case {
-    /// `rand-read-4KiB qd1`.
+    pub fn new(workload: Workload, load: Load) -> Case {
+        Case {
+            workload,
+            load,
+            cpu_hog: false,
+        }
+    }
+
+    /// `rand-read-4KiB qd1`, `rand-read-4KiB qd1 +cpu-hog`.
     pub fn label(&self) -> String {
-        format!("{} {}", self.workload.label(), self.load.label())
+        let hog = if self.cpu_hog { " +cpu-hog" } else { "" };
+        format!("{} {}{hog}", self.workload.label(), self.load.label())
     }
 
     /// A file-name-safe id: `rand-read-4KiB_qd1`, `rand-read-4KiB_open10000`.
     pub fn id(&self) -> String {
         let load = self.load.label().replace("/s", "");
-        format!("{}_{load}", self.workload.label())
+        let hog = if self.cpu_hog { "_cpu-hog" } else { "" };
+        format!("{}_{load}{hog}", self.workload.label())
     }
 }
 
@@ -39,18 +51,25 @@ pub struct Plan {
     pub cases: Vec<Case>,
     pub warmup: Duration,
     pub duration: Duration,
+    /// Runs of each case on every target.
+    pub repeats: usize,
+    /// Rate sweep: the p99 bound (µs) its open-loop cases are judged on.
+    pub sweep_p99_us: Option<f64>,
     /// Size of the prefilled data file (the largest any case addresses).
     pub data_file_bytes: u64,
     pub targets: Vec<Target>,
     pub seed: u64,
     /// Synced ops use `WriteOptions::SYNC` where the target has it.
     pub sync_flag: bool,
+    /// commonware's unsynced writes stay in the page cache (else they carry SYNC).
+    pub commonware_cached: bool,
     pub profile: &'static str,
 }
 
 /// Defaults of a profile.
 struct Profile {
     name: &'static str,
+    repeats: usize,
     duration: Duration,
     warmup: Duration,
     file_size_bytes: u64,
@@ -61,24 +80,28 @@ fn profile(cli: &Cli) -> Profile {
     if cli.quick {
         Profile {
             name: "quick",
-            duration: Duration::from_millis(300),
-            warmup: Duration::from_millis(100),
+            repeats: 2,
+            duration: Duration::from_millis(150),
+            warmup: Duration::from_millis(50),
             file_size_bytes: 256 << 20,
             rate_ops_per_s: 5_000,
         }
-    } else if cli.long {
+    } else if cli.long || cli.publish {
         Profile {
-            name: "long",
+            name: if cli.long { "long" } else { "publish" },
+            repeats: 5,
             duration: Duration::from_secs(10),
-            warmup: Duration::from_secs(2),
-            file_size_bytes: 4 << 30,
+            warmup: Duration::from_secs(1),
+            file_size_bytes: if cli.long { 4 << 30 } else { 1 << 30 },
             rate_ops_per_s: 10_000,
         }
     } else {
+        // 5 repeats x 9 targets x 11 cases x (0.3 s + overhead): about 5 minutes.
         Profile {
             name: "standard",
-            duration: Duration::from_secs(1),
-            warmup: Duration::from_millis(250),
+            repeats: 5,
+            duration: Duration::from_millis(200),
+            warmup: Duration::from_millis(100),
             file_size_bytes: 1 << 30,
             rate_ops_per_s: 10_000,
         }
@@ -111,6 +134,7 @@ pub struct WorkloadFile {
     file_size: Option<SizeText>,
     queue_depths: Option<Vec<usize>>,
     rate_ops_per_s: Option<u64>,
+    repeats: Option<usize>,
     #[serde(default)]
     workload: Vec<WorkloadEntry>,
 }
@@ -126,6 +150,9 @@ struct WorkloadEntry {
     queue_depths: Option<Vec<usize>>,
     /// 0 or absent: no open-loop case.
     open_rate_ops_per_s: Option<u64>,
+    /// A CPU-bound competitor on the measured shard's CPU.
+    #[serde(default)]
+    cpu_hog: bool,
 }
 
 impl WorkloadFile {
@@ -182,24 +209,22 @@ fn loads(depths: &[usize], rate_ops_per_s: u64, max_in_flight: usize) -> Vec<Loa
     loads
 }
 
-/// Builds the plan, or says which input is wrong.
-pub fn plan(cli: &Cli) -> Result<Plan, String> {
-    let profile = profile(cli);
-    let mut files = Vec::new();
-    for path in &cli.configs {
-        files.push(WorkloadFile::load(path)?);
-    }
-    let file = |pick: fn(&WorkloadFile) -> Option<String>| files.iter().find_map(pick);
-    let duration = match (cli.duration, file(|f| f.duration.clone())) {
-        (Some(d), _) => d,
-        (None, Some(text)) => parse_duration(&text)?,
-        (None, None) => profile.duration,
-    };
-    let warmup = match (cli.warmup, file(|f| f.warmup.clone())) {
-        (Some(d), _) => d,
-        (None, Some(text)) => parse_duration(&text)?,
-        (None, None) => profile.warmup,
-    };
+/// The inputs every part of the plan reads.
+struct Inputs<'a> {
+    cli: &'a Cli,
+    files: Vec<WorkloadFile>,
+    shapes: Shapes,
+    /// Depths from --queue-depths, else a workload file, else 1,4,32.
+    sweep: Vec<usize>,
+    rate_ops_per_s: u64,
+}
+
+fn inputs<'a>(cli: &'a Cli, profile: &Profile) -> Result<Inputs<'a>, String> {
+    let files = cli
+        .configs
+        .iter()
+        .map(|path| WorkloadFile::load(path))
+        .collect::<Result<Vec<_>, _>>()?;
     let file_size_from_files = files
         .iter()
         .find_map(|f| f.file_size.clone())
@@ -216,77 +241,107 @@ pub fn plan(cli: &Cli) -> Result<Plan, String> {
         sync_every_bytes: cli.sync_every.unwrap_or(1 << 20),
         read_percent: cli.read_percent.unwrap_or(70),
     };
-    let file_depths = files.iter().find_map(|f| f.queue_depths.clone());
     let sweep = cli
         .queue_depths
         .clone()
-        .or(file_depths)
+        .or(files.iter().find_map(|f| f.queue_depths.clone()))
         .unwrap_or_else(|| vec![1, 4, 32]);
-    let depths_given = cli.queue_depths.is_some();
-    let rate = cli
+    let rate_ops_per_s = cli
         .rate
         .or(files.iter().find_map(|f| f.rate_ops_per_s))
         .unwrap_or(profile.rate_ops_per_s);
-    let max_in_flight = cli.max_in_flight;
+    Ok(Inputs {
+        cli,
+        files,
+        shapes,
+        sweep,
+        rate_ops_per_s,
+    })
+}
 
-    let mut cases = Vec::new();
-    let mut push = |workload: Workload, loads: Vec<Load>| {
-        for load in loads {
-            cases.push(Case {
-                workload: workload.clone(),
-                load,
-            });
-        }
+/// A duration from the command line, else a workload file, else the profile.
+fn timing(
+    flag: Option<Duration>,
+    files: &[WorkloadFile],
+    pick: fn(&WorkloadFile) -> Option<&String>,
+    default: Duration,
+) -> Result<Duration, String> {
+    match (flag, files.iter().find_map(pick)) {
+        (Some(d), _) => Ok(d),
+        (None, Some(text)) => parse_duration(text),
+        (None, None) => Ok(default),
+    }
+}
+
+/// The cases of a built-in suite. The standard suite keeps the cases the
+/// targets are judged on (and one under a CPU hog) to fit its five repeats
+/// in about five minutes; `--long` and `--suite all` run every depth.
+fn suite_cases(suite: Suite, inputs: &Inputs) -> Vec<Case> {
+    use WorkloadKind::*;
+    let cli = inputs.cli;
+    let every = cli.long || suite == Suite::All;
+    let kinds: &[WorkloadKind] = match suite {
+        Suite::Standard | Suite::All => <WorkloadKind as clap::ValueEnum>::value_variants(),
+        Suite::Random => &[RandRead, RandWrite],
+        Suite::Append => &[AppendSync, SmallAppend],
     };
-
-    let suite = cli.suite.or_else(|| {
-        (cli.workloads.is_empty() && cli.configs.is_empty()).then_some(Suite::Standard)
-    });
-    if let Some(suite) = suite {
-        use WorkloadKind::*;
-        let every = cli.long || suite == Suite::All;
-        let quick = cli.quick;
-        let kinds: &[WorkloadKind] = match suite {
-            Suite::Standard | Suite::All => &[
-                RandRead,
-                RandWrite,
-                SeqRead,
-                SeqWrite,
-                AppendSync,
-                SmallAppend,
-                Mix,
-            ],
-            Suite::Random => &[RandRead, RandWrite],
-            Suite::Append => &[AppendSync, SmallAppend],
+    let sweep = &inputs.sweep;
+    let ends = vec![sweep[0], *sweep.last().unwrap_or(&1)];
+    let mut cases = Vec::new();
+    for &kind in kinds {
+        let random = matches!(kind, RandRead | RandWrite);
+        let mut depths: Vec<usize> = match kind {
+            _ if every || cli.queue_depths.is_some() => sweep.clone(),
+            _ if random => ends.clone(),
+            Mix => vec![4],
+            _ => vec![1],
         };
-        for &kind in kinds {
-            let random = matches!(kind, RandRead | RandWrite);
-            let depths: Vec<usize> = if every || depths_given || (random && !quick) {
-                sweep.clone()
-            } else if random {
-                vec![sweep[0], *sweep.last().unwrap_or(&1)]
-            } else if kind == Mix {
-                vec![4]
-            } else {
-                vec![1]
-            };
-            let mut depths_unique = depths;
-            depths_unique.dedup();
-            let open = random && !(quick && kind == RandWrite) || (every && kind == Mix);
-            push(
-                shapes.workload(kind),
-                loads(&depths_unique, if open { rate } else { 0 }, max_in_flight),
-            );
+        depths.dedup();
+        let open = (kind == RandRead && !cli.quick) || (every && matches!(kind, RandWrite | Mix));
+        let rate = if open { inputs.rate_ops_per_s } else { 0 };
+        let workload = inputs.shapes.workload(kind);
+        for load in loads(&depths, rate, cli.max_in_flight) {
+            cases.push(Case::new(workload.clone(), load));
         }
     }
+    if matches!(suite, Suite::Standard | Suite::All | Suite::Random) {
+        let mut hog = Case::new(
+            inputs.shapes.workload(RandRead),
+            Load::Closed { queue_depth: 1 },
+        );
+        hog.cpu_hog = true;
+        cases.push(hog);
+    }
+    cases
+}
+
+/// The cases of --workload flags: every depth of the sweep, the open loop at
+/// --rate, and the rate sweep's open loops.
+fn flag_cases(inputs: &Inputs) -> Vec<Case> {
+    let cli = inputs.cli;
+    let mut cases = Vec::new();
     for &kind in &cli.workloads {
-        push(
-            shapes.workload(kind),
-            loads(&sweep, cli.rate.unwrap_or(0), max_in_flight),
+        let workload = inputs.shapes.workload(kind);
+        let mut all = loads(&inputs.sweep, cli.rate.unwrap_or(0), cli.max_in_flight);
+        if cli.sweep_p99_us.is_some() {
+            all.extend(cli.sweep_rates.iter().map(|&rate_ops_per_s| Load::Open {
+                rate_ops_per_s,
+                max_in_flight: cli.max_in_flight,
+            }));
+        }
+        cases.extend(
+            all.into_iter()
+                .map(|load| Case::new(workload.clone(), load)),
         );
     }
-    for entry in files.iter().flat_map(|f| &f.workload) {
-        let mut workload = shapes.workload(entry.kind);
+    cases
+}
+
+/// The cases of the workload files' `[[workload]]` entries.
+fn file_cases(inputs: &Inputs) -> Result<Vec<Case>, String> {
+    let mut cases = Vec::new();
+    for entry in inputs.files.iter().flat_map(|f| &f.workload) {
+        let mut workload = inputs.shapes.workload(entry.kind);
         if let Some(size) = &entry.block_size {
             workload.block_size_bytes = size.bytes()?;
         }
@@ -299,21 +354,45 @@ pub fn plan(cli: &Cli) -> Result<Plan, String> {
         if let Some(percent) = entry.read_percent {
             workload.read_percent = percent;
         }
-        let depths = if depths_given {
-            &sweep
-        } else {
-            entry.queue_depths.as_ref().unwrap_or(&sweep)
+        let depths = match (&inputs.cli.queue_depths, &entry.queue_depths) {
+            (None, Some(depths)) => depths,
+            _ => &inputs.sweep,
         };
-        push(
-            workload,
-            loads(
-                depths,
-                entry.open_rate_ops_per_s.unwrap_or(0),
-                max_in_flight,
-            ),
-        );
+        let rate = entry.open_rate_ops_per_s.unwrap_or(0);
+        for load in loads(depths, rate, inputs.cli.max_in_flight) {
+            let mut case = Case::new(workload.clone(), load);
+            case.cpu_hog = entry.cpu_hog;
+            cases.push(case);
+        }
     }
+    Ok(cases)
+}
 
+/// Builds the plan, or says which input is wrong.
+pub fn plan(cli: &Cli) -> Result<Plan, String> {
+    let profile = profile(cli);
+    let inputs = inputs(cli, &profile)?;
+    let duration = timing(
+        cli.duration,
+        &inputs.files,
+        |f| f.duration.as_ref(),
+        profile.duration,
+    )?;
+    let warmup = timing(
+        cli.warmup,
+        &inputs.files,
+        |f| f.warmup.as_ref(),
+        profile.warmup,
+    )?;
+    let suite = cli.suite.or_else(|| {
+        (cli.workloads.is_empty() && cli.configs.is_empty()).then_some(Suite::Standard)
+    });
+    let mut cases = suite.map_or_else(Vec::new, |suite| suite_cases(suite, &inputs));
+    cases.extend(flag_cases(&inputs));
+    cases.extend(file_cases(&inputs)?);
+    if cli.cpu_hog {
+        cases.iter_mut().for_each(|case| case.cpu_hog = true);
+    }
     if cases.is_empty() {
         return Err("no cases to run: name a --suite, --workload or --config".into());
     }
@@ -339,10 +418,18 @@ pub fn plan(cli: &Cli) -> Result<Plan, String> {
         cases,
         warmup,
         duration,
+        repeats: cli
+            .repeats
+            .map(|n| n as usize)
+            .or(inputs.files.iter().find_map(|f| f.repeats))
+            .unwrap_or(profile.repeats)
+            .max(1),
+        sweep_p99_us: cli.sweep_p99_us,
         data_file_bytes,
         targets,
         seed: cli.seed,
         sync_flag: cli.sync_flag,
+        commonware_cached: cli.commonware_cached,
         profile: profile.name,
     })
 }
@@ -351,10 +438,11 @@ impl Plan {
     /// A human summary for --dry-run and the report header.
     pub fn describe(&self) -> String {
         let mut text = format!(
-            "profile {}: {} cases x {} targets, {} warm-up + {} each, data file {}\n",
+            "profile {}: {} cases x {} targets x {} repeats, {} warm-up + {} each, data file {}\n",
             self.profile,
             self.cases.len(),
             self.targets.len(),
+            self.repeats,
             format_duration(self.warmup),
             format_duration(self.duration),
             crate::units::format_size(self.data_file_bytes),
@@ -367,10 +455,11 @@ impl Plan {
         text
     }
 
-    /// Rough wall time: cases x targets x (warm-up + duration), excluding prefill.
+    /// Rough wall time: cases x targets x repeats x (warm-up + duration +
+    /// start-up and drain), excluding prefill.
     pub fn estimated_s(&self) -> f64 {
-        let per_case_s = (self.warmup + self.duration).as_secs_f64() + 0.1;
-        per_case_s * (self.cases.len() * self.targets.len()) as f64
+        let per_run_s = (self.warmup + self.duration).as_secs_f64() + 0.08;
+        per_run_s * (self.cases.len() * self.targets.len() * self.repeats) as f64
     }
 }
 
@@ -391,13 +480,13 @@ mod tests {
     }
 
     #[test]
-    fn the_standard_suite_sweeps_depths_on_random_io() {
+    fn the_standard_suite_keeps_the_judged_cases_in_five_minutes() {
         let plan = plan_of(&[]).unwrap();
         let labels: Vec<String> = plan.cases.iter().map(Case::label).collect();
         for want in [
             "rand-read-4KiB qd1",
-            "rand-read-4KiB qd4",
             "rand-read-4KiB qd32",
+            "rand-read-4KiB qd1 +cpu-hog",
             "rand-read-4KiB open10000/s",
             "rand-write-4KiB qd32",
             "seq-read-128KiB qd1",
@@ -412,8 +501,40 @@ mod tests {
             );
         }
         assert_eq!(plan.data_file_bytes, 1 << 30);
-        assert_eq!(plan.targets.len(), 7);
-        assert!(plan.estimated_s() < 200.0, "{}", plan.estimated_s());
+        assert_eq!(plan.targets.len(), 9);
+        assert_eq!(plan.repeats, 5);
+        assert!(plan.estimated_s() < 300.0, "{}", plan.estimated_s());
+        let publish = plan_of(&["--publish"]).unwrap();
+        assert_eq!(publish.cases.len(), plan.cases.len());
+        assert_eq!(publish.duration, Duration::from_secs(10));
+        assert_eq!(plan_of(&["--quick", "--repeats", "3"]).unwrap().repeats, 3);
+    }
+
+    #[test]
+    fn a_rate_sweep_adds_an_open_loop_per_rate() {
+        let plan = plan_of(&[
+            "-w",
+            "rand-read",
+            "--queue-depths",
+            "1",
+            "--sweep-p99-us",
+            "500",
+            "--sweep-rates",
+            "1000,2000",
+        ])
+        .unwrap();
+        let labels: Vec<String> = plan.cases.iter().map(Case::label).collect();
+        assert_eq!(
+            labels,
+            [
+                "rand-read-4KiB qd1",
+                "rand-read-4KiB open1000/s",
+                "rand-read-4KiB open2000/s"
+            ]
+        );
+        assert_eq!(plan.sweep_p99_us, Some(500.0));
+        let hogged = plan_of(&["-w", "rand-read", "--queue-depths", "1", "--cpu-hog"]).unwrap();
+        assert_eq!(hogged.cases[0].label(), "rand-read-4KiB qd1 +cpu-hog");
     }
 
     #[test]
@@ -436,10 +557,12 @@ mod tests {
     #[test]
     fn workload_files_parse_sizes_and_reject_unknown_fields() {
         let file = WorkloadFile::parse(
-            "duration = \"2s\"\nfile_size = \"64MiB\"\n\n[[workload]]\nkind = \"rand-write\"\nblock_size = 8192\nqueue_depths = [2]\nopen_rate_ops_per_s = 100\n",
+            "duration = \"2s\"\nfile_size = \"64MiB\"\nrepeats = 3\n\n[[workload]]\nkind = \"rand-write\"\nblock_size = 8192\nqueue_depths = [2]\nopen_rate_ops_per_s = 100\ncpu_hog = true\n",
         )
         .unwrap();
         assert_eq!(file.workload.len(), 1);
+        assert_eq!(file.repeats, Some(3));
+        assert!(file.workload[0].cpu_hog);
         assert_eq!(
             file.workload[0].block_size.as_ref().unwrap().bytes(),
             Ok(8192)
@@ -448,6 +571,27 @@ mod tests {
         let err =
             WorkloadFile::parse("[[workload]]\nkind = \"rand-read\"\nblok_size = 1\n").unwrap_err();
         assert!(err.contains("blok_size"), "{err}");
+    }
+
+    #[test]
+    fn every_shipped_workload_file_plans() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/bench");
+        let mut planned = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let plan = plan_of(&["--config", path.to_str().unwrap()])
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(!plan.cases.is_empty(), "{}", path.display());
+            planned += 1;
+        }
+        assert!(planned >= 4, "{planned} files in {}", dir.display());
+        let hog = plan_of(&[
+            "--config",
+            dir.join("oversubscribed.toml").to_str().unwrap(),
+        ])
+        .unwrap();
+        assert_eq!(hog.repeats, 5);
+        assert_eq!(hog.cases.iter().filter(|c| c.cpu_hog).count(), 1);
     }
 
     #[test]

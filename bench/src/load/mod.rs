@@ -8,6 +8,7 @@
 
 pub mod closed;
 pub mod open;
+pub mod pacer;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -53,8 +54,8 @@ impl Load {
 }
 
 /// The time frame of one run: warm-up from `start`, measured from
-/// `measure_start` until `end`; ops still in flight `hung_after` past the
-/// end (and the open loop's catch-up) fail the run.
+/// `measure_start` until `end`; a run fails when ops are still in flight
+/// `hung_after` past the end (open loop: when none completed for `hung_after`).
 #[derive(Clone, Copy, Debug)]
 pub struct Window {
     pub start: Instant,
@@ -103,37 +104,73 @@ pub fn check_read_len(target: &str, got_bytes: usize, wanted_bytes: u64) -> OpRe
     }
 }
 
+/// An open-loop op issued more than this after its intended start counts as late.
+pub const LATE_AFTER: Duration = Duration::from_millis(1);
+
+fn new_histogram() -> Histogram<u64> {
+    // 1 ns .. 100 s at 3 significant digits.
+    Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("static histogram bounds are valid")
+}
+
+fn ns_between(start: Instant, end: Instant) -> u64 {
+    u64::try_from(end.saturating_duration_since(start).as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// What one run measured.
 #[derive(Clone, Debug)]
 pub struct Recording {
-    /// Latency of every measured op, in nanoseconds.
+    /// Latency of every measured op, in nanoseconds (open loop: from its intended start).
     pub latency_ns: Histogram<u64>,
+    /// Open loop: latency of every measured op from its actual issue
+    /// (uncorrected for coordinated omission).
+    pub uncorrected_ns: Option<Histogram<u64>>,
     /// Length of the measured window.
     pub measured_s: f64,
     /// Open loop: the latest an op was issued after its intended start.
     pub max_issue_lag_ns: u64,
-    /// Open loop: scheduled ops never issued because the target fell too far behind.
-    pub missed_ops: u64,
+    /// Open loop: measured ops issued more than `LATE_AFTER` after their intended start.
+    pub late_ops: u64,
 }
 
 impl Recording {
     pub fn new(window: &Window) -> Recording {
         Recording {
-            // 1 ns .. 100 s at 3 significant digits.
-            latency_ns: Histogram::new_with_bounds(1, 100_000_000_000, 3)
-                .expect("static histogram bounds are valid"),
+            latency_ns: new_histogram(),
+            uncorrected_ns: None,
             measured_s: window.measured_s(),
             max_issue_lag_ns: 0,
-            missed_ops: 0,
+            late_ops: 0,
         }
     }
 
     /// Records an op that started (or was meant to start) at `start` and ended at `done`.
     pub fn record(&mut self, window: &Window, start: Instant, done: Instant) {
         if window.measures(start) {
-            let latency_ns = done.saturating_duration_since(start).as_nanos();
-            self.latency_ns
-                .saturating_record(u64::try_from(latency_ns).unwrap_or(u64::MAX));
+            self.latency_ns.saturating_record(ns_between(start, done));
+        }
+    }
+
+    /// Records an open-loop op meant to start at `intended`, issued at
+    /// `issued`, ended at `done`: both histograms and its lateness.
+    pub fn record_open(
+        &mut self,
+        window: &Window,
+        intended: Instant,
+        issued: Instant,
+        done: Instant,
+    ) {
+        if !window.measures(intended) {
+            return;
+        }
+        self.latency_ns
+            .saturating_record(ns_between(intended, done));
+        self.uncorrected_ns
+            .get_or_insert_with(new_histogram)
+            .saturating_record(ns_between(issued, done));
+        let lag_ns = ns_between(intended, issued);
+        self.max_issue_lag_ns = self.max_issue_lag_ns.max(lag_ns);
+        if lag_ns > LATE_AFTER.as_nanos() as u64 {
+            self.late_ops += 1;
         }
     }
 
@@ -182,12 +219,15 @@ where
         Either::Left(_) => None,
         Either::Right((next, _)) => Some(next),
     };
-    next.ok_or_else(|| {
-        format!(
-            "ops still in flight {} ms after the run ended: the target stopped answering",
-            hung_after.as_millis()
-        )
-    })
+    next.ok_or_else(|| stopped_answering(hung_after))
+}
+
+/// The error of a run whose ops stopped completing.
+fn stopped_answering(hung_after: Duration) -> String {
+    format!(
+        "no op completed for {} ms: the target stopped answering",
+        hung_after.as_millis()
+    )
 }
 
 /// Wraps an op so it reports when it ended, with the start it is measured from.
@@ -199,26 +239,28 @@ async fn timed<Fut: Future<Output = OpResult>>(
     (start, Instant::now(), result)
 }
 
+/// A timer for tests that spins: pending until its deadline, asking to be polled again at once.
+#[cfg(test)]
+pub struct Due;
+
+#[cfg(test)]
+impl Sleep for Due {
+    fn sleep_until(&self, deadline: Instant) -> impl Future<Output = ()> {
+        futures::future::poll_fn(move |cx| {
+            if Instant::now() >= deadline {
+                std::task::Poll::Ready(())
+            } else {
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::cell::Cell;
-
-    /// A timer that spins: pending until its deadline, asking to be polled again at once.
-    struct Due;
-
-    impl Sleep for Due {
-        fn sleep_until(&self, deadline: Instant) -> impl Future<Output = ()> {
-            futures::future::poll_fn(move |cx| {
-                if Instant::now() >= deadline {
-                    std::task::Poll::Ready(())
-                } else {
-                    cx.waker().wake_by_ref();
-                    std::task::Poll::Pending
-                }
-            })
-        }
-    }
 
     #[test]
     fn a_closed_loop_keeps_queue_depth_ops_in_flight_and_stops_at_the_end() {
@@ -251,7 +293,7 @@ mod tests {
         // 15 ms at 1000/s: 15 ops, the last 10 of them in the measured window.
         assert_eq!(issued.get(), 15);
         assert_eq!(recording.latency_ns.len(), 10);
-        assert_eq!(recording.missed_ops, 0);
+        assert_eq!(recording.uncorrected_ns.map(|h| h.len()), Some(10));
     }
 
     #[test]

@@ -1,9 +1,14 @@
 //! Open loop: op `i` is due at `start + i / rate`, whatever the target does.
+//! The harness's pacer thread (`pacer`) wakes the loop at each intended
+//! start, so every target is paced by the same clock.
 //! Latency is measured from that intended start, so a stall delays and is
 //! charged to every op scheduled behind it (coordinated omission corrected).
 //! At most `max_in_flight` ops are outstanding; ops due while the cap is hit
-//! start late, and their lateness is part of their latency. If the target
-//! falls more than `GIVE_UP_AFTER` behind the end, the rest count as missed.
+//! start late, and their lateness is part of their latency. No op is dropped:
+//! however far a target falls behind, every scheduled op is issued and
+//! recorded (the run only fails when nothing completes for `hung_after`).
+//! Each op is also recorded from its actual issue (the uncorrected
+//! histogram), and ops issued more than `LATE_AFTER` late are counted.
 
 use std::future::Future;
 use std::pin::pin;
@@ -12,12 +17,20 @@ use std::time::{Duration, Instant};
 use futures::future::{select, Either};
 use futures::stream::{FuturesUnordered, StreamExt};
 
-use super::{next_or_hung, timed, OpResult, Recording, Sleep, Window};
+use super::pacer::Pacer;
+use super::{stopped_answering, OpResult, Recording, Sleep, Window};
 
 const NS_PER_S: u128 = 1_000_000_000;
 
-/// How long past the window's end overdue ops are still issued.
-const GIVE_UP_AFTER: Duration = Duration::from_secs(2);
+/// Wraps an op so it reports its intended start, its issue and its end.
+async fn timed_open<Fut: Future<Output = OpResult>>(
+    op: Fut,
+    intended: Instant,
+) -> (Instant, Instant, Instant, OpResult) {
+    let issued = Instant::now();
+    let result = op.await;
+    (intended, issued, Instant::now(), result)
+}
 
 /// The fixed schedule of intended starts.
 #[derive(Clone, Copy, Debug)]
@@ -70,31 +83,23 @@ where
     let max_in_flight = max_in_flight.max(1);
     let schedule = Schedule::new(window.start, rate_ops_per_s);
     let total_ops = schedule.ops_before(window.end);
-    let give_up_at = window.end + GIVE_UP_AFTER.min(window.hung_after);
     let mut recording = Recording::new(&window);
     let mut in_flight = FuturesUnordered::new();
     let mut next_index = 0u64;
-    let mut hung = pin!(sleeper.sleep_until(give_up_at + window.hung_after));
+    let mut completed_since_armed = 0u64;
+    let mut hung = pin!(sleeper.sleep_until(window.end + window.hung_after));
+    let pacer = Pacer::start(schedule, total_ops)?;
     loop {
         let now = Instant::now();
         while next_index < total_ops
             && in_flight.len() < max_in_flight
             && schedule.intended_start(next_index) <= now
         {
-            let intended = schedule.intended_start(next_index);
-            if window.measures(intended) {
-                let lag_ns = now.saturating_duration_since(intended).as_nanos();
-                recording.max_issue_lag_ns = recording.max_issue_lag_ns.max(lag_ns as u64);
-            }
-            in_flight.push(timed(next_op(), intended));
+            in_flight.push(timed_open(next_op(), schedule.intended_start(next_index)));
             next_index += 1;
         }
-        if next_index < total_ops && now > give_up_at {
-            recording.missed_ops = total_ops - next_index;
-            next_index = total_ops;
-        }
         let completion = if next_index < total_ops && in_flight.len() < max_in_flight {
-            let wake = sleeper.sleep_until(schedule.intended_start(next_index));
+            let wake = pacer.tick();
             if in_flight.is_empty() {
                 wake.await;
                 None
@@ -107,11 +112,23 @@ where
         } else if in_flight.is_empty() {
             break;
         } else {
-            next_or_hung(&mut in_flight, hung.as_mut(), window.hung_after).await?
+            match select(hung.as_mut(), in_flight.next()).await {
+                Either::Left(_) if completed_since_armed == 0 => {
+                    return Err(stopped_answering(window.hung_after))
+                }
+                Either::Left(_) => {
+                    // Behind but progressing: wait another `hung_after`.
+                    completed_since_armed = 0;
+                    hung.set(sleeper.sleep_until(Instant::now() + window.hung_after));
+                    None
+                }
+                Either::Right((completion, _)) => completion,
+            }
         };
-        if let Some((intended, done, result)) = completion {
+        if let Some((intended, issued, done, result)) = completion {
             result?;
-            recording.record(&window, intended, done);
+            completed_since_armed += 1;
+            recording.record_open(&window, intended, issued, done);
         }
     }
     Ok(recording)
@@ -120,6 +137,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::load::Due;
+    use futures::FutureExt;
     use shardblob_shards::rng::Rng;
 
     #[test]
@@ -155,6 +174,24 @@ mod tests {
         let schedule = Schedule::new(start, 10_000);
         assert_eq!(schedule.ops_before(start + Duration::from_secs(2)), 20_000);
         assert_eq!(schedule.ops_before(start), 0);
+    }
+
+    #[test]
+    fn an_overloaded_target_has_every_op_recorded_and_late_ones_counted() {
+        // 20 ops due 1 ms apart, each taking at least 5 ms, one at a time:
+        // op i is issued at least 4i ms late. None is dropped.
+        let window = Window::starting_now(Duration::ZERO, Duration::from_millis(20));
+        let recording = futures::executor::block_on(run(1000, 1, window, &Due, || {
+            Due.sleep_until(Instant::now() + Duration::from_millis(5))
+                .map(Ok)
+        }))
+        .unwrap();
+        assert_eq!(recording.latency_ns.len(), 20);
+        assert!(recording.late_ops >= 19, "{} late", recording.late_ops);
+        let uncorrected = recording.uncorrected_ns.unwrap();
+        assert_eq!(uncorrected.len(), 20);
+        // Corrected latency includes the wait for issue: above the service time.
+        assert!(recording.latency_ns.max() > uncorrected.max());
     }
 
     #[test]

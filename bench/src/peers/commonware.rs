@@ -2,8 +2,13 @@
 //! runtime and on its io_uring runtime, each with its default configuration
 //! and a storage directory of its own. Reads and writes carry `DONT_CACHE`,
 //! its request to bypass the page cache (O_DIRECT reads where it can), the
-//! nearest it has to our O_DIRECT-only I/O. Synced ops are write then
-//! `sync()` (or one `WriteOptions::SYNC` write with --sync-flag).
+//! nearest it has to our O_DIRECT-only I/O. Its writes have no O_DIRECT: so
+//! that they reach the device as ours do, every write that is not followed
+//! by a sync carries `WriteOptions::SYNC` (RWF_DSYNC, a flush more than ours
+//! pay; the row says so). With --commonware-cached they go to the page cache
+//! instead, and the row is marked `page cache` (never the best peer).
+//! Synced ops are write then `sync()` (or one `WriteOptions::SYNC` write
+//! with --sync-flag).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -14,9 +19,10 @@ use commonware_runtime::{Blob as _, Clock, ReadOptions, Runner as _, Storage, Wr
 
 use crate::load::{OpResult, Sleep};
 use crate::peers::PREFILL_CHUNK_BYTES;
-use crate::result::Outcome;
+use crate::result::{Caveat, Outcome};
 use crate::targets::{pattern, run_case, Env, OpExec, Target};
 use crate::workload::Op;
+use crate::workload::WorkloadKind;
 
 const PARTITION: &str = "bench";
 
@@ -33,6 +39,8 @@ struct CwExec<B> {
     blob: B,
     block: Bytes,
     sync_flag: bool,
+    /// Writes not followed by a sync stay in the page cache (else they carry SYNC).
+    cached: bool,
 }
 
 impl<B: commonware_runtime::Blob> OpExec for CwExec<B> {
@@ -55,7 +63,7 @@ impl<B: commonware_runtime::Blob> OpExec for CwExec<B> {
                 sync,
             } => {
                 let data = self.block.slice(..len_bytes as usize);
-                let flag_sync = sync && self.sync_flag;
+                let flag_sync = (sync && self.sync_flag) || (!sync && !self.cached);
                 let options = if flag_sync {
                     WriteOptions::SYNC | WriteOptions::DONT_CACHE
                 } else {
@@ -100,20 +108,55 @@ async fn open_data<S: Storage>(storage: &S, len_bytes: u64) -> Result<S::Blob, S
     Ok(blob)
 }
 
+/// Says on a measured row how its unsynced writes reached (or did not reach) the device.
+fn mark_writes(mut outcome: Outcome, case: &crate::suite::Case, cached: bool) -> Outcome {
+    let unsynced_writes = !matches!(
+        case.workload.kind,
+        WorkloadKind::RandRead | WorkloadKind::SeqRead | WorkloadKind::AppendSync
+    );
+    if let (Outcome::Measured(summary), true) = (&mut outcome, unsynced_writes) {
+        if cached {
+            summary.caveats.push(Caveat::PageCache);
+            summary
+                .notes
+                .push("writes go to the page cache only (--commonware-cached)".into());
+        } else {
+            summary.notes.push(
+                "writes carry WriteOptions::SYNC (RWF_DSYNC), its only way to the device: \
+                 a flush per write more than ours"
+                    .into(),
+            );
+        }
+    }
+    outcome
+}
+
 /// Runs case `index` on a runtime's context.
 async fn case_on<C: Storage + Clock>(context: C, env: Env, index: usize) -> Outcome {
     let plan = &env.plan;
     let case = &plan.cases[index];
-    let sleeper = CwSleep(&context);
+    let cached = plan.commonware_cached;
+    let outcome = run_on(&context, plan, index).await;
+    mark_writes(outcome, case, cached)
+}
+
+async fn run_on<C: Storage + Clock>(
+    context: &C,
+    plan: &crate::suite::Plan,
+    index: usize,
+) -> Outcome {
+    let case = &plan.cases[index];
+    let sleeper = CwSleep(context);
     let block = Bytes::from(pattern(case.workload.block_size_bytes as usize));
-    let sync_flag = plan.sync_flag;
+    let (sync_flag, cached) = (plan.sync_flag, plan.commonware_cached);
     if case.workload.kind.uses_data_file() {
-        match open_data(&context, plan.data_file_bytes).await {
+        match open_data(context, plan.data_file_bytes).await {
             Ok(blob) => {
                 let exec = CwExec {
                     blob,
                     block,
                     sync_flag,
+                    cached,
                 };
                 run_case(case, plan, &sleeper, &exec).await
             }
@@ -127,6 +170,7 @@ async fn case_on<C: Storage + Clock>(context: C, env: Env, index: usize) -> Outc
                     blob,
                     block,
                     sync_flag,
+                    cached,
                 };
                 let outcome = run_case(case, plan, &sleeper, &exec).await;
                 drop(exec);

@@ -1,5 +1,11 @@
 //! fio, the yardstick: io_uring, O_DIRECT, one job, the same shape as our
-//! case. fio reports latency from submission (`lat_ns`, with
+//! case, on a file laid out as the engine's (a 4 KiB header page before the
+//! data, `--offset`), appending with the engine's preallocation
+//! (`--fallocate=keep`, unwritten extents past the end). Two variants: fio
+//! with its defaults, and fio tuned as a shard runs (pinned to the shard's
+//! CPU, `--fixedbufs --registerfiles`, completions reaped by polling with
+//! `--iodepth_batch_complete_min=0`, and `--hipri` where the disk has poll
+//! queues). fio reports latency from submission (`lat_ns`, with
 //! `lat_percentiles`), which for closed loops equals our op latency. For open
 //! loops fio paces with `rate_iops` but still measures from submission, not
 //! from the intended start, so its open-loop rows are not corrected for
@@ -15,7 +21,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::load::Load;
-use crate::result::{Outcome, Summary, SPECTRUM_PERCENTILES, TABLE_PERCENTILES};
+use crate::peers::{HEADER_PAGE_BYTES, PREALLOCATE_BYTES};
+use crate::result::{
+    Caveat, Outcome, PerRepeat, Spread, Summary, SPECTRUM_PERCENTILES, TABLE_PERCENTILES,
+};
 use crate::suite::{Case, Plan};
 use crate::targets::Env;
 use crate::workload::WorkloadKind;
@@ -49,8 +58,84 @@ fn percentile_list() -> String {
         .join(":")
 }
 
+/// How fio is set up for one run.
+pub struct Variant {
+    /// The shard's CPU, the registered buffers and files, polled reaping.
+    pub tuned: bool,
+    pub cpu: usize,
+    /// The disk has poll queues: completions can be polled (`--hipri`).
+    pub io_poll: bool,
+}
+
+impl Variant {
+    fn args(&self) -> Vec<String> {
+        if !self.tuned {
+            return Vec::new();
+        }
+        let mut args: Vec<String> = vec![
+            format!("--cpus_allowed={}", self.cpu),
+            "--fixedbufs".into(),
+            "--registerfiles".into(),
+            "--iodepth_batch_complete_min=0".into(),
+        ];
+        if self.io_poll {
+            args.push("--hipri".into());
+        }
+        args
+    }
+}
+
+/// Whether the disk holding `dir` has poll queues (`queue/io_poll` is 1).
+pub fn disk_polls(dir: &Path) -> bool {
+    crate::machine::disk_of(dir)
+        .ok()
+        .and_then(|d| std::fs::read_to_string(d.join("queue/io_poll")).ok())
+        .is_some_and(|text| text.trim() == "1")
+}
+
+/// Bytes fio preallocates for an append case: a generous bound on what the
+/// case appends (50,000 ops/s for warm-up and duration), in whole steps of
+/// the engine's preallocation.
+fn append_size_bytes(block_size_bytes: u64, plan: &Plan) -> u64 {
+    let seconds = (plan.warmup + plan.duration).as_secs_f64().max(0.1);
+    let bytes = (seconds * 50_000.0) as u64 * block_size_bytes;
+    bytes.div_ceil(PREALLOCATE_BYTES).max(1) * PREALLOCATE_BYTES
+}
+
+/// The access pattern of a workload in fio's terms, or why fio cannot do it.
+fn pattern_args(w: &crate::workload::Workload) -> Result<Vec<String>, String> {
+    let rw = |mode: &str| Ok(vec![format!("--rw={mode}")]);
+    match w.kind {
+        WorkloadKind::RandRead => rw("randread"),
+        WorkloadKind::RandWrite => rw("randwrite"),
+        WorkloadKind::SeqRead => rw("read"),
+        WorkloadKind::SeqWrite => rw("write"),
+        WorkloadKind::Mix => Ok(vec![
+            "--rw=randrw".into(),
+            format!("--rwmixread={}", w.read_percent),
+            "--unified_rw_reporting=mixed".into(),
+        ]),
+        WorkloadKind::AppendSync => Ok([
+            "--rw=write",
+            "--fdatasync=1",
+            "--file_append=1",
+            "--fallocate=keep",
+        ]
+        .map(String::from)
+        .to_vec()),
+        WorkloadKind::SmallAppend => {
+            Err("fio cannot do O_DIRECT appends smaller than a sector".into())
+        }
+    }
+}
+
 /// fio's arguments for `case` on `file`, or why fio cannot run it.
-pub fn job_args(case: &Case, plan: &Plan, file: &Path) -> Result<Vec<String>, String> {
+pub fn job_args(
+    case: &Case,
+    plan: &Plan,
+    file: &Path,
+    variant: &Variant,
+) -> Result<Vec<String>, String> {
     let w = &case.workload;
     let mut args = vec![
         "--name=shardblob-bench".to_string(),
@@ -67,37 +152,21 @@ pub fn job_args(case: &Case, plan: &Plan, file: &Path) -> Result<Vec<String>, St
         format!("--percentile_list={}", percentile_list()),
         "--output-format=json".into(),
     ];
-    match w.kind {
-        WorkloadKind::RandRead => args.push("--rw=randread".into()),
-        WorkloadKind::RandWrite => args.push("--rw=randwrite".into()),
-        WorkloadKind::SeqRead => args.push("--rw=read".into()),
-        WorkloadKind::SeqWrite => args.push("--rw=write".into()),
-        WorkloadKind::Mix => {
-            args.push("--rw=randrw".into());
-            args.push(format!("--rwmixread={}", w.read_percent));
-            args.push("--unified_rw_reporting=mixed".into());
-        }
-        WorkloadKind::AppendSync => {
-            args.extend(
-                [
-                    "--rw=write",
-                    "--fdatasync=1",
-                    "--file_append=1",
-                    "--fallocate=none",
-                ]
-                .map(String::from),
-            );
-        }
-        WorkloadKind::SmallAppend => {
-            return Err("fio cannot do O_DIRECT appends smaller than a sector".into());
-        }
-    }
+    args.extend(pattern_args(w)?);
     if w.kind.uses_data_file() {
+        args.push(format!("--offset={HEADER_PAGE_BYTES}"));
         args.push(format!("--size={}", w.file_size_bytes));
     } else {
-        // A growing file: room enough never to wrap during the run.
-        args.push(format!("--size={}", 1u64 << 40));
+        // A growing file after its header page (appends start at the
+        // file's end), preallocated past the end (KEEP_SIZE) as the engine
+        // does, though at once rather than in steps, with room never to
+        // wrap during the run.
+        args.push(format!(
+            "--size={}",
+            append_size_bytes(w.block_size_bytes, plan)
+        ));
     }
+    args.extend(variant.args());
     match case.load {
         Load::Closed { queue_depth } => args.push(format!("--iodepth={queue_depth}")),
         Load::Open {
@@ -131,19 +200,27 @@ fn percentile_us(lat_ns: &Value, percentile: f64) -> Result<f64, String> {
     number(lat_ns, &["percentile", &key]).map(|ns| ns / 1e3)
 }
 
-/// Reads a case's numbers out of fio's JSON output (text before the JSON is ignored).
-pub fn parse(output: &str, case: &Case) -> Result<Summary, String> {
+/// The first job of fio's JSON output (text before the JSON is ignored), if it did not fail.
+fn first_job(output: &str) -> Result<Value, String> {
     let start = output.find('{').ok_or("fio printed no JSON")?;
-    let json: Value =
+    let mut json: Value =
         serde_json::from_str(&output[start..]).map_err(|e| format!("fio JSON: {e}"))?;
     let job = json
-        .get("jobs")
-        .and_then(|jobs| jobs.get(0))
+        .get_mut("jobs")
+        .and_then(|jobs| jobs.get_mut(0))
+        .map(Value::take)
         .ok_or("fio JSON has no jobs")?;
-    let error = number(job, &["error"]).unwrap_or(0.0);
+    let error = number(&job, &["error"]).unwrap_or(0.0);
     if error != 0.0 {
         return Err(format!("fio job failed with error {error}"));
     }
+    Ok(job)
+}
+
+/// Reads a case's numbers out of fio's JSON output (text before the JSON is ignored).
+pub fn parse(output: &str, case: &Case) -> Result<Summary, String> {
+    let job = first_job(output)?;
+    let job = &job;
     let section = match case.workload.kind {
         WorkloadKind::RandRead | WorkloadKind::SeqRead => "read",
         WorkloadKind::Mix => "mixed",
@@ -165,21 +242,32 @@ pub fn parse(output: &str, case: &Case) -> Result<Summary, String> {
     };
     let ops_per_s = number(io, &["iops"])?;
     let mut notes = Vec::new();
+    let mut caveats = Vec::new();
     if sync_lat.is_some() {
-        notes.push("write and fdatasync latencies added per percentile (upper bound)".to_string());
+        notes.push(
+            "write and fdatasync latencies added per percentile (an upper bound); \
+             sync-loop is the per-op reference"
+                .to_string(),
+        );
+        caveats.push(Caveat::Summed);
     }
     if matches!(case.load, Load::Open { .. }) {
         notes.push("open-loop latency from submission, not from intended start".to_string());
     }
     let mean_sync_us = sync_lat.map_or(Ok(0.0), |s| number(s, &["mean"]).map(|ns| ns / 1e3))?;
+    let (p50_us, p99_us) = (at(50.0)?, at(99.0)?);
     Ok(Summary {
         ops_per_s,
         mb_per_s: ops_per_s * case.workload.block_size_bytes as f64 / 1e6,
-        p50_us: at(50.0)?,
+        ops_per_s_spread: Spread::single(ops_per_s),
+        p50_us,
+        p50_us_spread: Spread::single(p50_us),
         p90_us: at(90.0)?,
-        p99_us: at(99.0)?,
+        p99_us,
+        p99_us_spread: Spread::single(p99_us),
         p999_us: at(99.9)?,
-        p9999_us: at(99.99)?,
+        // Kept for merging; `merge` shows it only with enough samples.
+        p9999_us: Some(at(99.99)?),
         max_us: at(100.0)?,
         mean_us: number(lat, &["mean"])? / 1e3 + mean_sync_us,
         samples: number(lat, &["N"])? as u64,
@@ -187,15 +275,21 @@ pub fn parse(output: &str, case: &Case) -> Result<Summary, String> {
             .iter()
             .map(|&p| at(p).map(|us| (p, us)))
             .collect::<Result<_, _>>()?,
+        repeats: 1,
+        per_repeat: PerRepeat::single(ops_per_s, p50_us, p99_us),
         notes,
+        caveats,
         max_issue_lag_us: 0.0,
-        missed_ops: 0,
+        late_ops: 0,
+        uncorrected: None,
+        resources: None,
         histogram_ns: None,
+        uncorrected_ns: None,
     })
 }
 
 /// Runs case `index` with fio (the caller checked that fio is on PATH).
-pub fn run_case(env: &Env, index: usize) -> Outcome {
+pub fn run_case(env: &Env, index: usize, tuned: bool) -> Outcome {
     let case = &env.plan.cases[index];
     let fresh = !case.workload.kind.uses_data_file();
     let file = if fresh {
@@ -205,7 +299,12 @@ pub fn run_case(env: &Env, index: usize) -> Outcome {
     } else {
         env.raw_data_path()
     };
-    let args = match job_args(case, &env.plan, &file) {
+    let variant = Variant {
+        tuned,
+        cpu: env.peer_cpu,
+        io_poll: disk_polls(&env.work_dir),
+    };
+    let args = match job_args(case, &env.plan, &file, &variant) {
         Ok(args) => args,
         Err(reason) => return Outcome::Skipped { reason },
     };
@@ -213,7 +312,7 @@ pub fn run_case(env: &Env, index: usize) -> Outcome {
         if let Some(dir) = file.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        if let Err(e) = std::fs::write(&file, b"") {
+        if let Err(e) = std::fs::write(&file, crate::targets::pattern(HEADER_PAGE_BYTES as usize)) {
             return Outcome::Failed {
                 error: format!("fio: create {}: {e}", file.display()),
             };
@@ -248,8 +347,8 @@ mod tests {
     use crate::workload::Workload;
 
     fn case(kind: WorkloadKind, load: Load) -> Case {
-        Case {
-            workload: Workload {
+        Case::new(
+            Workload {
                 kind,
                 block_size_bytes: 4096,
                 file_size_bytes: 1 << 30,
@@ -257,8 +356,14 @@ mod tests {
                 sync_every_bytes: 1 << 20,
             },
             load,
-        }
+        )
     }
+
+    const PLAIN: Variant = Variant {
+        tuned: false,
+        cpu: 1,
+        io_poll: false,
+    };
 
     fn lat(scale: f64) -> String {
         let mut percentiles = Vec::new();
@@ -296,7 +401,7 @@ mod tests {
         assert!((s.mb_per_s - 22400.5 * 4096.0 / 1e6).abs() < 1e-9);
         assert_eq!(s.p50_us, 50.0);
         assert_eq!(s.p99_us, 99.0);
-        assert!((s.p9999_us - 99.99).abs() < 1e-9);
+        assert!((s.p9999_us.unwrap() - 99.99).abs() < 1e-9);
         assert_eq!(s.max_us, 200.0);
         assert_eq!(s.samples, 12345);
         assert_eq!(s.spectrum.len(), SPECTRUM_PERCENTILES.len());
@@ -310,6 +415,8 @@ mod tests {
         assert_eq!(s.p50_us, 75.0);
         assert_eq!(s.max_us, 300.0);
         assert_eq!(s.notes.len(), 1);
+        assert_eq!(s.caveats, [Caveat::Summed]);
+        assert!(!s.comparable());
     }
 
     #[test]
@@ -335,7 +442,7 @@ mod tests {
                 max_in_flight: 64,
             },
         );
-        let args = job_args(&open, &plan, Path::new("/x/data.bin")).unwrap();
+        let args = job_args(&open, &plan, Path::new("/x/data.bin"), &PLAIN).unwrap();
         for want in [
             "--rw=randwrite",
             "--rate_iops=5000",
@@ -343,6 +450,7 @@ mod tests {
             "--direct=1",
             "--ioengine=io_uring",
             "--filename=/x/data.bin",
+            "--offset=4096",
         ] {
             assert!(
                 args.iter().any(|a| a == want),
@@ -350,12 +458,36 @@ mod tests {
             );
         }
         let append = case(WorkloadKind::AppendSync, Load::Closed { queue_depth: 1 });
-        let args = job_args(&append, &plan, Path::new("/x/a.bin")).unwrap();
-        assert!(args.iter().any(|a| a == "--fdatasync=1"));
-        assert!(args.iter().any(|a| a == "--file_append=1"));
+        let tuned = Variant {
+            tuned: true,
+            ..PLAIN
+        };
+        let args = job_args(&append, &plan, Path::new("/x/a.bin"), &tuned).unwrap();
+        for want in [
+            "--fdatasync=1",
+            "--file_append=1",
+            "--fallocate=keep",
+            "--cpus_allowed=1",
+            "--fixedbufs",
+            "--registerfiles",
+            "--iodepth_batch_complete_min=0",
+        ] {
+            assert!(
+                args.iter().any(|a| a == want),
+                "{want} missing from {args:?}"
+            );
+        }
+        assert!(!args.iter().any(|a| a == "--hipri"));
+        let size: u64 = args
+            .iter()
+            .find_map(|a| a.strip_prefix("--size="))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(size % PREALLOCATE_BYTES, 0);
         let mut small = case(WorkloadKind::SmallAppend, Load::Closed { queue_depth: 1 });
         small.workload.block_size_bytes = 256;
-        assert!(job_args(&small, &plan, Path::new("/x/s.bin")).is_err());
+        assert!(job_args(&small, &plan, Path::new("/x/s.bin"), &PLAIN).is_err());
         assert!(percentile_list().split(':').count() <= 20);
     }
 }

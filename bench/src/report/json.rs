@@ -34,11 +34,30 @@ pub fn render(results: &Results) -> String {
                 "label": case.label(),
                 "workload": case.workload,
                 "load": case.load,
+                "cpu_hog": case.cpu_hog,
+                "repeats": results.plan.repeats,
                 "best_peer": results.best_peer(index).map(|(t, _)| t.name()),
                 "targets": targets,
             })
         })
         .collect();
-    let report = json!({ "meta": results.meta, "cases": cases });
+    let sweep: Vec<_> = results
+        .sweep()
+        .into_iter()
+        .map(|(workload, per_target)| {
+            let rates: serde_json::Map<String, serde_json::Value> = per_target
+                .into_iter()
+                .map(|(t, rate)| (t.name().to_string(), json!(rate)))
+                .collect();
+            json!({ "workload": workload, "p99_bound_us": results.plan.sweep_p99_us, "highest_rate_ops_per_s": rates })
+        })
+        .collect();
+    let report = json!({
+        "schema_version": super::SCHEMA_VERSION,
+        "meta": results.meta,
+        "cases": cases,
+        "sweep": sweep,
+        "scaling": results.scaling,
+    });
     serde_json::to_string_pretty(&report).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }

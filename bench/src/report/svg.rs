@@ -65,28 +65,29 @@ fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// Renders the plot of one case.
-pub fn render(title: &str, series: &[Series]) -> String {
-    let plot_w = WIDTH - LEFT - RIGHT;
-    let plot_h = HEIGHT - TOP - BOTTOM;
-    let (y_lo, y_hi) = decade_range(series);
-    let x_of = |p: f64| LEFT + nines(p) / MAX_NINES * plot_w;
-    let y_of = |us: f64| {
-        let f = (us.max(y_lo).log10() - y_lo.log10()) / (y_hi.log10() - y_lo.log10());
-        TOP + plot_h * (1.0 - f)
-    };
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" \
-         viewBox=\"0 0 {WIDTH} {HEIGHT}\" font-family=\"sans-serif\" font-size=\"12\">"
-    );
-    let _ = writeln!(svg, "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>");
-    let _ = writeln!(
-        svg,
-        "<text x=\"{LEFT}\" y=\"24\" font-size=\"15\">{} — latency by percentile</text>",
-        escape(title)
-    );
+/// Where the plot area lies and how values map into it.
+struct Frame {
+    plot_w: f64,
+    plot_h: f64,
+    y_lo: f64,
+    y_hi: f64,
+}
+
+impl Frame {
+    fn x_of(&self, percentile: f64) -> f64 {
+        LEFT + nines(percentile) / MAX_NINES * self.plot_w
+    }
+
+    fn y_of(&self, latency_us: f64) -> f64 {
+        let f = (latency_us.max(self.y_lo).log10() - self.y_lo.log10())
+            / (self.y_hi.log10() - self.y_lo.log10());
+        TOP + self.plot_h * (1.0 - f)
+    }
+}
+
+/// The percentile grid lines and labels of the x axis.
+fn x_axis(svg: &mut String, frame: &Frame) {
+    let (plot_w, plot_h) = (frame.plot_w, frame.plot_h);
     for (n, label) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%", "99.9999%"]
         .iter()
         .enumerate()
@@ -106,7 +107,7 @@ pub fn render(title: &str, series: &[Series]) -> String {
     let _ = writeln!(
         svg,
         "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">max</text>",
-        x_of(100.0),
+        frame.x_of(100.0),
         TOP - 4.0
     );
     let _ = writeln!(
@@ -115,16 +116,20 @@ pub fn render(title: &str, series: &[Series]) -> String {
         LEFT + plot_w / 2.0,
         HEIGHT - 8.0
     );
-    let mut decade = y_lo;
-    while decade <= y_hi * 1.0001 {
+}
+
+/// The latency grid lines (1, 2, 5 per decade) and labels of the y axis.
+fn y_axis(svg: &mut String, frame: &Frame) {
+    let mut decade = frame.y_lo;
+    while decade <= frame.y_hi * 1.0001 {
         for m in [1.0, 2.0, 5.0] {
             let v = decade * m;
-            if v > y_hi * 1.0001 {
+            if v > frame.y_hi * 1.0001 {
                 break;
             }
-            let y = y_of(v);
+            let y = frame.y_of(v);
             let stroke = if m == 1.0 { "#ccc" } else { "#eee" };
-            let _ = writeln!(svg, "<line x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"{stroke}\"/>", LEFT + plot_w);
+            let _ = writeln!(svg, "<line x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"{stroke}\"/>", LEFT + frame.plot_w);
             let _ = writeln!(
                 svg,
                 "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
@@ -138,37 +143,67 @@ pub fn render(title: &str, series: &[Series]) -> String {
     let _ = writeln!(
         svg,
         "<text transform=\"translate(16,{:.1}) rotate(-90)\" text-anchor=\"middle\">latency (µs)</text>",
-        TOP + plot_h / 2.0
+        TOP + frame.plot_h / 2.0
     );
-    let _ = writeln!(svg, "<rect x=\"{LEFT}\" y=\"{TOP}\" width=\"{plot_w:.1}\" height=\"{plot_h:.1}\" fill=\"none\" stroke=\"#888\"/>");
+}
+
+/// One series' line and its legend entry.
+fn series_line(svg: &mut String, frame: &Frame, i: usize, s: &Series) {
+    let colour = COLOURS[s.colour % COLOURS.len()];
+    let (width, dash) = if s.ours {
+        (2.5, "")
+    } else {
+        (1.5, " stroke-dasharray=\"6 3\"")
+    };
+    let points: Vec<String> = s
+        .points
+        .iter()
+        .filter(|(_, us)| us.is_finite())
+        .map(|&(p, us)| format!("{:.1},{:.1}", frame.x_of(p), frame.y_of(us)))
+        .collect();
+    let _ = writeln!(
+        svg,
+        "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"{width}\"{dash} points=\"{}\"/>",
+        points.join(" ")
+    );
+    let ly = TOP + 10.0 + 18.0 * i as f64;
+    let lx = LEFT + frame.plot_w + 14.0;
+    let _ = writeln!(svg, "<line x1=\"{lx:.1}\" y1=\"{ly:.1}\" x2=\"{:.1}\" y2=\"{ly:.1}\" stroke=\"{colour}\" stroke-width=\"{width}\"{dash}/>", lx + 24.0);
+    let _ = writeln!(
+        svg,
+        "<text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+        lx + 30.0,
+        ly + 4.0,
+        escape(&s.name)
+    );
+}
+
+/// Renders the plot of one case.
+pub fn render(title: &str, series: &[Series]) -> String {
+    let (y_lo, y_hi) = decade_range(series);
+    let frame = Frame {
+        plot_w: WIDTH - LEFT - RIGHT,
+        plot_h: HEIGHT - TOP - BOTTOM,
+        y_lo,
+        y_hi,
+    };
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" \
+         viewBox=\"0 0 {WIDTH} {HEIGHT}\" font-family=\"sans-serif\" font-size=\"12\">"
+    );
+    let _ = writeln!(svg, "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>");
+    let _ = writeln!(
+        svg,
+        "<text x=\"{LEFT}\" y=\"24\" font-size=\"15\">{} — latency by percentile</text>",
+        escape(title)
+    );
+    x_axis(&mut svg, &frame);
+    y_axis(&mut svg, &frame);
+    let _ = writeln!(svg, "<rect x=\"{LEFT}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"none\" stroke=\"#888\"/>", frame.plot_w, frame.plot_h);
     for (i, s) in series.iter().enumerate() {
-        let colour = COLOURS[s.colour % COLOURS.len()];
-        let (width, dash) = if s.ours {
-            (2.5, "")
-        } else {
-            (1.5, " stroke-dasharray=\"6 3\"")
-        };
-        let points: Vec<String> = s
-            .points
-            .iter()
-            .filter(|(_, us)| us.is_finite())
-            .map(|&(p, us)| format!("{:.1},{:.1}", x_of(p), y_of(us)))
-            .collect();
-        let _ = writeln!(
-            svg,
-            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"{width}\"{dash} points=\"{}\"/>",
-            points.join(" ")
-        );
-        let ly = TOP + 10.0 + 18.0 * i as f64;
-        let lx = LEFT + plot_w + 14.0;
-        let _ = writeln!(svg, "<line x1=\"{lx:.1}\" y1=\"{ly:.1}\" x2=\"{:.1}\" y2=\"{ly:.1}\" stroke=\"{colour}\" stroke-width=\"{width}\"{dash}/>", lx + 24.0);
-        let _ = writeln!(
-            svg,
-            "<text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
-            lx + 30.0,
-            ly + 4.0,
-            escape(&s.name)
-        );
+        series_line(&mut svg, &frame, i, s);
     }
     svg.push_str("</svg>\n");
     svg

@@ -163,36 +163,118 @@ pub struct EngineTargets {
     engine: Engine,
     partition: String,
     home: usize,
+    /// Scaling mode: a prefilled partition on every shard, by shard.
+    shard_partitions: Vec<String>,
+}
+
+/// Prefills the data blob of `partition` on shard `shard`.
+fn prefill_on(engine: &Engine, env: &Env, partition: &str, shard: usize) -> Result<(), String> {
+    env.progress.note(&format!(
+        "engine: prefilling {} on shard {shard}",
+        crate::units::format_size(env.plan.data_file_bytes)
+    ));
+    let (partition, len) = (partition.to_string(), env.plan.data_file_bytes);
+    let task = engine.client().spawn_on(shard, move |storage| async move {
+        prefill(&storage, &partition, len).await
+    });
+    match futures::executor::block_on(task) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("engine prefill: {e}")),
+        Err(e) => Err(format!("engine prefill: {e}")),
+    }
 }
 
 impl EngineTargets {
-    /// Starts the engine in the run's directory and prefills the data blob.
-    pub fn start(env: &Env) -> Result<EngineTargets, String> {
+    /// Starts the engine in the run's directory and prefills the data blob
+    /// (with `every_shard`, one data blob in a partition on each shard).
+    pub fn start(env: &Env, every_shard: bool) -> Result<EngineTargets, String> {
         let mut config = env.engine_config.clone();
         config.data_dir = env.work_dir.join("engine");
         let engine = Engine::start(config).map_err(|e| format!("engine start: {e}"))?;
         let partition = partition_on_shard(&engine, env.shard)?;
         let home = engine.shard_of(&partition);
+        let shard_partitions = if every_shard {
+            (0..engine.shard_count())
+                .map(|shard| partition_on_shard(&engine, shard))
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            Vec::new()
+        };
         if env.plan.data_file_bytes > 0 {
-            env.progress.note(&format!(
-                "engine: prefilling {} on shard {home}",
-                crate::units::format_size(env.plan.data_file_bytes)
-            ));
-            let (partition, len) = (partition.clone(), env.plan.data_file_bytes);
-            let task = engine.client().spawn_on(home, move |storage| async move {
-                prefill(&storage, &partition, len).await
-            });
-            match futures::executor::block_on(task) {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(format!("engine prefill: {e}")),
-                Err(e) => return Err(format!("engine prefill: {e}")),
+            if every_shard {
+                for (shard, p) in shard_partitions.iter().enumerate() {
+                    prefill_on(&engine, env, p, shard)?;
+                }
+            } else {
+                prefill_on(&engine, env, &partition, home)?;
             }
         }
         Ok(EngineTargets {
             engine,
             partition,
             home,
+            shard_partitions,
         })
+    }
+
+    /// The file of the prefilled data blob, for peers to read and overwrite
+    /// the very same extents (`None` if it is not where the layout puts it).
+    pub fn data_file_path(&self, work_dir: &Path) -> Option<std::path::PathBuf> {
+        let name = shardblob_shards::name::blob_file_name(&self.partition, DATA_BLOB).ok()?;
+        let path = work_dir.join("engine").join(&self.partition).join(name);
+        path.is_file().then_some(path)
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.engine.shard_count()
+    }
+
+    /// Scaling: case `index` on shards `0..shards` at once, each a task on
+    /// its own shard driving its own partition (shard-aware load); one
+    /// outcome per shard.
+    pub fn run_on_shards(&self, env: &Env, index: usize, shards: usize) -> Vec<Outcome> {
+        let tasks =
+            self.shard_partitions
+                .iter()
+                .take(shards)
+                .enumerate()
+                .map(|(shard, partition)| {
+                    self.spawn_case(env, shard, partition, Target::SameShard, index)
+                });
+        futures::executor::block_on(futures::future::join_all(tasks))
+    }
+
+    /// Case `index` as a task on `shard` driving `partition` through `path`.
+    fn spawn_case(
+        &self,
+        env: &Env,
+        shard: usize,
+        partition: &str,
+        path: Target,
+        index: usize,
+    ) -> impl std::future::Future<Output = Outcome> {
+        let (case, plan) = (env.plan.cases[index].clone(), env.plan.clone());
+        let partition = partition.to_string();
+        let task = self
+            .engine
+            .client()
+            .spawn_on(shard, move |storage| async move {
+                engine_case(
+                    &storage,
+                    &GlommioSleep,
+                    &partition,
+                    path,
+                    index,
+                    &case,
+                    &plan,
+                )
+                .await
+            });
+        async move {
+            task.await.unwrap_or_else(|e| Outcome::Failed {
+                error: format!("spawn_on shard {shard}: {e}"),
+            })
+        }
     }
 
     /// Runs case `index` on one path.
@@ -212,26 +294,7 @@ impl EngineTargets {
     }
 
     fn on_shard(&self, env: &Env, shard: usize, path: Target, index: usize) -> Outcome {
-        let (case, plan) = (env.plan.cases[index].clone(), env.plan.clone());
-        let partition = self.partition.clone();
-        let task = self
-            .engine
-            .client()
-            .spawn_on(shard, move |storage| async move {
-                engine_case(
-                    &storage,
-                    &GlommioSleep,
-                    &partition,
-                    path,
-                    index,
-                    &case,
-                    &plan,
-                )
-                .await
-            });
-        futures::executor::block_on(task).unwrap_or_else(|e| Outcome::Failed {
-            error: format!("spawn_on shard {shard}: {e}"),
-        })
+        futures::executor::block_on(self.spawn_case(env, shard, &self.partition, path, index))
     }
 
     /// Runs the case on a fresh plain std thread through the `Send` client.

@@ -29,10 +29,16 @@ pub enum Target {
     CrossShard,
     /// Engine: a plain std thread through the `Send` client.
     ForeignThread,
-    /// fio, io_uring, O_DIRECT.
+    /// fio, io_uring, O_DIRECT, defaults.
     Fio,
+    /// fio tuned as the shard runs: pinned to its CPU, registered buffers
+    /// and files, completions reaped by polling.
+    FioTuned,
     /// Raw glommio `DmaFile`: the floor of our stack.
     Dma,
+    /// A bare `pwrite` + `fdatasync` loop on one thread on the shard's CPU:
+    /// the append + sync reference as one per-op distribution.
+    SyncLoop,
     /// commonware-runtime storage on its tokio runtime.
     CommonwareTokio,
     /// commonware-runtime storage on its io_uring runtime.
@@ -46,10 +52,17 @@ impl Target {
             Target::CrossShard => "cross-shard",
             Target::ForeignThread => "foreign-thread",
             Target::Fio => "fio",
+            Target::FioTuned => "fio-tuned",
             Target::Dma => "dma",
+            Target::SyncLoop => "sync-loop",
             Target::CommonwareTokio => "commonware-tokio",
             Target::CommonwareIouring => "commonware-iouring",
         }
+    }
+
+    /// Whether this is one of the fio variants.
+    pub fn is_fio(self) -> bool {
+        matches!(self, Target::Fio | Target::FioTuned)
     }
 
     /// Whether this is one of the engine's paths (else a peer).
@@ -73,13 +86,20 @@ pub struct Env {
     pub peer_cpu: usize,
     /// The engine shard that owns the benchmark partition.
     pub shard: usize,
+    /// The data disk's interrupts, counted around each run.
+    pub disk_irqs: Option<crate::irq::DiskIrqs>,
+    /// The raw peers' data file when it is not their own (the engine's).
+    pub raw_data_file: Option<PathBuf>,
     pub progress: Arc<Progress>,
 }
 
 impl Env {
-    /// The shared prefilled data file of the raw peers (fio and dma).
+    /// The prefilled data file of the raw peers (fio, dma, the sync loop):
+    /// the engine's data blob file when the engine runs, else their own.
     pub fn raw_data_path(&self) -> PathBuf {
-        self.work_dir.join("raw").join("data.bin")
+        self.raw_data_file
+            .clone()
+            .unwrap_or_else(|| self.work_dir.join("raw").join("data.bin"))
     }
 }
 
