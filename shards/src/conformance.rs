@@ -1,6 +1,6 @@
 //! The one conformance suite every path to a blob must pass.
 //!
-//! [`run`] takes any [`Storage`] and checks the whole contract of DESIGN.md
+//! [`run`] takes any [`Storage`] and checks the whole contract of `crate::api`
 //! against it: the reference suite of commonware-runtime, plus the newer
 //! contracts (one live open, read after remove, versions, overflow, synced
 //! writes, `read_many`, concurrent writes inside shared blocks). The shard

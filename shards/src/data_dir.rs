@@ -4,7 +4,7 @@
 //! an exclusive `flock` for as long as the [`DataDir`] lives, so a second
 //! opener fails at once instead of corrupting blobs. The LOCK file also holds
 //! one full page: each shard opens it as its first DMA file, which keeps
-//! glommio 0.9 from wrongly marking the device as pollable (DESIGN.md, traps).
+//! glommio 0.9 from wrongly marking the device as pollable (ARCHITECTURE.md, glommio 0.9 traps).
 //!
 //! Taking the lock also deletes the tombstones of removed partitions (see
 //! `store.rs`): a removal commits by renaming the partition away, so what

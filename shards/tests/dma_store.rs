@@ -53,7 +53,7 @@ fn conformance_on_dma_files() {
 
 #[test]
 fn fresh_data_dir_new_blob_reads_back() {
-    // DESIGN.md trap: a shard whose first DMA file is a new empty file ends
+    // ARCHITECTURE.md, glommio 0.9 traps: a shard whose first DMA file is a new empty file ends
     // up with EOPNOTSUPP on every read. DmaFs::new opens the LOCK page first.
     with_store("fresh", |store, _| async move {
         let (blob, _) = store.open("p", b"first").await.unwrap();

@@ -191,7 +191,7 @@ async fn run_one(env: &Env, index: usize) -> Outcome {
 /// request channel closes.
 async fn serve(env: Env, requests: Receiver<usize>, replies: SyncSender<Outcome>) {
     // Open a file holding data first: glommio's poll probe on an empty file
-    // would wrongly mark the device pollable (see DESIGN.md).
+    // would wrongly mark the device pollable (ARCHITECTURE.md, glommio 0.9 traps).
     let probe = env.work_dir.join("raw").join("probe.bin");
     let probed = match std::fs::write(&probe, pattern(PAGE_BYTES as usize)) {
         Ok(()) => open(&probe).await.map(drop),

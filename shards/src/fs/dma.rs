@@ -38,7 +38,7 @@ impl DmaFs {
     ///
     /// Must run on the shard's executor before any blob is created: it opens
     /// the page-sized LOCK file as this executor's first DMA file and reads
-    /// it, so glommio's poll-support probe fails honestly (DESIGN.md, traps).
+    /// it, so glommio's poll-support probe fails honestly (ARCHITECTURE.md, glommio 0.9 traps).
     pub async fn new(data_dir: Arc<DataDir>) -> io::Result<DmaFs> {
         let probe = DmaFile::open(data_dir.lock_path()).await?;
         let page = probe.read_at_aligned(0, BLOCK_SIZE as usize).await?;
