@@ -108,7 +108,8 @@ pub async fn run_check<S: Storage>(
 }
 
 /// Passes a failed call's error on, after checking that it names what the
-/// call concerns (DESIGN.md: every error names its partition and blob).
+/// call concerns (the contract in `crate::api`: every error names its
+/// partition and blob).
 trait Concerns<T> {
     /// The call concerns blob `name` of partition `p`.
     fn of_blob(self, p: &str, name: &[u8]) -> Result<T, Error>;

@@ -446,7 +446,7 @@ fn a_failed_write_leaves_the_blob_usable() {
 
 /// Each call of a first open (which creates the partition, the file and
 /// its header) failing in turn: the error names the blob, not only its
-/// partition (DESIGN.md: every error names the partition and blob it
+/// partition (the contract in shards/src/api.rs: every error names the partition and blob it
 /// concerns). Found by `conformance_faults` (case 0).
 #[test]
 fn every_error_of_a_first_open_names_its_blob() {
