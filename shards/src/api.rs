@@ -77,6 +77,9 @@ impl ReadOptions {
 ///   they had; reopening the name makes a new, empty blob.
 /// - `scan` lists blob names; a missing partition gives `PartitionMissing`,
 ///   an entry shardblob did not write gives `PartitionCorrupt`.
+/// - Every error names the partition, and the blob where there is one, that
+///   it concerns. No input, file on disk or filesystem error makes the
+///   engine panic.
 ///
 /// Cancellation: any of these futures may be dropped at any await. A dropped
 /// `open` never leaves the name "already open" (on every path: a forwarded
