@@ -96,6 +96,10 @@ pub(crate) struct BlobState<F: FileSystem> {
     /// Data bytes the file may hold (>= len; the excess is zero padding,
     /// or what a failed write left).
     pub(crate) file_len: Cell<u64>,
+    /// The file may hold a failed write's bytes (not zeros) in
+    /// `len..stale_end`. At or below `len`, every byte the file holds past
+    /// `len` is zero padding. Cleared whenever the file is cut to `len`.
+    pub(crate) stale_end: Cell<u64>,
     /// Where reserved space ends, or where reserving resumes after a gap
     /// (a hole, nothing reserved) or a failed reservation: a write ending at
     /// or below it reserves nothing.
@@ -156,6 +160,7 @@ impl<F: FileSystem> ShardBlob<F> {
                 file,
                 len: Cell::new(len),
                 file_len: Cell::new(len),
+                stale_end: Cell::new(0),
                 reserved_len: Cell::new(len),
                 tail: RefCell::new(tail),
                 meta: Arc::new(RwLock::new(())),
@@ -205,6 +210,50 @@ impl<F: FileSystem> BlobState<F> {
             .checked_add(len)
             .filter(|&end| end <= BLOB_LEN_MAX)
             .ok_or_else(|| self.overflow(offset, len))
+    }
+
+    /// Checks the invariants of the lengths and the tail block; call where
+    /// no commit is half-way through its state update.
+    pub(crate) fn debug_check_ends(&self) {
+        let (len, file_len, stale_end) =
+            (self.len.get(), self.file_len.get(), self.stale_end.get());
+        debug_assert!(len <= file_len, "len {len} > file_len {file_len}");
+        debug_assert!(
+            stale_end <= file_len,
+            "stale_end {stale_end} > file_len {file_len}"
+        );
+        if let Some(tail) = &*self.tail.borrow() {
+            debug_assert!(
+                len % BLOCK_SIZE != 0,
+                "a tail block at the aligned end {len}"
+            );
+            debug_assert_eq!(tail.index, len / BLOCK_SIZE, "tail block of length {len}");
+        }
+    }
+
+    /// Records that the file now holds exactly `len` data bytes.
+    pub(crate) fn file_cut_to(&self, len: u64) {
+        self.file_len.set(len);
+        self.stale_end.set(0);
+    }
+
+    /// Cuts the file to the logical length if a failed write may have left
+    /// its bytes past it, so that a resize up or a write past a gap exposes
+    /// zeros (an extension of a file reads as zeros; a gap's blocks are
+    /// never written). Runs only inside a commit that holds the locks that
+    /// keep the end still (a resize's exclusive lock, or an extending
+    /// write's RMW lock), so it finishes, or fails with nothing changed,
+    /// whoever drops the caller's future.
+    pub(crate) async fn trim_stale(&self) -> std::io::Result<()> {
+        let len = self.len.get();
+        if self.stale_end.get() <= len {
+            return Ok(());
+        }
+        self.file.set_len(HEADER_LEN + len).await?;
+        self.file_cut_to(len);
+        // The truncation gave back the blocks reserved past the end.
+        self.reserved_len.set(self.reserved_len.get().min(len));
+        Ok(())
     }
 
     pub(crate) fn check_poison(&self) -> Result<()> {
@@ -260,7 +309,7 @@ impl<F: FileSystem> BlobState<F> {
             if self.file_len.get() != len {
                 let trimmed = self.file.set_len(HEADER_LEN + len).await;
                 trimmed.map_err(|e| ("trim before sync", e))?;
-                self.file_len.set(len);
+                self.file_cut_to(len);
             }
         }
         self.file.sync_data().await.map_err(|e| ("sync", e))
@@ -282,6 +331,13 @@ impl<F: FileSystem> BlobState<F> {
         _exclusive: RwLockWriteGuardArc<()>,
     ) -> Result<()> {
         let old_len = self.len.get();
+        if new_len > old_len {
+            // An extension keeps the bytes the file holds: first cut off
+            // what a failed write left past the end.
+            self.trim_stale()
+                .await
+                .map_err(|e| self.io_error("resize", e))?;
+        }
         self.file
             .set_len(HEADER_LEN + new_len)
             .await
@@ -289,7 +345,7 @@ impl<F: FileSystem> BlobState<F> {
         // The file now holds exactly new_len bytes: the kernel zeroed the
         // rest of a cut block, and an extension reads as zeros (a hole,
         // nothing reserved).
-        self.file_len.set(new_len);
+        self.file_cut_to(new_len);
         self.len.set(new_len);
         self.reserved_len.set(new_len);
         let tail = self.tail.borrow_mut().take();
@@ -308,6 +364,7 @@ impl<F: FileSystem> BlobState<F> {
             _ => None,
         };
         *self.tail.borrow_mut() = tail;
+        self.debug_check_ends();
         Ok(())
     }
 }
