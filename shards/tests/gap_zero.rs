@@ -19,12 +19,19 @@
 //!   (common/model.rs) itself refuses anything but zeros in a revealed range,
 //!   whatever a failed write left there.
 //! - `the_harness_checks_reveals_after_failed_writes`: the same scenarios
-//!   through the harness, so every read is checked against the strict model.
-//!   The clamp mutant (`load_block` copying the whole device block instead of
-//!   clamping it to the logical end, shards/src/blob/write.rs) fails it: the
-//!   write into the tail block then carries the failed write's bytes between
-//!   the old end and its offset, and the model accepts only zeros there.
-//!   The random fault simulation (faults_sim.rs) runs on the same model.
+//!   through the harness, every read checked against the model. With the
+//!   model of cadb6da it passed on cadb6da's store (the model took a failed
+//!   write's bytes after a resize up or in a gap); with the strict model it
+//!   fails there, as the random fault simulation (faults_sim.rs) now does.
+//! - The clamp mutant (`load_block` in shards/src/blob/write.rs copying the
+//!   whole device block, `let valid = read.len();`, instead of clamping it
+//!   to the logical end) fails the `TailWrite` cases of the first and third
+//!   tests (seed 6 first): after a short write into the tail block, a write
+//!   that starts past the end in that block carries the failed write's bytes
+//!   between the old end and its offset, where the model takes only zeros.
+//!   The random fault simulation alone does not reach that sequence (a short
+//!   write into the tail block, then such a write before any sync, resize or
+//!   close) in its 1,000 seeds: these cases are what kill the mutant.
 //! - `a_dropped_reveal_still_zeroes`: a resize up or gap write whose future
 //!   is dropped during its trim finishes it (or never started it): the length
 //!   and the bytes stay consistent, and the gap still reads zeros.

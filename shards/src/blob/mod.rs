@@ -16,6 +16,15 @@
 //! The block that holds the logical end (the *tail block*) is kept in
 //! memory: a small append merges into it without reading the device.
 //!
+//! A gap reads as zeros. Past `len` the file holds zero padding, or the
+//! bytes of a failed write (one that grew the file, or wrote part of the
+//! tail block, before it failed); `stale_end` says where the latter may be.
+//! Nothing shows them: reads stop at `len`, a block load clamps to `len`,
+//! and a resize up or a write whose first block starts past `len` (a gap:
+//! whole blocks it never writes) first cuts the file to `len`, inside its
+//! commit and under the locks that keep the end still, whenever
+//! `stale_end` is past `len`. Padding alone needs no cut: it is zeros.
+//!
 //! Cancellation: every operation that changes the file runs its device calls
 //! and the state update that goes with them as one [`commit::Committed`]
 //! unit, which finishes even if the caller drops its future (see that

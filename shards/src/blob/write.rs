@@ -203,7 +203,8 @@ impl<F: FileSystem> BlobState<F> {
         } = chunk;
         if start > self.len.get() {
             // A gap: its whole blocks are never written, so they must not
-            // hold a failed write's bytes.
+            // hold a failed write's bytes. This write ends past `len`, so it
+            // holds the RMW lock: no other write moves the end meanwhile.
             let trimmed = self.trim_stale().await;
             trimmed.map_err(|e| self.write_failed(e, durable))?;
         }
