@@ -1,0 +1,154 @@
+//! Syncs of a blob whose length is not block-aligned (issue 13, item 2).
+//!
+//! Every write that leaves a partly written last block pads the file with
+//! zeros to the block's end; a sync cuts that padding off before its flush,
+//! so that a crash after the sync brings the blob back with exactly its
+//! synced length (the documented padding after a crash comes only from
+//! writes since the last sync). Every sync of a WAL of small records pays
+//! that cut. It must not drain the blob: reads and aligned writes inside the
+//! blob go on beside it; only the writes that reach the tail block or past
+//! the end (which hold the blob's RMW lock) are waited for, so the cut never
+//! lands on a write in flight.
+//!
+//! - `a_sync_does_not_wait_for_reads_or_aligned_writes`: a read and an
+//!   aligned write in flight (each polled once, so each holds the blob's
+//!   shared lock inside its device call) do not stop a sync from cutting the
+//!   padding and flushing. On cadb6da the sync waited for the exclusive lock,
+//!   so it could not finish before them.
+//! - `a_sync_never_cuts_an_append_in_flight`: a sync that starts while an
+//!   append's device write is in flight cuts the file only after the append
+//!   has landed and counted its length; nothing of the append is lost, now
+//!   or after a crash.
+
+mod common;
+
+use std::future::Future;
+use std::pin::{pin, Pin};
+
+use common::run_seeds;
+use futures_lite::future::{poll_once, yield_now};
+use shardblob_shards::fs::sim::SimFs;
+use shardblob_shards::{Blob, ShardBlob, ShardStore, Storage};
+
+const BLOCK_BYTES: u64 = 4096;
+/// Length of the blob under test: three whole blocks and 100 bytes.
+const LEN_BYTES: u64 = 3 * BLOCK_BYTES + 100;
+
+/// A blob of `LEN_BYTES` whose last block was written since the last sync:
+/// the file holds zero padding past the logical end.
+async fn padded_blob(fs: &SimFs) -> (ShardStore<SimFs>, ShardBlob<SimFs>) {
+    let store = ShardStore::new(fs.clone(), "/");
+    let (blob, _) = store.open("p", b"a").await.unwrap();
+    blob.write_at(0, &[1; 3 * BLOCK_BYTES as usize])
+        .await
+        .unwrap();
+    blob.sync().await.unwrap();
+    blob.write_at(3 * BLOCK_BYTES, &[2; 100]).await.unwrap();
+    (store, blob)
+}
+
+/// Polls `future` at most `polls` times, yielding between polls (so what it
+/// waits on may run); `None` if it is still pending. Unlike waiting for a
+/// wake-up, this ends even when the future waits on a lock that a future
+/// nobody polls holds.
+async fn poll_up_to<F: Future>(mut future: Pin<&mut F>, polls: usize) -> Option<F::Output> {
+    for _ in 0..polls {
+        if let Some(output) = poll_once(future.as_mut()).await {
+            return Some(output);
+        }
+        yield_now().await;
+    }
+    None
+}
+
+/// Reopens the blob after a crash; returns its length and bytes.
+async fn after_crash(fs: &SimFs) -> (u64, Vec<u8>) {
+    let store = ShardStore::new(fs.crash(), "/");
+    let (blob, len) = store.open("p", b"a").await.unwrap();
+    let bytes = blob.read_at(0, len as usize).await.unwrap().to_vec();
+    (len, bytes)
+}
+
+#[test]
+fn a_sync_does_not_wait_for_reads_or_aligned_writes() {
+    run_seeds(
+        "sync_trim a_sync_does_not_wait_for_reads_or_aligned_writes",
+        "",
+        16,
+        |seed| async move {
+            let fs = SimFs::new(seed);
+            let (_store, blob) = padded_blob(&fs).await;
+            {
+                let mut write = pin!(blob.write_at(0, &[3; BLOCK_BYTES as usize]));
+                let mut read = pin!(blob.read_at(BLOCK_BYTES, 100));
+                let pending = poll_once(&mut write).await.is_none();
+                assert!(pending, "the write waits on the device");
+                let pending = poll_once(&mut read).await.is_none();
+                assert!(pending, "the read waits on the device");
+                // Each simulated file call yields once: the cut and the flush
+                // need a few polls, not the read's or the write's completion.
+                let synced = poll_up_to(pin!(blob.sync()), 16).await;
+                assert!(
+                    matches!(synced, Some(Ok(()))),
+                    "the sync finishes beside a read and an aligned write in flight: {synced:?}"
+                );
+                assert_eq!(&read.await.unwrap()[..], &[1; 100]);
+                write.await.unwrap();
+            }
+            assert_eq!(blob.len(), LEN_BYTES);
+            // The padding was cut before the flush: the synced length exactly.
+            drop(blob);
+            let (len, bytes) = after_crash(&fs).await;
+            assert_eq!(len, LEN_BYTES, "the synced length after a crash");
+            assert_eq!(
+                &bytes[BLOCK_BYTES as usize..3 * BLOCK_BYTES as usize],
+                &[1; 8192]
+            );
+            assert_eq!(&bytes[3 * BLOCK_BYTES as usize..], &[2; 100]);
+            // The write that ended after the sync began: old or new.
+            let first = &bytes[..BLOCK_BYTES as usize];
+            assert!(
+                first.iter().all(|&b| b == 1 || b == 3),
+                "block 0 old or new"
+            );
+        },
+    );
+}
+
+#[test]
+fn a_sync_never_cuts_an_append_in_flight() {
+    run_seeds(
+        "sync_trim a_sync_never_cuts_an_append_in_flight",
+        "",
+        16,
+        |seed| async move {
+            let fs = SimFs::new(seed);
+            let (_store, blob) = padded_blob(&fs).await;
+            {
+                let mut append = pin!(blob.write_at(LEN_BYTES, &[4; 50]));
+                let pending = poll_once(&mut append).await.is_none();
+                assert!(pending, "the append waits on the device");
+                // The sync starts while the append is in flight, then both end.
+                let mut sync = pin!(blob.sync());
+                let early = poll_once(&mut sync).await;
+                append.await.unwrap();
+                match early {
+                    Some(synced) => synced.unwrap(),
+                    None => sync.await.unwrap(),
+                }
+            }
+            let end = LEN_BYTES + 50;
+            assert_eq!(blob.len(), end);
+            let seen = blob.read_at(0, end as usize).await.unwrap();
+            assert_eq!(
+                &seen[LEN_BYTES as usize - 100..],
+                &[&[2u8; 100][..], &[4; 50]].concat()[..]
+            );
+            drop(blob);
+            // The append landed before the cut, so the sync covered it.
+            let (len, bytes) = after_crash(&fs).await;
+            assert_eq!(len, end, "the length the sync saw, exactly");
+            assert_eq!(&bytes[LEN_BYTES as usize..], &[4; 50]);
+        },
+    );
+}
