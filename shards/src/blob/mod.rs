@@ -32,16 +32,21 @@
 //! the device, and a dropped write never lands after a later one.
 //!
 //! Concurrency, all on one thread:
-//! - `meta` (writer-preferring read-write lock): reads and writes hold it
-//!   shared; `resize` and the trim of `sync` hold it exclusively, so a
-//!   file-size change never races a write, and a read never sees the file
-//!   shrink under it (a short DMA read could hand back stale pool memory).
-//!   Writer-preferring: a waiting resize or trim stops new reads and writes,
-//!   so a stream of writes cannot starve it.
+//! - `meta` (writer-preferring read-write lock): reads, writes and the trim
+//!   of `sync` hold it shared; `resize` holds it exclusively, so a resize
+//!   never races a write, and a read never sees the file shrink under it
+//!   (a short DMA read could hand back stale pool memory). Writer-preferring:
+//!   a waiting resize stops new reads and writes, so a stream of writes
+//!   cannot starve it.
 //! - `rmw` (one permit): held by every write that reads-modifies-writes an
 //!   edge block, extends the blob, or touches the tail block. Concurrent
 //!   writes to different bytes of one block therefore never undo each other.
 //!   Aligned writes inside the blob (the random-write hot path) skip it.
+//!   Every other change of the file's size (the trim of `sync`, the cut of
+//!   a failed write's bytes before a gap) holds it too: only the writes that
+//!   hold it have blocks past `len`, so a trim to `len` never cuts a write
+//!   in flight, and it never shrinks the file below a read (reads stop at
+//!   `len`).
 //! - Syncs are group-committed: a sync is satisfied by the first flush that
 //!   starts after it was called, so concurrent syncs share one fdatasync.
 //!
@@ -310,10 +315,17 @@ impl<F: FileSystem> BlobState<F> {
         self.check_poison()
     }
 
-    /// Trims the padding past the logical end, then flushes the file.
+    /// Trims the padding past the logical end, then flushes the file, so a
+    /// crash after the sync keeps exactly the logical length.
+    ///
+    /// The cut holds the shared lock (no resize meanwhile) and the RMW lock:
+    /// every write whose blocks reach past `len` (an extension, the tail
+    /// block) holds it, so the cut never lands on a write in flight, while
+    /// reads and aligned writes inside the blob go on beside it.
     async fn trim_and_flush(&self) -> std::result::Result<(), (&'static str, std::io::Error)> {
         if self.file_len.get() != self.len.get() {
-            let _exclusive = self.meta.write().await;
+            let _shared = self.meta.read().await;
+            let _rmw = self.rmw.acquire().await;
             let len = self.len.get();
             if self.file_len.get() != len {
                 let trimmed = self.file.set_len(HEADER_LEN + len).await;
