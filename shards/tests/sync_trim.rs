@@ -19,11 +19,19 @@
 //!   append's device write is in flight cuts the file only after the append
 //!   has landed and counted its length; nothing of the append is lost, now
 //!   or after a crash.
+//! - `a_stream_of_appends_does_not_starve_a_sync`: a task appending in a
+//!   loop does not keep a sync's trim from the RMW lock. It passes on
+//!   cadb6da (the trim took the writer-preferring exclusive lock); on
+//!   e321305, the first cut of this change, the trim waited on the RMW
+//!   semaphore, which lets a new acquirer in ahead of its waiters, and all
+//!   500 appends went ahead of the sync.
 
 mod common;
 
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::{pin, Pin};
+use std::rc::Rc;
 
 use common::run_seeds;
 use futures_lite::future::{poll_once, yield_now};
@@ -149,6 +157,47 @@ fn a_sync_never_cuts_an_append_in_flight() {
             let (len, bytes) = after_crash(&fs).await;
             assert_eq!(len, end, "the length the sync saw, exactly");
             assert_eq!(&bytes[LEN_BYTES as usize..], &[4; 50]);
+        },
+    );
+}
+
+/// Appends of `APPEND_BYTES` each, one after another, until `stop` is set
+/// or `APPENDS_MAX` are done; returns how many were done.
+async fn append_until(blob: &ShardBlob<SimFs>, stop: &Cell<bool>) -> u64 {
+    let mut appends = 0;
+    while !stop.get() && appends < APPENDS_MAX {
+        blob.write_at(blob.len(), &[5; APPEND_BYTES]).await.unwrap();
+        appends += 1;
+    }
+    appends
+}
+
+const APPEND_BYTES: usize = 10;
+const APPENDS_MAX: u64 = 500;
+
+#[test]
+fn a_stream_of_appends_does_not_starve_a_sync() {
+    run_seeds(
+        "sync_trim a_stream_of_appends_does_not_starve_a_sync",
+        "",
+        8,
+        |seed| async move {
+            let fs = SimFs::new(seed);
+            let (_store, blob) = padded_blob(&fs).await;
+            let stop = Rc::new(Cell::new(false));
+            let appender = {
+                let (blob, stop) = (blob.clone(), stop.clone());
+                glommio::spawn_local(async move { append_until(&blob, &stop).await })
+            };
+            yield_now().await;
+            blob.sync().await.unwrap();
+            stop.set(true);
+            let appends = appender.await;
+            // The sync's trim waits for the append in flight, then its turn:
+            // it does not wait for the stream to end.
+            assert!(appends < 10, "{appends} appends went ahead of the sync");
+            let len = blob.len();
+            assert_eq!(len, LEN_BYTES + appends * APPEND_BYTES as u64);
         },
     );
 }

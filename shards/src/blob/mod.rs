@@ -65,7 +65,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 
-use async_lock::{RwLock, RwLockWriteGuardArc, Semaphore};
+use async_lock::{RwLock, RwLockWriteGuardArc, Semaphore, SemaphoreGuard, SemaphoreGuardArc};
 use event_listener::Event;
 use futures_lite::Stream;
 
@@ -127,6 +127,10 @@ pub(crate) struct BlobState<F: FileSystem> {
     pub(crate) orphans: Rc<Orphans>,
     /// Flushes whose callers left; nothing waits for them but their syncs.
     flush_orphans: Rc<Orphans>,
+    /// Trims waiting for the RMW lock; while there is one, writes wait for
+    /// `trim_turn` before they take it ([`BlobState::rmw_for_write`]).
+    trims_waiting: Cell<usize>,
+    trim_turn: Event,
     flushes: Flushes,
     registry: Weak<Registry>,
 }
@@ -182,6 +186,8 @@ impl<F: FileSystem> ShardBlob<F> {
                 poison: RefCell::new(None),
                 orphans: Rc::default(),
                 flush_orphans: Rc::default(),
+                trims_waiting: Cell::new(0),
+                trim_turn: Event::new(),
                 flushes: Flushes::default(),
                 registry,
             }),
@@ -243,6 +249,26 @@ impl<F: FileSystem> BlobState<F> {
             );
             debug_assert_eq!(tail.index, len / BLOCK_SIZE, "tail block of length {len}");
         }
+    }
+
+    /// The RMW lock for a write. The semaphore lets a new acquirer take a
+    /// free permit ahead of its waiters, so a task appending in a loop would
+    /// starve a sync's trim: while a trim waits, writes wait for their turn.
+    pub(crate) async fn rmw_for_write(&self) -> SemaphoreGuardArc {
+        while self.trims_waiting.get() > 0 {
+            let listener = self.trim_turn.listen();
+            if self.trims_waiting.get() > 0 {
+                listener.await;
+            }
+        }
+        self.rmw.acquire_arc().await
+    }
+
+    /// The RMW lock for a trim: ahead of the writes that have not asked for
+    /// it yet ([`BlobState::rmw_for_write`]).
+    async fn rmw_for_trim(&self) -> SemaphoreGuard<'_> {
+        let _waiting = TrimWaiting::new(self);
+        self.rmw.acquire().await
     }
 
     /// Records that the file now holds exactly `len` data bytes.
@@ -325,7 +351,7 @@ impl<F: FileSystem> BlobState<F> {
     async fn trim_and_flush(&self) -> std::result::Result<(), (&'static str, std::io::Error)> {
         if self.file_len.get() != self.len.get() {
             let _shared = self.meta.read().await;
-            let _rmw = self.rmw.acquire().await;
+            let _rmw = self.rmw_for_trim().await;
             let len = self.len.get();
             if self.file_len.get() != len {
                 let trimmed = self.file.set_len(HEADER_LEN + len).await;
@@ -387,6 +413,28 @@ impl<F: FileSystem> BlobState<F> {
         *self.tail.borrow_mut() = tail;
         self.debug_check_ends();
         Ok(())
+    }
+}
+
+/// Counts one trim waiting for the RMW lock while it lives; the last one
+/// lets the writes that wait for their turn go on.
+struct TrimWaiting<'a>(&'a Cell<usize>, &'a Event);
+
+impl<'a> TrimWaiting<'a> {
+    fn new<F: FileSystem>(state: &'a BlobState<F>) -> TrimWaiting<'a> {
+        state.trims_waiting.set(state.trims_waiting.get() + 1);
+        TrimWaiting(&state.trims_waiting, &state.trim_turn)
+    }
+}
+
+impl Drop for TrimWaiting<'_> {
+    fn drop(&mut self) {
+        let waiting = self.0.get();
+        debug_assert!(waiting > 0, "trims_waiting underflow");
+        self.0.set(waiting.saturating_sub(1));
+        if waiting == 1 {
+            self.1.notify(usize::MAX);
+        }
     }
 }
 

@@ -67,7 +67,7 @@ impl<F: FileSystem> BlobState<F> {
             || end > self.len.get()
             || self.tail_in(first, last);
         let rmw = match needs_rmw {
-            true => Some(self.rmw.acquire_arc().await),
+            true => Some(self.rmw_for_write().await),
             false => None,
         };
         let guards = WriteGuards {
