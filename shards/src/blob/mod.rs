@@ -357,6 +357,7 @@ impl<F: FileSystem> BlobState<F> {
                 let trimmed = self.file.set_len(HEADER_LEN + len).await;
                 trimmed.map_err(|e| ("trim before sync", e))?;
                 self.file_cut_to(len);
+                self.debug_check_ends();
             }
         }
         self.file.sync_data().await.map_err(|e| ("sync", e))
