@@ -19,6 +19,8 @@
 //!   append's device write is in flight cuts the file only after the append
 //!   has landed and counted its length; nothing of the append is lost, now
 //!   or after a crash.
+//! - `an_idle_unaligned_sync_cuts_inline_on_real_files`: on real files an
+//!   idle shard cuts and flushes without a hand-off to the blocking thread.
 //! - `a_stream_of_appends_does_not_starve_a_sync`: a task appending in a
 //!   loop does not keep a sync's trim from the RMW lock. It passes on
 //!   cadb6da (the trim took the writer-preferring exclusive lock); on
@@ -35,8 +37,10 @@ use std::rc::Rc;
 
 use common::run_seeds;
 use futures_lite::future::{poll_once, yield_now};
+use glommio::{LocalExecutorBuilder, Placement};
+use shardblob_shards::fs::dma::DmaFs;
 use shardblob_shards::fs::sim::SimFs;
-use shardblob_shards::{Blob, ShardBlob, ShardStore, Storage};
+use shardblob_shards::{Blob, DataDir, ShardBlob, ShardStore, Storage};
 
 const BLOCK_BYTES: u64 = 4096;
 /// Length of the blob under test: three whole blocks and 100 bytes.
@@ -200,4 +204,45 @@ fn a_stream_of_appends_does_not_starve_a_sync() {
             assert_eq!(len, LEN_BYTES + appends * APPEND_BYTES as u64);
         },
     );
+}
+
+/// On real files, an idle shard's unaligned sync cuts the padding and
+/// flushes inline: it completes in the first poll, with no hand-off to the
+/// blocking thread, and leaves the file at exactly the logical length. On
+/// cadb6da the cut went through glommio's `truncate`, which always hands
+/// off, so the first poll was pending.
+#[test]
+fn an_idle_unaligned_sync_cuts_inline_on_real_files() {
+    let dir = std::env::temp_dir().join(format!("shardblob-sync-trim-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(1 << 20)
+        .make()
+        .expect("executor");
+    executor.run(async {
+        let data_dir = DataDir::lock(&dir).expect("lock data dir");
+        let root = data_dir.path().to_path_buf();
+        let store = ShardStore::new(DmaFs::new(data_dir).await.expect("dma fs"), root.clone());
+        let (blob, _) = store.open("p", b"a").await.unwrap();
+        let file_bytes = || std::fs::metadata(root.join("p").join("61")).unwrap().len();
+        for (round, len) in [(0, LEN_BYTES), (1, LEN_BYTES + 10)] {
+            blob.write_at(blob.len(), &vec![7; (len - blob.len()) as usize])
+                .await
+                .unwrap();
+            assert_eq!(
+                file_bytes(),
+                4096 + 4 * BLOCK_BYTES,
+                "round {round}: padded"
+            );
+            let synced = poll_once(pin!(blob.sync())).await;
+            assert!(
+                matches!(synced, Some(Ok(()))),
+                "round {round}: an idle sync completes in one poll: {synced:?}"
+            );
+            assert_eq!(file_bytes(), 4096 + len, "round {round}: cut to the length");
+        }
+        let seen = blob.read_at(0, LEN_BYTES as usize + 10).await.unwrap();
+        assert!(seen.iter().all(|&b| b == 7));
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
 }
