@@ -16,6 +16,15 @@
 //! The block that holds the logical end (the *tail block*) is kept in
 //! memory: a small append merges into it without reading the device.
 //!
+//! A gap reads as zeros. Past `len` the file holds zero padding, or the
+//! bytes of a failed write (one that grew the file, or wrote part of the
+//! tail block, before it failed); `stale_end` says where the latter may be.
+//! Nothing shows them: reads stop at `len`, a block load clamps to `len`,
+//! and a resize up or a write whose first block starts past `len` (a gap:
+//! whole blocks it never writes) first cuts the file to `len`, inside its
+//! commit and under the locks that keep the end still, whenever
+//! `stale_end` is past `len`. Padding alone needs no cut: it is zeros.
+//!
 //! Cancellation: every operation that changes the file runs its device calls
 //! and the state update that goes with them as one [`commit::Committed`]
 //! unit, which finishes even if the caller drops its future (see that
@@ -23,16 +32,21 @@
 //! the device, and a dropped write never lands after a later one.
 //!
 //! Concurrency, all on one thread:
-//! - `meta` (writer-preferring read-write lock): reads and writes hold it
-//!   shared; `resize` and the trim of `sync` hold it exclusively, so a
-//!   file-size change never races a write, and a read never sees the file
-//!   shrink under it (a short DMA read could hand back stale pool memory).
-//!   Writer-preferring: a waiting resize or trim stops new reads and writes,
-//!   so a stream of writes cannot starve it.
+//! - `meta` (writer-preferring read-write lock): reads, writes and the trim
+//!   of `sync` hold it shared; `resize` holds it exclusively, so a resize
+//!   never races a write, and a read never sees the file shrink under it
+//!   (a short DMA read could hand back stale pool memory). Writer-preferring:
+//!   a waiting resize stops new reads and writes, so a stream of writes
+//!   cannot starve it.
 //! - `rmw` (one permit): held by every write that reads-modifies-writes an
 //!   edge block, extends the blob, or touches the tail block. Concurrent
 //!   writes to different bytes of one block therefore never undo each other.
 //!   Aligned writes inside the blob (the random-write hot path) skip it.
+//!   Every other change of the file's size (the trim of `sync`, the cut of
+//!   a failed write's bytes before a gap) holds it too: only the writes that
+//!   hold it have blocks past `len`, so a trim to `len` never cuts a write
+//!   in flight, and it never shrinks the file below a read (reads stop at
+//!   `len`).
 //! - Syncs are group-committed: a sync is satisfied by the first flush that
 //!   starts after it was called, so concurrent syncs share one fdatasync.
 //!
@@ -51,7 +65,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 
-use async_lock::{RwLock, RwLockWriteGuardArc, Semaphore};
+use async_lock::{RwLock, RwLockWriteGuardArc, Semaphore, SemaphoreGuard, SemaphoreGuardArc};
 use event_listener::Event;
 use futures_lite::Stream;
 
@@ -96,6 +110,10 @@ pub(crate) struct BlobState<F: FileSystem> {
     /// Data bytes the file may hold (>= len; the excess is zero padding,
     /// or what a failed write left).
     pub(crate) file_len: Cell<u64>,
+    /// The file may hold a failed write's bytes (not zeros) in
+    /// `len..stale_end`. At or below `len`, every byte the file holds past
+    /// `len` is zero padding. Cleared whenever the file is cut to `len`.
+    pub(crate) stale_end: Cell<u64>,
     /// Where reserved space ends, or where reserving resumes after a gap
     /// (a hole, nothing reserved) or a failed reservation: a write ending at
     /// or below it reserves nothing.
@@ -109,6 +127,10 @@ pub(crate) struct BlobState<F: FileSystem> {
     pub(crate) orphans: Rc<Orphans>,
     /// Flushes whose callers left; nothing waits for them but their syncs.
     flush_orphans: Rc<Orphans>,
+    /// Trims waiting for the RMW lock; while there is one, writes wait for
+    /// `trim_turn` before they take it ([`BlobState::rmw_for_write`]).
+    trims_waiting: Cell<usize>,
+    trim_turn: Event,
     flushes: Flushes,
     registry: Weak<Registry>,
 }
@@ -156,6 +178,7 @@ impl<F: FileSystem> ShardBlob<F> {
                 file,
                 len: Cell::new(len),
                 file_len: Cell::new(len),
+                stale_end: Cell::new(0),
                 reserved_len: Cell::new(len),
                 tail: RefCell::new(tail),
                 meta: Arc::new(RwLock::new(())),
@@ -163,6 +186,8 @@ impl<F: FileSystem> ShardBlob<F> {
                 poison: RefCell::new(None),
                 orphans: Rc::default(),
                 flush_orphans: Rc::default(),
+                trims_waiting: Cell::new(0),
+                trim_turn: Event::new(),
                 flushes: Flushes::default(),
                 registry,
             }),
@@ -205,6 +230,70 @@ impl<F: FileSystem> BlobState<F> {
             .checked_add(len)
             .filter(|&end| end <= BLOB_LEN_MAX)
             .ok_or_else(|| self.overflow(offset, len))
+    }
+
+    /// Checks the invariants of the lengths and the tail block; call where
+    /// no commit is half-way through its state update.
+    pub(crate) fn debug_check_ends(&self) {
+        let (len, file_len, stale_end) =
+            (self.len.get(), self.file_len.get(), self.stale_end.get());
+        debug_assert!(len <= file_len, "len {len} > file_len {file_len}");
+        debug_assert!(
+            stale_end <= file_len,
+            "stale_end {stale_end} > file_len {file_len}"
+        );
+        if let Some(tail) = &*self.tail.borrow() {
+            debug_assert!(
+                len % BLOCK_SIZE != 0,
+                "a tail block at the aligned end {len}"
+            );
+            debug_assert_eq!(tail.index, len / BLOCK_SIZE, "tail block of length {len}");
+        }
+    }
+
+    /// The RMW lock for a write. The semaphore lets a new acquirer take a
+    /// free permit ahead of its waiters, so a task appending in a loop would
+    /// starve a sync's trim: while a trim waits, writes wait for their turn.
+    pub(crate) async fn rmw_for_write(&self) -> SemaphoreGuardArc {
+        while self.trims_waiting.get() > 0 {
+            let listener = self.trim_turn.listen();
+            if self.trims_waiting.get() > 0 {
+                listener.await;
+            }
+        }
+        self.rmw.acquire_arc().await
+    }
+
+    /// The RMW lock for a trim: ahead of the writes that have not asked for
+    /// it yet ([`BlobState::rmw_for_write`]).
+    async fn rmw_for_trim(&self) -> SemaphoreGuard<'_> {
+        let _waiting = TrimWaiting::new(self);
+        self.rmw.acquire().await
+    }
+
+    /// Records that the file now holds exactly `len` data bytes.
+    pub(crate) fn file_cut_to(&self, len: u64) {
+        self.file_len.set(len);
+        self.stale_end.set(0);
+    }
+
+    /// Cuts the file to the logical length if a failed write may have left
+    /// its bytes past it, so that a resize up or a write past a gap exposes
+    /// zeros (an extension of a file reads as zeros; a gap's blocks are
+    /// never written). Runs only inside a commit that holds the locks that
+    /// keep the end still (a resize's exclusive lock, or an extending
+    /// write's RMW lock), so it finishes, or fails with nothing changed,
+    /// whoever drops the caller's future.
+    pub(crate) async fn trim_stale(&self) -> std::io::Result<()> {
+        let len = self.len.get();
+        if self.stale_end.get() <= len {
+            return Ok(());
+        }
+        self.file.set_len(HEADER_LEN + len).await?;
+        self.file_cut_to(len);
+        // The truncation gave back the blocks reserved past the end.
+        self.reserved_len.set(self.reserved_len.get().min(len));
+        Ok(())
     }
 
     pub(crate) fn check_poison(&self) -> Result<()> {
@@ -252,15 +341,23 @@ impl<F: FileSystem> BlobState<F> {
         self.check_poison()
     }
 
-    /// Trims the padding past the logical end, then flushes the file.
+    /// Trims the padding past the logical end, then flushes the file, so a
+    /// crash after the sync keeps exactly the logical length.
+    ///
+    /// The cut holds the shared lock (no resize meanwhile) and the RMW lock:
+    /// every write whose blocks reach past `len` (an extension, the tail
+    /// block) holds it, so the cut never lands on a write in flight, while
+    /// reads and aligned writes inside the blob go on beside it.
     async fn trim_and_flush(&self) -> std::result::Result<(), (&'static str, std::io::Error)> {
         if self.file_len.get() != self.len.get() {
-            let _exclusive = self.meta.write().await;
+            let _shared = self.meta.read().await;
+            let _rmw = self.rmw_for_trim().await;
             let len = self.len.get();
             if self.file_len.get() != len {
                 let trimmed = self.file.set_len(HEADER_LEN + len).await;
                 trimmed.map_err(|e| ("trim before sync", e))?;
-                self.file_len.set(len);
+                self.file_cut_to(len);
+                self.debug_check_ends();
             }
         }
         self.file.sync_data().await.map_err(|e| ("sync", e))
@@ -282,6 +379,13 @@ impl<F: FileSystem> BlobState<F> {
         _exclusive: RwLockWriteGuardArc<()>,
     ) -> Result<()> {
         let old_len = self.len.get();
+        if new_len > old_len {
+            // An extension keeps the bytes the file holds: first cut off
+            // what a failed write left past the end.
+            self.trim_stale()
+                .await
+                .map_err(|e| self.io_error("resize", e))?;
+        }
         self.file
             .set_len(HEADER_LEN + new_len)
             .await
@@ -289,7 +393,7 @@ impl<F: FileSystem> BlobState<F> {
         // The file now holds exactly new_len bytes: the kernel zeroed the
         // rest of a cut block, and an extension reads as zeros (a hole,
         // nothing reserved).
-        self.file_len.set(new_len);
+        self.file_cut_to(new_len);
         self.len.set(new_len);
         self.reserved_len.set(new_len);
         let tail = self.tail.borrow_mut().take();
@@ -308,7 +412,30 @@ impl<F: FileSystem> BlobState<F> {
             _ => None,
         };
         *self.tail.borrow_mut() = tail;
+        self.debug_check_ends();
         Ok(())
+    }
+}
+
+/// Counts one trim waiting for the RMW lock while it lives; the last one
+/// lets the writes that wait for their turn go on.
+struct TrimWaiting<'a>(&'a Cell<usize>, &'a Event);
+
+impl<'a> TrimWaiting<'a> {
+    fn new<F: FileSystem>(state: &'a BlobState<F>) -> TrimWaiting<'a> {
+        state.trims_waiting.set(state.trims_waiting.get() + 1);
+        TrimWaiting(&state.trims_waiting, &state.trim_turn)
+    }
+}
+
+impl Drop for TrimWaiting<'_> {
+    fn drop(&mut self) {
+        let waiting = self.0.get();
+        debug_assert!(waiting > 0, "trims_waiting underflow");
+        self.0.set(waiting.saturating_sub(1));
+        if waiting == 1 {
+            self.1.notify(usize::MAX);
+        }
     }
 }
 

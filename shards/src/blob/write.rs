@@ -67,7 +67,7 @@ impl<F: FileSystem> BlobState<F> {
             || end > self.len.get()
             || self.tail_in(first, last);
         let rmw = match needs_rmw {
-            true => Some(self.rmw.acquire_arc().await),
+            true => Some(self.rmw_for_write().await),
             false => None,
         };
         let guards = WriteGuards {
@@ -201,6 +201,13 @@ impl<F: FileSystem> BlobState<F> {
             data_end,
             tail,
         } = chunk;
+        if start > self.len.get() {
+            // A gap: its whole blocks are never written, so they must not
+            // hold a failed write's bytes. This write ends past `len`, so it
+            // holds the RMW lock: no other write moves the end meanwhile.
+            let trimmed = self.trim_stale().await;
+            trimmed.map_err(|e| self.write_failed(e, durable))?;
+        }
         // Count the blocks as file bytes before the write: a failed (short)
         // write may still have grown the file, and the next sync must trim
         // whatever it left past the logical end.
@@ -216,8 +223,10 @@ impl<F: FileSystem> BlobState<F> {
         });
         if let Err(e) = result {
             // The device may hold part of the write: forget the cached
-            // tail block rather than trust it.
+            // tail block rather than trust it, and remember that the bytes
+            // past the end may not be zeros any more.
             self.tail.borrow_mut().take();
+            self.stale_end.set(self.stale_end.get().max(end));
             return Err(self.write_failed(e, durable));
         }
         let new_len = self.len.get().max(data_end);
@@ -231,6 +240,7 @@ impl<F: FileSystem> BlobState<F> {
         } else if new_len.is_multiple_of(BLOCK_SIZE) {
             self.tail.borrow_mut().take();
         }
+        self.debug_check_ends();
         Ok(())
     }
 

@@ -223,7 +223,7 @@ impl DmaBlobFile {
         self.sync_inline_when_idle && self.io_in_flight.is_idle()
     }
 
-    /// Runs a blocking file call (fdatasync, fallocate).
+    /// Runs a blocking file call (fdatasync, fallocate, ftruncate).
     ///
     /// When nothing else of this shard waits on the device, no task could
     /// use the executor meanwhile: it runs inline, blocking the executor for
@@ -335,8 +335,15 @@ impl File for DmaBlobFile {
     }
 
     async fn set_len(&self, len: u64) -> io::Result<()> {
-        let _io = self.io_in_flight.enter();
-        Ok(self.file.truncate(len).await?)
+        // Like a flush, inline when nothing else of this shard waits on the
+        // device (glommio's `truncate` always hands off to the blocking
+        // thread: two wake-ups for the trim of every unaligned sync).
+        let fd = self.file.as_raw_fd();
+        let len = to_off_t(len)?;
+        // SAFETY: ftruncate on a descriptor `self` keeps open until the
+        // call's future completes.
+        self.blocking_call(move || cvt(unsafe { libc::ftruncate(fd, len) }))
+            .await
     }
 
     fn set_len_now(&self, len: u64) -> io::Result<()> {

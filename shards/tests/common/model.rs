@@ -26,9 +26,14 @@
 //! blocks, so it adds every sector boundary up to its padded end.
 //!
 //! A failed write leaves each of its sectors old or new (as a crash would)
-//! until rewritten, also past the logical end: a later write zeroes what
-//! lies past the end in the blocks it rewrites, while a block of a gap it
-//! does not touch may keep the failed write's bytes.
+//! until rewritten, also past the logical end, where no read reaches. What
+//! becomes visible past the old end reads as zeros, and nothing else: a
+//! resize up zeroes everything past the old end; a write zeroes the gap
+//! below its offset (whole blocks it never writes included) and the padding
+//! past its end, whatever a failed write left there (the store trims such
+//! bytes off first, shards/src/blob/mod.rs). That trim may cut the file to
+//! the logical length before the resize or write fails or a crash cuts it
+//! short, so such a failed op adds the logical length to the file's sizes.
 
 use std::collections::BTreeSet;
 
@@ -164,10 +169,22 @@ impl BlobModel {
     /// Zeroes everything from `len` on, now (a truncation or a trim).
     fn zero_from(&mut self, len: u64, keep_old: bool) {
         let end = (self.now.len() as u64 * SECTOR).max(len);
-        self.edit(len, end, keep_old, |start, sector| {
-            let from = len.saturating_sub(start).min(SECTOR) as usize;
-            sector[from..].fill(0);
+        self.zero_between(len, end, keep_old);
+    }
+
+    /// Zeroes the bytes of `from..to`, now.
+    fn zero_between(&mut self, from: u64, to: u64, keep_old: bool) {
+        self.edit(from, to, keep_old, |start, sector| {
+            let first = from.saturating_sub(start).min(SECTOR) as usize;
+            let last = to.saturating_sub(start).min(SECTOR) as usize;
+            sector[first..last].fill(0);
         });
+    }
+
+    /// Whether a write at `offset` leaves whole blocks (or the rest of the
+    /// tail block) between the logical end and its first block unwritten.
+    fn leaves_gap(&self, offset: u64) -> bool {
+        offset / BLOCK * BLOCK > self.len
     }
 
     /// A completed write (durable if `sync`).
@@ -181,6 +198,10 @@ impl BlobModel {
         // stay only in blocks it does not touch).
         let (first, last) = (offset / BLOCK * BLOCK, round_up(end, BLOCK));
         let (len, new_len) = (self.len, self.len.max(end));
+        if self.leaves_gap(offset) {
+            // The gap reads as zeros, whatever a failed write left there.
+            self.zero_between(len, first, false);
+        }
         self.edit(first, last, false, |start, s| {
             Self::overlay(offset, data, start, s);
             for at in len.max(start)..start + SECTOR {
@@ -224,6 +245,10 @@ impl BlobModel {
         let padded = round_up(end, BLOCK);
         let grown: Vec<u64> = self.file_lens.iter().map(|&f| f.max(padded)).collect();
         self.file_lens.extend(grown);
+        if self.leaves_gap(offset) {
+            // The trim before a write past a gap may have happened.
+            self.file_lens.insert(self.len);
+        }
         let mut at = round_up(self.len, SECTOR);
         while torn && at <= padded {
             self.file_lens.insert(at);
@@ -235,17 +260,22 @@ impl BlobModel {
         }
     }
 
-    /// A completed resize.
+    /// A completed resize: everything past the shorter of the old and the
+    /// new length reads as zeros.
     pub fn resize(&mut self, len: u64) {
-        self.zero_from(len, false);
+        self.zero_from(self.len.min(len), false);
         self.len = len;
         self.file_lens = BTreeSet::from([len]);
     }
 
-    /// A resize that failed or was cut short.
+    /// A resize that failed or was cut short; one up may have trimmed the
+    /// file to the logical length first.
     pub fn maybe_resize(&mut self, len: u64) {
-        self.zero_from(len, true);
+        self.zero_from(self.len.min(len), true);
         self.file_lens.insert(len);
+        if len > self.len {
+            self.file_lens.insert(self.len);
+        }
     }
 
     /// A completed sync: trim, then everything is durable.

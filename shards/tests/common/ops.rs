@@ -2,6 +2,7 @@
 //! and close, each checked against the blob's model.
 
 use futures_lite::StreamExt;
+use shardblob_shards::fs::sim::Faults;
 use shardblob_shards::{Blob, Error, ShardStore, WriteOptions};
 
 use super::harness::{expect_poisoned, limited, show, Handle, Harness, Op, Outcome, Target};
@@ -96,9 +97,12 @@ impl Harness {
             return Outcome::Refused;
         }
         let result = limited(write, limit).await;
+        // An interrupted write's commit goes on without its caller, and an
+        // injected fault can still cut it short (a torn write).
+        let torn_if_cut = self.faults != Faults::default();
         let mut model = h.model.borrow_mut();
         match &result {
-            None => model.maybe_write(offset, data, sync, false),
+            None => model.maybe_write(offset, data, sync, torn_if_cut),
             Some(Ok(())) => {
                 model.write(offset, data, sync);
                 assert_eq!(h.blob.len(), model.len, "length after {op:?}");

@@ -1,0 +1,248 @@
+//! Syncs of a blob whose length is not block-aligned (issue 13, item 2).
+//!
+//! Every write that leaves a partly written last block pads the file with
+//! zeros to the block's end; a sync cuts that padding off before its flush,
+//! so that a crash after the sync brings the blob back with exactly its
+//! synced length (the documented padding after a crash comes only from
+//! writes since the last sync). Every sync of a WAL of small records pays
+//! that cut. It must not drain the blob: reads and aligned writes inside the
+//! blob go on beside it; only the writes that reach the tail block or past
+//! the end (which hold the blob's RMW lock) are waited for, so the cut never
+//! lands on a write in flight.
+//!
+//! - `a_sync_does_not_wait_for_reads_or_aligned_writes`: a read and an
+//!   aligned write in flight (each polled once, so each holds the blob's
+//!   shared lock inside its device call) do not stop a sync from cutting the
+//!   padding and flushing. On cadb6da the sync waited for the exclusive lock,
+//!   so it could not finish before them.
+//! - `a_sync_never_cuts_an_append_in_flight`: a sync that starts while an
+//!   append's device write is in flight cuts the file only after the append
+//!   has landed and counted its length; nothing of the append is lost, now
+//!   or after a crash.
+//! - `an_idle_unaligned_sync_cuts_inline_on_real_files`: on real files an
+//!   idle shard cuts and flushes without a hand-off to the blocking thread.
+//! - `a_stream_of_appends_does_not_starve_a_sync`: a task appending in a
+//!   loop does not keep a sync's trim from the RMW lock. It passes on
+//!   cadb6da (the trim took the writer-preferring exclusive lock); on
+//!   e321305, the first cut of this change, the trim waited on the RMW
+//!   semaphore, which lets a new acquirer in ahead of its waiters, and all
+//!   500 appends went ahead of the sync.
+
+mod common;
+
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::rc::Rc;
+
+use common::run_seeds;
+use futures_lite::future::{poll_once, yield_now};
+use glommio::{LocalExecutorBuilder, Placement};
+use shardblob_shards::fs::dma::DmaFs;
+use shardblob_shards::fs::sim::SimFs;
+use shardblob_shards::{Blob, DataDir, ShardBlob, ShardStore, Storage};
+
+const BLOCK_BYTES: u64 = 4096;
+/// Length of the blob under test: three whole blocks and 100 bytes.
+const LEN_BYTES: u64 = 3 * BLOCK_BYTES + 100;
+
+/// A blob of `LEN_BYTES` whose last block was written since the last sync:
+/// the file holds zero padding past the logical end.
+async fn padded_blob(fs: &SimFs) -> (ShardStore<SimFs>, ShardBlob<SimFs>) {
+    let store = ShardStore::new(fs.clone(), "/");
+    let (blob, _) = store.open("p", b"a").await.unwrap();
+    blob.write_at(0, &[1; 3 * BLOCK_BYTES as usize])
+        .await
+        .unwrap();
+    blob.sync().await.unwrap();
+    blob.write_at(3 * BLOCK_BYTES, &[2; 100]).await.unwrap();
+    (store, blob)
+}
+
+/// Polls `future` at most `polls` times, yielding between polls (so what it
+/// waits on may run); `None` if it is still pending. Unlike waiting for a
+/// wake-up, this ends even when the future waits on a lock that a future
+/// nobody polls holds.
+async fn poll_up_to<F: Future>(mut future: Pin<&mut F>, polls: usize) -> Option<F::Output> {
+    for _ in 0..polls {
+        if let Some(output) = poll_once(future.as_mut()).await {
+            return Some(output);
+        }
+        yield_now().await;
+    }
+    None
+}
+
+/// Reopens the blob after a crash; returns its length and bytes.
+async fn after_crash(fs: &SimFs) -> (u64, Vec<u8>) {
+    let store = ShardStore::new(fs.crash(), "/");
+    let (blob, len) = store.open("p", b"a").await.unwrap();
+    let bytes = blob.read_at(0, len as usize).await.unwrap().to_vec();
+    (len, bytes)
+}
+
+#[test]
+fn a_sync_does_not_wait_for_reads_or_aligned_writes() {
+    run_seeds(
+        "sync_trim a_sync_does_not_wait_for_reads_or_aligned_writes",
+        "",
+        16,
+        |seed| async move {
+            let fs = SimFs::new(seed);
+            let (_store, blob) = padded_blob(&fs).await;
+            {
+                let mut write = pin!(blob.write_at(0, &[3; BLOCK_BYTES as usize]));
+                let mut read = pin!(blob.read_at(BLOCK_BYTES, 100));
+                let pending = poll_once(&mut write).await.is_none();
+                assert!(pending, "the write waits on the device");
+                let pending = poll_once(&mut read).await.is_none();
+                assert!(pending, "the read waits on the device");
+                // Each simulated file call yields once: the cut and the flush
+                // need a few polls, not the read's or the write's completion.
+                let synced = poll_up_to(pin!(blob.sync()), 16).await;
+                assert!(
+                    matches!(synced, Some(Ok(()))),
+                    "the sync finishes beside a read and an aligned write in flight: {synced:?}"
+                );
+                assert_eq!(&read.await.unwrap()[..], &[1; 100]);
+                write.await.unwrap();
+            }
+            assert_eq!(blob.len(), LEN_BYTES);
+            // The padding was cut before the flush: the synced length exactly.
+            drop(blob);
+            let (len, bytes) = after_crash(&fs).await;
+            assert_eq!(len, LEN_BYTES, "the synced length after a crash");
+            assert_eq!(
+                &bytes[BLOCK_BYTES as usize..3 * BLOCK_BYTES as usize],
+                &[1; 8192]
+            );
+            assert_eq!(&bytes[3 * BLOCK_BYTES as usize..], &[2; 100]);
+            // The write that ended after the sync began: old or new.
+            let first = &bytes[..BLOCK_BYTES as usize];
+            assert!(
+                first.iter().all(|&b| b == 1 || b == 3),
+                "block 0 old or new"
+            );
+        },
+    );
+}
+
+#[test]
+fn a_sync_never_cuts_an_append_in_flight() {
+    run_seeds(
+        "sync_trim a_sync_never_cuts_an_append_in_flight",
+        "",
+        16,
+        |seed| async move {
+            let fs = SimFs::new(seed);
+            let (_store, blob) = padded_blob(&fs).await;
+            {
+                let mut append = pin!(blob.write_at(LEN_BYTES, &[4; 50]));
+                let pending = poll_once(&mut append).await.is_none();
+                assert!(pending, "the append waits on the device");
+                // The sync starts while the append is in flight, then both end.
+                let mut sync = pin!(blob.sync());
+                let early = poll_once(&mut sync).await;
+                append.await.unwrap();
+                match early {
+                    Some(synced) => synced.unwrap(),
+                    None => sync.await.unwrap(),
+                }
+            }
+            let end = LEN_BYTES + 50;
+            assert_eq!(blob.len(), end);
+            let seen = blob.read_at(0, end as usize).await.unwrap();
+            assert_eq!(
+                &seen[LEN_BYTES as usize - 100..],
+                &[&[2u8; 100][..], &[4; 50]].concat()[..]
+            );
+            drop(blob);
+            // The append landed before the cut, so the sync covered it.
+            let (len, bytes) = after_crash(&fs).await;
+            assert_eq!(len, end, "the length the sync saw, exactly");
+            assert_eq!(&bytes[LEN_BYTES as usize..], &[4; 50]);
+        },
+    );
+}
+
+/// Appends of `APPEND_BYTES` each, one after another, until `stop` is set
+/// or `APPENDS_MAX` are done; returns how many were done.
+async fn append_until(blob: &ShardBlob<SimFs>, stop: &Cell<bool>) -> u64 {
+    let mut appends = 0;
+    while !stop.get() && appends < APPENDS_MAX {
+        blob.write_at(blob.len(), &[5; APPEND_BYTES]).await.unwrap();
+        appends += 1;
+    }
+    appends
+}
+
+const APPEND_BYTES: usize = 10;
+const APPENDS_MAX: u64 = 500;
+
+#[test]
+fn a_stream_of_appends_does_not_starve_a_sync() {
+    run_seeds(
+        "sync_trim a_stream_of_appends_does_not_starve_a_sync",
+        "",
+        8,
+        |seed| async move {
+            let fs = SimFs::new(seed);
+            let (_store, blob) = padded_blob(&fs).await;
+            let stop = Rc::new(Cell::new(false));
+            let appender = {
+                let (blob, stop) = (blob.clone(), stop.clone());
+                glommio::spawn_local(async move { append_until(&blob, &stop).await })
+            };
+            yield_now().await;
+            blob.sync().await.unwrap();
+            stop.set(true);
+            let appends = appender.await;
+            // The sync's trim waits for the append in flight, then its turn:
+            // it does not wait for the stream to end.
+            assert!(appends < 10, "{appends} appends went ahead of the sync");
+            let len = blob.len();
+            assert_eq!(len, LEN_BYTES + appends * APPEND_BYTES as u64);
+        },
+    );
+}
+
+/// On real files, an idle shard's unaligned sync cuts the padding and
+/// flushes inline: it completes in the first poll, with no hand-off to the
+/// blocking thread, and leaves the file at exactly the logical length. On
+/// cadb6da the cut went through glommio's `truncate`, which always hands
+/// off, so the first poll was pending.
+#[test]
+fn an_idle_unaligned_sync_cuts_inline_on_real_files() {
+    let dir = std::env::temp_dir().join(format!("shardblob-sync-trim-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(1 << 20)
+        .make()
+        .expect("executor");
+    executor.run(async {
+        let data_dir = DataDir::lock(&dir).expect("lock data dir");
+        let root = data_dir.path().to_path_buf();
+        let store = ShardStore::new(DmaFs::new(data_dir).await.expect("dma fs"), root.clone());
+        let (blob, _) = store.open("p", b"a").await.unwrap();
+        let file_bytes = || std::fs::metadata(root.join("p").join("61")).unwrap().len();
+        for (round, len) in [(0, LEN_BYTES), (1, LEN_BYTES + 10)] {
+            blob.write_at(blob.len(), &vec![7; (len - blob.len()) as usize])
+                .await
+                .unwrap();
+            assert_eq!(
+                file_bytes(),
+                4096 + 4 * BLOCK_BYTES,
+                "round {round}: padded"
+            );
+            let synced = poll_once(pin!(blob.sync())).await;
+            assert!(
+                matches!(synced, Some(Ok(()))),
+                "round {round}: an idle sync completes in one poll: {synced:?}"
+            );
+            assert_eq!(file_bytes(), 4096 + len, "round {round}: cut to the length");
+        }
+        let seen = blob.read_at(0, LEN_BYTES as usize + 10).await.unwrap();
+        assert!(seen.iter().all(|&b| b == 7));
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
