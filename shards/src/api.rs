@@ -140,6 +140,10 @@ pub trait Storage {
 /// - `sync`: every write and resize completed before the call is durable when
 ///   it returns `Ok`. A failed sync poisons the blob: later writes and syncs
 ///   fail with `BlobPoisoned`.
+/// - A failed write adds no length, and its bytes never show past the
+///   logical end: a later `resize` up, or a write past the end, reads zeros
+///   there. Inside the blob each of its 512-byte sectors reads old or new;
+///   after a crash it counts as an unsynced write.
 /// - Concurrency: a read observes every write completed before it began.
 ///   Overlapping operations are not atomic, but concurrent writes to
 ///   different byte ranges never damage each other.
