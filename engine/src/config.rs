@@ -34,6 +34,9 @@ pub const RING_DEPTH_MAX: usize = 32768;
 /// slots than this only hold memory.
 pub const CHANNEL_CAPACITY_MAX: usize = 1 << 20;
 
+/// Largest `blocking_threads_per_shard`: each is an OS thread per shard.
+pub const BLOCKING_THREADS_PER_SHARD_MAX: usize = 1024;
+
 /// Engine configuration. See `configs/default.toml` for every field, its
 /// default and why.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -60,6 +63,14 @@ pub struct Config {
     /// A sync with no other I/O of its shard in flight blocks the shard for
     /// its fdatasync instead of handing it to a helper thread.
     pub sync_inline_when_idle: bool,
+    /// Helper threads per shard for blocking calls (handed-off syncs).
+    pub blocking_threads_per_shard: usize,
+    /// Bytes the queued and running forwarded requests of one shard may
+    /// hold (payloads, expected read replies, spawn jobs).
+    pub queue_bytes_per_shard_max: u64,
+    /// How long `Engine::shutdown` waits for running `spawn_on` tasks
+    /// before it cancels them, in milliseconds.
+    pub shutdown_grace_ms: u64,
 }
 
 /// Which CPUs the shards are pinned to. In TOML:
@@ -131,6 +142,9 @@ struct DefaultFile {
     channel_capacity: usize,
     inflight_per_shard_max: usize,
     sync_inline_when_idle: bool,
+    blocking_threads_per_shard: usize,
+    queue_bytes_per_shard_max: u64,
+    shutdown_grace_ms: u64,
 }
 
 impl From<DefaultFile> for Config {
@@ -146,6 +160,9 @@ impl From<DefaultFile> for Config {
             channel_capacity,
             inflight_per_shard_max,
             sync_inline_when_idle,
+            blocking_threads_per_shard,
+            queue_bytes_per_shard_max,
+            shutdown_grace_ms,
         } = file;
         Config {
             data_dir,
@@ -158,6 +175,9 @@ impl From<DefaultFile> for Config {
             channel_capacity,
             inflight_per_shard_max,
             sync_inline_when_idle,
+            blocking_threads_per_shard,
+            queue_bytes_per_shard_max,
+            shutdown_grace_ms,
         }
     }
 }
@@ -230,6 +250,18 @@ impl Config {
         if self.inflight_per_shard_max == 0 {
             return Err(invalid(
                 "inflight_per_shard_max = 0 would serve no forwarded request; set at least 1, e.g. 128"
+                    .to_string(),
+            ));
+        }
+        if !(1..=BLOCKING_THREADS_PER_SHARD_MAX).contains(&self.blocking_threads_per_shard) {
+            return Err(invalid(format!(
+                "blocking_threads_per_shard = {} is outside 1..={BLOCKING_THREADS_PER_SHARD_MAX}; 4 lets four syncs of one shard run at once",
+                self.blocking_threads_per_shard
+            )));
+        }
+        if self.queue_bytes_per_shard_max == 0 {
+            return Err(invalid(
+                "queue_bytes_per_shard_max = 0 would admit no request; set at least 1, e.g. 33554432 (32 MiB)"
                     .to_string(),
             ));
         }
@@ -374,6 +406,9 @@ mod tests {
                 channel_capacity: 256,
                 inflight_per_shard_max: 128,
                 sync_inline_when_idle: true,
+                blocking_threads_per_shard: 4,
+                queue_bytes_per_shard_max: 32 << 20,
+                shutdown_grace_ms: 5000,
             }
         );
         assert_eq!(parsed.spin_before_park(), Some(Duration::from_micros(50)));

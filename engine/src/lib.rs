@@ -39,6 +39,8 @@ mod preflight;
 mod remote;
 mod routing;
 mod shard;
+#[cfg(test)]
+mod tests;
 mod transport;
 
 pub use client::{Client, ClientBlob};
