@@ -53,15 +53,65 @@ struct Wiring {
     index: usize,
     cpu: usize,
     router: Arc<Router>,
+    queues: ShardQueues,
+    ready: async_channel::Sender<Result<()>>,
+    go: async_channel::Receiver<bool>,
+    control: async_channel::Receiver<Control>,
+    report: async_channel::Sender<usize>,
+}
+
+/// The queues of one shard, before its thread starts.
+struct ShardQueues {
     to_peers: Vec<Option<SharedSender<Envelope>>>,
     from_peers: Vec<SharedReceiver<Envelope>>,
     foreign_requests: async_channel::Receiver<Envelope>,
     syncs: async_channel::Receiver<SyncRequest>,
     closes: async_channel::Receiver<BlobId>,
-    ready: async_channel::Sender<Result<()>>,
-    go: async_channel::Receiver<bool>,
-    control: async_channel::Receiver<Control>,
-    report: async_channel::Sender<usize>,
+}
+
+/// A shard thread that has not been told to serve yet.
+struct StartingShard {
+    thread: ShardThread,
+    /// Its one report: started, or why not. Closed if the thread died.
+    ready: async_channel::Receiver<Result<()>>,
+    go: async_channel::Sender<bool>,
+}
+
+/// Spawns the thread of shard `index`; it reports on its own channel.
+fn spawn_shard(
+    resolved: &ResolvedConfig,
+    router: &Arc<Router>,
+    data_dir: &Arc<DataDir>,
+    index: usize,
+    queues: ShardQueues,
+) -> Result<StartingShard> {
+    let (ready_tx, ready) = async_channel::bounded(1);
+    let (go, go_rx) = async_channel::bounded(1);
+    let (control, control_rx) = async_channel::bounded(2);
+    let (report_tx, report) = async_channel::bounded(1);
+    let wiring = Wiring {
+        index,
+        cpu: resolved.shard_cpus[index],
+        router: router.clone(),
+        queues,
+        ready: ready_tx,
+        go: go_rx,
+        control: control_rx,
+        report: report_tx,
+    };
+    let builder = executor_builder(resolved, wiring.cpu, index);
+    let data_dir = data_dir.clone();
+    let limits = ShardLimits::new(&resolved.config, index);
+    let thread = std::thread::Builder::new()
+        .name(format!("shardblob-{index}"))
+        .spawn(move || run_shard_thread(builder, wiring, data_dir, limits))
+        .map_err(|e| Error::Startup(format!("cannot spawn shard thread {index}: {e}")))?;
+    let thread = ShardThread {
+        control,
+        report,
+        thread: Some(thread),
+    };
+    Ok(StartingShard { thread, ready, go })
 }
 
 /// The per-shard queues from threads outside a shard into it.
@@ -131,69 +181,42 @@ impl Engine {
         let (router, inbound) = route(&resolved.config, shard_count);
         let (to_peers, from_peers) = peer_channels(shard_count, resolved.config.channel_capacity);
 
-        let mut shards = Vec::with_capacity(shard_count);
-        let mut gos = Vec::with_capacity(shard_count);
-        let mut readies = Vec::with_capacity(shard_count);
         let wirings = to_peers
             .into_iter()
             .zip(from_peers)
             .zip(inbound.requests)
             .zip(inbound.syncs)
             .zip(inbound.closes);
+        let mut starting = Vec::with_capacity(shard_count);
         for (index, ((((to_peers, from_peers), foreign_requests), syncs), closes)) in
             wirings.enumerate()
         {
-            let (ready_tx, ready_rx) = async_channel::bounded(1);
-            let (go_tx, go_rx) = async_channel::bounded(1);
-            let (control_tx, control_rx) = async_channel::bounded(2);
-            let (report_tx, report_rx) = async_channel::bounded(1);
-            let wiring = Wiring {
-                index,
-                cpu: resolved.shard_cpus[index],
-                router: router.clone(),
+            let queues = ShardQueues {
                 to_peers,
                 from_peers,
                 foreign_requests,
                 syncs,
                 closes,
-                ready: ready_tx,
-                go: go_rx,
-                control: control_rx,
-                report: report_tx,
             };
-            let builder = executor_builder(&resolved, wiring.cpu, index);
-            let data_dir = data_dir.clone();
-            let limits = ShardLimits::new(&resolved.config, index);
-            let thread = std::thread::Builder::new()
-                .name(format!("shardblob-{index}"))
-                .spawn(move || run_shard_thread(builder, wiring, data_dir, limits))
-                .map_err(|e| Error::Startup(format!("cannot spawn shard thread {index}: {e}")))?;
-            gos.push(go_tx);
-            readies.push(ready_rx);
-            shards.push(ShardThread {
-                control: control_tx,
-                report: report_rx,
-                thread: Some(thread),
-            });
+            starting.push(spawn_shard(&resolved, &router, &data_dir, index, queues)?);
         }
         drop(data_dir);
 
-        let first_error = readies
-            .iter()
-            .enumerate()
-            .filter_map(|(index, ready)| match ready.recv_blocking() {
+        let first_error = starting.iter().enumerate().find_map(|(index, shard)| {
+            match shard.ready.recv_blocking() {
                 Ok(Ok(())) => None,
                 Ok(Err(e)) => Some(e),
                 // Its thread ended without a report: it panicked.
                 Err(_) => Some(Error::Startup(format!(
                     "shard {index} died while starting (its thread panicked; see the message above)"
                 ))),
-            })
-            .next();
+            }
+        });
         let go = first_error.is_none();
-        for tx in &gos {
-            let _ = tx.send_blocking(go);
+        for shard in &starting {
+            let _ = shard.go.send_blocking(go);
         }
+        let shards = starting.into_iter().map(|shard| shard.thread).collect();
         let mut engine = Engine {
             router,
             shards,
@@ -383,13 +406,13 @@ fn run_shard_thread(
         if !matches!(wiring.go.recv().await, Ok(true)) {
             return;
         }
-        let connecting = wiring.to_peers.into_iter().map(|tx| async move {
+        let connecting = wiring.queues.to_peers.into_iter().map(|tx| async move {
             match tx {
                 Some(tx) => Some(tx.connect().await),
                 None => None,
             }
         });
-        let receiving = wiring.from_peers.into_iter().map(|rx| rx.connect());
+        let receiving = wiring.queues.from_peers.into_iter().map(|rx| rx.connect());
         let (peers, peer_requests) =
             futures_lite::future::zip(join_all(connecting), join_all(receiving)).await;
         let parts = ShardParts {
@@ -398,9 +421,9 @@ fn run_shard_thread(
             store,
             peers,
             peer_requests,
-            foreign_requests: wiring.foreign_requests,
-            syncs: wiring.syncs,
-            closes: wiring.closes,
+            foreign_requests: wiring.queues.foreign_requests,
+            syncs: wiring.queues.syncs,
+            closes: wiring.queues.closes,
             inflight_max: limits.inflight_max,
             spin_before_park: limits.spin_before_park,
         };

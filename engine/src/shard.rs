@@ -149,6 +149,31 @@ impl ShardContext {
         let _ = reply.try_send(result);
     }
 
+    /// Serves a forwarded `read_many`: each range as it completes, until the
+    /// first error or until the caller dropped its stream.
+    async fn read_many(
+        &self,
+        blob: BlobId,
+        ranges: Vec<(u64, usize)>,
+        items: async_channel::Sender<Result<(usize, Vec<u8>)>>,
+    ) {
+        let blob = match self.blob(blob) {
+            Ok(blob) => blob,
+            Err(e) => {
+                let _ = items.try_send(Err(e));
+                return;
+            }
+        };
+        let mut results = std::pin::pin!(blob.read_many(ranges));
+        while let Some(item) = results.next().await {
+            let item = item.map(|(index, bytes)| (index, bytes.to_vec()));
+            let failed = item.is_err();
+            if items.try_send(item).is_err() || failed {
+                break;
+            }
+        }
+    }
+
     /// Serves one forwarded request. The blob clone is dropped before the
     /// reply goes out, so a caller that drops its handle on the reply and
     /// reopens never finds the old open still alive.
@@ -186,21 +211,7 @@ impl ShardContext {
                 blob,
                 ranges,
                 items,
-            } => match self.blob(blob) {
-                Ok(blob) => {
-                    let mut results = std::pin::pin!(blob.read_many(ranges));
-                    while let Some(item) = results.next().await {
-                        let item = item.map(|(index, bytes)| (index, bytes.to_vec()));
-                        let failed = item.is_err();
-                        if items.try_send(item).is_err() || failed {
-                            break;
-                        }
-                    }
-                }
-                Err(e) => {
-                    let _ = items.try_send(Err(e));
-                }
-            },
+            } => self.read_many(blob, ranges, items).await,
             Request::Write {
                 blob,
                 offset,
