@@ -46,7 +46,11 @@ fn without_hanging<T: Send + 'static>(test: impl FnOnce() -> T + Send + 'static)
 /// never ran and the test hung.
 #[test]
 fn an_inflight_limit_of_one_serves_every_path() {
-    let (engine, dir) = start("inflight-one", |c| c.inflight_per_shard_max = 1);
+    let (engine, dir) = start("inflight-one", |c| {
+        c.inflight_per_shard_max = 1;
+        // The test leaves a task running for ever: no need to wait for it.
+        c.shutdown_grace_ms = 1;
+    });
     let client = engine.client();
     let here = partition_on(&engine, 0);
     let there = partition_on(&engine, 1);
