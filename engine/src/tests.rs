@@ -168,3 +168,40 @@ fn queued_requests_are_bounded_in_bytes() {
     engine.shutdown().unwrap();
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Caught before admission was made first-come first-served: a write that
+/// needs the whole budget waited while smaller writes that came after it
+/// took the bytes freed in between, so under a steady stream it could wait
+/// for ever. Here a small write queued behind it must wait too.
+#[test]
+fn the_byte_budget_admits_senders_in_order() {
+    const WRITE_BYTES: usize = 64 << 10;
+    let (mut config, dir) = config("bytes-fifo", 1);
+    config.queue_bytes_per_shard_max = 4 * WRITE_BYTES as u64;
+    let engine = Engine::start(config).unwrap();
+    let client = engine.client();
+    let (blob, _) = block_on(client.open("p", b"b")).unwrap();
+    let small = vec![1u8; WRITE_BYTES];
+    let huge = vec![2u8; 8 * WRITE_BYTES];
+
+    let (release, blocked) = block_shard(&client, 0);
+    let mut first = Box::pin(blob.write_at(0, &small));
+    let mut whole = Box::pin(blob.write_at(0, &huge));
+    let mut after = Box::pin(blob.write_at(0, &small));
+    for write in [&mut first, &mut whole, &mut after] {
+        assert!(block_on(poll_once(write)).is_none());
+    }
+    assert_eq!(
+        engine.router.requests[0].len(),
+        1,
+        "a later write overtook the one waiting for the whole budget"
+    );
+    release.send(()).unwrap();
+    assert!(block_on(blocked).unwrap());
+    for write in [first, whole, after] {
+        block_on(write).unwrap();
+    }
+    drop(blob);
+    engine.shutdown().unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}

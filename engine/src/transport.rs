@@ -18,6 +18,7 @@
 //! queued sync per remote open, see `CloseOnDrop::queue_sync`). They let a
 //! handle's drop and `start_sync` act at once without ever blocking.
 
+use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -107,7 +108,8 @@ impl Router {
 /// budget: a request larger than the budget is admitted alone, once the
 /// budget is entirely free, rather than refused (a large write is legitimate
 /// and must not depend on the configuration to work). Senders wait while the
-/// budget is spent.
+/// budget is spent, and are admitted first come, first served: a request
+/// that needs many bytes is never overtaken for ever by smaller ones.
 pub struct ByteBudget {
     capacity_bytes: u64,
     state: Mutex<BudgetState>,
@@ -117,6 +119,39 @@ pub struct ByteBudget {
 struct BudgetState {
     available_bytes: u64,
     closed: bool,
+    /// Waiting senders hold tickets, admitted in ticket order: the next
+    /// ticket to hand out, and the ticket whose turn it is.
+    next_ticket: u64,
+    turn: u64,
+    /// Tickets whose senders gave up before their turn came: skipped.
+    abandoned: BTreeSet<u64>,
+}
+
+impl BudgetState {
+    /// The ticket whose turn it was is done: the next one still waiting
+    /// gets its turn.
+    fn advance(&mut self) {
+        self.turn += 1;
+        while self.abandoned.remove(&self.turn) {
+            self.turn += 1;
+        }
+        debug_assert!(
+            self.turn <= self.next_ticket,
+            "a turn for a ticket never handed out"
+        );
+    }
+
+    /// Takes `bytes` if they are free.
+    fn take(&mut self, bytes: u64) -> Result<bool> {
+        if self.closed {
+            return Err(Error::Shutdown);
+        }
+        let free = self.available_bytes >= bytes;
+        if free {
+            self.available_bytes -= bytes;
+        }
+        Ok(free)
+    }
 }
 
 /// Bytes taken from a [`ByteBudget`], given back on drop.
@@ -131,6 +166,30 @@ impl Drop for Charge {
     }
 }
 
+/// A waiting sender's place in line; dropped before its turn was used (the
+/// sender's future was dropped), it gives the place up.
+struct Ticket<'a> {
+    budget: &'a ByteBudget,
+    number: u64,
+    used: bool,
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if self.used {
+            return;
+        }
+        let mut state = self.budget.state();
+        if state.turn == self.number {
+            state.advance();
+            drop(state);
+            self.budget.freed.notify(usize::MAX);
+        } else {
+            state.abandoned.insert(self.number);
+        }
+    }
+}
+
 impl ByteBudget {
     /// A budget of `capacity_bytes` (at least 1).
     pub fn new(capacity_bytes: u64) -> Arc<ByteBudget> {
@@ -140,6 +199,9 @@ impl ByteBudget {
             state: Mutex::new(BudgetState {
                 available_bytes: capacity_bytes,
                 closed: false,
+                next_ticket: 0,
+                turn: 0,
+                abandoned: BTreeSet::new(),
             }),
             freed: event_listener::Event::new(),
         })
@@ -149,31 +211,54 @@ impl ByteBudget {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes `cost_bytes` (capped at the whole budget) if they are free.
+    fn charge(self: &Arc<Self>, bytes: u64) -> Charge {
+        Charge {
+            budget: self.clone(),
+            bytes,
+        }
+    }
+
+    /// Takes `cost_bytes` (capped at the whole budget) if they are free and
+    /// no sender waits before this one.
     pub fn try_acquire(self: &Arc<Self>, cost_bytes: u64) -> Result<Option<Charge>> {
         let bytes = cost_bytes.min(self.capacity_bytes);
         let mut state = self.state();
-        if state.closed {
-            return Err(Error::Shutdown);
-        }
-        if state.available_bytes < bytes {
-            return Ok(None);
-        }
-        state.available_bytes -= bytes;
-        Ok(Some(Charge {
-            budget: self.clone(),
-            bytes,
-        }))
+        let nobody_waits = state.turn == state.next_ticket;
+        let taken = nobody_waits && state.take(bytes)?;
+        drop(state);
+        Ok(taken.then(|| self.charge(bytes)))
     }
 
-    /// Takes `cost_bytes` (capped at the whole budget), waiting until they
-    /// are free; `Shutdown` once the shard stopped.
+    /// Takes `cost_bytes` (capped at the whole budget), waiting in line
+    /// until they are free; `Shutdown` once the shard stopped.
     pub async fn acquire(self: &Arc<Self>, cost_bytes: u64) -> Result<Charge> {
+        if let Some(charge) = self.try_acquire(cost_bytes)? {
+            return Ok(charge);
+        }
+        let bytes = cost_bytes.min(self.capacity_bytes);
+        let mut ticket = {
+            let mut state = self.state();
+            let number = state.next_ticket;
+            state.next_ticket += 1;
+            Ticket {
+                budget: self,
+                number,
+                used: false,
+            }
+        };
         loop {
             // Listen before looking, so a release in between is not missed.
             let freed = self.freed.listen();
-            if let Some(charge) = self.try_acquire(cost_bytes)? {
-                return Ok(charge);
+            {
+                let mut state = self.state();
+                if state.turn == ticket.number && state.take(bytes)? {
+                    ticket.used = true;
+                    state.advance();
+                    drop(state);
+                    // The next in line may fit in what is left.
+                    self.freed.notify(usize::MAX);
+                    return Ok(self.charge(bytes));
+                }
             }
             freed.await;
         }
