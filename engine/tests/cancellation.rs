@@ -3,33 +3,15 @@
 //!
 //! Issue 11, items 1 and 5 (engine side).
 
-use std::path::PathBuf;
+mod common;
+
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::{partition_on, start, without_hanging};
 use futures::executor::block_on;
 use futures_lite::future::poll_once;
-use shardblob::{Blob, Client, Config, Engine, Error, Storage};
-
-fn start(test: &str, tune: impl FnOnce(&mut Config)) -> (Engine, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("shardblob-cancel-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut config = Config {
-        data_dir: dir.clone(),
-        shards: 2,
-        ..Config::default()
-    };
-    tune(&mut config);
-    (Engine::start(config).unwrap(), dir)
-}
-
-/// A partition that `shard` owns.
-fn partition_on(engine: &Engine, shard: usize) -> String {
-    (0..)
-        .map(|i| format!("p{i}"))
-        .find(|p| engine.shard_of(p) == shard)
-        .expect("some partition hashes to every shard")
-}
+use shardblob::{Blob, Client, Error, Storage};
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
@@ -58,7 +40,7 @@ async fn reopen_from_client(client: &Client, partition: &str, name: &[u8]) {
 /// descriptor stayed open).
 #[test]
 fn a_dropped_foreign_open_never_leaves_the_name_open() {
-    let (engine, dir) = start("foreign", |_| {});
+    let (engine, dir) = start("cancel-foreign", |_| {});
     let client = engine.client();
     let partition = partition_on(&engine, 0);
     // One open and close first, so lazily opened descriptors are counted.
@@ -94,7 +76,7 @@ fn a_dropped_foreign_open_never_leaves_the_name_open() {
 /// another and dropped there.
 #[test]
 fn a_dropped_cross_shard_open_never_leaves_the_name_open() {
-    let (engine, dir) = start("peer", |_| {});
+    let (engine, dir) = start("cancel-peer", |_| {});
     let partition = partition_on(&engine, 1);
     let reopened = block_on(engine.client().spawn_on(0, move |storage| async move {
         for round in 0..20u32 {
@@ -153,7 +135,7 @@ fn block_shard(
 /// blocker gave up after a minute and the blocker reported `false`.
 #[test]
 fn start_sync_on_a_full_queue_returns_at_once_and_still_syncs() {
-    let (engine, dir) = start("start-sync", |c| c.channel_capacity = 1);
+    let (engine, dir) = start("cancel-start-sync", |c| c.channel_capacity = 1);
     let client = engine.client();
     let partition = partition_on(&engine, 0);
     let (blob, _) = block_on(client.open(&partition, b"b")).unwrap();
@@ -173,6 +155,30 @@ fn start_sync_on_a_full_queue_returns_at_once_and_still_syncs() {
     assert_eq!(block_on(filler).unwrap(), 7);
     block_on(sync).unwrap();
     drop(blob);
+    engine.shutdown().unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Caught on 58545b6: called on a shard whose own queue was full,
+/// `start_sync` blocked the only thread that could drain that queue — a
+/// deadlock (here cut short after a minute by `without_hanging`).
+#[test]
+fn start_sync_on_the_shards_own_full_queue_does_not_deadlock() {
+    let (engine, dir) = start("cancel-own-queue", |c| c.channel_capacity = 1);
+    let client = engine.client();
+    let partition = partition_on(&engine, 0);
+    let (blob, _) = block_on(client.open(&partition, b"b")).unwrap();
+    let synced = without_hanging(move || {
+        let inner = client.clone();
+        block_on(client.spawn_on(0, move |_| async move {
+            // Fills shard 0's queue from shard 0's own thread: nothing
+            // drains it until this task yields.
+            let filler = inner.spawn_on(0, |_| async {});
+            let sync = blob.start_sync();
+            filler.await.and(sync.await)
+        }))
+    });
+    synced.unwrap().unwrap();
     engine.shutdown().unwrap();
     std::fs::remove_dir_all(dir).unwrap();
 }

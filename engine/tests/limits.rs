@@ -4,49 +4,22 @@
 //!
 //! Issue 11, items 9 (second half) and 10.
 
-use std::path::PathBuf;
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
 
+use common::{partition_on, start, without_hanging};
 use futures::executor::block_on;
-use shardblob::{Blob, Config, Engine, Storage};
-
-fn start(test: &str, tune: impl FnOnce(&mut Config)) -> (Engine, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("shardblob-limits-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut config = Config {
-        data_dir: dir.clone(),
-        shards: 2,
-        ..Config::default()
-    };
-    tune(&mut config);
-    (Engine::start(config).unwrap(), dir)
-}
-
-fn partition_on(engine: &Engine, shard: usize) -> String {
-    (0..)
-        .map(|i| format!("p{i}"))
-        .find(|p| engine.shard_of(p) == shard)
-        .expect("some partition hashes to every shard")
-}
-
-/// Runs `test` on a helper thread; a regression that hangs the engine fails
-/// after a minute instead of hanging the test run.
-fn without_hanging<T: Send + 'static>(test: impl FnOnce() -> T + Send + 'static) -> T {
-    let (done_tx, done_rx) = mpsc::channel();
-    std::thread::spawn(move || done_tx.send(test()).unwrap());
-    done_rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the engine hung")
-}
+use shardblob::{Blob, Storage};
 
 /// Caught on 58545b6: with 2 shards and a limit of 1, each idle serving loop
 /// held a permit while it waited for a request, so the first `spawn_on`
 /// never ran and the test hung.
 #[test]
 fn an_inflight_limit_of_one_serves_every_path() {
-    let (engine, dir) = start("inflight-one", |c| {
+    let (engine, dir) = start("limits-inflight-one", |c| {
         c.inflight_per_shard_max = 1;
         // The test leaves a task running for ever: no need to wait for it.
         c.shutdown_grace_ms = 1;
@@ -82,7 +55,7 @@ fn an_inflight_limit_of_one_serves_every_path() {
 /// them at once; with one thread the first waited alone until it gave up.
 #[test]
 fn blocking_jobs_of_one_shard_run_side_by_side() {
-    let (engine, dir) = start("blocking-pool", |_| {});
+    let (engine, dir) = start("limits-blocking-pool", |_| {});
     // The default pool must let this many syncs of one shard run at once.
     let jobs = 4;
     let met = block_on(engine.client().spawn_on(0, move |_| async move {
