@@ -161,7 +161,7 @@ fn start_sync_on_a_full_queue_returns_at_once_and_still_syncs() {
 
 /// Caught on 58545b6: called on a shard whose own queue was full,
 /// `start_sync` blocked the only thread that could drain that queue — a
-/// deadlock (here cut short after a minute by `without_hanging`).
+/// deadlock (the test binary aborts after a minute).
 #[test]
 fn start_sync_on_the_shards_own_full_queue_does_not_deadlock() {
     let (engine, dir) = start("cancel-own-queue", |c| c.channel_capacity = 1);

@@ -16,7 +16,7 @@ use shardblob::{Blob, Storage};
 
 /// Caught on 58545b6: with 2 shards and a limit of 1, each idle serving loop
 /// held a permit while it waited for a request, so the first `spawn_on`
-/// never ran and the test hung.
+/// never ran (the test binary aborts after a minute).
 #[test]
 fn an_inflight_limit_of_one_serves_every_path() {
     let (engine, dir) = start("limits-inflight-one", |c| {

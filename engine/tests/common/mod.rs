@@ -28,12 +28,18 @@ pub fn partition_on(engine: &Engine, shard: usize) -> String {
         .expect("some partition hashes to every shard")
 }
 
-/// Runs `test` on a helper thread; a regression that hangs the engine fails
-/// after a minute instead of hanging the test run.
+/// Runs `test` on a helper thread; a regression that hangs the engine
+/// fails the test binary after a minute instead of hanging the test run.
+/// It aborts: a hung shard would also hang the engine's drop, which joins
+/// the shard threads.
 pub fn without_hanging<T: Send + 'static>(test: impl FnOnce() -> T + Send + 'static) -> T {
     let (done_tx, done_rx) = mpsc::channel();
     std::thread::spawn(move || done_tx.send(test()).unwrap());
-    done_rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the engine hung")
+    match done_rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(output) => output,
+        Err(_) => {
+            eprintln!("the engine hung for a minute: aborting the test binary");
+            std::process::abort()
+        }
+    }
 }
