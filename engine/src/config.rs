@@ -37,6 +37,10 @@ pub const CHANNEL_CAPACITY_MAX: usize = 1 << 20;
 /// Largest `blocking_threads_per_shard`: each is an OS thread per shard.
 pub const BLOCKING_THREADS_PER_SHARD_MAX: usize = 1024;
 
+/// Largest `shutdown_grace_ms`: one day. Far beyond any useful wait, and
+/// small enough that a deadline computed from it never overflows.
+pub const SHUTDOWN_GRACE_MS_MAX: u64 = 24 * 60 * 60 * 1000;
+
 /// Engine configuration. See `configs/default.toml` for every field, its
 /// default and why.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -257,6 +261,12 @@ impl Config {
             return Err(invalid(format!(
                 "blocking_threads_per_shard = {} is outside 1..={BLOCKING_THREADS_PER_SHARD_MAX}; 4 lets four syncs of one shard run at once",
                 self.blocking_threads_per_shard
+            )));
+        }
+        if self.shutdown_grace_ms > SHUTDOWN_GRACE_MS_MAX {
+            return Err(invalid(format!(
+                "shutdown_grace_ms = {} is more than {SHUTDOWN_GRACE_MS_MAX} (one day); lower it",
+                self.shutdown_grace_ms
             )));
         }
         if self.queue_bytes_per_shard_max == 0 {
@@ -626,6 +636,22 @@ mod tests {
             ("channel_capacity = 2000000", "channel_capacity = 2000000"),
             ("inflight_per_shard_max = 0", "inflight_per_shard_max = 0"),
             ("data_dir = \"\"", "data_dir is empty"),
+            (
+                "blocking_threads_per_shard = 0",
+                "blocking_threads_per_shard = 0 is outside 1..=1024",
+            ),
+            (
+                "blocking_threads_per_shard = 1025",
+                "blocking_threads_per_shard = 1025",
+            ),
+            (
+                "queue_bytes_per_shard_max = 0",
+                "queue_bytes_per_shard_max = 0",
+            ),
+            (
+                "shutdown_grace_ms = 9223372036854775807",
+                "shutdown_grace_ms = 9223372036854775807 is more than",
+            ),
         ] {
             let error = message(cpus(text, &t));
             assert!(error.contains(expected), "{text}: {error}");
