@@ -246,15 +246,19 @@ impl Engine {
         Client::new(self.router.clone())
     }
 
-    /// Stops the engine and releases the LOCK, in every case.
+    /// Stops the engine and releases the LOCK, also when it fails.
     ///
     /// Foreign callers get `Shutdown` from the start of the call, and their
     /// requests still queued are dropped unserved (their futures resolve to
     /// `Shutdown`). Running `spawn_on` tasks get up to `shutdown_grace_ms`
-    /// to end, while the shards still serve each other; tasks still running
-    /// then are cancelled (their futures resolve to `Shutdown`) and the call
-    /// fails naming their shards. It also fails if a shard thread had died
-    /// (a panic in the engine itself).
+    /// to end while the shards still serve each other through the tasks'
+    /// `ShardStorage` (a `Client` used inside a task is refused like any
+    /// foreign caller). Tasks still running then are cancelled (their
+    /// futures resolve to `Shutdown`) and the call fails naming their
+    /// shards. It also fails if a shard thread had died (a panic in the
+    /// engine itself). The LOCK goes when the shards drop their store: a
+    /// task that a `spawn_on` task spawned itself with `glommio::spawn_local`
+    /// and that keeps a `ShardStorage` must end with its parent.
     pub fn shutdown(mut self) -> Result<()> {
         self.stop_all()
     }
