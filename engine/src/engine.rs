@@ -62,7 +62,7 @@ struct Wiring {
 
 /// The queues of one shard, before its thread starts.
 struct ShardQueues {
-    to_peers: Vec<Option<SharedSender<Envelope>>>,
+    to_peers: PeerSenders,
     from_peers: Vec<SharedReceiver<Envelope>>,
     foreign_requests: async_channel::Receiver<Envelope>,
     syncs: async_channel::Receiver<SyncRequest>,
@@ -144,17 +144,16 @@ fn route(config: &Config, shard_count: usize) -> (Arc<Router>, Inbound) {
     (Arc::new(router), inbound)
 }
 
+/// The senders of one shard to each other shard (`None` at its own index).
+type PeerSenders = Vec<Option<SharedSender<Envelope>>>;
+
 /// One single-producer channel per ordered pair of shards: the senders of
-/// each shard (`None` at its own index) and the receivers of each shard.
-#[allow(clippy::type_complexity)]
+/// each shard and the receivers of each shard.
 fn peer_channels(
     shard_count: usize,
     capacity: usize,
-) -> (
-    Vec<Vec<Option<SharedSender<Envelope>>>>,
-    Vec<Vec<SharedReceiver<Envelope>>>,
-) {
-    let mut to_peers: Vec<Vec<Option<SharedSender<Envelope>>>> = (0..shard_count)
+) -> (Vec<PeerSenders>, Vec<Vec<SharedReceiver<Envelope>>>) {
+    let mut to_peers: Vec<PeerSenders> = (0..shard_count)
         .map(|_| (0..shard_count).map(|_| None).collect())
         .collect();
     let mut from_peers: Vec<Vec<SharedReceiver<Envelope>>> =
