@@ -18,7 +18,7 @@ use crate::local::ShardStorage;
 use crate::message::{answer, reply, Request, Spawn};
 use crate::remote::{RemoteBlob, RemoteStorage};
 use crate::routing::shard_of;
-use crate::transport::{Foreign, Router};
+use crate::transport::{Foreign, Router, Transport, TrySendError};
 
 /// A thread-safe handle to a running engine. Cheap to clone.
 #[derive(Clone)]
@@ -54,10 +54,18 @@ impl Client {
 
     /// Runs `task` on shard `shard` and returns its output. The task gets
     /// that shard's [`ShardStorage`]: partitions the shard owns are direct
-    /// calls from it. The task is queued at once when the shard's queue has
-    /// room (else when the future is first polled) and runs whether or not
-    /// the future is awaited. A panic in the task comes back as
+    /// calls from it. The task is queued at once when the shard's queue and
+    /// byte budget have room (else when the future is first polled) and runs
+    /// whether or not the future is awaited. A panic in the task, in its
+    /// future or in the closure that builds it, comes back as
     /// [`Error::TaskPanicked`]; the shard goes on.
+    ///
+    /// The future always resolves: to the task's output, or to
+    /// [`Error::Shutdown`] when the engine stopped first (the task was still
+    /// queued, or still ran when `Engine::shutdown`'s grace period ended and
+    /// it was cancelled). A running task holds none of the shard's in-flight
+    /// permits: a task that runs for ever (a server's accept loop) does not
+    /// starve the forwarded requests of the shard.
     pub fn spawn_on<F, Fut, T>(
         &self,
         shard: usize,
@@ -114,7 +122,11 @@ impl Client {
         let job: Spawn = Box::new(move |storage| {
             Box::pin(async move {
                 let shard = storage.shard();
-                let run = AssertUnwindSafe(task(storage)).catch_unwind().await;
+                // The closure runs inside the unwind guard too: a panic
+                // before its future exists must not unwind the executor.
+                let run = AssertUnwindSafe(async move { task(storage).await })
+                    .catch_unwind()
+                    .await;
                 let output = run.map_err(|panic| Error::TaskPanicked {
                     shard,
                     message: panic_message(panic.as_ref()),
@@ -122,36 +134,36 @@ impl Client {
                 let _ = tx.try_send(output);
             })
         });
-        let queued = match self.router().requests.get(shard) {
-            None => Err(Error::Startup(format!(
+        if shard >= self.shard_count() {
+            let missing = Error::Startup(format!(
                 "spawn_on: shard {shard} does not exist (the engine has {})",
                 self.shard_count()
-            ))),
-            Some(queue) => match queue.try_send(Request::Spawn(job)) {
-                Ok(()) => Ok(Queued::Done),
-                Err(async_channel::TrySendError::Full(request)) => {
-                    Ok(Queued::Waiting(queue.clone(), request))
-                }
-                Err(async_channel::TrySendError::Closed(_)) => Err(Error::Shutdown),
-            },
+            ));
+            return (Err(missing), rx);
+        }
+        let foreign = &self.storage.transport;
+        let queued = match foreign.try_send(shard, Request::Spawn(job)) {
+            Ok(()) => Ok(Queued::Done),
+            Err(TrySendError::Busy(request)) => {
+                Ok(Queued::Waiting(foreign.clone(), shard, request))
+            }
+            Err(TrySendError::Shutdown) => Err(Error::Shutdown),
         };
         (queued, rx)
     }
 }
 
-/// A job that is queued, or waits for room in its shard's queue.
+/// A job that is queued, or waits for room in its shard's queue or budget.
 enum Queued {
     Done,
-    Waiting(async_channel::Sender<Request>, Request),
+    Waiting(Foreign, usize, Request),
 }
 
 impl Queued {
     async fn finish(self) -> Result<()> {
         match self {
             Queued::Done => Ok(()),
-            Queued::Waiting(queue, request) => {
-                queue.send(request).await.map_err(|_| Error::Shutdown)
-            }
+            Queued::Waiting(foreign, shard, request) => foreign.send(shard, request).await,
         }
     }
 }

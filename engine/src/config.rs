@@ -34,6 +34,13 @@ pub const RING_DEPTH_MAX: usize = 32768;
 /// slots than this only hold memory.
 pub const CHANNEL_CAPACITY_MAX: usize = 1 << 20;
 
+/// Largest `blocking_threads_per_shard`: each is an OS thread per shard.
+pub const BLOCKING_THREADS_PER_SHARD_MAX: usize = 1024;
+
+/// Largest `shutdown_grace_ms`: one day. Far beyond any useful wait, and
+/// small enough that a deadline computed from it never overflows.
+pub const SHUTDOWN_GRACE_MS_MAX: u64 = 24 * 60 * 60 * 1000;
+
 /// Engine configuration. See `configs/default.toml` for every field, its
 /// default and why.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -60,6 +67,14 @@ pub struct Config {
     /// A sync with no other I/O of its shard in flight blocks the shard for
     /// its fdatasync instead of handing it to a helper thread.
     pub sync_inline_when_idle: bool,
+    /// Helper threads per shard for blocking calls (handed-off syncs).
+    pub blocking_threads_per_shard: usize,
+    /// Bytes the queued and running forwarded requests of one shard may
+    /// hold (payloads, expected read replies, spawn jobs).
+    pub queue_bytes_per_shard_max: u64,
+    /// How long `Engine::shutdown` waits for running `spawn_on` tasks
+    /// before it cancels them, in milliseconds.
+    pub shutdown_grace_ms: u64,
     /// Accept a data_dir on a filesystem that keeps nothing across a
     /// reboot (tmpfs, ramfs): for tests and caches only.
     pub allow_volatile_data_dir: bool,
@@ -134,6 +149,9 @@ struct DefaultFile {
     channel_capacity: usize,
     inflight_per_shard_max: usize,
     sync_inline_when_idle: bool,
+    blocking_threads_per_shard: usize,
+    queue_bytes_per_shard_max: u64,
+    shutdown_grace_ms: u64,
     allow_volatile_data_dir: bool,
 }
 
@@ -150,6 +168,9 @@ impl From<DefaultFile> for Config {
             channel_capacity,
             inflight_per_shard_max,
             sync_inline_when_idle,
+            blocking_threads_per_shard,
+            queue_bytes_per_shard_max,
+            shutdown_grace_ms,
             allow_volatile_data_dir,
         } = file;
         Config {
@@ -163,6 +184,9 @@ impl From<DefaultFile> for Config {
             channel_capacity,
             inflight_per_shard_max,
             sync_inline_when_idle,
+            blocking_threads_per_shard,
+            queue_bytes_per_shard_max,
+            shutdown_grace_ms,
             allow_volatile_data_dir,
         }
     }
@@ -236,6 +260,24 @@ impl Config {
         if self.inflight_per_shard_max == 0 {
             return Err(invalid(
                 "inflight_per_shard_max = 0 would serve no forwarded request; set at least 1, e.g. 128"
+                    .to_string(),
+            ));
+        }
+        if !(1..=BLOCKING_THREADS_PER_SHARD_MAX).contains(&self.blocking_threads_per_shard) {
+            return Err(invalid(format!(
+                "blocking_threads_per_shard = {} is outside 1..={BLOCKING_THREADS_PER_SHARD_MAX}; 4 lets four syncs of one shard run at once",
+                self.blocking_threads_per_shard
+            )));
+        }
+        if self.shutdown_grace_ms > SHUTDOWN_GRACE_MS_MAX {
+            return Err(invalid(format!(
+                "shutdown_grace_ms = {} is more than {SHUTDOWN_GRACE_MS_MAX} (one day); lower it",
+                self.shutdown_grace_ms
+            )));
+        }
+        if self.queue_bytes_per_shard_max == 0 {
+            return Err(invalid(
+                "queue_bytes_per_shard_max = 0 would admit no request; set at least 1, e.g. 33554432 (32 MiB)"
                     .to_string(),
             ));
         }
@@ -380,6 +422,9 @@ mod tests {
                 channel_capacity: 256,
                 inflight_per_shard_max: 128,
                 sync_inline_when_idle: true,
+                blocking_threads_per_shard: 4,
+                queue_bytes_per_shard_max: 32 << 20,
+                shutdown_grace_ms: 5000,
                 allow_volatile_data_dir: false,
             }
         );
@@ -598,6 +643,22 @@ mod tests {
             ("channel_capacity = 2000000", "channel_capacity = 2000000"),
             ("inflight_per_shard_max = 0", "inflight_per_shard_max = 0"),
             ("data_dir = \"\"", "data_dir is empty"),
+            (
+                "blocking_threads_per_shard = 0",
+                "blocking_threads_per_shard = 0 is outside 1..=1024",
+            ),
+            (
+                "blocking_threads_per_shard = 1025",
+                "blocking_threads_per_shard = 1025",
+            ),
+            (
+                "queue_bytes_per_shard_max = 0",
+                "queue_bytes_per_shard_max = 0",
+            ),
+            (
+                "shutdown_grace_ms = 9223372036854775807",
+                "shutdown_grace_ms = 9223372036854775807 is more than",
+            ),
         ] {
             let error = message(cpus(text, &t));
             assert!(error.contains(expected), "{text}: {error}");

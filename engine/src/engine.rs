@@ -4,11 +4,20 @@
 //! start with its reason instead of leaving the others waiting: each shard
 //! thread builds its pinned executor and its store, reports, and only when
 //! every shard reported success do they connect their peer channels and
-//! serve. Shutdown stops the queues, waits for in-flight requests, closes the
-//! files and joins the threads; the LOCK goes with the last shard.
+//! serve. Each shard reports on a channel of its own, so a shard thread
+//! that dies before it reports (a panic) closes that channel and the start
+//! fails naming it, instead of waiting for a report that never comes.
+//!
+//! Shutdown is two-phase too, so that running `spawn_on` tasks can finish
+//! while their shards still serve each other: first every shard refuses
+//! foreign requests (dropping those still queued, whose callers get
+//! `Shutdown`) and waits up to the grace period for its tasks; then every
+//! shard cancels what still runs, waits for in-flight requests, closes the
+//! files and ends; the LOCK goes with the last shard.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
 use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
@@ -18,19 +27,24 @@ use shardblob_shards::{DataDir, Error, Result, ShardStore};
 
 use crate::client::Client;
 use crate::config::{Config, ResolvedConfig};
-use crate::message::Request;
+use crate::message::{BlobId, Envelope};
+use crate::remote::SyncRequest;
 use crate::routing::shard_of;
-use crate::shard::{self, ShardParts};
+use crate::shard::{self, Control, ShardParts};
 use crate::transport::Router;
 
 /// A running engine: one pinned glommio executor per shard.
 pub struct Engine {
-    router: Arc<Router>,
+    pub(crate) router: Arc<Router>,
     shards: Vec<ShardThread>,
+    shutdown_grace: Duration,
 }
 
 struct ShardThread {
-    stop: async_channel::Sender<()>,
+    control: async_channel::Sender<Control>,
+    /// The shard's answer to `Control::Quiesce`: how many tasks still run.
+    /// Closed when the shard thread ends without answering.
+    report: async_channel::Receiver<usize>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -39,13 +53,121 @@ struct Wiring {
     index: usize,
     cpu: usize,
     router: Arc<Router>,
-    to_peers: Vec<Option<SharedSender<Request>>>,
-    from_peers: Vec<SharedReceiver<Request>>,
-    foreign_requests: async_channel::Receiver<Request>,
-    closes: async_channel::Receiver<u64>,
+    queues: ShardQueues,
     ready: async_channel::Sender<Result<()>>,
     go: async_channel::Receiver<bool>,
-    stop: async_channel::Receiver<()>,
+    control: async_channel::Receiver<Control>,
+    report: async_channel::Sender<usize>,
+}
+
+/// The queues of one shard, before its thread starts.
+struct ShardQueues {
+    to_peers: PeerSenders,
+    from_peers: Vec<SharedReceiver<Envelope>>,
+    foreign_requests: async_channel::Receiver<Envelope>,
+    syncs: async_channel::Receiver<SyncRequest>,
+    closes: async_channel::Receiver<BlobId>,
+}
+
+/// A shard thread that has not been told to serve yet.
+struct StartingShard {
+    thread: ShardThread,
+    /// Its one report: started, or why not. Closed if the thread died.
+    ready: async_channel::Receiver<Result<()>>,
+    go: async_channel::Sender<bool>,
+}
+
+/// Spawns the thread of shard `index`; it reports on its own channel.
+fn spawn_shard(
+    resolved: &ResolvedConfig,
+    router: &Arc<Router>,
+    data_dir: &Arc<DataDir>,
+    index: usize,
+    queues: ShardQueues,
+) -> Result<StartingShard> {
+    let (ready_tx, ready) = async_channel::bounded(1);
+    let (go, go_rx) = async_channel::bounded(1);
+    let (control, control_rx) = async_channel::bounded(2);
+    let (report_tx, report) = async_channel::bounded(1);
+    let wiring = Wiring {
+        index,
+        cpu: resolved.shard_cpus[index],
+        router: router.clone(),
+        queues,
+        ready: ready_tx,
+        go: go_rx,
+        control: control_rx,
+        report: report_tx,
+    };
+    let builder = executor_builder(resolved, wiring.cpu, index);
+    let data_dir = data_dir.clone();
+    let limits = ShardLimits::new(&resolved.config, index);
+    let thread = std::thread::Builder::new()
+        .name(format!("shardblob-{index}"))
+        .spawn(move || run_shard_thread(builder, wiring, data_dir, limits))
+        .map_err(|e| Error::Startup(format!("cannot spawn shard thread {index}: {e}")))?;
+    let thread = ShardThread {
+        control,
+        report,
+        thread: Some(thread),
+    };
+    Ok(StartingShard { thread, ready, go })
+}
+
+/// The per-shard queues from threads outside a shard into it.
+struct Inbound {
+    requests: Vec<async_channel::Receiver<Envelope>>,
+    syncs: Vec<async_channel::Receiver<SyncRequest>>,
+    closes: Vec<async_channel::Receiver<BlobId>>,
+}
+
+/// Builds the router and the receiving ends of its queues.
+fn route(config: &Config, shard_count: usize) -> (Arc<Router>, Inbound) {
+    let (request_tx, requests): (Vec<_>, Vec<_>) = (0..shard_count)
+        .map(|_| async_channel::bounded(config.channel_capacity))
+        .unzip();
+    let (sync_tx, syncs): (Vec<_>, Vec<_>) =
+        (0..shard_count).map(|_| async_channel::unbounded()).unzip();
+    let (close_tx, closes): (Vec<_>, Vec<_>) =
+        (0..shard_count).map(|_| async_channel::unbounded()).unzip();
+    let router = Router::new(
+        request_tx,
+        close_tx,
+        sync_tx,
+        config.queue_bytes_per_shard_max,
+    );
+    let inbound = Inbound {
+        requests,
+        syncs,
+        closes,
+    };
+    (Arc::new(router), inbound)
+}
+
+/// The senders of one shard to each other shard (`None` at its own index).
+type PeerSenders = Vec<Option<SharedSender<Envelope>>>;
+
+/// One single-producer channel per ordered pair of shards: the senders of
+/// each shard and the receivers of each shard.
+fn peer_channels(
+    shard_count: usize,
+    capacity: usize,
+) -> (Vec<PeerSenders>, Vec<Vec<SharedReceiver<Envelope>>>) {
+    let mut to_peers: Vec<PeerSenders> = (0..shard_count)
+        .map(|_| (0..shard_count).map(|_| None).collect())
+        .collect();
+    let mut from_peers: Vec<Vec<SharedReceiver<Envelope>>> =
+        (0..shard_count).map(|_| Vec::new()).collect();
+    for (from, senders) in to_peers.iter_mut().enumerate() {
+        for (to, sender) in senders.iter_mut().enumerate() {
+            if from != to {
+                let (tx, rx) = shared_channel::new_bounded(capacity);
+                *sender = Some(tx);
+                from_peers[to].push(rx);
+            }
+        }
+    }
+    (to_peers, from_peers)
 }
 
 impl Engine {
@@ -55,94 +177,50 @@ impl Engine {
         resolved.preflight()?;
         let data_dir = DataDir::lock(&resolved.config.data_dir)?;
         let shard_count = resolved.shard_cpus.len();
-        let capacity = resolved.config.channel_capacity;
+        let (router, inbound) = route(&resolved.config, shard_count);
+        let (to_peers, from_peers) = peer_channels(shard_count, resolved.config.channel_capacity);
 
-        let (request_tx, request_rx): (Vec<_>, Vec<_>) = (0..shard_count)
-            .map(|_| async_channel::bounded(capacity))
-            .unzip();
-        let (close_tx, close_rx): (Vec<_>, Vec<_>) =
-            (0..shard_count).map(|_| async_channel::unbounded()).unzip();
-        let router = Arc::new(Router {
-            requests: request_tx,
-            closes: close_tx,
-        });
-
-        // One single-producer channel per ordered pair of shards.
-        let mut to_peers: Vec<Vec<Option<SharedSender<Request>>>> = (0..shard_count)
-            .map(|_| (0..shard_count).map(|_| None).collect())
-            .collect();
-        let mut from_peers: Vec<Vec<SharedReceiver<Request>>> =
-            (0..shard_count).map(|_| Vec::new()).collect();
-        for (from, senders) in to_peers.iter_mut().enumerate() {
-            for (to, sender) in senders.iter_mut().enumerate() {
-                if from != to {
-                    let (tx, rx) = shared_channel::new_bounded(capacity);
-                    *sender = Some(tx);
-                    from_peers[to].push(rx);
-                }
-            }
-        }
-
-        let (ready_tx, ready_rx) = async_channel::bounded(shard_count);
-        let mut shards = Vec::with_capacity(shard_count);
-        let mut gos = Vec::with_capacity(shard_count);
         let wirings = to_peers
             .into_iter()
             .zip(from_peers)
-            .zip(request_rx)
-            .zip(close_rx);
-        for (index, (((to_peers, from_peers), foreign_requests), closes)) in wirings.enumerate() {
-            let (go_tx, go_rx) = async_channel::bounded(1);
-            let (stop_tx, stop_rx) = async_channel::bounded(1);
-            let wiring = Wiring {
-                index,
-                cpu: resolved.shard_cpus[index],
-                router: router.clone(),
+            .zip(inbound.requests)
+            .zip(inbound.syncs)
+            .zip(inbound.closes);
+        let mut starting = Vec::with_capacity(shard_count);
+        for (index, ((((to_peers, from_peers), foreign_requests), syncs), closes)) in
+            wirings.enumerate()
+        {
+            let queues = ShardQueues {
                 to_peers,
                 from_peers,
                 foreign_requests,
+                syncs,
                 closes,
-                ready: ready_tx.clone(),
-                go: go_rx,
-                stop: stop_rx,
             };
-            let builder = executor_builder(&resolved, wiring.cpu, index);
-            let data_dir = data_dir.clone();
-            let limits = ShardLimits {
-                inflight_max: resolved.config.inflight_per_shard_max,
-                spin_before_park: resolved.config.spin_before_park(),
-                sync_inline_when_idle: resolved.config.sync_inline_when_idle,
-            };
-            let thread = std::thread::Builder::new()
-                .name(format!("shardblob-{index}"))
-                .spawn(move || run_shard_thread(builder, wiring, data_dir, limits))
-                .map_err(|e| Error::Startup(format!("cannot spawn shard thread {index}: {e}")))?;
-            gos.push(go_tx);
-            shards.push(ShardThread {
-                stop: stop_tx,
-                thread: Some(thread),
-            });
+            starting.push(spawn_shard(&resolved, &router, &data_dir, index, queues)?);
         }
         drop(data_dir);
 
-        let mut first_error = None;
-        for _ in 0..shard_count {
-            match ready_rx.recv_blocking() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    first_error.get_or_insert(e);
-                }
-                Err(_) => {
-                    first_error
-                        .get_or_insert(Error::Startup("a shard thread died at startup".into()));
-                }
+        let first_error = starting.iter().enumerate().find_map(|(index, shard)| {
+            match shard.ready.recv_blocking() {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                // Its thread ended without a report: it panicked.
+                Err(_) => Some(Error::Startup(format!(
+                    "shard {index} died while starting (its thread panicked; see the message above)"
+                ))),
             }
-        }
+        });
         let go = first_error.is_none();
-        for tx in &gos {
-            let _ = tx.send_blocking(go);
+        for shard in &starting {
+            let _ = shard.go.send_blocking(go);
         }
-        let mut engine = Engine { router, shards };
+        let shards = starting.into_iter().map(|shard| shard.thread).collect();
+        let mut engine = Engine {
+            router,
+            shards,
+            shutdown_grace: Duration::from_millis(resolved.config.shutdown_grace_ms),
+        };
         match first_error {
             None => Ok(engine),
             Some(e) => {
@@ -167,15 +245,46 @@ impl Engine {
         Client::new(self.router.clone())
     }
 
-    /// Stops every shard after its in-flight requests and releases the LOCK.
-    /// Fails if a shard thread had died (a panic in the engine itself).
+    /// Stops the engine and releases the LOCK, also when it fails.
+    ///
+    /// Foreign callers get `Shutdown` from the start of the call, and their
+    /// requests still queued are dropped unserved (their futures resolve to
+    /// `Shutdown`). Running `spawn_on` tasks get up to `shutdown_grace_ms`
+    /// to end while the shards still serve each other through the tasks'
+    /// `ShardStorage` (a `Client` used inside a task is refused like any
+    /// foreign caller). Tasks still running then are cancelled (their
+    /// futures resolve to `Shutdown`) and the call fails naming their
+    /// shards. It also fails if a shard thread had died (a panic in the
+    /// engine itself). The LOCK goes when the shards drop their store: a
+    /// task that a `spawn_on` task spawned itself with `glommio::spawn_local`
+    /// and that keeps a `ShardStorage` must end with its parent.
     pub fn shutdown(mut self) -> Result<()> {
         self.stop_all()
     }
 
     fn stop_all(&mut self) -> Result<()> {
+        if self.shards.iter().all(|shard| shard.thread.is_none()) {
+            return Ok(());
+        }
+        self.router.refuse_foreign();
+        let grace = self.shutdown_grace;
         for shard in &self.shards {
-            let _ = shard.stop.try_send(());
+            let _ = shard.control.try_send(Control::Quiesce { grace });
+        }
+        // Every shard waits for its tasks at once: this takes at most about
+        // one grace period. A dead shard's report channel is closed.
+        let busy: Vec<(usize, usize)> = self
+            .shards
+            .iter()
+            .enumerate()
+            .filter_map(|(index, shard)| match shard.report.recv_blocking() {
+                Ok(running) if running > 0 => Some((index, running)),
+                _ => None,
+            })
+            .collect();
+        self.router.close();
+        for shard in &self.shards {
+            let _ = shard.control.try_send(Control::Stop);
         }
         let mut died = Vec::new();
         for (index, shard) in self.shards.iter_mut().enumerate() {
@@ -185,12 +294,29 @@ impl Engine {
                 }
             }
         }
-        if died.is_empty() {
+        self.shutdown_result(&busy, &died)
+    }
+
+    fn shutdown_result(&self, busy: &[(usize, usize)], died: &[usize]) -> Result<()> {
+        let mut problems = Vec::new();
+        if !busy.is_empty() {
+            let shards: Vec<String> = busy
+                .iter()
+                .map(|(shard, tasks)| format!("shard {shard} ({tasks} tasks)"))
+                .collect();
+            problems.push(format!(
+                "spawn_on tasks still ran after the shutdown grace period of {} ms and were cancelled: {}",
+                self.shutdown_grace.as_millis(),
+                shards.join(", ")
+            ));
+        }
+        if !died.is_empty() {
+            problems.push(format!("shard threads {died:?} had died of a panic"));
+        }
+        if problems.is_empty() {
             Ok(())
         } else {
-            Err(Error::Startup(format!(
-                "shard threads {died:?} had died of a panic"
-            )))
+            Err(Error::Startup(format!("shutdown: {}", problems.join("; "))))
         }
     }
 }
@@ -205,8 +331,10 @@ fn executor_builder(resolved: &ResolvedConfig, cpu: usize, index: usize) -> Loca
     let config = &resolved.config;
     // The blocking pool (fdatasync, truncate) is not pinned: it runs beside
     // the shard instead of queueing behind its spinning executor.
+    // More than one thread, so that handed-off syncs of different blobs
+    // do not wait for each other.
     let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
-        .blocking_thread_pool_placement(PoolPlacement::Unbound(1))
+        .blocking_thread_pool_placement(PoolPlacement::Unbound(config.blocking_threads_per_shard))
         .name(&format!("shardblob-{index}"))
         .io_memory(config.io_memory_bytes)
         .ring_depth(config.ring_depth);
@@ -221,6 +349,24 @@ struct ShardLimits {
     inflight_max: usize,
     spin_before_park: Option<std::time::Duration>,
     sync_inline_when_idle: bool,
+    /// A fault for tests: the shard thread panics before it reports.
+    #[cfg(test)]
+    panic_at_start: bool,
+}
+
+impl ShardLimits {
+    fn new(config: &Config, index: usize) -> ShardLimits {
+        #[cfg(not(test))]
+        let _ = index;
+        ShardLimits {
+            inflight_max: config.inflight_per_shard_max,
+            spin_before_park: config.spin_before_park(),
+            sync_inline_when_idle: config.sync_inline_when_idle,
+            #[cfg(test)]
+            panic_at_start: crate::tests::PANIC_SHARD_AT_START
+                .with(|shard| shard.get() == Some(index)),
+        }
+    }
 }
 
 /// The body of one shard thread: build, report, wait for go, serve.
@@ -241,6 +387,12 @@ fn run_shard_thread(
         }
     };
     executor.run(async move {
+        #[cfg(test)]
+        assert!(
+            !limits.panic_at_start,
+            "fault injected: shard {} panics at start",
+            wiring.index
+        );
         let root = data_dir.path().to_path_buf();
         let fs = match DmaFs::new(data_dir).await {
             Ok(fs) => fs.sync_inline_when_idle(limits.sync_inline_when_idle),
@@ -257,13 +409,13 @@ fn run_shard_thread(
         if !matches!(wiring.go.recv().await, Ok(true)) {
             return;
         }
-        let connecting = wiring.to_peers.into_iter().map(|tx| async move {
+        let connecting = wiring.queues.to_peers.into_iter().map(|tx| async move {
             match tx {
                 Some(tx) => Some(tx.connect().await),
                 None => None,
             }
         });
-        let receiving = wiring.from_peers.into_iter().map(|rx| rx.connect());
+        let receiving = wiring.queues.from_peers.into_iter().map(|rx| rx.connect());
         let (peers, peer_requests) =
             futures_lite::future::zip(join_all(connecting), join_all(receiving)).await;
         let parts = ShardParts {
@@ -272,12 +424,13 @@ fn run_shard_thread(
             store,
             peers,
             peer_requests,
-            foreign_requests: wiring.foreign_requests,
-            closes: wiring.closes,
+            foreign_requests: wiring.queues.foreign_requests,
+            syncs: wiring.queues.syncs,
+            closes: wiring.queues.closes,
             inflight_max: limits.inflight_max,
             spin_before_park: limits.spin_before_park,
         };
-        shard::run(parts, wiring.stop).await;
+        shard::run(parts, wiring.control, wiring.report).await;
     });
 }
 

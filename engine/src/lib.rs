@@ -40,6 +40,8 @@ mod remote;
 mod routing;
 mod send;
 mod shard;
+#[cfg(test)]
+mod tests;
 mod transport;
 
 pub use client::{Client, ClientBlob};

@@ -3,7 +3,12 @@
 //! Requests carry owned, `Send` data (bytes copied once at the sender) and a
 //! one-shot reply channel. A blob opened through a forwarded request lives
 //! in the owning shard's table under a [`BlobId`]; remote handles name it by
-//! that id.
+//! that id. The owning shard puts the open's close guard in the reply
+//! itself, so a reply lost with a dropped future still closes the open.
+//!
+//! Each queued request travels in an [`Envelope`] with the share of its
+//! shard's byte budget it holds ([`Request::cost_bytes`]), given back when
+//! the shard has served it.
 
 use std::future::Future;
 use std::ops::RangeInclusive;
@@ -13,6 +18,7 @@ use shardblob_shards::{Error, Result, WriteOptions};
 
 use crate::local::ShardStorage;
 use crate::remote::OpenGuard;
+use crate::transport::Charge;
 
 /// A blob opened on its shard on behalf of another thread.
 pub type BlobId = u64;
@@ -40,7 +46,8 @@ pub enum Request {
         partition: String,
         name: Vec<u8>,
         versions: RangeInclusive<u16>,
-        reply: Reply<(BlobId, u64, u16)>,
+        /// Carries the guard that closes the open wherever it is dropped.
+        reply: Reply<(OpenGuard, u64, u16)>,
     },
     Remove {
         partition: String,
@@ -78,9 +85,42 @@ pub enum Request {
     Sync {
         blob: BlobId,
         reply: Reply<()>,
-        /// Keeps the open alive until the sync is done (`start_sync`).
-        hold: Option<OpenGuard>,
     },
     /// Run a user task on the shard.
     Spawn(Spawn),
+}
+
+/// A queued request and the budget bytes it holds until it is served.
+pub struct Envelope {
+    pub request: Request,
+    pub charge: Charge,
+}
+
+impl Request {
+    /// The bytes this request holds while queued and served: the message
+    /// itself, its owned payload, and the reply it asks for where its size
+    /// is known (reads). A spawn job counts its closure; the future it
+    /// builds lives on the shard as a running task, not in a queue.
+    pub fn cost_bytes(&self) -> u64 {
+        let payload = match self {
+            Request::Open {
+                partition, name, ..
+            } => partition.len() + name.len(),
+            Request::Remove {
+                partition, name, ..
+            } => partition.len() + name.as_ref().map_or(0, Vec::len),
+            Request::Scan { partition, .. } => partition.len(),
+            Request::Read { len, .. } => *len,
+            Request::ReadMany { ranges, .. } => ranges
+                .iter()
+                .fold(std::mem::size_of_val(ranges.as_slice()), |sum, (_, len)| {
+                    sum.saturating_add(*len)
+                }),
+            Request::Write { data, .. } => data.len(),
+            Request::Resize { .. } | Request::Sync { .. } => 0,
+            Request::Spawn(job) => std::mem::size_of_val(&**job),
+        };
+        let total = std::mem::size_of::<Envelope>().saturating_add(payload);
+        u64::try_from(total).unwrap_or(u64::MAX)
+    }
 }

@@ -3,10 +3,21 @@
 //! [`RemoteStorage`] forwards each call to the owning shard and awaits the
 //! one reply. A [`RemoteBlob`] names its blob by the id the owning shard gave
 //! it; when the last clone drops, one close notice tells the shard to let the
-//! blob go. Bytes are copied once into an owned buffer on their way across.
+//! blob go. The owning shard builds that close guard ([`CloseOnDrop`]) and
+//! sends it in the open's reply, so an open whose future is dropped — with
+//! the reply still in the channel or already in the caller's future — closes
+//! all the same. Bytes are copied once into an owned buffer on their way
+//! across.
+//!
+//! `start_sync` must never block and its sync must go on even if its future
+//! is dropped unpolled, so it does not use the bounded request queue: it
+//! puts a [`SyncRequest`] in the shard's sync lane, which holds at most one
+//! queued request per open. A `start_sync` while one is queued joins it:
+//! that sync has not started, so it covers every write completed before
+//! this call.
 
 use std::ops::RangeInclusive;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use futures_lite::{stream, Stream};
 
@@ -14,7 +25,7 @@ use shardblob_shards::{Blob, Error, Result, Storage, WriteOptions};
 
 use crate::message::{answer, reply, BlobId, Reply, Request};
 use crate::routing::shard_of;
-use crate::transport::Transport;
+use crate::transport::{Router, Transport};
 
 /// Storage whose every call is forwarded to the partition's shard.
 #[derive(Clone)]
@@ -49,22 +60,17 @@ impl<T: Transport> Storage for RemoteStorage<T> {
         versions: RangeInclusive<u16>,
     ) -> Result<(RemoteBlob<T>, u64, u16)> {
         let shard = self.shard(partition);
-        let (id, len, version) = call(&self.transport, shard, |reply| Request::Open {
+        let (open, len, version) = call(&self.transport, shard, |reply| Request::Open {
             partition: partition.to_string(),
             name: name.to_vec(),
             versions,
             reply,
         })
         .await?;
-        let close = Arc::new(CloseOnDrop {
-            closes: self.transport.router().closes[shard].clone(),
-            id,
-        });
+        debug_assert_eq!(open.shard, shard, "the owning shard answers an open");
         let blob = RemoteBlob {
             transport: self.transport.clone(),
-            shard,
-            id,
-            _close: close,
+            open,
         };
         Ok((blob, len, version))
     }
@@ -91,20 +97,102 @@ impl<T: Transport> Storage for RemoteStorage<T> {
     }
 }
 
-/// Keeps a remote open alive while a request that must outlive the caller's
-/// handle (a started sync) is on its way.
+/// One remote open, shared by its handles and by a queued sync of it.
 pub type OpenGuard = Arc<CloseOnDrop>;
 
-/// Sends the one close notice of a remote open when its last clone drops.
+/// A remote open: sends its one close notice when the last clone drops,
+/// and keeps the waiters of its queued sync.
 pub struct CloseOnDrop {
-    closes: async_channel::Sender<BlobId>,
+    router: Arc<Router>,
+    shard: usize,
     id: BlobId,
+    /// `Some` exactly while one [`SyncRequest`] of this open waits in the
+    /// shard's sync lane: the replies of every `start_sync` it answers.
+    queued_sync: Mutex<Option<Vec<Reply<()>>>>,
+}
+
+impl CloseOnDrop {
+    /// The guard of blob `id` opened on `shard`; built by that shard.
+    pub(crate) fn new(router: Arc<Router>, shard: usize, id: BlobId) -> OpenGuard {
+        Arc::new(CloseOnDrop {
+            router,
+            shard,
+            id,
+            queued_sync: Mutex::new(None),
+        })
+    }
+
+    fn queued_sync(&self) -> MutexGuard<'_, Option<Vec<Reply<()>>>> {
+        self.queued_sync
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts a sync of this open, answered on `reply`, without waiting:
+    /// joins the queued sync if there is one, else queues one.
+    fn queue_sync(self: &Arc<Self>, reply: Reply<()>) {
+        let mut queued = self.queued_sync();
+        match queued.as_mut() {
+            Some(waiters) => {
+                // Dropped futures leave closed replies: the list holds only
+                // the waiters still alive, plus this one.
+                waiters.retain(|waiter| !waiter.is_closed());
+                waiters.push(reply);
+            }
+            None => {
+                *queued = Some(vec![reply]);
+                let request = SyncRequest {
+                    open: self.clone(),
+                    started: false,
+                };
+                if let Err(unsent) = self.router.syncs[self.shard].try_send(request) {
+                    // The shard stopped: the unsent request's drop takes the
+                    // waiter back, which then sees `Shutdown`.
+                    drop(queued);
+                    drop(unsent);
+                }
+            }
+        }
+    }
 }
 
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
         // A stopped shard has let go of every blob already.
-        let _ = self.closes.try_send(self.id);
+        let _ = self.router.closes[self.shard].try_send(self.id);
+    }
+}
+
+/// A started sync of a remote open, waiting in its shard's sync lane. It
+/// keeps the open alive until the sync is done; dropped unserved (the shard
+/// stopped), it answers its waiters `Shutdown`.
+pub struct SyncRequest {
+    open: OpenGuard,
+    started: bool,
+}
+
+impl SyncRequest {
+    /// The blob to sync.
+    pub fn blob(&self) -> BlobId {
+        self.open.id
+    }
+
+    /// The sync begins: takes its waiters. A `start_sync` from now on queues
+    /// a new request, since this sync may miss writes that complete later.
+    pub fn start(&mut self) -> Vec<Reply<()>> {
+        assert!(!self.started, "a sync request starts once");
+        self.started = true;
+        let waiters = self.open.queued_sync().take();
+        debug_assert!(waiters.is_some(), "a queued sync request has waiters");
+        waiters.unwrap_or_default()
+    }
+}
+
+impl Drop for SyncRequest {
+    fn drop(&mut self) {
+        if !self.started {
+            drop(self.open.queued_sync().take());
+        }
     }
 }
 
@@ -112,9 +200,7 @@ impl Drop for CloseOnDrop {
 #[derive(Clone)]
 pub struct RemoteBlob<T: Transport> {
     transport: T,
-    shard: usize,
-    id: BlobId,
-    _close: Arc<CloseOnDrop>,
+    open: OpenGuard,
 }
 
 /// Where a `read_many` stream is.
@@ -160,8 +246,8 @@ impl<T: Transport> Blob for RemoteBlob<T> {
     type Buf = Vec<u8>;
 
     async fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
-        call(&self.transport, self.shard, |reply| Request::Read {
-            blob: self.id,
+        call(&self.transport, self.open.shard, |reply| Request::Read {
+            blob: self.open.id,
             offset,
             len,
             reply,
@@ -180,9 +266,9 @@ impl<T: Transport> Blob for RemoteBlob<T> {
         let (tx, items) = async_channel::bounded(remaining.max(1));
         let start = Batch::Unsent {
             transport: self.transport.clone(),
-            shard: self.shard,
+            shard: self.open.shard,
             request: Request::ReadMany {
-                blob: self.id,
+                blob: self.open.id,
                 ranges,
                 items: tx,
             },
@@ -214,8 +300,8 @@ impl<T: Transport> Blob for RemoteBlob<T> {
         options: WriteOptions,
     ) -> Result<()> {
         let data = bufs.concat();
-        call(&self.transport, self.shard, |reply| Request::Write {
-            blob: self.id,
+        call(&self.transport, self.open.shard, |reply| Request::Write {
+            blob: self.open.id,
             offset,
             data,
             options,
@@ -225,8 +311,8 @@ impl<T: Transport> Blob for RemoteBlob<T> {
     }
 
     async fn resize(&self, len: u64) -> Result<()> {
-        call(&self.transport, self.shard, |reply| Request::Resize {
-            blob: self.id,
+        call(&self.transport, self.open.shard, |reply| Request::Resize {
+            blob: self.open.id,
             len,
             reply,
         })
@@ -234,24 +320,16 @@ impl<T: Transport> Blob for RemoteBlob<T> {
     }
 
     async fn sync(&self) -> Result<()> {
-        call(&self.transport, self.shard, |reply| Request::Sync {
-            blob: self.id,
+        call(&self.transport, self.open.shard, |reply| Request::Sync {
+            blob: self.open.id,
             reply,
-            hold: None,
         })
         .await
     }
 
     fn start_sync(&self) -> impl std::future::Future<Output = Result<()>> {
         let (tx, rx) = reply();
-        self.transport.send_detached(
-            self.shard,
-            Request::Sync {
-                blob: self.id,
-                reply: tx,
-                hold: Some(self._close.clone()),
-            },
-        );
+        self.open.queue_sync(tx);
         answer(rx)
     }
 }

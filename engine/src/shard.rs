@@ -1,14 +1,23 @@
-//! One shard at run time: its store, its queues, and the loop that serves
+//! One shard at run time: its store, its queues, and the loops that serve
 //! requests forwarded by other shards and foreign threads.
 //!
-//! Each inbound queue has a receive loop. A loop takes a permit from the
-//! shard's in-flight bound before it takes a request, so at most
-//! `inflight_per_shard_max` forwarded operations run at once; past that the
-//! queues fill and senders wait. Every request runs as its own task, so a
-//! slow operation never holds up the queue behind it.
+//! Each inbound queue (one per peer shard, one for foreign threads, the sync
+//! lane) has a receive loop. A loop takes a request first and a permit of
+//! the shard's in-flight bound second, so an idle loop holds no permit: the
+//! bound means what it says at any shard count, even below the number of
+//! queues (each loop holds at most one request while it waits for a
+//! permit). Every request runs as its own task, so a slow operation never
+//! holds up the queue behind it.
+//!
+//! `spawn_on` jobs take a permit only to start: a user task may run for
+//! ever (an accept loop), and holding a permit would starve forwarded
+//! requests. Running tasks are tracked so that shutdown can wait for them
+//! within its grace period and cancel the rest, which resolves their
+//! callers' futures and lets the store (and the LOCK) go.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,12 +25,14 @@ use std::time::Duration;
 use futures_lite::StreamExt;
 use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
 use glommio::sync::Semaphore;
+use glommio::task::JoinHandle;
 
 use shardblob_shards::fs::dma::DmaFs;
 use shardblob_shards::{Blob, Error, Result, ShardBlob, ShardStore, Storage};
 
 use crate::local::ShardStorage;
-use crate::message::{BlobId, Request};
+use crate::message::{BlobId, Envelope, Reply, Request, Spawn};
+use crate::remote::{CloseOnDrop, SyncRequest};
 use crate::transport::Router;
 
 thread_local! {
@@ -35,13 +46,20 @@ pub struct ShardContext {
     pub(crate) router: Arc<Router>,
     pub(crate) store: ShardStore<DmaFs>,
     /// Senders to every other shard (`None` at this shard's own index).
-    peers: Vec<Option<ConnectedSender<Request>>>,
+    peers: Vec<Option<ConnectedSender<Envelope>>>,
     /// Blobs opened here on behalf of other threads.
     opened: RefCell<HashMap<BlobId, ShardBlob<DmaFs>>>,
     next_id: Cell<BlobId>,
     closes: async_channel::Receiver<BlobId>,
+    foreign: async_channel::Receiver<Envelope>,
+    syncs: async_channel::Receiver<SyncRequest>,
     inflight: Rc<Semaphore>,
     inflight_max: u64,
+    /// Running `spawn_on` tasks, by a shard-local id.
+    tasks: RefCell<HashMap<u64, JoinHandle<()>>>,
+    next_task: Cell<u64>,
+    /// Fires whenever a `spawn_on` task ends.
+    task_ended: event_listener::Event,
     /// The executor's `spin_before_park`: how long it stays awake idle.
     pub(crate) spin_before_park: Option<Duration>,
 }
@@ -51,12 +69,22 @@ pub struct ShardParts {
     pub index: usize,
     pub router: Arc<Router>,
     pub store: ShardStore<DmaFs>,
-    pub peers: Vec<Option<ConnectedSender<Request>>>,
-    pub peer_requests: Vec<ConnectedReceiver<Request>>,
-    pub foreign_requests: async_channel::Receiver<Request>,
+    pub peers: Vec<Option<ConnectedSender<Envelope>>>,
+    pub peer_requests: Vec<ConnectedReceiver<Envelope>>,
+    pub foreign_requests: async_channel::Receiver<Envelope>,
+    pub syncs: async_channel::Receiver<SyncRequest>,
     pub closes: async_channel::Receiver<BlobId>,
     pub inflight_max: usize,
     pub spin_before_park: Option<Duration>,
+}
+
+/// What the engine tells a running shard.
+pub enum Control {
+    /// Shutdown begins: drop queued foreign requests, wait up to `grace`
+    /// for the running `spawn_on` tasks, and report how many still run.
+    Quiesce { grace: Duration },
+    /// Cancel what still runs, let every blob go and end.
+    Stop,
 }
 
 impl ShardContext {
@@ -65,11 +93,11 @@ impl ShardContext {
         CURRENT.with(|current| current.borrow().clone())
     }
 
-    pub(crate) async fn send_to_peer(&self, shard: usize, request: Request) -> Result<()> {
+    pub(crate) async fn send_to_peer(&self, shard: usize, envelope: Envelope) -> Result<()> {
         let sender = self.peers[shard]
             .as_ref()
             .expect("a shard forwards only to other shards");
-        sender.send(request).await.map_err(|_| Error::Shutdown)
+        sender.send(envelope).await.map_err(|_| Error::Shutdown)
     }
 
     /// Lets go of the blobs whose remote handles were all dropped.
@@ -87,6 +115,65 @@ impl ShardContext {
             .ok_or(Error::Shutdown)
     }
 
+    async fn sync_blob(&self, id: BlobId) -> Result<()> {
+        self.blob(id)?.sync().await
+    }
+
+    /// Serves a forwarded open. The reply carries the open's close guard:
+    /// if the caller dropped its future, the reply is dropped (here, in the
+    /// channel, or in the caller's future) and the guard's close notice lets
+    /// the blob go, so the name never stays "already open".
+    async fn open(
+        self: &Rc<Self>,
+        partition: String,
+        name: Vec<u8>,
+        versions: std::ops::RangeInclusive<u16>,
+        reply: Reply<(crate::remote::OpenGuard, u64, u16)>,
+    ) {
+        if reply.is_closed() {
+            // The caller gave up before the open began: nothing to undo.
+            return;
+        }
+        self.drain_closes();
+        let opened = self.store.open_versioned(&partition, &name, versions).await;
+        let result = opened.map(|(blob, len, version)| {
+            let id = self.next_id.get();
+            self.next_id.set(id + 1);
+            self.opened.borrow_mut().insert(id, blob);
+            (
+                CloseOnDrop::new(self.router.clone(), self.index, id),
+                len,
+                version,
+            )
+        });
+        let _ = reply.try_send(result);
+    }
+
+    /// Serves a forwarded `read_many`: each range as it completes, until the
+    /// first error or until the caller dropped its stream.
+    async fn read_many(
+        &self,
+        blob: BlobId,
+        ranges: Vec<(u64, usize)>,
+        items: async_channel::Sender<Result<(usize, Vec<u8>)>>,
+    ) {
+        let blob = match self.blob(blob) {
+            Ok(blob) => blob,
+            Err(e) => {
+                let _ = items.try_send(Err(e));
+                return;
+            }
+        };
+        let mut results = std::pin::pin!(blob.read_many(ranges));
+        while let Some(item) = results.next().await {
+            let item = item.map(|(index, bytes)| (index, bytes.to_vec()));
+            let failed = item.is_err();
+            if items.try_send(item).is_err() || failed {
+                break;
+            }
+        }
+    }
+
     /// Serves one forwarded request. The blob clone is dropped before the
     /// reply goes out, so a caller that drops its handle on the reply and
     /// reopens never finds the old open still alive.
@@ -97,17 +184,7 @@ impl ShardContext {
                 name,
                 versions,
                 reply,
-            } => {
-                self.drain_closes();
-                let opened = self.store.open_versioned(&partition, &name, versions).await;
-                let result = opened.map(|(blob, len, version)| {
-                    let id = self.next_id.get();
-                    self.next_id.set(id + 1);
-                    self.opened.borrow_mut().insert(id, blob);
-                    (id, len, version)
-                });
-                let _ = reply.try_send(result);
-            }
+            } => self.open(partition, name, versions, reply).await,
             Request::Remove {
                 partition,
                 name,
@@ -134,21 +211,7 @@ impl ShardContext {
                 blob,
                 ranges,
                 items,
-            } => match self.blob(blob) {
-                Ok(blob) => {
-                    let mut results = std::pin::pin!(blob.read_many(ranges));
-                    while let Some(item) = results.next().await {
-                        let item = item.map(|(index, bytes)| (index, bytes.to_vec()));
-                        let failed = item.is_err();
-                        if items.try_send(item).is_err() || failed {
-                            break;
-                        }
-                    }
-                }
-                Err(e) => {
-                    let _ = items.try_send(Err(e));
-                }
-            },
+            } => self.read_many(blob, ranges, items).await,
             Request::Write {
                 blob,
                 offset,
@@ -169,32 +232,108 @@ impl ShardContext {
                 };
                 let _ = reply.try_send(result);
             }
-            Request::Sync { blob, reply, hold } => {
-                let result = match self.blob(blob) {
-                    Ok(blob) => blob.sync().await,
-                    Err(e) => Err(e),
-                };
-                drop(hold);
-                let _ = reply.try_send(result);
+            Request::Sync { blob, reply } => {
+                let _ = reply.try_send(self.sync_blob(blob).await);
             }
-            Request::Spawn(job) => {
-                glommio::spawn_local(job(ShardStorage::new(self.clone()))).detach();
-            }
+            Request::Spawn(job) => self.start_task(job),
         }
     }
 
-    /// Takes requests from one queue until it closes or the shard stops.
-    async fn serve<S: futures_lite::Stream<Item = Request> + Unpin>(self: Rc<Self>, mut queue: S) {
-        loop {
+    /// Serves a request from another shard; its budget charge is given back
+    /// when the request is done.
+    async fn handle_envelope(self: Rc<Self>, envelope: Envelope) {
+        let Envelope { request, charge } = envelope;
+        // A spawn job becomes a running task, which holds no budget: its
+        // bytes go back before it starts (glommio may run it at once).
+        let charge = (!matches!(request, Request::Spawn(_))).then_some(charge);
+        self.handle(request).await;
+        drop(charge);
+    }
+
+    /// Serves a request from a foreign thread, unless shutdown began: then
+    /// it is dropped unserved and its caller gets `Shutdown`.
+    async fn handle_foreign(self: Rc<Self>, envelope: Envelope) {
+        if !self.router.refuses_foreign() {
+            self.handle_envelope(envelope).await;
+        }
+    }
+
+    /// Runs one started sync for all the `start_sync` calls it answers: one
+    /// flush serves them all. After a failure each further waiter gets its
+    /// own answer from the (now poisoned) blob, since errors do not clone.
+    async fn handle_sync(self: Rc<Self>, mut request: SyncRequest) {
+        let waiters = request.start();
+        let first = self.sync_blob(request.blob()).await;
+        let synced = first.is_ok();
+        let mut first = Some(first);
+        for waiter in waiters {
+            if waiter.is_closed() {
+                continue;
+            }
+            let result = match first.take() {
+                Some(result) => result,
+                None if synced => Ok(()),
+                None => self.sync_blob(request.blob()).await,
+            };
+            let _ = waiter.try_send(result);
+        }
+    }
+
+    /// Starts a `spawn_on` job as a tracked task of this shard.
+    fn start_task(self: &Rc<Self>, job: Spawn) {
+        let id = self.next_task.get();
+        self.next_task.set(id + 1);
+        let task = job(ShardStorage::new(self.clone()));
+        let shard = self.clone();
+        let ended = Rc::new(Cell::new(false));
+        let ends = ended.clone();
+        let handle = glommio::spawn_local(async move {
+            task.await;
+            ends.set(true);
+            shard.tasks.borrow_mut().remove(&id);
+            shard.task_ended.notify(usize::MAX);
+        })
+        .detach();
+        // glommio may run the new task before `spawn_local` returns: a
+        // task that already ended is not tracked.
+        if !ended.get() {
+            self.tasks.borrow_mut().insert(id, handle);
+        }
+    }
+
+    /// Waits until no `spawn_on` task runs, or `grace` passed; returns how
+    /// many still run.
+    async fn wait_for_tasks(&self, grace: Duration) -> usize {
+        let all_ended = async {
+            loop {
+                let ended = self.task_ended.listen();
+                if self.tasks.borrow().is_empty() {
+                    return;
+                }
+                ended.await;
+            }
+        };
+        futures_lite::future::or(all_ended, glommio::timer::sleep(grace)).await;
+        self.tasks.borrow().len()
+    }
+
+    /// Takes messages from one queue until it closes or the shard stops,
+    /// serving each as its own task under an in-flight permit.
+    async fn serve<M, S, F, Fut>(self: Rc<Self>, mut queue: S, handle: F)
+    where
+        S: futures_lite::Stream<Item = M> + Unpin,
+        F: Fn(Rc<Self>, M) -> Fut,
+        Fut: Future<Output = ()> + 'static,
+    {
+        // Each turn takes one message and waits for one permit: bounded by
+        // the queue, which the senders bound.
+        while let Some(message) = queue.next().await {
             let Ok(permit) = self.inflight.clone().acquire_static_permit(1).await else {
                 return;
             };
-            let Some(request) = queue.next().await else {
-                return;
-            };
-            let shard = self.clone();
+            let served = handle(self.clone(), message);
             glommio::spawn_local(async move {
-                shard.handle(request).await;
+                served.await;
                 drop(permit);
             })
             .detach();
@@ -202,8 +341,13 @@ impl ShardContext {
     }
 }
 
-/// Runs a shard until `stop` fires, then waits for its in-flight requests.
-pub async fn run(parts: ShardParts, stop: async_channel::Receiver<()>) {
+/// Runs a shard until the engine stops it, then cancels what still runs and
+/// waits for its in-flight requests. `report` answers `Control::Quiesce`.
+pub async fn run(
+    parts: ShardParts,
+    control: async_channel::Receiver<Control>,
+    report: async_channel::Sender<usize>,
+) {
     let context = Rc::new(ShardContext {
         index: parts.index,
         router: parts.router,
@@ -212,19 +356,28 @@ pub async fn run(parts: ShardParts, stop: async_channel::Receiver<()>) {
         opened: RefCell::new(HashMap::new()),
         next_id: Cell::new(0),
         closes: parts.closes,
+        foreign: parts.foreign_requests,
+        syncs: parts.syncs,
         inflight: Rc::new(Semaphore::new(parts.inflight_max as u64)),
         inflight_max: parts.inflight_max as u64,
+        tasks: RefCell::new(HashMap::new()),
+        next_task: Cell::new(0),
+        task_ended: event_listener::Event::new(),
         spin_before_park: parts.spin_before_park,
     });
     CURRENT.with(|current| *current.borrow_mut() = Some(context.clone()));
 
     let mut loops = Vec::new();
     for queue in parts.peer_requests {
-        loops.push(glommio::spawn_local(context.clone().serve(queue)));
+        let serving = context.clone().serve(queue, ShardContext::handle_envelope);
+        loops.push(glommio::spawn_local(serving));
     }
-    loops.push(glommio::spawn_local(
-        context.clone().serve(Box::pin(parts.foreign_requests)),
-    ));
+    let foreign = Box::pin(context.foreign.clone());
+    let serving = context.clone().serve(foreign, ShardContext::handle_foreign);
+    loops.push(glommio::spawn_local(serving));
+    let syncs = Box::pin(context.syncs.clone());
+    let serving = context.clone().serve(syncs, ShardContext::handle_sync);
+    loops.push(glommio::spawn_local(serving));
     let closer = context.clone();
     loops.push(glommio::spawn_local(async move {
         while let Ok(id) = closer.closes.recv().await {
@@ -232,15 +385,43 @@ pub async fn run(parts: ShardParts, stop: async_channel::Receiver<()>) {
         }
     }));
 
-    let _ = stop.recv().await;
-    for task in loops {
-        task.cancel().await;
+    if let Ok(Control::Quiesce { grace }) = control.recv().await {
+        // Foreign queues are closed: what they still hold is dropped here.
+        while let Ok(envelope) = context.foreign.try_recv() {
+            drop(envelope);
+        }
+        let _ = report.try_send(context.wait_for_tasks(grace).await);
+        // Wait for `Stop` (or the engine's end).
+        let _ = control.recv().await;
+    }
+    stop(&context, loops).await;
+    CURRENT.with(|current| current.borrow_mut().take());
+}
+
+/// Cancels the tasks and loops still running, answers every queued request
+/// `Shutdown`, waits for the in-flight ones and lets every blob go.
+async fn stop(context: &Rc<ShardContext>, loops: Vec<glommio::Task<()>>) {
+    let tasks: Vec<_> = context.tasks.borrow_mut().drain().collect();
+    for (_, task) in tasks {
+        // A cancelled task's future is dropped: its reply sender with it.
+        task.cancel();
+    }
+    for serving in loops {
+        serving.cancel().await;
+    }
+    context.foreign.close();
+    context.syncs.close();
+    while let Ok(envelope) = context.foreign.try_recv() {
+        drop(envelope);
+    }
+    while let Ok(sync) = context.syncs.try_recv() {
+        drop(sync);
     }
     // Every permit back means no forwarded request is still running.
     let _ = context.inflight.acquire(context.inflight_max).await;
     context.opened.borrow_mut().clear();
-    // Dropped DmaFiles close asynchronously, on the next reactor poll: a
-    // timer forces one before the executor ends, else their fds leak.
+    // Dropped DmaFiles close asynchronously, on the next reactor poll, and
+    // cancelled tasks drop their futures when next scheduled: a timer
+    // forces both before the executor ends, else fds and the LOCK leak.
     glommio::timer::sleep(Duration::from_millis(1)).await;
-    CURRENT.with(|current| current.borrow_mut().take());
 }

@@ -7,32 +7,283 @@
 //! - [`Peer`]: another shard. glommio's lock-free single-producer shared
 //!   channels, one per ordered pair of shards, connected at startup.
 //!
-//! Both are bounded: a full queue makes the sender wait. Replies come back
-//! on a per-request one-shot channel whose waker wakes the caller's thread.
+//! Both are bounded twice: in messages (a full queue makes the sender wait)
+//! and in bytes (a [`ByteBudget`] per shard, which every queued request
+//! draws from until the shard has served it, so a few huge writes cannot
+//! fill memory that a message count would allow). Replies come back on a
+//! per-request one-shot channel whose waker wakes the caller's thread.
+//!
+//! Two more queues per shard are unbounded in type and bounded in fact:
+//! close notices (one per remote open) and the sync lane (at most one
+//! queued sync per remote open, see `CloseOnDrop::queue_sync`). They let a
+//! handle's drop and `start_sync` act at once without ever blocking.
 
+use std::collections::BTreeSet;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use shardblob_shards::{Error, Result};
 
-use crate::message::{answer, BlobId, Request};
+use crate::message::{answer, BlobId, Envelope, Request};
+use crate::remote::SyncRequest;
 use crate::shard::ShardContext;
 
 /// The shared, thread-safe part of the router.
 pub struct Router {
     /// Foreign-thread request queues, one per shard (bounded).
-    pub requests: Vec<async_channel::Sender<Request>>,
+    pub requests: Vec<async_channel::Sender<Envelope>>,
     /// Close notices of remote blob handles, one queue per shard. Unbounded
     /// in type, bounded in fact: each remote open sends exactly one notice,
     /// so a queue never holds more than the remote opens of its shard.
     pub closes: Vec<async_channel::Sender<BlobId>>,
+    /// Started syncs of remote handles, one lane per shard. Unbounded in
+    /// type, bounded in fact: at most one queued request per remote open.
+    pub syncs: Vec<async_channel::Sender<SyncRequest>>,
+    /// The byte budget of each shard's queued requests.
+    pub budgets: Vec<Arc<ByteBudget>>,
+    /// Set when shutdown begins: shards drop foreign requests from then on.
+    stopping: AtomicBool,
 }
 
 impl Router {
+    /// A router over the given per-shard queues.
+    pub fn new(
+        requests: Vec<async_channel::Sender<Envelope>>,
+        closes: Vec<async_channel::Sender<BlobId>>,
+        syncs: Vec<async_channel::Sender<SyncRequest>>,
+        budget_bytes: u64,
+    ) -> Router {
+        assert!(requests.len() == closes.len() && requests.len() == syncs.len());
+        let budgets = (0..requests.len())
+            .map(|_| ByteBudget::new(budget_bytes))
+            .collect();
+        Router {
+            requests,
+            closes,
+            syncs,
+            budgets,
+            stopping: AtomicBool::new(false),
+        }
+    }
+
     /// Number of shards.
     pub fn shard_count(&self) -> usize {
         self.requests.len()
+    }
+
+    /// Shutdown begins: threads outside the engine get `Shutdown` from now
+    /// on, and requests of theirs still queued are dropped unserved (their
+    /// callers get `Shutdown` too). Shards keep serving each other, so that
+    /// running tasks can finish within the grace period.
+    pub fn refuse_foreign(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        for queue in &self.requests {
+            queue.close();
+        }
+    }
+
+    /// Whether [`Router::refuse_foreign`] was called.
+    pub fn refuses_foreign(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// The shards stop: senders waiting for budget and new syncs get
+    /// `Shutdown`.
+    pub fn close(&self) {
+        self.refuse_foreign();
+        for budget in &self.budgets {
+            budget.close();
+        }
+        for lane in &self.syncs {
+            lane.close();
+        }
+    }
+}
+
+/// The bytes a shard's queued and running forwarded requests may hold.
+///
+/// A request is charged its [`Request::cost_bytes`], capped at the whole
+/// budget: a request larger than the budget is admitted alone, once the
+/// budget is entirely free, rather than refused (a large write is legitimate
+/// and must not depend on the configuration to work). Senders wait while the
+/// budget is spent, and are admitted first come, first served: a request
+/// that needs many bytes is never overtaken for ever by smaller ones.
+pub struct ByteBudget {
+    capacity_bytes: u64,
+    state: Mutex<BudgetState>,
+    freed: event_listener::Event,
+}
+
+struct BudgetState {
+    available_bytes: u64,
+    closed: bool,
+    /// Waiting senders hold tickets, admitted in ticket order: the next
+    /// ticket to hand out, and the ticket whose turn it is.
+    next_ticket: u64,
+    turn: u64,
+    /// Tickets whose senders gave up before their turn came: skipped.
+    abandoned: BTreeSet<u64>,
+}
+
+impl BudgetState {
+    /// The ticket whose turn it was is done: the next one still waiting
+    /// gets its turn.
+    fn advance(&mut self) {
+        self.turn += 1;
+        while self.abandoned.remove(&self.turn) {
+            self.turn += 1;
+        }
+        debug_assert!(
+            self.turn <= self.next_ticket,
+            "a turn for a ticket never handed out"
+        );
+    }
+
+    /// Takes `bytes` if they are free.
+    fn take(&mut self, bytes: u64) -> Result<bool> {
+        if self.closed {
+            return Err(Error::Shutdown);
+        }
+        let free = self.available_bytes >= bytes;
+        if free {
+            self.available_bytes -= bytes;
+        }
+        Ok(free)
+    }
+}
+
+/// Bytes taken from a [`ByteBudget`], given back on drop.
+pub struct Charge {
+    budget: Arc<ByteBudget>,
+    bytes: u64,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.budget.release(self.bytes);
+    }
+}
+
+/// A waiting sender's place in line; dropped before its turn was used (the
+/// sender's future was dropped), it gives the place up.
+struct Ticket<'a> {
+    budget: &'a ByteBudget,
+    number: u64,
+    used: bool,
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if self.used {
+            return;
+        }
+        let mut state = self.budget.state();
+        if state.turn == self.number {
+            state.advance();
+            drop(state);
+            self.budget.freed.notify(usize::MAX);
+        } else {
+            state.abandoned.insert(self.number);
+        }
+    }
+}
+
+impl ByteBudget {
+    /// A budget of `capacity_bytes` (at least 1).
+    pub fn new(capacity_bytes: u64) -> Arc<ByteBudget> {
+        assert!(capacity_bytes > 0, "a byte budget must admit something");
+        Arc::new(ByteBudget {
+            capacity_bytes,
+            state: Mutex::new(BudgetState {
+                available_bytes: capacity_bytes,
+                closed: false,
+                next_ticket: 0,
+                turn: 0,
+                abandoned: BTreeSet::new(),
+            }),
+            freed: event_listener::Event::new(),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, BudgetState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn charge(self: &Arc<Self>, bytes: u64) -> Charge {
+        Charge {
+            budget: self.clone(),
+            bytes,
+        }
+    }
+
+    /// Takes `cost_bytes` (capped at the whole budget) if they are free and
+    /// no sender waits before this one.
+    pub fn try_acquire(self: &Arc<Self>, cost_bytes: u64) -> Result<Option<Charge>> {
+        let bytes = cost_bytes.min(self.capacity_bytes);
+        let mut state = self.state();
+        let nobody_waits = state.turn == state.next_ticket;
+        let taken = nobody_waits && state.take(bytes)?;
+        drop(state);
+        Ok(taken.then(|| self.charge(bytes)))
+    }
+
+    /// Takes `cost_bytes` (capped at the whole budget), waiting in line
+    /// until they are free; `Shutdown` once the shard stopped.
+    pub async fn acquire(self: &Arc<Self>, cost_bytes: u64) -> Result<Charge> {
+        if let Some(charge) = self.try_acquire(cost_bytes)? {
+            return Ok(charge);
+        }
+        let bytes = cost_bytes.min(self.capacity_bytes);
+        let mut ticket = {
+            let mut state = self.state();
+            let number = state.next_ticket;
+            state.next_ticket += 1;
+            Ticket {
+                budget: self,
+                number,
+                used: false,
+            }
+        };
+        loop {
+            // Listen before looking, so a release in between is not missed.
+            let freed = self.freed.listen();
+            {
+                let mut state = self.state();
+                if state.turn == ticket.number && state.take(bytes)? {
+                    ticket.used = true;
+                    state.advance();
+                    drop(state);
+                    // The next in line may fit in what is left.
+                    self.freed.notify(usize::MAX);
+                    return Ok(self.charge(bytes));
+                }
+            }
+            freed.await;
+        }
+    }
+
+    fn release(&self, bytes: u64) {
+        let mut state = self.state();
+        state.available_bytes += bytes;
+        assert!(
+            state.available_bytes <= self.capacity_bytes,
+            "a byte budget got back more than it gave"
+        );
+        drop(state);
+        self.freed.notify(usize::MAX);
+    }
+
+    fn close(&self) {
+        self.state().closed = true;
+        self.freed.notify(usize::MAX);
+    }
+
+    /// Bytes not taken right now.
+    #[cfg(test)]
+    pub fn available_bytes(&self) -> u64 {
+        self.state().available_bytes
     }
 }
 
@@ -42,12 +293,9 @@ pub trait Transport: Clone + 'static {
     /// The router (shard count, close queues).
     fn router(&self) -> &Arc<Router>;
 
-    /// Delivers `request` to `shard`, waiting while its queue is full.
+    /// Delivers `request` to `shard`, waiting while its queue is full or
+    /// its byte budget spent.
     async fn send(&self, shard: usize, request: Request) -> Result<()>;
-
-    /// Delivers `request` without the caller awaiting it: used by
-    /// `start_sync`, whose sync must go on even if its future is dropped.
-    fn send_detached(&self, shard: usize, request: Request);
 
     /// Awaits the reply to a request this transport delivered.
     async fn reply<R>(&self, rx: async_channel::Receiver<Result<R>>) -> Result<R> {
@@ -88,17 +336,43 @@ impl Transport for Foreign {
     }
 
     async fn send(&self, shard: usize, request: Request) -> Result<()> {
+        let charge = self.router.budgets[shard]
+            .acquire(request.cost_bytes())
+            .await?;
         self.router.requests[shard]
-            .send(request)
+            .send(Envelope { request, charge })
             .await
             .map_err(|_| Error::Shutdown)
     }
+}
 
-    fn send_detached(&self, shard: usize, request: Request) {
-        // No executor to park a task on: block this thread while the
-        // shard's queue is full. A send to a stopped shard drops the request
-        // and its reply, which the caller then sees as `Shutdown`.
-        let _ = self.router.requests[shard].send_blocking(request);
+/// Why [`Foreign::try_send`] did not queue a request.
+pub enum TrySendError {
+    /// The queue is full or the budget spent: try again with `send`.
+    Busy(Request),
+    /// The shard stopped.
+    Shutdown,
+}
+
+impl Foreign {
+    /// Queues `request` if the shard has room for it now.
+    pub fn try_send(
+        &self,
+        shard: usize,
+        request: Request,
+    ) -> std::result::Result<(), TrySendError> {
+        let charge = match self.router.budgets[shard].try_acquire(request.cost_bytes()) {
+            Ok(Some(charge)) => charge,
+            Ok(None) => return Err(TrySendError::Busy(request)),
+            Err(_) => return Err(TrySendError::Shutdown),
+        };
+        match self.router.requests[shard].try_send(Envelope { request, charge }) {
+            Ok(()) => Ok(()),
+            Err(async_channel::TrySendError::Full(envelope)) => {
+                Err(TrySendError::Busy(envelope.request))
+            }
+            Err(async_channel::TrySendError::Closed(_)) => Err(TrySendError::Shutdown),
+        }
     }
 }
 
@@ -114,12 +388,12 @@ impl Transport for Peer {
     }
 
     async fn send(&self, shard: usize, request: Request) -> Result<()> {
-        self.context.send_to_peer(shard, request).await
-    }
-
-    fn send_detached(&self, shard: usize, request: Request) {
-        let peer = self.clone();
-        glommio::spawn_local(async move { peer.send(shard, request).await }).detach();
+        let charge = self.context.router.budgets[shard]
+            .acquire(request.cost_bytes())
+            .await?;
+        self.context
+            .send_to_peer(shard, Envelope { request, charge })
+            .await
     }
 
     async fn reply<R>(&self, rx: async_channel::Receiver<Result<R>>) -> Result<R> {
