@@ -3,15 +3,15 @@
 //!
 //! Issue 11, items 1 and 5 (engine side).
 
-mod common;
+mod support;
 
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{partition_on, start, without_hanging};
 use futures::executor::block_on;
 use futures_lite::future::poll_once;
 use shardblob::{Blob, Client, Error, Storage};
+use support::{partition_on, start, without_hanging};
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
@@ -42,7 +42,7 @@ async fn reopen_from_client(client: &Client, partition: &str, name: &[u8]) {
 fn a_dropped_foreign_open_never_leaves_the_name_open() {
     let (engine, dir) = start("cancel-foreign", |_| {});
     let client = engine.client();
-    let partition = partition_on(&engine, 0);
+    let partition = partition_on(&engine, 0, "p");
     // One open and close first, so lazily opened descriptors are counted.
     block_on(reopen_from_client(&client, &partition, b"warm-up"));
     let fds_before = open_fds();
@@ -77,7 +77,7 @@ fn a_dropped_foreign_open_never_leaves_the_name_open() {
 #[test]
 fn a_dropped_cross_shard_open_never_leaves_the_name_open() {
     let (engine, dir) = start("cancel-peer", |_| {});
-    let partition = partition_on(&engine, 1);
+    let partition = partition_on(&engine, 1, "p");
     let reopened = block_on(engine.client().spawn_on(0, move |storage| async move {
         for round in 0..20u32 {
             let name = round.to_be_bytes();
@@ -137,7 +137,7 @@ fn block_shard(
 fn start_sync_on_a_full_queue_returns_at_once_and_still_syncs() {
     let (engine, dir) = start("cancel-start-sync", |c| c.channel_capacity = 1);
     let client = engine.client();
-    let partition = partition_on(&engine, 0);
+    let partition = partition_on(&engine, 0, "p");
     let (blob, _) = block_on(client.open(&partition, b"b")).unwrap();
     block_on(blob.write_at(0, b"data")).unwrap();
     let (release, blocked) = block_shard(&client, 0);
@@ -166,7 +166,7 @@ fn start_sync_on_a_full_queue_returns_at_once_and_still_syncs() {
 fn start_sync_on_the_shards_own_full_queue_does_not_deadlock() {
     let (engine, dir) = start("cancel-own-queue", |c| c.channel_capacity = 1);
     let client = engine.client();
-    let partition = partition_on(&engine, 0);
+    let partition = partition_on(&engine, 0, "p");
     let (blob, _) = block_on(client.open(&partition, b"b")).unwrap();
     let synced = without_hanging(move || {
         let inner = client.clone();

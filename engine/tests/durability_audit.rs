@@ -30,8 +30,9 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use shardblob::{shard_of, Blob, Config, Engine, Storage, WriteOptions};
+use shardblob::{Blob, Config, Engine, Storage, WriteOptions};
 use support::ftrace::{flushes_between, inode, Event, Tracer};
+use support::partition_on;
 
 /// Where an operation runs, relative to the partition's owner.
 #[derive(Clone, Copy, Debug)]
@@ -42,13 +43,6 @@ enum Route {
 }
 
 const SHARDS: usize = 2;
-
-fn partition_on(owner: usize, tag: &str) -> String {
-    (0..)
-        .map(|i| format!("audit-{tag}-{i}"))
-        .find(|name| shard_of(name, SHARDS) == owner)
-        .expect("some name hashes to every shard")
-}
 
 fn marker(path: Route, op: &str, edge: &str) -> String {
     format!("shardblob-audit {path:?} {op} {edge}")
@@ -145,7 +139,7 @@ fn check_path(events: &[Event], path: Route, inodes: &Inodes) {
 fn run_path(engine: &Engine, tracer: &Arc<Tracer>, dir: &Path, path: Route) -> Inodes {
     let client = engine.client();
     let owner = 0;
-    let partition = partition_on(owner, &format!("{path:?}"));
+    let partition = partition_on(engine, owner, &format!("audit-{path:?}-"));
     let runner = match path {
         Route::SameShard => owner,
         Route::CrossShard => 1 - owner,

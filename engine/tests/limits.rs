@@ -4,15 +4,15 @@
 //!
 //! Issue 11, items 9 (second half) and 10.
 
-mod common;
+mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{partition_on, start, without_hanging};
 use futures::executor::block_on;
 use shardblob::{Blob, Storage};
+use support::{partition_on, start, without_hanging};
 
 /// Caught on 58545b6: with 2 shards and a limit of 1, each idle serving loop
 /// held a permit while it waited for a request, so the first `spawn_on`
@@ -25,8 +25,8 @@ fn an_inflight_limit_of_one_serves_every_path() {
         c.shutdown_grace_ms = 1;
     });
     let client = engine.client();
-    let here = partition_on(&engine, 0);
-    let there = partition_on(&engine, 1);
+    let here = partition_on(&engine, 0, "p");
+    let there = partition_on(&engine, 1, "p");
     let both = [here, there.clone()];
     without_hanging(move || {
         // A task that never ends must not starve forwarded requests.
