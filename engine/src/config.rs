@@ -1,7 +1,8 @@
 //! The engine's configuration: TOML through serde.
 //!
-//! `configs/default.toml` is compiled in and *is* the default, so the
-//! documented file and the behaviour cannot drift apart, and
+//! `engine/configs/default.toml` (linked as `configs/default.toml`) is
+//! compiled in and *is* the default, so the documented file and the
+//! behaviour cannot drift apart, and
 //! `Engine::start(Config::default())` needs no file. Every field is defaulted
 //! and an unknown field is rejected with its name: a typo must not silently
 //! leave a setting at its default.
@@ -21,7 +22,7 @@ use shardblob_shards::Error;
 use crate::placement::{first_per_core, format_cpu_list, spread_over_cores, Topology};
 
 /// The text of `configs/default.toml`, the embedded default configuration.
-pub const DEFAULT_TOML: &str = include_str!("../../configs/default.toml");
+pub const DEFAULT_TOML: &str = include_str!("../configs/default.toml");
 
 /// Largest `io_memory_bytes`: the kernel refuses to register a buffer larger
 /// than 1 GiB with io_uring.
