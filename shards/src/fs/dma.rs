@@ -13,7 +13,7 @@
 
 use std::cell::{Cell, OnceCell};
 use std::io;
-use std::os::unix::io::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -223,7 +223,8 @@ impl DmaBlobFile {
         self.sync_inline_when_idle && self.io_in_flight.is_idle()
     }
 
-    /// Runs a blocking file call (fdatasync, fallocate, ftruncate).
+    /// Runs a blocking file call (fdatasync, fallocate, ftruncate) on this
+    /// file's descriptor, which `call` receives.
     ///
     /// When nothing else of this shard waits on the device, no task could
     /// use the executor meanwhile: it runs inline, blocking the executor for
@@ -233,17 +234,24 @@ impl DmaBlobFile {
     /// the executor must stay free for its completions, so the call runs on
     /// the executor's blocking thread, which the engine leaves unpinned to
     /// run beside the shard. Once handed off it runs even if the future is
-    /// dropped.
+    /// dropped, possibly after this file was closed: so it gets a duplicate
+    /// descriptor of its own, and never acts on another file that reuses
+    /// this one's number (`tests/dma_fd_reuse.rs`).
     async fn blocking_call(
         &self,
-        call: impl FnOnce() -> io::Result<()> + Send + 'static,
+        call: impl FnOnce(RawFd) -> io::Result<()> + Send + 'static,
     ) -> io::Result<()> {
         let inline = self.sync_runs_inline();
         let _io = self.io_in_flight.enter();
         if inline {
-            return call();
+            return call(self.file.as_raw_fd());
         }
-        glommio::executor().spawn_blocking(call).await
+        // SAFETY: the descriptor is open while `self` lives, which covers
+        // this borrow; the clone is owned by the job and closed with it.
+        let own = unsafe { BorrowedFd::borrow_raw(self.file.as_raw_fd()) }.try_clone_to_owned()?;
+        glommio::executor()
+            .spawn_blocking(move || call(own.as_raw_fd()))
+            .await
     }
 
     fn fstat(&self) -> io::Result<libc::stat> {
@@ -338,11 +346,9 @@ impl File for DmaBlobFile {
         // Like a flush, inline when nothing else of this shard waits on the
         // device (glommio's `truncate` always hands off to the blocking
         // thread: two wake-ups for the trim of every unaligned sync).
-        let fd = self.file.as_raw_fd();
         let len = to_off_t(len)?;
-        // SAFETY: ftruncate on a descriptor `self` keeps open until the
-        // call's future completes.
-        self.blocking_call(move || cvt(unsafe { libc::ftruncate(fd, len) }))
+        // SAFETY: ftruncate on the descriptor `blocking_call` keeps open.
+        self.blocking_call(move |fd| cvt(unsafe { libc::ftruncate(fd, len) }))
             .await
     }
 
@@ -355,11 +361,9 @@ impl File for DmaBlobFile {
     async fn preallocate(&self, pos: u64, len: u64) -> io::Result<()> {
         // glommio's `pre_allocate` always starts at offset 0, which would
         // reserve every gap below `pos` too.
-        let fd = self.file.as_raw_fd();
         let (pos, len) = (to_off_t(pos)?, to_off_t(len)?);
-        self.blocking_call(move || {
-            // SAFETY: fallocate on a descriptor `self` keeps open until the
-            // call's future completes.
+        self.blocking_call(move |fd| {
+            // SAFETY: fallocate on the descriptor `blocking_call` keeps open.
             cvt(unsafe { libc::fallocate(fd, libc::FALLOC_FL_KEEP_SIZE, pos, len) })
         })
         .await
@@ -381,10 +385,8 @@ impl File for DmaBlobFile {
     }
 
     async fn sync_data(&self) -> io::Result<()> {
-        let fd = self.file.as_raw_fd();
-        // SAFETY: fdatasync on a descriptor `self` keeps open until the
-        // call's future completes.
-        self.blocking_call(move || cvt(unsafe { libc::fdatasync(fd) }))
+        // SAFETY: fdatasync on the descriptor `blocking_call` keeps open.
+        self.blocking_call(move |fd| cvt(unsafe { libc::fdatasync(fd) }))
             .await
     }
 
