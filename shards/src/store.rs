@@ -574,14 +574,19 @@ impl<F: FileSystem> ShardStore<F> {
             removal: &removing.removal,
         };
         if let Err(e) = self.sync_dir(&self.root).await {
-            let op = match self.fs.rename(&tombstone, &dir) {
-                Ok(()) => {
-                    // Disarmed: the files have their names back, and the
-                    // live handles keep the names they hold.
-                    std::mem::forget(forget);
-                    "sync data directory; nothing was removed"
-                }
-                Err(_) => "sync data directory; the partition is gone, but a crash may bring all of it back",
+            if self.fs.rename(&tombstone, &dir).is_err() {
+                let op = "sync data directory; the partition is gone, but a crash may bring all of it back";
+                return Err(Error::io(partition, None, op, e));
+            }
+            // Disarmed: the files have their names back, and the live
+            // handles keep the names they hold.
+            std::mem::forget(forget);
+            // The rename back must be as durable as the rename away may
+            // have become, or a crash could keep the tombstone, which the
+            // next start deletes.
+            let op = match self.sync_dir(&self.root).await {
+                Ok(()) => "sync data directory; nothing was removed",
+                Err(_) => "sync data directory; nothing was removed, unless the machine crashes before the data directory is synced",
             };
             return Err(Error::io(partition, None, op, e));
         }
