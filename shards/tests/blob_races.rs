@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 
 use futures_lite::future::{poll_once, yield_now};
-use futures_lite::Stream;
+use futures_lite::{Stream, StreamExt};
 use glommio::{LocalExecutorBuilder, Placement};
 use shardblob_shards::fs::sim::{SimFile, SimFs, SimWriteBuf};
 use shardblob_shards::fs::{DirEntry, File, FileSystem, BLOCK_SIZE};
@@ -560,5 +560,40 @@ fn every_drop_point_leaves_a_consistent_blob() {
                 blob.sync().await.unwrap();
             }
         }
+    });
+}
+
+/// A caller that takes exactly its ranges from `read_many` and keeps the
+/// stream does not hold off a resize of the same blob. Found in review: the
+/// stream held the blob's lock until it was dropped, so this resize never
+/// completed within the 1000 scheduler steps the test allows.
+#[test]
+fn a_read_many_stream_that_yielded_every_range_holds_off_nothing() {
+    run(|| async {
+        let device = Device::new(9);
+        let (_store, blob) = open(&device, b"many").await;
+        blob.write_at(0, &[7u8; 3 * BLOCK_SIZE as usize])
+            .await
+            .unwrap();
+        let ranges = vec![(0, 10), (BLOCK_SIZE, 10), (2 * BLOCK_SIZE, 10)];
+        let mut stream = Box::pin(blob.read_many(ranges.clone()));
+        for _ in 0..ranges.len() {
+            let (_, bytes) = stream.next().await.expect("a range").unwrap();
+            assert_eq!(&bytes[..], &[7u8; 10]);
+        }
+        // The stream is alive and drained of ranges: a resize must pass.
+        let resized =
+            futures_lite::future::or(async { Some(blob.resize(BLOCK_SIZE).await) }, async {
+                for _ in 0..1000 {
+                    yield_now().await;
+                }
+                None
+            })
+            .await;
+        assert!(
+            matches!(resized, Some(Ok(()))),
+            "the resize waited on a read_many stream that had yielded every range"
+        );
+        assert!(stream.next().await.is_none());
     });
 }

@@ -130,7 +130,9 @@ impl<F: FileSystem> BlobState<F> {
         })
     }
 
-    /// `read_many` once the lock is held; the stream keeps it until it ends.
+    /// `read_many` once the lock is held; the stream keeps it until it has
+    /// yielded its last range or an error (a caller that takes exactly its
+    /// ranges and keeps the stream must not hold off a resize for ever).
     fn read_many_locked<'a>(
         &'a self,
         shared: RwLockReadGuard<'a, ()>,
@@ -157,17 +159,35 @@ impl<F: FileSystem> BlobState<F> {
             .iter()
             .map(|&(_, (offset, len))| (HEADER_LEN + offset, len))
             .collect();
+        let mut remaining = indexes.len();
+        let mut shared = (remaining > 0).then_some(shared);
         let reads = self.file.read_many(positions).map(move |item| {
-            let _shared = &shared;
-            let (k, bytes) = item.map_err(|e| self.io_error("read_many", e))?;
-            let index = indexes[k];
-            let (offset, len) = ranges[index];
-            if bytes.len() != wanted[index] {
-                return Err(self.short_read(offset, len, bytes.len()));
+            debug_assert!(shared.is_some(), "no item after the last range");
+            let result = self.read_many_item(item, &indexes, &ranges, &wanted);
+            remaining = remaining.saturating_sub(1);
+            if remaining == 0 || result.is_err() {
+                drop(shared.take());
             }
-            Ok((index, BlobBuf::Io(bytes)))
+            result
         });
         failed.chain(empty).chain(reads)
+    }
+
+    /// Checks one completed range of a `read_many` batch.
+    fn read_many_item(
+        &self,
+        item: std::io::Result<(usize, ReadBuf<F>)>,
+        indexes: &[usize],
+        ranges: &[(u64, usize)],
+        wanted: &[usize],
+    ) -> Result<(usize, BlobBuf<ReadBuf<F>>)> {
+        let (k, bytes) = item.map_err(|e| self.io_error("read_many", e))?;
+        let index = indexes[k];
+        let (offset, len) = ranges[index];
+        if bytes.len() != wanted[index] {
+            return Err(self.short_read(offset, len, bytes.len()));
+        }
+        Ok((index, BlobBuf::Io(bytes)))
     }
 
     /// Checks a whole `read_many` batch before anything is submitted.

@@ -312,7 +312,9 @@ impl File for DmaBlobFile {
         &self,
         ranges: Vec<(u64, usize)>,
     ) -> impl Stream<Item = io::Result<(usize, ReadResult)>> {
-        let io = self.io_in_flight.enter();
+        let mut remaining = ranges.len();
+        // Counted until the last range completes (or the stream drops).
+        let mut io = (remaining > 0).then(|| self.io_in_flight.enter());
         let iovs = stream::iter(
             ranges
                 .into_iter()
@@ -326,7 +328,10 @@ impl File for DmaBlobFile {
                 ReadAmplificationLimit::NoAmplification,
             )
             .map(move |item| {
-                let _io = &io; // counted while the stream lives
+                remaining = remaining.saturating_sub(1);
+                if remaining == 0 || item.is_err() {
+                    drop(io.take());
+                }
                 item.map(|(range, bytes)| (range.index, bytes))
                     .map_err(io::Error::from)
             })
