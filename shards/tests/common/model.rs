@@ -342,6 +342,36 @@ impl BlobModel {
         Self::check_sectors(&self.crash, 0, observed)
     }
 
+    /// Adds every content `other` may show now to what this model may show
+    /// now: a read that overlaps several states of a blob (the concurrency
+    /// simulation) may see any of them, sector by sector.
+    pub fn absorb_now(&mut self, other: &BlobModel) {
+        self.grow(other.now.len());
+        for (mine, theirs) in self.now.iter_mut().zip(&other.now) {
+            theirs
+                .iter()
+                .for_each(|content| push_unique(mine, *content));
+        }
+    }
+
+    /// A completed sync while other writes, resizes or syncs of the same
+    /// blob ran: sectors those touch (`busy` byte ranges, end exclusive) may
+    /// or may not be covered by it, every other sector is durable now; the
+    /// size it made durable is any the file had meanwhile (`lens_seen`).
+    pub fn sync_racing(&mut self, busy: &[(u64, u64)], lens_seen: &BTreeSet<u64>) {
+        self.zero_from(self.len, true);
+        for (s, now) in self.now.iter().enumerate() {
+            let (start, end) = (s as u64 * SECTOR, (s as u64 + 1) * SECTOR);
+            if !busy.iter().any(|&(from, to)| from < end && start < to) {
+                self.crash[s].clone_from(now);
+            }
+        }
+        self.durable_lens
+            .extend(lens_seen.iter().chain(&self.file_lens));
+        self.durable_lens.insert(self.len);
+        self.file_lens.insert(self.len);
+    }
+
     /// Lengths a crash may leave, for reports.
     pub fn crash_lens(&self) -> BTreeSet<u64> {
         self.durable_lens.union(&self.file_lens).copied().collect()
