@@ -28,7 +28,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::task::Poll;
 
 use futures_lite::future::yield_now;
@@ -81,6 +81,7 @@ pub(super) struct Waiter {
 /// The concurrency state of one blob file (one model).
 pub(super) struct Inode {
     pub(super) key: Key,
+    pub(super) model: Weak<RefCell<BlobModel>>,
     /// Mutations (writes, resizes, trims) by id: in flight, or ended while
     /// something that started before their end still runs.
     pub(super) spans: BTreeMap<u64, Span>,
@@ -90,6 +91,8 @@ pub(super) struct Inode {
     pub(super) holders: u32,
     /// A dropped `start_sync` may still hold it, and may fail and poison.
     pub(super) background: bool,
+    /// Its handle was closed while held: the last holder trims the file.
+    pub(super) closed: bool,
     /// A sync or SYNC write of it failed (or may have): it may be poisoned.
     pub(super) may_poison: bool,
 }
@@ -220,11 +223,13 @@ impl Sim {
         let mut inodes = self.inodes.borrow_mut();
         let state = inodes.entry(inode).or_insert_with(|| Inode {
             key: handle.key.clone(),
+            model: Rc::downgrade(&handle.model),
             spans: BTreeMap::new(),
             readers: BTreeMap::new(),
             waiters: BTreeMap::new(),
             holders: 0,
             background: false,
+            closed: false,
             may_poison: false,
         });
         state.holders += 1;
@@ -236,11 +241,58 @@ impl Sim {
         })
     }
 
-    /// The op on `picked` ended (or was dropped): it no longer holds it.
+    /// The op on `picked` ended: it no longer holds it. If it held a
+    /// closed handle last, the handle goes now and trims the file.
     pub(super) fn release(&self, picked: Picked) {
+        let Picked {
+            blob, model, inode, ..
+        } = picked;
         let mut inodes = self.inodes.borrow_mut();
-        let state = inodes.get_mut(&picked.inode).expect("picked inode");
+        let state = inodes.get_mut(&inode).expect("picked inode");
         state.holders -= 1;
+        let last = state.closed && state.holders == 0 && !state.background;
+        state.closed &= !last;
+        drop(inodes);
+        let faults = self.faults_now();
+        drop(blob);
+        if last {
+            self.trimmed(inode, &model, faults);
+        }
+    }
+
+    /// The last holder of a closed handle went: it trimmed the file, unless
+    /// a fault hit the trim or the blob is poisoned (a poisoned blob leaves
+    /// its file alone).
+    fn trimmed(&self, inode: usize, model: &Model, faults_before: u64) {
+        let may_poison = self
+            .inodes
+            .borrow()
+            .get(&inode)
+            .is_some_and(|i| i.may_poison);
+        let trim = match may_poison || self.faults_now() > faults_before {
+            true => Trim::Maybe,
+            false => Trim::Done,
+        };
+        log(|| format!("last holder of a closed handle went: {trim:?}"));
+        self.edit(inode, model, |m| m.close(trim));
+    }
+
+    /// Closed handles that a dropped op or a background sync still held
+    /// have gone by now, at some point: their trims may have happened.
+    fn trims_happened(&self) {
+        let mut inodes = self.inodes.borrow_mut();
+        let pending: Vec<(usize, Model)> = inodes
+            .iter_mut()
+            .filter(|(_, state)| state.closed)
+            .filter_map(|(inode, state)| {
+                state.closed = false;
+                state.model.upgrade().map(|m| (*inode, m))
+            })
+            .collect();
+        drop(inodes);
+        for (inode, model) in pending {
+            self.edit(inode, &model, |m| m.close(Trim::Maybe));
+        }
     }
 
     /// Applies `edit` to a model and shows the new state to its readers.
@@ -323,7 +375,7 @@ impl Sim {
             .borrow()
             .values()
             .any(|i| &i.key == key && (i.holders > 0 || i.background));
-        h.open.contains_key(key) || orphan || opening > 1 || held
+        h.open.contains_key(key) || orphan || opening > 0 || held
     }
 
     /// Closes a handle the tasks picked: drops the table's copy. The file is
@@ -343,27 +395,28 @@ impl Sim {
                 name.live_since = None;
             }
         }
-        let inode = inode_of(&handle.model);
-        let held = self
-            .inodes
-            .borrow()
-            .get(&inode)
-            .is_some_and(|i| i.holders > 0 || i.background || i.may_poison);
+        let (inode, key) = (inode_of(&handle.model), handle.key.clone());
+        let mut inodes = self.inodes.borrow_mut();
+        let held = inodes
+            .get_mut(&inode)
+            .filter(|i| i.holders > 0 || i.background);
+        let held = held.map(|state| state.closed = true).is_some();
+        drop(inodes);
         let faults = h.fs.injected_faults();
         let model = handle.model.clone();
         drop(handle);
-        let trim = match held || h.fs.injected_faults() > faults {
-            true => Trim::Maybe,
-            false => Trim::Done,
-        };
         drop(h);
-        self.edit(inode, &model, |m| m.close(trim));
+        log(|| format!("closed {} (held: {held})", show(&key)));
+        if !held {
+            self.trimmed(inode, &model, faults);
+        }
     }
 
     /// Ends a round: every task is gone. Crashes the disk and checks it with
     /// the harness; the blobs it finds stay open for the next round.
     pub async fn crash_and_check(&self) {
         log(|| "crash and check".to_string());
+        self.trims_happened();
         self.inodes.borrow_mut().clear();
         self.names.borrow_mut().clear();
         self.part_removes.borrow_mut().clear();
@@ -554,6 +607,7 @@ impl Sim {
         for state in self.inodes.borrow_mut().values_mut() {
             state.background = false;
         }
+        self.trims_happened();
         loop {
             let Some(target) = self.h.borrow().targets().first().cloned() else {
                 break;
