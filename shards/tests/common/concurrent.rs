@@ -420,20 +420,14 @@ impl Sim {
         self.inodes.borrow_mut().clear();
         self.names.borrow_mut().clear();
         self.part_removes.borrow_mut().clear();
-        let store = {
-            let mut h = self.h.borrow_mut();
-            h.open.clear();
-            h.orphans.clear();
-            h.store = ShardStore::new(h.fs.clone(), "/");
-            // The tasks' store goes now: the crash check needs no other.
-            std::mem::replace(
-                &mut *self.store.borrow_mut(),
-                Rc::new(ShardStore::new(h.fs.clone(), "/")),
-            )
-        };
-        drop(store);
+        // The harness drops the handles after the crash, as a killed
+        // process makes no more calls; the tasks' store goes with them.
         let mut h = self.h.replace(Harness::new(0));
+        let tasks_store = self
+            .store
+            .replace(Rc::new(ShardStore::new(h.fs.clone(), "/")));
         h.crash().await;
+        drop(tasks_store);
         let keys: Vec<Key> = h.open.keys().cloned().collect();
         let store = Self::take_store(&mut h);
         *self.store.borrow_mut() = store;
@@ -444,9 +438,8 @@ impl Sim {
         }
     }
 
-    /// Whether a write of `bytes` that ran from `start` until now overlapped
-    /// another mutation of the same blob, and forgets spans no op in flight
-    /// can overlap any more.
+    /// Whether mutation `id` of `bytes`, from its start until now, overlapped
+    /// another mutation of the same bytes in time.
     pub(super) fn racing(&self, inode: usize, id: u64, bytes: (u64, u64)) -> bool {
         let mut inodes = self.inodes.borrow_mut();
         let state = inodes.get_mut(&inode).expect("inode of a mutation");
