@@ -296,11 +296,16 @@ impl Sim {
     }
 
     /// Applies `edit` to a model and shows the new state to its readers.
+    /// While a dropped `start_sync` may still run, it may trim and sync the
+    /// blob at any of its states.
     pub(super) fn edit(&self, inode: usize, model: &Model, edit: impl FnOnce(&mut BlobModel)) {
         let mut model = model.borrow_mut();
         edit(&mut model);
         let mut inodes = self.inodes.borrow_mut();
         if let Some(state) = inodes.get_mut(&inode) {
+            if state.background {
+                model.maybe_sync();
+            }
             for reader in state.readers.values_mut() {
                 reader.seen.absorb_now(&model);
                 reader.len_min = reader.len_min.min(model.len);
