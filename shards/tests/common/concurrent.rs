@@ -93,8 +93,29 @@ pub(super) struct Inode {
     pub(super) background: bool,
     /// Its handle was closed while held: the last holder trims the file.
     pub(super) closed: bool,
+    /// Lengths that dropped writes and resizes set if they go on after the
+    /// drop and complete (a cancel-safe engine may finish them).
+    pub(super) pending: Vec<Pending>,
     /// A sync or SYNC write of it failed (or may have): it may be poisoned.
     pub(super) may_poison: bool,
+}
+
+/// The length change of a dropped write or resize, should it complete.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Pending {
+    /// A write ending there: the length grows to at least that.
+    Write(u64),
+    /// A resize to that length.
+    Resize(u64),
+}
+
+impl Pending {
+    fn apply(self, len: u64) -> u64 {
+        match self {
+            Pending::Write(end) => len.max(end),
+            Pending::Resize(new_len) => new_len,
+        }
+    }
 }
 
 /// What the simulation knows about one name beyond the harness's entry.
@@ -217,6 +238,12 @@ impl Sim {
 
     /// Resolves a target to a handle now, and counts the op as its holder.
     pub(super) fn pick(&self, target: &Target) -> Option<Picked> {
+        let picked = self.pick_handle(target)?;
+        self.catch_up(&picked);
+        Some(picked)
+    }
+
+    fn pick_handle(&self, target: &Target) -> Option<Picked> {
         let h = self.h.borrow();
         let handle: &Handle = h.handle(target)?;
         let inode = inode_of(&handle.model);
@@ -230,6 +257,7 @@ impl Sim {
             holders: 0,
             background: false,
             closed: false,
+            pending: Vec::new(),
             may_poison: false,
         });
         state.holders += 1;
@@ -239,6 +267,50 @@ impl Sim {
             model: handle.model.clone(),
             inode,
         })
+    }
+
+    /// Every length the blob may have now: the model's, changed by any of
+    /// the dropped writes and resizes that may have completed since.
+    pub(super) fn possible_lens(&self, inode: usize, model_len: u64) -> BTreeSet<u64> {
+        let inodes = self.inodes.borrow();
+        let mut lens = BTreeSet::from([model_len]);
+        for pending in inodes.get(&inode).iter().flat_map(|i| &i.pending) {
+            let grown: Vec<u64> = lens.iter().map(|&len| pending.apply(len)).collect();
+            lens.extend(grown);
+        }
+        lens
+    }
+
+    /// Takes the engine's length when a dropped op's completion explains
+    /// it (the content is already "maybe" in the model); any other
+    /// difference from the model is a length the engine made up.
+    pub(super) fn catch_up(&self, p: &Picked) {
+        let (engine, model_len) = (p.blob.len(), p.model.borrow().len);
+        if engine == model_len {
+            return;
+        }
+        let lens = self.possible_lens(p.inode, model_len);
+        assert!(
+            lens.contains(&engine),
+            "{}: the engine says length {engine}, the model {model_len}; its dropped writes \
+             and resizes can only make {lens:?}",
+            show(&p.key)
+        );
+        log(|| format!("{}: a dropped op completed: length {engine}", show(&p.key)));
+        self.edit(p.inode, &p.model, |m| {
+            m.maybe_resize(engine);
+            m.len = engine;
+        });
+    }
+
+    /// A write or resize of `p` was dropped: it may still complete.
+    pub(super) fn may_complete(&self, p: &Picked, pending: Pending) {
+        let mut inodes = self.inodes.borrow_mut();
+        inodes
+            .get_mut(&p.inode)
+            .expect("picked")
+            .pending
+            .push(pending);
     }
 
     /// The op on `picked` ended: it no longer holds it. If it held a
@@ -608,6 +680,12 @@ impl Sim {
             state.background = false;
         }
         self.trims_happened();
+        for target in self.h.borrow().targets() {
+            // Checks the engine's length against the model.
+            if let Some(picked) = self.pick(&target) {
+                self.release(picked);
+            }
+        }
         loop {
             let Some(target) = self.h.borrow().targets().first().cloned() else {
                 break;

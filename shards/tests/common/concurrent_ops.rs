@@ -6,7 +6,7 @@
 use futures_lite::StreamExt;
 use shardblob_shards::{Blob, Error, WriteOptions};
 
-use super::concurrent::{Picked, Reader, Sim, Waiter, OVERTAKES_MAX};
+use super::concurrent::{Pending, Picked, Reader, Sim, Waiter, OVERTAKES_MAX};
 use super::concurrent_names::{random_key, random_versions};
 use super::harness::{limited, show, Op, Target};
 use super::log;
@@ -96,7 +96,10 @@ impl Sim {
         let options = [WriteOptions::NONE, WriteOptions::SYNC][usize::from(sync)];
         let result = limited(p.blob.write_vectored_at(offset, &bufs, options), limit).await;
         let end = match result {
-            None => End::Dropped,
+            None => {
+                self.may_complete(&p, Pending::Write(bytes.1));
+                End::Dropped
+            }
             Some(Ok(())) => {
                 let racing = self.racing(p.inode, id, bytes);
                 self.stats.borrow_mut().racing_ends += u64::from(racing);
@@ -181,7 +184,10 @@ impl Sim {
         let result = limited(p.blob.resize(len), limit).await;
         self.waited(&p, id, "resize", matches!(result, Some(Ok(()))));
         let end = match result {
-            None => End::Dropped,
+            None => {
+                self.may_complete(&p, Pending::Resize(len));
+                End::Dropped
+            }
             Some(Ok(())) => {
                 let racing = self.racing(p.inode, id, bytes);
                 self.stats.borrow_mut().racing_ends += u64::from(racing);
@@ -253,10 +259,11 @@ impl Sim {
     /// Registers a read of `p`: it may see every state from now on.
     fn start_read(&self, p: &Picked, id: u64) {
         let model = p.model.borrow();
+        let lens = self.possible_lens(p.inode, model.len);
         let reader = Reader {
             seen: model.clone(),
-            len_min: model.len,
-            len_max: model.len,
+            len_min: *lens.first().expect("the model's length"),
+            len_max: *lens.last().expect("the model's length"),
         };
         let mut inodes = self.inodes.borrow_mut();
         let state = inodes.get_mut(&p.inode).expect("picked");
