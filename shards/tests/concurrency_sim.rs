@@ -47,7 +47,7 @@ const LATENCY_YIELDS_MAX: u32 = 6;
 const CUT_POLLS_MAX: u64 = 200;
 /// Yields that let every call still on the device, and every background
 /// sync, finish after a round: far more than their seeded latencies.
-const SETTLE_YIELDS: usize = 200;
+const SETTLE_YIELDS: usize = 100;
 /// Fault rate of the seeds that inject faults, per million ops.
 const FAULTS_PER_MILLION: u32 = 15_000;
 

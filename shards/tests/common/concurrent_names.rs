@@ -271,11 +271,12 @@ impl Sim {
     pub(super) async fn remove(&self, key: &Key, limit: Option<usize>) -> End {
         let (p, n) = (key.0.as_str(), key.1.as_slice());
         let start = self.tick();
-        let mut names = self.names.borrow_mut();
-        let name = names.entry(key.clone()).or_default();
-        name.removing += 1;
-        name.last_remove = start;
-        drop(names);
+        {
+            let mut names = self.names.borrow_mut();
+            let name = names.entry(key.clone()).or_default();
+            name.removing += 1;
+            name.last_remove = start;
+        }
         self.unmust(p, Some(n));
         let faults = self.faults_now();
         let store = self.store();
@@ -300,11 +301,12 @@ impl Sim {
 
     pub(super) async fn remove_partition(&self, p: &str, limit: Option<usize>) -> End {
         let start = self.tick();
-        let mut parts = self.part_removes.borrow_mut();
-        let part = parts.entry(p.to_string()).or_default();
-        part.0 += 1;
-        part.1 = start;
-        drop(parts);
+        {
+            let mut parts = self.part_removes.borrow_mut();
+            let part = parts.entry(p.to_string()).or_default();
+            part.0 += 1;
+            part.1 = start;
+        }
         self.unmust(p, None);
         let faults = self.faults_now();
         let store = self.store();
