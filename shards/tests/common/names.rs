@@ -341,7 +341,16 @@ impl Harness {
             let Some(entry) = part.entries.remove(&name) else {
                 panic!("{} is there after the crash, but its remove returned Ok (or it was never created)", show(&key));
             };
-            let (blob, len, _) = match self.store.open_versioned(p, &name, 0..=u16::MAX).await {
+            // A blob made at another version (the concurrency simulation's
+            // versioned opens) reopens at the version it holds.
+            let opened = match self.store.open(p, &name).await {
+                Err(Error::BlobVersionMismatch { found, .. }) => {
+                    let versioned = self.store.open_versioned(p, &name, found..=found);
+                    versioned.await.map(|(blob, len, _)| (blob, len))
+                }
+                opened => opened,
+            };
+            let (blob, len) = match opened {
                 Ok(opened) => opened,
                 Err(e) => panic!("{} does not reopen after the crash: {e}", show(&key)),
             };
