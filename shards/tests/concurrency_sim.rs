@@ -40,6 +40,9 @@ const SEEDS: u64 = 10_000;
 const ROUNDS: usize = 2;
 /// Ops per task per round.
 const OPS_PER_TASK: usize = 5;
+/// Ops per task per round of a write storm: long enough that writes
+/// starving a resize or sync pass it far more often than a fair lock allows.
+const STORM_OPS_PER_TASK: usize = 12;
 /// Most executor yields a simulated device call waits, before acting and
 /// again before completing.
 const LATENCY_YIELDS_MAX: u32 = 6;
@@ -63,7 +66,8 @@ async fn one_seed(seed: u64) -> SimStats {
     common::log(|| format!("seed {seed}: faults {faults_on}, storm {storm}"));
     for _ in 0..ROUNDS {
         let cut_after = rng.coin().then(|| rng.below(CUT_POLLS_MAX));
-        let cut = sim.round(OPS_PER_TASK, storm, cut_after).await;
+        let ops = [OPS_PER_TASK, STORM_OPS_PER_TASK][usize::from(storm)];
+        let cut = sim.round(ops, storm, cut_after).await;
         if !cut {
             sim.settle_and_reopen(SETTLE_YIELDS).await;
         }

@@ -6,7 +6,7 @@
 use futures_lite::StreamExt;
 use shardblob_shards::{Blob, Error, WriteOptions};
 
-use super::concurrent::{Pending, Picked, Reader, Sim, Waiter, OVERTAKES_MAX};
+use super::concurrent::{Pending, Picked, Reader, Sim, Waiter, OVERTAKES_MAX, SYNC_OVERTAKES_MAX};
 use super::concurrent_names::{random_key, random_versions};
 use super::harness::{limited, show, Op, Target};
 use super::log;
@@ -155,16 +155,16 @@ impl Sim {
     }
 
     /// Ends watching; checks that it made progress under writes.
-    fn waited(&self, p: &Picked, id: u64, what: &str, completed: bool) -> Waiter {
+    fn waited(&self, p: &Picked, id: u64, what: &str, completed: bool, bound: u32) -> Waiter {
         let mut inodes = self.inodes.borrow_mut();
         let state = inodes.get_mut(&p.inode).expect("picked");
         let waiter = state.waiters.remove(&id).expect("a waiter");
         let mut stats = self.stats.borrow_mut();
         stats.overtakes_max = stats.overtakes_max.max(waiter.overtaken);
         assert!(
-            !completed || waiter.overtaken <= OVERTAKES_MAX,
+            !completed || waiter.overtaken <= bound,
             "{what} of {} was overtaken by {} writes that started after it (at most \
-             {OVERTAKES_MAX}): writes starve it",
+             {bound}): writes starve it",
             show(&p.key),
             waiter.overtaken
         );
@@ -182,7 +182,13 @@ impl Sim {
         self.edit(p.inode, &p.model, |m| m.maybe_resize(len));
         self.wait(&p, id);
         let result = limited(p.blob.resize(len), limit).await;
-        self.waited(&p, id, "resize", matches!(result, Some(Ok(()))));
+        self.waited(
+            &p,
+            id,
+            "resize",
+            matches!(result, Some(Ok(()))),
+            OVERTAKES_MAX,
+        );
         let end = match result {
             None => {
                 self.may_complete(&p, Pending::Resize(len));
@@ -227,7 +233,13 @@ impl Sim {
             }
         };
         let result = limited(call, limit).await;
-        let waiter = self.waited(&p, id, "sync", matches!(result, Some(Ok(()))));
+        let waiter = self.waited(
+            &p,
+            id,
+            "sync",
+            matches!(result, Some(Ok(()))),
+            SYNC_OVERTAKES_MAX,
+        );
         let end = match result {
             None => {
                 let mut inodes = self.inodes.borrow_mut();
