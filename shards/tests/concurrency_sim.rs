@@ -16,11 +16,22 @@
 //! with resizes and syncs among them. The model (`common/concurrent.rs`)
 //! checks every result.
 //!
-//! On the code before the fixes of issue 11 (58545b6) it fails for:
-//! - item 2, cancel safety: (filled in below)
-//! - item 6, open racing remove: (filled in below)
-//! - item 7, read racing a shrinking resize: (filled in below)
-//! - item 8, resize or sync starved by writes: (filled in below)
+//! On the code before the fixes of issue 11 (58545b6), about two seeds in
+//! three fail; each defect is caught by, among others:
+//! - item 2, cancel safety: seed 10 (a write dropped while on the device
+//!   lands after a later SYNC write of the same bytes: after the crash the
+//!   sector holds the dropped write's bytes, not the SYNC write's); seed 52
+//!   (a resize to 9201 dropped while on the device lands after a later sync:
+//!   the engine still says 0 and, closed and reopened, the blob is 9201
+//!   bytes long).
+//! - item 6, open racing remove: seed 0 (an open of `p1/b` is in flight
+//!   when a `remove` of partition `p1` forgets its slot; a second open
+//!   claims the name; both return `Ok`: two live handles on one blob).
+//! - item 7, read racing a shrinking resize: seed 87 (a `read_many` passes
+//!   its range check, a resize to 0 completes, the read comes back short:
+//!   an error no fault explains; on real files, stale buffer bytes).
+//! - item 8, writes starving a resize or sync: seed 2 (a resize overtaken by
+//!   22 writes that started after it), seed 61 (a sync overtaken by 42).
 //!
 //! `SHARDBLOB_SEED=n` replays seed `n`; `SHARDBLOB_SIM_SEEDS=1000000` runs
 //! that many seeds (the long mode); the default is 10,000. A failing seed
