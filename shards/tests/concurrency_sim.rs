@@ -16,8 +16,9 @@
 //! with resizes and syncs among them. The model (`common/concurrent.rs`)
 //! checks every result.
 //!
-//! On the code before the fixes of issue 11 (58545b6), about two seeds in
-//! three fail; each defect is caught by, among others:
+//! On the code before the fixes of issue 11 (58545b6), about half the
+//! seeds fail (152 of the first 301); each defect is caught by, among
+//! others:
 //! - item 2, cancel safety: seed 10 (a write dropped while on the device
 //!   lands after a later SYNC write of the same bytes: after the crash the
 //!   sector holds the dropped write's bytes, not the SYNC write's); seed 52
