@@ -41,8 +41,10 @@
 mod common;
 
 use std::cell::RefCell;
+use std::collections::BTreeSet;
 
 use common::concurrent::{Sim, SimStats};
+use common::model::BlobModel;
 use common::{rng, run_seeds};
 use shardblob_shards::fs::sim::Faults;
 
@@ -112,4 +114,55 @@ fn concurrent_tasks_keep_the_contract() {
         assert!(total.opens_refused > 100, "{total:?}");
         assert!(total.failed > 10, "{total:?}");
     }
+}
+
+/// The two model rules the simulation adds, on their own: they must accept
+/// what a race may show and reject what it may not, or the simulation
+/// would prove nothing.
+#[test]
+fn the_model_accepts_races_and_no_more() {
+    let mut model = BlobModel::default();
+    model.write(0, &[0x11; 2048], false);
+    model.sync();
+    // A read that starts now and overlaps a write of 0x22 to 512..1024 may
+    // see either, sector by sector, and nothing else.
+    let mut seen = model.clone();
+    model.maybe_write(512, &[0x22; 512], false, false);
+    seen.absorb_now(&model);
+    model.write(512, &[0x22; 512], false);
+    seen.absorb_now(&model);
+    let mut old = vec![0x11; 2048];
+    assert!(seen.check_read(0, &old).is_ok(), "before the write");
+    old[512..1024].fill(0x22);
+    assert!(seen.check_read(0, &old).is_ok(), "after it");
+    old[600] = 0x11;
+    assert!(
+        seen.check_read(0, &old).is_err(),
+        "a sector half old, half new"
+    );
+    // The write completed, so a read that starts now sees it.
+    assert!(model.check_read(512, &[0x11; 512]).is_err(), "a lost write");
+    // A sync that raced a write of 1536..2048 leaves that sector unsynced
+    // (old or new after a crash) and every other sector durable.
+    model.write(0, &[0x33; 512], false);
+    model.maybe_write(1536, &[0x44; 512], false, false);
+    model.sync_racing(&[(1536, 2048)], &BTreeSet::from([2048]));
+    let mut crashed = vec![0x33; 512];
+    crashed.extend([0x22; 512]);
+    crashed.extend([0x11; 512]);
+    crashed.extend([0x11; 512]);
+    assert!(
+        model.check_crashed(&crashed).is_ok(),
+        "the raced sector old"
+    );
+    crashed[1536..].fill(0x44);
+    assert!(
+        model.check_crashed(&crashed).is_ok(),
+        "the raced sector new"
+    );
+    crashed[..512].fill(0x11);
+    assert!(
+        model.check_crashed(&crashed).is_err(),
+        "a synced sector lost"
+    );
 }
