@@ -29,12 +29,16 @@ impl Sim {
         let id = self.clock.get();
         log(|| format!("t{task} @{id} {op:?} drop after {limit:?}"));
         let end = match op {
-            Op::Open(key) => self.open(key, 0..=0, limit).await,
-            // The harness's restart stands for a versioned open here.
+            // One open in three is versioned.
+            Op::Open(key) => {
+                let versions = random_versions(&mut self.rng.borrow_mut());
+                self.open(key, versions, limit).await
+            }
+            // The harness's restart (of the whole store) stands for one
+            // more open here: the tasks share the store.
             Op::Restart => {
                 let key = random_key(&mut self.rng.borrow_mut());
-                let versions = random_versions(&mut self.rng.borrow_mut());
-                self.open(&key, versions, limit).await
+                self.open(&key, 0..=0, limit).await
             }
             Op::Remove(key) => self.remove(key, limit).await,
             Op::RemovePartition(p) => self.remove_partition(p, limit).await,
