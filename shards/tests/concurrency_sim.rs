@@ -46,6 +46,7 @@ use std::collections::BTreeSet;
 use common::concurrent::{Sim, SimStats};
 use common::model::BlobModel;
 use common::{rng, run_seeds};
+use futures_lite::future::yield_now;
 use shardblob_shards::fs::sim::Faults;
 
 /// Seeds per run unless `SHARDBLOB_SIM_SEEDS` says otherwise.
@@ -87,6 +88,11 @@ async fn one_seed(seed: u64) -> SimStats {
         }
         sim.crash_and_check().await;
         sim.stats.borrow_mut().rounds += 1;
+    }
+    // Calls still on the device and background syncs of dead handles end
+    // now, not in the next seed's run, so that a seed replays alone.
+    for _ in 0..SETTLE_YIELDS {
+        yield_now().await;
     }
     sim.stats.into_inner()
 }
