@@ -75,11 +75,12 @@ pub(super) struct Reader {
 }
 
 /// A resize or sync in flight: when it started, writes that overtook it,
-/// lengths the blob had meanwhile.
+/// lengths the blob had meanwhile, whether it may trim (a sync).
 pub(super) struct Waiter {
     pub(super) start: u64,
     pub(super) overtaken: u32,
     pub(super) lens: BTreeSet<u64>,
+    pub(super) trims: bool,
 }
 
 /// The concurrency state of one blob file (one model).
@@ -93,7 +94,7 @@ pub(super) struct Inode {
     pub(super) waiters: BTreeMap<u64, Waiter>,
     /// Op futures that hold a handle of it now.
     pub(super) holders: u32,
-    /// A dropped `start_sync` may still hold it, and may fail and poison.
+    /// A dropped sync may still run, hold it, and fail and poison it.
     pub(super) background: bool,
     /// Its handle was closed while held: the last holder trims the file.
     pub(super) closed: bool,
@@ -119,6 +120,15 @@ impl Pending {
             Pending::Write(end) => len.max(end),
             Pending::Resize(new_len) => new_len,
         }
+    }
+}
+
+impl Inode {
+    /// Whether something may still hold a handle of it: an op, a dropped
+    /// sync, or a dropped write or resize that a cancel-safe engine
+    /// finishes in the background.
+    fn held(&self) -> bool {
+        self.holders > 0 || self.background || !self.pending.is_empty()
     }
 }
 
@@ -326,7 +336,7 @@ impl Sim {
         let mut inodes = self.inodes.borrow_mut();
         let state = inodes.get_mut(&inode).expect("picked inode");
         state.holders -= 1;
-        let last = state.closed && state.holders == 0 && !state.background;
+        let last = state.closed && !state.held();
         state.closed &= !last;
         drop(inodes);
         let faults = self.faults_now();
@@ -372,14 +382,14 @@ impl Sim {
     }
 
     /// Applies `edit` to a model and shows the new state to its readers.
-    /// While a dropped `start_sync` may still run, it may trim and sync the
+    /// While a sync runs (or a dropped one may), it may trim and sync the
     /// blob at any of its states.
     pub(super) fn edit(&self, inode: usize, model: &Model, edit: impl FnOnce(&mut BlobModel)) {
         let mut model = model.borrow_mut();
         edit(&mut model);
         let mut inodes = self.inodes.borrow_mut();
         if let Some(state) = inodes.get_mut(&inode) {
-            if state.background {
+            if state.background || state.waiters.values().any(|w| w.trims) {
                 model.maybe_sync();
             }
             for reader in state.readers.values_mut() {
@@ -455,7 +465,7 @@ impl Sim {
             .inodes
             .borrow()
             .values()
-            .any(|i| &i.key == key && (i.holders > 0 || i.background));
+            .any(|i| &i.key == key && i.held());
         h.open.contains_key(key) || orphan || opening > 0 || held
     }
 
@@ -478,9 +488,7 @@ impl Sim {
         }
         let (inode, key) = (inode_of(&handle.model), handle.key.clone());
         let mut inodes = self.inodes.borrow_mut();
-        let held = inodes
-            .get_mut(&inode)
-            .filter(|i| i.holders > 0 || i.background);
+        let held = inodes.get_mut(&inode).filter(|i| i.held());
         let held = held.map(|state| state.closed = true).is_some();
         drop(inodes);
         let faults = h.fs.injected_faults();
@@ -680,16 +688,17 @@ impl Sim {
         for _ in 0..settle_yields {
             yield_now().await;
         }
-        for state in self.inodes.borrow_mut().values_mut() {
-            state.background = false;
-        }
-        self.trims_happened();
         for target in self.h.borrow().targets() {
             // Checks the engine's length against the model.
             if let Some(picked) = self.pick(&target) {
                 self.release(picked);
             }
         }
+        for state in self.inodes.borrow_mut().values_mut() {
+            state.background = false;
+            state.pending.clear();
+        }
+        self.trims_happened();
         loop {
             let Some(target) = self.h.borrow().targets().first().cloned() else {
                 break;

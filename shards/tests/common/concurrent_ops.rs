@@ -146,7 +146,7 @@ impl Sim {
     }
 
     /// Starts watching a resize or sync of `p` that started at `id`.
-    fn wait(&self, p: &Picked, id: u64) {
+    fn wait(&self, p: &Picked, id: u64, trims: bool) {
         let mut inodes = self.inodes.borrow_mut();
         let state = inodes.get_mut(&p.inode).expect("picked");
         let lens = [p.model.borrow().len].into();
@@ -154,6 +154,7 @@ impl Sim {
             start: id,
             overtaken: 0,
             lens,
+            trims,
         };
         state.waiters.insert(id, waiter);
     }
@@ -184,7 +185,7 @@ impl Sim {
         let bytes = (len.min(old_len), u64::MAX);
         self.start_span(p.inode, id, bytes);
         self.edit(p.inode, &p.model, |m| m.maybe_resize(len));
-        self.wait(&p, id);
+        self.wait(&p, id, false);
         let result = limited(p.blob.resize(len), limit).await;
         self.waited(
             &p,
@@ -228,7 +229,7 @@ impl Sim {
         let bytes = (p.model.borrow().len, u64::MAX);
         self.start_span(p.inode, id, bytes);
         self.edit(p.inode, &p.model, BlobModel::maybe_sync);
-        self.wait(&p, id);
+        self.wait(&p, id, true);
         let blob = p.blob.clone();
         let call = async move {
             match start {
@@ -248,8 +249,9 @@ impl Sim {
             None => {
                 let mut inodes = self.inodes.borrow_mut();
                 let state = inodes.get_mut(&p.inode).expect("picked");
-                state.background |= start;
-                state.may_poison |= start && self.faults_on;
+                // A `start_sync` goes on; a cancel-safe `sync` may too.
+                state.background = true;
+                state.may_poison |= self.faults_on;
                 End::Dropped
             }
             Some(Ok(())) => {
