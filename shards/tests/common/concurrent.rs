@@ -101,15 +101,21 @@ pub(super) struct Inode {
     /// Lengths that dropped writes and resizes set if they go on after the
     /// drop and complete (a cancel-safe engine may finish them).
     pub(super) pending: Vec<Pending>,
+    /// The same for writes and resizes in flight by id: an engine that runs
+    /// them in a task of their own changes the length before their futures
+    /// complete.
+    pub(super) in_flight: BTreeMap<u64, Pending>,
     /// A sync or SYNC write of it failed (or may have): it may be poisoned.
     pub(super) may_poison: bool,
 }
 
-/// The length change of a dropped write or resize, should it complete.
+/// A write or resize that may still complete (in flight, or dropped from
+/// an engine that finishes it in the background).
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Pending {
-    /// A write ending there: the length grows to at least that.
-    Write(u64),
+    /// A write of these bytes (end exclusive): the length grows to at
+    /// least its end.
+    Write(u64, u64),
     /// A resize to that length.
     Resize(u64),
 }
@@ -117,8 +123,16 @@ pub(super) enum Pending {
 impl Pending {
     fn apply(self, len: u64) -> u64 {
         match self {
-            Pending::Write(end) => len.max(end),
+            Pending::Write(_, end) => len.max(end),
             Pending::Resize(new_len) => new_len,
+        }
+    }
+
+    /// The bytes it may change.
+    fn bytes(self, len: u64) -> (u64, u64) {
+        match self {
+            Pending::Write(start, end) => (start, end),
+            Pending::Resize(new_len) => (new_len.min(len), u64::MAX),
         }
     }
 }
@@ -129,6 +143,17 @@ impl Inode {
     /// finishes in the background.
     fn held(&self) -> bool {
         self.holders > 0 || self.background || !self.pending.is_empty()
+    }
+
+    /// Every length it may have now: `model_len`, changed by any of the
+    /// writes and resizes in flight or dropped.
+    fn lens(&self, model_len: u64) -> BTreeSet<u64> {
+        let mut lens = BTreeSet::from([model_len]);
+        for change in self.pending.iter().chain(self.in_flight.values()) {
+            let changed: Vec<u64> = lens.iter().map(|&len| change.apply(len)).collect();
+            lens.extend(changed);
+        }
+        lens
     }
 }
 
@@ -272,6 +297,7 @@ impl Sim {
             background: false,
             closed: false,
             pending: Vec::new(),
+            in_flight: BTreeMap::new(),
             may_poison: false,
         });
         state.holders += 1;
@@ -286,13 +312,10 @@ impl Sim {
     /// Every length the blob may have now: the model's, changed by any of
     /// the dropped writes and resizes that may have completed since.
     pub(super) fn possible_lens(&self, inode: usize, model_len: u64) -> BTreeSet<u64> {
-        let inodes = self.inodes.borrow();
-        let mut lens = BTreeSet::from([model_len]);
-        for pending in inodes.get(&inode).iter().flat_map(|i| &i.pending) {
-            let grown: Vec<u64> = lens.iter().map(|&len| pending.apply(len)).collect();
-            lens.extend(grown);
+        match self.inodes.borrow().get(&inode) {
+            Some(state) => state.lens(model_len),
+            None => BTreeSet::from([model_len]),
         }
-        lens
     }
 
     /// Takes the engine's length when a dropped op's completion explains
@@ -317,14 +340,22 @@ impl Sim {
         });
     }
 
-    /// A write or resize of `p` was dropped: it may still complete.
-    pub(super) fn may_complete(&self, p: &Picked, pending: Pending) {
+    /// A write or resize `id` of `p` starts: it may change the length.
+    pub(super) fn may_change_len(&self, p: &Picked, id: u64, change: Pending) {
         let mut inodes = self.inodes.borrow_mut();
-        inodes
-            .get_mut(&p.inode)
-            .expect("picked")
-            .pending
-            .push(pending);
+        let state = inodes.get_mut(&p.inode).expect("picked");
+        state.in_flight.insert(id, change);
+    }
+
+    /// A write or resize `id` of `p` ended; if its future was dropped, it
+    /// may still complete.
+    pub(super) fn len_changed(&self, p: &Picked, id: u64, dropped: bool) {
+        let mut inodes = self.inodes.borrow_mut();
+        let state = inodes.get_mut(&p.inode).expect("picked");
+        let change = state.in_flight.remove(&id).expect("in flight");
+        if dropped {
+            state.pending.push(change);
+        }
     }
 
     /// The op on `picked` ended: it no longer holds it. If it held a
@@ -364,10 +395,11 @@ impl Sim {
     }
 
     /// Closed handles that a dropped op or a background sync still held
-    /// have gone by now, at some point: their trims may have happened.
+    /// have gone by now, at some point: their trims may have happened, at
+    /// any length the dropped ops left.
     fn trims_happened(&self) {
         let mut inodes = self.inodes.borrow_mut();
-        let pending: Vec<(usize, Model)> = inodes
+        let closed: Vec<(usize, Model)> = inodes
             .iter_mut()
             .filter(|(_, state)| state.closed)
             .filter_map(|(inode, state)| {
@@ -376,8 +408,12 @@ impl Sim {
             })
             .collect();
         drop(inodes);
-        for (inode, model) in pending {
-            self.edit(inode, &model, |m| m.close(Trim::Maybe));
+        for (inode, model) in closed {
+            let lens = self.possible_lens(inode, model.borrow().len);
+            self.edit(inode, &model, |m| {
+                lens.into_iter().for_each(|len| m.maybe_resize(len));
+                m.close(Trim::Maybe);
+            });
         }
     }
 
@@ -390,7 +426,10 @@ impl Sim {
         let mut inodes = self.inodes.borrow_mut();
         if let Some(state) = inodes.get_mut(&inode) {
             if state.background || state.waiters.values().any(|w| w.trims) {
-                model.maybe_sync();
+                state
+                    .lens(model.len)
+                    .into_iter()
+                    .for_each(|len| model.maybe_sync_at(len));
             }
             for reader in state.readers.values_mut() {
                 reader.seen.absorb_now(&model);
@@ -573,15 +612,20 @@ impl Sim {
         state.spans.insert(id, span);
     }
 
-    /// Byte ranges of other mutations that overlapped op `start..now`.
-    pub(super) fn busy(&self, inode: usize, id: u64, start: u64) -> Vec<(u64, u64)> {
+    /// Byte ranges of other mutations that overlapped op `start..now`, or
+    /// were dropped and may complete yet: a sync may or may not cover them.
+    pub(super) fn busy(&self, inode: usize, id: u64, start: u64, len: u64) -> Vec<(u64, u64)> {
         let inodes = self.inodes.borrow();
         let state = &inodes[&inode];
         let overlapping = state
             .spans
             .iter()
             .filter(|(other, span)| **other != id && span.end.is_none_or(|end| end > start));
-        overlapping.map(|(_, span)| span.bytes).collect()
+        let dropped = state.pending.iter().map(|change| change.bytes(len));
+        overlapping
+            .map(|(_, span)| span.bytes)
+            .chain(dropped)
+            .collect()
     }
 
     /// The handles of a name: a successful open while the live handle of an
@@ -694,11 +738,11 @@ impl Sim {
                 self.release(picked);
             }
         }
+        self.trims_happened();
         for state in self.inodes.borrow_mut().values_mut() {
             state.background = false;
             state.pending.clear();
         }
-        self.trims_happened();
         loop {
             let Some(target) = self.h.borrow().targets().first().cloned() else {
                 break;

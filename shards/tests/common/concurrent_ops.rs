@@ -88,6 +88,7 @@ impl Sim {
         let (id, faults) = (self.tick(), self.faults_now());
         let bytes = (offset, offset + data.len() as u64);
         self.start_span(p.inode, id, bytes);
+        self.may_change_len(&p, id, Pending::Write(bytes.0, bytes.1));
         let torn = self.faults_on;
         self.edit(p.inode, &p.model, |m| {
             m.maybe_write(offset, data, sync, torn)
@@ -100,10 +101,7 @@ impl Sim {
         let options = [WriteOptions::NONE, WriteOptions::SYNC][usize::from(sync)];
         let result = limited(p.blob.write_vectored_at(offset, &bufs, options), limit).await;
         let end = match result {
-            None => {
-                self.may_complete(&p, Pending::Write(bytes.1));
-                End::Dropped
-            }
+            None => End::Dropped,
             Some(Ok(())) => {
                 let racing = self.racing(p.inode, id, bytes);
                 self.stats.borrow_mut().racing_ends += u64::from(racing);
@@ -123,6 +121,7 @@ impl Sim {
                 End::Failed
             }
         };
+        self.len_changed(&p, id, matches!(end, End::Dropped));
         self.end_span(p.inode, id);
         self.release(p);
         end
@@ -184,6 +183,7 @@ impl Sim {
         let old_len = p.model.borrow().len;
         let bytes = (len.min(old_len), u64::MAX);
         self.start_span(p.inode, id, bytes);
+        self.may_change_len(&p, id, Pending::Resize(len));
         self.edit(p.inode, &p.model, |m| m.maybe_resize(len));
         self.wait(&p, id, false);
         let result = limited(p.blob.resize(len), limit).await;
@@ -195,10 +195,7 @@ impl Sim {
             OVERTAKES_MAX,
         );
         let end = match result {
-            None => {
-                self.may_complete(&p, Pending::Resize(len));
-                End::Dropped
-            }
+            None => End::Dropped,
             Some(Ok(())) => {
                 let racing = self.racing(p.inode, id, bytes);
                 self.stats.borrow_mut().racing_ends += u64::from(racing);
@@ -216,6 +213,7 @@ impl Sim {
                 End::Failed
             }
         };
+        self.len_changed(&p, id, matches!(end, End::Dropped));
         self.end_span(p.inode, id);
         self.release(p);
         end
@@ -245,6 +243,8 @@ impl Sim {
             matches!(result, Some(Ok(()))),
             SYNC_OVERTAKES_MAX,
         );
+        let mut lens = waiter.lens;
+        lens.extend(self.possible_lens(p.inode, p.model.borrow().len));
         let end = match result {
             None => {
                 let mut inodes = self.inodes.borrow_mut();
@@ -255,11 +255,12 @@ impl Sim {
                 End::Dropped
             }
             Some(Ok(())) => {
-                let busy = self.busy(p.inode, id, id);
+                let len = p.model.borrow().len;
+                let busy = self.busy(p.inode, id, id, len);
                 self.stats.borrow_mut().racing_ends += u64::from(!busy.is_empty());
                 self.edit(p.inode, &p.model, |m| match busy.is_empty() {
                     true => m.sync(),
-                    false => m.sync_racing(&busy, &waiter.lens),
+                    false => m.sync_racing(&busy, &lens),
                 });
                 End::Done
             }

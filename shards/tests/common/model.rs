@@ -342,6 +342,15 @@ impl BlobModel {
         Self::check_sectors(&self.crash, 0, observed)
     }
 
+    /// A sync or trim that may have run while the blob was `len` long (a
+    /// dropped sync going on, or one racing writes): it may have trimmed
+    /// there and made that size durable.
+    pub fn maybe_sync_at(&mut self, len: u64) {
+        self.zero_from(len, true);
+        self.file_lens.insert(len);
+        self.durable_lens.insert(len);
+    }
+
     /// Adds every content `other` may show now to what this model may show
     /// now: a read that overlaps several states of a blob (the concurrency
     /// simulation) may see any of them, sector by sector.
