@@ -409,11 +409,31 @@ impl Sim {
             .collect();
         drop(inodes);
         for (inode, model) in closed {
-            let lens = self.possible_lens(inode, model.borrow().len);
-            self.edit(inode, &model, |m| {
-                lens.into_iter().for_each(|len| m.maybe_resize(len));
-                m.close(Trim::Maybe);
-            });
+            self.closed_trim(inode, &model);
+        }
+    }
+
+    /// The trim of a handle closed while held: at any length its dropped
+    /// ops left, or none (a fault, a poisoned blob).
+    fn closed_trim(&self, inode: usize, model: &Model) {
+        let lens = self.possible_lens(inode, model.borrow().len);
+        self.edit(inode, model, |m| {
+            lens.into_iter().for_each(|len| m.maybe_resize(len));
+            m.close(Trim::Maybe);
+        });
+    }
+
+    /// A new open of `model`'s file found it: a handle closed while held
+    /// has gone by now.
+    pub(super) fn reopening(&self, model: &Model) {
+        let inode = inode_of(model);
+        let mut inodes = self.inodes.borrow_mut();
+        let closed = inodes
+            .get_mut(&inode)
+            .is_some_and(|state| std::mem::take(&mut state.closed));
+        drop(inodes);
+        if closed {
+            self.closed_trim(inode, model);
         }
     }
 

@@ -154,6 +154,7 @@ impl Sim {
             // A remove ran meanwhile: the open may have made a new file.
             (false, true) => Model::default(),
             (false, false) => {
+                self.reopening(&o.model);
                 let mut m = o.model.borrow_mut();
                 if let Err(e) = m.reopened(o.len) {
                     panic!("reopen {}: {e}", show(key));
