@@ -668,6 +668,10 @@ impl Sim {
 /// The storm's writes fall in the first this many bytes of its blob.
 const STORM_BYTES: u64 = 16 * 1024;
 
+/// Scheduler steps after which a round that has not ended is a hang: far
+/// more than the longest round takes.
+const ROUND_POLLS_MAX: u64 = 100_000;
+
 /// A boxed task of a round.
 type Task<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
 
@@ -731,10 +735,16 @@ impl Sim {
                     *slot = None;
                 }
             }
-            match tasks.iter().all(Option::is_none) {
-                true => Poll::Ready(false),
-                false => Poll::Pending,
+            if tasks.iter().all(Option::is_none) {
+                return Poll::Ready(false);
             }
+            assert!(
+                polls < ROUND_POLLS_MAX,
+                "the tasks still run after {ROUND_POLLS_MAX} scheduler steps: a hang"
+            );
+            // Polled at every scheduler step, so that a hang is counted.
+            cx.waker().wake_by_ref();
+            Poll::Pending
         })
         .await;
         drop(tasks);
