@@ -16,22 +16,46 @@
 //! The block that holds the logical end (the *tail block*) is kept in
 //! memory: a small append merges into it without reading the device.
 //!
+//! Cancellation: every operation that changes the file runs its device calls
+//! and the state update that goes with them as one [`commit::Committed`]
+//! unit, which finishes even if the caller drops its future (see that
+//! module). So `len`, `file_len`, the tail block and the locks always match
+//! the device, and a dropped write never lands after a later one.
+//!
 //! Concurrency, all on one thread:
-//! - `meta` (read-write lock): writes hold it shared; `resize` and the trim of
-//!   `sync` hold it exclusively, so a file-size change never races a write.
+//! - `meta` (writer-preferring read-write lock): reads and writes hold it
+//!   shared; `resize` and the trim of `sync` hold it exclusively, so a
+//!   file-size change never races a write, and a read never sees the file
+//!   shrink under it (a short DMA read could hand back stale pool memory).
+//!   Writer-preferring: a waiting resize or trim stops new reads and writes,
+//!   so a stream of writes cannot starve it.
 //! - `rmw` (one permit): held by every write that reads-modifies-writes an
 //!   edge block, extends the blob, or touches the tail block. Concurrent
 //!   writes to different bytes of one block therefore never undo each other.
 //!   Aligned writes inside the blob (the random-write hot path) skip it.
+//! - Syncs are group-committed: a sync is satisfied by the first flush that
+//!   starts after it was called, so concurrent syncs share one fdatasync.
+//!
+//! Space: a write near the end reserves (fallocate, keep size) the blocks
+//! from the reserved end up to the next `PREALLOCATE_BYTES` step, so appends
+//! do not allocate blocks one write at a time. A write that starts past the
+//! reserved end reserves nothing (a gap stays a hole), a failed reservation
+//! gives back what it took, and blocks a crash left reserved past the end
+//! are given back when the blob is opened.
 
+mod commit;
 mod read;
 mod write;
 
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
+use std::sync::Arc;
 
+use async_lock::{RwLock, RwLockWriteGuardArc, Semaphore};
+use event_listener::Event;
 use futures_lite::Stream;
-use glommio::sync::{RwLock, Semaphore};
+
+use commit::{Committed, Orphans};
 
 pub use read::BlobBuf;
 
@@ -49,6 +73,10 @@ pub const IO_BYTES_MAX: usize = 1 << 20;
 /// Files grow in preallocated steps of this size, so an append does not pay
 /// a block allocation each time.
 pub const PREALLOCATE_BYTES: u64 = 8 << 20;
+/// Storage past a file's end that an open leaves alone: ext4 counts extent
+/// tree blocks in a file's allocation, so a file with nothing reserved can
+/// still show a few blocks more than its size.
+const RESERVED_SLACK_BYTES: u64 = 64 << 10;
 /// Most ranges one `read_many` call accepts.
 pub const READ_MANY_RANGES_MAX: usize = 1024;
 
@@ -68,14 +96,32 @@ pub(crate) struct BlobState<F: FileSystem> {
     /// Data bytes the file may hold (>= len; the excess is zero padding,
     /// or what a failed write left).
     pub(crate) file_len: Cell<u64>,
-    /// Data bytes preallocated.
+    /// Where reserved space ends, or where reserving resumes after a gap
+    /// (a hole, nothing reserved) or a failed reservation: a write ending at
+    /// or below it reserves nothing.
     pub(crate) reserved_len: Cell<u64>,
     pub(crate) tail: RefCell<Option<TailBlock>>,
-    pub(crate) meta: RwLock<()>,
-    pub(crate) rmw: Semaphore,
+    pub(crate) meta: Arc<RwLock<()>>,
+    pub(crate) rmw: Arc<Semaphore>,
     /// Why the blob refuses writes and syncs, after a failed sync.
     pub(crate) poison: RefCell<Option<String>>,
+    /// Write and resize commits whose caller left; later writes wait for them.
+    pub(crate) orphans: Rc<Orphans>,
+    /// Flushes whose callers left; nothing waits for them but their syncs.
+    flush_orphans: Rc<Orphans>,
+    flushes: Flushes,
     registry: Weak<Registry>,
+}
+
+/// Group commit of syncs: flushes are numbered from 1 and run one at a time.
+#[derive(Default)]
+struct Flushes {
+    /// Flushes started so far.
+    started: Cell<u64>,
+    /// Flushes finished so far, successfully or not (in order).
+    finished: Cell<u64>,
+    /// Notified when a flush finishes.
+    finished_event: Event,
 }
 
 /// A handle to an open blob. Clones share the open.
@@ -99,6 +145,11 @@ impl<F: FileSystem> ShardBlob<F> {
         tail: Option<TailBlock>,
         registry: Weak<Registry>,
     ) -> ShardBlob<F> {
+        // A crash can leave blocks reserved past the end (fallocate with
+        // KEEP_SIZE); give them back now. One fstat on a normal open, a
+        // truncate only when something is there. Best effort: a failure
+        // leaves the space reserved, never loses data.
+        let _ = file.release_past_end_now(RESERVED_SLACK_BYTES);
         ShardBlob {
             state: Rc::new(BlobState {
                 key,
@@ -107,9 +158,12 @@ impl<F: FileSystem> ShardBlob<F> {
                 file_len: Cell::new(len),
                 reserved_len: Cell::new(len),
                 tail: RefCell::new(tail),
-                meta: RwLock::new(()),
-                rmw: Semaphore::new(1),
+                meta: Arc::new(RwLock::new(())),
+                rmw: Arc::new(Semaphore::new(1)),
                 poison: RefCell::new(None),
+                orphans: Rc::default(),
+                flush_orphans: Rc::default(),
+                flushes: Flushes::default(),
                 registry,
             }),
         }
@@ -172,38 +226,72 @@ impl<F: FileSystem> BlobState<F> {
     }
 
     /// Makes every completed write and resize durable.
-    async fn sync(&self) -> Result<()> {
-        self.check_poison()?;
+    ///
+    /// Group commit: satisfied by the first flush that starts after this
+    /// call (one already running may have missed this caller's writes), so
+    /// concurrent syncs share a flush. At most two flushes pass per call.
+    async fn sync(self: &Rc<Self>) -> Result<()> {
+        let flushes = &self.flushes;
+        let wanted = flushes.started.get() + 1;
+        while flushes.finished.get() < wanted {
+            self.check_poison()?;
+            if flushes.started.get() == flushes.finished.get() {
+                debug_assert_eq!(flushes.started.get() + 1, wanted);
+                flushes.started.set(wanted);
+                // The starter reports the flush's own error; syncs that
+                // waited for it find the blob poisoned.
+                let flush = FlushGuard::new(self.clone());
+                Committed::new(&self.flush_orphans, flush.run()).await?;
+            } else {
+                let listener = flushes.finished_event.listen();
+                if flushes.started.get() != flushes.finished.get() {
+                    listener.await;
+                }
+            }
+        }
+        self.check_poison()
+    }
+
+    /// Trims the padding past the logical end, then flushes the file.
+    async fn trim_and_flush(&self) -> std::result::Result<(), (&'static str, std::io::Error)> {
         if self.file_len.get() != self.len.get() {
-            let _exclusive = self.meta.write().await.map_err(|_| Error::Shutdown)?;
+            let _exclusive = self.meta.write().await;
             let len = self.len.get();
             if self.file_len.get() != len {
-                if let Err(e) = self.file.set_len(HEADER_LEN + len).await {
-                    return Err(self.poison_with("trim before sync", e));
-                }
+                let trimmed = self.file.set_len(HEADER_LEN + len).await;
+                trimmed.map_err(|e| ("trim before sync", e))?;
                 self.file_len.set(len);
             }
         }
-        match self.file.sync_data().await {
-            Ok(()) => Ok(()),
-            Err(e) => Err(self.poison_with("sync", e)),
-        }
+        self.file.sync_data().await.map_err(|e| ("sync", e))
     }
 
     /// Extends with zeros or truncates to `new_len`.
-    async fn resize(&self, new_len: u64) -> Result<()> {
+    async fn resize(self: &Rc<Self>, new_len: u64) -> Result<()> {
         self.end_of(new_len, 0)?;
         self.check_poison()?;
-        let _exclusive = self.meta.write().await.map_err(|_| Error::Shutdown)?;
+        let exclusive = self.meta.write_arc().await;
+        let commit = self.clone().commit_resize(new_len, exclusive);
+        Committed::new(&self.orphans, commit).await
+    }
+
+    /// The part of `resize` that runs to the end once started.
+    async fn commit_resize(
+        self: Rc<Self>,
+        new_len: u64,
+        _exclusive: RwLockWriteGuardArc<()>,
+    ) -> Result<()> {
         let old_len = self.len.get();
         self.file
             .set_len(HEADER_LEN + new_len)
             .await
             .map_err(|e| self.io_error("resize", e))?;
         // The file now holds exactly new_len bytes: the kernel zeroed the
-        // rest of a cut block, and an extension reads as zeros.
+        // rest of a cut block, and an extension reads as zeros (a hole,
+        // nothing reserved).
         self.file_len.set(new_len);
         self.len.set(new_len);
+        self.reserved_len.set(new_len);
         let tail = self.tail.borrow_mut().take();
         let tail = match (new_len % BLOCK_SIZE, tail) {
             (0, _) => None,
@@ -221,6 +309,42 @@ impl<F: FileSystem> BlobState<F> {
         };
         *self.tail.borrow_mut() = tail;
         Ok(())
+    }
+}
+
+/// One started flush. Whatever ends it (completion, or a drop when no
+/// executor is left to finish it), the flush counts as finished and its
+/// waiters wake; a flush that did not complete poisons the blob, so no sync
+/// reports success for it.
+struct FlushGuard<F: FileSystem> {
+    state: Rc<BlobState<F>>,
+    completed: bool,
+}
+
+impl<F: FileSystem> FlushGuard<F> {
+    fn new(state: Rc<BlobState<F>>) -> FlushGuard<F> {
+        FlushGuard {
+            state,
+            completed: false,
+        }
+    }
+
+    async fn run(mut self) -> Result<()> {
+        let flushed = self.state.trim_and_flush().await;
+        self.completed = true;
+        flushed.map_err(|(op, e)| self.state.poison_with(op, e))
+    }
+}
+
+impl<F: FileSystem> Drop for FlushGuard<F> {
+    fn drop(&mut self) {
+        if !self.completed {
+            let abandoned = std::io::Error::other("the flush was abandoned (executor stopped)");
+            self.state.poison_with("sync", abandoned);
+        }
+        let flushes = &self.state.flushes;
+        flushes.finished.set(flushes.finished.get() + 1);
+        flushes.finished_event.notify(usize::MAX);
     }
 }
 

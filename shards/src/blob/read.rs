@@ -4,9 +4,16 @@
 //! blocks and hands back a view of the requested bytes, without a copy. A
 //! read larger than `IO_BYTES_MAX` is split into sequential device reads and
 //! gathered into one owned buffer.
+//!
+//! Every read holds the blob's `meta` lock shared from its range check to
+//! its last completion, so a shrinking resize or a trim waits for it: the
+//! file never gets shorter than a range a read was allowed to read (glommio
+//! hands back the requested length even after a short read, pool memory
+//! included). Dropping a read has no effect to undo.
 
 use std::ops::Deref;
 
+use async_lock::RwLockReadGuard;
 use futures_lite::{stream, Stream, StreamExt};
 
 use crate::fs::{File, FileSystem};
@@ -85,6 +92,7 @@ impl<F: FileSystem> BlobState<F> {
     }
 
     pub(crate) async fn read_at(&self, offset: u64, len: usize) -> Result<BlobBuf<ReadBuf<F>>> {
+        let _shared = self.meta.read().await;
         self.check_range(offset, len)?;
         if len == 0 {
             return Ok(BlobBuf::Owned(Vec::new()));
@@ -98,6 +106,7 @@ impl<F: FileSystem> BlobState<F> {
     }
 
     pub(crate) async fn read_into(&self, offset: u64, out: &mut [u8]) -> Result<()> {
+        let _shared = self.meta.read().await;
         self.check_range(offset, out.len())?;
         self.read_into_unchecked(offset, out).await
     }
@@ -114,6 +123,18 @@ impl<F: FileSystem> BlobState<F> {
         &self,
         ranges: Vec<(u64, usize)>,
     ) -> impl Stream<Item = Result<(usize, BlobBuf<ReadBuf<F>>)>> + '_ {
+        let mut ranges = Some(ranges);
+        stream::once_future(self.meta.read()).flat_map(move |shared| {
+            self.read_many_locked(shared, ranges.take().unwrap_or_default())
+        })
+    }
+
+    /// `read_many` once the lock is held; the stream keeps it until it ends.
+    fn read_many_locked<'a>(
+        &'a self,
+        shared: RwLockReadGuard<'a, ()>,
+        ranges: Vec<(u64, usize)>,
+    ) -> impl Stream<Item = Result<(usize, BlobBuf<ReadBuf<F>>)>> + 'a {
         let checked = self.check_batch(&ranges);
         let (device, empty): (Vec<_>, Vec<_>) = match checked {
             Ok(()) => ranges
@@ -136,6 +157,7 @@ impl<F: FileSystem> BlobState<F> {
             .map(|&(_, (offset, len))| (HEADER_LEN + offset, len))
             .collect();
         let reads = self.file.read_many(positions).map(move |item| {
+            let _shared = &shared;
             let (k, bytes) = item.map_err(|e| self.io_error("read_many", e))?;
             let index = indexes[k];
             let (offset, len) = ranges[index];

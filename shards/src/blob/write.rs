@@ -5,63 +5,125 @@
 //! bytes, taken from the in-memory tail block, known to be zeros (past the
 //! end), or read from the device (the only case that costs a read). Writes
 //! larger than `IO_BYTES_MAX` go out as several sequential device writes.
+//!
+//! Each chunk is prepared in the caller's future (edge blocks loaded, the
+//! DMA buffer filled: dropping it there has no effect), then committed
+//! (reservation, device write, `len` and tail block update) as one
+//! [`Committed`] unit holding the write's locks. A write dropped between
+//! chunks has written a prefix of whole chunks, as a crash may leave it.
+
+use std::rc::Rc;
+
+use async_lock::{RwLockReadGuardArc, SemaphoreGuardArc};
 
 use crate::fs::{File, FileSystem, WriteBuf, BLOCK_SIZE};
 use crate::header::HEADER_LEN;
-use crate::{Error, Result};
+use crate::Result;
 
+use super::commit::Committed;
 use super::{BlobState, TailBlock, IO_BYTES_MAX, PREALLOCATE_BYTES};
 
 const BLOCK: usize = BLOCK_SIZE as usize;
 const BLOCKS_PER_IO: u64 = (IO_BYTES_MAX / BLOCK) as u64;
 
+/// The locks one write holds until its last chunk is committed. The commit
+/// of a one-chunk write owns them; each commit of a larger write holds a
+/// share. Either way a dropped write keeps them until it lands.
+struct WriteGuards {
+    _shared: RwLockReadGuardArc<()>,
+    _rmw: Option<SemaphoreGuardArc>,
+}
+
+/// One chunk ready for the device: data blocks `start..end` (bytes).
+struct Chunk<B> {
+    buf: B,
+    start: u64,
+    end: u64,
+    /// End of the user's bytes in this chunk.
+    data_end: u64,
+    /// The new tail block, if this chunk holds the logical end afterwards.
+    tail: Option<Box<[u8]>>,
+}
+
 impl<F: FileSystem> BlobState<F> {
     /// Writes the concatenation of `bufs` at `offset`.
-    pub(crate) async fn write(&self, offset: u64, bufs: &[&[u8]], durable: bool) -> Result<()> {
+    pub(crate) async fn write(
+        self: &Rc<Self>,
+        offset: u64,
+        bufs: &[&[u8]],
+        durable: bool,
+    ) -> Result<()> {
         let total = bufs.iter().map(|b| b.len() as u64).sum::<u64>();
         let end = self.end_of(offset, total)?;
         self.check_poison()?;
         if total == 0 {
             return Ok(());
         }
-        let _shared = self.meta.read().await.map_err(|_| Error::Shutdown)?;
+        let shared = self.meta.read_arc().await;
         let first = offset / BLOCK_SIZE;
         let last = (end - 1) / BLOCK_SIZE;
         let needs_rmw = !offset.is_multiple_of(BLOCK_SIZE)
             || end % BLOCK_SIZE != 0
             || end > self.len.get()
             || self.tail_in(first, last);
-        let _rmw = if needs_rmw {
-            Some(
-                self.rmw
-                    .acquire_permit(1)
-                    .await
-                    .map_err(|_| Error::Shutdown)?,
-            )
-        } else {
-            None
+        let rmw = match needs_rmw {
+            true => Some(self.rmw.acquire_arc().await),
+            false => None,
+        };
+        let guards = WriteGuards {
+            _shared: shared,
+            _rmw: rmw,
         };
         let mut input = Input::new(bufs);
-        let mut chunk_first = first;
-        while chunk_first <= last {
-            let chunk_last = last.min(chunk_first + BLOCKS_PER_IO - 1);
-            let result = self
-                .write_chunk(chunk_first, chunk_last, offset, end, &mut input, durable)
-                .await;
-            if let Err(e) = result {
-                // The device may hold part of the write: forget the cached
-                // tail block rather than trust it.
-                self.tail.borrow_mut().take();
-                return Err(if durable {
-                    self.poison_with("synced write", e)
-                } else {
-                    self.io_error("write", e)
-                });
+        let chunk = |chunk_first: u64| (chunk_first, last.min(chunk_first + BLOCKS_PER_IO - 1));
+        if last - first < BLOCKS_PER_IO {
+            // One chunk (the common case): its commit takes the locks.
+            let chunk = chunk(first);
+            self.write_chunk(chunk, offset, end, &mut input, durable, guards)
+                .await?;
+        } else {
+            let guards = Rc::new(guards);
+            let mut chunk_first = first;
+            while chunk_first <= last {
+                let chunk = chunk(chunk_first);
+                let guards = guards.clone();
+                self.write_chunk(chunk, offset, end, &mut input, durable, guards)
+                    .await?;
+                chunk_first = chunk.1 + 1;
             }
-            chunk_first = chunk_last + 1;
         }
         debug_assert!(input.is_empty(), "every input byte written");
         Ok(())
+    }
+
+    /// Prepares and commits blocks `chunk.0..=chunk.1` of a write of
+    /// `offset..end`; the commit holds `guards` until it lands.
+    async fn write_chunk<G: 'static>(
+        self: &Rc<Self>,
+        (chunk_first, chunk_last): (u64, u64),
+        offset: u64,
+        end: u64,
+        input: &mut Input<'_>,
+        durable: bool,
+        guards: G,
+    ) -> Result<()> {
+        // A dropped write still in flight lands before this one reads or
+        // writes anything.
+        self.orphans.settled().await;
+        let chunk = self
+            .prepare_chunk(chunk_first, chunk_last, offset, end, input)
+            .await
+            .map_err(|e| self.write_failed(e, durable))?;
+        let commit = self.clone().commit_chunk(chunk, guards, durable);
+        Committed::new(&self.orphans, commit).await
+    }
+
+    /// The error of a failed write; a failed SYNC write poisons the blob.
+    fn write_failed(&self, e: std::io::Error, durable: bool) -> crate::Error {
+        match durable {
+            true => self.poison_with("synced write", e),
+            false => self.io_error("write", e),
+        }
     }
 
     /// Whether the cached tail block lies in `first..=last`.
@@ -70,16 +132,16 @@ impl<F: FileSystem> BlobState<F> {
         !len.is_multiple_of(BLOCK_SIZE) && (first..=last).contains(&(len / BLOCK_SIZE))
     }
 
-    /// Writes blocks `chunk_first..=chunk_last` of a write of `offset..end`.
-    async fn write_chunk(
+    /// Fills the buffer of blocks `chunk_first..=chunk_last` of a write of
+    /// `offset..end`: edge blocks' old bytes, then the user's.
+    async fn prepare_chunk(
         &self,
         chunk_first: u64,
         chunk_last: u64,
         offset: u64,
         end: u64,
         input: &mut Input<'_>,
-        durable: bool,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<Chunk<<F::File as File>::WriteBuf>> {
         let chunk_start = chunk_first * BLOCK_SIZE;
         let chunk_end = (chunk_last + 1) * BLOCK_SIZE;
         let mut buf = self.file.alloc((chunk_end - chunk_start) as usize);
@@ -102,9 +164,11 @@ impl<F: FileSystem> BlobState<F> {
             && (chunk_first..=chunk_last).contains(&(new_len / BLOCK_SIZE)))
         .then(|| {
             let at = ((new_len / BLOCK_SIZE - chunk_first) * BLOCK_SIZE) as usize;
-            // The old tail block's buffer is reused: it is replaced below, or
-            // forgotten if the write fails (this writer holds the RMW lock,
-            // as every write that reaches the tail block does).
+            // The old tail block's buffer is reused: the commit replaces it,
+            // or it stays forgotten if the write is dropped before its commit
+            // or fails (the next load reads the block from the device). This
+            // writer holds the RMW lock, as every write that reaches the tail
+            // block does.
             let mut block = match self.tail.borrow_mut().take() {
                 Some(old) => old.bytes,
                 None => vec![0; BLOCK].into_boxed_slice(),
@@ -113,32 +177,58 @@ impl<F: FileSystem> BlobState<F> {
             block[(new_len % BLOCK_SIZE) as usize..].fill(0);
             block
         });
+        Ok(Chunk {
+            buf,
+            start: chunk_start,
+            end: chunk_end,
+            data_end,
+            tail,
+        })
+    }
 
-        self.reserve(chunk_end).await;
+    /// Reserves, writes and accounts one prepared chunk: runs to the end
+    /// once started (module docs).
+    async fn commit_chunk<G: 'static>(
+        self: Rc<Self>,
+        chunk: Chunk<<F::File as File>::WriteBuf>,
+        _guards: G,
+        durable: bool,
+    ) -> Result<()> {
+        let Chunk {
+            buf,
+            start,
+            end,
+            data_end,
+            tail,
+        } = chunk;
         // Count the blocks as file bytes before the write: a failed (short)
         // write may still have grown the file, and the next sync must trim
         // whatever it left past the logical end.
-        self.file_len.set(self.file_len.get().max(chunk_end));
-        let written = self
-            .file
-            .write_at(buf, HEADER_LEN + chunk_start, durable)
-            .await?;
-        if written as u64 != chunk_end - chunk_start {
-            return Err(std::io::Error::new(
+        self.file_len.set(self.file_len.get().max(end));
+        self.reserve(start, end).await;
+        let written = self.file.write_at(buf, HEADER_LEN + start, durable).await;
+        let result = written.and_then(|written| match written as u64 == end - start {
+            true => Ok(()),
+            false => Err(std::io::Error::new(
                 std::io::ErrorKind::WriteZero,
-                format!(
-                    "short write: {written} of {} bytes",
-                    chunk_end - chunk_start
-                ),
-            ));
+                format!("short write: {written} of {} bytes", end - start),
+            )),
+        });
+        if let Err(e) = result {
+            // The device may hold part of the write: forget the cached
+            // tail block rather than trust it.
+            self.tail.borrow_mut().take();
+            return Err(self.write_failed(e, durable));
         }
-        self.len.set(self.len.get().max(data_end));
+        let new_len = self.len.get().max(data_end);
+        self.len.set(new_len);
         if let Some(bytes) = tail {
+            debug_assert!((start..end).contains(&(new_len / BLOCK_SIZE * BLOCK_SIZE)));
             *self.tail.borrow_mut() = Some(TailBlock {
                 index: new_len / BLOCK_SIZE,
                 bytes,
             });
-        } else if self.len.get().is_multiple_of(BLOCK_SIZE) {
+        } else if new_len.is_multiple_of(BLOCK_SIZE) {
             self.tail.borrow_mut().take();
         }
         Ok(())
@@ -167,18 +257,37 @@ impl<F: FileSystem> BlobState<F> {
         Ok(())
     }
 
-    /// Preallocates ahead when a write reaches past the reserved blocks.
+    /// Preallocates ahead when a write near the end reaches past the
+    /// reserved blocks; a write that starts past them reserves nothing.
     ///
     /// Advisory: when it fails (a full filesystem, one without fallocate)
     /// the write goes ahead and reports its own error if it has one, so a
     /// write that fits the space left still succeeds.
-    async fn reserve(&self, data_end: u64) {
-        if data_end <= self.reserved_len.get() {
+    async fn reserve(&self, start: u64, end: u64) {
+        let reserved = self.reserved_len.get();
+        if end <= reserved {
             return;
         }
-        let target = data_end.div_ceil(PREALLOCATE_BYTES) * PREALLOCATE_BYTES;
-        if self.file.preallocate(HEADER_LEN + target).await.is_ok() {
-            self.reserved_len.set(target);
+        if start > reserved {
+            // A gap: its blocks stay a hole. Appends from here reserve ahead.
+            self.reserved_len.set(end);
+            return;
+        }
+        let target = end.div_ceil(PREALLOCATE_BYTES) * PREALLOCATE_BYTES;
+        let reserving = self
+            .file
+            .preallocate(HEADER_LEN + reserved, target - reserved);
+        let reserved_ok = reserving.await.is_ok();
+        // Also after a failure: the next try comes at the next step, not at
+        // every write to a full disk.
+        self.reserved_len.set(target);
+        if !reserved_ok {
+            // A failed fallocate may keep the blocks it got past the end:
+            // give them back. Truncating to the current size frees the
+            // blocks past the end (ext4); `file_len` covers every write in
+            // flight, this one included (each write counts its blocks before
+            // it is issued), so no write is cut.
+            let _ = self.file.set_len_now(HEADER_LEN + self.file_len.get());
         }
     }
 }

@@ -184,6 +184,38 @@ impl DmaBlobFile {
     fn sync_runs_inline(&self) -> bool {
         self.sync_inline_when_idle && self.io_in_flight.is_idle()
     }
+
+    /// Runs a blocking file call (fdatasync, fallocate).
+    ///
+    /// When nothing else of this shard waits on the device, no task could
+    /// use the executor meanwhile: it runs inline, blocking the executor for
+    /// one call, instead of being handed off. A hand-off costs two thread
+    /// wake-ups, and on the dev VM an append + sync took 1.3-1.4x fio's time
+    /// with it, 1.0x without (bench/RESULTS.md). With other I/O in flight
+    /// the executor must stay free for its completions, so the call runs on
+    /// the executor's blocking thread, which the engine leaves unpinned to
+    /// run beside the shard. Once handed off it runs even if the future is
+    /// dropped.
+    async fn blocking_call(
+        &self,
+        call: impl FnOnce() -> io::Result<()> + Send + 'static,
+    ) -> io::Result<()> {
+        let inline = self.sync_runs_inline();
+        let _io = self.io_in_flight.enter();
+        if inline {
+            return call();
+        }
+        glommio::executor().spawn_blocking(call).await
+    }
+
+    fn fstat(&self) -> io::Result<libc::stat> {
+        // fstat, not statx by path: the path is gone once the blob is removed.
+        let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: fstat fills `stat` on success; we read it only then.
+        cvt(unsafe { libc::fstat(self.file.as_raw_fd(), stat.as_mut_ptr()) })?;
+        // SAFETY: fstat returned 0, so the struct is initialised.
+        Ok(unsafe { stat.assume_init() })
+    }
 }
 
 impl WriteBuf for DmaBuffer {
@@ -218,8 +250,16 @@ impl File for DmaBlobFile {
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<ReadResult> {
+        // Aligned here rather than by glommio's `read_at`, which after a
+        // short read still returns `len` bytes, the rest stale pool memory.
+        let aligned_pos = self.file.align_down(pos);
+        let skip = (pos - aligned_pos) as usize;
+        let aligned_len = self.file.align_up((skip + len) as u64) as usize;
         let _io = self.io_in_flight.enter();
-        Ok(self.file.read_at(pos, len).await?)
+        let read = self.file.read_at_aligned(aligned_pos, aligned_len).await?;
+        let valid = len.min(read.len().saturating_sub(skip));
+        ReadResult::slice(&read, skip, valid)
+            .ok_or_else(|| io::Error::other("read result slice out of range"))
     }
 
     fn read_many(
@@ -262,59 +302,64 @@ impl File for DmaBlobFile {
     }
 
     fn set_len_now(&self, len: u64) -> io::Result<()> {
-        let len = libc::off_t::try_from(len)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file length too large"))?;
+        let len = to_off_t(len)?;
         // SAFETY: ftruncate on a descriptor this file owns.
-        if unsafe { libc::ftruncate(self.file.as_raw_fd(), len) } == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        cvt(unsafe { libc::ftruncate(self.file.as_raw_fd(), len) })
     }
 
-    async fn preallocate(&self, len: u64) -> io::Result<()> {
-        let _io = self.io_in_flight.enter();
-        Ok(self.file.pre_allocate(len, true).await?)
+    async fn preallocate(&self, pos: u64, len: u64) -> io::Result<()> {
+        // glommio's `pre_allocate` always starts at offset 0, which would
+        // reserve every gap below `pos` too.
+        let fd = self.file.as_raw_fd();
+        let (pos, len) = (to_off_t(pos)?, to_off_t(len)?);
+        self.blocking_call(move || {
+            // SAFETY: fallocate on a descriptor `self` keeps open until the
+            // call's future completes.
+            cvt(unsafe { libc::fallocate(fd, libc::FALLOC_FL_KEEP_SIZE, pos, len) })
+        })
+        .await
+    }
+
+    fn release_past_end_now(&self, slack: u64) -> io::Result<bool> {
+        let stat = self.fstat()?;
+        let size = u64::try_from(stat.st_size).map_err(|_| io::Error::other("negative size"))?;
+        let allocated = u64::try_from(stat.st_blocks)
+            .unwrap_or(0)
+            .saturating_mul(512);
+        if allocated <= size.div_ceil(BLOCK_SIZE) * BLOCK_SIZE + slack {
+            return Ok(false);
+        }
+        // Truncating to the same size frees the blocks past the end (ext4
+        // calls its truncate even when the size does not change).
+        self.set_len_now(size)?;
+        Ok(true)
     }
 
     async fn sync_data(&self) -> io::Result<()> {
         let fd = self.file.as_raw_fd();
         // SAFETY: fdatasync on a descriptor `self` keeps open until the
-        // await ends.
-        let fdatasync = move || {
-            if unsafe { libc::fdatasync(fd) } == 0 {
-                Ok(())
-            } else {
-                Err(io::Error::last_os_error())
-            }
-        };
-        if self.sync_runs_inline() {
-            // Nothing else of this shard waits on the device, so no task
-            // could use the executor meanwhile: block it for one fdatasync
-            // instead of handing the call off. A hand-off costs two thread
-            // wake-ups, and on the dev VM an append + sync took 1.3-1.4x
-            // fio's time with it, 1.0x without (bench/RESULTS.md).
-            let _io = self.io_in_flight.enter();
-            return fdatasync();
-        }
-        let _io = self.io_in_flight.enter();
-        // Other I/O is in flight: the executor must stay free for its
-        // completions, so the sync runs on the executor's blocking thread,
-        // which the engine leaves unpinned to run beside the shard.
-        glommio::executor().spawn_blocking(fdatasync).await
+        // call's future completes.
+        self.blocking_call(move || cvt(unsafe { libc::fdatasync(fd) }))
+            .await
     }
 
     async fn size(&self) -> io::Result<u64> {
-        // fstat, not statx by path: the path is gone once the blob is removed.
-        let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
-        // SAFETY: fstat fills `stat` on success; we read it only then.
-        if unsafe { libc::fstat(self.file.as_raw_fd(), stat.as_mut_ptr()) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fstat returned 0, so the struct is initialised.
-        let size = unsafe { stat.assume_init() }.st_size;
+        let size = self.fstat()?.st_size;
         u64::try_from(size).map_err(|_| io::Error::other("negative file size"))
     }
+}
+
+/// A libc return code as an `io::Result`.
+fn cvt(rc: libc::c_int) -> io::Result<()> {
+    match rc {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
+fn to_off_t(value: u64) -> io::Result<libc::off_t> {
+    libc::off_t::try_from(value)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset too large"))
 }
 
 #[cfg(test)]
@@ -368,6 +413,37 @@ mod tests {
                 let file = fs.open_file(&dir.join("blob"), false).await.unwrap();
                 assert!(!file.sync_runs_inline());
                 file.sync_data().await.unwrap();
+                std::fs::remove_dir_all(&dir).unwrap();
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    /// Caught on 58545b6: glommio's `read_at` answers an unaligned read that
+    /// reaches past the end of the file with the requested length, the bytes
+    /// past the end being whatever the DMA pool held. Only the bytes read may
+    /// come back.
+    #[test]
+    fn a_read_past_the_end_returns_only_the_bytes_read() {
+        let dir = std::env::temp_dir().join(format!("shardblob-dma-short-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let data_dir = DataDir::lock(&dir).unwrap();
+        glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                let fs = DmaFs::new(data_dir).await.unwrap();
+                let file = fs.open_file(&dir.join("blob"), true).await.unwrap();
+                // Leave recognisable bytes in the pool, then free them.
+                let mut page = file.alloc(2 * BLOCK_SIZE as usize);
+                page.bytes_mut().fill(0xEE);
+                drop(page);
+                let mut page = file.alloc(BLOCK_SIZE as usize);
+                page.bytes_mut().fill(7);
+                file.write_at(page, 0, false).await.unwrap();
+                file.set_len(150).await.unwrap();
+                let read = file.read_at(100, 100).await.unwrap();
+                assert_eq!(&read[..], &[7; 50][..], "only the 50 bytes before the end");
+                assert_eq!(file.read_at(200, 10).await.unwrap().len(), 0);
                 std::fs::remove_dir_all(&dir).unwrap();
             })
             .unwrap()

@@ -70,8 +70,9 @@ pub trait FileSystem: 'static {
 /// One open file, used by exactly one blob.
 #[allow(async_fn_in_trait)]
 pub trait File: 'static {
-    /// An aligned buffer to write from.
-    type WriteBuf: WriteBuf;
+    /// An aligned buffer to write from. `'static`: a started write may be
+    /// finished by another task after its caller is gone.
+    type WriteBuf: WriteBuf + 'static;
     /// The bytes of a completed read.
     type ReadBuf: Deref<Target = [u8]> + Clone + 'static;
 
@@ -100,8 +101,15 @@ pub trait File: 'static {
     /// Sets the file size now, from a synchronous context (a handle's drop).
     fn set_len_now(&self, len: u64) -> io::Result<()>;
 
-    /// Reserves blocks up to `len` without changing the file size.
-    async fn preallocate(&self, len: u64) -> io::Result<()>;
+    /// Reserves the blocks of `pos..pos + len` without changing the file
+    /// size (fallocate with KEEP_SIZE). On failure it may have reserved part
+    /// of them.
+    async fn preallocate(&self, pos: u64, len: u64) -> io::Result<()>;
+
+    /// Gives back the blocks reserved past the end of the file (a crash can
+    /// leave them), if they exceed `slack` bytes; `Ok(true)` if it did. Costs
+    /// one fstat when there are none.
+    fn release_past_end_now(&self, slack: u64) -> io::Result<bool>;
 
     /// Makes the file's data and size durable (fdatasync).
     async fn sync_data(&self) -> io::Result<()>;

@@ -665,10 +665,16 @@ impl File for SimFile {
         FileData::set_len(&self.data, len)
     }
 
-    async fn preallocate(&self, len: u64) -> io::Result<()> {
+    async fn preallocate(&self, pos: u64, len: u64) -> io::Result<()> {
         yield_now().await;
         self.start(OpKind::Other).map_err(Fault::error)?;
-        self.device(move || checked_size(len).map(drop)).await
+        let end = pos.saturating_add(len);
+        self.device(move || checked_size(end).map(drop)).await
+    }
+
+    /// The simulation does not model reserved blocks: none to give back.
+    fn release_past_end_now(&self, _slack: u64) -> io::Result<bool> {
+        Ok(false)
     }
 
     async fn sync_data(&self) -> io::Result<()> {
@@ -832,7 +838,7 @@ mod tests {
             file.write_at(filled(file, 1, 2), 0, false).await.is_ok(),
             file.read_at(0, 100).await.is_ok(),
             file.set_len(3 * BLOCK_SIZE).await.is_ok(),
-            file.preallocate(8 * BLOCK_SIZE).await.is_ok(),
+            file.preallocate(0, 8 * BLOCK_SIZE).await.is_ok(),
             file.sync_data().await.is_ok(),
             file.size().await.is_ok(),
             fs.list_dir(Path::new("/")).is_ok(),
@@ -999,7 +1005,7 @@ mod tests {
             let huge = file.write_at(filled(&file, 1, 1), u64::MAX - 4095, false);
             assert!(huge.await.is_err());
             assert!(file.set_len(u64::MAX).await.is_err());
-            assert!(file.preallocate(MAX_FILE_BYTES + 1).await.is_err());
+            assert!(file.preallocate(0, MAX_FILE_BYTES + 1).await.is_err());
             assert_eq!(file.read_at(4000, 500).await.unwrap().len(), 96);
             let not_found = Some(io::ErrorKind::NotFound);
             assert_eq!(kind(contents(&fs, "/d/missing").await), not_found);
