@@ -60,6 +60,9 @@ pub struct Config {
     /// A sync with no other I/O of its shard in flight blocks the shard for
     /// its fdatasync instead of handing it to a helper thread.
     pub sync_inline_when_idle: bool,
+    /// Accept a data_dir on a filesystem that keeps nothing across a
+    /// reboot (tmpfs, ramfs): for tests and caches only.
+    pub allow_volatile_data_dir: bool,
 }
 
 /// Which CPUs the shards are pinned to. In TOML:
@@ -131,6 +134,7 @@ struct DefaultFile {
     channel_capacity: usize,
     inflight_per_shard_max: usize,
     sync_inline_when_idle: bool,
+    allow_volatile_data_dir: bool,
 }
 
 impl From<DefaultFile> for Config {
@@ -146,6 +150,7 @@ impl From<DefaultFile> for Config {
             channel_capacity,
             inflight_per_shard_max,
             sync_inline_when_idle,
+            allow_volatile_data_dir,
         } = file;
         Config {
             data_dir,
@@ -158,6 +163,7 @@ impl From<DefaultFile> for Config {
             channel_capacity,
             inflight_per_shard_max,
             sync_inline_when_idle,
+            allow_volatile_data_dir,
         }
     }
 }
@@ -374,6 +380,7 @@ mod tests {
                 channel_capacity: 256,
                 inflight_per_shard_max: 128,
                 sync_inline_when_idle: true,
+                allow_volatile_data_dir: false,
             }
         );
         assert_eq!(parsed.spin_before_park(), Some(Duration::from_micros(50)));

@@ -6,7 +6,11 @@
 //! too small for its registered buffers it silently falls back to slower,
 //! unregistered I/O. So the engine checks, before it starts any shard:
 //! the locked-memory limit, that io_uring is usable, that `data_dir` can be
-//! created and written, and that its filesystem supports O_DIRECT.
+//! created and written, that its filesystem keeps data across a reboot
+//! (tmpfs and ramfs do not; `allow_volatile_data_dir` accepts them for tests
+//! and caches), and that it supports O_DIRECT. None of these checks needs
+//! free space once the data_dir has its LOCK: the engine must start on a
+//! full disk, so that data can be read and removed.
 //!
 //! Locked memory, as measured on Linux 6.18 (and read in glommio 0.9's
 //! `Reactor::new`): each shard has three io_uring rings (main, latency, poll)
@@ -24,6 +28,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use shardblob_shards::name::LOCK_FILE_NAME;
 use shardblob_shards::Error;
 
 use crate::config::ResolvedConfig;
@@ -73,13 +78,13 @@ pub fn locked_memory_bytes(shards: usize, io_memory_bytes: usize, ring_depth: us
 impl ResolvedConfig {
     /// Checks that the engine can start on this machine with this
     /// configuration: locked-memory limit, io_uring, a writable `data_dir`
-    /// (created if missing) on a filesystem with O_DIRECT. The error says
-    /// what to change.
+    /// (created if missing) on a persistent filesystem with O_DIRECT. The
+    /// error says what to change.
     pub fn preflight(&self) -> Result<(), Error> {
         let (limit_bytes, ipc_lock) = (memlock_limit_bytes()?, has_cap_ipc_lock());
         check_locked_memory(self, limit_bytes, ipc_lock)?;
         check_io_uring()?;
-        check_data_dir(&self.config.data_dir)
+        check_data_dir(&self.config.data_dir, self.config.allow_volatile_data_dir)
     }
 
     /// Bytes of locked memory this configuration's io_uring rings need (see
@@ -243,9 +248,16 @@ fn io_uring_problem(error: &io::Error, disabled_sysctl: Option<&str>) -> String 
 /// Tells apart the probe files of concurrent checks in one process.
 static PROBE_SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
-/// Creates `dir` if missing, then proves that a file can be created in it
-/// and written with O_DIRECT, as the shards will, and removes that file.
-fn check_data_dir(dir: &Path) -> Result<(), Error> {
+/// Creates `dir` if missing, refuses a filesystem that keeps nothing across
+/// a reboot (unless `allow_volatile`), then proves that files in it can be
+/// written and read with O_DIRECT, as the shards will.
+///
+/// The proof needs no free space when the LOCK of an earlier run is there:
+/// the engine must start on a full disk, so that data can be read and
+/// removed. It then checks that the directory is writable and reads the
+/// LOCK page with O_DIRECT. Otherwise (a new data_dir) it creates a probe
+/// file, writes a page to it with O_DIRECT and removes it.
+fn check_data_dir(dir: &Path, allow_volatile: bool) -> Result<(), Error> {
     let problem = |reason: String| Error::DataDir {
         dir: dir.to_path_buf(),
         reason,
@@ -255,14 +267,27 @@ fn check_data_dir(dir: &Path) -> Result<(), Error> {
             "cannot create it ({e}); create it yourself or set data_dir to a writable directory"
         ))
     })?;
-    let probe = dir.join(format!(
-        ".preflight-{}-{}",
-        std::process::id(),
-        PROBE_SEQUENCE.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = probe_file(&probe);
-    // The probe may not exist if its creation failed.
-    let _ = fs::remove_file(&probe);
+    if !allow_volatile && filesystem_magic(dir).is_some_and(is_volatile) {
+        return Err(problem(format!(
+            "its filesystem ({}) keeps nothing across a reboot, so every blob the engine reports durable would be lost; set data_dir to a directory on ext4 or xfs, or set allow_volatile_data_dir = true if that is meant (tests, caches)",
+            filesystem_name(dir)
+        )));
+    }
+    let lock = dir.join(LOCK_FILE_NAME);
+    let lock_is_a_page = fs::metadata(&lock).is_ok_and(|m| m.is_file() && m.len() >= PAGE_BYTES);
+    let result = if lock_is_a_page {
+        probe_in_place(dir, &lock)
+    } else {
+        let probe = dir.join(format!(
+            ".preflight-{}-{}",
+            std::process::id(),
+            PROBE_SEQUENCE.fetch_add(1, Ordering::Relaxed)
+        ));
+        let result = probe_file(&probe);
+        // The probe may not exist if its creation failed.
+        let _ = fs::remove_file(&probe);
+        result
+    };
     result.map_err(|(step, e)| {
         problem(match step {
             ProbeStep::Create => format!(
@@ -296,30 +321,68 @@ fn probe_file(path: &Path) -> Result<(), (ProbeStep, io::Error)> {
         .open(path)
         .map_err(|e| (ProbeStep::Create, e))?;
     // Some filesystems accept O_DIRECT at open and fail the I/O: write too.
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(path)
-        .map_err(|e| (ProbeStep::Direct, e))?;
+    let file = open_direct(path)?;
     let page = Box::new(AlignedPage([0; PAGE_BYTES as usize]));
     file.write_all_at(&page.0, 0)
         .map_err(|e| (ProbeStep::Direct, e))
 }
 
-/// The filesystem type of `dir` for messages, e.g. "tmpfs".
-fn filesystem_name(dir: &Path) -> String {
+/// The probe of a data_dir that has its LOCK page: writes nothing.
+fn probe_in_place(dir: &Path, lock: &Path) -> Result<(), (ProbeStep, io::Error)> {
+    let dir_c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|_| {
+        (
+            ProbeStep::Create,
+            io::Error::from_raw_os_error(libc::EINVAL),
+        )
+    })?;
+    // SAFETY: access only reads the NUL-terminated path.
+    if unsafe { libc::access(dir_c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+        return Err((ProbeStep::Create, io::Error::last_os_error()));
+    }
+    // Some filesystems accept O_DIRECT at open and fail the I/O: read too.
+    let file = open_direct(lock)?;
+    let mut page = Box::new(AlignedPage([0; PAGE_BYTES as usize]));
+    file.read_exact_at(&mut page.0, 0)
+        .map_err(|e| (ProbeStep::Direct, e))
+}
+
+fn open_direct(path: &Path) -> Result<fs::File, (ProbeStep, io::Error)> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::EROFS | libc::EACCES | libc::EPERM) => (ProbeStep::Create, e),
+            _ => (ProbeStep::Direct, e),
+        })
+}
+
+/// Filesystems that keep nothing across a reboot (statfs magic numbers).
+fn is_volatile(magic: u64) -> bool {
+    const TMPFS_MAGIC: u64 = 0x0102_1994;
+    const RAMFS_MAGIC: u64 = 0x8584_58f6;
+    matches!(magic, TMPFS_MAGIC | RAMFS_MAGIC)
+}
+
+/// The statfs type (magic number) of the filesystem of `dir`.
+fn filesystem_magic(dir: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
-    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-        return "unknown type".to_string();
-    };
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
     // SAFETY: statfs is plain data, all-zero is valid; the call writes one.
     let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: `path` is NUL-terminated and `stat` a valid statfs.
     if unsafe { libc::statfs(path.as_ptr(), &mut stat) } != 0 {
-        return "unknown type".to_string();
+        return None;
     }
-    let magic = stat.f_type as u64;
+    Some(stat.f_type as u64)
+}
+
+/// The filesystem type of `dir` for messages, e.g. "tmpfs".
+fn filesystem_name(dir: &Path) -> String {
+    let Some(magic) = filesystem_magic(dir) else {
+        return "unknown type".to_string();
+    };
     let name = match magic {
         0x0102_1994 => "tmpfs",
         0x8584_58f6 => "ramfs",
@@ -463,7 +526,7 @@ mod tests {
     fn creates_a_missing_data_dir_and_leaves_it_empty() {
         let dir = scratch("fresh");
         let data_dir = dir.join("a/b");
-        check_data_dir(&data_dir).unwrap();
+        check_data_dir(&data_dir, false).unwrap();
         assert!(data_dir.is_dir());
         assert_eq!(fs::read_dir(&data_dir).unwrap().count(), 0);
         fs::remove_dir_all(&dir).unwrap();
@@ -475,10 +538,10 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let file = dir.join("file");
         fs::write(&file, b"x").unwrap();
-        let error = check_data_dir(&file.join("data")).unwrap_err();
+        let error = check_data_dir(&file.join("data"), false).unwrap_err();
         assert!(matches!(error, Error::DataDir { .. }), "{error}");
         assert!(error.to_string().contains("cannot create it"), "{error}");
-        let error = check_data_dir(&file).unwrap_err().to_string();
+        let error = check_data_dir(&file, false).unwrap_err().to_string();
         assert!(error.contains("cannot create it"), "{error}");
         fs::remove_dir_all(&dir).unwrap();
     }
@@ -486,11 +549,11 @@ mod tests {
     #[test]
     fn reports_a_read_only_data_dir() {
         // procfs refuses new files, even to root.
-        let error = check_data_dir(Path::new("/proc/self"))
+        let error = check_data_dir(Path::new("/proc/self"), false)
             .unwrap_err()
             .to_string();
         assert!(error.contains("not writable"), "{error}");
-        let error = check_data_dir(Path::new("/proc/self/shardblob"))
+        let error = check_data_dir(Path::new("/proc/self/shardblob"), false)
             .unwrap_err()
             .to_string();
         assert!(error.contains("cannot create it"), "{error}");
@@ -530,7 +593,8 @@ mod tests {
     fn reports_a_filesystem_without_o_direct() {
         let ramfs = Ramfs::mount("odirect");
         let dir = ramfs.0.join("data");
-        let error = check_data_dir(&dir).unwrap_err().to_string();
+        // Allowed as volatile, so the O_DIRECT check is what refuses it.
+        let error = check_data_dir(&dir, true).unwrap_err().to_string();
         assert!(
             error.contains("(ramfs) does not support O_DIRECT"),
             "{error}"
@@ -541,6 +605,22 @@ mod tests {
             0,
             "probe file left behind"
         );
+    }
+
+    #[test]
+    fn refuses_a_volatile_filesystem_unless_allowed() {
+        let ramfs = Ramfs::mount("volatile");
+        let dir = ramfs.0.join("data");
+        let error = check_data_dir(&dir, false).unwrap_err().to_string();
+        assert!(
+            error.contains("(ramfs) keeps nothing across a reboot"),
+            "{error}"
+        );
+        assert!(error.contains("allow_volatile_data_dir = true"), "{error}");
+        assert!(is_volatile(
+            filesystem_magic(Path::new("/dev/shm")).unwrap()
+        ));
+        assert!(!is_volatile(filesystem_magic(Path::new("/proc")).unwrap()));
     }
 
     #[test]

@@ -613,6 +613,80 @@ fn filling_a_real_filesystem_gives_a_clean_error_and_loses_nothing() {
     drop(fs);
 }
 
+/// Appends to `path` until not one more byte fits (halving the write on
+/// ENOSPC down to a single byte), then syncs it.
+fn fill_to_the_last_byte(path: &Path) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).unwrap();
+    let mut chunk = vec![0x5a_u8; 1 << 20];
+    // Bounded: each turn writes bytes (at most the image) or halves the chunk.
+    for _ in 0..(IMAGE_BYTES + 64) {
+        match file.write(&chunk) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && chunk.len() > 1 => {
+                chunk.truncate(chunk.len() / 2);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+            Err(e) => panic!("fill {}: {e}", path.display()),
+        }
+    }
+    file.sync_all().unwrap();
+}
+
+/// Issue 11, item 13: the engine starts on a full filesystem, so data can be
+/// read and removed to free space. Before the fix the startup check wrote a
+/// new probe file with O_DIRECT, which failed with ENOSPC.
+#[test]
+fn the_engine_starts_on_a_full_filesystem_to_read_and_remove() {
+    let fs = Mounted::new("full-restart");
+    let data_dir = fs.mount_point.join("data");
+    let engine = start(&data_dir);
+    let client = engine.client();
+    let data = pattern(7, 0, CHUNK);
+    block_on(async {
+        let (blob, _) = open(&client, b"old").await.unwrap();
+        blob.write_vectored_at(0, &[&data], WriteOptions::SYNC)
+            .await
+            .unwrap();
+        let (other, _) = client.open("other", b"x").await.unwrap();
+        other.write_at(0, &data).await.unwrap();
+        other.sync().await.unwrap();
+    });
+    drop(client);
+    engine.shutdown().unwrap();
+    fill_to_the_last_byte(&fs.mount_point.join("filler"));
+    assert_eq!(fs.free_bytes(), 0, "the filesystem is full");
+
+    let engine = Engine::start(Config {
+        data_dir: data_dir.clone(),
+        shards: 1,
+        ..Config::default()
+    })
+    .unwrap_or_else(|e| panic!("the engine starts on a full filesystem: {e}"));
+    let client = engine.client();
+    block_on(async {
+        let (blob, len) = open(&client, b"old").await.unwrap();
+        assert_eq!(len, CHUNK);
+        let got = blob.read_at(0, CHUNK as usize).await.unwrap();
+        assert!(got[..] == data[..], "the blob reads back on a full disk");
+        drop(blob);
+        client.remove(PARTITION, Some(b"old")).await.unwrap();
+        assert_eq!(client.scan(PARTITION).await.unwrap(), Vec::<Vec<u8>>::new());
+        client.remove("other", None).await.unwrap();
+        assert!(matches!(
+            client.scan("other").await,
+            Err(Error::PartitionMissing(_))
+        ));
+    });
+    assert!(
+        fs.free_bytes() >= CHUNK,
+        "the removal freed the blob's space"
+    );
+    drop(client);
+    engine.shutdown().unwrap();
+}
+
 /// Bytes a file has allocated (`st_blocks`) beyond its size rounded up to
 /// whole 4 KiB blocks.
 fn allocated_past_end(path: &Path) -> u64 {

@@ -38,3 +38,10 @@ fn unknown_fields_are_named() {
         .to_string();
     assert!(error.contains("shard_count"), "{error}");
 }
+
+#[test]
+fn volatile_data_dirs_are_refused_by_default() {
+    assert!(!Config::default().allow_volatile_data_dir);
+    let config = Config::from_toml_str("allow_volatile_data_dir = true\n").unwrap();
+    assert!(config.allow_volatile_data_dir);
+}

@@ -5,6 +5,10 @@
 //! opener fails at once instead of corrupting blobs. The LOCK file also holds
 //! one full page: each shard opens it as its first DMA file, which keeps
 //! glommio 0.9 from wrongly marking the device as pollable (DESIGN.md, traps).
+//!
+//! Taking the lock also deletes the tombstones of removed partitions (see
+//! `store.rs`): a removal commits by renaming the partition away, so what
+//! its deletion left behind is garbage nobody lists.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -13,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::fs::BLOCK_SIZE;
-use crate::name::LOCK_FILE_NAME;
+use crate::name::{is_tombstone, LOCK_FILE_NAME};
 use crate::{Error, Result};
 
 /// A locked data directory. Dropping the last `Arc` releases the lock.
@@ -24,9 +28,19 @@ pub struct DataDir {
 }
 
 impl DataDir {
-    /// Creates the directory if missing and takes its LOCK.
+    /// Creates the directory if missing, takes its LOCK and deletes the
+    /// tombstones that removed partitions left behind. A relative path is
+    /// made absolute against the working directory now: the shards open
+    /// paths under it later, and glommio fails on a relative directory
+    /// path. Needs no free space when the LOCK file exists.
     pub fn lock(path: impl Into<PathBuf>) -> Result<Arc<DataDir>> {
-        let path = path.into();
+        let given = path.into();
+        let path = std::path::absolute(&given).map_err(|e| Error::DataDir {
+            dir: given.clone(),
+            reason: format!(
+                "cannot make it an absolute path ({e}); set data_dir to an absolute path"
+            ),
+        })?;
         let dir_error = |reason: String| Error::DataDir {
             dir: path.clone(),
             reason,
@@ -62,6 +76,7 @@ impl DataDir {
                 .and_then(|()| lock.sync_all())
                 .map_err(|e| dir_error(format!("cannot write LOCK ({e})")))?;
         }
+        delete_tombstones(&path);
         Ok(Arc::new(DataDir { path, _lock: lock }))
     }
 
@@ -73,6 +88,20 @@ impl DataDir {
     /// The LOCK file: at least one page, safe to open with direct I/O.
     pub fn lock_path(&self) -> PathBuf {
         self.path.join(LOCK_FILE_NAME)
+    }
+}
+
+/// Deletes the tombstones of partition removals that committed but did not
+/// finish deleting (a crash, a failed unlink). Best effort: a tombstone is
+/// never listed, and the next start tries again. Bounded by the listing.
+fn delete_tombstones(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if is_tombstone(&entry.file_name()) {
+            let _ = fs::remove_dir_all(entry.path());
+        }
     }
 }
 

@@ -13,6 +13,26 @@ pub const BLOB_NAME_LEN_MAX: usize = 127;
 /// The file at the data_dir root that is not a partition.
 pub const LOCK_FILE_NAME: &str = "LOCK";
 
+/// Leading part of a tombstone: the name a partition directory gets when it
+/// is removed, before its contents are deleted. A partition name cannot
+/// start with '.', so no tombstone is ever taken for a partition.
+pub const TOMBSTONE_PREFIX: &str = ".removed-";
+
+/// The tombstone name number `sequence` of a partition: a checksum of the
+/// partition name (so shards removing different partitions rarely try the
+/// same name) and a number; at most 38 bytes, a valid file name.
+pub fn tombstone_name(partition: &str, sequence: u64) -> String {
+    let checksum = crc32fast::hash(partition.as_bytes());
+    format!("{TOMBSTONE_PREFIX}{checksum:08x}-{sequence}")
+}
+
+/// Whether a data_dir entry is a tombstone left by a partition removal.
+pub fn is_tombstone(file_name: &std::ffi::OsStr) -> bool {
+    file_name
+        .as_encoded_bytes()
+        .starts_with(TOMBSTONE_PREFIX.as_bytes())
+}
+
 /// Checks a partition name: 1..=255 bytes of `[A-Za-z0-9_-]`, not `LOCK`.
 pub fn validate_partition(partition: &str) -> Result<()> {
     let valid = !partition.is_empty()
@@ -115,6 +135,17 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn tombstones_are_never_partition_names() {
+        let name = tombstone_name(&"x".repeat(255), u64::MAX);
+        assert!(name.len() <= 255, "{name}");
+        assert!(is_tombstone(name.as_ref()), "{name}");
+        assert!(validate_partition(&name).is_err(), "{name}");
+        assert_ne!(tombstone_name("a", 0), tombstone_name("a", 1));
+        assert_ne!(tombstone_name("a", 0), tombstone_name("b", 0));
+        assert!(!is_tombstone("p".as_ref()) && !is_tombstone("LOCK".as_ref()));
     }
 
     #[test]

@@ -8,9 +8,18 @@
 //! process) may have left an entry that is listed but not durable.
 //!
 //! The registry enforces one live open per blob: a slot is claimed before
-//! the first await of `open`, so two concurrent opens of one name cannot both
-//! succeed, and a handle's drop releases only its own slot (a removed and
-//! reopened name has a new slot).
+//! the first file-system call of `open`, so two concurrent opens of one name
+//! cannot both succeed, and a handle's drop releases only its own slot (a
+//! removed and reopened name has a new slot). A remove and an open of one
+//! name exclude each other (see [`Registry`]): were a remove to forget the
+//! slot of an open in progress, a third open could claim the name and two
+//! handles would end on one file, each with its own idea of the length.
+//!
+//! Removing a partition is atomic, to observers and across a crash: its
+//! directory is renamed to a tombstone name no partition can have, and the
+//! data directory synced; only then are the files deleted (best effort;
+//! `DataDir::lock` deletes leftover tombstones at the next start). Deleting
+//! file by file would leave a subset after a failure or a crash.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -19,11 +28,13 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use event_listener::Event;
+
 use crate::api::Storage;
 use crate::blob::{ShardBlob, TailBlock};
 use crate::fs::{File, FileSystem, WriteBuf, BLOCK_SIZE};
 use crate::header::{self, HEADER_LEN};
-use crate::name::{blob_file_name, unhex, validate_partition};
+use crate::name::{blob_file_name, tombstone_name, unhex, validate_partition};
 use crate::{Error, Result};
 
 /// A blob's identity: partition and raw name.
@@ -34,40 +45,147 @@ pub struct BlobKey {
 }
 
 enum Slot {
-    /// An `open` is in progress.
-    Opening,
+    /// An `open` is in progress; the number tells opens apart.
+    Opening(u64),
     /// Open; the pointer identifies the open (compared, never dereferenced).
     Open(*const ()),
 }
 
-/// The live opens of one store.
+/// What a remove in progress covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Removal {
+    Blob(BlobKey),
+    Partition(String),
+}
+
+impl Removal {
+    fn covers(&self, key: &BlobKey) -> bool {
+        match self {
+            Removal::Blob(blob) => blob == key,
+            Removal::Partition(partition) => *partition == key.partition,
+        }
+    }
+
+    fn partition(&self) -> &str {
+        match self {
+            Removal::Blob(key) => &key.partition,
+            Removal::Partition(partition) => partition,
+        }
+    }
+
+    /// Whether the two removes touch a common name: either would see the
+    /// other half done (a partition renamed away, and maybe put back).
+    fn overlaps(&self, other: &Removal) -> bool {
+        match (self, other) {
+            (Removal::Blob(a), Removal::Blob(b)) => a == b,
+            _ => self.partition() == other.partition(),
+        }
+    }
+}
+
+/// The live opens and the removes in progress of one store.
+///
+/// A remove and an open of one name exclude each other: a remove waits for
+/// the removes it overlaps, announces itself (new opens of its names, and
+/// scans of a partition it removes, then wait for it), then waits for the
+/// opens already in progress; an open waits for the removes of its name,
+/// then claims its slot. A call waits only for calls that announced
+/// themselves, and an announced remove only for opens that hold a slot,
+/// which wait for nothing: no cycle, no deadlock. An open's slot is never
+/// forgotten while the open runs: its final registration only fills the
+/// slot it claimed. Waiting is not fair: a steady stream of removes of
+/// one name can hold its opens back.
 #[derive(Default)]
 pub struct Registry {
     slots: RefCell<HashMap<BlobKey, Slot>>,
+    /// One entry per remove in progress; bounded by the calls in flight.
+    removals: RefCell<Vec<Removal>>,
+    next_open: Cell<u64>,
+    /// Notified whenever an open or a remove ends.
+    ended: Event,
 }
 
 impl Registry {
-    /// Claims `key` for an open; `false` if it is open or being opened.
-    fn claim(&self, key: &BlobKey) -> bool {
+    fn removing(&self, key: &BlobKey) -> bool {
+        self.removals.borrow().iter().any(|r| r.covers(key))
+    }
+
+    /// Whether an open of a name `removal` covers is in progress.
+    fn opening(&self, removal: &Removal) -> bool {
+        let slots = self.slots.borrow();
+        let opening = |slot: &Slot| matches!(slot, Slot::Opening(_));
+        match removal {
+            Removal::Blob(key) => slots.get(key).is_some_and(opening),
+            Removal::Partition(_) => slots
+                .iter()
+                .any(|(key, slot)| opening(slot) && removal.covers(key)),
+        }
+    }
+
+    /// Waits until `busy` is false. Each turn of the loop follows the end
+    /// of an open or a remove of this store.
+    async fn wait_while(&self, busy: impl Fn() -> bool) {
+        while busy() {
+            let listener = self.ended.listen();
+            if !busy() {
+                break;
+            }
+            listener.await;
+        }
+    }
+
+    /// Waits for the removes of `key`, then claims it for an open; `None`
+    /// if it is open or being opened.
+    async fn claim<'a>(&'a self, key: &'a BlobKey) -> Option<ClaimGuard<'a>> {
+        self.wait_while(|| self.removing(key)).await;
         let mut slots = self.slots.borrow_mut();
         if slots.contains_key(key) {
-            return false;
+            return None;
         }
-        slots.insert(key.clone(), Slot::Opening);
-        true
+        let open = self.next_open.get();
+        self.next_open.set(open + 1);
+        slots.insert(key.clone(), Slot::Opening(open));
+        Some(ClaimGuard {
+            registry: self,
+            key,
+            open,
+        })
     }
 
-    fn opened(&self, key: &BlobKey, open: *const ()) {
-        self.slots
-            .borrow_mut()
-            .insert(key.clone(), Slot::Open(open));
-    }
-
-    fn abandon(&self, key: &BlobKey) {
+    /// Turns the claimed slot into an open one; `false` (nothing changed)
+    /// if the slot is not the claim's any more.
+    fn opened(&self, claim: &ClaimGuard<'_>, blob: *const ()) -> bool {
         let mut slots = self.slots.borrow_mut();
-        if matches!(slots.get(key), Some(Slot::Opening)) {
-            slots.remove(key);
+        match slots.get_mut(claim.key) {
+            Some(slot) if matches!(*slot, Slot::Opening(o) if o == claim.open) => {
+                *slot = Slot::Open(blob);
+                true
+            }
+            _ => false,
         }
+    }
+
+    /// Whether a removal of the whole `partition` is in progress.
+    fn removing_partition(&self, partition: &str) -> bool {
+        let removals = self.removals.borrow();
+        removals
+            .iter()
+            .any(|r| matches!(r, Removal::Partition(p) if p == partition))
+    }
+
+    /// Waits for the removes `removal` overlaps, announces it (opens of its
+    /// names wait from now on), then waits for the opens of its names
+    /// already in progress.
+    async fn start_removal(&self, removal: Removal) -> RemovalGuard<'_> {
+        let overlapped = || self.removals.borrow().iter().any(|r| r.overlaps(&removal));
+        self.wait_while(overlapped).await;
+        self.removals.borrow_mut().push(removal.clone());
+        let guard = RemovalGuard {
+            registry: self,
+            removal,
+        };
+        self.wait_while(|| self.opening(&guard.removal)).await;
+        guard
     }
 
     /// Releases `key` if `open` still holds it.
@@ -78,14 +196,21 @@ impl Registry {
         }
     }
 
-    fn forget(&self, key: &BlobKey) {
-        self.slots.borrow_mut().remove(key);
-    }
-
-    fn forget_partition(&self, partition: &str) {
-        self.slots
-            .borrow_mut()
-            .retain(|key, _| key.partition != partition);
+    /// Forgets the open slots a remove covers (their files are gone from
+    /// the names). Only under a [`RemovalGuard`] whose wait ended: no open
+    /// of these names is in progress.
+    fn forget(&self, removal: &Removal) {
+        debug_assert!(
+            !self.opening(removal),
+            "a remove forgets only finished opens"
+        );
+        let mut slots = self.slots.borrow_mut();
+        match removal {
+            Removal::Blob(key) => {
+                slots.remove(key);
+            }
+            Removal::Partition(_) => slots.retain(|key, _| !removal.covers(key)),
+        }
     }
 }
 
@@ -93,11 +218,34 @@ impl Registry {
 struct ClaimGuard<'a> {
     registry: &'a Registry,
     key: &'a BlobKey,
+    open: u64,
 }
 
 impl Drop for ClaimGuard<'_> {
     fn drop(&mut self) {
-        self.registry.abandon(self.key);
+        let mut slots = self.registry.slots.borrow_mut();
+        if matches!(slots.get(self.key), Some(Slot::Opening(o)) if *o == self.open) {
+            slots.remove(self.key);
+        }
+        drop(slots);
+        self.registry.ended.notify(usize::MAX);
+    }
+}
+
+/// A remove in progress; its end (or cancellation) lets waiting opens on.
+struct RemovalGuard<'a> {
+    registry: &'a Registry,
+    removal: Removal,
+}
+
+impl Drop for RemovalGuard<'_> {
+    fn drop(&mut self) {
+        let mut removals = self.registry.removals.borrow_mut();
+        if let Some(at) = removals.iter().position(|r| *r == self.removal) {
+            removals.swap_remove(at);
+        }
+        drop(removals);
+        self.registry.ended.notify(usize::MAX);
     }
 }
 
@@ -132,6 +280,8 @@ pub struct ShardStore<F: FileSystem> {
     root: PathBuf,
     registry: Rc<Registry>,
     dirs: DirSyncs,
+    /// Number of the next tombstone name this store tries.
+    tombstones: Cell<u64>,
 }
 
 impl<F: FileSystem> ShardStore<F> {
@@ -142,6 +292,7 @@ impl<F: FileSystem> ShardStore<F> {
             root: root.into(),
             registry: Rc::new(Registry::default()),
             dirs: DirSyncs::default(),
+            tombstones: Cell::new(0),
         }
     }
 
@@ -332,6 +483,13 @@ impl<F: FileSystem> ShardStore<F> {
 
     async fn remove_blob(&self, partition: &str, name: &[u8]) -> Result<()> {
         let file_name = blob_file_name(partition, name)?;
+        let removal = Removal::Blob(BlobKey {
+            partition: partition.to_string(),
+            name: name.to_vec(),
+        });
+        let removing = self.registry.start_removal(removal).await;
+        // The unlink and the forget go together, with no await between: a
+        // handle's slot lives exactly as long as its file has the name.
         let dir = self.root.join(partition);
         self.dirs.changed(&dir);
         match self.fs.remove_file(&dir.join(file_name)) {
@@ -344,10 +502,7 @@ impl<F: FileSystem> ShardStore<F> {
             }
             Err(e) => return Err(Error::io(partition, Some(name), "remove", e)),
         }
-        self.registry.forget(&BlobKey {
-            partition: partition.to_string(),
-            name: name.to_vec(),
-        });
+        self.registry.forget(&removing.removal);
         self.sync_dir(&dir)
             .await
             .map_err(|e| Error::io(partition, Some(name), "sync partition directory", e))
@@ -384,25 +539,92 @@ impl<F: FileSystem> ShardStore<F> {
             .collect()
     }
 
+    /// Removes a partition atomically: its directory is renamed to a
+    /// tombstone (no partition can have that name), the data directory
+    /// synced (the commit point), then the tombstone deleted, best effort
+    /// (`DataDir::lock` deletes leftovers). Before the commit, a failure
+    /// puts the directory back and says that nothing was removed.
     async fn remove_partition(&self, partition: &str) -> Result<()> {
-        // List (and refuse foreign entries) before deleting anything.
-        let names = self.list(partition)?;
+        let removal = Removal::Partition(partition.to_string());
+        let removing = self.registry.start_removal(removal).await;
+        // List (and refuse foreign entries) before changing anything.
+        self.list(partition).map_err(|e| match e {
+            Error::Io { source, .. } => Error::io(partition, None, LIST_FAILED, source),
+            other => other,
+        })?;
         let dir = self.root.join(partition);
-        self.dirs.changed(&dir);
+        let tombstone = self.rename_to_tombstone(partition, &dir)?;
         self.dirs.changed(&self.root);
-        for name in &names {
-            let path = dir.join(crate::name::hex(name));
-            self.fs
-                .remove_file(&path)
-                .map_err(|e| Error::io(partition, Some(name), "remove", e))?;
+        self.dirs.changed(&dir);
+        // From here the blobs have left their names: even if this call is
+        // dropped, their handles must not keep the names "already open".
+        let forget = ForgetOnDrop {
+            registry: &self.registry,
+            removal: &removing.removal,
+        };
+        if let Err(e) = self.sync_dir(&self.root).await {
+            let op = match self.fs.rename(&tombstone, &dir) {
+                Ok(()) => {
+                    // Disarmed: the files have their names back, and the
+                    // live handles keep the names they hold.
+                    std::mem::forget(forget);
+                    "sync data directory; nothing was removed"
+                }
+                Err(_) => "sync data directory; the partition is gone, but a crash may bring all of it back",
+            };
+            return Err(Error::io(partition, None, op, e));
         }
-        self.registry.forget_partition(partition);
-        self.fs
-            .remove_dir(&dir)
-            .map_err(Self::partition_io(partition, "remove partition"))?;
-        self.sync_dir(&self.root)
-            .await
-            .map_err(Self::partition_io(partition, "sync data directory"))
+        drop(forget);
+        self.delete_tombstone(&tombstone);
+        Ok(())
+    }
+
+    /// Renames a partition's directory to a free tombstone name.
+    fn rename_to_tombstone(&self, partition: &str, dir: &Path) -> Result<PathBuf> {
+        for _ in 0..TOMBSTONE_NAMES_MAX {
+            let sequence = self.tombstones.get();
+            self.tombstones.set(sequence.wrapping_add(1));
+            let tombstone = self.root.join(tombstone_name(partition, sequence));
+            match self.fs.rename(dir, &tombstone) {
+                Ok(()) => return Ok(tombstone),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(Error::io(partition, None, RENAME_FAILED, e)),
+            }
+        }
+        let taken = format!(
+            "{TOMBSTONE_NAMES_MAX} tombstone names in a row are taken by earlier removals; restarting the engine deletes them"
+        );
+        let taken = io::Error::new(io::ErrorKind::AlreadyExists, taken);
+        Err(Error::io(partition, None, RENAME_FAILED, taken))
+    }
+
+    /// Deletes a committed tombstone, best effort: whatever is left stays
+    /// unlisted until `DataDir::lock` deletes it.
+    fn delete_tombstone(&self, tombstone: &Path) {
+        let Ok(entries) = self.fs.list_dir(tombstone) else {
+            return;
+        };
+        for entry in entries {
+            let _ = self.fs.remove_file(&tombstone.join(&entry.name));
+        }
+        let _ = self.fs.remove_dir(tombstone);
+    }
+}
+
+const LIST_FAILED: &str = "list partition; nothing was removed";
+const RENAME_FAILED: &str = "rename partition to its tombstone; nothing was removed";
+/// Tombstone names one removal tries before it gives up.
+const TOMBSTONE_NAMES_MAX: u32 = 64;
+
+/// Forgets the open slots of a removed partition when dropped.
+struct ForgetOnDrop<'a> {
+    registry: &'a Registry,
+    removal: &'a Removal,
+}
+
+impl Drop for ForgetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.registry.forget(self.removal);
     }
 }
 
@@ -422,21 +644,27 @@ impl<F: FileSystem> Storage for ShardStore<F> {
             name: name.to_vec(),
         };
         Self::check_versions(&key, &versions)?;
-        if !self.registry.claim(&key) {
+        let Some(claim) = self.registry.claim(&key).await else {
+            return Err(Error::BlobAlreadyOpen {
+                partition: key.partition,
+                name: key.name,
+            });
+        };
+        let (file, len, version, tail) = self.open_file(&key, &versions).await?;
+        let blob = ShardBlob::new(key.clone(), file, len, tail, Rc::downgrade(&self.registry));
+        // A remove never forgets a slot whose open is in progress, so the
+        // claim still holds it; if not, fail rather than take another's.
+        let registered = self
+            .registry
+            .opened(&claim, Rc::as_ptr(&blob.state) as *const ());
+        debug_assert!(registered, "an open's slot stays its own until it ends");
+        if !registered {
+            drop(claim);
             return Err(Error::BlobAlreadyOpen {
                 partition: key.partition,
                 name: key.name,
             });
         }
-        let guard = ClaimGuard {
-            registry: &self.registry,
-            key: &key,
-        };
-        let (file, len, version, tail) = self.open_file(&key, &versions).await?;
-        drop(guard);
-        let blob = ShardBlob::new(key.clone(), file, len, tail, Rc::downgrade(&self.registry));
-        self.registry
-            .opened(&key, Rc::as_ptr(&blob.state) as *const ());
         Ok((blob, len, version))
     }
 
@@ -450,6 +678,12 @@ impl<F: FileSystem> Storage for ShardStore<F> {
 
     async fn scan(&self, partition: &str) -> Result<Vec<Vec<u8>>> {
         validate_partition(partition)?;
+        // A partition removal is seen whole or not at all, even if it fails
+        // and puts the directory back.
+        let registry = &self.registry;
+        registry
+            .wait_while(|| registry.removing_partition(partition))
+            .await;
         self.list(partition)
     }
 }

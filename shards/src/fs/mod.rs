@@ -65,6 +65,12 @@ pub trait FileSystem: 'static {
 
     /// Makes the directory's entries durable (fsync of the directory).
     async fn sync_dir(&self, path: &Path) -> io::Result<()>;
+
+    /// Renames the file or directory `from` to `to`, which must not exist
+    /// (`AlreadyExists`): never replaces an entry. Durable once both parent
+    /// directories are synced; within one directory a crash keeps either
+    /// the old or the new name, never both or neither.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
 }
 
 /// One open file, used by exactly one blob.

@@ -28,6 +28,10 @@
 //!   any gap). `sync_data` makes the current bytes and size durable;
 //!   `sync_dir` makes that directory's current listing durable.
 //! - Removing an entry keeps the inode for open handles (POSIX unlink).
+//!   A rename removes the entry from its parent's current listing and adds
+//!   it to the new parent's: two listing changes, each durable at its
+//!   directory's `sync_dir` (so a crash keeps a rename within one directory
+//!   whole, and may keep a rename across directories in both or neither).
 //! - Paths: the root always exists; `/a/b` and `a/b` are the same; `..` is
 //!   EINVAL. `list_dir` lists by name; `read_many` yields its ranges in a
 //!   seeded random order.
@@ -561,6 +565,27 @@ impl FileSystem for SimFs {
             Ok(())
         })
         .await
+    }
+
+    /// Moves the entry between the current listings of its old and new
+    /// parent: like any entry change, durable per directory at its
+    /// `sync_dir`, so a crash keeps a rename within one directory whole.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.start(OpKind::Other)?;
+        let mut disk = self.disk.borrow_mut();
+        let source = disk.place(from)?.ok_or_else(|| os_error(libc::EBUSY))?;
+        let id = source.node.ok_or_else(|| os_error(libc::ENOENT))?;
+        if to.starts_with(from) {
+            return Err(os_error(libc::EINVAL));
+        }
+        let target = disk.place(to)?.ok_or_else(|| os_error(libc::EEXIST))?;
+        if target.node.is_some() {
+            return Err(os_error(libc::EEXIST));
+        }
+        disk.dir_mut(source.parent)?.current.remove(source.name);
+        let name = target.name.to_owned();
+        disk.dir_mut(target.parent)?.current.insert(name, id);
+        Ok(())
     }
 }
 

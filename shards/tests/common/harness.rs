@@ -182,8 +182,9 @@ pub struct Stats {
     pub ops: u64,
     /// Ops that returned the error of a fault injected into them.
     pub failed: u64,
-    /// Faults the store may absorb: a failed preallocation (advisory) and
-    /// a failed trim in a handle's drop (best effort).
+    /// Faults the store may absorb: a failed preallocation (advisory), a
+    /// failed trim in a handle's drop, and a failed deletion of a removed
+    /// partition's files after the removal committed (all best effort).
     pub swallowed: u64,
     pub interrupted: u64,
     pub crashes: u64,

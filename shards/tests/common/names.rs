@@ -227,7 +227,9 @@ impl Harness {
                 Outcome::Interrupted
             }
             Some(Ok(())) => {
-                assert!(!self.faulted(), "{op:?} swallowed a fault");
+                // A fault may hit the best-effort deletion of the partition's
+                // files after the removal committed: still a durable `Ok`.
+                self.stats.swallowed += u64::from(self.faulted());
                 assert!(listed, "{op:?} returned Ok, but there is no such partition");
                 self.parts.insert(p.to_string(), Part::default());
                 self.orphan(|k| k.0 == p);
