@@ -136,6 +136,9 @@ impl FileSystem for Device {
     async fn sync_dir(&self, path: &Path) -> io::Result<()> {
         self.fs.sync_dir(path).await
     }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.fs.rename(from, to)
+    }
 }
 
 impl File for DeviceFile {

@@ -131,7 +131,7 @@ where
             Some(seed) => panic!(
                 "{test} failed at seed {seed}: {message}\n\
                  rerun this seed alone: {SEED_VAR}={seed} cargo test -p shardblob-shards --test {test}\n{}",
-                history(400)
+                history(60)
             ),
             None => panic!("{test} failed before its first seed: {message}"),
         }
