@@ -234,15 +234,22 @@ impl Sim {
         }
     }
 
-    /// A remove of `key` that started at `start` returned `Ok`: the handle
-    /// opened before it is an orphan, and the name is gone unless an open
-    /// that ran meanwhile (or a dropped one) may have made it again.
+    /// A remove of `key` that started at `start` returned `Ok` (and the
+    /// listing was peeked at since): the handle opened before it is an
+    /// orphan, as is one whose open ended during the remove if the name is
+    /// not listed now (the remove waited for that open and took its file);
+    /// the name is gone unless an open that ran meanwhile (or a dropped
+    /// one) may have made it again.
     fn removed(&self, key: &Key, start: u64) {
         let mut names = self.names.borrow_mut();
         let name = names.entry(key.clone()).or_default();
-        let opened_after = name.live_since.is_some_and(|since| since > start);
-        let may_exist = name.opening > 0 || name.dropped_open || opened_after;
         let mut h = self.h.borrow_mut();
+        let part = h.parts.get(&key.0).filter(|part| part.listed);
+        let listed = part
+            .and_then(|part| part.entries.get(&key.1))
+            .is_some_and(|e| e.listed);
+        let opened_after = listed && name.live_since.is_some_and(|since| since > start);
+        let may_exist = name.opening > 0 || name.dropped_open || opened_after;
         if !opened_after {
             name.live_since = None;
             if let Some(handle) = h.open.remove(key) {
@@ -291,6 +298,7 @@ impl Sim {
         let end = match result {
             None => End::Dropped,
             Some(Ok(())) => {
+                self.h.borrow_mut().peek(p);
                 self.removed(key, start);
                 End::Done
             }
@@ -321,6 +329,7 @@ impl Sim {
         let end = match result {
             None => End::Dropped,
             Some(Ok(())) => {
+                self.h.borrow_mut().peek(p);
                 let h = self.h.borrow();
                 let listed = h
                     .parts
