@@ -52,13 +52,15 @@ pub const OVERTAKES_MAX: u32 = TASKS as u32;
 pub const SYNC_OVERTAKES_MAX: u32 = 3 * OVERTAKES_MAX;
 
 /// What an op in flight may touch, for the overlap rule.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct Span {
     pub(super) start: u64,
     /// End time; `None` while in flight.
     pub(super) end: Option<u64>,
     /// Byte range it may change, end exclusive.
     pub(super) bytes: (u64, u64),
+    /// A write's bytes (at `bytes.0`).
+    pub(super) data: Option<Rc<[u8]>>,
 }
 
 impl Span {
@@ -591,9 +593,9 @@ impl Sim {
     pub(super) fn racing(&self, inode: usize, id: u64, bytes: (u64, u64)) -> bool {
         let mut inodes = self.inodes.borrow_mut();
         let state = inodes.get_mut(&inode).expect("inode of a mutation");
-        let me = state.spans[&id];
+        let me_start = state.spans[&id].start;
         let racing = state.spans.iter().any(|(other, span)| {
-            *other != id && span.touches(bytes) && span.end.is_none_or(|end| end > me.start)
+            *other != id && span.touches(bytes) && span.end.is_none_or(|end| end > me_start)
         });
         racing
     }
@@ -620,16 +622,44 @@ impl Sim {
             .retain(|_, s| s.end.is_none_or(|end| end > oldest_live));
     }
 
-    /// Starts mutation `id` of `bytes`.
-    pub(super) fn start_span(&self, inode: usize, id: u64, bytes: (u64, u64)) {
+    /// Starts mutation `id` of `bytes` (a write's, with its `data`).
+    pub(super) fn start_span(&self, inode: usize, id: u64, bytes: (u64, u64), data: Option<&[u8]>) {
         let mut inodes = self.inodes.borrow_mut();
         let state = inodes.get_mut(&inode).expect("inode of a mutation");
         let span = Span {
             start: id,
             end: None,
             bytes,
+            data: data.map(Rc::from),
         };
         state.spans.insert(id, span);
+    }
+
+    /// A write of `bytes` starts while others to the same bytes are in
+    /// flight: any of them may land after it, over its bytes.
+    pub(super) fn overlay_racing_writes(
+        &self,
+        inode: usize,
+        model: &Model,
+        id: u64,
+        bytes: (u64, u64),
+    ) {
+        let inodes = self.inodes.borrow();
+        let racing: Vec<(u64, Rc<[u8]>)> = inodes[&inode]
+            .spans
+            .iter()
+            .filter(|(other, span)| **other != id && span.end.is_none() && span.touches(bytes))
+            .filter_map(|(_, span)| span.data.clone().map(|data| (span.bytes.0, data)))
+            .collect();
+        drop(inodes);
+        if racing.is_empty() {
+            return;
+        }
+        self.edit(inode, model, |m| {
+            for (offset, data) in &racing {
+                m.maybe_write(*offset, data, false, false);
+            }
+        });
     }
 
     /// Byte ranges of other mutations that overlapped op `start..now`, or

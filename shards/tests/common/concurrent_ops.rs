@@ -87,12 +87,13 @@ impl Sim {
         };
         let (id, faults) = (self.tick(), self.faults_now());
         let bytes = (offset, offset + data.len() as u64);
-        self.start_span(p.inode, id, bytes);
+        self.start_span(p.inode, id, bytes, Some(data));
         self.may_change_len(&p, id, Pending::Write(bytes.0, bytes.1));
         let torn = self.faults_on;
         self.edit(p.inode, &p.model, |m| {
             m.maybe_write(offset, data, sync, torn)
         });
+        self.overlay_racing_writes(p.inode, &p.model, id, bytes);
         let cut = data.len() / pieces.max(1);
         let bufs: Vec<&[u8]> = match pieces > 1 && cut > 0 {
             true => vec![&data[..cut], &[], &data[cut..]],
@@ -182,7 +183,7 @@ impl Sim {
         let (id, faults) = (self.tick(), self.faults_now());
         let old_len = p.model.borrow().len;
         let bytes = (len.min(old_len), u64::MAX);
-        self.start_span(p.inode, id, bytes);
+        self.start_span(p.inode, id, bytes, None);
         self.may_change_len(&p, id, Pending::Resize(len));
         self.edit(p.inode, &p.model, |m| m.maybe_resize(len));
         self.wait(&p, id, false);
@@ -225,7 +226,7 @@ impl Sim {
         };
         let (id, faults) = (self.tick(), self.faults_now());
         let bytes = (p.model.borrow().len, u64::MAX);
-        self.start_span(p.inode, id, bytes);
+        self.start_span(p.inode, id, bytes, None);
         self.edit(p.inode, &p.model, BlobModel::maybe_sync);
         self.wait(&p, id, true);
         let blob = p.blob.clone();
