@@ -94,6 +94,7 @@ impl Sim {
             m.maybe_write(offset, data, sync, torn)
         });
         self.overlay_racing_writes(p.inode, &p.model, id, bytes);
+        self.mark_poison(&p, sync && self.faults_on);
         let cut = data.len() / pieces.max(1);
         let bufs: Vec<&[u8]> = match pieces > 1 && cut > 0 {
             true => vec![&data[..cut], &[], &data[cut..]],
@@ -138,6 +139,9 @@ impl Sim {
         }
     }
 
+    /// A sync or SYNC write of `p` failed, or (with faults injected) may
+    /// fail: the blob may be poisoned from now on, even before its future
+    /// reports it.
     fn mark_poison(&self, p: &Picked, poisons: bool) {
         if poisons {
             let mut inodes = self.inodes.borrow_mut();
@@ -228,6 +232,7 @@ impl Sim {
         let bytes = (p.model.borrow().len, u64::MAX);
         self.start_span(p.inode, id, bytes, None);
         self.edit(p.inode, &p.model, BlobModel::maybe_sync);
+        self.mark_poison(&p, self.faults_on);
         self.wait(&p, id, true);
         let blob = p.blob.clone();
         let call = async move {
