@@ -102,7 +102,7 @@ pub(super) struct Inode {
     pub(super) closed: bool,
     /// Lengths that dropped writes and resizes set if they go on after the
     /// drop and complete (a cancel-safe engine may finish them).
-    pub(super) pending: Vec<Pending>,
+    pub(super) pending: Vec<(u64, Pending)>,
     /// The same for writes and resizes in flight by id: an engine that runs
     /// them in a task of their own changes the length before their futures
     /// complete.
@@ -151,7 +151,8 @@ impl Inode {
     /// writes and resizes in flight or dropped.
     fn lens(&self, model_len: u64) -> BTreeSet<u64> {
         let mut lens = BTreeSet::from([model_len]);
-        for change in self.pending.iter().chain(self.in_flight.values()) {
+        let pending = self.pending.iter().map(|(_, change)| change);
+        for change in pending.chain(self.in_flight.values()) {
             let changed: Vec<u64> = lens.iter().map(|&len| change.apply(len)).collect();
             lens.extend(changed);
         }
@@ -342,6 +343,24 @@ impl Sim {
         });
     }
 
+    /// Lengths the blob had when write or resize `id` of `p` committed: the
+    /// model's, changed by any of the writes and resizes dropped before it
+    /// started (the contract lets them land before it, never after). Those
+    /// are settled now: forgets them.
+    pub(super) fn settle_dropped(&self, p: &Picked, id: u64) -> BTreeSet<u64> {
+        let mut inodes = self.inodes.borrow_mut();
+        let state = inodes.get_mut(&p.inode).expect("picked");
+        let mut lens = BTreeSet::from([p.model.borrow().len]);
+        let (before, after) = state.pending.iter().partition(|(dropped, _)| *dropped < id);
+        let before: Vec<(u64, Pending)> = before;
+        state.pending = after;
+        for (_, change) in before {
+            let changed: Vec<u64> = lens.iter().map(|&len| change.apply(len)).collect();
+            lens.extend(changed);
+        }
+        lens
+    }
+
     /// A write or resize `id` of `p` starts: it may change the length.
     pub(super) fn may_change_len(&self, p: &Picked, id: u64, change: Pending) {
         let mut inodes = self.inodes.borrow_mut();
@@ -356,7 +375,8 @@ impl Sim {
         let state = inodes.get_mut(&p.inode).expect("picked");
         let change = state.in_flight.remove(&id).expect("in flight");
         if dropped {
-            state.pending.push(change);
+            let now = self.tick();
+            state.pending.push((now, change));
         }
     }
 
@@ -671,7 +691,7 @@ impl Sim {
             .spans
             .iter()
             .filter(|(other, span)| **other != id && span.end.is_none_or(|end| end > start));
-        let dropped = state.pending.iter().map(|change| change.bytes(len));
+        let dropped = state.pending.iter().map(|(_, change)| change.bytes(len));
         overlapping
             .map(|(_, span)| span.bytes)
             .chain(dropped)

@@ -3,6 +3,8 @@
 //! starts and its certain effect when it ends, and checks the result.
 //! `limit` drops the call's future after that many pending polls.
 
+use std::collections::BTreeSet;
+
 use futures_lite::StreamExt;
 use shardblob_shards::{Blob, Error, WriteOptions};
 
@@ -107,12 +109,17 @@ impl Sim {
             Some(Ok(())) => {
                 let racing = self.racing(p.inode, id, bytes);
                 self.stats.borrow_mut().racing_ends += u64::from(racing);
-                self.edit(p.inode, &p.model, |m| match racing {
-                    true => {
-                        m.maybe_write(offset, data, sync, torn);
-                        m.len = m.len.max(bytes.1);
-                    }
-                    false => m.write(offset, data, sync),
+                let lens = self.settle_dropped(&p, id);
+                let engine_len = p.blob.len();
+                self.edit(p.inode, &p.model, |m| {
+                    let completed = |m: &mut BlobModel| match racing {
+                        true => {
+                            m.maybe_write(offset, data, sync, torn);
+                            m.len = m.len.max(bytes.1);
+                        }
+                        false => m.write(offset, data, sync),
+                    };
+                    from_each_len(m, &lens, engine_len, completed)
                 });
                 self.overtake(p.inode, id);
                 End::Done
@@ -204,6 +211,7 @@ impl Sim {
             Some(Ok(())) => {
                 let racing = self.racing(p.inode, id, bytes);
                 self.stats.borrow_mut().racing_ends += u64::from(racing);
+                self.settle_dropped(&p, id);
                 self.edit(p.inode, &p.model, |m| match racing {
                     true => {
                         m.maybe_resize(len);
@@ -397,4 +405,33 @@ impl Sim {
         self.release(p);
         end
     }
+}
+
+/// Applies `completed` to `model` from each of `lens` (the lengths the
+/// blob may have had when it committed) and keeps every outcome, and the
+/// engine's length after it, `engine_len`, if it is one of theirs (else a
+/// write dropped since may have moved it: the next op's catch-up checks).
+fn from_each_len(
+    model: &mut BlobModel,
+    lens: &BTreeSet<u64>,
+    engine_len: u64,
+    completed: impl Fn(&mut BlobModel),
+) {
+    let mut outcomes = lens.iter().map(|&len| {
+        let mut outcome = model.clone();
+        outcome.len = len;
+        completed(&mut outcome);
+        outcome
+    });
+    let mut merged = outcomes.next().expect("the model's own length");
+    let mut ends = BTreeSet::from([merged.len]);
+    for outcome in outcomes {
+        ends.insert(outcome.len);
+        merged.absorb(&outcome);
+    }
+    merged.len = match ends.contains(&engine_len) {
+        true => engine_len,
+        false => *ends.last().expect("an outcome"),
+    };
+    *model = merged;
 }

@@ -363,6 +363,19 @@ impl BlobModel {
         }
     }
 
+    /// Adds every state `other` may be in, now and after a crash, to this
+    /// model's (the same write applied from several possible lengths).
+    pub fn absorb(&mut self, other: &BlobModel) {
+        self.absorb_now(other);
+        for (mine, theirs) in self.crash.iter_mut().zip(&other.crash) {
+            theirs
+                .iter()
+                .for_each(|content| push_unique(mine, *content));
+        }
+        self.durable_lens.extend(&other.durable_lens);
+        self.file_lens.extend(&other.file_lens);
+    }
+
     /// A completed sync while other writes, resizes or syncs of the same
     /// blob ran: sectors those touch (`busy` byte ranges, end exclusive) may
     /// or may not be covered by it, every other sector is durable now; the
