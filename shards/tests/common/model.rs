@@ -344,11 +344,13 @@ impl BlobModel {
 
     /// A sync or trim that may have run while the blob was `len` long (a
     /// dropped sync going on, or one racing writes): it may have trimmed
-    /// there and made that size durable.
+    /// there and made that size durable, or, racing a write, made the
+    /// file's size durable before its trim.
     pub fn maybe_sync_at(&mut self, len: u64) {
         self.zero_from(len, true);
         self.file_lens.insert(len);
         self.durable_lens.insert(len);
+        self.durable_lens.extend(self.file_lens.clone());
     }
 
     /// Adds every content `other` may show now to what this model may show
