@@ -409,8 +409,8 @@ impl Sim {
 
 /// Applies `completed` to `model` from each of `lens` (the lengths the
 /// blob may have had when it committed) and keeps every outcome, and the
-/// engine's length after it, `engine_len`, if it is one of theirs (else a
-/// write dropped since may have moved it: the next op's catch-up checks).
+/// outcome's length that the engine's, `engine_len`, tells (a write dropped
+/// since may have moved it: the next op's catch-up checks what is left).
 fn from_each_len(
     model: &mut BlobModel,
     lens: &BTreeSet<u64>,
@@ -429,9 +429,9 @@ fn from_each_len(
         ends.insert(outcome.len);
         merged.absorb(&outcome);
     }
-    merged.len = match ends.contains(&engine_len) {
-        true => engine_len,
-        false => *ends.last().expect("an outcome"),
-    };
+    // Ops dropped since (still pending) only grow the length or resize it:
+    // the outcome is the longest of those the engine's length allows.
+    let longest_allowed = ends.range(..=engine_len).next_back();
+    merged.len = *longest_allowed.or(ends.last()).expect("an outcome");
     *model = merged;
 }
