@@ -240,7 +240,9 @@ impl Sim {
     /// not listed now (the remove waited for that open and took its file);
     /// the name is gone unless an open that ran meanwhile (or a dropped
     /// one) may have made it again.
-    fn removed(&self, key: &Key, start: u64) {
+    /// A remove that failed may have unlinked the name (not durably): if
+    /// the name is gone from the listing, it did, and `durable` is false.
+    fn removed(&self, key: &Key, start: u64, durable: bool) {
         let mut names = self.names.borrow_mut();
         let name = names.entry(key.clone()).or_default();
         let mut h = self.h.borrow_mut();
@@ -249,7 +251,10 @@ impl Sim {
             .and_then(|part| part.entries.get(&key.1))
             .is_some_and(|e| e.listed);
         let opened_after = listed && name.live_since.is_some_and(|since| since > start);
-        let may_exist = name.opening > 0 || name.dropped_open || opened_after;
+        let may_exist = !durable || name.opening > 0 || name.dropped_open || opened_after;
+        if !durable && listed {
+            return;
+        }
         if !opened_after {
             name.live_since = None;
             if let Some(handle) = h.open.remove(key) {
@@ -299,11 +304,15 @@ impl Sim {
             None => End::Dropped,
             Some(Ok(())) => {
                 self.h.borrow_mut().peek(p);
-                self.removed(key, start);
+                self.removed(key, start, true);
                 End::Done
             }
             Some(Err(Error::BlobMissing { .. })) => End::Refused,
-            Some(Err(e)) => self.name_failed("remove", p, Some(n), &e, faults),
+            Some(Err(e)) => {
+                self.h.borrow_mut().peek(p);
+                self.removed(key, start, false);
+                self.name_failed("remove", p, Some(n), &e, faults)
+            }
         };
         self.h.borrow_mut().peek(p);
         end
@@ -340,7 +349,7 @@ impl Sim {
                 let names: Vec<Vec<u8>> = listed.chain(open).cloned().collect();
                 drop(h);
                 for n in names {
-                    self.removed(&(p.to_string(), n), start);
+                    self.removed(&(p.to_string(), n), start, true);
                 }
                 End::Done
             }
