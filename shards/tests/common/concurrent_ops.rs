@@ -109,7 +109,14 @@ impl Sim {
             Some(Ok(())) => {
                 let racing = self.racing(p.inode, id, bytes);
                 self.stats.borrow_mut().racing_ends += u64::from(racing);
-                let lens = self.settle_dropped(&p, id);
+                // Lengths the blob may have had when it committed: writes
+                // dropped before it landed first or never; writes still in
+                // flight or dropped since may have committed first too.
+                let settled = self.settle_dropped(&p, id);
+                let lens: BTreeSet<u64> = settled
+                    .iter()
+                    .flat_map(|&len| self.possible_lens(p.inode, len))
+                    .collect();
                 let engine_len = p.blob.len();
                 self.edit(p.inode, &p.model, |m| {
                     let completed = |m: &mut BlobModel| match racing {
