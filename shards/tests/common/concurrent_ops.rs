@@ -246,9 +246,11 @@ impl Sim {
         let (id, faults) = (self.tick(), self.faults_now());
         let bytes = (p.model.borrow().len, u64::MAX);
         self.start_span(p.inode, id, bytes, None);
+        // Waiting first: the edit then lets the sync trim and flush at any
+        // length the dropped writes and resizes may leave.
+        self.wait(&p, id, true);
         self.edit(p.inode, &p.model, BlobModel::maybe_sync);
         self.mark_poison(&p, self.faults_on);
-        self.wait(&p, id, true);
         let blob = p.blob.clone();
         let call = async move {
             match start {
