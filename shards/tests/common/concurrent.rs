@@ -459,7 +459,8 @@ impl Sim {
         }
     }
 
-    /// Applies `edit` to a model and shows the new state to its readers.
+    /// Applies `edit` to a model and shows the new state, and every length
+    /// the ops in flight may give it, to its readers.
     /// While a sync runs (or a dropped one may), it may trim and sync the
     /// blob at any of its states.
     pub(super) fn edit(&self, inode: usize, model: &Model, edit: impl FnOnce(&mut BlobModel)) {
@@ -467,16 +468,15 @@ impl Sim {
         edit(&mut model);
         let mut inodes = self.inodes.borrow_mut();
         if let Some(state) = inodes.get_mut(&inode) {
+            let lens = state.lens(model.len);
             if state.background || state.waiters.values().any(|w| w.trims) {
-                state
-                    .lens(model.len)
-                    .into_iter()
-                    .for_each(|len| model.maybe_sync_at(len));
+                lens.iter().for_each(|&len| model.maybe_sync_at(len));
             }
+            let (shortest, longest) = (lens.first().copied(), lens.last().copied());
             for reader in state.readers.values_mut() {
                 reader.seen.absorb_now(&model);
-                reader.len_min = reader.len_min.min(model.len);
-                reader.len_max = reader.len_max.max(model.len);
+                reader.len_min = reader.len_min.min(shortest.unwrap_or(model.len));
+                reader.len_max = reader.len_max.max(longest.unwrap_or(model.len));
             }
             for waiter in state.waiters.values_mut() {
                 waiter.lens.insert(model.len);
