@@ -300,22 +300,15 @@ impl Sim {
             .get_mut(key)
             .expect("removing")
             .removing -= 1;
-        let end = match result {
-            None => End::Dropped,
-            Some(Ok(())) => {
-                self.h.borrow_mut().peek(p);
-                self.removed(key, start, true);
-                End::Done
-            }
-            Some(Err(Error::BlobMissing { .. })) => End::Refused,
-            Some(Err(e)) => {
-                self.h.borrow_mut().peek(p);
-                self.removed(key, start, false);
-                self.name_failed("remove", p, Some(n), &e, faults)
-            }
-        };
+        // A dropped or failed remove may have unlinked the name (not durably).
         self.h.borrow_mut().peek(p);
-        end
+        self.removed(key, start, matches!(result, Some(Ok(()))));
+        match result {
+            None => End::Dropped,
+            Some(Ok(())) => End::Done,
+            Some(Err(Error::BlobMissing { .. })) => End::Refused,
+            Some(Err(e)) => self.name_failed("remove", p, Some(n), &e, faults),
+        }
     }
 
     pub(super) async fn remove_partition(&self, p: &str, limit: Option<usize>) -> End {
@@ -335,29 +328,32 @@ impl Sim {
             .get_mut(p)
             .expect("removing")
             .0 -= 1;
-        let end = match result {
+        self.partition_removed(p, start, matches!(result, Some(Ok(()))));
+        match result {
             None => End::Dropped,
-            Some(Ok(())) => {
-                self.h.borrow_mut().peek(p);
-                let h = self.h.borrow();
-                let listed = h
-                    .parts
-                    .get(p)
-                    .into_iter()
-                    .flat_map(|part| part.entries.keys());
-                let open = h.open.keys().filter(|k| k.0 == p).map(|k| &k.1);
-                let names: Vec<Vec<u8>> = listed.chain(open).cloned().collect();
-                drop(h);
-                for n in names {
-                    self.removed(&(p.to_string(), n), start, true);
-                }
-                End::Done
-            }
+            Some(Ok(())) => End::Done,
             Some(Err(Error::PartitionMissing(_))) => End::Refused,
             Some(Err(e)) => self.name_failed("remove partition", p, None, &e, faults),
-        };
+        }
+    }
+
+    /// A remove of partition `p` that started at `start` ended (`durable`
+    /// if it returned `Ok`; a dropped or failed one may have unlinked some
+    /// names, not durably): each name it unlinked is removed.
+    fn partition_removed(&self, p: &str, start: u64, durable: bool) {
         self.h.borrow_mut().peek(p);
-        end
+        let h = self.h.borrow();
+        let known = h
+            .parts
+            .get(p)
+            .into_iter()
+            .flat_map(|part| part.entries.keys());
+        let open = h.open.keys().filter(|k| k.0 == p).map(|k| &k.1);
+        let names: Vec<Vec<u8>> = known.chain(open).cloned().collect();
+        drop(h);
+        for n in names {
+            self.removed(&(p.to_string(), n), start, durable);
+        }
     }
 
     /// A scan lists the partition as it is: it makes no await.
