@@ -265,7 +265,14 @@ impl Sim {
             return;
         };
         match (may_exist, part.entries.get_mut(&key.1)) {
-            (true, Some(entry)) => entry.must = false,
+            (true, Some(entry)) => {
+                entry.must = false;
+                if durable {
+                    // The old file is gone for good; an open in flight (or
+                    // dropped) may make a new, empty one.
+                    entry.models = vec![Model::default()];
+                }
+            }
             (true, None) => {}
             (false, _) => drop(part.entries.remove(&key.1)),
         }
