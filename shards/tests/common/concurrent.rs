@@ -21,9 +21,8 @@
 //! serves here too. Extra rules: never two live handles of one name (an
 //! open's `Ok` while the handle of an earlier open lives and no remove of
 //! the name started since); `BlobAlreadyOpen` only while something may hold
-//! the name; a resize (or sync) overtaken by at most [`OVERTAKES_MAX`]
-//! ([`SYNC_OVERTAKES_MAX`]) writes of its blob that started after it: more
-//! is writes starving it.
+//! the name; a resize or sync overtaken by at most [`OVERTAKES_MAX`]
+//! writes of its blob that started after it: more is writes starving it.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
@@ -43,13 +42,14 @@ use super::{log, random, Rng};
 
 /// Concurrent tasks per round.
 pub const TASKS: usize = 8;
-/// Most writes of a blob that may start after a resize of it and complete
-/// before it: with a fair lock, only those already past the lock when it
-/// queued (one per task).
-pub const OVERTAKES_MAX: u32 = TASKS as u32;
-/// The same for a sync: its data sync runs outside the lock, where writes
-/// that started after it may pass it, a few per task within its latency.
-pub const SYNC_OVERTAKES_MAX: u32 = 3 * OVERTAKES_MAX;
+/// Most writes of a blob that may start after a resize or sync of it and
+/// complete before it. With a fair lock, each write already past the lock
+/// (one per task) may finish first, and again for each other resize or
+/// trim queued ahead (a sync's data flush runs outside the lock, where
+/// writes may pass it too): a few rounds of the tasks. A lock that lets new
+/// writes pass a waiting resize or trim gives many more, growing with the
+/// stream of writes.
+pub const OVERTAKES_MAX: u32 = 3 * TASKS as u32;
 
 /// What an op in flight may touch, for the overlap rule.
 #[derive(Clone, Debug)]

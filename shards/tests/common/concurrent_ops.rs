@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use futures_lite::StreamExt;
 use shardblob_shards::{Blob, Error, WriteOptions};
 
-use super::concurrent::{Pending, Picked, Reader, Sim, Waiter, OVERTAKES_MAX, SYNC_OVERTAKES_MAX};
+use super::concurrent::{Pending, Picked, Reader, Sim, Waiter, OVERTAKES_MAX};
 use super::concurrent_names::{random_key, random_versions};
 use super::harness::{limited, show, Op, Target};
 use super::log;
@@ -178,16 +178,16 @@ impl Sim {
     }
 
     /// Ends watching; checks that it made progress under writes.
-    fn waited(&self, p: &Picked, id: u64, what: &str, completed: bool, bound: u32) -> Waiter {
+    fn waited(&self, p: &Picked, id: u64, what: &str, completed: bool) -> Waiter {
         let mut inodes = self.inodes.borrow_mut();
         let state = inodes.get_mut(&p.inode).expect("picked");
         let waiter = state.waiters.remove(&id).expect("a waiter");
         let mut stats = self.stats.borrow_mut();
         stats.overtakes_max = stats.overtakes_max.max(waiter.overtaken);
         assert!(
-            !completed || waiter.overtaken <= bound,
+            !completed || waiter.overtaken <= OVERTAKES_MAX,
             "{what} of {} was overtaken by {} writes that started after it (at most \
-             {bound}): writes starve it",
+             {OVERTAKES_MAX}): writes starve it",
             show(&p.key),
             waiter.overtaken
         );
@@ -206,13 +206,7 @@ impl Sim {
         self.edit(p.inode, &p.model, |m| m.maybe_resize(len));
         self.wait(&p, id, false);
         let result = limited(p.blob.resize(len), limit).await;
-        self.waited(
-            &p,
-            id,
-            "resize",
-            matches!(result, Some(Ok(()))),
-            OVERTAKES_MAX,
-        );
+        self.waited(&p, id, "resize", matches!(result, Some(Ok(()))));
         let end = match result {
             None => End::Dropped,
             Some(Ok(())) => {
@@ -259,13 +253,7 @@ impl Sim {
             }
         };
         let result = limited(call, limit).await;
-        let waiter = self.waited(
-            &p,
-            id,
-            "sync",
-            matches!(result, Some(Ok(()))),
-            SYNC_OVERTAKES_MAX,
-        );
+        let waiter = self.waited(&p, id, "sync", matches!(result, Some(Ok(()))));
         let mut lens = waiter.lens;
         lens.extend(self.possible_lens(p.inode, p.model.borrow().len));
         let end = match result {
