@@ -57,7 +57,7 @@ const ROUNDS: usize = 2;
 const OPS_PER_TASK: usize = 5;
 /// Ops per task per round of a write storm: long enough that writes
 /// starving a resize or sync pass it far more often than a fair lock allows.
-const STORM_OPS_PER_TASK: usize = 12;
+const STORM_OPS_PER_TASK: usize = 10;
 /// Most executor yields a simulated device call waits, before acting and
 /// again before completing.
 const LATENCY_YIELDS_MAX: u32 = 6;
@@ -65,7 +65,7 @@ const LATENCY_YIELDS_MAX: u32 = 6;
 const CUT_POLLS_MAX: u64 = 200;
 /// Yields that let every call still on the device, and every background
 /// sync, finish after a round: far more than their seeded latencies.
-const SETTLE_YIELDS: usize = 100;
+const SETTLE_YIELDS: usize = 64;
 /// Fault rate of the seeds that inject faults, per million ops.
 const FAULTS_PER_MILLION: u32 = 15_000;
 

@@ -468,6 +468,17 @@ impl Sim {
         edit(&mut model);
         let mut inodes = self.inodes.borrow_mut();
         if let Some(state) = inodes.get_mut(&inode) {
+            // A resize in flight or dropped may still set the file's size.
+            for change in state
+                .pending
+                .iter()
+                .map(|(_, c)| c)
+                .chain(state.in_flight.values())
+            {
+                if let Pending::Resize(len) = change {
+                    model.maybe_resize(*len);
+                }
+            }
             let lens = state.lens(model.len);
             if state.background || state.waiters.values().any(|w| w.trims) {
                 lens.iter().for_each(|&len| model.maybe_sync_at(len));
