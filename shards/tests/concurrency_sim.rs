@@ -54,10 +54,10 @@ const SEEDS: u64 = 10_000;
 /// Rounds per seed; each ends with a crash check.
 const ROUNDS: usize = 2;
 /// Ops per task per round.
-const OPS_PER_TASK: usize = 5;
+const OPS_PER_TASK: usize = 4;
 /// Ops per task per round of a write storm: long enough that writes
 /// starving a resize or sync pass it far more often than a fair lock allows.
-const STORM_OPS_PER_TASK: usize = 10;
+const STORM_OPS_PER_TASK: usize = 8;
 /// Most executor yields a simulated device call waits, before acting and
 /// again before completing.
 const LATENCY_YIELDS_MAX: u32 = 6;

@@ -150,9 +150,15 @@ impl Inode {
     /// Every length it may have now: `model_len`, changed by any of the
     /// writes and resizes in flight or dropped.
     fn lens(&self, model_len: u64) -> BTreeSet<u64> {
+        self.lens_but(model_len, None)
+    }
+
+    /// [`Inode::lens`] without the change of op `but` (its own).
+    fn lens_but(&self, model_len: u64, but: Option<u64>) -> BTreeSet<u64> {
         let mut lens = BTreeSet::from([model_len]);
         let pending = self.pending.iter().map(|(_, change)| change);
-        for change in pending.chain(self.in_flight.values()) {
+        let in_flight = self.in_flight.iter().filter(|(id, _)| Some(**id) != but);
+        for change in pending.chain(in_flight.map(|(_, change)| change)) {
             let changed: Vec<u64> = lens.iter().map(|&len| change.apply(len)).collect();
             lens.extend(changed);
         }
@@ -315,8 +321,18 @@ impl Sim {
     /// Every length the blob may have now: the model's, changed by any of
     /// the dropped writes and resizes that may have completed since.
     pub(super) fn possible_lens(&self, inode: usize, model_len: u64) -> BTreeSet<u64> {
+        self.possible_lens_but(inode, model_len, None)
+    }
+
+    /// [`Sim::possible_lens`] without the change of op `but` (its own).
+    pub(super) fn possible_lens_but(
+        &self,
+        inode: usize,
+        model_len: u64,
+        but: Option<u64>,
+    ) -> BTreeSet<u64> {
         match self.inodes.borrow().get(&inode) {
-            Some(state) => state.lens(model_len),
+            Some(state) => state.lens_but(model_len, but),
             None => BTreeSet::from([model_len]),
         }
     }

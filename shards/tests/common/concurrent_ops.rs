@@ -115,7 +115,7 @@ impl Sim {
                 let settled = self.settle_dropped(&p, id);
                 let lens: BTreeSet<u64> = settled
                     .iter()
-                    .flat_map(|&len| self.possible_lens(p.inode, len))
+                    .flat_map(|&len| self.possible_lens_but(p.inode, len, Some(id)))
                     .collect();
                 let engine_len = p.blob.len();
                 self.edit(p.inode, &p.model, |m| {
@@ -414,6 +414,11 @@ fn from_each_len(
     engine_len: u64,
     completed: impl Fn(&mut BlobModel),
 ) {
+    if lens.len() == 1 {
+        // The common case: one possible length, the model's.
+        completed(model);
+        return;
+    }
     let mut outcomes = lens.iter().map(|&len| {
         let mut outcome = model.clone();
         outcome.len = len;
