@@ -45,11 +45,11 @@ impl Sim {
         limit: Option<usize>,
     ) -> End {
         let (p, n) = (key.0.as_str(), key.1.as_slice());
-        let (pushed, existing) = {
+        let (pushed, candidates) = {
             let mut h = self.h.borrow_mut();
             let pushed = h.maybe_created(key);
             let entry = &h.parts[p].entries[n];
-            (pushed, entry.models.last().cloned().expect("a model"))
+            (pushed, entry.models.clone())
         };
         let (start, removing) = (self.tick(), self.removing(key));
         self.names
@@ -74,7 +74,7 @@ impl Sim {
                     blob,
                     len,
                     version,
-                    model: existing,
+                    candidates,
                     new: pushed,
                     overlapped,
                     version_known: known.filter(|_| !dropped_open && !overlapped),
@@ -133,8 +133,9 @@ struct Opened {
     blob: ShardBlob<SimFs>,
     len: u64,
     version: u16,
-    /// The file the name held when the open started (or a fresh one).
-    model: Model,
+    /// The files the name may have held when the open started, the listed
+    /// one last (a fresh one for a new blob).
+    candidates: Vec<Model>,
     /// The name was not listed when the open started: a new blob.
     new: bool,
     /// A remove of the name ran during the open.
@@ -149,22 +150,11 @@ impl Sim {
         let model = match (o.new, o.overlapped && o.len == 0) {
             (true, _) => {
                 assert_eq!(o.len, 0, "a new blob {} is empty", show(key));
-                o.model.clone()
+                o.candidates.last().expect("a fresh model").clone()
             }
             // A remove ran meanwhile: the open may have made a new file.
             (false, true) => Model::default(),
-            (false, false) => {
-                self.reopening(&o.model);
-                let mut m = o.model.borrow_mut();
-                if let Err(e) = m.reopened(o.len) {
-                    panic!("reopen {}: {e}", show(key));
-                }
-                if o.len == 0 {
-                    m.sync();
-                }
-                drop(m);
-                o.model.clone()
-            }
+            (false, false) => self.reopened(key, &o.candidates, o.len),
         };
         if let Some(v) = o.version_known.filter(|_| !o.new) {
             assert_eq!(o.version, v, "open {}: version", show(key));
@@ -183,6 +173,27 @@ impl Sim {
         let name = names.get_mut(key).expect("opened");
         name.version = (!o.overlapped).then_some(o.version);
         name.live_since = Some(now);
+    }
+
+    /// The file an open of an existing blob found: the latest of the name's
+    /// candidates whose possible lengths include the reported `len`.
+    fn reopened(&self, key: &Key, candidates: &[Model], len: u64) -> Model {
+        let mut errors = Vec::new();
+        for model in candidates.iter().rev() {
+            self.reopening(model);
+            let mut reopened = model.borrow().clone();
+            match reopened.reopened(len) {
+                Ok(()) => {
+                    if len == 0 {
+                        reopened.sync();
+                    }
+                    *model.borrow_mut() = reopened;
+                    return model.clone();
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        panic!("reopen {}: {}", show(key), errors.join("; or: "));
     }
 
     /// Makes `model` the listed file of `key` and its handle the live one;
@@ -251,8 +262,21 @@ impl Sim {
             .and_then(|part| part.entries.get(&key.1))
             .is_some_and(|e| e.listed);
         let opened_after = listed && name.live_since.is_some_and(|since| since > start);
-        let may_exist = !durable || name.opening > 0 || name.dropped_open || opened_after;
+        let creating = name.opening > 0 || name.dropped_open;
+        let may_exist = !durable || creating || opened_after;
         if !durable && listed {
+            if creating {
+                // An open may have made a new file under the name since
+                // the remove unlinked the old one.
+                if let Some(entry) = h
+                    .parts
+                    .get_mut(&key.0)
+                    .and_then(|p| p.entries.get_mut(&key.1))
+                {
+                    entry.must = false;
+                    entry.models.push(Model::default());
+                }
+            }
             return;
         }
         if !opened_after {
@@ -271,6 +295,9 @@ impl Sim {
                     // The old file is gone for good; an open in flight (or
                     // dropped) may make a new, empty one.
                     entry.models = vec![Model::default()];
+                } else if creating {
+                    // Not durably gone: the old file, or a new one.
+                    entry.models.push(Model::default());
                 }
             }
             (true, None) => {}
