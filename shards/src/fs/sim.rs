@@ -9,7 +9,19 @@
 //! Model. Each file (inode) holds its *current* bytes and its *durable* bytes;
 //! each directory its current and its durable listing. A [`SimFs`] is a view
 //! of a shared disk (clones share it). Every async call yields once to the
-//! executor, then acts at once.
+//! executor (a future dropped there was never submitted: no effect), then is
+//! submitted: it counts as an op and its fault is decided. By default it then
+//! acts at once.
+//!
+//! Device latency ([`SimFs::set_latency`]): with a maximum of `n` yields, a
+//! submitted call goes to the simulated device, a glommio task of its own
+//! that waits a seeded `0..=n` executor yields, acts, waits another seeded
+//! `0..=n` yields and completes. Completions therefore reorder, a read may
+//! see a write that has not completed yet, and, as with io_uring (glommio's
+//! drop only asks the kernel to cancel), a call whose future is dropped after
+//! submission still acts later. A call still waiting when the disk crashes
+//! never acts. No wall clock is involved: a seed replays exactly. It needs a
+//! glommio executor; the default (no latency) does not.
 //! - `write_at(.., durable: false)`, `set_len` and `set_len_now` change the
 //!   current state only; `write_at(.., durable: true)` also copies its bytes
 //!   into the durable state (growing the durable size to cover them, zeros in
@@ -126,6 +138,9 @@ struct Disk {
     injected_faults: u64,
     /// How many crashes happened: views and handles from an older epoch are dead.
     epoch: u64,
+    /// Most executor yields a submitted call waits before it acts, and again
+    /// before it completes; 0: it acts and completes at once.
+    latency_yields_max: u32,
     next_id: NodeId,
     nodes: BTreeMap<NodeId, Node>,
 }
@@ -205,6 +220,13 @@ fn put(target: &mut Vec<u8>, pos: usize, bytes: &[u8]) {
 }
 
 impl FileData {
+    /// Sets the current size (extending with zeros or truncating).
+    fn set_len(data: &RefCell<FileData>, len: u64) -> io::Result<()> {
+        let len = checked_size(len)?;
+        data.borrow_mut().current.resize(len, 0);
+        Ok(())
+    }
+
     fn read(&self, pos: u64, len: usize) -> Rc<[u8]> {
         let size = self.current.len();
         let start = usize::try_from(pos).unwrap_or(usize::MAX).min(size);
@@ -357,6 +379,44 @@ impl Disk {
     }
 }
 
+/// Runs the effect of a submitted call on the simulated device: at once
+/// without latency, else in a task of its own that acts after a seeded number
+/// of yields (unless the disk crashed since `epoch`) and completes after
+/// another. Dropping the returned future does not stop that task: the call
+/// still acts, as a cancelled io_uring request may.
+async fn device<T: 'static>(
+    disk: &Rc<RefCell<Disk>>,
+    epoch: u64,
+    effect: impl FnOnce() -> io::Result<T> + 'static,
+) -> io::Result<T> {
+    let (act_after, complete_after) = {
+        let mut disk = disk.borrow_mut();
+        let max = u64::from(disk.latency_yields_max);
+        if max == 0 {
+            drop(disk);
+            return effect();
+        }
+        (disk.rng.below(max + 1), disk.rng.below(max + 1))
+    };
+    let disk = disk.clone();
+    let task = glommio::spawn_local(async move {
+        for _ in 0..act_after {
+            yield_now().await;
+        }
+        if disk.borrow().epoch != epoch {
+            return Err(Fault::Dead.error());
+        }
+        let result = effect();
+        for _ in 0..complete_after {
+            yield_now().await;
+        }
+        result
+    })
+    .detach();
+    let cancelled = || Err(io::Error::other("simulated device task cancelled"));
+    task.await.unwrap_or_else(cancelled)
+}
+
 impl SimFs {
     /// An empty file system (only the root directory) driven by `seed`.
     pub fn new(seed: u64) -> Self {
@@ -366,6 +426,7 @@ impl SimFs {
             ops: 0,
             injected_faults: 0,
             epoch: 0,
+            latency_yields_max: 0,
             next_id: ROOT + 1,
             nodes: BTreeMap::from([(ROOT, Node::Dir(DirData::default()))]),
         };
@@ -376,6 +437,14 @@ impl SimFs {
     /// Replaces the fault settings; they apply from the next op on.
     pub fn set_faults(&self, faults: Faults) {
         self.disk.borrow_mut().faults = faults;
+    }
+
+    /// Sends every call submitted from now on through the simulated device:
+    /// it acts after a seeded `0..=yields_max` executor yields and completes
+    /// after as many again, even if its future was dropped (see the module
+    /// docs). 0 (the default) acts at once. Needs a glommio executor.
+    pub fn set_latency(&self, yields_max: u32) {
+        self.disk.borrow_mut().latency_yields_max = yields_max;
     }
 
     /// How many ops have been called so far (the index of the next op).
@@ -404,14 +473,9 @@ impl SimFs {
         let outcome = self.disk.borrow_mut().start(kind, self.epoch);
         outcome.map_err(Fault::error)
     }
-}
 
-impl FileSystem for SimFs {
-    type File = SimFile;
-
-    async fn open_file(&self, path: &Path, create: bool) -> io::Result<SimFile> {
-        yield_now().await;
-        self.start(OpKind::Other)?;
+    /// The effect of `open_file`.
+    fn open_now(&self, path: &Path, create: bool) -> io::Result<SimFile> {
         let mut disk = self.disk.borrow_mut();
         let place = disk.place(path)?.ok_or_else(|| os_error(libc::EISDIR))?;
         let data = match place.node.map(|id| disk.nodes.get(&id)) {
@@ -426,6 +490,17 @@ impl FileSystem for SimFs {
         };
         let (disk, epoch) = (self.disk.clone(), self.epoch);
         Ok(SimFile { disk, data, epoch })
+    }
+}
+
+impl FileSystem for SimFs {
+    type File = SimFile;
+
+    async fn open_file(&self, path: &Path, create: bool) -> io::Result<SimFile> {
+        yield_now().await;
+        self.start(OpKind::Other)?;
+        let (view, path) = (self.clone(), path.to_path_buf());
+        device(&self.disk, self.epoch, move || view.open_now(&path, create)).await
     }
 
     fn create_dir(&self, path: &Path) -> io::Result<bool> {
@@ -480,12 +555,16 @@ impl FileSystem for SimFs {
     async fn sync_dir(&self, path: &Path) -> io::Result<()> {
         yield_now().await;
         self.start(OpKind::Other)?;
-        let mut disk = self.disk.borrow_mut();
-        let id = disk.lookup(path)?;
-        let dir = disk.dir_mut(id)?;
-        dir.durable.clone_from(&dir.current);
-        disk.collect();
-        Ok(())
+        let (disk, path) = (self.disk.clone(), path.to_path_buf());
+        device(&self.disk, self.epoch, move || {
+            let mut disk = disk.borrow_mut();
+            let id = disk.lookup(&path)?;
+            let dir = disk.dir_mut(id)?;
+            dir.durable.clone_from(&dir.current);
+            disk.collect();
+            Ok(())
+        })
+        .await
     }
 
     /// Moves the entry between the current listings of its old and new
@@ -516,6 +595,14 @@ impl SimFile {
     fn start(&self, kind: OpKind) -> Result<(), Fault> {
         self.disk.borrow_mut().start(kind, self.epoch)
     }
+
+    /// Runs a submitted call's effect on the device (see [`device`]).
+    async fn device<T: 'static>(
+        &self,
+        effect: impl FnOnce() -> io::Result<T> + 'static,
+    ) -> io::Result<T> {
+        device(&self.disk, self.epoch, effect).await
+    }
 }
 
 impl File for SimFile {
@@ -529,7 +616,8 @@ impl File for SimFile {
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Rc<[u8]>> {
         yield_now().await;
         self.start(OpKind::Read).map_err(Fault::error)?;
-        Ok(self.data.borrow().read(pos, len))
+        let data = self.data.clone();
+        self.device(move || Ok(data.borrow().read(pos, len))).await
     }
 
     /// Yields the ranges in a seeded random order, or one error.
@@ -544,14 +632,18 @@ impl File for SimFile {
                 return vec![Err(fault.error())];
             }
             let order = file.disk.borrow_mut().rng.permutation(ranges.len());
-            let data = file.data.borrow();
-            let mut results = Vec::with_capacity(ranges.len());
-            for index in order {
-                if let Some(&(pos, len)) = ranges.get(index) {
-                    results.push(Ok((index, data.read(pos, len))));
+            let data = file.data.clone();
+            let read = file.device(move || {
+                let data = data.borrow();
+                let mut results = Vec::with_capacity(ranges.len());
+                for index in order {
+                    if let Some(&(pos, len)) = ranges.get(index) {
+                        results.push(Ok((index, data.read(pos, len))));
+                    }
                 }
-            }
-            results
+                Ok(results)
+            });
+            read.await.unwrap_or_else(|e| vec![Err(e)])
         };
         stream::once_future(batch).flat_map(stream::iter)
     }
@@ -568,36 +660,41 @@ impl File for SimFile {
             return Err(os_error(libc::EINVAL));
         }
         let start = checked_size(pos.saturating_add(len_bytes))? - bytes.len();
-        let mut data = self.data.borrow_mut();
-        if outcome.is_err() {
-            let sectors = len_bytes / SECTOR_BYTES;
-            let kept_bytes = self.disk.borrow_mut().rng.below(sectors) * SECTOR_BYTES;
-            put(&mut data.current, start, &bytes[..kept_bytes as usize]);
-            return Err(Fault::ShortWrite.error());
-        }
-        put(&mut data.current, start, &bytes);
-        if durable {
-            put(&mut data.durable, start, &bytes);
-        }
-        Ok(bytes.len())
+        let (disk, data) = (self.disk.clone(), self.data.clone());
+        self.device(move || {
+            let mut data = data.borrow_mut();
+            if outcome.is_err() {
+                let sectors = len_bytes / SECTOR_BYTES;
+                let kept_bytes = disk.borrow_mut().rng.below(sectors) * SECTOR_BYTES;
+                put(&mut data.current, start, &bytes[..kept_bytes as usize]);
+                return Err(Fault::ShortWrite.error());
+            }
+            put(&mut data.current, start, &bytes);
+            if durable {
+                put(&mut data.durable, start, &bytes);
+            }
+            Ok(bytes.len())
+        })
+        .await
     }
 
     async fn set_len(&self, len: u64) -> io::Result<()> {
         yield_now().await;
-        self.set_len_now(len)
+        self.start(OpKind::Other).map_err(Fault::error)?;
+        let data = self.data.clone();
+        self.device(move || FileData::set_len(&data, len)).await
     }
 
     fn set_len_now(&self, len: u64) -> io::Result<()> {
         self.start(OpKind::Other).map_err(Fault::error)?;
-        let len = checked_size(len)?;
-        self.data.borrow_mut().current.resize(len, 0);
-        Ok(())
+        FileData::set_len(&self.data, len)
     }
 
     async fn preallocate(&self, pos: u64, len: u64) -> io::Result<()> {
         yield_now().await;
         self.start(OpKind::Other).map_err(Fault::error)?;
-        checked_size(pos.saturating_add(len)).map(drop)
+        let end = pos.saturating_add(len);
+        self.device(move || checked_size(end).map(drop)).await
     }
 
     /// The simulation does not model reserved blocks: none to give back.
@@ -608,15 +705,21 @@ impl File for SimFile {
     async fn sync_data(&self) -> io::Result<()> {
         yield_now().await;
         self.start(OpKind::Other).map_err(Fault::error)?;
-        let data = &mut *self.data.borrow_mut();
-        data.durable.clone_from(&data.current);
-        Ok(())
+        let data = self.data.clone();
+        self.device(move || {
+            let data = &mut *data.borrow_mut();
+            data.durable.clone_from(&data.current);
+            Ok(())
+        })
+        .await
     }
 
     async fn size(&self) -> io::Result<u64> {
         yield_now().await;
         self.start(OpKind::Read).map_err(Fault::error)?;
-        Ok(self.data.borrow().current.len() as u64)
+        let data = self.data.clone();
+        self.device(move || Ok(data.borrow().current.len() as u64))
+            .await
     }
 }
 
@@ -629,7 +732,7 @@ impl WriteBuf for SimWriteBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures_lite::future::block_on;
+    use futures_lite::future::{self, block_on};
 
     const BLOCK: usize = BLOCK_SIZE as usize;
     const SECTOR: usize = SECTOR_BYTES as usize;
@@ -826,6 +929,73 @@ mod tests {
             }
         });
         assert!(saw_short);
+    }
+
+    /// Block 0 of `file`, as the device holds it now.
+    fn first_byte(file: &SimFile) -> u8 {
+        file.data.borrow().current[0]
+    }
+
+    #[test]
+    fn latency_reorders_and_a_dropped_call_still_acts() {
+        let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(1 << 20)
+            .make()
+            .expect("an executor");
+        let (mut acted_late, mut first_last, mut second_last) = (0, 0, 0);
+        executor.run(async {
+            for seed in 0..SEEDS {
+                let fs = SimFs::new(seed);
+                let file = synced_file(&fs, 0x11, 1).await;
+                fs.set_latency(4);
+                let mut dropped = Box::pin(file.write_at(filled(&file, 0x22, 1), 0, false));
+                // The first poll yields before submission; the second submits.
+                assert!(future::poll_once(&mut dropped).await.is_none());
+                let done = future::poll_once(&mut dropped).await.is_some();
+                drop(dropped);
+                acted_late += usize::from(!done && first_byte(&file) == 0x11);
+                for _ in 0..20 {
+                    future::yield_now().await;
+                }
+                assert_eq!(first_byte(&file), 0x22, "a dropped write still acts");
+                let first = file.write_at(filled(&file, 0x33, 1), 0, false);
+                let second = file.write_at(filled(&file, 0x44, 1), 0, false);
+                let (a, b) = future::zip(first, second).await;
+                assert!(a.is_ok() && b.is_ok());
+                first_last += usize::from(first_byte(&file) == 0x33);
+                second_last += usize::from(first_byte(&file) == 0x44);
+            }
+        });
+        assert!(acted_late > 0 && first_last > 0 && second_last > 0);
+    }
+
+    #[test]
+    fn a_call_in_flight_at_a_crash_never_acts() {
+        let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(1 << 20)
+            .make()
+            .expect("an executor");
+        let mut crossed = 0;
+        executor.run(async {
+            for seed in 0..SEEDS {
+                let fs = SimFs::new(seed);
+                let file = synced_file(&fs, 0x11, 1).await;
+                fs.set_latency(4);
+                let mut write = Box::pin(file.write_at(filled(&file, 0x22, 1), 0, false));
+                assert!(future::poll_once(&mut write).await.is_none());
+                if future::poll_once(&mut write).await.is_some() {
+                    continue;
+                }
+                let acted = first_byte(&file) == 0x22;
+                let fs = fs.crash();
+                let completed = write.await.is_ok();
+                crossed += usize::from(!acted);
+                assert!(acted || !completed, "a write that never acted completed");
+                let bytes = contents(&fs, "/d/f").await.unwrap();
+                assert!(acted || bytes[0] == 0x11, "acted after the crash");
+            }
+        });
+        assert!(crossed > 0, "no write was in flight at a crash");
     }
 
     #[test]

@@ -10,6 +10,9 @@
 
 #![allow(dead_code)]
 
+pub mod concurrent;
+mod concurrent_names;
+mod concurrent_ops;
 pub mod harness;
 pub mod model;
 mod names;

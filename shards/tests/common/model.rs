@@ -372,6 +372,60 @@ impl BlobModel {
         Self::check_sectors(&self.crash, 0, observed)
     }
 
+    /// A sync or trim that may have run while the blob was `len` long (a
+    /// dropped sync going on, or one racing writes): it may have trimmed
+    /// there and made that size durable, or, racing a write, made the
+    /// file's size durable before its trim.
+    pub fn maybe_sync_at(&mut self, len: u64) {
+        self.zero_from(len, true);
+        self.file_lens.insert(len);
+        self.durable_lens.insert(len);
+        self.durable_lens.extend(self.file_lens.clone());
+    }
+
+    /// Adds every content `other` may show now to what this model may show
+    /// now: a read that overlaps several states of a blob (the concurrency
+    /// simulation) may see any of them, sector by sector.
+    pub fn absorb_now(&mut self, other: &BlobModel) {
+        self.grow(other.now.len());
+        for (mine, theirs) in self.now.iter_mut().zip(&other.now) {
+            theirs
+                .iter()
+                .for_each(|content| push_unique(mine, *content));
+        }
+    }
+
+    /// Adds every state `other` may be in, now and after a crash, to this
+    /// model's (the same write applied from several possible lengths).
+    pub fn absorb(&mut self, other: &BlobModel) {
+        self.absorb_now(other);
+        for (mine, theirs) in self.crash.iter_mut().zip(&other.crash) {
+            theirs
+                .iter()
+                .for_each(|content| push_unique(mine, *content));
+        }
+        self.durable_lens.extend(&other.durable_lens);
+        self.file_lens.extend(&other.file_lens);
+    }
+
+    /// A completed sync while other writes, resizes or syncs of the same
+    /// blob ran: sectors those touch (`busy` byte ranges, end exclusive) may
+    /// or may not be covered by it, every other sector is durable now; the
+    /// size it made durable is any the file had meanwhile (`lens_seen`).
+    pub fn sync_racing(&mut self, busy: &[(u64, u64)], lens_seen: &BTreeSet<u64>) {
+        self.zero_from(self.len, true);
+        for (s, now) in self.now.iter().enumerate() {
+            let (start, end) = (s as u64 * SECTOR, (s as u64 + 1) * SECTOR);
+            if !busy.iter().any(|&(from, to)| from < end && start < to) {
+                self.crash[s].clone_from(now);
+            }
+        }
+        self.durable_lens
+            .extend(lens_seen.iter().chain(&self.file_lens));
+        self.durable_lens.insert(self.len);
+        self.file_lens.insert(self.len);
+    }
+
     /// Lengths a crash may leave, for reports.
     pub fn crash_lens(&self) -> BTreeSet<u64> {
         self.durable_lens.union(&self.file_lens).copied().collect()

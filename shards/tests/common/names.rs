@@ -100,7 +100,7 @@ impl Harness {
 
     /// An open that failed or was cut short may have created the file:
     /// a fresh, empty candidate. Returns whether it added one.
-    fn maybe_created(&mut self, key: &Key) -> bool {
+    pub(super) fn maybe_created(&mut self, key: &Key) -> bool {
         let part = self.parts.entry(key.0.clone()).or_default();
         match part.entries.get_mut(&key.1) {
             Some(entry) if entry.listed => false,
@@ -122,7 +122,7 @@ impl Harness {
     }
 
     /// Learns the current listings of the root and of `p` (faults off).
-    fn peek(&mut self, p: &str) {
+    pub(super) fn peek(&mut self, p: &str) {
         self.fs.set_faults(Faults::default());
         let root = self.fs.list_dir(Path::new("/")).expect("peek at /");
         let listed = root.iter().any(|e| e.name == p);
@@ -202,7 +202,7 @@ impl Harness {
 
     /// Moves the live handles of the keys `which` selects to the orphans:
     /// the store forgot their opens.
-    fn orphan(&mut self, which: impl Fn(&Key) -> bool) {
+    pub(super) fn orphan(&mut self, which: impl Fn(&Key) -> bool) {
         let keys: Vec<Key> = self.open.keys().filter(|k| which(k)).cloned().collect();
         for key in keys {
             let handle = self.open.remove(&key).expect("listed key");
@@ -343,7 +343,16 @@ impl Harness {
             let Some(entry) = part.entries.remove(&name) else {
                 panic!("{} is there after the crash, but its remove returned Ok (or it was never created)", show(&key));
             };
-            let (blob, len) = match self.store.open(p, &name).await {
+            // A blob made at another version (the concurrency simulation's
+            // versioned opens) reopens at the version it holds.
+            let opened = match self.store.open(p, &name).await {
+                Err(Error::BlobVersionMismatch { found, .. }) => {
+                    let versioned = self.store.open_versioned(p, &name, found..=found);
+                    versioned.await.map(|(blob, len, _)| (blob, len))
+                }
+                opened => opened,
+            };
+            let (blob, len) = match opened {
                 Ok(opened) => opened,
                 Err(e) => panic!("{} does not reopen after the crash: {e}", show(&key)),
             };
