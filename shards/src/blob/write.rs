@@ -293,11 +293,11 @@ impl<F: FileSystem> BlobState<F> {
         self.reserved_len.set(target);
         if !reserved_ok {
             // A failed fallocate may keep the blocks it got past the end:
-            // give them back. Truncating to the current size frees the
-            // blocks past the end (ext4); `file_len` covers every write in
-            // flight, this one included (each write counts its blocks before
-            // it is issued), so no write is cut.
-            let _ = self.file.set_len_now(HEADER_LEN + self.file_len.get());
+            // give them back. Truncating to the file's current size frees
+            // the blocks past the end (ext4) and cuts nothing, whatever is
+            // in flight. (Not to `file_len`: it already counts this write,
+            // so that would grow the file and free nothing.)
+            let _ = self.file.release_past_end_now(0);
         }
     }
 }
