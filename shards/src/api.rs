@@ -165,8 +165,8 @@ pub trait Storage {
 ///
 /// Races: a read racing a shrinking `resize` returns the bytes it began
 /// with, never bytes that were not in the blob (reads hold off a shrink
-/// and the trim of a sync until it has yielded its last range or an
-/// error, so do not await `resize` or `sync` of a blob while holding a
+/// and the trim of a sync until it has yielded its last range, so do
+/// not await `resize` or `sync` of a blob while holding a
 /// `read_many` stream of it that still has ranges to yield). `sync` and `resize`
 /// make progress under a steady stream of writes: a waiting resize or sync
 /// lets no new write pass it. Concurrent syncs of one blob share one flush:

@@ -131,8 +131,8 @@ impl<F: FileSystem> BlobState<F> {
     }
 
     /// `read_many` once the lock is held; the stream keeps it until it has
-    /// yielded its last range or an error (a caller that takes exactly its
-    /// ranges and keeps the stream must not hold off a resize for ever).
+    /// yielded its last range (a caller that takes exactly its ranges and
+    /// keeps the stream must not hold off a resize for ever).
     fn read_many_locked<'a>(
         &'a self,
         shared: RwLockReadGuard<'a, ()>,
@@ -162,13 +162,13 @@ impl<F: FileSystem> BlobState<F> {
         let mut remaining = indexes.len();
         let mut shared = (remaining > 0).then_some(shared);
         let reads = self.file.read_many(positions).map(move |item| {
-            debug_assert!(shared.is_some(), "no item after the last range");
-            let result = self.read_many_item(item, &indexes, &ranges, &wanted);
+            // Every range is still on its way to the device or done, even
+            // after an error: the lock goes with the last one only.
             remaining = remaining.saturating_sub(1);
-            if remaining == 0 || result.is_err() {
+            if remaining == 0 {
                 drop(shared.take());
             }
-            result
+            self.read_many_item(item, &indexes, &ranges, &wanted)
         });
         failed.chain(empty).chain(reads)
     }

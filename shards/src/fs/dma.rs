@@ -329,7 +329,7 @@ impl File for DmaBlobFile {
             )
             .map(move |item| {
                 remaining = remaining.saturating_sub(1);
-                if remaining == 0 || item.is_err() {
+                if remaining == 0 {
                     drop(io.take());
                 }
                 item.map(|(range, bytes)| (range.index, bytes))

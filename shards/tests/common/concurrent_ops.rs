@@ -212,13 +212,14 @@ impl Sim {
             Some(Ok(())) => {
                 let racing = self.racing(p.inode, id, bytes);
                 self.stats.borrow_mut().racing_ends += u64::from(racing);
-                self.settle_dropped(&p, id);
+                let dropped_lens = self.settle_dropped(&p, id);
+                let longest_before = dropped_lens.last().copied().unwrap_or(0);
                 self.edit(p.inode, &p.model, |m| match racing {
                     true => {
                         m.maybe_resize(len);
                         m.len = len;
                     }
-                    false => m.resize(len),
+                    false => m.resize_after_maybe(len, longest_before),
                 });
                 End::Done
             }

@@ -268,6 +268,20 @@ impl BlobModel {
         self.file_lens = BTreeSet::from([len]);
     }
 
+    /// A completed resize after writes that may or may not have landed
+    /// before it (dropped or racing ones: the store finishes them before a
+    /// resize takes its lock): up to `longest_before`, the length they may
+    /// have given the blob, the bytes past the old end are theirs or zeros;
+    /// past it, zeros.
+    pub fn resize_after_maybe(&mut self, len: u64, longest_before: u64) {
+        let from = self.len.min(len);
+        let sure = longest_before.max(self.len).min(len);
+        self.zero_between(from, sure, true);
+        self.zero_from(sure, false);
+        self.len = len;
+        self.file_lens = BTreeSet::from([len]);
+    }
+
     /// A resize that failed or was cut short; one up may have trimmed the
     /// file to the logical length first.
     pub fn maybe_resize(&mut self, len: u64) {
