@@ -82,10 +82,6 @@ pub enum Request {
         len: u64,
         reply: Reply<()>,
     },
-    Sync {
-        blob: BlobId,
-        reply: Reply<()>,
-    },
     /// Run a user task on the shard.
     Spawn(Spawn),
 }
@@ -117,7 +113,7 @@ impl Request {
                     sum.saturating_add(*len)
                 }),
             Request::Write { data, .. } => data.len(),
-            Request::Resize { .. } | Request::Sync { .. } => 0,
+            Request::Resize { .. } => 0,
             Request::Spawn(job) => std::mem::size_of_val(&**job),
         };
         let total = std::mem::size_of::<Envelope>().saturating_add(payload);

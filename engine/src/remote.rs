@@ -319,12 +319,11 @@ impl<T: Transport> Blob for RemoteBlob<T> {
         .await
     }
 
+    /// A sync is a started sync awaited: its request in the sync lane holds
+    /// the open, so a sync whose caller left and dropped the handle still
+    /// flushes before the shard lets the blob go.
     async fn sync(&self) -> Result<()> {
-        call(&self.transport, self.open.shard, |reply| Request::Sync {
-            blob: self.open.id,
-            reply,
-        })
-        .await
+        self.start_sync().await
     }
 
     fn start_sync(&self) -> impl std::future::Future<Output = Result<()>> {
