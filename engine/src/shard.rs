@@ -209,6 +209,7 @@ impl ShardContext {
                 blob,
                 ranges,
                 items,
+                ..
             } => self.read_many(blob, ranges, items).await,
             Request::Write {
                 blob,
@@ -230,14 +231,22 @@ impl ShardContext {
     }
 
     /// Serves a request from another shard; its budget charge is given back
-    /// when the request is done.
+    /// when the request is done, or, for a `read_many`, handed on to its
+    /// stream, where the items it sent wait until read.
     async fn handle_envelope(self: Rc<Self>, envelope: Envelope) {
         let Envelope { request, charge } = envelope;
         // A spawn job becomes a running task, which holds no budget: its
         // bytes go back before it starts (glommio may run it at once).
         let charge = (!matches!(request, Request::Spawn(_))).then_some(charge);
+        let stream = match &request {
+            Request::ReadMany { charge_back, .. } => Some(charge_back.clone()),
+            _ => None,
+        };
         self.handle(request).await;
-        drop(charge);
+        if let (Some(stream), Some(charge)) = (stream, charge) {
+            // A stream already dropped refuses it: the bytes go back now.
+            let _ = stream.try_send(charge);
+        }
     }
 
     /// Serves a request from a foreign thread, unless shutdown began: then

@@ -234,3 +234,48 @@ fn a_dropped_forwarded_sync_still_flushes_after_the_handle_is_dropped() {
 fn hex(name: &[u8]) -> String {
     shardblob_shards::name::hex(name)
 }
+
+/// The bytes of a forwarded `read_many` count against the owning shard's
+/// byte budget until the stream has read them or is dropped, not only
+/// while the shard reads them.
+///
+/// Shard 0 serves one request at a time and has a 2 MiB budget. A
+/// `read_many` of two 1 MiB ranges takes the whole budget; the test reads
+/// one item and keeps the stream. A sync (served after the read, since the
+/// shard serves one request at a time) shows that the shard is done with
+/// the read. Then a `spawn_on` future is made and dropped at once: its job
+/// is queued only if the budget has room right now. Failed before the fix:
+/// the shard gave the budget back when it had sent the items, so the job
+/// was queued and ran while the unread megabyte still sat in the stream.
+#[test]
+fn forwarded_read_many_bytes_count_until_the_stream_is_done() {
+    without_hanging(|| {
+        let (engine, dir) = start("fwd-read-many", |c| {
+            c.inflight_per_shard_max = 1;
+            c.queue_bytes_per_shard_max = 2 << 20;
+        });
+        let client = engine.client();
+        let partition = partition_on(&engine, 0, "p");
+        let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        block_on(async {
+            let (blob, _) = client.open(&partition, b"read").await.unwrap();
+            blob.write_at(0, &vec![5; 2 << 20]).await.unwrap();
+            let mut items = Box::pin(blob.read_many(vec![(0, 1 << 20), (1 << 20, 1 << 20)]));
+            let first = futures_lite::StreamExt::next(&mut items).await;
+            assert!(matches!(first, Some(Ok(_))), "the first range reads");
+            blob.sync().await.unwrap();
+            let runs = ran.clone();
+            drop(client.spawn_on(0, move |_| async move {
+                runs.store(true, std::sync::atomic::Ordering::SeqCst)
+            }));
+            drop(items);
+            client.spawn_on(0, |_| async {}).await.unwrap();
+        });
+        assert!(
+            !ran.load(std::sync::atomic::Ordering::SeqCst),
+            "a job was queued while an unread megabyte held the whole budget"
+        );
+        engine.shutdown().unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    })
+}
