@@ -54,7 +54,7 @@ fn big_blob(test: &str) -> (shardblob::Engine, std::path::PathBuf, ClientBlob) {
 
 /// Waits until the shard has written the first block of a write of
 /// `byte`s: the write started and its later chunks are still to come.
-async fn wait_for_first_block(blob: &ClientBlob, byte: u8) {
+async fn wait_for_first_block<B: Blob>(blob: &B, byte: u8) {
     for _ in 0..PROBES_MAX {
         if blob
             .read_at(0, BLOCK)
@@ -73,7 +73,7 @@ async fn wait_for_first_block(blob: &ClientBlob, byte: u8) {
 /// ones included: a resize (here to the same length) waits for every write
 /// that holds the blob's shared lock, and a write holds it until its last
 /// chunk is on the device, on its caller's task or as an orphan.
-async fn landed(blob: &ClientBlob) {
+async fn landed<B: Blob>(blob: &B) {
     blob.resize(BIG as u64).await.unwrap();
 }
 
@@ -99,28 +99,50 @@ async fn landed(blob: &ClientBlob) {
 fn a_dropped_forwarded_overwrite_never_lands_after_a_later_one() {
     without_hanging(|| {
         let (engine, dir, blob) = big_blob("fwd-overwrite");
-        block_on(async {
-            for round in 0..ROUNDS {
-                let (dropped, later) = (2 * round + 1, 2 * round + 2);
-                let data = vec![dropped; BIG];
-                let mut write = Box::pin(blob.write_at(0, &data));
-                assert!(poll_once(&mut write).await.is_none(), "a 64 MiB write");
-                wait_for_first_block(&blob, dropped).await;
-                drop(write);
-                let at = (BIG - BLOCK) as u64;
-                blob.write_at(at, &[later; BLOCK]).await.unwrap();
-                landed(&blob).await;
-                let bytes = blob.read_at(at, BLOCK).await.unwrap();
-                assert!(
-                    bytes.iter().all(|&b| b == later),
-                    "round {round}: the dropped write landed after the later one"
-                );
-            }
-        });
+        block_on(overwrite_rounds(&blob));
         drop(blob);
         engine.shutdown().unwrap();
         std::fs::remove_dir_all(dir).unwrap();
     })
+}
+
+/// The same from another shard (shard 1 forwards to shard 0). Failed
+/// before the fix like the foreign version.
+#[test]
+fn a_dropped_cross_shard_overwrite_never_lands_after_a_later_one() {
+    without_hanging(|| {
+        let (engine, dir, blob) = big_blob("peer-overwrite");
+        drop(blob);
+        let partition = partition_on(&engine, 0, "p");
+        let done = engine.client().spawn_on(1, move |storage| async move {
+            let (blob, _) = storage.open(&partition, b"big").await.unwrap();
+            overwrite_rounds(&blob).await;
+        });
+        block_on(done).unwrap();
+        engine.shutdown().unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    })
+}
+
+/// The rounds of the overwrite tests: drop a big write once it started,
+/// overwrite its last block, check the later write won.
+async fn overwrite_rounds<B: Blob>(blob: &B) {
+    for round in 0..ROUNDS {
+        let (dropped, later) = (2 * round + 1, 2 * round + 2);
+        let data = vec![dropped; BIG];
+        let mut write = Box::pin(blob.write_at(0, &data));
+        assert!(poll_once(&mut write).await.is_none(), "a 64 MiB write");
+        wait_for_first_block(blob, dropped).await;
+        drop(write);
+        let at = (BIG - BLOCK) as u64;
+        blob.write_at(at, &[later; BLOCK]).await.unwrap();
+        landed(blob).await;
+        let bytes = blob.read_at(at, BLOCK).await.unwrap();
+        assert!(
+            bytes.iter().all(|&b| b == later),
+            "round {round}: the dropped write landed after the later one"
+        );
+    }
 }
 
 /// A forwarded write whose caller left while it was still queued is never
