@@ -8,7 +8,8 @@
 //!
 //! Each queued request travels in an [`Envelope`] with the share of its
 //! shard's byte budget it holds ([`Request::cost_bytes`]), given back when
-//! the shard has served it.
+//! the shard has served it; a `read_many` hands it on to its stream, which
+//! holds it until the items are read.
 
 use std::future::Future;
 use std::ops::RangeInclusive;
@@ -69,6 +70,10 @@ pub enum Request {
         ranges: Vec<(u64, usize)>,
         /// Bounded by the number of ranges: the shard never waits on it.
         items: async_channel::Sender<Result<(usize, Vec<u8>)>>,
+        /// Where the shard leaves the request's charge when it has sent the
+        /// items: they wait in the stream until read, and the stream keeps
+        /// the charge until it ends or is dropped.
+        charge_back: async_channel::Sender<Charge>,
     },
     Write {
         blob: BlobId,
@@ -80,10 +85,6 @@ pub enum Request {
     Resize {
         blob: BlobId,
         len: u64,
-        reply: Reply<()>,
-    },
-    Sync {
-        blob: BlobId,
         reply: Reply<()>,
     },
     /// Run a user task on the shard.
@@ -117,7 +118,7 @@ impl Request {
                     sum.saturating_add(*len)
                 }),
             Request::Write { data, .. } => data.len(),
-            Request::Resize { .. } | Request::Sync { .. } => 0,
+            Request::Resize { .. } => 0,
             Request::Spawn(job) => std::mem::size_of_val(&**job),
         };
         let total = std::mem::size_of::<Envelope>().saturating_add(payload);

@@ -25,7 +25,7 @@ use shardblob_shards::{Blob, Error, Result, Storage, WriteOptions};
 
 use crate::message::{answer, reply, BlobId, Reply, Request};
 use crate::routing::shard_of;
-use crate::transport::{Router, Transport};
+use crate::transport::{Charge, Router, Transport};
 
 /// Storage whose every call is forwarded to the partition's shard.
 #[derive(Clone)]
@@ -203,39 +203,39 @@ pub struct RemoteBlob<T: Transport> {
     open: OpenGuard,
 }
 
-/// Where a `read_many` stream is.
+/// Where a `read_many` stream is. Once sent, it keeps the request's budget
+/// charge when the shard hands it back (`Items::_charge`): the bytes the shard sent
+/// count until the stream has read them, ended or been dropped.
 enum Batch<T> {
     Unsent {
         transport: T,
         shard: usize,
         request: Request,
-        items: async_channel::Receiver<Result<(usize, Vec<u8>)>>,
-        remaining: usize,
+        items: Items,
     },
-    Receiving {
-        items: async_channel::Receiver<Result<(usize, Vec<u8>)>>,
-        remaining: usize,
-    },
+    Receiving(Items),
     Done,
+}
+
+/// The receiving side of a sent `read_many`.
+struct Items {
+    items: async_channel::Receiver<Item>,
+    /// Holds the charge the shard hands back; never read, only dropped.
+    _charge: async_channel::Receiver<Charge>,
+    remaining: usize,
 }
 
 type Item = Result<(usize, Vec<u8>)>;
 
-async fn next_item<T>(
-    items: async_channel::Receiver<Item>,
-    remaining: usize,
-) -> Option<(Item, Batch<T>)> {
-    if remaining == 0 {
+async fn next_item<T>(mut batch: Items) -> Option<(Item, Batch<T>)> {
+    if batch.remaining == 0 {
         return None;
     }
-    match items.recv().await {
-        Ok(Ok(item)) => Some((
-            Ok(item),
-            Batch::Receiving {
-                items,
-                remaining: remaining - 1,
-            },
-        )),
+    match batch.items.recv().await {
+        Ok(Ok(item)) => {
+            batch.remaining -= 1;
+            Some((Ok(item), Batch::Receiving(batch)))
+        }
         Ok(Err(e)) => Some((Err(e), Batch::Done)),
         // The shard stopped before answering every range.
         Err(_) => Some((Err(Error::Shutdown), Batch::Done)),
@@ -264,6 +264,7 @@ impl<T: Transport> Blob for RemoteBlob<T> {
     fn read_many(&self, ranges: Vec<(u64, usize)>) -> impl Stream<Item = Item> {
         let remaining = ranges.len();
         let (tx, items) = async_channel::bounded(remaining.max(1));
+        let (charge_back, charge) = async_channel::bounded(1);
         let start = Batch::Unsent {
             transport: self.transport.clone(),
             shard: self.open.shard,
@@ -271,9 +272,13 @@ impl<T: Transport> Blob for RemoteBlob<T> {
                 blob: self.open.id,
                 ranges,
                 items: tx,
+                charge_back,
             },
-            items,
-            remaining,
+            items: Items {
+                items,
+                _charge: charge,
+                remaining,
+            },
         };
         stream::unfold(start, |batch| async move {
             match batch {
@@ -282,12 +287,11 @@ impl<T: Transport> Blob for RemoteBlob<T> {
                     shard,
                     request,
                     items,
-                    remaining,
                 } => match transport.send(shard, request).await {
-                    Ok(()) => next_item(items, remaining).await,
+                    Ok(()) => next_item(items).await,
                     Err(e) => Some((Err(e), Batch::Done)),
                 },
-                Batch::Receiving { items, remaining } => next_item(items, remaining).await,
+                Batch::Receiving(items) => next_item(items).await,
                 Batch::Done => None,
             }
         })
@@ -319,12 +323,11 @@ impl<T: Transport> Blob for RemoteBlob<T> {
         .await
     }
 
+    /// A sync is a started sync awaited: its request in the sync lane holds
+    /// the open, so a sync whose caller left and dropped the handle still
+    /// flushes before the shard lets the blob go.
     async fn sync(&self) -> Result<()> {
-        call(&self.transport, self.open.shard, |reply| Request::Sync {
-            blob: self.open.id,
-            reply,
-        })
-        .await
+        self.start_sync().await
     }
 
     fn start_sync(&self) -> impl std::future::Future<Output = Result<()>> {

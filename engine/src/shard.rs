@@ -201,16 +201,15 @@ impl ShardContext {
                 len,
                 reply,
             } => {
-                let result = match self.blob(blob) {
-                    Ok(blob) => blob.read_at(offset, len).await.map(|bytes| bytes.to_vec()),
-                    Err(e) => Err(e),
-                };
-                let _ = reply.try_send(result);
+                let blob = self.blob(blob);
+                let read = async move { blob?.read_at(offset, len).await.map(|b| b.to_vec()) };
+                for_caller(reply, read).await;
             }
             Request::ReadMany {
                 blob,
                 ranges,
                 items,
+                ..
             } => self.read_many(blob, ranges, items).await,
             Request::Write {
                 blob,
@@ -219,35 +218,35 @@ impl ShardContext {
                 options,
                 reply,
             } => {
-                let result = match self.blob(blob) {
-                    Ok(blob) => blob.write_vectored_at(offset, &[&data], options).await,
-                    Err(e) => Err(e),
-                };
-                let _ = reply.try_send(result);
+                let blob = self.blob(blob);
+                let write = async move { blob?.write_vectored_at(offset, &[&data], options).await };
+                for_caller(reply, write).await;
             }
             Request::Resize { blob, len, reply } => {
-                let result = match self.blob(blob) {
-                    Ok(blob) => blob.resize(len).await,
-                    Err(e) => Err(e),
-                };
-                let _ = reply.try_send(result);
-            }
-            Request::Sync { blob, reply } => {
-                let _ = reply.try_send(self.sync_blob(blob).await);
+                let blob = self.blob(blob);
+                for_caller(reply, async move { blob?.resize(len).await }).await;
             }
             Request::Spawn(job) => self.start_task(job),
         }
     }
 
     /// Serves a request from another shard; its budget charge is given back
-    /// when the request is done.
+    /// when the request is done, or, for a `read_many`, handed on to its
+    /// stream, where the items it sent wait until read.
     async fn handle_envelope(self: Rc<Self>, envelope: Envelope) {
         let Envelope { request, charge } = envelope;
         // A spawn job becomes a running task, which holds no budget: its
         // bytes go back before it starts (glommio may run it at once).
         let charge = (!matches!(request, Request::Spawn(_))).then_some(charge);
+        let stream = match &request {
+            Request::ReadMany { charge_back, .. } => Some(charge_back.clone()),
+            _ => None,
+        };
         self.handle(request).await;
-        drop(charge);
+        if let (Some(stream), Some(charge)) = (stream, charge) {
+            // A stream already dropped refuses it: the bytes go back now.
+            let _ = stream.try_send(charge);
+        }
     }
 
     /// Serves a request from a foreign thread, unless shutdown began: then
@@ -338,6 +337,30 @@ impl ShardContext {
             })
             .detach();
         }
+    }
+}
+
+/// Runs a forwarded blob operation for a caller who may leave, and answers
+/// it (`ARCHITECTURE.md`, Cancellation). A caller that left while the
+/// request was queued gets nothing run. One that leaves while it runs (its
+/// reply's receiver dropped) has the operation dropped here, as a direct
+/// caller's drop would: a commit already started finishes as an orphan of
+/// the blob, which the blob's next write waits for, so a dropped forwarded
+/// write never lands on top of a write issued after the drop. (The shard
+/// learns of the drop by a wake-up that the caller sends before its next
+/// request, and serves wake-ups in order.) The operation owns its blob
+/// clone, which is gone before the reply goes out.
+async fn for_caller<T>(reply: Reply<T>, operation: impl Future<Output = Result<T>>) {
+    if reply.is_closed() {
+        return;
+    }
+    let done = async { Some(operation.await) };
+    let left = async {
+        reply.closed().await;
+        None
+    };
+    if let Some(result) = futures_lite::future::or(done, left).await {
+        let _ = reply.try_send(result);
     }
 }
 
