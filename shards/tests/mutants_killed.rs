@@ -153,3 +153,42 @@ fn a_disk_with_4096_byte_sectors_works() {
     drop(executor);
     drop(disk);
 }
+
+/// Removing a partition leaves nothing behind in the data directory: its
+/// directory, renamed to a tombstone first, is deleted too (not only at the
+/// next start). Kills `shards/src/fs/dma.rs:121:9: replace <impl FileSystem
+/// for DmaFs>::remove_dir -> io::Result<()> with Ok(())`, which leaves an
+/// empty tombstone directory per removal.
+#[test]
+fn removing_a_partition_leaves_no_directory_behind() {
+    let dir = std::env::temp_dir().join(format!(
+        "shardblob-mutants-remove-dir-{}",
+        std::process::id()
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(1 << 20)
+        .make()
+        .expect("executor");
+    executor.run(async {
+        let data_dir: Arc<DataDir> = DataDir::lock(&dir).expect("lock data dir");
+        let root = data_dir.path().to_path_buf();
+        let store = ShardStore::new(DmaFs::new(data_dir).await.expect("dma fs"), root);
+        for round in 0..3u8 {
+            let (blob, _) = store.open("gone", b"b").await.unwrap();
+            blob.write_at(0, &[round; 10]).await.unwrap();
+            blob.sync().await.unwrap();
+            drop(blob);
+            store.remove("gone", None).await.unwrap();
+            let mut left: Vec<_> = fs::read_dir(&dir)
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name())
+                .collect();
+            left.sort();
+            assert_eq!(left, ["LOCK"], "round {round}: only the LOCK is left");
+        }
+        drop(store);
+        glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+    });
+    fs::remove_dir_all(&dir).unwrap();
+}
