@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use glommio::{LocalExecutorBuilder, Placement};
 use shardblob_shards::fs::dma::DmaFs;
+use shardblob_shards::fs::FileSystem;
 use shardblob_shards::header::{self, HeaderError, HEADER_LEN};
 use shardblob_shards::{Blob, DataDir, ShardStore, Storage};
 
@@ -189,6 +190,36 @@ fn removing_a_partition_leaves_no_directory_behind() {
         }
         drop(store);
         glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+    });
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A rename the kernel refuses with EINVAL (here: a directory into itself)
+/// reports EINVAL, also through the fallback for filesystems without
+/// `RENAME_NOREPLACE` (which checks that the target is missing, then
+/// renames): the target's absence is no error. Kills
+/// `shards/src/fs/dma.rs:165:19: replace match guard e.kind() ==
+/// io::ErrorKind::NotFound with false in rename_no_replace` and
+/// `shards/src/fs/dma.rs:165:28: replace == with != in rename_no_replace`,
+/// which report the missing target (NotFound) instead.
+#[test]
+fn a_rename_refused_with_einval_reports_einval() {
+    let dir = std::env::temp_dir().join(format!("shardblob-mutants-rename-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(1 << 20)
+        .make()
+        .expect("executor");
+    executor.run(async {
+        let data_dir: Arc<DataDir> = DataDir::lock(&dir).expect("lock data dir");
+        let fs = DmaFs::new(data_dir).await.expect("dma fs");
+        let from = dir.join("p");
+        fs.create_dir(&from).unwrap();
+        let error = fs.rename(&from, &from.join("inside")).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::EINVAL), "{error}");
+        assert!(from.is_dir(), "nothing moved");
+        fs.rename(&from, &dir.join("q")).unwrap();
+        assert!(!from.exists() && dir.join("q").is_dir());
     });
     fs::remove_dir_all(&dir).unwrap();
 }
