@@ -11,6 +11,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use glommio::{LocalExecutorBuilder, Placement};
+use shardblob_shards::blob::PREALLOCATE_BYTES;
 use shardblob_shards::fs::dma::DmaFs;
 use shardblob_shards::fs::FileSystem;
 use shardblob_shards::header::{self, HeaderError, HEADER_LEN};
@@ -220,6 +221,72 @@ fn a_rename_refused_with_einval_reports_einval() {
         assert!(from.is_dir(), "nothing moved");
         fs.rename(&from, &dir.join("q")).unwrap();
         assert!(!from.exists() && dir.join("q").is_dir());
+    });
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Bytes of storage a file holds (its allocated blocks).
+fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).unwrap().blocks() * 512
+}
+
+/// An append reserves the file's next `PREALLOCATE_BYTES` ahead (fallocate
+/// with KEEP_SIZE), and opening a blob gives back storage left reserved past
+/// its end (by a crash before the last handle's drop). Kills
+/// `shards/src/fs/dma.rs:351:9: replace <impl File for DmaBlobFile>::preallocate
+/// -> io::Result<()> with Ok(())` (nothing reserved) and the mutants of
+/// `release_past_end_now` that keep the leftovers (`-> Ok(true)`, `-> Ok(false)`).
+#[test]
+fn appends_reserve_ahead_and_an_open_gives_leftovers_back() {
+    let dir =
+        std::env::temp_dir().join(format!("shardblob-mutants-reserve-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let file = dir.join("p").join("62"); // blob b"b", hex-named
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(1 << 20)
+        .make()
+        .expect("executor");
+    executor.run(async {
+        let data_dir: Arc<DataDir> = DataDir::lock(&dir).expect("lock data dir");
+        let root = data_dir.path().to_path_buf();
+        let store = ShardStore::new(DmaFs::new(data_dir).await.expect("dma fs"), root);
+        let (blob, _) = store.open("p", b"b").await.unwrap();
+        blob.write_at(0, &[7; 4096]).await.unwrap();
+        blob.sync().await.unwrap();
+        assert!(
+            allocated(&file) >= PREALLOCATE_BYTES,
+            "an append reserves ahead: {} bytes allocated",
+            allocated(&file)
+        );
+        drop(blob);
+
+        // Storage reserved past the end, as a crash would leave it.
+        let raw = fs::OpenOptions::new().write(true).open(&file).unwrap();
+        let end = HEADER_LEN + 4096;
+        // SAFETY: fallocate on a descriptor `raw` keeps open.
+        let rc = unsafe {
+            libc::fallocate(
+                std::os::unix::io::AsRawFd::as_raw_fd(&raw),
+                libc::FALLOC_FL_KEEP_SIZE,
+                end as libc::off_t,
+                (4 << 20) as libc::off_t,
+            )
+        };
+        assert_eq!(rc, 0, "fallocate: {}", std::io::Error::last_os_error());
+        drop(raw);
+        assert!(allocated(&file) >= end + (4 << 20));
+
+        let (blob, len) = store.open("p", b"b").await.unwrap();
+        assert_eq!(len, 4096);
+        assert!(
+            allocated(&file) < end + (1 << 20),
+            "the open gave the reserved storage back: {} bytes allocated",
+            allocated(&file)
+        );
+        assert_eq!(&blob.read_at(0, 4096).await.unwrap()[..], &[7; 4096][..]);
+        drop((blob, store));
+        glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
     });
     fs::remove_dir_all(&dir).unwrap();
 }
