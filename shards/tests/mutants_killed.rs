@@ -1,7 +1,8 @@
 //! Tests that kill mutants `scripts/mutants` found alive (issue 17, point 7).
 //!
 //! Each test names the mutant it kills (the `cargo mutants` description:
-//! file, line, column, replacement); it fails with that mutant applied. The
+//! file, line, column, replacement); it fails with that mutant applied. Some
+//! need root, `losetup`, `mkfs.ext4` and `mount`, as the ENOSPC tests do. The
 //! survivors that cannot matter are listed, with the reason, in
 //! `mutants-survivors.md`.
 
@@ -233,7 +234,9 @@ fn allocated(path: &Path) -> u64 {
 
 /// An append reserves the file's next `PREALLOCATE_BYTES` ahead (fallocate
 /// with KEEP_SIZE), and opening a blob gives back storage left reserved past
-/// its end (by a crash before the last handle's drop). Kills
+/// its end (by a crash before the last handle's drop), on an ordinary
+/// filesystem (`engine/tests/enospc.rs` checks the same on a full one, and
+/// catches these mutants too). Fails with
 /// `shards/src/fs/dma.rs:351:9: replace <impl File for DmaBlobFile>::preallocate
 /// -> io::Result<()> with Ok(())` (nothing reserved) and the mutants of
 /// `release_past_end_now` that keep the leftovers (`-> Ok(true)`, `-> Ok(false)`).
