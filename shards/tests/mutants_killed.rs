@@ -14,6 +14,7 @@ use std::sync::Arc;
 use glommio::{LocalExecutorBuilder, Placement};
 use shardblob_shards::blob::PREALLOCATE_BYTES;
 use shardblob_shards::fs::dma::DmaFs;
+use shardblob_shards::fs::sim::{Faults, SimFs};
 use shardblob_shards::fs::FileSystem;
 use shardblob_shards::header::{self, HeaderError, HEADER_LEN};
 use shardblob_shards::{Blob, DataDir, ShardStore, Storage};
@@ -292,4 +293,36 @@ fn appends_reserve_ahead_and_an_open_gives_leftovers_back() {
         glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
     });
     fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A create that fails half-way leaves no entry for `scan` to list: each of
+/// the first operations of a new blob's `open` fails in turn (simulated
+/// disk), and whenever the open fails the name is not listed. Kills
+/// `shards/src/store.rs:383:23: replace match guard created with false in
+/// ShardStore<F>::open_file`, which keeps the half-created file.
+#[test]
+fn a_failed_create_leaves_nothing_for_scan() {
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(1 << 20)
+        .make()
+        .expect("executor");
+    executor.run(async {
+        let store = ShardStore::new(SimFs::new(17), "/");
+        drop(store.open("p", b"first").await.unwrap());
+        let mut failed_opens = 0;
+        for k in 0..12u64 {
+            let name = format!("new-{k}").into_bytes();
+            store
+                .fs()
+                .set_faults(Faults::at_op(store.fs().op_count() + k));
+            let opened = store.open("p", &name).await.map(drop);
+            store.fs().set_faults(Faults::default());
+            if opened.is_err() {
+                failed_opens += 1;
+                let names = store.scan("p").await.unwrap();
+                assert!(!names.contains(&name), "fault at op {k}: {names:?}");
+            }
+        }
+        assert!(failed_opens > 2, "the faults reached the create");
+    });
 }
