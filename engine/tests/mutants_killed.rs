@@ -1,0 +1,61 @@
+//! Tests that kill mutants of the engine that `scripts/mutants` found alive
+//! (issue 17, point 7).
+//!
+//! Each test names the mutant it kills (the `cargo mutants` description:
+//! file, line, column, replacement); it fails with that mutant applied. The
+//! survivors that cannot matter are listed, with the reason, in
+//! `mutants-survivors.md`.
+
+use futures::executor::block_on;
+use shardblob::{shard_of, Blob, Config, Engine, ShardStorage, Storage};
+
+fn engine(test: &str) -> (Engine, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!(
+        "shardblob-mutants-killed-{test}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = Config {
+        data_dir: dir.clone(),
+        shards: 2,
+        ..Config::default()
+    };
+    (Engine::start(config).unwrap(), dir)
+}
+
+/// A task on a shard finds that shard's storage with
+/// `ShardStorage::current()`, and it works: a blob written through it on the
+/// owner reads back through the client. Off the shards there is none. Kills
+/// `engine/src/shard.rs:65:9: replace ShardContext::current ->
+/// Option<Rc<ShardContext>> with None`.
+#[test]
+fn a_shard_task_finds_its_own_storage() {
+    let (engine, dir) = engine("current");
+    let client = engine.client();
+    assert!(ShardStorage::current().is_none(), "not on a shard");
+    for shard in 0..engine.shard_count() {
+        let partition = (0..)
+            .map(|i| format!("current-{i}"))
+            .find(|p| shard_of(p, engine.shard_count()) == shard)
+            .unwrap();
+        let task_partition = partition.clone();
+        let found = block_on(client.spawn_on(shard, move |_| async move {
+            let storage = ShardStorage::current()?;
+            let (blob, _) = storage.open(&task_partition, b"b").await.ok()?;
+            blob.write_at(0, b"through current").await.ok()?;
+            blob.sync().await.ok()?;
+            Some(storage.shard())
+        }))
+        .unwrap();
+        assert_eq!(found, Some(shard), "the task's own shard");
+        let bytes = block_on(async {
+            let (blob, len) = client.open(&partition, b"b").await?;
+            assert_eq!(len, 15);
+            blob.read_at(0, 15).await
+        })
+        .unwrap();
+        assert_eq!(&bytes[..], b"through current");
+    }
+    engine.shutdown().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
