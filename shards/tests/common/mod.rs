@@ -90,9 +90,10 @@ pub const SEED_BASE_VAR: &str = "SHARDBLOB_SEED_BASE";
 /// The seeds to run: `SHARDBLOB_SEED=n` runs seed `n` alone; otherwise the
 /// fixed seeds `0..count`, where `count` comes from `count_var` (the long
 /// mode; `""` for none) or is `default_count`, plus a rotating slice of a
-/// quarter as many seeds that starts somewhere new on every run (printed,
-/// and replayed with `SHARDBLOB_SEED_BASE`), so that CI explores new seeds
-/// each time while the fixed ones keep every run comparable.
+/// quarter as many seeds that starts somewhere new with every commit
+/// (printed, and replayed with `SHARDBLOB_SEED_BASE`), so that CI explores
+/// new seeds at each submission while the fixed ones keep every run
+/// comparable.
 pub fn seeds(count_var: &str, default_count: u64) -> Vec<u64> {
     if let Some(seed) = seed_override() {
         return vec![seed];
@@ -112,13 +113,24 @@ pub fn seeds(count_var: &str, default_count: u64) -> Vec<u64> {
         .collect()
 }
 
-/// A start for the rotating slice, new on every run, far above the fixed
-/// seeds.
+/// A start for the rotating slice, far above the fixed seeds: picked by the
+/// commit under test, so every submission explores a new slice and any run
+/// of one commit replays exactly; by the clock outside a git checkout.
 fn fresh_seed_base() -> u64 {
-    let now_ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    (1 << 32) + Rng::new(now_ns ^ u64::from(std::process::id())).below(1 << 40)
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .and_then(|out| {
+            u64::from_str_radix(String::from_utf8_lossy(&out.stdout).get(..16)?, 16).ok()
+        });
+    let picked = commit.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    });
+    (1 << 32) + Rng::new(picked).below(1 << 40)
 }
 
 /// Runs `one(seed)` for every seed of [`seeds`] on one executor.
