@@ -290,24 +290,10 @@ impl<F: FileSystem> BlobState<F> {
             return Ok(());
         }
         self.file.set_len(HEADER_LEN + len).await?;
-        self.stale_cut_to(len);
-        Ok(())
-    }
-
-    /// [`Self::trim_stale`] from a synchronous context, best effort, for a
-    /// write that failed while it held the RMW lock.
-    pub(crate) fn trim_stale_now(&self) {
-        let len = self.len.get();
-        if self.stale_end.get() > len && self.file.set_len_now(HEADER_LEN + len).is_ok() {
-            self.stale_cut_to(len);
-        }
-    }
-
-    /// The bookkeeping of a cut of the file to the logical length `len`.
-    fn stale_cut_to(&self, len: u64) {
         self.file_cut_to(len);
         // The truncation gave back the blocks reserved past the end.
         self.reserved_len.set(self.reserved_len.get().min(len));
+        Ok(())
     }
 
     pub(crate) fn check_poison(&self) -> Result<()> {

@@ -227,13 +227,6 @@ impl<F: FileSystem> BlobState<F> {
             // past the end may not be zeros any more.
             self.tail.borrow_mut().take();
             self.stale_end.set(self.stale_end.get().max(end));
-            if end > self.len.get() {
-                // An extending write holds the RMW lock, so nothing else is
-                // in flight past the end: cut what it left there now, so a
-                // crash cannot show it as length. Best effort: if the cut
-                // fails, the next resize up or gap write cuts first.
-                self.trim_stale_now();
-            }
             return Err(self.write_failed(e, durable));
         }
         let new_len = self.len.get().max(data_end);

@@ -254,11 +254,6 @@ impl BlobModel {
             self.file_lens.insert(at);
             at += SECTOR;
         }
-        if torn && end > self.len {
-            // A write that fails past the end cuts the file back to the
-            // logical length at once (shards/src/blob/write.rs).
-            self.file_lens.insert(self.len);
-        }
         if sync {
             let grown: Vec<u64> = self.durable_lens.iter().map(|&d| d.max(padded)).collect();
             self.durable_lens.extend(grown);
