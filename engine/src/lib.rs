@@ -17,7 +17,9 @@
 //! ```
 //! use shardblob::{Blob, Config, Engine, Storage};
 //!
-//! let engine = Engine::start(Config::default())?;
+//! let mut config = Config::default();
+//! config.data_dir = std::env::temp_dir().join("shardblob-doc-example");
+//! let engine = Engine::start(config)?;
 //! let client = engine.client();
 //! futures_lite::future::block_on(async {
 //!     let (blob, _len) = client.open("users", b"alice").await?;
