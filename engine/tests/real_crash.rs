@@ -44,16 +44,19 @@
 //! A failure names the seed; `SHARDBLOB_CRASH_SEED=<seed>` reruns the same
 //! workloads (the kill moments differ from run to run).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::process::ExitStatusExt;
+mod support;
+
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::executor::block_on;
 use shardblob::{Blob, Client, Config, Engine, Storage, WriteOptions};
 use shardblob_shards::rng::{splitmix64, Rng};
+use support::kill::{
+    complete_lines, env_number, files_open_under, fresh_seed, open_journal, report, seed_from_env,
+    Victim, WorkDir,
+};
 
 const CHILD_ENV: &str = "SHARDBLOB_CRASH_CHILD";
 const SEED_ENV: &str = "SHARDBLOB_CRASH_SEED";
@@ -245,11 +248,7 @@ fn crash_child() {
     let seed: u64 = env_number(SEED_ENV);
     let cycle: usize = env_number("SHARDBLOB_CRASH_CYCLE");
     let shards: usize = env_number(SHARDS_ENV);
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("progress.log"))
-        .expect("child opens its progress log");
+    let log = open_journal(&dir.join("progress.log"));
     let engine = Engine::start(Config {
         data_dir: dir.join("data"),
         shards,
@@ -274,19 +273,6 @@ fn crash_child() {
         worker.join().expect("child worker");
     }
     engine.shutdown().expect("child engine stops");
-}
-
-fn env_number<T: std::str::FromStr>(name: &str) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{name} must be set to a number"))
-}
-
-/// One line, one write(2): complete in the page cache before we go on.
-fn report(mut log: &File, line: String) {
-    log.write_all(line.as_bytes())
-        .expect("child writes its progress log");
 }
 
 /// Runs an `Op::Write`: its data handed over in the pieces its cuts make.
@@ -408,9 +394,7 @@ struct Progress {
 
 fn parse_progress(text: &str) -> Vec<Progress> {
     let mut blobs: Vec<Progress> = BLOBS.iter().map(|_| Progress::default()).collect();
-    // A line without its newline was cut by the kill: ignore it.
-    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-    for line in complete.lines() {
+    for line in complete_lines(text) {
         let words: Vec<&str> = line.split(' ').collect();
         let number = |i: usize| -> u64 {
             words
@@ -630,59 +614,6 @@ fn check(got: &[u8], exp: &Expected) -> Result<(), String> {
     Ok(())
 }
 
-/// Cleans the work directory when the test ends, passed or not.
-struct WorkDir(PathBuf);
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = fs::remove_dir_all(&self.0);
-        } else {
-            eprintln!("real_crash: work directory kept at {}", self.0.display());
-        }
-    }
-}
-
-fn fresh_seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    splitmix64(nanos ^ (std::process::id() as u64) << 32)
-}
-
-/// Waits until the child reported the base of every blob (it runs its
-/// workload then), or exited.
-fn wait_ready(progress: &Path, child: &mut std::process::Child) -> Result<(), String> {
-    let start = Instant::now();
-    loop {
-        let text = fs::read_to_string(progress).unwrap_or_default();
-        let bases = text.lines().filter(|l| l.starts_with("base ")).count();
-        if bases == BLOBS.len() {
-            return Ok(());
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("child exited before it was ready: {status}"));
-        }
-        if start.elapsed() > READY_TIMEOUT {
-            return Err(format!(
-                "child not ready after {READY_TIMEOUT:?} (engine start or open hangs?)"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// This process's open files under `dir`.
-fn files_open_under(dir: &Path) -> Vec<PathBuf> {
-    fs::read_dir("/proc/self/fd")
-        .map(|fds| {
-            fds.filter_map(|fd| fs::read_link(fd.ok()?.path()).ok())
-                .filter(|target| target.starts_with(dir))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// What the parent counted over all cycles.
 #[derive(Default)]
 struct Tally {
@@ -696,16 +627,10 @@ struct Tally {
 
 #[test]
 fn sigkill_at_random_moments_keeps_every_synced_byte() {
-    let seed = std::env::var(SEED_ENV)
-        .ok()
-        .map(|s| s.parse().expect("SHARDBLOB_CRASH_SEED is a u64"))
-        .unwrap_or_else(fresh_seed);
+    let seed = seed_from_env(SEED_ENV);
     eprintln!("real_crash: seed {seed} (rerun with {SEED_ENV}={seed})");
-    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("real-crash-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&root);
-    fs::create_dir_all(&root).unwrap();
-    let work_dir = WorkDir(root.clone());
+    let work_dir = WorkDir::new("real-crash");
+    let root = work_dir.0.clone();
     let mut timing = Rng::new(fresh_seed());
     let mut bases: Vec<Vec<u8>> = BLOBS.iter().map(|_| Vec::new()).collect();
     let started = Instant::now();
@@ -760,20 +685,18 @@ fn kill_a_child(
     tally: &mut Tally,
 ) -> Result<Vec<Progress>, String> {
     let progress_path = root.join("progress.log");
-    let stderr_path = root.join("child-stderr.log");
     let _ = fs::remove_file(&progress_path);
     let child_shards = 1 + (splitmix64(seed ^ cycle as u64) % 2) as usize;
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, root)
-        .env(SEED_ENV, seed.to_string())
-        .env("SHARDBLOB_CRASH_CYCLE", cycle.to_string())
-        .env(SHARDS_ENV, child_shards.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(File::create(&stderr_path).unwrap())
-        .spawn()
-        .expect("spawn the child");
+    let mut child = Victim::spawn(
+        "crash_child",
+        root,
+        &[
+            (CHILD_ENV, root.display().to_string()),
+            (SEED_ENV, seed.to_string()),
+            ("SHARDBLOB_CRASH_CYCLE", cycle.to_string()),
+            (SHARDS_ENV, child_shards.to_string()),
+        ],
+    );
     // One kill in eight lands early (engine start, open); the others
     // while the workload runs.
     let early = timing.below(8) == 0;
@@ -781,20 +704,16 @@ fn kill_a_child(
         std::thread::sleep(Duration::from_micros(timing.below(40_000)));
         Ok(())
     } else {
-        wait_ready(&progress_path, &mut child).map(|()| {
+        // Ready once the child reported the base of every blob.
+        let bases_reported = || {
+            let text = fs::read_to_string(&progress_path).unwrap_or_default();
+            text.lines().filter(|l| l.starts_with("base ")).count() == BLOBS.len()
+        };
+        child.wait_ready(READY_TIMEOUT, bases_reported).map(|()| {
             std::thread::sleep(Duration::from_micros(timing.below(120_000)));
         })
     };
-    let _ = child.kill();
-    let status = child.wait().expect("wait for the child");
-    let stderr = fs::read_to_string(&stderr_path).unwrap_or_default();
-    ready.map_err(|why| format!("{why}; child stderr:\n{stderr}"))?;
-    let killed = status.signal() == Some(libc::SIGKILL);
-    if !killed && !status.success() {
-        return Err(format!(
-            "the child failed ({status}); its stderr:\n{stderr}"
-        ));
-    }
+    let killed = child.kill(ready)?;
     tally.kills += killed as usize;
     let progress = parse_progress(&fs::read_to_string(&progress_path).unwrap_or_default());
     if !killed && !progress.iter().all(|p| p.ended) {

@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test file uses a part
 
 pub mod ftrace;
+pub mod kill;
 
 use std::path::PathBuf;
 use std::sync::mpsc;
