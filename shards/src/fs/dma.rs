@@ -14,7 +14,7 @@
 use std::cell::{Cell, OnceCell};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -66,16 +66,26 @@ impl DmaFs {
     }
 }
 
+/// Opens `path` on a detached task of this executor and waits for it. A
+/// caller that stops waiting does not cancel the open: glommio 0.9 drops
+/// the result of an `openat` it was asked to cancel that the kernel
+/// completed anyway, and that descriptor would leak; here the task finishes
+/// and the file closes when it drops.
+async fn open_to_the_end(options: OpenOptions, path: PathBuf) -> io::Result<DmaFile> {
+    let open = glommio::spawn_local(async move { options.dma_open(path).await }).detach();
+    match open.await {
+        Some(opened) => Ok(opened?),
+        None => Err(io::Error::other("the executor stopped during the open")),
+    }
+}
+
 impl FileSystem for DmaFs {
     type File = DmaBlobFile;
 
     async fn open_file(&self, path: &Path, create: bool) -> io::Result<DmaBlobFile> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .dma_open(path)
-            .await?;
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(create);
+        let file = open_to_the_end(options, path.to_path_buf()).await?;
         if file.alignment() > BLOCK_SIZE {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -208,12 +218,9 @@ impl DmaBlobFile {
             return Ok(file);
         }
         let path = format!("/proc/self/fd/{}", self.file.as_raw_fd());
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_DSYNC)
-            .dma_open(path)
-            .await?;
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).custom_flags(libc::O_DSYNC);
+        let file = open_to_the_end(options, path.into()).await?;
         // A concurrent task may have opened one meanwhile; keep the first.
         Ok(self.dsync.get_or_init(|| file))
     }
