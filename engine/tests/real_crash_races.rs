@@ -13,7 +13,8 @@
 //!   `WRITERS` concurrent writers, each owning an unaligned region (so
 //!   neighbours share 4 KiB blocks) with a seeded sequence of writes (some
 //!   `WriteOptions::SYNC`, some vectored), `sync` and `start_sync`; a
-//!   quarter of the futures are dropped after 1 to 4 polls.
+//!   quarter of the futures are dropped, after 1 to 4 polls or when a
+//!   timer fires.
 //! - Race names: three blob names in a partition of each shard, raced in
 //!   epochs by four actors, two on `Client` threads and one `spawn_on` task
 //!   on each shard (so every partition sees direct, forwarded and foreign
@@ -75,11 +76,11 @@ const CYCLE_ENV: &str = "SHARDBLOB_RACES_CYCLE";
 /// Seeds per run when no seed is given.
 const SEEDS: u64 = 3;
 /// Kills per seed.
-const CYCLES: usize = 6;
+const CYCLES: usize = 8;
 /// How long a child may take to start its engine and open its blobs.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The kill lands this long after the child is ready, at most.
-const KILL_AFTER_MAX_US: u64 = 500_000;
+const KILL_AFTER_MAX_US: u64 = 1_000_000;
 
 /// Concurrent writers per data blob, each with its own region.
 const WRITERS: u64 = 2;
@@ -96,11 +97,15 @@ const DROPPABLE: usize = 2;
 /// Race actors: two `Client` threads, one task on each shard.
 const ACTORS: usize = 4;
 /// Operations per actor per epoch, and epochs a child runs at most.
-const EPOCH_OPS: u64 = 10;
+const EPOCH_OPS: u64 = 6;
 const EPOCHS_MAX: u64 = 500;
-/// Tries (1 ms apart) for a name to open once every handle is dropped:
-/// dropped opens are served within a few round trips.
-const QUIESCE_TRIES: u32 = 2000;
+/// Tries (1 ms apart) for a name to open, and for its files to close, once
+/// every handle is dropped: dropped opens are served within a few round
+/// trips.
+const QUIESCE_TRIES: u32 = 1000;
+/// How long the parent lets a child finish the check it is in before the
+/// kill.
+const CHECK_GRACE: Duration = Duration::from_secs(20);
 /// A stamp: 64 bytes at a 64-byte offset (never across a 512-byte sector).
 const STAMP: usize = 64;
 const STAMP_MAGIC: &[u8; 4] = b"STMP";
@@ -148,24 +153,71 @@ fn actor_seed(seed: u64, cycle: usize, epoch: u64, a: usize) -> u64 {
     splitmix64(!seed ^ splitmix64((cycle as u64) << 40 | epoch << 8 | a as u64))
 }
 
-/// Polls `fut` at most `polls` times (`None`: until it ends); `None` if it
-/// was dropped unfinished.
-async fn poll_at_most<F: Future>(fut: F, polls: Option<u32>) -> Option<F::Output> {
-    let mut fut = std::pin::pin!(fut);
-    let mut left = polls.unwrap_or(u32::MAX);
-    std::future::poll_fn(move |cx| {
-        if left == 0 {
-            return Poll::Ready(None);
-        }
-        left -= 1;
-        fut.as_mut().poll(cx).map(Some)
-    })
-    .await
+/// Where a future is dropped: after some polls (at a wake-up: mid-way
+/// through a call of several steps), or when a timer fires (anywhere,
+/// as a timeout does).
+#[derive(Clone, Copy)]
+enum Cut {
+    Polls(u32),
+    Micros(u64),
 }
 
-/// A quarter of the futures are dropped after 1 to 4 polls.
-fn drop_point(rng: &mut Rng) -> Option<u32> {
-    rng.one_in(4).then(|| 1 + rng.below(4) as u32)
+/// A quarter of the futures are dropped: half after 1 to 4 polls, half
+/// after up to 3 ms.
+fn drop_point(rng: &mut Rng) -> Option<Cut> {
+    if !rng.one_in(4) {
+        return None;
+    }
+    Some(match rng.coin() {
+        true => Cut::Polls(1 + rng.below(4) as u32),
+        false => Cut::Micros(rng.below(3000)),
+    })
+}
+
+/// Runs `fut` until it ends or `cut` comes (timed with `pause`); `None`
+/// if it was dropped unfinished.
+async fn run_until<F: Future>(fut: F, cut: Option<Cut>, pause: Pause) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    match cut {
+        None => Some(fut.await),
+        Some(Cut::Polls(polls)) => {
+            let mut left = polls;
+            std::future::poll_fn(move |cx| match left {
+                0 => Poll::Ready(None),
+                _ => {
+                    left -= 1;
+                    fut.as_mut().poll(cx).map(Some)
+                }
+            })
+            .await
+        }
+        Some(Cut::Micros(micros)) => {
+            let timeout = async {
+                pause(Duration::from_micros(micros)).await;
+                None
+            };
+            futures_lite::future::or(async { Some(fut.await) }, timeout).await
+        }
+    }
+}
+
+/// How a task waits: a shard task sleeps on its executor's timer; a
+/// thread outside the engine has a helper thread wake it.
+type Pause = fn(Duration) -> Pin<Box<dyn Future<Output = ()>>>;
+
+fn pause_thread(wait: Duration) -> Pin<Box<dyn Future<Output = ()>>> {
+    let (wake, woken) = futures::channel::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        std::thread::sleep(wait);
+        let _ = wake.send(());
+    });
+    Box::pin(async move {
+        let _ = woken.await;
+    })
+}
+
+fn pause_shard(wait: Duration) -> Pin<Box<dyn Future<Output = ()>>> {
+    Box::pin(glommio::timer::sleep(wait))
 }
 
 // ---------------------------------------------------------- data writers --
@@ -184,10 +236,10 @@ enum WriterOp {
 }
 
 /// Writer `w`'s next operation and its drop point.
-fn writer_op(rng: &mut Rng, w: u64) -> (WriterOp, Option<u32>) {
-    let polls = drop_point(rng);
+fn writer_op(rng: &mut Rng, w: u64) -> (WriterOp, Option<Cut>) {
+    let cut = drop_point(rng);
     if rng.one_in(8) {
-        return (WriterOp::Sync { start: rng.coin() }, polls);
+        return (WriterOp::Sync { start: rng.coin() }, cut);
     }
     let rel = rng.below(REGION - 1);
     let len = 1 + rng.below((REGION - rel).min(3000));
@@ -197,16 +249,16 @@ fn writer_op(rng: &mut Rng, w: u64) -> (WriterOp, Option<u32>) {
         cut: rng.below(len + 1) as usize,
         sync: rng.one_in(4),
     };
-    (op, polls)
+    (op, cut)
 }
 
 /// Writer `w` of data blob `b`: its seeded operations, journaled as
 /// `D s|c|x b w i` (started, completed, dropped).
-async fn writer<B: Blob>(blob: B, journal: Arc<File>, b: usize, w: u64, seed: u64) {
-    let mut rng = Rng::new(seed);
+async fn writer<B: Blob>(blob: B, ctx: &Ctx, pause: Pause, b: usize, w: u64) {
+    let mut rng = Rng::new(writer_seed(ctx.seed, ctx.cycle, b, w));
     for i in 0..WRITER_OPS_MAX {
-        let (op, polls) = writer_op(&mut rng, w);
-        report(&journal, format!("D s {b} {w} {i}\n"));
+        let (op, drop_at) = writer_op(&mut rng, w);
+        report(&ctx.journal, format!("D s {b} {w} {i}\n"));
         let done = match &op {
             WriterOp::Write {
                 offset,
@@ -216,27 +268,28 @@ async fn writer<B: Blob>(blob: B, journal: Arc<File>, b: usize, w: u64, seed: u6
             } => {
                 let options = [WriteOptions::NONE, WriteOptions::SYNC][*sync as usize];
                 let pieces = [&data[..*cut], &data[*cut..]];
-                poll_at_most(blob.write_vectored_at(*offset, &pieces, options), polls).await
+                run_until(
+                    blob.write_vectored_at(*offset, &pieces, options),
+                    drop_at,
+                    pause,
+                )
+                .await
             }
-            WriterOp::Sync { start: false } => poll_at_most(blob.sync(), polls).await,
-            WriterOp::Sync { start: true } => poll_at_most(blob.start_sync(), polls).await,
+            WriterOp::Sync { start: false } => run_until(blob.sync(), drop_at, pause).await,
+            WriterOp::Sync { start: true } => run_until(blob.start_sync(), drop_at, pause).await,
         };
         let state = match done {
             Some(Ok(())) => "c",
             Some(Err(e)) => panic!("data blob {b} writer {w} op {i}: {e}"),
             None => "x",
         };
-        report(&journal, format!("D {state} {b} {w} {i}\n"));
+        report(&ctx.journal, format!("D {state} {b} {w} {i}\n"));
     }
 }
 
 /// Runs the writers of data blob `b` on `blob` until they end.
-async fn run_writers<B: Blob>(blob: B, ctx: Ctx, b: usize) {
-    join_all((0..WRITERS).map(|w| {
-        let seed = writer_seed(ctx.seed, ctx.cycle, b, w);
-        writer(blob.clone(), ctx.journal.clone(), b, w, seed)
-    }))
-    .await;
+async fn run_writers<B: Blob>(blob: B, ctx: Ctx, pause: Pause, b: usize) {
+    join_all((0..WRITERS).map(|w| writer(blob.clone(), &ctx, pause, b, w))).await;
 }
 
 /// Starts the writers of every data blob: blobs 0 and 1 from a task on
@@ -249,12 +302,12 @@ fn start_writers(client: &Client, ctx: &Ctx) -> Vec<std::thread::JoinHandle<()>>
                 if b == 2 {
                     let (partition, name) = ctx.parts.data_blob(b);
                     let (blob, _) = block_on(client.open(partition, name)).expect("open data blob");
-                    return block_on(run_writers(blob, ctx, b));
+                    return block_on(run_writers(blob, ctx, pause_thread, b));
                 }
                 let task = client.spawn_on(0, move |storage| async move {
                     let (partition, name) = ctx.parts.data_blob(b);
                     let (blob, _) = storage.open(partition, name).await.expect("open data blob");
-                    run_writers(blob, ctx, b).await;
+                    run_writers(blob, ctx, pause_shard, b).await;
                 });
                 block_on(task).expect("data writers' task");
             })
@@ -327,18 +380,6 @@ fn stamps_in(bytes: &[u8], p: usize, n: usize) -> Result<Vec<(u64, StampId)>, St
     Ok(found)
 }
 
-/// How a race actor waits: a thread sleeps, a shard task sleeps on its
-/// executor's timer.
-type Pause = fn(Duration) -> Pin<Box<dyn Future<Output = ()>>>;
-
-fn pause_thread(wait: Duration) -> Pin<Box<dyn Future<Output = ()>>> {
-    Box::pin(async move { std::thread::sleep(wait) })
-}
-
-fn pause_shard(wait: Duration) -> Pin<Box<dyn Future<Output = ()>>> {
-    Box::pin(glommio::timer::sleep(wait))
-}
-
 /// One race actor: opens, removes and scans the race names through
 /// `storage`, journaling `R <event> <actor> <op> <partition> <name> <arg>`
 /// (name `NAMES.len()`: the whole partition).
@@ -377,14 +418,14 @@ impl<S: Storage> Actor<S> {
             let i = epoch * EPOCH_OPS + j;
             let p = rng.below(2) as usize;
             let n = rng.below(NAMES.len() as u64) as usize;
-            let polls = if n == DROPPABLE {
+            let cut = if n == DROPPABLE {
                 drop_point(&mut rng)
             } else {
                 None
             };
             match rng.below(10) {
-                0..=4 => self.open(&mut rng, i, p, n, polls).await,
-                5..=7 => self.remove(i, p, Some(n), polls).await,
+                0..=4 => self.open(&mut rng, i, p, n, cut).await,
+                5..=7 => self.remove(i, p, Some(n), cut).await,
                 8 => self.remove(i, p, None, None).await,
                 _ => self.scan(i, p).await,
             }
@@ -392,10 +433,14 @@ impl<S: Storage> Actor<S> {
     }
 
     /// Opens a name, checks it, appends a few stamps, holds it a moment.
-    async fn open(&self, rng: &mut Rng, i: u64, p: usize, n: usize, polls: Option<u32>) {
+    async fn open(&self, rng: &mut Rng, i: u64, p: usize, n: usize, cut: Option<Cut>) {
         self.log("os", i, p, Some(n), 0);
-        let opened =
-            poll_at_most(self.storage.open(&self.ctx.parts.race[p], NAMES[n]), polls).await;
+        let opened = run_until(
+            self.storage.open(&self.ctx.parts.race[p], NAMES[n]),
+            cut,
+            self.pause,
+        )
+        .await;
         let (blob, len) = match opened {
             None => return self.log("ox", i, p, Some(n), 0),
             Some(Err(Error::BlobAlreadyOpen { .. })) => return self.log("oe", i, p, Some(n), 0),
@@ -407,14 +452,19 @@ impl<S: Storage> Actor<S> {
             let off = len + k * STAMP as u64;
             let data = stamp(p, n, self.a, self.ctx.cycle, i, k);
             let options = [WriteOptions::NONE, WriteOptions::SYNC][rng.one_in(3) as usize];
-            let polls = drop_point(rng);
+            let cut = drop_point(rng);
             self.log("ws", i, p, Some(n), off);
-            let event =
-                match poll_at_most(blob.write_vectored_at(off, &[&data], options), polls).await {
-                    Some(Ok(())) => "wk",
-                    Some(Err(e)) => panic!("{}: stamp at {off}: {e}", self.what(i, p, Some(n))),
-                    None => "wx",
-                };
+            let event = match run_until(
+                blob.write_vectored_at(off, &[&data], options),
+                cut,
+                self.pause,
+            )
+            .await
+            {
+                Some(Ok(())) => "wk",
+                Some(Err(e)) => panic!("{}: stamp at {off}: {e}", self.what(i, p, Some(n))),
+                None => "wx",
+            };
             self.log(event, i, p, Some(n), off);
         }
         (self.pause)(Duration::from_micros(rng.below(2000))).await;
@@ -436,12 +486,12 @@ impl<S: Storage> Actor<S> {
         }
     }
 
-    async fn remove(&self, i: u64, p: usize, n: Option<usize>, polls: Option<u32>) {
+    async fn remove(&self, i: u64, p: usize, n: Option<usize>, cut: Option<Cut>) {
         self.log("rs", i, p, n, 0);
         let removed = self
             .storage
             .remove(&self.ctx.parts.race[p], n.map(|n| NAMES[n]));
-        let event = match poll_at_most(removed, polls).await {
+        let event = match run_until(removed, cut, self.pause).await {
             None => "rx",
             Some(Ok(())) => "rk",
             Some(Err(Error::BlobMissing { .. } | Error::PartitionMissing(_))) => "re",
@@ -477,6 +527,36 @@ impl<S: Storage> Actor<S> {
                 self.check_opened(&blob, i, p, n, len).await;
             }
         }
+    }
+
+    /// With every handle dropped, no file of a race name stays open (a
+    /// dropped open leaks no descriptor): within `QUIESCE_TRIES` rounds of
+    /// an open on each shard, which takes the close notices of dropped
+    /// handles, and 1 ms for the files to close.
+    async fn no_file_left_open(&self, data_dir: &Path) {
+        let mut held = Vec::new();
+        for _ in 0..QUIESCE_TRIES {
+            for partition in &self.ctx.parts.data {
+                let probe = self.storage.open(partition, b"probe").await;
+                drop(probe.unwrap_or_else(|e| panic!("probe open of {partition}: {e}")));
+            }
+            held = files_open_under(data_dir);
+            // The data blobs and the probes stay open; the LOCK and the
+            // shards' files at the root too.
+            held.retain(|path| {
+                let inside = path.strip_prefix(data_dir).expect("under the data_dir");
+                let top = inside.iter().next().and_then(|top| top.to_str());
+                inside.iter().count() > 1 && !self.ctx.parts.data.iter().any(|d| top == Some(d))
+            });
+            if held.is_empty() {
+                return;
+            }
+            (self.pause)(Duration::from_millis(1)).await;
+        }
+        panic!(
+            "seed {}, cycle {}: with every handle of the race names dropped, {held:?} stay open",
+            self.ctx.seed, self.ctx.cycle
+        );
     }
 
     async fn open_settled(&self, i: u64, p: usize, n: usize) -> (S::Blob, u64) {
@@ -558,8 +638,12 @@ fn races_child() {
     let client = engine.client();
     let writers = start_writers(&client, &ctx);
     report(&ctx.journal, "ready\n".into());
+    let checking = dir.join("checking");
     for epoch in 0..EPOCHS_MAX {
         run_epoch(&client, &ctx, epoch);
+        // The parent does not kill while this file exists: a check that
+        // fails always gets to say so.
+        fs::write(&checking, b"").expect("child marks its check");
         let checker = Actor {
             storage: client.clone(),
             pause: pause_thread,
@@ -567,6 +651,8 @@ fn races_child() {
             a: ACTORS,
         };
         block_on(checker.quiesce(epoch));
+        block_on(checker.no_file_left_open(&dir.join("data")));
+        fs::remove_file(&checking).expect("child unmarks its check");
         report(&ctx.journal, format!("Q {epoch}\n"));
     }
     for writer in writers {
@@ -1054,8 +1140,9 @@ fn kill_a_child(root: &Path, seed: u64, cycle: usize, timing: &mut Rng) -> Resul
         Ok(())
     } else {
         let ready = || fs::read_to_string(&path).is_ok_and(|text| text.contains("ready\n"));
-        child.wait_ready(READY_TIMEOUT, ready).map(|()| {
+        child.wait_ready(READY_TIMEOUT, ready).and_then(|()| {
             std::thread::sleep(Duration::from_micros(timing.below(KILL_AFTER_MAX_US)));
+            child.wait_ready(CHECK_GRACE, || !root.join("checking").exists())
         })
     };
     if !child.kill(ready)? {

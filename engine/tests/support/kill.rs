@@ -120,8 +120,9 @@ impl Victim {
         Victim { child, stderr }
     }
 
-    /// Waits until `ready()` holds (the child runs its workload then);
-    /// `Err` if the child exits first or `timeout` passes.
+    /// Waits until `ready()` holds (the child has started its workload, or
+    /// finished a check); `Err` if the child exits first or `timeout`
+    /// passes.
     pub fn wait_ready(
         &mut self,
         timeout: Duration,
@@ -133,11 +134,11 @@ impl Victim {
                 return Ok(());
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("child exited before it was ready: {status}"));
+                return Err(format!("child exited while the parent waited: {status}"));
             }
             if start.elapsed() > timeout {
                 return Err(format!(
-                    "child not ready after {timeout:?} (engine start or open hangs?)"
+                    "child not ready after {timeout:?} (engine start, open or a check hangs?)"
                 ));
             }
             std::thread::sleep(Duration::from_millis(1));
