@@ -363,7 +363,7 @@ struct StampId {
 /// The stamps in the content of race name `n` of partition `p`, by offset;
 /// `Err` if anything else than zeros and valid stamps of that name is there.
 fn stamps_in(bytes: &[u8], p: usize, n: usize) -> Result<Vec<(u64, StampId)>, String> {
-    if bytes.len() % STAMP != 0 {
+    if !bytes.len().is_multiple_of(STAMP) {
         return Err(format!(
             "length {} is not a multiple of {STAMP}",
             bytes.len()
