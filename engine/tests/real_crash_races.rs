@@ -23,7 +23,9 @@
 //!   dropped), `remove` of a blob or the whole partition, and `scan`. Only
 //!   the third name gets dropped opens and removes. After each epoch (all
 //!   actors done, all handles dropped) every name must open within
-//!   `QUIESCE_TRIES` tries: none stays "already open".
+//!   `QUIESCE_TRIES` tries (none stays "already open"), and no file of a
+//!   race name may stay open (no descriptor leaks). The parent kills only
+//!   after the first epoch passed these checks, and never during them.
 //! - Every step is journaled (`support/kill.rs`) before and after, so the
 //!   parent knows what was acknowledged, dropped or in flight, and in what
 //!   order.
@@ -37,10 +39,11 @@
 //!   The length lies between the end of the completed writes and the end
 //!   of every started one, rounded up to 4 KiB.
 //! - Race names: every name opens; each holds only zeros and valid stamps
-//!   of its own name; every acknowledged stamp write is present unless a
-//!   remove of its name began after its open did; a stamp of a handle that
-//!   an acknowledged remove began after is gone; a name whose remove was
-//!   acknowledged and that no open could have created since is not listed.
+//!   of its own name; every acknowledged stamp write is present when every
+//!   remove of its name ended before its open began; a stamp of a handle
+//!   that an acknowledged remove began after is gone; a name whose remove
+//!   was acknowledged and that no open could have created since is not
+//!   listed.
 //!
 //! What it caught, each fix reverted by hand (never committed):
 //! - The close guard of a forwarded open (`engine/src/shard.rs`: the guard
@@ -352,7 +355,7 @@ fn checksum(bytes: &[u8]) -> u64 {
 }
 
 /// Who wrote a stamp.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 struct StampId {
     a: usize,
     cycle: usize,
@@ -681,7 +684,7 @@ fn races_child() {
 
 /// How a journaled call ended: at a journal line, or not for sure (dropped
 /// or in flight at the kill: it may still take effect).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug)]
 enum End {
     Ok(usize),
     Err(usize),
@@ -729,7 +732,6 @@ struct StampLog {
 /// The child's journal, parsed; positions are line numbers.
 #[derive(Default)]
 struct Journal {
-    ready: bool,
     epochs: u64,
     writers: HashMap<(usize, u64), WriterLog>,
     /// By (actor, op); each names its partition and name.
@@ -750,7 +752,7 @@ impl Journal {
                 word.unwrap_or_else(|| panic!("bad journal line {pos}: {line:?}"))
             };
             match words[0] {
-                "ready" => journal.ready = true,
+                "ready" => {}
                 "Q" => journal.epochs += 1,
                 "D" => journal.data(words[1], num(2) as usize, num(3), num(4)),
                 "R" => journal.race(pos, words[1], [num(2), num(3), num(4), num(5), num(6)]),
