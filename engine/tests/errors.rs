@@ -55,19 +55,34 @@ fn enospc_keeps_its_errno_and_names_the_blob() {
     let engine = start_on(&tmpfs.0.join("data"));
     let client = engine.client();
     block_on(async {
-        let (blob, _) = client.open("full", b"big").await.unwrap();
-        let data = vec![7u8; 2 << 20];
-        for options in [WriteOptions::SYNC, WriteOptions::NONE] {
-            let error = blob
-                .write_vectored_at(0, &[&data], options)
-                .await
-                .expect_err("2 MiB do not fit a 1 MiB tmpfs");
+        let (plain, _) = client.open("full", b"plain").await.unwrap();
+        let (synced, _) = client.open("full", b"synced").await.unwrap();
+        // Whole pages, so that no write is cut short: the one that finds
+        // the filesystem full fails whole, with ENOSPC. Plain writes fill
+        // it: a failed SYNC write would poison its blob.
+        let page = vec![7u8; 4096];
+        let mut offset = 0;
+        let plain_error = loop {
+            match plain.write_at(offset, &page).await {
+                Ok(()) => offset += 4096,
+                Err(error) => break error,
+            }
+            assert!(offset < 2 << 20, "a 1 MiB tmpfs took 2 MiB");
+        };
+        let synced_error = synced
+            .write_vectored_at(0, &[&page], WriteOptions::SYNC)
+            .await
+            .unwrap_err();
+        for (error, hex) in [(plain_error, "706c61696e"), (synced_error, "73796e636564")] {
             let text = error.to_string();
             assert_eq!(error.raw_os_error(), Some(libc::ENOSPC), "{text}");
             let source = std::error::Error::source(&error).expect("the io::Error is the source");
             let source = source.downcast_ref::<std::io::Error>().unwrap();
             assert_eq!(source.raw_os_error(), Some(libc::ENOSPC), "{text}");
-            assert!(text.contains("full/626967"), "names the blob: {text}");
+            assert!(
+                text.contains(&format!("full/{hex}")),
+                "names the blob: {text}"
+            );
             assert!(!text.contains("/proc/self/fd"), "{text}");
         }
     });
