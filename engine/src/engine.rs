@@ -395,6 +395,7 @@ fn run_shard_thread(
                 let _ = wiring.ready.try_send(Err(Error::DataDir {
                     dir: root,
                     reason: format!("shard {} cannot open its first DMA file: {e}", wiring.index),
+                    source: Some(e),
                 }));
                 return;
             }

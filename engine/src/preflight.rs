@@ -267,20 +267,22 @@ static PROBE_SEQUENCE: AtomicU64 = AtomicU64::new(0);
 /// LOCK page with O_DIRECT. Otherwise (a new data_dir) it creates a probe
 /// file, writes a page to it with O_DIRECT and removes it.
 fn check_data_dir(dir: &Path, allow_volatile: bool) -> Result<(), Error> {
-    let problem = |reason: String| Error::DataDir {
+    let problem = |reason: String, source: Option<io::Error>| Error::DataDir {
         dir: dir.to_path_buf(),
         reason,
+        source,
     };
     fs::create_dir_all(dir).map_err(|e| {
-        problem(format!(
+        let reason = format!(
             "cannot create it ({e}); create it yourself or set data_dir to a writable directory"
-        ))
+        );
+        problem(reason, Some(e))
     })?;
     if !allow_volatile && filesystem_magic(dir).is_some_and(is_volatile) {
         return Err(problem(format!(
             "its filesystem ({}) keeps nothing across a reboot, so every blob the engine reports durable would be lost; set data_dir to a directory on ext4 or xfs, or set allow_volatile_data_dir = true if that is meant (tests, caches)",
             filesystem_name(dir)
-        )));
+        ), None));
     }
     let lock = dir.join(LOCK_FILE_NAME);
     let lock_is_a_page = fs::metadata(&lock).is_ok_and(|m| m.is_file() && m.len() >= PAGE_BYTES);
@@ -298,7 +300,7 @@ fn check_data_dir(dir: &Path, allow_volatile: bool) -> Result<(), Error> {
         result
     };
     result.map_err(|(step, e)| {
-        problem(match step {
+        let reason = match step {
             ProbeStep::Create => format!(
                 "not writable: cannot create a file in it ({e}); fix its owner or permissions, or set data_dir to a writable directory"
             ),
@@ -309,7 +311,8 @@ fn check_data_dir(dir: &Path, allow_volatile: bool) -> Result<(), Error> {
                 )
             }
             ProbeStep::Direct => format!("cannot write a file in it with O_DIRECT ({e})"),
-        })
+        };
+        problem(reason, Some(e))
     })
 }
 

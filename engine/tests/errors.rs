@@ -133,6 +133,7 @@ fn startup_problems_have_their_own_variants() {
     assert!(error.to_string().contains("CPU 4096"), "{error}");
     let error = start_error(|c| c.data_dir = "/proc/self/status/data".into());
     assert!(matches!(error, Error::DataDir { .. }), "{error:?}");
+    assert_eq!(error.raw_os_error(), Some(libc::ENOTDIR), "{error}");
     let error = Config::from_toml_str("shards = \"two\"").unwrap_err();
     assert!(
         matches!(error, Error::ConfigParse { path: None, .. }),

@@ -151,6 +151,8 @@ pub enum Error {
         dir: PathBuf,
         /// What is wrong and what to change.
         reason: String,
+        /// The OS error behind it, if an OS call failed.
+        source: Option<io::Error>,
     },
     /// A configuration file cannot be read.
     ConfigFile {
@@ -260,6 +262,7 @@ impl Error {
             Error::Io { source, .. }
             | Error::ConfigFile { source, .. }
             | Error::IoUring { source, .. } => source.raw_os_error(),
+            Error::DataDir { source, .. } => source.as_ref()?.raw_os_error(),
             _ => None,
         }
     }
@@ -370,7 +373,7 @@ impl fmt::Display for Error {
                 dir.display(),
                 dir.display()
             ),
-            Error::DataDir { dir, reason } => {
+            Error::DataDir { dir, reason, .. } => {
                 write!(f, "data directory {}: {reason}", dir.display())
             }
             Error::ConfigFile { path, source } => {
@@ -425,6 +428,10 @@ impl std::error::Error for Error {
             Error::Io { source, .. }
             | Error::ConfigFile { source, .. }
             | Error::IoUring { source, .. } => Some(source),
+            Error::DataDir {
+                source: Some(source),
+                ..
+            } => Some(source),
             _ => None,
         }
     }
