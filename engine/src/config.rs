@@ -7,10 +7,17 @@
 //! and an unknown field is rejected with its name: a typo must not silently
 //! leave a setting at its default.
 //!
-//! Parsing only checks shapes and types. [`Config::validate`] then resolves
-//! the placement against this machine into one CPU per shard and refuses
-//! values that cannot work, each with a message that says what to change;
-//! `ResolvedConfig::preflight` (in `preflight.rs`) checks the environment.
+//! Parsing only checks shapes and types. [`Config::check_values`] holds
+//! every numeric field to its bounds (the `*_MIN`/`*_MAX` constants here)
+//! with an error that names the field, its value and the bounds;
+//! [`Config::validate`] does that, then resolves the placement against this
+//! machine into one CPU per shard; `ResolvedConfig::preflight` (in
+//! `preflight.rs`) checks the environment.
+//!
+//! Besides TOML, a configuration can be written in code with
+//! [`Config::builder`] (`config/builder.rs`), and `SHARDBLOB_<FIELD>`
+//! environment variables can be laid over one with [`Config::overlay_env`]
+//! (`config/env.rs`, which states the rules).
 
 use std::fmt;
 use std::ops::RangeInclusive;
