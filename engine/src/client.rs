@@ -58,7 +58,8 @@ impl Client {
     /// byte budget have room (else when the future is first polled) and runs
     /// whether or not the future is awaited. A panic in the task, in its
     /// future or in the closure that builds it, comes back as
-    /// [`Error::TaskPanicked`]; the shard goes on.
+    /// [`Error::TaskPanicked`]; the shard goes on. A shard the engine does
+    /// not have gives [`Error::NoSuchShard`].
     ///
     /// The future always resolves: to the task's output, or to
     /// [`Error::Shutdown`] when the engine stopped first (the task was still
@@ -135,10 +136,10 @@ impl Client {
             })
         });
         if shard >= self.shard_count() {
-            let missing = Error::Startup(format!(
-                "spawn_on: shard {shard} does not exist (the engine has {})",
-                self.shard_count()
-            ));
+            let missing = Error::NoSuchShard {
+                shard,
+                shards: self.shard_count(),
+            };
             return (Err(missing), rx);
         }
         let foreign = &self.storage.transport;

@@ -7,26 +7,54 @@
 //! and an unknown field is rejected with its name: a typo must not silently
 //! leave a setting at its default.
 //!
-//! Parsing only checks shapes and types. [`Config::validate`] then resolves
-//! the placement against this machine into one CPU per shard and refuses
-//! values that cannot work, each with a message that says what to change;
-//! `ResolvedConfig::preflight` (in `preflight.rs`) checks the environment.
+//! Parsing only checks shapes and types. [`Config::check_values`] holds
+//! every numeric field to its bounds (the `*_MIN`/`*_MAX` constants here)
+//! with an error that names the field, its value and the bounds;
+//! [`Config::validate`] does that, then resolves the placement against this
+//! machine into one CPU per shard; `ResolvedConfig::preflight` (in
+//! `preflight.rs`) checks the environment.
+//!
+//! Besides TOML, a configuration can be written in code with
+//! [`Config::builder`] (`config/builder.rs`), and `SHARDBLOB_<FIELD>`
+//! environment variables can be laid over one with [`Config::overlay_env`]
+//! (`config/env.rs`, which states the rules).
 
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use shardblob_shards::Error;
 
 use crate::placement::{first_per_core, format_cpu_list, spread_over_cores, Topology};
 
+mod builder;
+mod env;
+
+pub use builder::ConfigBuilder;
+pub use env::ENV_PREFIX;
+
 /// The text of `configs/default.toml`, the embedded default configuration.
 pub const DEFAULT_TOML: &str = include_str!("../configs/default.toml");
+
+/// Largest `shards`: the kernel's largest CPU count (`NR_CPUS`), one shard
+/// per CPU.
+pub const SHARDS_MAX: usize = 8192;
+
+/// Largest `spin_before_park_us`: 10 ms. Waking a parked shard costs tens
+/// of microseconds; spinning far longer only burns the CPU after each burst.
+pub const SPIN_BEFORE_PARK_US_MAX: u64 = 10_000;
 
 /// Largest `io_memory_bytes`: the kernel refuses to register a buffer larger
 /// than 1 GiB with io_uring.
 pub const IO_MEMORY_BYTES_MAX: usize = 1 << 30;
+
+/// Smallest `ring_depth`: glommio 0.9 panics at 1 (a link chain overflows
+/// the submission queue) and, on the dev VM, hung in 4 runs of 5 at 2 with
+/// a few hundred concurrent reads and writes. 8 leaves room for its linked
+/// entries (timeouts, the link between its rings) with I/O in flight.
+pub const RING_DEPTH_MIN: usize = 8;
 
 /// Largest `ring_depth`: the kernel's limit on io_uring entries.
 pub const RING_DEPTH_MAX: usize = 32768;
@@ -35,8 +63,16 @@ pub const RING_DEPTH_MAX: usize = 32768;
 /// slots than this only hold memory.
 pub const CHANNEL_CAPACITY_MAX: usize = 1 << 20;
 
+/// Largest `inflight_per_shard_max`: each in-flight request is a task of
+/// its shard; far more than any queue delivers at once.
+pub const INFLIGHT_PER_SHARD_MAX: usize = 1 << 20;
+
 /// Largest `blocking_threads_per_shard`: each is an OS thread per shard.
 pub const BLOCKING_THREADS_PER_SHARD_MAX: usize = 1024;
+
+/// Largest `queue_bytes_per_shard_max`: 1 TiB. A budget beyond the
+/// machine's memory bounds nothing.
+pub const QUEUE_BYTES_PER_SHARD_MAX: u64 = 1 << 40;
 
 /// Largest `shutdown_grace_ms`: one day. Far beyond any useful wait, and
 /// small enough that a deadline computed from it never overflows.
@@ -44,7 +80,7 @@ pub const SHUTDOWN_GRACE_MS_MAX: u64 = 24 * 60 * 60 * 1000;
 
 /// Engine configuration. See `configs/default.toml` for every field, its
 /// default and why.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Directory holding the partitions and the LOCK file.
@@ -88,7 +124,7 @@ pub struct Config {
 /// placement = { cpus = [0, 2, 4] }  # exactly these, shard i on the i-th
 /// placement = { numa_node = 0 }     # the CPUs of one NUMA node
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Placement {
     /// Every online CPU in this process's affinity mask.
@@ -193,25 +229,46 @@ impl From<DefaultFile> for Config {
     }
 }
 
-fn invalid(reason: String) -> Error {
-    Error::Startup(format!("invalid configuration: {reason}"))
+/// Checks that `value` of `field` lies in `range`; the error names the
+/// field, the value and the range, then `advice`.
+fn within(
+    field: &'static str,
+    value: u64,
+    range: RangeInclusive<u64>,
+    advice: &str,
+) -> Result<(), Error> {
+    if range.contains(&value) {
+        return Ok(());
+    }
+    Err(Error::ConfigValue {
+        field,
+        reason: format!(
+            "{field} = {value} is outside {}..={}; {advice}",
+            range.start(),
+            range.end()
+        ),
+    })
 }
 
 impl Config {
     /// Parses a TOML configuration; missing fields take their defaults.
     pub fn from_toml_str(text: &str) -> Result<Config, Error> {
-        toml::from_str(text).map_err(|e| invalid(e.to_string()))
+        toml::from_str(text).map_err(|e| Error::ConfigParse {
+            path: None,
+            reason: e.to_string(),
+        })
     }
 
     /// Reads and parses a TOML configuration file.
     pub fn from_file(path: &Path) -> Result<Config, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::Startup(format!(
-                "cannot read configuration file {}: {e}",
-                path.display()
-            ))
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigFile {
+            path: path.to_path_buf(),
+            source,
         })?;
-        toml::from_str(&text).map_err(|e| invalid(format!("in {}: {e}", path.display())))
+        toml::from_str(&text).map_err(|e| Error::ConfigParse {
+            path: Some(path.to_path_buf()),
+            reason: e.to_string(),
+        })
     }
 
     /// `spin_before_park_us` as glommio takes it: `None` = do not spin.
@@ -223,151 +280,88 @@ impl Config {
     /// one CPU per shard.
     pub fn validate(&self) -> Result<ResolvedConfig, Error> {
         self.check_values()?;
-        let topology = Topology::read().map_err(Error::Startup)?;
+        let topology = Topology::read().map_err(|reason| self.placement_error(reason))?;
         self.resolve_on(&topology)
     }
 
-    /// The checks that need no knowledge of the machine.
-    fn check_values(&self) -> Result<(), Error> {
+    /// Checks every value against its bounds, without looking at the
+    /// machine: the placement is resolved by [`Config::validate`].
+    pub fn check_values(&self) -> Result<(), Error> {
         if self.data_dir.as_os_str().is_empty() {
-            return Err(invalid(
-                "data_dir is empty; set it to a directory on ext4 or xfs".to_string(),
-            ));
+            return Err(Error::ConfigValue {
+                field: "data_dir",
+                reason: "data_dir is empty; set it to a directory on ext4 or xfs".to_string(),
+            });
         }
-        if self.io_memory_bytes == 0 {
-            return Err(invalid(
-                "io_memory_bytes = 0; give each shard some DMA memory, e.g. 524288 (512 KiB)"
-                    .to_string(),
-            ));
-        }
-        if self.io_memory_bytes > IO_MEMORY_BYTES_MAX {
-            return Err(invalid(format!(
-                "io_memory_bytes = {} is more than io_uring can register ({IO_MEMORY_BYTES_MAX}, 1 GiB); lower it",
-                self.io_memory_bytes
-            )));
-        }
-        if !(1..=RING_DEPTH_MAX).contains(&self.ring_depth) {
-            return Err(invalid(format!(
-                "ring_depth = {} is outside 1..={RING_DEPTH_MAX}; 128 is glommio's default",
-                self.ring_depth
-            )));
-        }
-        if !(1..=CHANNEL_CAPACITY_MAX).contains(&self.channel_capacity) {
-            return Err(invalid(format!(
-                "channel_capacity = {} is outside 1..={CHANNEL_CAPACITY_MAX}; queues must hold at least one request",
-                self.channel_capacity
-            )));
-        }
-        if self.inflight_per_shard_max == 0 {
-            return Err(invalid(
-                "inflight_per_shard_max = 0 would serve no forwarded request; set at least 1, e.g. 128"
-                    .to_string(),
-            ));
-        }
-        if !(1..=BLOCKING_THREADS_PER_SHARD_MAX).contains(&self.blocking_threads_per_shard) {
-            return Err(invalid(format!(
-                "blocking_threads_per_shard = {} is outside 1..={BLOCKING_THREADS_PER_SHARD_MAX}; 4 lets four syncs of one shard run at once",
-                self.blocking_threads_per_shard
-            )));
-        }
-        if self.shutdown_grace_ms > SHUTDOWN_GRACE_MS_MAX {
-            return Err(invalid(format!(
-                "shutdown_grace_ms = {} is more than {SHUTDOWN_GRACE_MS_MAX} (one day); lower it",
-                self.shutdown_grace_ms
-            )));
-        }
-        if self.queue_bytes_per_shard_max == 0 {
-            return Err(invalid(
-                "queue_bytes_per_shard_max = 0 would admit no request; set at least 1, e.g. 33554432 (32 MiB)"
-                    .to_string(),
-            ));
-        }
+        within(
+            "shards",
+            self.shards as u64,
+            0..=SHARDS_MAX as u64,
+            "0 is one shard per CPU of the placement",
+        )?;
+        within(
+            "spin_before_park_us",
+            self.spin_before_park_us,
+            0..=SPIN_BEFORE_PARK_US_MAX,
+            "waking a parked shard costs tens of microseconds, so longer spins only burn the CPU; 50 is the default",
+        )?;
+        within(
+            "io_memory_bytes",
+            self.io_memory_bytes as u64,
+            1..=IO_MEMORY_BYTES_MAX as u64,
+            "io_uring registers at most 1 GiB; 524288 (512 KiB) is the default",
+        )?;
+        within(
+            "ring_depth",
+            self.ring_depth as u64,
+            RING_DEPTH_MIN as u64..=RING_DEPTH_MAX as u64,
+            "glommio needs room for its linked entries, the kernel allows 32768; 128 is glommio's default",
+        )?;
+        within(
+            "channel_capacity",
+            self.channel_capacity as u64,
+            1..=CHANNEL_CAPACITY_MAX as u64,
+            "queues must hold at least one request; 256 is the default",
+        )?;
+        within(
+            "inflight_per_shard_max",
+            self.inflight_per_shard_max as u64,
+            1..=INFLIGHT_PER_SHARD_MAX as u64,
+            "0 would serve no forwarded request; 128 is the default",
+        )?;
+        within(
+            "blocking_threads_per_shard",
+            self.blocking_threads_per_shard as u64,
+            1..=BLOCKING_THREADS_PER_SHARD_MAX as u64,
+            "4 lets four syncs of one shard run at once",
+        )?;
+        within(
+            "queue_bytes_per_shard_max",
+            self.queue_bytes_per_shard_max,
+            1..=QUEUE_BYTES_PER_SHARD_MAX,
+            "0 would admit no request; 33554432 (32 MiB) is the default",
+        )?;
+        within(
+            "shutdown_grace_ms",
+            self.shutdown_grace_ms,
+            0..=SHUTDOWN_GRACE_MS_MAX,
+            "the largest is one day; 5000 is the default",
+        )?;
         Ok(())
+    }
+
+    fn placement_error(&self, reason: String) -> Error {
+        Error::Placement {
+            placement: self.placement.to_string(),
+            reason,
+        }
     }
 
     /// Resolves the placement on `topology` (this machine, or a made-up one
     /// in tests) into one CPU per shard.
     pub(crate) fn resolve_on(&self, topology: &Topology) -> Result<ResolvedConfig, Error> {
         let core = |cpu| topology.core(cpu);
-        let cpus = match &self.placement {
-            Placement::All => {
-                let usable: Vec<usize> = topology
-                    .online
-                    .iter()
-                    .copied()
-                    .filter(|&cpu| topology.is_allowed(cpu))
-                    .collect();
-                if usable.is_empty() {
-                    return Err(invalid(format!(
-                        "{}: none of the online CPUs ({}) is in this process's affinity mask; check taskset or the cgroup cpuset",
-                        self.placement,
-                        format_cpu_list(&topology.online)
-                    )));
-                }
-                spread_over_cores(&usable, core)
-            }
-            Placement::Cpus(listed) => {
-                if listed.is_empty() {
-                    return Err(invalid(format!(
-                        "{}: the list is empty; name at least one CPU, or use placement = \"all\"",
-                        self.placement
-                    )));
-                }
-                for (i, &cpu) in listed.iter().enumerate() {
-                    if listed[..i].contains(&cpu) {
-                        return Err(invalid(format!(
-                            "{}: CPU {cpu} is listed twice; each shard needs a CPU of its own",
-                            self.placement
-                        )));
-                    }
-                    if !topology.online.contains(&cpu) {
-                        return Err(invalid(format!(
-                            "{}: CPU {cpu} is not online (online CPUs: {}); remove it from the list",
-                            self.placement,
-                            format_cpu_list(&topology.online)
-                        )));
-                    }
-                    if !topology.is_allowed(cpu) {
-                        return Err(invalid(format!(
-                            "{}: CPU {cpu} is online but this process may not run on it (allowed: {}); remove it from the list or widen taskset / the cgroup cpuset",
-                            self.placement,
-                            format_cpu_list(topology.allowed.as_deref().unwrap_or_default())
-                        )));
-                    }
-                }
-                listed.clone()
-            }
-            Placement::NumaNode(node) => {
-                let Some(node_cpus) = topology.nodes.get(node) else {
-                    let nodes: Vec<usize> = topology.nodes.keys().copied().collect();
-                    return Err(invalid(if nodes.is_empty() {
-                        format!(
-                            "{}: this machine reports no NUMA nodes (/sys/devices/system/node); use placement = \"all\"",
-                            self.placement
-                        )
-                    } else {
-                        format!(
-                            "{}: NUMA node {node} does not exist (nodes: {}); pick one of those",
-                            self.placement,
-                            format_cpu_list(&nodes)
-                        )
-                    }));
-                };
-                let usable: Vec<usize> = node_cpus
-                    .iter()
-                    .copied()
-                    .filter(|&cpu| topology.online.contains(&cpu) && topology.is_allowed(cpu))
-                    .collect();
-                if usable.is_empty() {
-                    return Err(invalid(format!(
-                        "{}: none of the node's CPUs ({}) is online and in this process's affinity mask; pick another node or check taskset / the cgroup cpuset",
-                        self.placement,
-                        format_cpu_list(node_cpus)
-                    )));
-                }
-                spread_over_cores(&usable, core)
-            }
-        };
+        let cpus = self.placement_cpus(topology)?;
         let (cpus, per) = if self.physical_cores_only {
             (first_per_core(&cpus, core), "physical cores")
         } else {
@@ -377,9 +371,8 @@ impl Config {
             0 => cpus.len(),
             n if n <= cpus.len() => n,
             n => {
-                return Err(invalid(format!(
-                    "shards = {n}, but {} offers {} {per} ({}); lower shards to at most {}, set shards = 0 for one per {}, or widen the placement",
-                    self.placement,
+                return Err(self.placement_error(format!(
+                    "shards = {n}, but it offers {} {per} ({}); lower shards to at most {}, set shards = 0 for one per {}, or widen the placement",
                     cpus.len(),
                     format_cpu_list(&cpus),
                     cpus.len(),
@@ -391,6 +384,87 @@ impl Config {
             config: self.clone(),
             shard_cpus: cpus[..shards].to_vec(),
         })
+    }
+
+    /// The placement's CPUs on `topology`, spread over physical cores.
+    fn placement_cpus(&self, topology: &Topology) -> Result<Vec<usize>, Error> {
+        let core = |cpu| topology.core(cpu);
+        Ok(match &self.placement {
+            Placement::All => {
+                let usable: Vec<usize> = topology
+                    .online
+                    .iter()
+                    .copied()
+                    .filter(|&cpu| topology.is_allowed(cpu))
+                    .collect();
+                if usable.is_empty() {
+                    return Err(self.placement_error(format!(
+                        "none of the online CPUs ({}) is in this process's affinity mask; check taskset or the cgroup cpuset",
+                        format_cpu_list(&topology.online)
+                    )));
+                }
+                spread_over_cores(&usable, core)
+            }
+            Placement::Cpus(listed) => {
+                if listed.is_empty() {
+                    return Err(self.placement_error(
+                        "the list is empty; name at least one CPU, or use placement = \"all\""
+                            .to_string(),
+                    ));
+                }
+                self.check_listed(listed, topology)?;
+                listed.clone()
+            }
+            Placement::NumaNode(node) => {
+                let Some(node_cpus) = topology.nodes.get(node) else {
+                    let nodes: Vec<usize> = topology.nodes.keys().copied().collect();
+                    return Err(self.placement_error(if nodes.is_empty() {
+                        "this machine reports no NUMA nodes (/sys/devices/system/node); use placement = \"all\"".to_string()
+                    } else {
+                        format!(
+                            "NUMA node {node} does not exist (nodes: {}); pick one of those",
+                            format_cpu_list(&nodes)
+                        )
+                    }));
+                };
+                let usable: Vec<usize> = node_cpus
+                    .iter()
+                    .copied()
+                    .filter(|&cpu| topology.online.contains(&cpu) && topology.is_allowed(cpu))
+                    .collect();
+                if usable.is_empty() {
+                    return Err(self.placement_error(format!(
+                        "none of the node's CPUs ({}) is online and in this process's affinity mask; pick another node or check taskset / the cgroup cpuset",
+                        format_cpu_list(node_cpus)
+                    )));
+                }
+                spread_over_cores(&usable, core)
+            }
+        })
+    }
+
+    /// Checks the CPUs of `placement = { cpus = [...] }` on `topology`.
+    fn check_listed(&self, listed: &[usize], topology: &Topology) -> Result<(), Error> {
+        for (i, &cpu) in listed.iter().enumerate() {
+            if listed[..i].contains(&cpu) {
+                return Err(self.placement_error(format!(
+                    "CPU {cpu} is listed twice; each shard needs a CPU of its own",
+                )));
+            }
+            if !topology.online.contains(&cpu) {
+                return Err(self.placement_error(format!(
+                    "CPU {cpu} is not online (online CPUs: {}); remove it from the list",
+                    format_cpu_list(&topology.online)
+                )));
+            }
+            if !topology.is_allowed(cpu) {
+                return Err(self.placement_error(format!(
+                    "CPU {cpu} is online but this process may not run on it (allowed: {}); remove it from the list or widen taskset / the cgroup cpuset",
+                    format_cpu_list(topology.allowed.as_deref().unwrap_or_default())
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -632,41 +706,92 @@ mod tests {
     #[test]
     fn rejects_impossible_values() {
         let t = two_nodes();
-        for (text, expected) in [
-            ("io_memory_bytes = 0", "io_memory_bytes = 0"),
+        for (text, field, expected) in [
+            (
+                "shards = 8193",
+                "shards",
+                "shards = 8193 is outside 0..=8192",
+            ),
+            (
+                "spin_before_park_us = 5000000",
+                "spin_before_park_us",
+                "spin_before_park_us = 5000000 is outside 0..=10000",
+            ),
+            (
+                "io_memory_bytes = 0",
+                "io_memory_bytes",
+                "io_memory_bytes = 0 is outside 1..=",
+            ),
             (
                 "io_memory_bytes = 1073741825",
-                "more than io_uring can register",
+                "io_memory_bytes",
+                "io_memory_bytes = 1073741825 is outside 1..=1073741824",
             ),
-            ("ring_depth = 0", "ring_depth = 0 is outside 1..=32768"),
-            ("ring_depth = 65536", "ring_depth = 65536"),
-            ("channel_capacity = 0", "channel_capacity = 0"),
-            ("channel_capacity = 2000000", "channel_capacity = 2000000"),
-            ("inflight_per_shard_max = 0", "inflight_per_shard_max = 0"),
-            ("data_dir = \"\"", "data_dir is empty"),
+            (
+                "ring_depth = 0",
+                "ring_depth",
+                "ring_depth = 0 is outside 8..=32768",
+            ),
+            (
+                "ring_depth = 3",
+                "ring_depth",
+                "ring_depth = 3 is outside 8..=32768",
+            ),
+            ("ring_depth = 65536", "ring_depth", "ring_depth = 65536"),
+            (
+                "channel_capacity = 0",
+                "channel_capacity",
+                "channel_capacity = 0",
+            ),
+            (
+                "channel_capacity = 2000000",
+                "channel_capacity",
+                "channel_capacity = 2000000 is outside 1..=1048576",
+            ),
+            (
+                "inflight_per_shard_max = 0",
+                "inflight_per_shard_max",
+                "inflight_per_shard_max = 0 is outside 1..=1048576",
+            ),
+            ("data_dir = \"\"", "data_dir", "data_dir is empty"),
             (
                 "blocking_threads_per_shard = 0",
+                "blocking_threads_per_shard",
                 "blocking_threads_per_shard = 0 is outside 1..=1024",
             ),
             (
                 "blocking_threads_per_shard = 1025",
+                "blocking_threads_per_shard",
                 "blocking_threads_per_shard = 1025",
             ),
             (
                 "queue_bytes_per_shard_max = 0",
-                "queue_bytes_per_shard_max = 0",
+                "queue_bytes_per_shard_max",
+                "queue_bytes_per_shard_max = 0 is outside 1..=1099511627776",
             ),
             (
                 "shutdown_grace_ms = 9223372036854775807",
-                "shutdown_grace_ms = 9223372036854775807 is more than",
+                "shutdown_grace_ms",
+                "shutdown_grace_ms = 9223372036854775807 is outside 0..=86400000",
             ),
         ] {
-            let error = message(cpus(text, &t));
-            assert!(error.contains(expected), "{text}: {error}");
+            let error = cpus(text, &t).unwrap_err();
+            assert!(
+                matches!(error, Error::ConfigValue { field: f, .. } if f == field),
+                "{text}: {error:?}"
+            );
+            assert!(error.to_string().contains(expected), "{text}: {error}");
             let error = message(with(text).validate());
             assert!(error.contains(expected), "{text}: {error}");
         }
-        assert!(cpus("io_memory_bytes = 1073741824", &t).is_ok());
+        for text in [
+            "io_memory_bytes = 1073741824",
+            "ring_depth = 8",
+            "spin_before_park_us = 10000",
+            "shutdown_grace_ms = 86400000",
+        ] {
+            assert!(cpus(text, &t).is_ok(), "{text}");
+        }
     }
 
     #[test]

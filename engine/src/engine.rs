@@ -105,7 +105,10 @@ fn spawn_shard(
     let thread = std::thread::Builder::new()
         .name(format!("shardblob-{index}"))
         .spawn(move || run_shard_thread(builder, wiring, data_dir, limits))
-        .map_err(|e| Error::Startup(format!("cannot spawn shard thread {index}: {e}")))?;
+        .map_err(|e| Error::ShardStart {
+            shard: index,
+            reason: format!("cannot spawn its thread: {e}"),
+        })?;
     let thread = ShardThread {
         control,
         report,
@@ -206,9 +209,10 @@ impl Engine {
                 Ok(Ok(())) => None,
                 Ok(Err(e)) => Some(e),
                 // Its thread ended without a report: it panicked.
-                Err(_) => Some(Error::Startup(format!(
-                    "shard {index} died while starting (its thread panicked; see the message above)"
-                ))),
+                Err(_) => Some(Error::ShardStart {
+                    shard: index,
+                    reason: "its thread panicked while starting; see the message above".to_string(),
+                }),
             }
         });
         let go = first_error.is_none();
@@ -298,26 +302,14 @@ impl Engine {
     }
 
     fn shutdown_result(&self, busy: &[(usize, usize)], died: &[usize]) -> Result<()> {
-        let mut problems = Vec::new();
-        if !busy.is_empty() {
-            let shards: Vec<String> = busy
-                .iter()
-                .map(|(shard, tasks)| format!("shard {shard} ({tasks} tasks)"))
-                .collect();
-            problems.push(format!(
-                "spawn_on tasks still ran after the shutdown grace period of {} ms and were cancelled: {}",
-                self.shutdown_grace.as_millis(),
-                shards.join(", ")
-            ));
+        if busy.is_empty() && died.is_empty() {
+            return Ok(());
         }
-        if !died.is_empty() {
-            problems.push(format!("shard threads {died:?} had died of a panic"));
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Startup(format!("shutdown: {}", problems.join("; "))))
-        }
+        Err(Error::ShutdownIncomplete {
+            grace_ms: self.shutdown_grace.as_millis() as u64,
+            cancelled: busy.to_vec(),
+            died: died.to_vec(),
+        })
     }
 }
 
@@ -379,10 +371,13 @@ fn run_shard_thread(
     let executor = match builder.make() {
         Ok(executor) => executor,
         Err(e) => {
-            let _ = wiring.ready.try_send(Err(Error::Startup(format!(
-                "shard {} cannot start its executor on CPU {}: {e} (is io_uring enabled? is `ulimit -l` large enough?)",
-                wiring.index, wiring.cpu
-            ))));
+            let _ = wiring.ready.try_send(Err(Error::ShardStart {
+                shard: wiring.index,
+                reason: format!(
+                    "cannot start its executor on CPU {}: {e} (is io_uring enabled? is `ulimit -l` large enough?)",
+                    wiring.cpu
+                ),
+            }));
             return;
         }
     };
@@ -400,6 +395,7 @@ fn run_shard_thread(
                 let _ = wiring.ready.try_send(Err(Error::DataDir {
                     dir: root,
                     reason: format!("shard {} cannot open its first DMA file: {e}", wiring.index),
+                    source: Some(e),
                 }));
                 return;
             }

@@ -31,6 +31,8 @@
 //! # shardblob::Result::Ok(())
 //! ```
 
+#![warn(missing_docs)]
+
 mod client;
 pub mod config;
 mod engine;
@@ -47,7 +49,7 @@ mod tests;
 mod transport;
 
 pub use client::{Client, ClientBlob};
-pub use config::{Config, Placement, ResolvedConfig};
+pub use config::{Config, ConfigBuilder, Placement, ResolvedConfig};
 pub use engine::Engine;
 pub use local::{Bytes, ShardBlobHandle, ShardStorage};
 pub use remote::RemoteBlob;

@@ -81,8 +81,12 @@ impl ResolvedConfig {
     /// (created if missing) on a persistent filesystem with O_DIRECT. The
     /// error says what to change.
     pub fn preflight(&self) -> Result<(), Error> {
-        let (limit_bytes, ipc_lock) = (memlock_limit_bytes()?, has_cap_ipc_lock());
-        check_locked_memory(self, limit_bytes, ipc_lock)?;
+        let limit_bytes = memlock_limit_bytes().map_err(|e| Error::LockedMemory {
+            needed_bytes: self.locked_memory_bytes(),
+            limit_bytes: None,
+            reason: format!("cannot read the locked-memory limit (getrlimit): {e}"),
+        })?;
+        check_locked_memory(self, limit_bytes, has_cap_ipc_lock())?;
         check_io_uring()?;
         check_data_dir(&self.config.data_dir, self.config.allow_volatile_data_dir)
     }
@@ -99,17 +103,14 @@ impl ResolvedConfig {
 }
 
 /// The soft `RLIMIT_MEMLOCK` (what the kernel enforces), `None` if unlimited.
-fn memlock_limit_bytes() -> Result<Option<u64>, Error> {
+fn memlock_limit_bytes() -> io::Result<Option<u64>> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes one rlimit into the valid struct we pass.
     if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } != 0 {
-        return Err(Error::Startup(format!(
-            "cannot read the locked-memory limit (getrlimit): {}",
-            io::Error::last_os_error()
-        )));
+        return Err(io::Error::last_os_error());
     }
     Ok((limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur))
 }
@@ -143,15 +144,20 @@ fn check_locked_memory(
     let Some(limit_bytes) = limit_bytes else {
         return Ok(());
     };
+    let needed = resolved.locked_memory_bytes();
+    let too_low = |reason: String| Error::LockedMemory {
+        needed_bytes: needed,
+        limit_bytes: Some(limit_bytes),
+        reason,
+    };
     if limit_bytes < GLOMMIO_MEMLOCK_MIN_BYTES {
-        return Err(Error::Startup(format!(
-            "locked-memory limit too low: `ulimit -l` is {} KiB, and glommio refuses to start below {} KiB, even as root; raise it with `ulimit -l {}` (LimitMEMLOCK= in a systemd unit, memlock in /etc/security/limits.conf)",
+        return Err(too_low(format!(
+            "`ulimit -l` is {} KiB, and glommio refuses to start below {} KiB, even as root; raise it with `ulimit -l {}` (LimitMEMLOCK= in a systemd unit, memlock in /etc/security/limits.conf)",
             kib(limit_bytes),
             kib(GLOMMIO_MEMLOCK_MIN_BYTES),
-            kib(GLOMMIO_MEMLOCK_MIN_BYTES.max(resolved.locked_memory_bytes())),
+            kib(GLOMMIO_MEMLOCK_MIN_BYTES.max(needed)),
         )));
     }
-    let needed = resolved.locked_memory_bytes();
     if ipc_lock || needed <= limit_bytes {
         return Ok(());
     }
@@ -166,8 +172,8 @@ fn check_locked_memory(
     } else {
         "lower shards or ring_depth (even the smallest io_memory_bytes does not fit)".to_string()
     };
-    Err(Error::Startup(format!(
-        "locked-memory limit too low: {shards} shards x {RINGS_PER_SHARD} io_uring rings x ({} bytes of io_memory_bytes + {ring} bytes of ring memory at ring_depth {}) = {} KiB, but `ulimit -l` is {} KiB. Raise it to at least `ulimit -l {}` (LimitMEMLOCK= in a systemd unit, memlock in /etc/security/limits.conf; the limit is shared by all io_uring users of this user), run with CAP_IPC_LOCK, or {lower}",
+    Err(too_low(format!(
+        "{shards} shards x {RINGS_PER_SHARD} io_uring rings x ({} bytes of io_memory_bytes + {ring} bytes of ring memory at ring_depth {}) = {} KiB, but `ulimit -l` is {} KiB. Raise it to at least `ulimit -l {}` (LimitMEMLOCK= in a systemd unit, memlock in /etc/security/limits.conf; the limit is shared by all io_uring users of this user), run with CAP_IPC_LOCK, or {lower}",
         registered_io_memory_bytes(config.io_memory_bytes),
         config.ring_depth,
         kib(needed),
@@ -217,7 +223,10 @@ fn check_io_uring() -> Result<(), Error> {
     if fd < 0 {
         let error = io::Error::last_os_error();
         let sysctl = fs::read_to_string("/proc/sys/kernel/io_uring_disabled").ok();
-        return Err(Error::Startup(io_uring_problem(&error, sysctl.as_deref())));
+        return Err(Error::IoUring {
+            reason: io_uring_problem(&error, sysctl.as_deref()),
+            source: error,
+        });
     }
     // SAFETY: `fd` is the ring io_uring_setup just returned; nothing else uses it.
     unsafe { libc::close(fd as libc::c_int) };
@@ -258,20 +267,22 @@ static PROBE_SEQUENCE: AtomicU64 = AtomicU64::new(0);
 /// LOCK page with O_DIRECT. Otherwise (a new data_dir) it creates a probe
 /// file, writes a page to it with O_DIRECT and removes it.
 fn check_data_dir(dir: &Path, allow_volatile: bool) -> Result<(), Error> {
-    let problem = |reason: String| Error::DataDir {
+    let problem = |reason: String, source: Option<io::Error>| Error::DataDir {
         dir: dir.to_path_buf(),
         reason,
+        source,
     };
     fs::create_dir_all(dir).map_err(|e| {
-        problem(format!(
+        let reason = format!(
             "cannot create it ({e}); create it yourself or set data_dir to a writable directory"
-        ))
+        );
+        problem(reason, Some(e))
     })?;
     if !allow_volatile && filesystem_magic(dir).is_some_and(is_volatile) {
         return Err(problem(format!(
             "its filesystem ({}) keeps nothing across a reboot, so every blob the engine reports durable would be lost; set data_dir to a directory on ext4 or xfs, or set allow_volatile_data_dir = true if that is meant (tests, caches)",
             filesystem_name(dir)
-        )));
+        ), None));
     }
     let lock = dir.join(LOCK_FILE_NAME);
     let lock_is_a_page = fs::metadata(&lock).is_ok_and(|m| m.is_file() && m.len() >= PAGE_BYTES);
@@ -289,7 +300,7 @@ fn check_data_dir(dir: &Path, allow_volatile: bool) -> Result<(), Error> {
         result
     };
     result.map_err(|(step, e)| {
-        problem(match step {
+        let reason = match step {
             ProbeStep::Create => format!(
                 "not writable: cannot create a file in it ({e}); fix its owner or permissions, or set data_dir to a writable directory"
             ),
@@ -300,7 +311,8 @@ fn check_data_dir(dir: &Path, allow_volatile: bool) -> Result<(), Error> {
                 )
             }
             ProbeStep::Direct => format!("cannot write a file in it with O_DIRECT ({e})"),
-        })
+        };
+        problem(reason, Some(e))
     })
 }
 

@@ -88,7 +88,13 @@ fn a_task_past_the_grace_period_is_cancelled_and_named() {
     })
     .unwrap();
     let forever = running_task(&engine.client(), 1, std::future::pending::<()>);
-    let error = engine.shutdown().unwrap_err().to_string();
+    let error = engine.shutdown().unwrap_err();
+    assert!(
+        matches!(error, Error::ShutdownIncomplete { ref cancelled, ref died, .. }
+            if cancelled == &[(1, 1)] && died.is_empty()),
+        "{error:?}"
+    );
+    let error = error.to_string();
     assert!(error.contains("shard 1 (1 tasks)"), "{error}");
     assert!(!error.contains("shard 0"), "shard 0 had no task: {error}");
     let mut forever = Box::pin(forever);

@@ -11,7 +11,9 @@ fn start_error(tune: impl FnOnce(&mut Config)) -> String {
     tune(&mut config);
     match Engine::start(config) {
         Ok(_) => panic!("engine started with an impossible configuration"),
-        Err(e @ (Error::Startup(_) | Error::DataDir { .. })) => e.to_string(),
+        Err(e @ (Error::ConfigValue { .. } | Error::Placement { .. } | Error::DataDir { .. })) => {
+            e.to_string()
+        }
         Err(e) => panic!("unexpected error kind: {e:?}"),
     }
 }

@@ -64,7 +64,7 @@ fn a_panicking_task_is_an_error_and_its_shard_lives_on() {
     });
     let missing = futures::executor::block_on(client.spawn_on(9, |_| async {}));
     assert!(
-        matches!(missing, Err(Error::Startup(ref m)) if m.contains("shard 9")),
+        matches!(missing, Err(Error::NoSuchShard { shard: 9, .. })),
         "{missing:?}"
     );
     engine.shutdown().unwrap();

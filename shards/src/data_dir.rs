@@ -40,13 +40,19 @@ impl DataDir {
             reason: format!(
                 "cannot make it an absolute path ({e}); set data_dir to an absolute path"
             ),
+            source: Some(e),
         })?;
-        let dir_error = |reason: String| Error::DataDir {
+        let dir_error = |reason: String, source: io::Error| Error::DataDir {
             dir: path.clone(),
             reason,
+            source: Some(source),
         };
-        fs::create_dir_all(&path)
-            .map_err(|e| dir_error(format!("cannot create it ({e}); pick a writable data_dir")))?;
+        fs::create_dir_all(&path).map_err(|e| {
+            dir_error(
+                format!("cannot create it ({e}); pick a writable data_dir"),
+                e,
+            )
+        })?;
         let lock_path = path.join(LOCK_FILE_NAME);
         let mut lock = OpenOptions::new()
             .read(true)
@@ -55,9 +61,10 @@ impl DataDir {
             .truncate(false)
             .open(&lock_path)
             .map_err(|e| {
-                dir_error(format!(
-                    "cannot open LOCK ({e}); is the directory writable?"
-                ))
+                dir_error(
+                    format!("cannot open LOCK ({e}); is the directory writable?"),
+                    e,
+                )
             })?;
         // SAFETY: flock on a file descriptor we own; no memory is shared.
         let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
@@ -66,7 +73,7 @@ impl DataDir {
             return Err(if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
                 Error::DataDirLocked { dir: path }
             } else {
-                dir_error(format!("cannot lock LOCK ({e})"))
+                dir_error(format!("cannot lock LOCK ({e})"), e)
             });
         }
         let page = lock_page();
@@ -74,7 +81,7 @@ impl DataDir {
         if current < BLOCK_SIZE {
             lock.write_all(&page)
                 .and_then(|()| lock.sync_all())
-                .map_err(|e| dir_error(format!("cannot write LOCK ({e})")))?;
+                .map_err(|e| dir_error(format!("cannot write LOCK ({e})"), e))?;
         }
         delete_tombstones(&path);
         Ok(Arc::new(DataDir { path, _lock: lock }))

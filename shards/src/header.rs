@@ -21,13 +21,27 @@ const CRC_END: usize = FIELDS_LEN + 4;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HeaderError {
     /// The page is shorter than the header fields.
-    Short { len: usize },
+    Short {
+        /// The page's length.
+        len: usize,
+    },
     /// The file does not start with [`MAGIC`].
-    BadMagic { found: [u8; 8] },
+    BadMagic {
+        /// The file's first eight bytes.
+        found: [u8; 8],
+    },
     /// The stored CRC32 does not match the fields.
-    BadCrc { stored: u32, computed: u32 },
+    BadCrc {
+        /// The CRC32 in the page.
+        stored: u32,
+        /// The CRC32 of the fields as read.
+        computed: u32,
+    },
     /// The format version is not one this build knows.
-    UnknownFormat { found: u16 },
+    UnknownFormat {
+        /// The stored format version.
+        found: u16,
+    },
 }
 
 impl fmt::Display for HeaderError {

@@ -14,6 +14,8 @@
 //! - [`data_dir`]: the data directory and its `LOCK`.
 //! - [`name`]: partition and blob names.
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod error;
 pub mod fs;

@@ -40,7 +40,9 @@ use crate::{Error, Result};
 /// A blob's identity: partition and raw name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct BlobKey {
+    /// The partition.
     pub partition: String,
+    /// The blob's raw name (not hex).
     pub name: Vec<u8>,
 }
 

@@ -22,6 +22,7 @@ use futures_lite::{stream, Stream, StreamExt};
 use glommio::io::{
     DmaBuffer, DmaFile, IoVec, MergedBufferLimit, OpenOptions, ReadAmplificationLimit, ReadResult,
 };
+use glommio::GlommioError;
 
 use super::{DirEntry, File, FileSystem, WriteBuf, BLOCK_SIZE};
 use crate::data_dir::DataDir;
@@ -40,15 +41,20 @@ impl DmaFs {
     /// the page-sized LOCK file as this executor's first DMA file and reads
     /// it, so glommio's poll-support probe fails honestly (ARCHITECTURE.md, glommio 0.9 traps).
     pub async fn new(data_dir: Arc<DataDir>) -> io::Result<DmaFs> {
-        let probe = DmaFile::open(data_dir.lock_path()).await?;
-        let page = probe.read_at_aligned(0, BLOCK_SIZE as usize).await?;
+        let probe = DmaFile::open(data_dir.lock_path())
+            .await
+            .map_err(os_error)?;
+        let page = probe
+            .read_at_aligned(0, BLOCK_SIZE as usize)
+            .await
+            .map_err(os_error)?;
         if (page.len() as u64) < BLOCK_SIZE {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "LOCK file holds less than one page",
             ));
         }
-        probe.close().await?;
+        probe.close().await.map_err(os_error)?;
         Ok(DmaFs {
             _data_dir: data_dir,
             io_in_flight: InFlight::default(),
@@ -74,7 +80,7 @@ impl DmaFs {
 async fn open_to_the_end(options: OpenOptions, path: PathBuf) -> io::Result<DmaFile> {
     let open = glommio::spawn_local(async move { options.dma_open(path).await }).detach();
     match open.await {
-        Some(opened) => Ok(opened?),
+        Some(opened) => opened.map_err(os_error),
         None => Err(io::Error::other("the executor stopped during the open")),
     }
 }
@@ -132,9 +138,9 @@ impl FileSystem for DmaFs {
     }
 
     async fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        let dir = glommio::io::Directory::open(path).await?;
-        dir.sync().await?;
-        dir.close().await?;
+        let dir = glommio::io::Directory::open(path).await.map_err(os_error)?;
+        dir.sync().await.map_err(os_error)?;
+        dir.close().await.map_err(os_error)?;
         Ok(())
     }
 
@@ -309,7 +315,11 @@ impl File for DmaBlobFile {
         let skip = (pos - aligned_pos) as usize;
         let aligned_len = self.file.align_up((skip + len) as u64) as usize;
         let _io = self.io_in_flight.enter();
-        let read = self.file.read_at_aligned(aligned_pos, aligned_len).await?;
+        let read = self
+            .file
+            .read_at_aligned(aligned_pos, aligned_len)
+            .await
+            .map_err(os_error)?;
         let valid = len.min(read.len().saturating_sub(skip));
         ReadResult::slice(&read, skip, valid)
             .ok_or_else(|| io::Error::other("read result slice out of range"))
@@ -340,7 +350,7 @@ impl File for DmaBlobFile {
                     drop(io.take());
                 }
                 item.map(|(range, bytes)| (range.index, bytes))
-                    .map_err(io::Error::from)
+                    .map_err(os_error)
             })
     }
 
@@ -351,7 +361,7 @@ impl File for DmaBlobFile {
         } else {
             &self.file
         };
-        Ok(file.write_at(buf, pos).await?)
+        file.write_at(buf, pos).await.map_err(os_error)
     }
 
     async fn set_len(&self, len: u64) -> io::Result<()> {
@@ -405,6 +415,18 @@ impl File for DmaBlobFile {
     async fn size(&self) -> io::Result<u64> {
         let size = self.fstat()?.st_size;
         u64::try_from(size).map_err(|_| io::Error::other("negative file size"))
+    }
+}
+
+/// glommio's error as the OS error it carries, errno included. glommio's
+/// own conversion into `io::Error` rebuilds it from its message: the errno
+/// is lost (`raw_os_error()` is `None` for ENOSPC) and the message names the
+/// file by its path, `/proc/self/fd/N` for a SYNC write's descriptor. The
+/// store names the partition and blob instead.
+fn os_error(error: GlommioError<()>) -> io::Error {
+    match error {
+        GlommioError::IoError(source) | GlommioError::EnhancedIoError { source, .. } => source,
+        other => io::Error::from(other),
     }
 }
 

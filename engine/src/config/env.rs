@@ -1,0 +1,223 @@
+//! The environment overlay: `SHARDBLOB_<FIELD>` variables over a
+//! configuration, so a deployment can change a setting without a file.
+//!
+//! Rules (README, Configuration):
+//! - A variable's name is `SHARDBLOB_` and a field's name in upper case:
+//!   `SHARDBLOB_DATA_DIR`, `SHARDBLOB_RING_DEPTH`. A `SHARDBLOB_` variable
+//!   that names no field is an error, like an unknown field in a file.
+//! - Its value is what follows `field = ` in TOML: `4`, `true`,
+//!   `{ cpus = [0, 2] }`. Text that is not a TOML value is taken as a
+//!   string, so paths and `all` need no quotes; a string that reads as a
+//!   number must be quoted (`SHARDBLOB_DATA_DIR='"2024"'`).
+//! - A value of the wrong type, or outside the field's bounds, is an error
+//!   that names the variable and the value.
+//!
+//! The overlay goes through the configuration's TOML form, so it parses a
+//! value exactly as a file would, and needs no code per field.
+
+use std::ffi::OsStr;
+
+use shardblob_shards::Error;
+
+use super::Config;
+
+/// The prefix of the variables [`Config::overlay_env`] reads.
+pub const ENV_PREFIX: &str = "SHARDBLOB_";
+
+impl Config {
+    /// Overlays this process's `SHARDBLOB_*` environment variables; see
+    /// [`Config::overlay`] for the rules.
+    pub fn overlay_env(self) -> Result<Config, Error> {
+        self.overlay(std::env::vars_os())
+    }
+
+    /// Overlays the `SHARDBLOB_<FIELD>` variables among `vars` (name, value
+    /// pairs; others are skipped, so the whole environment may be passed).
+    /// `SHARDBLOB_SHARDS=2` sets `shards = 2`; a value that is not a TOML
+    /// value is a string (`SHARDBLOB_DATA_DIR=/srv/blobs`). A name that is
+    /// no field, a value of the wrong type or out of the field's bounds is
+    /// an [`Error::ConfigEnv`] naming the variable and the value.
+    ///
+    /// ```
+    /// use shardblob::Config;
+    ///
+    /// let config = Config::default()
+    ///     .overlay([("SHARDBLOB_DATA_DIR", "/srv/blobs"), ("SHARDBLOB_SHARDS", "2"), ("HOME", "/root")])?;
+    /// assert_eq!((config.data_dir.to_str(), config.shards), (Some("/srv/blobs"), 2));
+    /// let error = Config::default().overlay([("SHARDBLOB_RING_DEPTH", "3")]).unwrap_err();
+    /// assert!(error.to_string().contains("SHARDBLOB_RING_DEPTH=\"3\""));
+    /// # shardblob::Result::Ok(())
+    /// ```
+    pub fn overlay<K, V>(self, vars: impl IntoIterator<Item = (K, V)>) -> Result<Config, Error>
+    where
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        let mut config = self;
+        for (name, value) in vars {
+            let name = name.as_ref().to_string_lossy();
+            if let Some(field) = name.strip_prefix(ENV_PREFIX) {
+                config = config.overlay_one(&name, field, value.as_ref())?;
+            }
+        }
+        Ok(config)
+    }
+
+    /// Sets `field` (the variable's name without its prefix) to `value`.
+    fn overlay_one(self, variable: &str, field: &str, value: &OsStr) -> Result<Config, Error> {
+        let env_error = |reason: String| Error::ConfigEnv {
+            variable: variable.to_string(),
+            value: value.to_string_lossy().into_owned(),
+            reason,
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| env_error("the value is not UTF-8".to_string()))?;
+        let mut table = match toml::Value::try_from(&self) {
+            Ok(toml::Value::Table(table)) => table,
+            other => {
+                return Err(env_error(format!(
+                    "the configuration has no TOML form to overlay ({other:?})"
+                )))
+            }
+        };
+        let field = field.to_ascii_lowercase();
+        if !table.contains_key(&field) {
+            let fields: Vec<&str> = table.keys().map(String::as_str).collect();
+            return Err(env_error(format!(
+                "no configuration field `{field}`; the variables are {ENV_PREFIX} and one of: {}",
+                fields.join(", ")
+            )));
+        }
+        table.insert(field.clone(), toml_value(text));
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e| env_error(e.to_string().trim_end().to_string()))?;
+        match config.check_values() {
+            Err(Error::ConfigValue { field: bad, reason }) if bad == field => {
+                Err(env_error(reason))
+            }
+            // Another field's problem is the base configuration's, reported
+            // when it is validated.
+            _ => Ok(config),
+        }
+    }
+}
+
+/// `text` as the TOML value after `field = `, or as a string if it is none.
+fn toml_value(text: &str) -> toml::Value {
+    format!("value = {text}")
+        .parse::<toml::Table>()
+        .ok()
+        .filter(|table| table.len() == 1)
+        .and_then(|mut table| table.remove("value"))
+        .unwrap_or_else(|| toml::Value::String(text.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::config::Placement;
+
+    fn env_error(vars: &[(&str, &str)]) -> (String, String, String) {
+        match Config::default().overlay(vars.iter().copied()) {
+            Err(Error::ConfigEnv {
+                variable,
+                value,
+                reason,
+            }) => (variable, value, reason),
+            other => panic!("expected ConfigEnv for {vars:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn variables_set_their_fields() {
+        let config = Config::default()
+            .overlay([
+                ("PATH", "/bin"),
+                ("SHARDBLOB_DATA_DIR", "/srv/blobs"),
+                ("SHARDBLOB_SHARDS", "2"),
+                ("SHARDBLOB_PLACEMENT", "{ cpus = [0, 1] }"),
+                ("SHARDBLOB_SYNC_INLINE_WHEN_IDLE", "false"),
+                ("SHARDBLOB_QUEUE_BYTES_PER_SHARD_MAX", "1_048_576"),
+            ])
+            .unwrap();
+        let expected = Config {
+            data_dir: PathBuf::from("/srv/blobs"),
+            shards: 2,
+            placement: Placement::Cpus(vec![0, 1]),
+            sync_inline_when_idle: false,
+            queue_bytes_per_shard_max: 1 << 20,
+            ..Config::default()
+        };
+        assert_eq!(config, expected);
+        let all = config.overlay([("SHARDBLOB_PLACEMENT", "all")]).unwrap();
+        assert_eq!(all.placement, Placement::All);
+        let quoted = Config::default()
+            .overlay([("SHARDBLOB_DATA_DIR", "\"2024\"")])
+            .unwrap();
+        assert_eq!(quoted.data_dir, PathBuf::from("2024"));
+        assert_eq!(
+            Config::default()
+                .overlay(Vec::<(&str, &str)>::new())
+                .unwrap(),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn bad_variables_are_named_with_their_value() {
+        let (variable, value, reason) = env_error(&[("SHARDBLOB_SHARDS", "two")]);
+        assert_eq!(
+            (variable.as_str(), value.as_str()),
+            ("SHARDBLOB_SHARDS", "two")
+        );
+        assert!(reason.contains("invalid type"), "{reason}");
+        let (variable, _, reason) = env_error(&[("SHARDBLOB_SHARD", "2")]);
+        assert_eq!(variable, "SHARDBLOB_SHARD");
+        assert!(
+            reason.contains("no configuration field `shard`"),
+            "{reason}"
+        );
+        assert!(reason.contains("ring_depth"), "{reason}");
+        let (variable, value, reason) = env_error(&[("SHARDBLOB_RING_DEPTH", "3")]);
+        assert_eq!(
+            (variable.as_str(), value.as_str()),
+            ("SHARDBLOB_RING_DEPTH", "3")
+        );
+        assert!(
+            reason.contains("ring_depth = 3 is outside 8..=32768"),
+            "{reason}"
+        );
+        let (_, _, reason) = env_error(&[("SHARDBLOB_SPIN_BEFORE_PARK_US", "5000000")]);
+        assert!(reason.contains("0..=10000"), "{reason}");
+        let (_, _, reason) = env_error(&[("SHARDBLOB_PLACEMENT", "some")]);
+        assert!(reason.contains("unknown variant `some`"), "{reason}");
+        let message = Config::default()
+            .overlay([("SHARDBLOB_SHARDS", "-1")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("environment variable SHARDBLOB_SHARDS=\"-1\""),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_bad_base_is_left_to_validation() {
+        let base = Config {
+            ring_depth: 3,
+            ..Config::default()
+        };
+        let config = base.overlay([("SHARDBLOB_SHARDS", "1")]).unwrap();
+        assert!(matches!(
+            config.check_values(),
+            Err(Error::ConfigValue {
+                field: "ring_depth",
+                ..
+            })
+        ));
+    }
+}
