@@ -1,0 +1,288 @@
+//! The I/O scheduler's rules (`shards/src/sched`), proven by counting, not
+//! by clocks:
+//! - the scheduler alone, polled by hand: latency calls overtake queued bulk
+//!   work, the bulk class gets its share of dispatches under a latency
+//!   flood, the bounds hold under a seeded random load, a dropped waiter
+//!   leaves no ghost and no permit, every queue is bounded;
+//! - the store on simulated files and on real DMA files, both classes at
+//!   once: the device calls in flight, counted at the file seam under the
+//!   scheduler, never pass the bounds, and large operations reach the
+//!   device in pieces.
+
+mod probe;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use glommio::{LocalExecutorBuilder, Placement};
+use probe::{mixed_workload, Counting, Probe};
+use shardblob_shards::fs::dma::DmaFs;
+use shardblob_shards::fs::sim::SimFs;
+use shardblob_shards::rng::Rng;
+use shardblob_shards::sched::{Acquire, Cost, IoScheduler, Permit, SchedConfig};
+use shardblob_shards::IoClass::{self, Latency, Throughput};
+use shardblob_shards::{DataDir, ShardStore};
+
+const PIECE: usize = 64 << 10;
+
+fn config() -> SchedConfig {
+    SchedConfig {
+        depth_max: 4,
+        throughput_ops_max: 2,
+        throughput_bytes_max: 2 * PIECE as u64,
+        throughput_every: 3,
+        queue_max: 8,
+        piece_bytes: PIECE,
+    }
+}
+
+/// Polls once with a waker that does nothing: the tests poll by hand.
+fn poll(acquire: &mut Acquire) -> Option<Permit> {
+    let mut cx = Context::from_waker(Waker::noop());
+    match Pin::new(acquire).poll(&mut cx) {
+        Poll::Ready(permit) => Some(permit),
+        Poll::Pending => None,
+    }
+}
+
+fn granted(sched: &Rc<IoScheduler>, class: IoClass, bytes: usize) -> Permit {
+    poll(&mut sched.acquire(class, Cost::call(bytes))).expect("a permit at once")
+}
+
+/// Asserts the bounds against the scheduler's own counts.
+fn assert_bounds(sched: &IoScheduler) {
+    let config = sched.config();
+    let (latency, throughput) = (sched.in_flight(Latency), sched.in_flight(Throughput));
+    assert!(latency.ops + throughput.ops <= config.depth_max);
+    assert!(throughput.ops <= config.throughput_ops_max);
+    assert!(throughput.bytes <= config.throughput_bytes_max);
+}
+
+#[test]
+fn latency_calls_overtake_queued_bulk_work() {
+    let sched = IoScheduler::new(config());
+    let bulk = [
+        granted(&sched, Throughput, PIECE),
+        granted(&sched, Throughput, PIECE),
+    ];
+    let mut queued: Vec<Acquire> = (0..3)
+        .map(|_| sched.acquire(Throughput, Cost::call(PIECE)))
+        .collect();
+    assert!(queued.iter_mut().all(|acquire| poll(acquire).is_none()));
+    assert_eq!(sched.queued(Throughput), 3);
+    // Three bulk calls wait; a latency call goes to the device at once.
+    let latency = granted(&sched, Latency, 4096);
+    assert_eq!(sched.in_flight(Throughput).ops, 2);
+    assert_eq!(sched.in_flight(Latency).ops, 1);
+    drop(latency);
+    // Each finished bulk call lets exactly the next one in.
+    let [first, second] = bulk;
+    drop(first);
+    let next = poll(&mut queued[0]).expect("the head is served");
+    assert!(poll(&mut queued[1]).is_none());
+    drop(second);
+    let after = poll(&mut queued[1]).expect("the next is served");
+    assert!(poll(&mut queued[2]).is_none());
+    assert_bounds(&sched);
+    drop((next, after));
+}
+
+#[test]
+fn bulk_work_keeps_its_share_under_a_latency_flood() {
+    let sched = IoScheduler::new(config());
+    let every = sched.config().throughput_every as usize;
+    let mut held: Vec<Permit> = (0..4).map(|_| granted(&sched, Latency, 4096)).collect();
+    let mut waiting: Vec<(IoClass, Acquire)> = (0..40)
+        .map(|i| {
+            let class = if i % 8 == 0 { Throughput } else { Latency };
+            (class, sched.acquire(class, Cost::call(4096)))
+        })
+        .collect();
+    for (_, acquire) in &mut waiting {
+        assert!(poll(acquire).is_none(), "the device is full");
+    }
+    let mut order = Vec::new();
+    while !waiting.is_empty() {
+        // One call completes; the waiters that got its place are polled.
+        held.remove(0);
+        let mut still = Vec::new();
+        for (class, mut acquire) in waiting {
+            match poll(&mut acquire) {
+                Some(permit) => {
+                    held.push(permit);
+                    order.push(class);
+                }
+                None => still.push((class, acquire)),
+            }
+        }
+        waiting = still;
+        assert_bounds(&sched);
+    }
+    // While bulk calls waited, never `every` latency dispatches in a row.
+    let last_bulk = order.iter().rposition(|&c| c == Throughput).unwrap();
+    for window in order[..=last_bulk].windows(every) {
+        assert!(window.contains(&Throughput), "bulk starved: {order:?}");
+    }
+    assert_eq!(sched.dispatched(Throughput), 5);
+}
+
+#[test]
+fn bounds_hold_under_a_random_load() {
+    let mut rng = Rng::new(14);
+    let sched = IoScheduler::new(config());
+    let mut held: Vec<(IoClass, Cost, Permit)> = Vec::new();
+    let mut waiting: Vec<(IoClass, Cost, Acquire)> = Vec::new();
+    for _ in 0..20_000 {
+        match rng.below(3) {
+            0 if waiting.len() < 32 => {
+                let class = IoClass::ALL[rng.below(2) as usize];
+                let cost = Cost::call(1 + rng.below(PIECE as u64) as usize);
+                waiting.push((class, cost, sched.acquire(class, cost)));
+            }
+            1 if !held.is_empty() => drop(held.swap_remove(rng.below(held.len() as u64) as usize)),
+            _ if !waiting.is_empty() && rng.one_in(4) => {
+                drop(waiting.swap_remove(rng.below(waiting.len() as u64) as usize));
+            }
+            _ => {}
+        }
+        let mut still = Vec::new();
+        for (class, cost, mut acquire) in waiting {
+            match poll(&mut acquire) {
+                Some(permit) => held.push((class, cost, permit)),
+                None => still.push((class, cost, acquire)),
+            }
+        }
+        waiting = still;
+        // The test's own count of what it holds is what the scheduler counts.
+        for class in IoClass::ALL {
+            let mut mine = Cost::default();
+            for (_, cost, _) in held.iter().filter(|(c, _, _)| *c == class) {
+                mine.ops += cost.ops;
+                mine.bytes += cost.bytes;
+            }
+            assert_eq!(sched.in_flight(class), mine);
+        }
+        assert_bounds(&sched);
+    }
+    drop(held);
+    drop(waiting);
+    for class in IoClass::ALL {
+        assert_eq!(sched.in_flight(class), Cost::default());
+        assert_eq!(sched.queued(class), 0);
+    }
+}
+
+#[test]
+fn a_dropped_waiter_leaves_no_ghost_and_no_permit() {
+    let sched = IoScheduler::new(config());
+    let mut bulk = vec![
+        granted(&sched, Throughput, PIECE),
+        granted(&sched, Throughput, PIECE),
+    ];
+    let mut first = sched.acquire(Throughput, Cost::call(PIECE));
+    let mut second = sched.acquire(Throughput, Cost::call(PIECE));
+    assert!(poll(&mut first).is_none() && poll(&mut second).is_none());
+    // Dropped at the head of the queue: it leaves it, and the next waiter
+    // is served in its place.
+    drop(first);
+    assert_eq!(sched.queued(Throughput), 1);
+    bulk.pop();
+    let second = poll(&mut second).expect("served after the dropped head");
+    // Granted while its caller was gone: the permit comes back at once.
+    let mut third = sched.acquire(Throughput, Cost::call(PIECE));
+    assert!(poll(&mut third).is_none());
+    drop(second);
+    assert_eq!(sched.in_flight(Throughput).ops, 2, "granted to the waiter");
+    drop(third);
+    assert_eq!(sched.in_flight(Throughput).ops, 1);
+    drop(bulk);
+    assert_eq!(sched.in_flight(Throughput), Cost::default());
+    assert_eq!(sched.queued(Throughput), 0);
+}
+
+#[test]
+fn a_full_queue_holds_its_callers_outside_it() {
+    let sched = IoScheduler::new(SchedConfig {
+        queue_max: 2,
+        ..config()
+    });
+    let mut held: Vec<Permit> = (0..4).map(|_| granted(&sched, Latency, 4096)).collect();
+    let mut waiting: Vec<Acquire> = (0..3)
+        .map(|_| sched.acquire(Latency, Cost::call(4096)))
+        .collect();
+    assert!(waiting.iter_mut().all(|acquire| poll(acquire).is_none()));
+    assert_eq!(sched.queued(Latency), 2, "the third waits for room");
+    held.pop();
+    held.push(poll(&mut waiting[0]).expect("the head is served"));
+    assert!(poll(&mut waiting[2]).is_none());
+    assert_eq!(sched.queued(Latency), 2, "room made: the third is queued");
+}
+
+#[test]
+fn bounds_are_checked_and_the_piece_follows_the_device() {
+    assert_eq!(SchedConfig::default().check(), Ok(()));
+    let small = SchedConfig {
+        throughput_bytes_max: PIECE as u64 - 1,
+        ..config()
+    };
+    assert!(small.check().unwrap_err().contains("piece_bytes"));
+    let deep = SchedConfig {
+        throughput_ops_max: 5,
+        ..config()
+    };
+    assert!(deep.check().is_err());
+    let nvme = SchedConfig::default().for_device(Some(128 << 10));
+    assert_eq!(nvme.piece_bytes, 128 << 10);
+    assert_eq!(SchedConfig::default().for_device(None).piece_bytes, 1 << 20);
+    assert_eq!(config().for_device(Some(5000)).piece_bytes, 4096);
+}
+
+/// Bounds of the store tests: pieces of 64 KiB, two bulk pieces in flight.
+fn store_config() -> SchedConfig {
+    SchedConfig {
+        depth_max: 6,
+        queue_max: 64,
+        ..config()
+    }
+}
+
+#[test]
+fn both_classes_on_simulated_files_stay_within_the_bounds() {
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(4 << 20)
+        .make()
+        .expect("executor");
+    executor.run(async {
+        for seed in 0..8 {
+            let sim = SimFs::new(seed);
+            sim.set_latency(3);
+            let sched = IoScheduler::new(store_config());
+            let probe = Probe::new(sched.clone());
+            let fs = Counting::new(sim, probe.clone());
+            let store = Rc::new(ShardStore::with_scheduler(fs, "/", sched));
+            mixed_workload(store, &probe).await;
+        }
+    });
+}
+
+#[test]
+fn both_classes_on_dma_files_stay_within_the_bounds() {
+    let dir = std::env::temp_dir().join(format!("shardblob-sched-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(4 << 20)
+        .make()
+        .expect("executor");
+    executor.run(async {
+        let data_dir = DataDir::lock(&dir).expect("lock data dir");
+        let root = data_dir.path().to_path_buf();
+        let dma = DmaFs::new(data_dir).await.expect("dma fs");
+        let sched = IoScheduler::new(store_config());
+        let probe = Probe::new(sched.clone());
+        let store = ShardStore::with_scheduler(Counting::new(dma, probe.clone()), root, sched);
+        mixed_workload(Rc::new(store), &probe).await;
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
