@@ -4,8 +4,7 @@
 //! It implements the file seam itself, so the blob code calls it exactly as
 //! it would call the file, and the same scheduling runs on real DMA files
 //! and on simulated ones. A permit is held from before the call is
-//! submitted until it completes (for a batch of reads: until its last range
-//! is yielded). The synchronous calls (`set_len_now`,
+//! submitted until it completes. The synchronous calls (`set_len_now`,
 //! `release_past_end_now`, made on drop and open paths) and `size` (no
 //! device I/O) are not scheduled.
 
@@ -13,13 +12,15 @@ use std::io;
 use std::rc::Rc;
 
 use futures_lite::{stream, Stream, StreamExt};
+use glommio::channels::local_channel;
 
 use super::{Cost, IoClass, IoScheduler};
 use crate::fs::{File, WriteBuf};
 
 /// A file whose device calls are scheduled (module docs).
 pub struct SchedFile<Fi> {
-    inner: Fi,
+    /// Shared with the task that drives a batch of reads.
+    inner: Rc<Fi>,
     sched: Rc<IoScheduler>,
 }
 
@@ -30,7 +31,10 @@ type Group = (usize, Vec<(u64, usize)>);
 impl<Fi: File> SchedFile<Fi> {
     /// `inner`, scheduled by `sched`.
     pub fn new(inner: Fi, sched: Rc<IoScheduler>) -> SchedFile<Fi> {
-        SchedFile { inner, sched }
+        SchedFile {
+            inner: Rc::new(inner),
+            sched,
+        }
     }
 
     /// Largest single read or write: bigger ones are split into pieces of
@@ -91,29 +95,35 @@ impl<Fi: File> File for SchedFile<Fi> {
 
     /// The batch goes out in groups that each fit one permit of the
     /// caller's class (one group unless it is larger than the class's
-    /// bounds), one group after another.
+    /// bounds), one group after another, driven by a task of their own that
+    /// gives each group's permit back when its reads complete. Not the
+    /// caller: a caller that does more I/O between two ranges it takes must
+    /// not find the budget held by ranges it has not taken yet (that would
+    /// deadlock once they held all of it). Dropping the stream cancels the
+    /// task, and its permit goes back with it.
     fn read_many(
         &self,
         ranges: Vec<(u64, usize)>,
     ) -> impl Stream<Item = io::Result<(usize, Fi::ReadBuf)>> {
         let class = IoClass::current();
-        let sched = self.sched.clone();
-        stream::iter(self.groups(class, ranges))
-            .then(move |(first, group)| {
-                let acquire = sched.acquire(class, batch_cost(&group));
-                async move { (acquire.await, first, group) }
-            })
-            .flat_map(move |(permit, first, group)| {
-                let mut permit = Some(permit);
-                let mut left = group.len();
-                self.inner.read_many(group).map(move |item| {
-                    left -= 1;
-                    if left == 0 {
-                        drop(permit.take());
-                    }
-                    item.map(|(index, bytes)| (first + index, bytes))
-                })
-            })
+        // Room for every range: the driver never waits for the caller.
+        let (sender, receiver) = local_channel::new_bounded(ranges.len().max(1));
+        let groups = self.groups(class, ranges);
+        let (inner, sched) = (self.inner.clone(), self.sched.clone());
+        let driver = glommio::spawn_local(class.scope(async move {
+            for (first, group) in groups {
+                let _permit = sched.acquire(class, batch_cost(&group)).await;
+                let mut reads = std::pin::pin!(inner.read_many(group));
+                while let Some(item) = reads.next().await {
+                    // Never full; closed only if the caller left.
+                    let _ = sender.try_send(item.map(|(index, bytes)| (first + index, bytes)));
+                }
+            }
+        }));
+        stream::unfold((receiver, driver), |(receiver, driver)| async move {
+            let item = receiver.recv().await?;
+            Some((item, (receiver, driver)))
+        })
     }
 
     async fn write_at(&self, mut buf: Fi::WriteBuf, pos: u64, durable: bool) -> io::Result<usize> {

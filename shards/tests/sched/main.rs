@@ -16,6 +16,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
+use futures_lite::StreamExt;
 use glommio::{LocalExecutorBuilder, Placement};
 use probe::{mixed_workload, Counting, Probe};
 use shardblob_shards::fs::dma::DmaFs;
@@ -23,7 +24,7 @@ use shardblob_shards::fs::sim::SimFs;
 use shardblob_shards::rng::Rng;
 use shardblob_shards::sched::{Acquire, Cost, IoScheduler, Permit, SchedConfig};
 use shardblob_shards::IoClass::{self, Latency, Throughput};
-use shardblob_shards::{DataDir, ShardStore};
+use shardblob_shards::{Blob, DataDir, ShardStore, Storage};
 
 const PIECE: usize = 64 << 10;
 
@@ -285,4 +286,38 @@ fn both_classes_on_dma_files_stay_within_the_bounds() {
         mixed_workload(Rc::new(store), &probe).await;
     });
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bulk_io_between_the_ranges_of_a_batch_does_not_deadlock() {
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(1 << 20)
+        .make()
+        .expect("executor");
+    executor.run(async {
+        let sim = SimFs::new(3);
+        sim.set_latency(2);
+        let sched = IoScheduler::new(store_config());
+        let store = ShardStore::with_scheduler(sim, "/", sched.clone());
+        let (blob, _) = store.open("p", b"b").await.unwrap();
+        blob.write_at(0, &[7u8; 16 * 4096]).await.unwrap();
+        // Eight groups, each holding the whole throughput budget of two
+        // calls while its reads are at the device.
+        let ranges: Vec<(u64, usize)> = (0..16).map(|k| (k * 4096, 4096)).collect();
+        let scan = Throughput.scope(async {
+            let mut batch = std::pin::pin!(blob.read_many(ranges));
+            while let Some(item) = batch.next().await {
+                assert!(item.unwrap().1.iter().all(|&b| b == 7));
+                // More bulk I/O before taking the next range.
+                blob.read_at(0, 4096).await.unwrap();
+            }
+        });
+        let stuck = async {
+            glommio::timer::sleep(std::time::Duration::from_secs(30)).await;
+            panic!("the scan waits for a budget its own batch holds");
+        };
+        futures_lite::future::or(scan, stuck).await;
+        assert_eq!(sched.in_flight(Throughput), Cost::default());
+        assert_eq!(sched.dispatched(Throughput), 8 + 16);
+    });
 }
