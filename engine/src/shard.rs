@@ -234,7 +234,11 @@ impl ShardContext {
     /// when the request is done, or, for a `read_many`, handed on to its
     /// stream, where the items it sent wait until read.
     async fn handle_envelope(self: Rc<Self>, envelope: Envelope) {
-        let Envelope { request, charge } = envelope;
+        let Envelope {
+            request,
+            charge,
+            class,
+        } = envelope;
         // A spawn job becomes a running task, which holds no budget: its
         // bytes go back before it starts (glommio may run it at once).
         let charge = (!matches!(request, Request::Spawn(_))).then_some(charge);
@@ -242,7 +246,8 @@ impl ShardContext {
             Request::ReadMany { charge_back, .. } => Some(charge_back.clone()),
             _ => None,
         };
-        self.handle(request).await;
+        // Served in the I/O class of the operation that sent it.
+        class.scope(self.handle(request)).await;
         if let (Some(stream), Some(charge)) = (stream, charge) {
             // A stream already dropped refuses it: the bytes go back now.
             let _ = stream.try_send(charge);
