@@ -12,6 +12,7 @@
 mod probe;
 
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -22,9 +23,9 @@ use probe::{mixed_workload, Counting, Probe};
 use shardblob_shards::fs::dma::DmaFs;
 use shardblob_shards::fs::sim::SimFs;
 use shardblob_shards::rng::Rng;
-use shardblob_shards::sched::{Acquire, Cost, IoScheduler, Permit, SchedConfig};
+use shardblob_shards::sched::{max_io_bytes, Acquire, Cost, IoScheduler, Permit, SchedConfig};
 use shardblob_shards::IoClass::{self, Latency, Throughput};
-use shardblob_shards::{Blob, DataDir, ShardStore, Storage};
+use shardblob_shards::{Blob, DataDir, ShardStore, Storage, WriteOptions};
 
 const PIECE: usize = 64 << 10;
 
@@ -320,4 +321,43 @@ fn bulk_io_between_the_ranges_of_a_batch_does_not_deadlock() {
         assert_eq!(sched.in_flight(Throughput), Cost::default());
         assert_eq!(sched.dispatched(Throughput), 8 + 16);
     });
+}
+
+#[test]
+fn a_synced_write_split_into_pieces_is_durable_whole() {
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(1 << 20)
+        .make()
+        .expect("executor");
+    executor.run(async {
+        for seed in 0..16 {
+            let sim = SimFs::new(seed);
+            sim.set_latency(2);
+            let sched = IoScheduler::new(store_config());
+            let store = ShardStore::with_scheduler(sim.clone(), "/", sched.clone());
+            let (blob, _) = store.open("p", b"b").await.unwrap();
+            // Eight pieces and a bit, from an unaligned offset.
+            let data: Vec<u8> = (0..8 * PIECE + 100).map(|i| (i % 251) as u8).collect();
+            let synced = WriteOptions::THROUGHPUT | WriteOptions::SYNC;
+            blob.write_vectored_at(10, &[&data], synced).await.unwrap();
+            assert!(sched.dispatched(Throughput) >= 9, "written in pieces");
+            drop(blob);
+            let after = ShardStore::new(sim.crash(), "/");
+            let (blob, len) = after.open("p", b"b").await.unwrap();
+            assert!(len >= 10 + data.len() as u64, "seed {seed}: length {len}");
+            let back = blob.read_at(10, data.len()).await.unwrap();
+            assert!(back[..] == data[..], "seed {seed}: every piece durable");
+        }
+    });
+}
+
+#[test]
+fn the_piece_follows_max_sectors_kb_of_the_data_dir_device() {
+    // No block device under /proc.
+    assert_eq!(max_io_bytes(Path::new("/proc")), None);
+    if let Some(bytes) = max_io_bytes(&std::env::temp_dir()) {
+        assert!(bytes >= 4096 && bytes.is_multiple_of(1024), "{bytes}");
+        let piece = SchedConfig::default().for_device(Some(bytes)).piece_bytes;
+        assert!(piece <= bytes && piece.is_multiple_of(4096), "{piece}");
+    }
 }
