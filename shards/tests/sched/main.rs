@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use futures_lite::StreamExt;
+use futures_lite::{future, StreamExt};
 use glommio::{LocalExecutorBuilder, Placement};
 use probe::{mixed_workload, Counting, Probe};
 use shardblob_shards::fs::dma::DmaFs;
@@ -360,4 +360,51 @@ fn the_piece_follows_max_sectors_kb_of_the_data_dir_device() {
         let piece = SchedConfig::default().for_device(Some(bytes)).piece_bytes;
         assert!(piece <= bytes && piece.is_multiple_of(4096), "{piece}");
     }
+}
+
+#[test]
+fn dropped_operations_waiting_for_the_device_leave_nothing_behind() {
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(1 << 20)
+        .make()
+        .expect("executor");
+    executor.run(async {
+        let sched = IoScheduler::new(store_config());
+        let store = ShardStore::with_scheduler(SimFs::new(1), "/", sched.clone());
+        let (blob, _) = store.open("p", b"b").await.unwrap();
+        blob.write_at(0, &[1u8; 8192]).await.unwrap();
+        let full = || {
+            [
+                granted(&sched, Throughput, PIECE),
+                granted(&sched, Throughput, PIECE),
+            ]
+        };
+        // A read dropped in the queue leaves it: no ghost, no permit.
+        let budget = full();
+        let mut read = Box::pin(Throughput.scope(blob.read_at(0, 4096)));
+        assert!(future::poll_once(&mut read).await.is_none());
+        assert_eq!(sched.queued(Throughput), 1);
+        drop(read);
+        assert_eq!(sched.queued(Throughput), 0);
+        drop(budget);
+        assert_eq!(sched.in_flight(Throughput), Cost::default());
+        // A write dropped there keeps its place (its commit finishes on its
+        // own, ARCHITECTURE.md, Cancellation) and lands when served.
+        let budget = full();
+        let nines = [9u8; 4096];
+        let bufs: [&[u8]; 1] = [&nines];
+        let mut write = Box::pin(blob.write_vectored_at(0, &bufs, WriteOptions::THROUGHPUT));
+        assert!(future::poll_once(&mut write).await.is_none());
+        drop(write);
+        assert_eq!(sched.queued(Throughput), 1);
+        drop(budget);
+        // A later write waits for the orphan; then both are there.
+        blob.write_at(4096, &[8u8; 4096]).await.unwrap();
+        let back = blob.read_at(0, 8192).await.unwrap();
+        assert!(back[..4096] == nines && back[4096..].iter().all(|&b| b == 8));
+        for class in IoClass::ALL {
+            assert_eq!(sched.in_flight(class), Cost::default());
+            assert_eq!(sched.queued(class), 0);
+        }
+    });
 }
