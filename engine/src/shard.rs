@@ -28,7 +28,7 @@ use glommio::sync::Semaphore;
 use glommio::task::JoinHandle;
 
 use shardblob_shards::fs::dma::DmaFs;
-use shardblob_shards::{Blob, Error, Result, ShardBlob, ShardStore, Storage};
+use shardblob_shards::{Blob, Error, IoClass, Result, ShardBlob, ShardStore, Storage};
 
 use crate::local::ShardStorage;
 use crate::message::{BlobId, Envelope, Reply, Request, Spawn};
@@ -287,7 +287,10 @@ impl ShardContext {
     fn start_task(self: &Rc<Self>, job: Spawn) {
         let id = self.next_task.get();
         self.next_task.set(id + 1);
-        let task = job(ShardStorage::new(self.clone()));
+        // A user task starts in the latency class, whatever the class of
+        // the request that carried it (glommio runs a new task at once,
+        // inside the caller's scope).
+        let task = IoClass::Latency.scope(job(ShardStorage::new(self.clone())));
         let shard = self.clone();
         let ended = Rc::new(Cell::new(false));
         let ends = ended.clone();

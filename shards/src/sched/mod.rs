@@ -46,9 +46,14 @@
 //! takes its class, however deep in the store it is made. A write can also
 //! say it in its options (`WriteOptions::THROUGHPUT`). The forwarded paths
 //! carry the class of the sending future to the owning shard, which serves
-//! the request in it. Decisions for the operations with no options:
+//! the request in it. glommio runs a new task at once, inside the poll
+//! that spawns it, so a task spawned in a scope makes its first device
+//! calls in that class: scope a task's own future to give it a class of
+//! its own (the engine does, for `spawn_on` tasks and forwarded requests).
+//!
+//! Decisions for the operations with no options:
 //! - `resize` (and its truncations) runs in the caller's class.
-//! - A flush (`sync`, and the data-sync of a new blob) always runs in the
+//! - A flush (`sync`, with the trim before it) always runs in the
 //!   latency class: syncs are group-committed, so one flush answers callers
 //!   of both classes, and a latency caller must not wait behind bulk work
 //!   for it. It counts as one call with no bytes.

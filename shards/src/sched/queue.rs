@@ -180,6 +180,8 @@ impl IoScheduler {
             };
             self.take(&mut state, class, waiter.cost);
             waiter.granted.set(true);
+            // Waking only schedules the task (glommio polls it later), so
+            // the state may stay borrowed.
             if let Some(waker) = waiter.waker.borrow_mut().take() {
                 waker.wake();
             }
