@@ -27,6 +27,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use shardblob_shards::Error;
 
+use crate::io_scheduler::IoSchedulerConfig;
 use crate::placement::{first_per_core, format_cpu_list, spread_over_cores, Topology};
 
 mod builder;
@@ -115,6 +116,8 @@ pub struct Config {
     /// Accept a data_dir on a filesystem that keeps nothing across a
     /// reboot (tmpfs, ramfs): for tests and caches only.
     pub allow_volatile_data_dir: bool,
+    /// The bounds of each shard's I/O scheduler (`[io_scheduler]`).
+    pub io_scheduler: IoSchedulerConfig,
 }
 
 /// Which CPUs the shards are pinned to. In TOML:
@@ -190,6 +193,7 @@ struct DefaultFile {
     queue_bytes_per_shard_max: u64,
     shutdown_grace_ms: u64,
     allow_volatile_data_dir: bool,
+    io_scheduler: IoSchedulerConfig,
 }
 
 impl From<DefaultFile> for Config {
@@ -209,6 +213,7 @@ impl From<DefaultFile> for Config {
             queue_bytes_per_shard_max,
             shutdown_grace_ms,
             allow_volatile_data_dir,
+            io_scheduler,
         } = file;
         Config {
             data_dir,
@@ -225,6 +230,7 @@ impl From<DefaultFile> for Config {
             queue_bytes_per_shard_max,
             shutdown_grace_ms,
             allow_volatile_data_dir,
+            io_scheduler,
         }
     }
 }
@@ -347,6 +353,12 @@ impl Config {
             0..=SHUTDOWN_GRACE_MS_MAX,
             "the largest is one day; 5000 is the default",
         )?;
+        self.io_scheduler
+            .check()
+            .map_err(|reason| Error::ConfigValue {
+                field: "io_scheduler",
+                reason,
+            })?;
         Ok(())
     }
 
@@ -501,6 +513,7 @@ mod tests {
                 queue_bytes_per_shard_max: 32 << 20,
                 shutdown_grace_ms: 5000,
                 allow_volatile_data_dir: false,
+                io_scheduler: IoSchedulerConfig::default(),
             }
         );
         assert_eq!(parsed.spin_before_park(), Some(Duration::from_micros(50)));

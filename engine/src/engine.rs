@@ -27,6 +27,7 @@ use shardblob_shards::{DataDir, Error, Result, ShardStore};
 
 use crate::client::Client;
 use crate::config::{Config, ResolvedConfig};
+use crate::io_scheduler::IoSchedulerConfig;
 use crate::message::{BlobId, Envelope};
 use crate::remote::SyncRequest;
 use crate::routing::shard_of;
@@ -341,6 +342,7 @@ struct ShardLimits {
     inflight_max: usize,
     spin_before_park: Option<std::time::Duration>,
     sync_inline_when_idle: bool,
+    io_scheduler: IoSchedulerConfig,
     /// A fault for tests: the shard thread panics before it reports.
     #[cfg(test)]
     panic_at_start: bool,
@@ -354,6 +356,7 @@ impl ShardLimits {
             inflight_max: config.inflight_per_shard_max,
             spin_before_park: config.spin_before_park(),
             sync_inline_when_idle: config.sync_inline_when_idle,
+            io_scheduler: config.io_scheduler,
             #[cfg(test)]
             panic_at_start: crate::tests::PANIC_SHARD_AT_START
                 .with(|shard| shard.get() == Some(index)),
@@ -400,7 +403,8 @@ fn run_shard_thread(
                 return;
             }
         };
-        let store = ShardStore::new(fs, root);
+        let sched = limits.io_scheduler.scheduler_for(&root);
+        let store = ShardStore::with_scheduler(fs, root, sched);
         let _ = wiring.ready.try_send(Ok(()));
         if !matches!(wiring.go.recv().await, Ok(true)) {
             return;

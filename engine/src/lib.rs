@@ -36,6 +36,7 @@
 mod client;
 pub mod config;
 mod engine;
+mod io_scheduler;
 mod local;
 mod message;
 mod placement;
@@ -51,6 +52,7 @@ mod transport;
 pub use client::{Client, ClientBlob};
 pub use config::{Config, ConfigBuilder, Placement, ResolvedConfig};
 pub use engine::Engine;
+pub use io_scheduler::IoSchedulerConfig;
 pub use local::{Bytes, ShardBlobHandle, ShardStorage};
 pub use remote::RemoteBlob;
 pub use routing::shard_of;
@@ -59,6 +61,9 @@ pub use routing::shard_of;
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 
+/// I/O classes and the shards' I/O schedulers.
+pub use shardblob_shards::sched;
 pub use shardblob_shards::{
-    Blob, BlobBuf, Error, ReadOptions, Result, SendBlob, SendStorage, Storage, WriteOptions,
+    Blob, BlobBuf, Error, IoClass, ReadOptions, Result, SendBlob, SendStorage, Storage,
+    WriteOptions,
 };

@@ -11,6 +11,7 @@ use futures_lite::{Stream, StreamExt};
 use glommio::io::ReadResult;
 
 use shardblob_shards::fs::dma::DmaFs;
+use shardblob_shards::sched::IoScheduler;
 use shardblob_shards::{Blob, BlobBuf, Result, ShardBlob, Storage, WriteOptions};
 
 use crate::remote::{RemoteBlob, RemoteStorage};
@@ -48,6 +49,12 @@ impl ShardStorage {
     /// The shard that owns `partition`.
     pub fn shard_of(&self, partition: &str) -> usize {
         shard_of(partition, self.shard_count())
+    }
+
+    /// This shard's I/O scheduler: its bounds, and the calls of each class
+    /// in flight, queued and dispatched so far.
+    pub fn io_scheduler(&self) -> &Rc<IoScheduler> {
+        self.context.store.scheduler()
     }
 
     fn is_local(&self, partition: &str) -> bool {

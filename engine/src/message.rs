@@ -6,7 +6,9 @@
 //! that id. The owning shard puts the open's close guard in the reply
 //! itself, so a reply lost with a dropped future still closes the open.
 //!
-//! Each queued request travels in an [`Envelope`] with the share of its
+//! Each queued request travels in an [`Envelope`] with the I/O class of
+//! the operation that sent it (`IoClass::current()` of the sending future)
+//! and the share of its
 //! shard's byte budget it holds ([`Request::cost_bytes`]), given back when
 //! the shard has served it; a `read_many` hands it on to its stream, which
 //! holds it until the items are read.
@@ -15,7 +17,7 @@ use std::future::Future;
 use std::ops::RangeInclusive;
 use std::pin::Pin;
 
-use shardblob_shards::{Error, Result, WriteOptions};
+use shardblob_shards::{Error, IoClass, Result, WriteOptions};
 
 use crate::local::ShardStorage;
 use crate::remote::OpenGuard;
@@ -91,10 +93,24 @@ pub enum Request {
     Spawn(Spawn),
 }
 
-/// A queued request and the budget bytes it holds until it is served.
+/// A queued request, the budget bytes it holds until it is served, and the
+/// I/O class of the operation that sent it, which the owning shard serves
+/// it in.
 pub struct Envelope {
     pub request: Request,
     pub charge: Charge,
+    pub class: IoClass,
+}
+
+impl Envelope {
+    /// `request` in the I/O class of the operation sending it.
+    pub fn new(request: Request, charge: Charge) -> Envelope {
+        Envelope {
+            request,
+            charge,
+            class: IoClass::current(),
+        }
+    }
 }
 
 impl Request {

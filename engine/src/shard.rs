@@ -28,7 +28,7 @@ use glommio::sync::Semaphore;
 use glommio::task::JoinHandle;
 
 use shardblob_shards::fs::dma::DmaFs;
-use shardblob_shards::{Blob, Error, Result, ShardBlob, ShardStore, Storage};
+use shardblob_shards::{Blob, Error, IoClass, Result, ShardBlob, ShardStore, Storage};
 
 use crate::local::ShardStorage;
 use crate::message::{BlobId, Envelope, Reply, Request, Spawn};
@@ -234,7 +234,11 @@ impl ShardContext {
     /// when the request is done, or, for a `read_many`, handed on to its
     /// stream, where the items it sent wait until read.
     async fn handle_envelope(self: Rc<Self>, envelope: Envelope) {
-        let Envelope { request, charge } = envelope;
+        let Envelope {
+            request,
+            charge,
+            class,
+        } = envelope;
         // A spawn job becomes a running task, which holds no budget: its
         // bytes go back before it starts (glommio may run it at once).
         let charge = (!matches!(request, Request::Spawn(_))).then_some(charge);
@@ -242,7 +246,8 @@ impl ShardContext {
             Request::ReadMany { charge_back, .. } => Some(charge_back.clone()),
             _ => None,
         };
-        self.handle(request).await;
+        // Served in the I/O class of the operation that sent it.
+        class.scope(self.handle(request)).await;
         if let (Some(stream), Some(charge)) = (stream, charge) {
             // A stream already dropped refuses it: the bytes go back now.
             let _ = stream.try_send(charge);
@@ -282,7 +287,10 @@ impl ShardContext {
     fn start_task(self: &Rc<Self>, job: Spawn) {
         let id = self.next_task.get();
         self.next_task.set(id + 1);
-        let task = job(ShardStorage::new(self.clone()));
+        // A user task starts in the latency class, whatever the class of
+        // the request that carried it (glommio runs a new task at once,
+        // inside the caller's scope).
+        let task = IoClass::Latency.scope(job(ShardStorage::new(self.clone())));
         let shard = self.clone();
         let ended = Rc::new(Cell::new(false));
         let ends = ended.clone();

@@ -340,7 +340,7 @@ impl Transport for Foreign {
             .acquire(request.cost_bytes())
             .await?;
         self.router.requests[shard]
-            .send(Envelope { request, charge })
+            .send(Envelope::new(request, charge))
             .await
             .map_err(|_| Error::Shutdown)
     }
@@ -366,7 +366,7 @@ impl Foreign {
             Ok(None) => return Err(TrySendError::Busy(request)),
             Err(_) => return Err(TrySendError::Shutdown),
         };
-        match self.router.requests[shard].try_send(Envelope { request, charge }) {
+        match self.router.requests[shard].try_send(Envelope::new(request, charge)) {
             Ok(()) => Ok(()),
             Err(async_channel::TrySendError::Full(envelope)) => {
                 Err(TrySendError::Busy(envelope.request))
@@ -392,7 +392,7 @@ impl Transport for Peer {
             .acquire(request.cost_bytes())
             .await?;
         self.context
-            .send_to_peer(shard, Envelope { request, charge })
+            .send_to_peer(shard, Envelope::new(request, charge))
             .await
     }
 

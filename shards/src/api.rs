@@ -17,6 +17,7 @@ use std::ops::{Deref, RangeInclusive};
 
 use futures_lite::Stream;
 
+use crate::sched::IoClass;
 use crate::Result;
 
 /// Options of one write.
@@ -33,10 +34,24 @@ impl WriteOptions {
     pub const SYNC: WriteOptions = WriteOptions { bits: 1 };
     /// Accepted and a no-op: all I/O bypasses the page cache already.
     pub const DONT_CACHE: WriteOptions = WriteOptions { bits: 2 };
+    /// The write runs in [`IoClass::Throughput`] (bulk work: bounded at the
+    /// device so that latency-class operations pass it). Without it, a write
+    /// runs in the class of the operation it is part of
+    /// ([`IoClass::scope`]), by default [`IoClass::Latency`].
+    pub const THROUGHPUT: WriteOptions = WriteOptions { bits: 4 };
 
     /// Whether `other`'s flags are all set in `self`.
     pub fn contains(self, other: WriteOptions) -> bool {
         self.bits & other.bits == other.bits
+    }
+
+    /// The I/O class the write runs in: the one these options name, else
+    /// the current one.
+    pub fn class(self) -> IoClass {
+        match self.contains(WriteOptions::THROUGHPUT) {
+            true => IoClass::Throughput,
+            false => IoClass::current(),
+        }
     }
 }
 
@@ -136,7 +151,13 @@ pub trait Storage {
 ///   `len == 0` is fine anywhere up to the end.
 /// - `write_at` accepts any offset and length; past the end it extends the
 ///   blob and a gap reads as zeros. With `WriteOptions::SYNC` those bytes are
-///   durable when it returns `Ok`.
+///   durable when it returns `Ok` (all of them, however many device writes
+///   a large write is split into).
+/// - I/O classes: every operation runs in the [`IoClass`] of the future
+///   performing it ([`IoClass::scope`]; `WriteOptions::THROUGHPUT` for one
+///   write), on every path; the class changes when an operation reaches
+///   the device, never what it does. A `sync` always flushes in the latency
+///   class (one flush serves the syncs of both classes).
 /// - `sync`: every write and resize completed before the call is durable when
 ///   it returns `Ok`. A failed sync poisons the blob: later writes and syncs
 ///   fail with `BlobPoisoned`.

@@ -13,6 +13,7 @@
 //! - [`header`]: the 4096-byte header page at the start of every blob file.
 //! - [`data_dir`]: the data directory and its `LOCK`.
 //! - [`name`]: partition and blob names.
+//! - [`sched`]: I/O classes and the shard's I/O scheduler.
 
 #![warn(missing_docs)]
 
@@ -21,9 +22,11 @@ pub mod error;
 pub mod fs;
 pub mod name;
 pub mod rng;
+pub mod sched;
 
 pub use api::{Blob, ReadOptions, SendBlob, SendStorage, Storage, WriteOptions};
 pub use error::{Error, Result};
+pub use sched::IoClass;
 pub mod blob;
 pub mod data_dir;
 pub mod header;

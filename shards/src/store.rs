@@ -35,6 +35,7 @@ use crate::blob::{ShardBlob, TailBlock};
 use crate::fs::{File, FileSystem, WriteBuf, BLOCK_SIZE};
 use crate::header::{self, HEADER_LEN};
 use crate::name::{blob_file_name, tombstone_name, unhex, validate_partition};
+use crate::sched::{IoScheduler, SchedConfig, SchedFile};
 use crate::{Error, Result};
 
 /// A blob's identity: partition and raw name.
@@ -294,18 +295,36 @@ pub struct ShardStore<F: FileSystem> {
     dirs: DirSyncs,
     /// Number of the next tombstone name this store tries.
     tombstones: Cell<u64>,
+    /// The shard's I/O scheduler: every blob's device calls go through it.
+    sched: Rc<IoScheduler>,
 }
 
 impl<F: FileSystem> ShardStore<F> {
-    /// A store of the partitions under `root` (the data directory).
+    /// A store of the partitions under `root` (the data directory), with
+    /// the default I/O scheduler.
     pub fn new(fs: F, root: impl Into<PathBuf>) -> ShardStore<F> {
+        Self::with_scheduler(fs, root, IoScheduler::new(SchedConfig::default()))
+    }
+
+    /// A store whose blobs' device calls go through `sched`.
+    pub fn with_scheduler(
+        fs: F,
+        root: impl Into<PathBuf>,
+        sched: Rc<IoScheduler>,
+    ) -> ShardStore<F> {
         ShardStore {
             fs,
             root: root.into(),
             registry: Rc::new(Registry::default()),
             dirs: DirSyncs::default(),
             tombstones: Cell::new(0),
+            sched,
         }
+    }
+
+    /// The shard's I/O scheduler.
+    pub fn scheduler(&self) -> &Rc<IoScheduler> {
+        &self.sched
     }
 
     /// The data directory.
@@ -669,6 +688,7 @@ impl<F: FileSystem> Storage for ShardStore<F> {
             });
         };
         let (file, len, version, tail) = self.open_file(&key, &versions).await?;
+        let file = SchedFile::new(file, self.sched.clone());
         let blob = ShardBlob::new(key.clone(), file, len, tail, Rc::downgrade(&self.registry));
         // A remove never forgets a slot whose open is in progress, so the
         // claim still holds it; if not, fail rather than take another's.

@@ -29,6 +29,8 @@ use std::task::{Context, Poll};
 
 use event_listener::Event;
 
+use crate::sched::IoClass;
+
 /// The commits of one blob that lost their caller and still run.
 #[derive(Default)]
 pub(crate) struct Orphans {
@@ -102,13 +104,14 @@ pub(crate) struct Committed<T: 'static> {
 }
 
 impl<T: 'static> Committed<T> {
-    /// Starts `commit`; from here on it runs to the end.
+    /// Starts `commit`; from here on it runs to the end, in the I/O class
+    /// of its caller even when it finishes on a task of its own.
     pub(crate) fn new(
         orphans: &Rc<Orphans>,
         commit: impl Future<Output = T> + 'static,
     ) -> Committed<T> {
         Committed {
-            commit: Some(Box::pin(commit)),
+            commit: Some(Box::pin(IoClass::current().scope(commit))),
             orphans: orphans.clone(),
         }
     }

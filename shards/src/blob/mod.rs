@@ -76,14 +76,16 @@ pub use read::BlobBuf;
 use crate::api::{Blob, WriteOptions};
 use crate::fs::{File, FileSystem, BLOCK_SIZE};
 use crate::header::HEADER_LEN;
+use crate::sched::{IoClass, SchedFile};
 use crate::store::{BlobKey, Registry};
 use crate::{Error, Result};
 
 /// Largest logical blob length: file offsets must fit an `off_t`.
 pub const BLOB_LEN_MAX: u64 = (i64::MAX as u64) - HEADER_LEN - BLOCK_SIZE;
 /// Largest single device I/O; bigger reads and writes are split (a single
-/// oversized read can hang on some kernels, glommio issue 633).
-pub const IO_BYTES_MAX: usize = 1 << 20;
+/// oversized read can hang on some kernels, glommio issue 633), into
+/// pieces of the scheduler's `piece_bytes` (at most this).
+pub const IO_BYTES_MAX: usize = crate::sched::PIECE_BYTES_MAX;
 /// Files grow in preallocated steps of this size, so an append does not pay
 /// a block allocation each time.
 pub const PREALLOCATE_BYTES: u64 = 8 << 20;
@@ -104,7 +106,8 @@ pub(crate) struct TailBlock {
 
 pub(crate) struct BlobState<F: FileSystem> {
     pub(crate) key: BlobKey,
-    pub(crate) file: F::File,
+    /// Every device call goes through the shard's I/O scheduler.
+    pub(crate) file: SchedFile<F::File>,
     /// Logical length.
     pub(crate) len: Cell<u64>,
     /// Data bytes the file may hold (>= len; the excess is zero padding,
@@ -162,7 +165,7 @@ impl<F: FileSystem> Clone for ShardBlob<F> {
 impl<F: FileSystem> ShardBlob<F> {
     pub(crate) fn new(
         key: BlobKey,
-        file: F::File,
+        file: SchedFile<F::File>,
         len: u64,
         tail: Option<TailBlock>,
         registry: Weak<Registry>,
@@ -330,7 +333,9 @@ impl<F: FileSystem> BlobState<F> {
                 // The starter reports the flush's own error; syncs that
                 // waited for it find the blob poisoned.
                 let flush = FlushGuard::new(self.clone());
-                Committed::new(&self.flush_orphans, flush.run()).await?;
+                // One flush serves the syncs of both classes: latency.
+                let run = IoClass::Latency.scope(flush.run());
+                Committed::new(&self.flush_orphans, run).await?;
             } else {
                 let listener = flushes.finished_event.listen();
                 if flushes.started.get() != flushes.finished.get() {
@@ -518,8 +523,10 @@ impl<F: FileSystem> Blob for ShardBlob<F> {
         bufs: &[&[u8]],
         options: WriteOptions,
     ) -> Result<()> {
-        self.state
-            .write(offset, bufs, options.contains(WriteOptions::SYNC))
+        let durable = options.contains(WriteOptions::SYNC);
+        options
+            .class()
+            .scope(self.state.write(offset, bufs, durable))
             .await
     }
 

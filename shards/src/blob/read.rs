@@ -2,8 +2,9 @@
 //!
 //! Reads need no alignment from the caller: the file seam reads the covering
 //! blocks and hands back a view of the requested bytes, without a copy. A
-//! read larger than `IO_BYTES_MAX` is split into sequential device reads and
-//! gathered into one owned buffer.
+//! read larger than the scheduler's piece (`piece_bytes`, at most
+//! `IO_BYTES_MAX`) is split into sequential device reads, each scheduled on
+//! its own, and gathered into one owned buffer.
 //!
 //! Every read holds the blob's `meta` lock shared from its range check to
 //! its last completion, so a shrinking resize waits for it; a trim (of the
@@ -68,9 +69,9 @@ impl<F: FileSystem> BlobState<F> {
         Ok(())
     }
 
-    /// One device read of at most `IO_BYTES_MAX` bytes, exactly `len` long.
+    /// One device read of at most one piece, exactly `len` long.
     async fn read_exact(&self, offset: u64, len: usize) -> Result<ReadBuf<F>> {
-        debug_assert!(len <= IO_BYTES_MAX);
+        debug_assert!(len <= self.file.piece_bytes());
         let bytes = self
             .file
             .read_at(HEADER_LEN + offset, len)
@@ -98,7 +99,7 @@ impl<F: FileSystem> BlobState<F> {
         if len == 0 {
             return Ok(BlobBuf::Owned(Vec::new()));
         }
-        if len <= IO_BYTES_MAX {
+        if len <= self.file.piece_bytes() {
             return Ok(BlobBuf::Io(self.read_exact(offset, len).await?));
         }
         let mut out = vec![0; len];
@@ -113,8 +114,9 @@ impl<F: FileSystem> BlobState<F> {
     }
 
     async fn read_into_unchecked(&self, offset: u64, out: &mut [u8]) -> Result<()> {
-        for (i, piece) in out.chunks_mut(IO_BYTES_MAX).enumerate() {
-            let at = offset + (i * IO_BYTES_MAX) as u64;
+        let piece_bytes = self.file.piece_bytes();
+        for (i, piece) in out.chunks_mut(piece_bytes).enumerate() {
+            let at = offset + (i * piece_bytes) as u64;
             piece.copy_from_slice(&self.read_exact(at, piece.len()).await?);
         }
         Ok(())

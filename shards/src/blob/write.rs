@@ -4,7 +4,10 @@
 //! old content; an edge block it covers only partly is merged with the old
 //! bytes, taken from the in-memory tail block, known to be zeros (past the
 //! end), or read from the device (the only case that costs a read). Writes
-//! larger than `IO_BYTES_MAX` go out as several sequential device writes.
+//! larger than the scheduler's piece (`piece_bytes`, at most
+//! `IO_BYTES_MAX`) go out as several sequential device writes, each
+//! scheduled on its own; a SYNC write returns `Ok` only when every piece
+//! was written durably.
 //!
 //! Each chunk is prepared in the caller's future (edge blocks loaded, the
 //! DMA buffer filled: dropping it there has no effect), then committed
@@ -21,10 +24,9 @@ use crate::header::HEADER_LEN;
 use crate::Result;
 
 use super::commit::Committed;
-use super::{BlobState, TailBlock, IO_BYTES_MAX, PREALLOCATE_BYTES};
+use super::{BlobState, TailBlock, PREALLOCATE_BYTES};
 
 const BLOCK: usize = BLOCK_SIZE as usize;
-const BLOCKS_PER_IO: u64 = (IO_BYTES_MAX / BLOCK) as u64;
 
 /// The locks one write holds until its last chunk is committed. The commit
 /// of a one-chunk write owns them; each commit of a larger write holds a
@@ -75,8 +77,9 @@ impl<F: FileSystem> BlobState<F> {
             _rmw: rmw,
         };
         let mut input = Input::new(bufs);
-        let chunk = |chunk_first: u64| (chunk_first, last.min(chunk_first + BLOCKS_PER_IO - 1));
-        if last - first < BLOCKS_PER_IO {
+        let blocks_per_io = (self.file.piece_bytes() / BLOCK) as u64;
+        let chunk = |chunk_first: u64| (chunk_first, last.min(chunk_first + blocks_per_io - 1));
+        if last - first < blocks_per_io {
             // One chunk (the common case): its commit takes the locks.
             let chunk = chunk(first);
             self.write_chunk(chunk, offset, end, &mut input, durable, guards)

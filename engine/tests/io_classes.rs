@@ -1,0 +1,134 @@
+//! I/O classes on every path (issue 14): an operation run in
+//! `IoClass::Throughput.scope(..)`, or a write with
+//! `WriteOptions::THROUGHPUT`, reaches the owning shard's device in the
+//! throughput class, whether it was called on the owning shard, on another
+//! shard or on a foreign thread; anything else, and every flush, in the
+//! latency class. Counted by the owning shard's scheduler.
+
+use std::path::PathBuf;
+
+use futures::executor::block_on;
+use shardblob::{shard_of, Blob, Client, Config, Engine, IoClass, Storage, WriteOptions};
+
+fn engine() -> (Engine, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("shardblob-io-classes-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = Config {
+        data_dir: dir.clone(),
+        shards: 2,
+        ..Config::default()
+    };
+    (Engine::start(config).expect("engine starts"), dir)
+}
+
+/// A partition that lives on shard `shard`.
+fn on_shard(shard: usize, shards: usize) -> String {
+    (0..)
+        .map(|i| format!("classes-{i}"))
+        .find(|name| shard_of(name, shards) == shard)
+        .expect("some name hashes to every shard")
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    ThroughputWrite,
+    ThroughputRead,
+    ThroughputResize,
+    ThroughputSync,
+    LatencyWrite,
+    LatencyRead,
+}
+
+impl Op {
+    const ALL: [Op; 6] = [
+        Op::ThroughputWrite,
+        Op::ThroughputRead,
+        Op::ThroughputResize,
+        Op::ThroughputSync,
+        Op::LatencyWrite,
+        Op::LatencyRead,
+    ];
+
+    /// The class its device calls must have: a sync flushes in the latency
+    /// class whatever its caller's class.
+    fn class(self) -> IoClass {
+        match self {
+            Op::ThroughputWrite | Op::ThroughputRead | Op::ThroughputResize => IoClass::Throughput,
+            Op::ThroughputSync | Op::LatencyWrite | Op::LatencyRead => IoClass::Latency,
+        }
+    }
+
+    async fn run<B: Blob>(self, blob: &B) {
+        let bulk = IoClass::Throughput;
+        let done = match self {
+            Op::ThroughputWrite => {
+                let data = [1u8; 8192];
+                blob.write_vectored_at(0, &[&data], WriteOptions::THROUGHPUT)
+                    .await
+            }
+            Op::ThroughputRead => bulk.scope(blob.read_at(0, 4096)).await.map(drop),
+            Op::ThroughputResize => bulk.scope(blob.resize(3 * 4096)).await,
+            Op::ThroughputSync => bulk.scope(blob.sync()).await,
+            Op::LatencyWrite => blob.write_at(4096, &[2u8; 4096]).await,
+            Op::LatencyRead => blob.read_at(0, 4096).await.map(drop),
+        };
+        done.unwrap_or_else(|e| panic!("{self:?}: {e}"));
+    }
+}
+
+/// Device calls dispatched by `shard`'s scheduler so far, by class.
+fn dispatched(client: &Client, shard: usize) -> [u64; 2] {
+    let counts = client.spawn_on(shard, |storage| async move {
+        IoClass::ALL.map(|class| storage.io_scheduler().dispatched(class))
+    });
+    block_on(counts).expect("counted on the shard")
+}
+
+/// Runs `op` on `partition`'s blob from shard `runner`, or from this
+/// (foreign) thread when `runner` is `None`.
+fn run_from(client: &Client, runner: Option<usize>, partition: &str, op: Op) {
+    let partition = partition.to_string();
+    match runner {
+        Some(runner) => {
+            let done = client.spawn_on(runner, move |storage| async move {
+                let (blob, _) = storage.open(&partition, b"b").await.expect("open");
+                op.run(&blob).await;
+            });
+            block_on(done).expect("ran on the shard");
+        }
+        None => block_on(async {
+            let (blob, _) = client.open(&partition, b"b").await.expect("open");
+            op.run(&blob).await;
+        }),
+    }
+}
+
+#[test]
+fn every_path_carries_the_class_to_the_owning_shard() {
+    let (engine, dir) = engine();
+    let client = engine.client();
+    let owner = 1;
+    let partition = on_shard(owner, engine.shard_count());
+    for runner in [Some(owner), Some(0), None] {
+        for op in Op::ALL {
+            let before = dispatched(&client, owner);
+            run_from(&client, runner, &partition, op);
+            let after = dispatched(&client, owner);
+            let grew = |class: IoClass| after[class as usize] > before[class as usize];
+            let other = match op.class() {
+                IoClass::Latency => IoClass::Throughput,
+                IoClass::Throughput => IoClass::Latency,
+            };
+            assert!(
+                grew(op.class()),
+                "{op:?} from {runner:?}: {before:?} -> {after:?}"
+            );
+            assert!(
+                !grew(other),
+                "{op:?} from {runner:?}: {before:?} -> {after:?}"
+            );
+        }
+    }
+    engine.shutdown().unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}

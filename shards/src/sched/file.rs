@@ -1,0 +1,163 @@
+//! [`SchedFile`]: a blob's file whose device calls go through the shard's
+//! [`IoScheduler`], each in the class of the operation making it.
+//!
+//! It implements the file seam itself, so the blob code calls it exactly as
+//! it would call the file, and the same scheduling runs on real DMA files
+//! and on simulated ones. A permit is held from before the call is
+//! submitted until it completes. The synchronous calls (`set_len_now`,
+//! `release_past_end_now`, made on drop and open paths) and `size` (no
+//! device I/O) are not scheduled.
+
+use std::io;
+use std::rc::Rc;
+
+use futures_lite::{stream, Stream, StreamExt};
+use glommio::channels::local_channel;
+
+use super::{Cost, IoClass, IoScheduler};
+use crate::fs::{File, WriteBuf};
+
+/// A file whose device calls are scheduled (module docs).
+pub struct SchedFile<Fi> {
+    /// Shared with the task that drives a batch of reads.
+    inner: Rc<Fi>,
+    sched: Rc<IoScheduler>,
+}
+
+/// A batch of reads cut to fit one permit: the index of its first range in
+/// the whole batch, and its ranges.
+type Group = (usize, Vec<(u64, usize)>);
+
+impl<Fi: File> SchedFile<Fi> {
+    /// `inner`, scheduled by `sched`.
+    pub fn new(inner: Fi, sched: Rc<IoScheduler>) -> SchedFile<Fi> {
+        SchedFile {
+            inner: Rc::new(inner),
+            sched,
+        }
+    }
+
+    /// Largest single read or write: bigger ones are split into pieces of
+    /// this size, each scheduled on its own.
+    pub fn piece_bytes(&self) -> usize {
+        self.sched.config().piece_bytes
+    }
+
+    /// Cuts a batch of reads into groups that each fit one permit of
+    /// `class`, in order.
+    fn groups(&self, class: IoClass, ranges: Vec<(u64, usize)>) -> Vec<Group> {
+        let config = self.sched.config();
+        let (ops_max, bytes_max) = match class {
+            IoClass::Latency => (config.depth_max, u64::MAX),
+            IoClass::Throughput => (config.throughput_ops_max, config.throughput_bytes_max),
+        };
+        let mut groups: Vec<Group> = Vec::new();
+        let mut bytes = 0;
+        for (index, range) in ranges.into_iter().enumerate() {
+            let len = range.1 as u64;
+            match groups.last_mut() {
+                Some((_, group)) if group.len() < ops_max as usize && bytes + len <= bytes_max => {
+                    group.push(range);
+                    bytes += len;
+                }
+                _ => {
+                    groups.push((index, vec![range]));
+                    bytes = len;
+                }
+            }
+        }
+        groups
+    }
+}
+
+fn batch_cost(group: &[(u64, usize)]) -> Cost {
+    Cost {
+        ops: group.len() as u32,
+        bytes: group.iter().map(|&(_, len)| len as u64).sum(),
+    }
+}
+
+impl<Fi: File> File for SchedFile<Fi> {
+    type WriteBuf = Fi::WriteBuf;
+    type ReadBuf = Fi::ReadBuf;
+
+    fn alloc(&self, len: usize) -> Fi::WriteBuf {
+        self.inner.alloc(len)
+    }
+
+    async fn read_at(&self, pos: u64, len: usize) -> io::Result<Fi::ReadBuf> {
+        let _permit = self
+            .sched
+            .acquire(IoClass::current(), Cost::call(len))
+            .await;
+        self.inner.read_at(pos, len).await
+    }
+
+    /// The batch goes out in groups that each fit one permit of the
+    /// caller's class (one group unless it is larger than the class's
+    /// bounds), one group after another, driven by a task of their own that
+    /// gives each group's permit back when its reads complete. Not the
+    /// caller: a caller that does more I/O between two ranges it takes must
+    /// not find the budget held by ranges it has not taken yet (that would
+    /// deadlock once they held all of it). Dropping the stream cancels the
+    /// task, and its permit goes back with it.
+    fn read_many(
+        &self,
+        ranges: Vec<(u64, usize)>,
+    ) -> impl Stream<Item = io::Result<(usize, Fi::ReadBuf)>> {
+        let class = IoClass::current();
+        // Room for every range: the driver never waits for the caller.
+        let (sender, receiver) = local_channel::new_bounded(ranges.len().max(1));
+        let groups = self.groups(class, ranges);
+        let (inner, sched) = (self.inner.clone(), self.sched.clone());
+        let driver = glommio::spawn_local(class.scope(async move {
+            for (first, group) in groups {
+                let _permit = sched.acquire(class, batch_cost(&group)).await;
+                let mut reads = std::pin::pin!(inner.read_many(group));
+                while let Some(item) = reads.next().await {
+                    // Never full; closed only if the caller left.
+                    let _ = sender.try_send(item.map(|(index, bytes)| (first + index, bytes)));
+                }
+            }
+        }));
+        stream::unfold((receiver, driver), |(receiver, driver)| async move {
+            let item = receiver.recv().await?;
+            Some((item, (receiver, driver)))
+        })
+    }
+
+    async fn write_at(&self, mut buf: Fi::WriteBuf, pos: u64, durable: bool) -> io::Result<usize> {
+        let cost = Cost::call(buf.bytes_mut().len());
+        let _permit = self.sched.acquire(IoClass::current(), cost).await;
+        self.inner.write_at(buf, pos, durable).await
+    }
+
+    async fn set_len(&self, len: u64) -> io::Result<()> {
+        let _permit = self.sched.acquire(IoClass::current(), Cost::call(0)).await;
+        self.inner.set_len(len).await
+    }
+
+    fn set_len_now(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len_now(len)
+    }
+
+    async fn preallocate(&self, pos: u64, len: u64) -> io::Result<()> {
+        let _permit = self.sched.acquire(IoClass::current(), Cost::call(0)).await;
+        self.inner.preallocate(pos, len).await
+    }
+
+    fn release_past_end_now(&self, slack: u64) -> io::Result<bool> {
+        self.inner.release_past_end_now(slack)
+    }
+
+    /// Always in the latency class: a flush is shared by the syncs of both
+    /// classes (group commit).
+    async fn sync_data(&self) -> io::Result<()> {
+        let _permit = self.sched.acquire(IoClass::Latency, Cost::call(0)).await;
+        self.inner.sync_data().await
+    }
+
+    async fn size(&self) -> io::Result<u64> {
+        self.inner.size().await
+    }
+}

@@ -1,0 +1,252 @@
+//! I/O classes and the per-shard I/O scheduler.
+//!
+//! The problem: one shard serves both small, latency-critical operations
+//! (a 4 KiB read a request waits for) and bulk work (a compaction writing
+//! megabytes, a scan). The device serves whatever it has been given, in
+//! roughly the order given. If the shard hands it everything at once, a
+//! 4 KiB read submitted behind 64 MiB of bulk writes waits for all of them:
+//! the bulk work's throughput is fine, the read's tail latency is not.
+//!
+//! The trade-off: keep bulk work *out of the device* until the device has
+//! room for it, and the device's queue stays short for latency operations,
+//! at the price of bulk throughput (the device sees less bulk work in
+//! parallel, and bulk work waits in the shard's queue instead). Too tight a
+//! bound starves the device and bulk throughput drops; too loose a bound
+//! and latency operations queue behind bulk work again. Seastar's I/O
+//! scheduler makes the same trade with classes, shares and a per-request
+//! capacity; glommio 0.9 has only CPU shares, so this module does it for
+//! the device. It is deliberately simpler than Seastar's fair queue: two
+//! classes, counted bounds instead of a token bucket, and a fixed
+//! interleave instead of virtual-time shares.
+//!
+//! The rules ([`IoScheduler`]), per shard:
+//! - Every device call belongs to an [`IoClass`]: [`IoClass::Latency`]
+//!   (the default) or [`IoClass::Throughput`]. Calls of one class are
+//!   dispatched in arrival order.
+//! - At most `depth_max` device calls of the shard are in flight, all
+//!   classes together. Throughput calls may in addition have at most
+//!   `throughput_ops_max` calls and `throughput_bytes_max` bytes in flight.
+//!   So a latency call never waits at the device behind more than that much
+//!   bulk work, and it never queues in the scheduler behind bulk work that
+//!   does not fit those bounds: it overtakes it.
+//! - When both classes wait and both fit, at least one dispatch in every
+//!   `throughput_every` goes to the throughput class: bulk work keeps a
+//!   share of the device under any latency load, it is never starved.
+//! - Large operations are split into pieces of at most `piece_bytes`
+//!   ([`SchedConfig::piece_bytes`], at most the device's `max_sectors_kb`)
+//!   and every piece goes through the scheduler on its own, so an 8 MiB
+//!   write holds the device one piece at a time and latency calls pass
+//!   between its pieces.
+//! - Every queue is bounded: at most `queue_max` calls of a class wait in
+//!   the scheduler's queue; more wait for room on a listener each owns.
+//!
+//! Choosing the class. The class is a property of the *operation*, set
+//! around the future that performs it ([`IoClass::scope`]), like Seastar's
+//! scheduling groups: every device call made while that future is polled
+//! takes its class, however deep in the store it is made. A write can also
+//! say it in its options (`WriteOptions::THROUGHPUT`). The forwarded paths
+//! carry the class of the sending future to the owning shard, which serves
+//! the request in it. glommio runs a new task at once, inside the poll
+//! that spawns it, so a task spawned in a scope makes its first device
+//! calls in that class: scope a task's own future to give it a class of
+//! its own (the engine does, for `spawn_on` tasks and forwarded requests).
+//!
+//! Decisions for the operations with no options:
+//! - `resize` (and its truncations) runs in the caller's class.
+//! - A flush (`sync`, with the trim before it) always runs in the
+//!   latency class: syncs are group-committed, so one flush answers callers
+//!   of both classes, and a latency caller must not wait behind bulk work
+//!   for it. It counts as one call with no bytes.
+//! - Opens, removes and scans (headers, directory calls) are not scheduled:
+//!   they are rare, small metadata operations.
+//!
+//! Cancellation: a call waiting in the scheduler's queue that is dropped
+//! leaves the queue at once (no ghost entry that would block its class),
+//! and a permit granted to a dropped waiter is given back at once.
+//!
+//! Calibrating for a device (NVMe): run the benchmark's mixed workload
+//! (latency-class 4 KiB reads at low depth beside throughput-class large
+//! writes) and measure the latency class's p99/p999 and the throughput
+//! class's MB/s while raising `throughput_bytes_max` from one piece upwards:
+//! take the largest value at which the latency class's p99 stays within
+//! the target of its p99 when alone; `throughput_ops_max` then is that
+//! divided by the bulk operation size. `depth_max` should be about the
+//! depth at which fio's 4 KiB random-read IOPS stop growing (deeper only
+//! queues inside the device). `piece_bytes`: NVMe drives often report
+//! `max_sectors_kb` of 128 to 512; the piece follows it automatically.
+
+mod device;
+mod file;
+mod queue;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_lite::Stream;
+
+pub use device::max_io_bytes;
+pub use file::SchedFile;
+pub use queue::{Acquire, Cost, IoScheduler, Permit};
+
+use crate::fs::BLOCK_SIZE;
+
+/// Largest piece: the store's largest single device I/O.
+pub const PIECE_BYTES_MAX: usize = 1 << 20;
+
+/// The I/O class of an operation (module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum IoClass {
+    /// Small operations someone waits for: never queued behind bulk work
+    /// beyond the configured bounds. The default.
+    #[default]
+    Latency,
+    /// Bulk work (compaction, scans, large copies): bounded at the device,
+    /// never starved.
+    Throughput,
+}
+
+impl IoClass {
+    /// Both classes.
+    pub const ALL: [IoClass; 2] = [IoClass::Latency, IoClass::Throughput];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The class of the operation being polled on this thread: the one of
+    /// the innermost [`IoClass::scope`], else [`IoClass::Latency`].
+    pub fn current() -> IoClass {
+        CURRENT.with(|current| current.get())
+    }
+
+    /// Runs `inner` (a future or a stream) in this class: every device call
+    /// it makes is scheduled in it, on this shard or, for a forwarded call,
+    /// on the owning shard.
+    pub fn scope<T>(self, inner: T) -> Scoped<T> {
+        Scoped { class: self, inner }
+    }
+}
+
+thread_local! {
+    static CURRENT: std::cell::Cell<IoClass> = const { std::cell::Cell::new(IoClass::Latency) };
+}
+
+/// Restores the class that was current when it was made.
+struct Restore(IoClass);
+
+impl Restore {
+    fn enter(class: IoClass) -> Restore {
+        Restore(CURRENT.with(|current| current.replace(class)))
+    }
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        CURRENT.with(|current| current.set(self.0));
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future or stream polled in an [`IoClass`] ([`IoClass::scope`]).
+    #[derive(Debug)]
+    pub struct Scoped<T> {
+        class: IoClass,
+        #[pin]
+        inner: T,
+    }
+}
+
+impl<T: Future> Future for Scoped<T> {
+    type Output = T::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T::Output> {
+        let this = self.project();
+        let _restore = Restore::enter(*this.class);
+        this.inner.poll(cx)
+    }
+}
+
+impl<T: Stream> Stream for Scoped<T> {
+    type Item = T::Item;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T::Item>> {
+        let this = self.project();
+        let _restore = Restore::enter(*this.class);
+        this.inner.poll_next(cx)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
+
+/// The bounds of one shard's scheduler (module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SchedConfig {
+    /// Device calls in flight, all classes together.
+    pub depth_max: u32,
+    /// Throughput-class calls in flight.
+    pub throughput_ops_max: u32,
+    /// Throughput-class bytes in flight. At least `piece_bytes`, so that a
+    /// piece always fits.
+    pub throughput_bytes_max: u64,
+    /// When both classes wait, at least one dispatch in this many goes to
+    /// the throughput class (1: every one).
+    pub throughput_every: u32,
+    /// Calls of one class waiting in the scheduler's queue.
+    pub queue_max: u32,
+    /// Largest single device read or write: a multiple of 4 KiB, at most
+    /// [`PIECE_BYTES_MAX`].
+    pub piece_bytes: usize,
+}
+
+impl Default for SchedConfig {
+    /// Defaults for the 2-core dev VM (virtio disk, `max_sectors_kb` 1280):
+    /// fio's 4 KiB random reads stop scaling near depth 32, 128 KiB writes
+    /// reach full bandwidth at a few in flight.
+    fn default() -> SchedConfig {
+        SchedConfig {
+            depth_max: 64,
+            throughput_ops_max: 8,
+            throughput_bytes_max: 2 << 20,
+            throughput_every: 4,
+            queue_max: 1024,
+            piece_bytes: PIECE_BYTES_MAX,
+        }
+    }
+}
+
+impl SchedConfig {
+    /// Why these bounds cannot work, if they cannot.
+    pub fn check(&self) -> Result<(), String> {
+        let piece = self.piece_bytes as u64;
+        let problem = if self.depth_max == 0 || self.throughput_ops_max == 0 {
+            "depth_max and throughput_ops_max must be at least 1"
+        } else if self.throughput_ops_max > self.depth_max {
+            "throughput_ops_max must not exceed depth_max"
+        } else if self.throughput_every == 0 || self.queue_max == 0 {
+            "throughput_every and queue_max must be at least 1"
+        } else if piece == 0
+            || !piece.is_multiple_of(BLOCK_SIZE)
+            || self.piece_bytes > PIECE_BYTES_MAX
+        {
+            "piece_bytes must be a multiple of 4096 in 4096..=1048576"
+        } else if self.throughput_bytes_max < piece {
+            "throughput_bytes_max must be at least piece_bytes, so a piece always fits"
+        } else {
+            return Ok(());
+        };
+        Err(format!("{problem} (got {self:?})"))
+    }
+
+    /// These bounds with the piece cut to what the device takes in one
+    /// request (`max_io_bytes` of the data directory's device, if known).
+    pub fn for_device(mut self, device_max_bytes: Option<usize>) -> SchedConfig {
+        if let Some(max) = device_max_bytes {
+            let block = BLOCK_SIZE as usize;
+            self.piece_bytes = self.piece_bytes.min(max / block * block).max(block);
+        }
+        self
+    }
+}

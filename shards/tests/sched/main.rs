@@ -1,0 +1,410 @@
+//! The I/O scheduler's rules (`shards/src/sched`), proven by counting, not
+//! by clocks:
+//! - the scheduler alone, polled by hand: latency calls overtake queued bulk
+//!   work, the bulk class gets its share of dispatches under a latency
+//!   flood, the bounds hold under a seeded random load, a dropped waiter
+//!   leaves no ghost and no permit, every queue is bounded;
+//! - the store on simulated files and on real DMA files, both classes at
+//!   once: the device calls in flight, counted at the file seam under the
+//!   scheduler, never pass the bounds, and large operations reach the
+//!   device in pieces.
+
+mod probe;
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use futures_lite::{future, StreamExt};
+use glommio::{LocalExecutorBuilder, Placement};
+use probe::{mixed_workload, Counting, Probe};
+use shardblob_shards::fs::dma::DmaFs;
+use shardblob_shards::fs::sim::SimFs;
+use shardblob_shards::rng::Rng;
+use shardblob_shards::sched::{max_io_bytes, Acquire, Cost, IoScheduler, Permit, SchedConfig};
+use shardblob_shards::IoClass::{self, Latency, Throughput};
+use shardblob_shards::{Blob, DataDir, ShardStore, Storage, WriteOptions};
+
+const PIECE: usize = 64 << 10;
+
+fn config() -> SchedConfig {
+    SchedConfig {
+        depth_max: 4,
+        throughput_ops_max: 2,
+        throughput_bytes_max: 2 * PIECE as u64,
+        throughput_every: 3,
+        queue_max: 8,
+        piece_bytes: PIECE,
+    }
+}
+
+/// Polls once with a waker that does nothing: the tests poll by hand.
+fn poll(acquire: &mut Acquire) -> Option<Permit> {
+    let mut cx = Context::from_waker(Waker::noop());
+    match Pin::new(acquire).poll(&mut cx) {
+        Poll::Ready(permit) => Some(permit),
+        Poll::Pending => None,
+    }
+}
+
+fn granted(sched: &Rc<IoScheduler>, class: IoClass, bytes: usize) -> Permit {
+    poll(&mut sched.acquire(class, Cost::call(bytes))).expect("a permit at once")
+}
+
+/// Asserts the bounds against the scheduler's own counts.
+fn assert_bounds(sched: &IoScheduler) {
+    let config = sched.config();
+    let (latency, throughput) = (sched.in_flight(Latency), sched.in_flight(Throughput));
+    assert!(latency.ops + throughput.ops <= config.depth_max);
+    assert!(throughput.ops <= config.throughput_ops_max);
+    assert!(throughput.bytes <= config.throughput_bytes_max);
+}
+
+#[test]
+fn latency_calls_overtake_queued_bulk_work() {
+    let sched = IoScheduler::new(config());
+    let bulk = [
+        granted(&sched, Throughput, PIECE),
+        granted(&sched, Throughput, PIECE),
+    ];
+    let mut queued: Vec<Acquire> = (0..3)
+        .map(|_| sched.acquire(Throughput, Cost::call(PIECE)))
+        .collect();
+    assert!(queued.iter_mut().all(|acquire| poll(acquire).is_none()));
+    assert_eq!(sched.queued(Throughput), 3);
+    // Three bulk calls wait; a latency call goes to the device at once.
+    let latency = granted(&sched, Latency, 4096);
+    assert_eq!(sched.in_flight(Throughput).ops, 2);
+    assert_eq!(sched.in_flight(Latency).ops, 1);
+    drop(latency);
+    // Each finished bulk call lets exactly the next one in.
+    let [first, second] = bulk;
+    drop(first);
+    let next = poll(&mut queued[0]).expect("the head is served");
+    assert!(poll(&mut queued[1]).is_none());
+    drop(second);
+    let after = poll(&mut queued[1]).expect("the next is served");
+    assert!(poll(&mut queued[2]).is_none());
+    assert_bounds(&sched);
+    drop((next, after));
+}
+
+#[test]
+fn bulk_work_keeps_its_share_under_a_latency_flood() {
+    let sched = IoScheduler::new(config());
+    let every = sched.config().throughput_every as usize;
+    let mut held: Vec<Permit> = (0..4).map(|_| granted(&sched, Latency, 4096)).collect();
+    let mut waiting: Vec<(IoClass, Acquire)> = (0..40)
+        .map(|i| {
+            let class = if i % 8 == 0 { Throughput } else { Latency };
+            (class, sched.acquire(class, Cost::call(4096)))
+        })
+        .collect();
+    for (_, acquire) in &mut waiting {
+        assert!(poll(acquire).is_none(), "the device is full");
+    }
+    let mut order = Vec::new();
+    while !waiting.is_empty() {
+        // One call completes; the waiters that got its place are polled.
+        held.remove(0);
+        let mut still = Vec::new();
+        for (class, mut acquire) in waiting {
+            match poll(&mut acquire) {
+                Some(permit) => {
+                    held.push(permit);
+                    order.push(class);
+                }
+                None => still.push((class, acquire)),
+            }
+        }
+        waiting = still;
+        assert_bounds(&sched);
+    }
+    // While bulk calls waited, never `every` latency dispatches in a row.
+    let last_bulk = order.iter().rposition(|&c| c == Throughput).unwrap();
+    for window in order[..=last_bulk].windows(every) {
+        assert!(window.contains(&Throughput), "bulk starved: {order:?}");
+    }
+    assert_eq!(sched.dispatched(Throughput), 5);
+}
+
+#[test]
+fn bounds_hold_under_a_random_load() {
+    let mut rng = Rng::new(14);
+    let sched = IoScheduler::new(config());
+    let mut held: Vec<(IoClass, Cost, Permit)> = Vec::new();
+    let mut waiting: Vec<(IoClass, Cost, Acquire)> = Vec::new();
+    for _ in 0..20_000 {
+        match rng.below(3) {
+            0 if waiting.len() < 32 => {
+                let class = IoClass::ALL[rng.below(2) as usize];
+                let cost = Cost::call(1 + rng.below(PIECE as u64) as usize);
+                waiting.push((class, cost, sched.acquire(class, cost)));
+            }
+            1 if !held.is_empty() => drop(held.swap_remove(rng.below(held.len() as u64) as usize)),
+            _ if !waiting.is_empty() && rng.one_in(4) => {
+                drop(waiting.swap_remove(rng.below(waiting.len() as u64) as usize));
+            }
+            _ => {}
+        }
+        let mut still = Vec::new();
+        for (class, cost, mut acquire) in waiting {
+            match poll(&mut acquire) {
+                Some(permit) => held.push((class, cost, permit)),
+                None => still.push((class, cost, acquire)),
+            }
+        }
+        waiting = still;
+        // The test's own count of what it holds is what the scheduler counts.
+        for class in IoClass::ALL {
+            let mut mine = Cost::default();
+            for (_, cost, _) in held.iter().filter(|(c, _, _)| *c == class) {
+                mine.ops += cost.ops;
+                mine.bytes += cost.bytes;
+            }
+            assert_eq!(sched.in_flight(class), mine);
+        }
+        assert_bounds(&sched);
+    }
+    drop(held);
+    drop(waiting);
+    for class in IoClass::ALL {
+        assert_eq!(sched.in_flight(class), Cost::default());
+        assert_eq!(sched.queued(class), 0);
+    }
+}
+
+#[test]
+fn a_dropped_waiter_leaves_no_ghost_and_no_permit() {
+    let sched = IoScheduler::new(config());
+    let mut bulk = vec![
+        granted(&sched, Throughput, PIECE),
+        granted(&sched, Throughput, PIECE),
+    ];
+    let mut first = sched.acquire(Throughput, Cost::call(PIECE));
+    let mut second = sched.acquire(Throughput, Cost::call(PIECE));
+    assert!(poll(&mut first).is_none() && poll(&mut second).is_none());
+    // Dropped at the head of the queue: it leaves it, and the next waiter
+    // is served in its place.
+    drop(first);
+    assert_eq!(sched.queued(Throughput), 1);
+    bulk.pop();
+    let second = poll(&mut second).expect("served after the dropped head");
+    // Granted while its caller was gone: the permit comes back at once.
+    let mut third = sched.acquire(Throughput, Cost::call(PIECE));
+    assert!(poll(&mut third).is_none());
+    drop(second);
+    assert_eq!(sched.in_flight(Throughput).ops, 2, "granted to the waiter");
+    drop(third);
+    assert_eq!(sched.in_flight(Throughput).ops, 1);
+    drop(bulk);
+    assert_eq!(sched.in_flight(Throughput), Cost::default());
+    assert_eq!(sched.queued(Throughput), 0);
+}
+
+#[test]
+fn a_full_queue_holds_its_callers_outside_it() {
+    let sched = IoScheduler::new(SchedConfig {
+        queue_max: 2,
+        ..config()
+    });
+    let mut held: Vec<Permit> = (0..4).map(|_| granted(&sched, Latency, 4096)).collect();
+    let mut waiting: Vec<Acquire> = (0..3)
+        .map(|_| sched.acquire(Latency, Cost::call(4096)))
+        .collect();
+    assert!(waiting.iter_mut().all(|acquire| poll(acquire).is_none()));
+    assert_eq!(sched.queued(Latency), 2, "the third waits for room");
+    held.pop();
+    held.push(poll(&mut waiting[0]).expect("the head is served"));
+    assert!(poll(&mut waiting[2]).is_none());
+    assert_eq!(sched.queued(Latency), 2, "room made: the third is queued");
+}
+
+#[test]
+fn bounds_are_checked_and_the_piece_follows_the_device() {
+    assert_eq!(SchedConfig::default().check(), Ok(()));
+    let small = SchedConfig {
+        throughput_bytes_max: PIECE as u64 - 1,
+        ..config()
+    };
+    assert!(small.check().unwrap_err().contains("piece_bytes"));
+    let deep = SchedConfig {
+        throughput_ops_max: 5,
+        ..config()
+    };
+    assert!(deep.check().is_err());
+    let nvme = SchedConfig::default().for_device(Some(128 << 10));
+    assert_eq!(nvme.piece_bytes, 128 << 10);
+    assert_eq!(SchedConfig::default().for_device(None).piece_bytes, 1 << 20);
+    assert_eq!(config().for_device(Some(5000)).piece_bytes, 4096);
+}
+
+/// Bounds of the store tests: pieces of 64 KiB, two bulk pieces in flight.
+fn store_config() -> SchedConfig {
+    SchedConfig {
+        depth_max: 6,
+        queue_max: 64,
+        ..config()
+    }
+}
+
+#[test]
+fn both_classes_on_simulated_files_stay_within_the_bounds() {
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(4 << 20)
+        .make()
+        .expect("executor");
+    executor.run(async {
+        for seed in 0..8 {
+            let sim = SimFs::new(seed);
+            sim.set_latency(3);
+            let sched = IoScheduler::new(store_config());
+            let probe = Probe::new(sched.clone());
+            let fs = Counting::new(sim, probe.clone());
+            let store = Rc::new(ShardStore::with_scheduler(fs, "/", sched));
+            mixed_workload(store, &probe).await;
+        }
+    });
+}
+
+#[test]
+fn both_classes_on_dma_files_stay_within_the_bounds() {
+    let dir = std::env::temp_dir().join(format!("shardblob-sched-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(4 << 20)
+        .make()
+        .expect("executor");
+    executor.run(async {
+        let data_dir = DataDir::lock(&dir).expect("lock data dir");
+        let root = data_dir.path().to_path_buf();
+        let dma = DmaFs::new(data_dir).await.expect("dma fs");
+        let sched = IoScheduler::new(store_config());
+        let probe = Probe::new(sched.clone());
+        let store = ShardStore::with_scheduler(Counting::new(dma, probe.clone()), root, sched);
+        mixed_workload(Rc::new(store), &probe).await;
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bulk_io_between_the_ranges_of_a_batch_does_not_deadlock() {
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(1 << 20)
+        .make()
+        .expect("executor");
+    executor.run(async {
+        let sim = SimFs::new(3);
+        sim.set_latency(2);
+        let sched = IoScheduler::new(store_config());
+        let store = ShardStore::with_scheduler(sim, "/", sched.clone());
+        let (blob, _) = store.open("p", b"b").await.unwrap();
+        blob.write_at(0, &[7u8; 16 * 4096]).await.unwrap();
+        // Eight groups, each holding the whole throughput budget of two
+        // calls while its reads are at the device.
+        let ranges: Vec<(u64, usize)> = (0..16).map(|k| (k * 4096, 4096)).collect();
+        let scan = Throughput.scope(async {
+            let mut batch = std::pin::pin!(blob.read_many(ranges));
+            while let Some(item) = batch.next().await {
+                assert!(item.unwrap().1.iter().all(|&b| b == 7));
+                // More bulk I/O before taking the next range.
+                blob.read_at(0, 4096).await.unwrap();
+            }
+        });
+        let stuck = async {
+            glommio::timer::sleep(std::time::Duration::from_secs(30)).await;
+            panic!("the scan waits for a budget its own batch holds");
+        };
+        futures_lite::future::or(scan, stuck).await;
+        assert_eq!(sched.in_flight(Throughput), Cost::default());
+        assert_eq!(sched.dispatched(Throughput), 8 + 16);
+    });
+}
+
+#[test]
+fn a_synced_write_split_into_pieces_is_durable_whole() {
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(1 << 20)
+        .make()
+        .expect("executor");
+    executor.run(async {
+        for seed in 0..16 {
+            let sim = SimFs::new(seed);
+            sim.set_latency(2);
+            let sched = IoScheduler::new(store_config());
+            let store = ShardStore::with_scheduler(sim.clone(), "/", sched.clone());
+            let (blob, _) = store.open("p", b"b").await.unwrap();
+            // Eight pieces and a bit, from an unaligned offset.
+            let data: Vec<u8> = (0..8 * PIECE + 100).map(|i| (i % 251) as u8).collect();
+            let synced = WriteOptions::THROUGHPUT | WriteOptions::SYNC;
+            blob.write_vectored_at(10, &[&data], synced).await.unwrap();
+            assert!(sched.dispatched(Throughput) >= 9, "written in pieces");
+            drop(blob);
+            let after = ShardStore::new(sim.crash(), "/");
+            let (blob, len) = after.open("p", b"b").await.unwrap();
+            assert!(len >= 10 + data.len() as u64, "seed {seed}: length {len}");
+            let back = blob.read_at(10, data.len()).await.unwrap();
+            assert!(back[..] == data[..], "seed {seed}: every piece durable");
+        }
+    });
+}
+
+#[test]
+fn the_piece_follows_max_sectors_kb_of_the_data_dir_device() {
+    // No block device under /proc.
+    assert_eq!(max_io_bytes(Path::new("/proc")), None);
+    if let Some(bytes) = max_io_bytes(&std::env::temp_dir()) {
+        assert!(bytes >= 4096 && bytes.is_multiple_of(1024), "{bytes}");
+        let piece = SchedConfig::default().for_device(Some(bytes)).piece_bytes;
+        assert!(piece <= bytes && piece.is_multiple_of(4096), "{piece}");
+    }
+}
+
+#[test]
+fn dropped_operations_waiting_for_the_device_leave_nothing_behind() {
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(1 << 20)
+        .make()
+        .expect("executor");
+    executor.run(async {
+        let sched = IoScheduler::new(store_config());
+        let store = ShardStore::with_scheduler(SimFs::new(1), "/", sched.clone());
+        let (blob, _) = store.open("p", b"b").await.unwrap();
+        blob.write_at(0, &[1u8; 8192]).await.unwrap();
+        let full = || {
+            [
+                granted(&sched, Throughput, PIECE),
+                granted(&sched, Throughput, PIECE),
+            ]
+        };
+        // A read dropped in the queue leaves it: no ghost, no permit.
+        let budget = full();
+        let mut read = Box::pin(Throughput.scope(blob.read_at(0, 4096)));
+        assert!(future::poll_once(&mut read).await.is_none());
+        assert_eq!(sched.queued(Throughput), 1);
+        drop(read);
+        assert_eq!(sched.queued(Throughput), 0);
+        drop(budget);
+        assert_eq!(sched.in_flight(Throughput), Cost::default());
+        // A write dropped there keeps its place (its commit finishes on its
+        // own, ARCHITECTURE.md, Cancellation) and lands when served.
+        let budget = full();
+        let nines = [9u8; 4096];
+        let bufs: [&[u8]; 1] = [&nines];
+        let mut write = Box::pin(blob.write_vectored_at(0, &bufs, WriteOptions::THROUGHPUT));
+        assert!(future::poll_once(&mut write).await.is_none());
+        drop(write);
+        assert_eq!(sched.queued(Throughput), 1);
+        drop(budget);
+        // A later write waits for the orphan; then both are there.
+        blob.write_at(4096, &[8u8; 4096]).await.unwrap();
+        let back = blob.read_at(0, 8192).await.unwrap();
+        assert!(back[..4096] == nines && back[4096..].iter().all(|&b| b == 8));
+        for class in IoClass::ALL {
+            assert_eq!(sched.in_flight(class), Cost::default());
+            assert_eq!(sched.queued(class), 0);
+        }
+    });
+}
