@@ -23,7 +23,7 @@ mod common;
 use std::cell::RefCell;
 
 use common::harness::{Harness, Key, Op, Outcome, Stats, Target};
-use common::{random, rng, run_cases, run_seeds};
+use common::{random, rng, run_cases, run_seeds, run_seeds_and_found};
 use shardblob_shards::fs::sim::{Faults, SimFs, SECTOR_BYTES};
 use shardblob_shards::{Blob, Error, ShardStore, Storage, WriteOptions};
 
@@ -262,13 +262,26 @@ fn every_op_of_a_workload_can_fail() {
     }
 }
 
+/// Rotating seeds of `random_faults_with_crashes_keep_the_contract` that
+/// failed once, each kept for what it found:
+/// - 613516965809: the model lacked what a write past a gap leaves of an
+///   earlier failed write in a sector shared with bytes below the logical
+///   end (its bytes up to that end, zeros past it, as the write's cut of
+///   the file to the end leaves them), seen after a crash that kept the
+///   gap write (gap_zero.rs,
+///   `a_failed_write_cut_by_a_gap_write_may_show_after_a_crash`). A failed
+///   write counts as an unsynced write after a crash (shards/src/api.rs):
+///   its bytes and its end as length may show, so the store is right.
+const RANDOM_FAULTS_FOUND: &[u64] = &[613_516_965_809];
+
 #[test]
 fn random_faults_with_crashes_keep_the_contract() {
     let total = RefCell::new(Stats::default());
-    run_seeds(
+    run_seeds_and_found(
         "faults_sim random_faults",
         "SHARDBLOB_FAULT_SEEDS",
         1000,
+        RANDOM_FAULTS_FOUND,
         |seed| {
             let total = &total;
             async move {

@@ -220,6 +220,66 @@ fn the_model_takes_only_zeros_past_the_end() {
     }
 }
 
+/// After a crash a failed write counts as an unsynced write (shards/src/api.rs):
+/// until the next sync a crash may show it, whole or torn, and with the
+/// length it would have given the blob. A later write past a gap first cuts
+/// the file to the logical length (so the gap reads zeros), which zeroes the
+/// failed write's bytes past that length, also inside a sector that holds
+/// some of them below it. If that write is cut short by the crash, the
+/// sector comes back as the failed write's bytes up to the old length and
+/// zeros after: the model must take it. Found by `faults_sim` random seed
+/// 613516965809 (a 1536-byte write at 0 failing short on a 222-byte blob,
+/// then a write at 10909 cut short by the crash: the blob came back 12288
+/// bytes long, sector 0 holding the failed bytes up to 222, then zeros);
+/// the model lacked that content. The store was right: what the gap write
+/// makes visible is zeros.
+#[test]
+fn a_failed_write_cut_by_a_gap_write_may_show_after_a_crash() {
+    let (kept, failed, later) = (vec![0x11; 222], vec![0x22; 1536], vec![0x33; 15]);
+    let mut model = BlobModel::default();
+    model.write(0, &kept, false);
+    model.maybe_write(0, &failed, false, true);
+    model.maybe_write(10_909, &later, false, true);
+    let mut crashed = vec![0; 12_288];
+    crashed[..222].copy_from_slice(&failed[..222]);
+    crashed[10_909..10_924].copy_from_slice(&later);
+    let taken = model.check_crashed(&crashed);
+    assert!(taken.is_ok(), "the cut failed write: {taken:?}");
+    // Nothing but zeros where the cut was: not another write's bytes.
+    crashed[222..512].fill(0x33);
+    assert!(model.check_crashed(&crashed).is_err(), "junk past the cut");
+    // A write past the gap that completed leaves only zeros there to read.
+    model.write(10_909, &later, false);
+    let gap = model.check_read(222, &failed[222..512]);
+    assert!(gap.is_err(), "a failed write's bytes in the gap");
+    assert!(model.check_read(222, &[0; 10_687]).is_ok());
+}
+
+/// A failed (or crash-cut) write inside the tail block, past the end: the
+/// store writes that block whole, loaded from the device up to the
+/// logical end (where an earlier failed write may have landed), then zeros
+/// up to its offset. A crash may keep that sector: the model must take it,
+/// and still refuse anything else there. The model took only the write's
+/// bytes laid over each earlier content, which here keeps the earlier
+/// failed write's bytes below the offset where the store writes zeros.
+#[test]
+fn a_failed_write_in_the_tail_block_zeroes_below_its_offset() {
+    let mut model = BlobModel::observed(&[0x11; 100]);
+    model.maybe_write(50, &[0x22; 3950], false, true);
+    model.maybe_write(300, &[0x33; 10], false, true);
+    let mut crashed = vec![0; 4096];
+    crashed[..50].fill(0x11);
+    crashed[50..100].fill(0x22);
+    crashed[300..310].fill(0x33);
+    let taken = model.check_crashed(&crashed);
+    assert!(taken.is_ok(), "the block as the store wrote it: {taken:?}");
+    crashed[200..300].fill(0x44);
+    assert!(
+        model.check_crashed(&crashed).is_err(),
+        "junk below the write"
+    );
+}
+
 #[test]
 fn the_harness_checks_reveals_after_failed_writes() {
     run_seeds(
