@@ -285,6 +285,15 @@ impl BlobModel {
         }
     }
 
+    /// Bytes of a write in flight that may land now, over whatever the
+    /// blob holds: each sector of `offset..` old or new.
+    pub fn maybe_land(&mut self, offset: u64, data: &[u8]) {
+        let end = offset + data.len() as u64;
+        self.edit(offset, end, true, |start, s| {
+            Self::overlay(offset, data, start, s)
+        });
+    }
+
     /// A completed resize: everything past the shorter of the old and the
     /// new length reads as zeros.
     pub fn resize(&mut self, len: u64) {
