@@ -163,8 +163,10 @@ pub trait Storage {
 ///   fail with `BlobPoisoned`.
 /// - A failed write adds no length, and its bytes never show past the
 ///   logical end: a later `resize` up, or a write past the end, reads zeros
-///   there. Inside the blob each of its 512-byte sectors reads old or new;
-///   after a crash it counts as an unsynced write.
+///   there. Inside the blob each of its 512-byte sectors reads old or new.
+///   After a crash it counts as an unsynced write, as one the crash cut
+///   short would: until the next sync, a crash may show it whole or torn,
+///   with the length it would have given the blob (the file grew with it).
 /// - Concurrency: a read observes every write completed before it began.
 ///   Overlapping operations are not atomic, but concurrent writes to
 ///   different byte ranges never damage each other.

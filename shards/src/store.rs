@@ -418,42 +418,73 @@ impl<F: FileSystem> ShardStore<F> {
         dir: &Path,
         file: F::File,
     ) -> Result<(F::File, u64, u16, Option<TailBlock>)> {
-        let partition = key.partition.as_str();
-        let blob_io = |op| move |e| Error::io(partition, Some(&key.name), op, e);
-        let mut size = file.size().await.map_err(blob_io("stat"))?;
+        let blob_io = |op| move |e| Error::io(&key.partition, Some(&key.name), op, e);
+        let size = file.size().await.map_err(blob_io("stat"))?;
+        let size = self.trim_untrimmed(key, &file, size).await?;
+        let version = self.header_version(key, versions, dir, &file, size).await?;
+        self.make_durable(dir)
+            .await
+            .map_err(blob_io("sync partition directory"))?;
+        if !versions.contains(&version) {
+            return Err(Error::BlobVersionMismatch {
+                partition: key.partition.clone(),
+                name: key.name.clone(),
+                expected: versions.clone(),
+                found: version,
+            });
+        }
+        let len = size.max(HEADER_LEN) - HEADER_LEN;
+        let tail = Self::load_tail(key, &file, len).await?;
+        Ok((file, len, version, tail))
+    }
+
+    /// Cuts the padding a handle's last drop failed to trim (the registry
+    /// kept the logical length); returns the file's size.
+    async fn trim_untrimmed(&self, key: &BlobKey, file: &F::File, size: u64) -> Result<u64> {
         let untrimmed = self.registry.untrimmed.borrow().get(key).copied();
+        let mut size = size;
         if let Some(len) = untrimmed.filter(|len| size > HEADER_LEN + len) {
             file.set_len(HEADER_LEN + len)
                 .await
-                .map_err(blob_io("trim"))?;
+                .map_err(|e| Error::io(&key.partition, Some(&key.name), "trim", e))?;
             size = HEADER_LEN + len;
         }
         self.registry.untrimmed.borrow_mut().remove(key);
-        let page = if size >= HEADER_LEN {
-            Some(
+        Ok(size)
+    }
+
+    /// The blob version in the header of a file of `size` bytes; writes a
+    /// fresh header over the trace of a create that did not finish.
+    async fn header_version(
+        &self,
+        key: &BlobKey,
+        versions: &RangeInclusive<u16>,
+        dir: &Path,
+        file: &F::File,
+        size: u64,
+    ) -> Result<u16> {
+        let blob_io = |op| move |e| Error::io(&key.partition, Some(&key.name), op, e);
+        let page = match size >= HEADER_LEN {
+            true => Some(
                 file.read_at(0, HEADER_LEN as usize)
                     .await
                     .map_err(blob_io("read header"))?,
-            )
-        } else {
-            None
+            ),
+            false => None,
         };
-        let decoded = page.as_deref().map(header::decode);
-        let version = match decoded {
+        match page.as_deref().map(header::decode) {
             // A header and no data: perhaps a create whose data sync failed
             // wrote it. Make it durable before a handle can write data.
             Some(Ok(version)) if size == HEADER_LEN => {
                 file.sync_data().await.map_err(blob_io("sync new blob"))?;
-                version
+                Ok(version)
             }
-            Some(Ok(version)) => version,
-            Some(Err(reason)) if size > HEADER_LEN => {
-                return Err(Error::BlobCorrupt {
-                    partition: partition.to_string(),
-                    name: key.name.clone(),
-                    reason: reason.to_string(),
-                })
-            }
+            Some(Ok(version)) => Ok(version),
+            Some(Err(reason)) if size > HEADER_LEN => Err(Error::BlobCorrupt {
+                partition: key.partition.clone(),
+                name: key.name.clone(),
+                reason: reason.to_string(),
+            }),
             // No header, or a header page that never verified and no data:
             // the trace of a create that did not finish. Start afresh.
             _ => {
@@ -466,40 +497,29 @@ impl<F: FileSystem> ShardStore<F> {
                     .await
                     .map_err(blob_io("write header"))?;
                 file.sync_data().await.map_err(blob_io("sync new blob"))?;
-                version
+                Ok(version)
             }
-        };
-        self.make_durable(dir)
-            .await
-            .map_err(blob_io("sync partition directory"))?;
-        if !versions.contains(&version) {
-            return Err(Error::BlobVersionMismatch {
-                partition: partition.to_string(),
-                name: key.name.clone(),
-                expected: versions.clone(),
-                found: version,
-            });
         }
-        let len = size.max(HEADER_LEN) - HEADER_LEN;
-        let tail = if len.is_multiple_of(BLOCK_SIZE) {
-            None
-        } else {
-            let index = len / BLOCK_SIZE;
-            let start = HEADER_LEN + index * BLOCK_SIZE;
-            let used = (len % BLOCK_SIZE) as usize;
-            let read = file
-                .read_at(start, used)
-                .await
-                .map_err(blob_io("read tail block"))?;
-            let mut bytes = vec![0u8; BLOCK_SIZE as usize];
-            let valid = read.len().min(used);
-            bytes[..valid].copy_from_slice(&read[..valid]);
-            Some(TailBlock {
-                index,
-                bytes: bytes.into(),
-            })
-        };
-        Ok((file, len, version, tail))
+    }
+
+    /// The block holding the logical end `len`, if it is partly used.
+    async fn load_tail(key: &BlobKey, file: &F::File, len: u64) -> Result<Option<TailBlock>> {
+        if len.is_multiple_of(BLOCK_SIZE) {
+            return Ok(None);
+        }
+        let index = len / BLOCK_SIZE;
+        let used = (len % BLOCK_SIZE) as usize;
+        let read = file
+            .read_at(HEADER_LEN + index * BLOCK_SIZE, used)
+            .await
+            .map_err(|e| Error::io(&key.partition, Some(&key.name), "read tail block", e))?;
+        let mut bytes = vec![0u8; BLOCK_SIZE as usize];
+        let valid = read.len().min(used);
+        bytes[..valid].copy_from_slice(&read[..valid]);
+        Ok(Some(TailBlock {
+            index,
+            bytes: bytes.into(),
+        }))
     }
 
     fn check_versions(key: &BlobKey, versions: &RangeInclusive<u16>) -> Result<()> {

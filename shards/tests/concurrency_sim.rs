@@ -48,7 +48,7 @@ use std::collections::BTreeSet;
 
 use common::concurrent::{Sim, SimStats};
 use common::model::BlobModel;
-use common::{rng, run_seeds};
+use common::{rng, run_seeds_and_found};
 use futures_lite::future::yield_now;
 use shardblob_shards::fs::sim::Faults;
 
@@ -100,10 +100,25 @@ async fn one_seed(seed: u64) -> SimStats {
     sim.stats.into_inner()
 }
 
+/// Rotating seeds that failed once, each kept for what it found:
+/// - 909045641709 (a write storm): three writes to block 1 overlap in time,
+///   6208+129 started first, then 6146+157 and 5920+272; the later two
+///   completed, and the first took the block's RMW lock after both (a free
+///   permit goes to whoever asks first) and landed last, just before a
+///   crash cut the round. Writes that overlap in time land in any order,
+///   so the store was right; the model let a write in flight land after
+///   the writes that started after it began, but not after their ends
+///   (common/concurrent.rs, `Sim::edit`, now overlays every write in
+///   flight after each change). It still refuses a dropped write landing
+///   after a write issued after the drop: a dropped write is no longer in
+///   flight there.
+const FOUND: &[u64] = &[909_045_641_709];
+
 #[test]
 fn concurrent_tasks_keep_the_contract() {
     let total = RefCell::new(SimStats::default());
-    run_seeds("concurrency_sim", "SHARDBLOB_SIM_SEEDS", SEEDS, |seed| {
+    let (test, count_var) = ("concurrency_sim", "SHARDBLOB_SIM_SEEDS");
+    run_seeds_and_found(test, count_var, SEEDS, FOUND, |seed| {
         let total = &total;
         async move {
             let stats = one_seed(seed).await;

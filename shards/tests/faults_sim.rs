@@ -23,7 +23,7 @@ mod common;
 use std::cell::RefCell;
 
 use common::harness::{Harness, Key, Op, Outcome, Stats, Target};
-use common::{random, rng, run_cases, run_seeds};
+use common::{random, rng, run_cases, run_seeds, run_seeds_and_found};
 use shardblob_shards::fs::sim::{Faults, SimFs, SECTOR_BYTES};
 use shardblob_shards::{Blob, Error, ShardStore, Storage, WriteOptions};
 
@@ -262,13 +262,26 @@ fn every_op_of_a_workload_can_fail() {
     }
 }
 
+/// Rotating seeds of `random_faults_with_crashes_keep_the_contract` that
+/// failed once, each kept for what it found:
+/// - 613516965809: the model lacked what a write past a gap leaves of an
+///   earlier failed write in a sector shared with bytes below the logical
+///   end (its bytes up to that end, zeros past it, as the write's cut of
+///   the file to the end leaves them), seen after a crash that kept the
+///   gap write (gap_zero.rs,
+///   `a_failed_write_cut_by_a_gap_write_may_show_after_a_crash`). A failed
+///   write counts as an unsynced write after a crash (shards/src/api.rs):
+///   its bytes and its end as length may show, so the store is right.
+const RANDOM_FAULTS_FOUND: &[u64] = &[613_516_965_809];
+
 #[test]
 fn random_faults_with_crashes_keep_the_contract() {
     let total = RefCell::new(Stats::default());
-    run_seeds(
+    run_seeds_and_found(
         "faults_sim random_faults",
         "SHARDBLOB_FAULT_SEEDS",
         1000,
+        RANDOM_FAULTS_FOUND,
         |seed| {
             let total = &total;
             async move {
@@ -400,10 +413,12 @@ fn a_failed_write_leaves_the_blob_usable() {
             blob.sync().await.unwrap();
             // Three cases: an unaligned write over the end, failing at its read
             // of block 0 or at its device write; an append failing at its
-            // device write, after which nothing is written again.
+            // device write, after which nothing is written again. The sync
+            // cut the padding and the reserved blocks: each write past the
+            // end reserves ahead again before its device write.
             let case = seed % 3;
             let (offset, len) = if case < 2 { (3000, 4000) } else { (5000, 7000) };
-            fs.set_faults(Faults::at_op(fs.op_count() + u64::from(case == 1)));
+            fs.set_faults(Faults::at_op(fs.op_count() + [0, 2, 1][case as usize]));
             let failed = blob.write_at(offset, &rng.bytes(len)).await;
             assert!(matches!(failed, Err(Error::Io { .. })), "{failed:?}");
             assert_eq!(
@@ -526,7 +541,9 @@ fn a_failed_append_leaves_no_length_after_a_sync() {
             let (blob, _) = store.open("p", b"a").await.unwrap();
             blob.write_at(0, &[1; 100]).await.unwrap();
             blob.sync().await.unwrap();
-            fs.set_faults(Faults::at_op(fs.op_count()));
+            // The sync cut the padding and the reserved blocks: the append
+            // reserves ahead again, then writes.
+            fs.set_faults(Faults::at_op(fs.op_count() + 1));
             assert!(
                 blob.write_at(100, &[2; 8000]).await.is_err(),
                 "the append fails"

@@ -38,6 +38,7 @@ use std::rc::Rc;
 use common::run_seeds;
 use futures_lite::future::{poll_once, yield_now};
 use glommio::{LocalExecutorBuilder, Placement};
+use shardblob_shards::blob::PREALLOCATE_BYTES;
 use shardblob_shards::fs::dma::DmaFs;
 use shardblob_shards::fs::sim::SimFs;
 use shardblob_shards::{Blob, DataDir, ShardBlob, ShardStore, Storage};
@@ -243,6 +244,54 @@ fn an_idle_unaligned_sync_cuts_inline_on_real_files() {
         }
         let seen = blob.read_at(0, LEN_BYTES as usize + 10).await.unwrap();
         assert!(seen.iter().all(|&b| b == 7));
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Bytes of storage a file holds (its allocated blocks).
+fn allocated(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+/// A sync's cut of the padding gives back the blocks reserved past the end
+/// (a truncation frees them), so the next append reserves ahead again
+/// (shards/src/blob/mod.rs, "Space"). The store's record of the reserved
+/// end did not move with the cut: appends after a sync allocated their
+/// blocks one write at a time, up to the old reserved end.
+#[test]
+fn an_append_after_an_unaligned_sync_reserves_ahead_again() {
+    let dir = std::env::temp_dir().join(format!("shardblob-sync-reserve-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(1 << 20)
+        .make()
+        .expect("executor");
+    executor.run(async {
+        let data_dir = DataDir::lock(&dir).expect("lock data dir");
+        let root = data_dir.path().to_path_buf();
+        let store = ShardStore::new(DmaFs::new(data_dir).await.expect("dma fs"), root.clone());
+        let (blob, _) = store.open("p", b"a").await.unwrap();
+        let file = root.join("p").join("61");
+        blob.write_at(0, &[7; LEN_BYTES as usize]).await.unwrap();
+        assert!(
+            allocated(&file) >= PREALLOCATE_BYTES,
+            "the first append reserves"
+        );
+        blob.sync().await.unwrap();
+        let after_sync = allocated(&file);
+        assert!(after_sync < 1 << 20, "the cut gave back {after_sync} bytes");
+        blob.write_at(LEN_BYTES, &[8; 10]).await.unwrap();
+        assert!(
+            allocated(&file) >= PREALLOCATE_BYTES,
+            "the next append reserves ahead again: {} bytes allocated",
+            allocated(&file)
+        );
+        let seen = blob.read_at(0, LEN_BYTES as usize + 10).await.unwrap();
+        assert!(seen[..LEN_BYTES as usize].iter().all(|&b| b == 7));
+        assert!(seen[LEN_BYTES as usize..].iter().all(|&b| b == 8));
+        drop((blob, store));
+        glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
     });
     std::fs::remove_dir_all(&dir).unwrap();
 }

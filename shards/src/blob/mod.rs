@@ -274,10 +274,27 @@ impl<F: FileSystem> BlobState<F> {
         self.rmw.acquire().await
     }
 
-    /// Records that the file now holds exactly `len` data bytes.
+    /// Records that the file now holds exactly `len` data bytes: the
+    /// truncation also gave back the blocks reserved past them, so the next
+    /// append past `len` reserves ahead again.
     pub(crate) fn file_cut_to(&self, len: u64) {
         self.file_len.set(len);
         self.stale_end.set(0);
+        self.reserved_len.set(self.reserved_len.get().min(len));
+    }
+
+    /// Cuts the file to the logical length: the zero padding of the last
+    /// block, a failed write's bytes and the blocks reserved past the end
+    /// go. The one trim of the file to `len` while the blob is open (the
+    /// sync's, and the one before a reveal); the caller holds the locks
+    /// that keep the end still. On failure nothing is recorded: the file
+    /// may still hold all of it.
+    async fn cut_to_len(&self) -> std::io::Result<()> {
+        let len = self.len.get();
+        self.file.set_len(HEADER_LEN + len).await?;
+        self.file_cut_to(len);
+        self.debug_check_ends();
+        Ok(())
     }
 
     /// Cuts the file to the logical length if a failed write may have left
@@ -288,15 +305,10 @@ impl<F: FileSystem> BlobState<F> {
     /// write's RMW lock), so it finishes, or fails with nothing changed,
     /// whoever drops the caller's future.
     pub(crate) async fn trim_stale(&self) -> std::io::Result<()> {
-        let len = self.len.get();
-        if self.stale_end.get() <= len {
-            return Ok(());
+        match self.stale_end.get() > self.len.get() {
+            true => self.cut_to_len().await,
+            false => Ok(()),
         }
-        self.file.set_len(HEADER_LEN + len).await?;
-        self.file_cut_to(len);
-        // The truncation gave back the blocks reserved past the end.
-        self.reserved_len.set(self.reserved_len.get().min(len));
-        Ok(())
     }
 
     pub(crate) fn check_poison(&self) -> Result<()> {
@@ -357,12 +369,9 @@ impl<F: FileSystem> BlobState<F> {
         if self.file_len.get() != self.len.get() {
             let _shared = self.meta.read().await;
             let _rmw = self.rmw_for_trim().await;
-            let len = self.len.get();
-            if self.file_len.get() != len {
-                let trimmed = self.file.set_len(HEADER_LEN + len).await;
+            if self.file_len.get() != self.len.get() {
+                let trimmed = self.cut_to_len().await;
                 trimmed.map_err(|e| ("trim before sync", e))?;
-                self.file_cut_to(len);
-                self.debug_check_ends();
             }
         }
         self.file.sync_data().await.map_err(|e| ("sync", e))

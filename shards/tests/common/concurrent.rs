@@ -12,6 +12,8 @@
 //!   overlapped it in time touched the same bytes (overlapping writes are
 //!   not atomic). A write whose future was dropped overlaps nothing that
 //!   starts after the drop: a later write's bytes must win over it.
+//! - while a write is in flight, it may land after any change the model
+//!   is told meanwhile (writes overlapping in time land in any order).
 //!
 //! A read is checked against every content its blob could show while the
 //! read was in flight (the union of the model's states, sector by sector),
@@ -477,6 +479,9 @@ impl Sim {
 
     /// Applies `edit` to a model and shows the new state, and every length
     /// the ops in flight may give it, to its readers.
+    /// A write in flight may land after the change, over it: writes that
+    /// overlap in time land in any order (one that started first may be
+    /// the last to take the blob's RMW lock).
     /// While a sync runs (or a dropped one may), it may trim and sync the
     /// blob at any of its states.
     pub(super) fn edit(&self, inode: usize, model: &Model, edit: impl FnOnce(&mut BlobModel)) {
@@ -484,6 +489,12 @@ impl Sim {
         edit(&mut model);
         let mut inodes = self.inodes.borrow_mut();
         if let Some(state) = inodes.get_mut(&inode) {
+            let in_flight = state.spans.values().filter(|span| span.end.is_none());
+            for span in in_flight {
+                if let Some(data) = &span.data {
+                    model.maybe_land(span.bytes.0, data);
+                }
+            }
             // A resize in flight or dropped may still set the file's size.
             for change in state
                 .pending
@@ -680,33 +691,6 @@ impl Sim {
             data: data.map(Rc::from),
         };
         state.spans.insert(id, span);
-    }
-
-    /// A write of `bytes` starts while others to the same bytes are in
-    /// flight: any of them may land after it, over its bytes.
-    pub(super) fn overlay_racing_writes(
-        &self,
-        inode: usize,
-        model: &Model,
-        id: u64,
-        bytes: (u64, u64),
-    ) {
-        let inodes = self.inodes.borrow();
-        let racing: Vec<(u64, Rc<[u8]>)> = inodes[&inode]
-            .spans
-            .iter()
-            .filter(|(other, span)| **other != id && span.end.is_none() && span.touches(bytes))
-            .filter_map(|(_, span)| span.data.clone().map(|data| (span.bytes.0, data)))
-            .collect();
-        drop(inodes);
-        if racing.is_empty() {
-            return;
-        }
-        self.edit(inode, model, |m| {
-            for (offset, data) in &racing {
-                m.maybe_write(*offset, data, false, false);
-            }
-        });
     }
 
     /// Byte ranges of other mutations that overlapped op `start..now`, or

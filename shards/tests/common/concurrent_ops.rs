@@ -95,7 +95,6 @@ impl Sim {
         self.edit(p.inode, &p.model, |m| {
             m.maybe_write(offset, data, sync, torn)
         });
-        self.overlay_racing_writes(p.inode, &p.model, id, bytes);
         self.mark_poison(&p, sync && self.faults_on);
         let cut = data.len() / pieces.max(1);
         let bufs: Vec<&[u8]> = match pieces > 1 && cut > 0 {
@@ -118,6 +117,8 @@ impl Sim {
                     .flat_map(|&len| self.possible_lens_but(p.inode, len, Some(id)))
                     .collect();
                 let engine_len = p.blob.len();
+                // It has landed: it lands after nothing that follows.
+                self.end_span(p.inode, id);
                 self.edit(p.inode, &p.model, |m| {
                     let completed = |m: &mut BlobModel| match racing {
                         true => {
@@ -138,7 +139,9 @@ impl Sim {
             }
         };
         self.len_changed(&p, id, matches!(end, End::Dropped));
-        self.end_span(p.inode, id);
+        if !matches!(end, End::Done) {
+            self.end_span(p.inode, id);
+        }
         self.release(p);
         end
     }

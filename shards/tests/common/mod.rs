@@ -93,8 +93,9 @@ pub const SEED_BASE_VAR: &str = "SHARDBLOB_SEED_BASE";
 /// quarter as many seeds that starts somewhere new with every commit
 /// (printed, and replayed with `SHARDBLOB_SEED_BASE`), so that CI explores
 /// new seeds at each submission while the fixed ones keep every run
-/// comparable.
-pub fn seeds(count_var: &str, default_count: u64) -> Vec<u64> {
+/// comparable. `found` are rotating seeds that once failed: they run with
+/// the fixed ones from then on.
+pub fn seeds(count_var: &str, default_count: u64, found: &[u64]) -> Vec<u64> {
     if let Some(seed) = seed_override() {
         return vec![seed];
     }
@@ -109,6 +110,7 @@ pub fn seeds(count_var: &str, default_count: u64) -> Vec<u64> {
         base.saturating_add(rotating)
     );
     (0..count)
+        .chain(found.iter().copied())
         .chain((base..).take(rotating as usize).filter(|&s| s >= count))
         .collect()
 }
@@ -139,7 +141,22 @@ where
     F: Fn(u64) -> Fut,
     Fut: Future<Output = ()>,
 {
-    run_cases(&executor(), test, seeds(count_var, default_count), one);
+    run_seeds_and_found(test, count_var, default_count, &[], one);
+}
+
+/// [`run_seeds`], and the `found` seeds that once failed.
+pub fn run_seeds_and_found<F, Fut>(
+    test: &str,
+    count_var: &str,
+    default_count: u64,
+    found: &[u64],
+    one: F,
+) where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let seeds = seeds(count_var, default_count, found);
+    run_cases(&executor(), test, seeds, one);
 }
 
 /// Runs `one(case)` for every case on one executor. A failure is re-raised

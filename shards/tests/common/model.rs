@@ -26,14 +26,19 @@
 //! blocks, so it adds every sector boundary up to its padded end.
 //!
 //! A failed write leaves each of its sectors old or new (as a crash would)
-//! until rewritten, also past the logical end, where no read reaches. What
-//! becomes visible past the old end reads as zeros, and nothing else: a
-//! resize up zeroes everything past the old end; a write zeroes the gap
-//! below its offset (whole blocks it never writes included) and the padding
-//! past its end, whatever a failed write left there (the store trims such
-//! bytes off first, shards/src/blob/mod.rs). That trim may cut the file to
-//! the logical length before the resize or write fails or a crash cuts it
-//! short, so such a failed op adds the logical length to the file's sizes.
+//! until rewritten, also past the logical end, where no read reaches; new
+//! as the store writes it: whole blocks, zeros past the old end around its
+//! bytes. After a crash it counts as an unsynced write (shards/src/api.rs):
+//! its bytes, and its end as length, may show. What becomes visible past
+//! the old end reads as zeros, and nothing else: a resize up zeroes
+//! everything past the old end; a write zeroes the gap below its offset
+//! (whole blocks it never writes included) and the padding past its end,
+//! whatever a failed write left there (the store trims such bytes off
+//! first, shards/src/blob/mod.rs). That trim may cut the file to the
+//! logical length, zeroing a failed write's bytes past it (in a sector it
+//! shares with bytes below it too), before the resize or write fails or a
+//! crash cuts it short: such a failed op adds the logical length to the
+//! file's sizes, and those zeros to the contents.
 
 use std::collections::BTreeSet;
 
@@ -193,23 +198,14 @@ impl BlobModel {
             return;
         }
         let end = offset + data.len() as u64;
-        // The store writes whole blocks: past the old end, the bytes of
-        // those blocks it does not write are zeros (a failed write's bytes
-        // stay only in blocks it does not touch).
-        let (first, last) = (offset / BLOCK * BLOCK, round_up(end, BLOCK));
-        let (len, new_len) = (self.len, self.len.max(end));
+        let len = self.len;
         if self.leaves_gap(offset) {
             // The gap reads as zeros, whatever a failed write left there.
-            self.zero_between(len, first, false);
+            self.zero_between(len, offset / BLOCK * BLOCK, false);
         }
+        let (first, last) = (offset / BLOCK * BLOCK, round_up(end, BLOCK));
         self.edit(first, last, false, |start, s| {
-            Self::overlay(offset, data, start, s);
-            for at in len.max(start)..start + SECTOR {
-                let in_gap = (first..offset).contains(&at);
-                if in_gap || (new_len..last).contains(&at) {
-                    s[(at - start) as usize] = 0;
-                }
-            }
+            Self::written(offset, data, len, start, s)
         });
         if sync {
             for s in (offset / SECTOR) as usize..end.div_ceil(SECTOR) as usize {
@@ -230,6 +226,24 @@ impl BlobModel {
         self.len = self.len.max(end);
     }
 
+    /// The sector at `start` as a write of `data` at `offset` to a blob
+    /// `len` long leaves it: the store writes whole blocks, so past the old
+    /// end the bytes of those blocks it does not write are zeros (the gap
+    /// below `offset` in its first block and the padding past its end; a
+    /// failed write's bytes stay only in blocks it does not touch).
+    fn written(offset: u64, data: &[u8], len: u64, start: u64, sector: &mut Sector) {
+        let end = offset + data.len() as u64;
+        let (first, last) = (offset / BLOCK * BLOCK, round_up(end, BLOCK));
+        let new_len = len.max(end);
+        Self::overlay(offset, data, start, sector);
+        for at in len.max(start)..start + SECTOR {
+            let in_gap = (first..offset).contains(&at);
+            if in_gap || (new_len..last).contains(&at) {
+                sector[(at - start) as usize] = 0;
+            }
+        }
+    }
+
     /// A write that failed (`torn`) or was cut short by a crash: each of its
     /// sectors is old or new and the length is unchanged. The file may have
     /// grown as the write would grow it, or, when `torn` (a short write), by
@@ -239,16 +253,27 @@ impl BlobModel {
             return;
         }
         let end = offset + data.len() as u64;
+        let len = self.len;
+        if self.leaves_gap(offset) {
+            // The cut of the file to the logical length before a write past
+            // a gap may have happened: past `len`, a failed write's bytes
+            // may have become zeros, in the sectors inside the blob too.
+            self.zero_from(len, true);
+            self.file_lens.insert(len);
+        }
+        // Each sector old or new: new as the store writes it (zeros past
+        // the old end around the data), or with only the data over it (a
+        // racing write that prepared its blocks at another length).
+        let (first, last) = (offset / BLOCK * BLOCK, round_up(end, BLOCK));
+        self.edit(first, last, true, |start, s| {
+            Self::written(offset, data, len, start, s)
+        });
         self.edit(offset, end, true, |start, s| {
             Self::overlay(offset, data, start, s)
         });
         let padded = round_up(end, BLOCK);
         let grown: Vec<u64> = self.file_lens.iter().map(|&f| f.max(padded)).collect();
         self.file_lens.extend(grown);
-        if self.leaves_gap(offset) {
-            // The trim before a write past a gap may have happened.
-            self.file_lens.insert(self.len);
-        }
         let mut at = round_up(self.len, SECTOR);
         while torn && at <= padded {
             self.file_lens.insert(at);
@@ -258,6 +283,15 @@ impl BlobModel {
             let grown: Vec<u64> = self.durable_lens.iter().map(|&d| d.max(padded)).collect();
             self.durable_lens.extend(grown);
         }
+    }
+
+    /// Bytes of a write in flight that may land now, over whatever the
+    /// blob holds: each sector of `offset..` old or new.
+    pub fn maybe_land(&mut self, offset: u64, data: &[u8]) {
+        let end = offset + data.len() as u64;
+        self.edit(offset, end, true, |start, s| {
+            Self::overlay(offset, data, start, s)
+        });
     }
 
     /// A completed resize: everything past the shorter of the old and the
