@@ -27,7 +27,7 @@ use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
 use glommio::sync::Semaphore;
 use glommio::task::JoinHandle;
 
-use shardblob_shards::fs::dma::DmaFs;
+use shardblob_shards::fs::any::AnyFs;
 use shardblob_shards::{Blob, Error, Result, ShardBlob, ShardStore, Storage};
 
 use crate::local::ShardStorage;
@@ -44,11 +44,11 @@ thread_local! {
 pub struct ShardContext {
     pub(crate) index: usize,
     pub(crate) router: Arc<Router>,
-    pub(crate) store: ShardStore<DmaFs>,
+    pub(crate) store: ShardStore<AnyFs>,
     /// Senders to every other shard (`None` at this shard's own index).
     peers: Vec<Option<ConnectedSender<Envelope>>>,
     /// Blobs opened here on behalf of other threads.
-    opened: RefCell<HashMap<BlobId, ShardBlob<DmaFs>>>,
+    opened: RefCell<HashMap<BlobId, ShardBlob<AnyFs>>>,
     next_id: Cell<BlobId>,
     closes: async_channel::Receiver<BlobId>,
     foreign: async_channel::Receiver<Envelope>,
@@ -68,7 +68,7 @@ pub struct ShardContext {
 pub struct ShardParts {
     pub index: usize,
     pub router: Arc<Router>,
-    pub store: ShardStore<DmaFs>,
+    pub store: ShardStore<AnyFs>,
     pub peers: Vec<Option<ConnectedSender<Envelope>>>,
     pub peer_requests: Vec<ConnectedReceiver<Envelope>>,
     pub foreign_requests: async_channel::Receiver<Envelope>,
@@ -107,7 +107,7 @@ impl ShardContext {
         }
     }
 
-    fn blob(&self, id: BlobId) -> Result<ShardBlob<DmaFs>> {
+    fn blob(&self, id: BlobId) -> Result<ShardBlob<AnyFs>> {
         self.opened
             .borrow()
             .get(&id)
