@@ -229,10 +229,13 @@ async fn remove<S: Storage>(storage: &S, entry: Entry, plan: &Plan, fs: &SimFs) 
     let before = fs.injected_faults();
     let next = match limited(storage.remove(p, Some(n)), plan.limit(0)).await {
         Some(Ok(())) => Entry::Absent,
+        // Not listed now. After a failed remove the entry may still be in
+        // the directory's durable listing, and this remove does not sync it:
+        // a crash may bring the name back, so `Maybe` stays `Maybe`.
         Some(Err(Error::BlobMissing { .. } | Error::PartitionMissing(_)))
             if !matches!(entry, Entry::Present(_)) =>
         {
-            Entry::Absent
+            entry
         }
         Some(Err(e)) => {
             failed(
@@ -310,6 +313,7 @@ async fn blob_session<S: Storage>(
         maybe_poisoned: false,
         sync_pending: false,
         faulty: plan.faulty,
+        landing_len: None,
         crashed: plan.crashed.clone(),
         fs: fs.clone(),
     };
@@ -324,8 +328,9 @@ async fn blob_session<S: Storage>(
             return (Entry::Present(open.model), Some(crashed));
         }
         if plan.crashed.load(Ordering::SeqCst) {
-            // The driver crashed the disk: this process is gone.
-            return (Entry::Present(open.model), None);
+            // The driver is crashing the disk: the process is gone. Its
+            // handle's drop may still trim before the crash lands.
+            break;
         }
     }
     let trim = if open.poisoned {
@@ -334,8 +339,23 @@ async fn blob_session<S: Storage>(
         // Its close reaches the owner later: trimmed or not at a crash.
         Trim::Maybe
     };
-    open.model.close(trim);
+    close(&mut open.model, trim, open.landing_len);
     (Entry::Present(open.model), None)
+}
+
+/// The close of a blob's last handle. A cut write or resize going on in
+/// the background may land first and set the length to `landing`, which
+/// the close's trim then keeps.
+fn close(model: &mut BlobModel, trim: Trim, landing: Option<u64>) {
+    if let Some(len) = landing {
+        let mut landed = model.clone();
+        landed.len = len;
+        landed.close(trim);
+        model.close(trim);
+        model.absorb(&landed);
+    } else {
+        model.close(trim);
+    }
 }
 
 /// An open blob and its model.
@@ -351,6 +371,8 @@ struct OpenBlob<B> {
     sync_pending: bool,
     /// Faults are on.
     faulty: bool,
+    /// The length a cut write or resize sets if it lands.
+    landing_len: Option<u64>,
     crashed: Arc<AtomicBool>,
     fs: SimFs,
 }
@@ -418,7 +440,11 @@ impl<B: Blob> OpenBlob<B> {
                 self.model.maybe_write(offset, data, sync, true);
                 self.poisoned |= sync;
             }
-            None => self.model.maybe_write(offset, data, sync, true),
+            None => {
+                self.model.maybe_write(offset, data, sync, true);
+                let end = offset + data.len() as u64;
+                self.landing_len = Some(self.model.len.max(end));
+            }
         }
     }
 
@@ -432,7 +458,10 @@ impl<B: Blob> OpenBlob<B> {
                 self.failed(before, "resize", &e);
                 self.model.maybe_resize(len);
             }
-            None => self.model.maybe_resize(len),
+            None => {
+                self.model.maybe_resize(len);
+                self.landing_len = Some(len);
+            }
         }
     }
 
