@@ -40,12 +40,11 @@
 //! each at seed 0 of both tests in every run tried:
 //! - the owning shard answering a forwarded `Sync` `Ok` without syncing
 //!   (`handle_sync` in `engine/src/shard.rs` answering `Ok(())` instead of
-//!   calling `sync_blob`): blob `00ff` of the partition of shard 1 comes
-//!   back from a crash with a length or bytes its `Client` syncs excluded;
+//!   calling `sync_blob`): blob `00ff` comes back from a crash with a
+//!   length its `Client` syncs excluded;
 //! - a forwarded write dropping `WriteOptions::SYNC` (`Request::Write`
-//!   served with `WriteOptions::NONE`): blob `a` of the partition of
-//!   shard 0, written with SYNC over a forwarded route, comes back from a crash
-//!   shorter than its SYNC writes made it.
+//!   served with `WriteOptions::NONE`): blob `a` comes back from a crash
+//!   without bytes its SYNC writes made durable.
 //!
 //! Replay: `SHARDBLOB_SEED=n` reruns seed `n`; `SHARDBLOB_ENGINE_SIM_SEEDS`
 //! sets the number of fixed seeds of both. Each shard runs on its own
