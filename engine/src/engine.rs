@@ -22,7 +22,9 @@ use std::time::Duration;
 use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
 use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
 
+use shardblob_shards::fs::any::AnyFs;
 use shardblob_shards::fs::dma::DmaFs;
+use shardblob_shards::fs::sim::SimFs;
 use shardblob_shards::{DataDir, Error, Result, ShardStore};
 
 use crate::client::Client;
@@ -70,6 +72,45 @@ struct ShardQueues {
     closes: async_channel::Receiver<BlobId>,
 }
 
+/// What the shards store their blobs on.
+#[derive(Clone)]
+enum Disk {
+    /// DMA files under the locked data directory (the LOCK goes with the
+    /// last clone).
+    Real(Arc<DataDir>),
+    /// A simulated disk, shared by every shard.
+    Simulated(SimFs),
+}
+
+impl Disk {
+    /// This shard's file system and the root of its store. On the real
+    /// disk it must run on the shard's executor before any blob is made
+    /// (`DmaFs::new`).
+    async fn file_system(
+        self,
+        index: usize,
+        sync_inline_when_idle: bool,
+    ) -> Result<(AnyFs, std::path::PathBuf)> {
+        match self {
+            Disk::Real(data_dir) => {
+                let root = data_dir.path().to_path_buf();
+                match DmaFs::new(data_dir).await {
+                    Ok(fs) => Ok((
+                        AnyFs::Dma(fs.sync_inline_when_idle(sync_inline_when_idle)),
+                        root,
+                    )),
+                    Err(e) => Err(Error::DataDir {
+                        dir: root,
+                        reason: format!("shard {index} cannot open its first DMA file: {e}"),
+                        source: Some(e),
+                    }),
+                }
+            }
+            Disk::Simulated(fs) => Ok((AnyFs::Sim(fs), std::path::PathBuf::from("/"))),
+        }
+    }
+}
+
 /// A shard thread that has not been told to serve yet.
 struct StartingShard {
     thread: ShardThread,
@@ -82,7 +123,7 @@ struct StartingShard {
 fn spawn_shard(
     resolved: &ResolvedConfig,
     router: &Arc<Router>,
-    data_dir: &Arc<DataDir>,
+    disk: &Disk,
     index: usize,
     queues: ShardQueues,
 ) -> Result<StartingShard> {
@@ -101,11 +142,11 @@ fn spawn_shard(
         report: report_tx,
     };
     let builder = executor_builder(resolved, wiring.cpu, index);
-    let data_dir = data_dir.clone();
+    let disk = disk.clone();
     let limits = ShardLimits::new(&resolved.config, index);
     let thread = std::thread::Builder::new()
         .name(format!("shardblob-{index}"))
-        .spawn(move || run_shard_thread(builder, wiring, data_dir, limits))
+        .spawn(move || run_shard_thread(builder, wiring, disk, limits))
         .map_err(|e| Error::ShardStart {
             shard: index,
             reason: format!("cannot spawn its thread: {e}"),
@@ -180,6 +221,31 @@ impl Engine {
         let resolved = config.validate()?;
         resolved.preflight()?;
         let data_dir = DataDir::lock(&resolved.config.data_dir)?;
+        Engine::start_on(&resolved, Disk::Real(data_dir))
+    }
+
+    /// Starts the shards of `config` on a simulated disk: for tests and
+    /// simulations, which can inject faults into it and crash it
+    /// (`SimFs::set_faults`, `SimFs::crash`). Every shard gets a view of the
+    /// same `disk`, so the router, the forwarding between shards and from
+    /// foreign threads, and the shard stores are the production code; only
+    /// the file calls land on the simulation. The store's root is the
+    /// disk's root: `data_dir` is not used. What needs a real disk is
+    /// skipped: the preflight (locked-memory limit, io_uring probe, the
+    /// O_DIRECT probe, the tmpfs check and the creation of `data_dir`), the
+    /// LOCK and its flock (nothing keeps two engines off one simulated
+    /// disk: start the next one after the last one's shutdown), the
+    /// deletion of leftover partition tombstones (never listed anyway), and
+    /// the first DMA file of each shard. The placement and every other
+    /// value of `config` apply as in [`Engine::start`]; the executors are
+    /// real glommio executors.
+    pub fn start_simulated(config: Config, disk: SimFs) -> Result<Engine> {
+        let resolved = config.validate()?;
+        Engine::start_on(&resolved, Disk::Simulated(disk))
+    }
+
+    /// The two-phase start of the shards on `disk` (module docs).
+    fn start_on(resolved: &ResolvedConfig, disk: Disk) -> Result<Engine> {
         let shard_count = resolved.shard_cpus.len();
         let (router, inbound) = route(&resolved.config, shard_count);
         let (to_peers, from_peers) = peer_channels(shard_count, resolved.config.channel_capacity);
@@ -201,9 +267,9 @@ impl Engine {
                 syncs,
                 closes,
             };
-            starting.push(spawn_shard(&resolved, &router, &data_dir, index, queues)?);
+            starting.push(spawn_shard(resolved, &router, &disk, index, queues)?);
         }
-        drop(data_dir);
+        drop(disk);
 
         let first_error = starting.iter().enumerate().find_map(|(index, shard)| {
             match shard.ready.recv_blocking() {
@@ -368,7 +434,7 @@ impl ShardLimits {
 fn run_shard_thread(
     builder: LocalExecutorBuilder,
     wiring: Wiring,
-    data_dir: Arc<DataDir>,
+    disk: Disk,
     limits: ShardLimits,
 ) {
     let executor = match builder.make() {
@@ -391,15 +457,13 @@ fn run_shard_thread(
             "fault injected: shard {} panics at start",
             wiring.index
         );
-        let root = data_dir.path().to_path_buf();
-        let fs = match DmaFs::new(data_dir).await {
-            Ok(fs) => fs.sync_inline_when_idle(limits.sync_inline_when_idle),
+        let (fs, root) = match disk
+            .file_system(wiring.index, limits.sync_inline_when_idle)
+            .await
+        {
+            Ok(fs) => fs,
             Err(e) => {
-                let _ = wiring.ready.try_send(Err(Error::DataDir {
-                    dir: root,
-                    reason: format!("shard {} cannot open its first DMA file: {e}", wiring.index),
-                    source: Some(e),
-                }));
+                let _ = wiring.ready.try_send(Err(e));
                 return;
             }
         };

@@ -56,6 +56,9 @@ pub use io_scheduler::IoSchedulerConfig;
 pub use local::{Bytes, ShardBlobHandle, ShardStorage};
 pub use remote::RemoteBlob;
 pub use routing::shard_of;
+/// The simulated disk that [`Engine::start_simulated`] runs on (tests and
+/// simulations): faults on demand, crashes, seed-deterministic.
+pub use shardblob_shards::fs::sim;
 /// README.md's examples, compiled and run as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]

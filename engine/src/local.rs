@@ -8,9 +8,8 @@ use std::ops::{Deref, RangeInclusive};
 use std::rc::Rc;
 
 use futures_lite::{Stream, StreamExt};
-use glommio::io::ReadResult;
 
-use shardblob_shards::fs::dma::DmaFs;
+use shardblob_shards::fs::any::{AnyFs, AnyReadBuf};
 use shardblob_shards::sched::IoScheduler;
 use shardblob_shards::{Blob, BlobBuf, Result, ShardBlob, Storage, WriteOptions};
 
@@ -118,7 +117,7 @@ impl Storage for ShardStorage {
 #[derive(Clone)]
 pub enum ShardBlobHandle {
     /// Owned by this shard: direct calls.
-    Local(ShardBlob<DmaFs>),
+    Local(ShardBlob<AnyFs>),
     /// Owned by another shard: forwarded calls.
     Peer(RemoteBlob<Peer>),
 }
@@ -127,7 +126,7 @@ pub enum ShardBlobHandle {
 #[derive(Debug)]
 pub enum Bytes {
     /// A view of this shard's I/O buffer (no copy).
-    Local(BlobBuf<ReadResult>),
+    Local(BlobBuf<AnyReadBuf>),
     /// Copied from another shard.
     Peer(Vec<u8>),
 }

@@ -6,6 +6,8 @@
 //! - [`sim::SimFs`]: an in-memory, seed-deterministic file system that knows
 //!   what is synced, can fail any call and can crash; the conformance suite
 //!   and the crash simulation drive the very same store code through it.
+//! - [`any::AnyFs`]: either of the two, chosen at run time: what the engine
+//!   runs on, so that it can start on a simulated disk too.
 //!
 //! Files are addressed with block-aligned offsets and lengths
 //! ([`BLOCK_SIZE`]) for writes; reads may be unaligned (the implementation
@@ -19,6 +21,7 @@ use std::path::Path;
 
 use futures_lite::Stream;
 
+pub mod any;
 pub mod dma;
 pub mod sim;
 

@@ -13,6 +13,17 @@
 //! submitted: it counts as an op and its fault is decided. By default it then
 //! acts at once.
 //!
+//! Threads. A disk and its views are `Send + Sync` (`Arc<Mutex<_>>` inside),
+//! so the shards of one engine, each on its own thread, can share one
+//! simulated disk (`Engine::start_simulated`); a [`SimFile`] stays on the
+//! thread that opened it, like a `DmaFile`. Each call locks the disk for one
+//! step and never across an await. One thread alone replays exactly from its
+//! seed; several threads interleave their calls as the OS schedules them, so
+//! op numbers, fault draws and crash choices follow that interleaving. A call
+//! that races a crash made by another thread acts before the crash or not
+//! at all (every effect checks, with the disk locked, that its view still
+//! lives), as a request still in the device's queue at a power cut.
+//!
 //! Device latency ([`SimFs::set_latency`]): with a maximum of `n` yields, a
 //! submitted call goes to the simulated device, a glommio task of its own
 //! that waits a seeded `0..=n` executor yields, acts, waits another seeded
@@ -58,12 +69,12 @@
 //! ENOSPC or a short write; other calls with EIO or ENOSPC. A file cannot grow
 //! past [`MAX_FILE_BYTES`] (EFBIG).
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::path::{Component, Path};
 use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use futures_lite::future::yield_now;
 use futures_lite::{stream, Stream, StreamExt};
@@ -114,7 +125,7 @@ impl Faults {
 /// A view of a simulated disk; clones share it. Dies at the next crash.
 #[derive(Clone)]
 pub struct SimFs {
-    disk: Rc<RefCell<Disk>>,
+    disk: Arc<Mutex<Disk>>,
     /// The disk's crash count when this view was made.
     epoch: u64,
 }
@@ -122,8 +133,8 @@ pub struct SimFs {
 /// An open simulated file.
 #[derive(Clone)]
 pub struct SimFile {
-    disk: Rc<RefCell<Disk>>,
-    data: Rc<RefCell<FileData>>,
+    disk: Arc<Mutex<Disk>>,
+    data: Arc<Mutex<FileData>>,
     /// The disk's crash count at open: the handle dies at the next crash.
     epoch: u64,
 }
@@ -146,7 +157,7 @@ struct Disk {
 }
 
 enum Node {
-    File(Rc<RefCell<FileData>>),
+    File(Arc<Mutex<FileData>>),
     Dir(DirData),
 }
 
@@ -185,6 +196,22 @@ enum Fault {
     Dead,
 }
 
+/// Locks one part of the disk. Several threads share a disk (the shards of
+/// an engine on it): each lock is held for one step of one call, never
+/// across an await, and the disk's lock is taken before a file's (effects
+/// run with the disk locked). A panic
+/// with a lock held (a failed assertion in a test) leaves the data whole,
+/// so a poisoned lock is used as it is.
+trait Locked<T> {
+    fn locked(&self) -> MutexGuard<'_, T>;
+}
+
+impl<T> Locked<T> for Mutex<T> {
+    fn locked(&self) -> MutexGuard<'_, T> {
+        self.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 fn os_error(code: i32) -> io::Error {
     io::Error::from_raw_os_error(code)
 }
@@ -221,9 +248,9 @@ fn put(target: &mut Vec<u8>, pos: usize, bytes: &[u8]) {
 
 impl FileData {
     /// Sets the current size (extending with zeros or truncating).
-    fn set_len(data: &RefCell<FileData>, len: u64) -> io::Result<()> {
+    fn set_len(data: &Mutex<FileData>, len: u64) -> io::Result<()> {
         let len = checked_size(len)?;
-        data.borrow_mut().current.resize(len, 0);
+        data.locked().current.resize(len, 0);
         Ok(())
     }
 
@@ -366,9 +393,9 @@ impl Disk {
                 Node::Dir(dir) if rng.coin() => dir.current = dir.durable.clone(),
                 Node::Dir(dir) => dir.durable = dir.current.clone(),
                 Node::File(file) => {
-                    let bytes = file.borrow().after_crash(rng);
+                    let bytes = file.locked().after_crash(rng);
                     let current = bytes.clone();
-                    *file = Rc::new(RefCell::new(FileData {
+                    *file = Arc::new(Mutex::new(FileData {
                         current,
                         durable: bytes,
                     }));
@@ -379,22 +406,35 @@ impl Disk {
     }
 }
 
+/// Acts on the disk for a call of a view or handle from `epoch`, with the
+/// disk locked: a call of a view that a crash killed meanwhile (another
+/// thread's crash, or one during the call's latency) never acts.
+fn act<T>(
+    disk: &mut Disk,
+    epoch: u64,
+    effect: impl FnOnce(&mut Disk) -> io::Result<T>,
+) -> io::Result<T> {
+    if disk.epoch != epoch {
+        return Err(Fault::Dead.error());
+    }
+    effect(disk)
+}
+
 /// Runs the effect of a submitted call on the simulated device: at once
 /// without latency, else in a task of its own that acts after a seeded number
 /// of yields (unless the disk crashed since `epoch`) and completes after
 /// another. Dropping the returned future does not stop that task: the call
 /// still acts, as a cancelled io_uring request may.
 async fn device<T: 'static>(
-    disk: &Rc<RefCell<Disk>>,
+    disk: &Arc<Mutex<Disk>>,
     epoch: u64,
-    effect: impl FnOnce() -> io::Result<T> + 'static,
+    effect: impl FnOnce(&mut Disk) -> io::Result<T> + 'static,
 ) -> io::Result<T> {
     let (act_after, complete_after) = {
-        let mut disk = disk.borrow_mut();
+        let mut disk = disk.locked();
         let max = u64::from(disk.latency_yields_max);
         if max == 0 {
-            drop(disk);
-            return effect();
+            return act(&mut disk, epoch, effect);
         }
         (disk.rng.below(max + 1), disk.rng.below(max + 1))
     };
@@ -403,10 +443,7 @@ async fn device<T: 'static>(
         for _ in 0..act_after {
             yield_now().await;
         }
-        if disk.borrow().epoch != epoch {
-            return Err(Fault::Dead.error());
-        }
-        let result = effect();
+        let result = act(&mut disk.locked(), epoch, effect);
         for _ in 0..complete_after {
             yield_now().await;
         }
@@ -430,13 +467,13 @@ impl SimFs {
             next_id: ROOT + 1,
             nodes: BTreeMap::from([(ROOT, Node::Dir(DirData::default()))]),
         };
-        let disk = Rc::new(RefCell::new(disk));
+        let disk = Arc::new(Mutex::new(disk));
         SimFs { disk, epoch: 0 }
     }
 
     /// Replaces the fault settings; they apply from the next op on.
     pub fn set_faults(&self, faults: Faults) {
-        self.disk.borrow_mut().faults = faults;
+        self.disk.locked().faults = faults;
     }
 
     /// Sends every call submitted from now on through the simulated device:
@@ -444,24 +481,24 @@ impl SimFs {
     /// after as many again, even if its future was dropped (see the module
     /// docs). 0 (the default) acts at once. Needs a glommio executor.
     pub fn set_latency(&self, yields_max: u32) {
-        self.disk.borrow_mut().latency_yields_max = yields_max;
+        self.disk.locked().latency_yields_max = yields_max;
     }
 
     /// How many ops have been called so far (the index of the next op).
     pub fn op_count(&self) -> u64 {
-        self.disk.borrow().ops
+        self.disk.locked().ops
     }
 
     /// How many ops failed by an injected fault so far.
     pub fn injected_faults(&self) -> u64 {
-        self.disk.borrow().injected_faults
+        self.disk.locked().injected_faults
     }
 
     /// Crashes the disk (see the module docs for what survives) and returns
     /// the view after it: every earlier view and handle is dead.
     #[must_use = "earlier views are dead after a crash"]
     pub fn crash(&self) -> SimFs {
-        let mut disk = self.disk.borrow_mut();
+        let mut disk = self.disk.locked();
         disk.crash();
         SimFs {
             disk: self.disk.clone(),
@@ -470,19 +507,25 @@ impl SimFs {
     }
 
     fn start(&self, kind: OpKind) -> io::Result<()> {
-        let outcome = self.disk.borrow_mut().start(kind, self.epoch);
-        outcome.map_err(Fault::error)
+        self.begin(kind).map(drop)
+    }
+
+    /// Counts one op and, unless it fails, returns the locked disk to act
+    /// on: no crash comes between the count and the effect.
+    fn begin(&self, kind: OpKind) -> io::Result<MutexGuard<'_, Disk>> {
+        let mut disk = self.disk.locked();
+        disk.start(kind, self.epoch).map_err(Fault::error)?;
+        Ok(disk)
     }
 
     /// The effect of `open_file`.
-    fn open_now(&self, path: &Path, create: bool) -> io::Result<SimFile> {
-        let mut disk = self.disk.borrow_mut();
+    fn open_now(&self, disk: &mut Disk, path: &Path, create: bool) -> io::Result<SimFile> {
         let place = disk.place(path)?.ok_or_else(|| os_error(libc::EISDIR))?;
         let data = match place.node.map(|id| disk.nodes.get(&id)) {
             Some(Some(Node::File(data))) => data.clone(),
             Some(_) => return Err(os_error(libc::EISDIR)),
             None if create => {
-                let data = Rc::new(RefCell::new(FileData::default()));
+                let data = Arc::new(Mutex::new(FileData::default()));
                 disk.add(place.parent, place.name, Node::File(data.clone()))?;
                 data
             }
@@ -500,12 +543,12 @@ impl FileSystem for SimFs {
         yield_now().await;
         self.start(OpKind::Other)?;
         let (view, path) = (self.clone(), path.to_path_buf());
-        device(&self.disk, self.epoch, move || view.open_now(&path, create)).await
+        let open = move |disk: &mut Disk| view.open_now(disk, &path, create);
+        device(&self.disk, self.epoch, open).await
     }
 
     fn create_dir(&self, path: &Path) -> io::Result<bool> {
-        self.start(OpKind::Other)?;
-        let mut disk = self.disk.borrow_mut();
+        let mut disk = self.begin(OpKind::Other)?;
         let Some(place) = disk.place(path)? else {
             return Ok(false);
         };
@@ -518,8 +561,7 @@ impl FileSystem for SimFs {
     }
 
     fn list_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
-        self.start(OpKind::Read)?;
-        let disk = self.disk.borrow();
+        let disk = self.begin(OpKind::Read)?;
         let dir = disk.dir(disk.lookup(path)?)?;
         let entries = dir.current.iter().map(|(name, id)| DirEntry {
             name: name.clone(),
@@ -529,8 +571,7 @@ impl FileSystem for SimFs {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.start(OpKind::Other)?;
-        let mut disk = self.disk.borrow_mut();
+        let mut disk = self.begin(OpKind::Other)?;
         let place = disk.place(path)?.ok_or_else(|| os_error(libc::EISDIR))?;
         let id = place.node.ok_or_else(|| os_error(libc::ENOENT))?;
         if !disk.is_file(id) {
@@ -541,8 +582,7 @@ impl FileSystem for SimFs {
     }
 
     fn remove_dir(&self, path: &Path) -> io::Result<()> {
-        self.start(OpKind::Other)?;
-        let mut disk = self.disk.borrow_mut();
+        let mut disk = self.begin(OpKind::Other)?;
         let place = disk.place(path)?.ok_or_else(|| os_error(libc::EBUSY))?;
         let id = place.node.ok_or_else(|| os_error(libc::ENOENT))?;
         if !disk.dir(id)?.current.is_empty() {
@@ -555,9 +595,8 @@ impl FileSystem for SimFs {
     async fn sync_dir(&self, path: &Path) -> io::Result<()> {
         yield_now().await;
         self.start(OpKind::Other)?;
-        let (disk, path) = (self.disk.clone(), path.to_path_buf());
-        device(&self.disk, self.epoch, move || {
-            let mut disk = disk.borrow_mut();
+        let path = path.to_path_buf();
+        device(&self.disk, self.epoch, move |disk| {
             let id = disk.lookup(&path)?;
             let dir = disk.dir_mut(id)?;
             dir.durable.clone_from(&dir.current);
@@ -571,8 +610,7 @@ impl FileSystem for SimFs {
     /// parent: like any entry change, durable per directory at its
     /// `sync_dir`, so a crash keeps a rename within one directory whole.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.start(OpKind::Other)?;
-        let mut disk = self.disk.borrow_mut();
+        let mut disk = self.begin(OpKind::Other)?;
         let source = disk.place(from)?.ok_or_else(|| os_error(libc::EBUSY))?;
         let id = source.node.ok_or_else(|| os_error(libc::ENOENT))?;
         if to.starts_with(from) {
@@ -593,13 +631,13 @@ impl SimFile {
     /// Counts one op on this handle; fails it if the handle died in a crash
     /// or a fault hits.
     fn start(&self, kind: OpKind) -> Result<(), Fault> {
-        self.disk.borrow_mut().start(kind, self.epoch)
+        self.disk.locked().start(kind, self.epoch)
     }
 
     /// Runs a submitted call's effect on the device (see [`device`]).
     async fn device<T: 'static>(
         &self,
-        effect: impl FnOnce() -> io::Result<T> + 'static,
+        effect: impl FnOnce(&mut Disk) -> io::Result<T> + 'static,
     ) -> io::Result<T> {
         device(&self.disk, self.epoch, effect).await
     }
@@ -617,7 +655,7 @@ impl File for SimFile {
         yield_now().await;
         self.start(OpKind::Read).map_err(Fault::error)?;
         let data = self.data.clone();
-        self.device(move || Ok(data.borrow().read(pos, len))).await
+        self.device(move |_| Ok(data.locked().read(pos, len))).await
     }
 
     /// Yields the ranges in a seeded random order, or one error.
@@ -631,10 +669,10 @@ impl File for SimFile {
             if let Err(fault) = file.start(OpKind::Read) {
                 return vec![Err(fault.error())];
             }
-            let order = file.disk.borrow_mut().rng.permutation(ranges.len());
+            let order = file.disk.locked().rng.permutation(ranges.len());
             let data = file.data.clone();
-            let read = file.device(move || {
-                let data = data.borrow();
+            let read = file.device(move |_| {
+                let data = data.locked();
                 let mut results = Vec::with_capacity(ranges.len());
                 for index in order {
                     if let Some(&(pos, len)) = ranges.get(index) {
@@ -660,15 +698,16 @@ impl File for SimFile {
             return Err(os_error(libc::EINVAL));
         }
         let start = checked_size(pos.saturating_add(len_bytes))? - bytes.len();
-        let (disk, data) = (self.disk.clone(), self.data.clone());
-        self.device(move || {
-            let mut data = data.borrow_mut();
+        let data = self.data.clone();
+        self.device(move |disk| {
             if outcome.is_err() {
                 let sectors = len_bytes / SECTOR_BYTES;
-                let kept_bytes = disk.borrow_mut().rng.below(sectors) * SECTOR_BYTES;
+                let kept_bytes = disk.rng.below(sectors) * SECTOR_BYTES;
+                let mut data = data.locked();
                 put(&mut data.current, start, &bytes[..kept_bytes as usize]);
                 return Err(Fault::ShortWrite.error());
             }
+            let mut data = data.locked();
             put(&mut data.current, start, &bytes);
             if durable {
                 put(&mut data.durable, start, &bytes);
@@ -682,11 +721,14 @@ impl File for SimFile {
         yield_now().await;
         self.start(OpKind::Other).map_err(Fault::error)?;
         let data = self.data.clone();
-        self.device(move || FileData::set_len(&data, len)).await
+        self.device(move |_| FileData::set_len(&data, len)).await
     }
 
     fn set_len_now(&self, len: u64) -> io::Result<()> {
-        self.start(OpKind::Other).map_err(Fault::error)?;
+        // Under the disk's lock: no crash between the count and the effect.
+        let mut disk = self.disk.locked();
+        disk.start(OpKind::Other, self.epoch)
+            .map_err(Fault::error)?;
         FileData::set_len(&self.data, len)
     }
 
@@ -694,7 +736,7 @@ impl File for SimFile {
         yield_now().await;
         self.start(OpKind::Other).map_err(Fault::error)?;
         let end = pos.saturating_add(len);
-        self.device(move || checked_size(end).map(drop)).await
+        self.device(move |_| checked_size(end).map(drop)).await
     }
 
     /// The simulation does not model reserved blocks: none to give back.
@@ -706,8 +748,8 @@ impl File for SimFile {
         yield_now().await;
         self.start(OpKind::Other).map_err(Fault::error)?;
         let data = self.data.clone();
-        self.device(move || {
-            let data = &mut *data.borrow_mut();
+        self.device(move |_| {
+            let data = &mut *data.locked();
             data.durable.clone_from(&data.current);
             Ok(())
         })
@@ -718,7 +760,7 @@ impl File for SimFile {
         yield_now().await;
         self.start(OpKind::Read).map_err(Fault::error)?;
         let data = self.data.clone();
-        self.device(move || Ok(data.borrow().current.len() as u64))
+        self.device(move |_| Ok(data.locked().current.len() as u64))
             .await
     }
 }
@@ -845,7 +887,7 @@ mod tests {
             let buf = filled(&file, 0x22, 1);
             file.write_at(buf, BLOCK_SIZE, false).await.unwrap();
             fs.sync_dir(Path::new("/d")).await.unwrap();
-            assert_eq!(fs.disk.borrow().nodes.len(), 2, "unlinked inode kept");
+            assert_eq!(fs.disk.locked().nodes.len(), 2, "unlinked inode kept");
             let bytes = file.read_at(0, usize::MAX).await.unwrap();
             assert_eq!(
                 (bytes.len(), bytes[0], bytes[BLOCK]),
@@ -922,10 +964,10 @@ mod tests {
             fs.set_faults(Faults::random(500_000));
             for _ in 0..200 {
                 let result = file.write_at(filled(&file, 7, 1), 0, false).await;
-                let len = file.data.borrow().current.len();
+                let len = file.data.locked().current.len();
                 assert!(len % SECTOR == 0 && (result.is_ok() || len < BLOCK));
                 saw_short |= result.is_err() && len > 0;
-                file.data.borrow_mut().current.clear();
+                file.data.locked().current.clear();
             }
         });
         assert!(saw_short);
@@ -933,7 +975,7 @@ mod tests {
 
     /// Block 0 of `file`, as the device holds it now.
     fn first_byte(file: &SimFile) -> u8 {
-        file.data.borrow().current[0]
+        file.data.locked().current[0]
     }
 
     #[test]

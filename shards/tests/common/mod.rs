@@ -185,7 +185,8 @@ where
         match current.get() {
             Some(seed) => panic!(
                 "{test} failed at seed {seed}: {message}\n\
-                 rerun this seed alone: {SEED_VAR}={seed} cargo test -p shardblob-shards --test {test}\n{}",
+                 rerun this seed alone: {SEED_VAR}={seed} cargo test -p {} --test {test}\n{}",
+                env!("CARGO_PKG_NAME"),
                 history(60)
             ),
             None => panic!("{test} failed before its first seed: {message}"),

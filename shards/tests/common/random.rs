@@ -24,7 +24,7 @@ fn key(rng: &mut Rng) -> Key {
 
 /// An offset relative to a blob of length `len`: inside, at the end, past
 /// it (a sparse gap), block- or sector-aligned, or straddling the end.
-fn offset(rng: &mut Rng, len: u64) -> u64 {
+pub fn offset(rng: &mut Rng, len: u64) -> u64 {
     match rng.below(6) {
         0 => rng.below(len + 1),
         1 => len,
@@ -35,7 +35,7 @@ fn offset(rng: &mut Rng, len: u64) -> u64 {
     }
 }
 
-fn size(rng: &mut Rng) -> u64 {
+pub fn size(rng: &mut Rng) -> u64 {
     match rng.below(5) {
         0 => 1 + rng.below(16),
         1 => 1 + rng.below(1200),
@@ -47,7 +47,7 @@ fn size(rng: &mut Rng) -> u64 {
 
 /// A range to read from a blob of length `len`; one in twenty reaches
 /// past the end.
-fn range(rng: &mut Rng, len: u64) -> (u64, usize) {
+pub fn range(rng: &mut Rng, len: u64) -> (u64, usize) {
     if rng.one_in(20) {
         return (
             len.saturating_sub(rng.below(10)),
