@@ -105,10 +105,25 @@ fn delete_tombstones(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
+    let mut cleaned = 0;
     for entry in entries.flatten() {
         if is_tombstone(&entry.file_name()) {
-            let _ = fs::remove_dir_all(entry.path());
+            match fs::remove_dir_all(entry.path()) {
+                Ok(()) => cleaned += 1,
+                Err(e) => tracing::warn!(
+                    tombstone = %entry.path().display(),
+                    error = %e,
+                    "cannot delete the tombstone of a removed partition; the next start tries again"
+                ),
+            }
         }
+    }
+    if cleaned > 0 {
+        tracing::info!(
+            data_dir = %dir.display(),
+            tombstones = cleaned,
+            "deleted the tombstones of partition removals that did not finish"
+        );
     }
 }
 

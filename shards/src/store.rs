@@ -448,6 +448,12 @@ impl<F: FileSystem> ShardStore<F> {
                 .await
                 .map_err(|e| Error::io(&key.partition, Some(&key.name), "trim", e))?;
             size = HEADER_LEN + len;
+            tracing::info!(
+                partition = %key.partition,
+                name = %crate::name::hex(&key.name),
+                len,
+                "trimmed the padding that a failed trim on close left"
+            );
         }
         self.registry.untrimmed.borrow_mut().remove(key);
         Ok(size)

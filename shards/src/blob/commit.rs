@@ -30,6 +30,19 @@ use std::task::{Context, Poll};
 use event_listener::Event;
 
 use crate::sched::IoClass;
+use crate::Error;
+
+/// What a commit's output says about a failure, for the log of an orphan
+/// (whose output nobody reads).
+pub(crate) trait Outcome {
+    fn failure(&self) -> Option<&Error>;
+}
+
+impl<T> Outcome for crate::Result<T> {
+    fn failure(&self) -> Option<&Error> {
+        self.as_ref().err()
+    }
+}
 
 /// The commits of one blob that lost their caller and still run.
 #[derive(Default)]
@@ -98,12 +111,12 @@ impl Drop for OrphanGuard {
 }
 
 /// A started commit: finishes even if the caller drops it (module docs).
-pub(crate) struct Committed<T: 'static> {
+pub(crate) struct Committed<T: Outcome + 'static> {
     commit: Option<Pin<Box<dyn Future<Output = T>>>>,
     orphans: Rc<Orphans>,
 }
 
-impl<T: 'static> Committed<T> {
+impl<T: Outcome + 'static> Committed<T> {
     /// Starts `commit`; from here on it runs to the end, in the I/O class
     /// of its caller even when it finishes on a task of its own.
     pub(crate) fn new(
@@ -117,7 +130,7 @@ impl<T: 'static> Committed<T> {
     }
 }
 
-impl<T: 'static> Future for Committed<T> {
+impl<T: Outcome + 'static> Future for Committed<T> {
     type Output = T;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
@@ -130,11 +143,13 @@ impl<T: 'static> Future for Committed<T> {
     }
 }
 
-impl<T: 'static> Drop for Committed<T> {
+impl<T: Outcome + 'static> Drop for Committed<T> {
     fn drop(&mut self) {
         if let Some(commit) = self.commit.take() {
             self.orphans.adopt(Box::pin(async move {
-                commit.await;
+                if let Some(e) = commit.await.failure() {
+                    tracing::warn!(error = %e, "a commit whose caller left failed");
+                }
             }));
         }
     }

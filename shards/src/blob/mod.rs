@@ -76,6 +76,7 @@ pub use read::BlobBuf;
 use crate::api::{Blob, WriteOptions};
 use crate::fs::{File, FileSystem, BLOCK_SIZE};
 use crate::header::HEADER_LEN;
+use crate::name::hex;
 use crate::sched::{IoClass, SchedFile};
 use crate::store::{BlobKey, Registry};
 use crate::{Error, Result};
@@ -174,7 +175,8 @@ impl<F: FileSystem> ShardBlob<F> {
         // KEEP_SIZE); give them back now. One fstat on a normal open, a
         // truncate only when something is there. Best effort: a failure
         // leaves the space reserved, never loses data.
-        let _ = file.release_past_end_now(RESERVED_SLACK_BYTES);
+        let released = file.release_past_end_now(RESERVED_SLACK_BYTES);
+        log_released_past_end(&key, released);
         ShardBlob {
             state: Rc::new(BlobState {
                 key,
@@ -323,9 +325,16 @@ impl<F: FileSystem> BlobState<F> {
     }
 
     fn poison_with(&self, op: &'static str, source: std::io::Error) -> Error {
-        self.poison
-            .borrow_mut()
-            .get_or_insert_with(|| format!("{op}: {source}"));
+        self.poison.borrow_mut().get_or_insert_with(|| {
+            tracing::warn!(
+                partition = %self.key.partition,
+                name = %hex(&self.key.name),
+                op,
+                error = %source,
+                "blob poisoned: it refuses writes and syncs until it is reopened"
+            );
+            format!("{op}: {source}")
+        });
         self.io_error(op, source)
     }
 
@@ -499,12 +508,39 @@ impl<F: FileSystem> Drop for BlobState<F> {
             self.file_len.get() != self.len.get() || self.reserved_len.get() > self.len.get();
         let mut failed = None;
         if self.poison.borrow().is_none() && untrimmed {
-            let trimmed = self.file.set_len_now(HEADER_LEN + self.len.get());
-            failed = trimmed.is_err().then(|| self.len.get());
+            if let Err(e) = self.file.set_len_now(HEADER_LEN + self.len.get()) {
+                tracing::warn!(
+                    partition = %self.key.partition,
+                    name = %hex(&self.key.name),
+                    len = self.len.get(),
+                    error = %e,
+                    "trim on close failed: the next open trims the padding"
+                );
+                failed = Some(self.len.get());
+            }
         }
         if let Some(registry) = self.registry.upgrade() {
             registry.release(&self.key, self as *const BlobState<F> as *const (), failed);
         }
+    }
+}
+
+/// Logs what the open's release of the space reserved past the end did:
+/// space given back (left by a crash), or a failure (best effort).
+fn log_released_past_end(key: &BlobKey, released: std::io::Result<bool>) {
+    match released {
+        Ok(false) => {}
+        Ok(true) => tracing::warn!(
+            partition = %key.partition,
+            name = %hex(&key.name),
+            "gave back the space reserved past the end of a blob (left by a crash)"
+        ),
+        Err(e) => tracing::warn!(
+            partition = %key.partition,
+            name = %hex(&key.name),
+            error = %e,
+            "cannot give back the space reserved past the end of a blob; it stays reserved"
+        ),
     }
 }
 
