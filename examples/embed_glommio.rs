@@ -45,6 +45,7 @@ const RECORDS: usize = 16;
 const RECORD: usize = 64;
 
 fn main() -> ExitCode {
+    support::init_logs();
     match run() {
         Ok(()) => {
             println!("embed_glommio: ok");

@@ -100,6 +100,7 @@ const MAX_CONNECTIONS: u64 = 1024;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
+    support::init_logs();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match args[..] {

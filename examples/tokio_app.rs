@@ -41,6 +41,7 @@ const CHUNK: usize = 1000;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
+    support::init_logs();
     match run().await {
         Ok(()) => {
             println!("tokio_app: ok");

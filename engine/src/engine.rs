@@ -221,6 +221,7 @@ impl Engine {
         let resolved = config.validate()?;
         resolved.preflight()?;
         let data_dir = DataDir::lock(&resolved.config.data_dir)?;
+        tracing::info!(data_dir = %data_dir.path().display(), "data directory locked");
         Engine::start_on(&resolved, Disk::Real(data_dir))
     }
 
@@ -241,12 +242,14 @@ impl Engine {
     /// real glommio executors.
     pub fn start_simulated(config: Config, disk: SimFs) -> Result<Engine> {
         let resolved = config.validate()?;
+        tracing::info!("starting on a simulated disk");
         Engine::start_on(&resolved, Disk::Simulated(disk))
     }
 
     /// The two-phase start of the shards on `disk` (module docs).
     fn start_on(resolved: &ResolvedConfig, disk: Disk) -> Result<Engine> {
         let shard_count = resolved.shard_cpus.len();
+        log_placement(resolved);
         let (router, inbound) = route(&resolved.config, shard_count);
         let (to_peers, from_peers) = peer_channels(shard_count, resolved.config.channel_capacity);
 
@@ -337,8 +340,16 @@ impl Engine {
         if self.shards.iter().all(|shard| shard.thread.is_none()) {
             return Ok(());
         }
+        tracing::debug!(
+            shards = self.shards.len(),
+            "shutdown: refusing foreign requests"
+        );
         self.router.refuse_foreign();
         let grace = self.shutdown_grace;
+        tracing::debug!(
+            grace_ms = grace.as_millis() as u64,
+            "shutdown: waiting for spawn_on tasks"
+        );
         for shard in &self.shards {
             let _ = shard.control.try_send(Control::Quiesce { grace });
         }
@@ -353,6 +364,14 @@ impl Engine {
                 _ => None,
             })
             .collect();
+        for &(shard, tasks) in &busy {
+            tracing::warn!(
+                shard,
+                tasks,
+                "shutdown: cancelling spawn_on tasks still running after the grace period"
+            );
+        }
+        tracing::debug!("shutdown: stopping the shards");
         self.router.close();
         for shard in &self.shards {
             let _ = shard.control.try_send(Control::Stop);
@@ -361,10 +380,15 @@ impl Engine {
         for (index, shard) in self.shards.iter_mut().enumerate() {
             if let Some(thread) = shard.thread.take() {
                 if thread.join().is_err() {
+                    tracing::warn!(
+                        shard = index,
+                        "shutdown: the shard's thread had died (a panic)"
+                    );
                     died.push(index);
                 }
             }
         }
+        tracing::debug!("shutdown: every shard stopped");
         self.shutdown_result(&busy, &died)
     }
 
@@ -384,6 +408,20 @@ impl Drop for Engine {
     fn drop(&mut self) {
         let _ = self.stop_all();
     }
+}
+
+/// Logs the resolved placement: shard `i` on `cpus[i]`.
+fn log_placement(resolved: &ResolvedConfig) {
+    let config = &resolved.config;
+    tracing::info!(
+        shards = resolved.shards(),
+        cpus = ?resolved.shard_cpus,
+        placement = ?config.placement,
+        physical_cores_only = config.physical_cores_only,
+        spin_before_park_us = config.spin_before_park_us,
+        sync_inline_when_idle = config.sync_inline_when_idle,
+        "placement resolved: shard i runs on cpus[i]"
+    );
 }
 
 fn executor_builder(resolved: &ResolvedConfig, cpu: usize, index: usize) -> LocalExecutorBuilder {
@@ -409,6 +447,9 @@ struct ShardLimits {
     spin_before_park: Option<std::time::Duration>,
     sync_inline_when_idle: bool,
     io_scheduler: IoSchedulerConfig,
+    /// For the log: the registered `io_memory` and the ring depth.
+    io_memory_bytes: u64,
+    ring_depth: usize,
     /// A fault for tests: the shard thread panics before it reports.
     #[cfg(test)]
     panic_at_start: bool,
@@ -423,6 +464,8 @@ impl ShardLimits {
             spin_before_park: config.spin_before_park(),
             sync_inline_when_idle: config.sync_inline_when_idle,
             io_scheduler: config.io_scheduler,
+            io_memory_bytes: crate::preflight::registered_io_memory_bytes(config.io_memory_bytes),
+            ring_depth: config.ring_depth,
             #[cfg(test)]
             panic_at_start: crate::tests::PANIC_SHARD_AT_START
                 .with(|shard| shard.get() == Some(index)),
@@ -438,7 +481,17 @@ fn run_shard_thread(
     limits: ShardLimits,
 ) {
     let executor = match builder.make() {
-        Ok(executor) => executor,
+        Ok(executor) => {
+            tracing::info!(
+                shard = wiring.index,
+                cpu = wiring.cpu,
+                io_memory_bytes = limits.io_memory_bytes,
+                rings = crate::preflight::RINGS_PER_SHARD,
+                ring_depth = limits.ring_depth,
+                "shard executor started: io_memory registered with each ring"
+            );
+            executor
+        }
         Err(e) => {
             let _ = wiring.ready.try_send(Err(Error::ShardStart {
                 shard: wiring.index,

@@ -74,7 +74,18 @@ impl IoSchedulerConfig {
     /// A shard's scheduler with these bounds, its pieces cut to what the
     /// device holding `data_dir` takes in one request.
     pub(crate) fn scheduler_for(&self, data_dir: &Path) -> Rc<IoScheduler> {
-        IoScheduler::new(SchedConfig::from(*self).for_device(max_io_bytes(data_dir)))
+        let device_max = max_io_bytes(data_dir);
+        match device_max {
+            Some(bytes) => tracing::info!(
+                max_io_bytes = bytes,
+                "I/O pieces cut to the device's max_sectors_kb"
+            ),
+            None => tracing::info!(
+                piece_bytes = self.piece_bytes,
+                "no block device limit in sysfs (tmpfs, overlay, simulated disk): I/O pieces as configured"
+            ),
+        }
+        IoScheduler::new(SchedConfig::from(*self).for_device(device_max))
     }
 }
 

@@ -127,11 +127,12 @@ impl Topology {
     /// Reads the topology of this machine from sysfs, with this process's
     /// affinity mask.
     pub fn read() -> Result<Topology, String> {
-        let topology = Topology::read_from(Path::new(SYSFS))?;
-        Ok(Topology {
+        let topology = Topology {
             allowed: allowed_cpus(),
-            ..topology
-        })
+            ..Topology::read_from(Path::new(SYSFS))?
+        };
+        topology.log_fallbacks();
+        Ok(topology)
     }
 
     /// Reads the topology from a sysfs tree rooted at `sysfs` (`/sys`, or a
@@ -170,6 +171,27 @@ impl Topology {
             nodes,
             core_of,
         })
+    }
+
+    /// Logs what the placement assumes for what sysfs or the kernel did
+    /// not say.
+    fn log_fallbacks(&self) {
+        if self.allowed.is_none() {
+            tracing::warn!(
+                "cannot read this process's affinity mask: every online CPU counts as allowed"
+            );
+        }
+        if self.nodes.is_empty() {
+            tracing::info!("no NUMA nodes in sysfs: `numa_node` placements cannot be used");
+        }
+        if self.core_of.is_empty() {
+            tracing::info!("no SMT topology in sysfs: every CPU counts as a core of its own");
+        }
+        tracing::debug!(
+            online = %format_cpu_list(&self.online),
+            allowed = ?self.allowed.as_deref().map(format_cpu_list),
+            "CPU topology read"
+        );
     }
 
     /// The physical core of `cpu`.

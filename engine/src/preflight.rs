@@ -86,7 +86,14 @@ impl ResolvedConfig {
             limit_bytes: None,
             reason: format!("cannot read the locked-memory limit (getrlimit): {e}"),
         })?;
-        check_locked_memory(self, limit_bytes, has_cap_ipc_lock())?;
+        let ipc_lock = has_cap_ipc_lock();
+        check_locked_memory(self, limit_bytes, ipc_lock)?;
+        tracing::info!(
+            needed_bytes = self.locked_memory_bytes(),
+            limit_bytes = ?limit_bytes,
+            cap_ipc_lock = ipc_lock,
+            "locked memory: io_memory_bytes registered with io_uring, within the limit (None: unlimited; with CAP_IPC_LOCK nothing is charged)"
+        );
         check_io_uring()?;
         check_data_dir(&self.config.data_dir, self.config.allow_volatile_data_dir)
     }
@@ -278,7 +285,15 @@ fn check_data_dir(dir: &Path, allow_volatile: bool) -> Result<(), Error> {
         );
         problem(reason, Some(e))
     })?;
-    if !allow_volatile && filesystem_magic(dir).is_some_and(is_volatile) {
+    let volatile = filesystem_magic(dir).is_some_and(is_volatile);
+    if volatile && allow_volatile {
+        tracing::warn!(
+            data_dir = %dir.display(),
+            filesystem = filesystem_name(dir),
+            "data_dir keeps nothing across a reboot; accepted (allow_volatile_data_dir)"
+        );
+    }
+    if volatile && !allow_volatile {
         return Err(problem(format!(
             "its filesystem ({}) keeps nothing across a reboot, so every blob the engine reports durable would be lost; set data_dir to a directory on ext4 or xfs, or set allow_volatile_data_dir = true if that is meant (tests, caches)",
             filesystem_name(dir)
@@ -286,6 +301,11 @@ fn check_data_dir(dir: &Path, allow_volatile: bool) -> Result<(), Error> {
     }
     let lock = dir.join(LOCK_FILE_NAME);
     let lock_is_a_page = fs::metadata(&lock).is_ok_and(|m| m.is_file() && m.len() >= PAGE_BYTES);
+    tracing::debug!(
+        data_dir = %dir.display(),
+        in_place = lock_is_a_page,
+        "probing O_DIRECT (in place: reads the LOCK page, needs no free space)"
+    );
     let result = if lock_is_a_page {
         probe_in_place(dir, &lock)
     } else {

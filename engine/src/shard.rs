@@ -436,9 +436,16 @@ pub async fn run(
 
     if let Ok(Control::Quiesce { grace }) = control.recv().await {
         // Foreign queues are closed: what they still hold is dropped here.
+        let mut dropped = 0usize;
         while let Ok(envelope) = context.foreign.try_recv() {
             drop(envelope);
+            dropped += 1;
         }
+        tracing::debug!(
+            shard = context.index,
+            dropped,
+            "shutdown: dropped queued foreign requests (their callers get Shutdown)"
+        );
         let _ = report.try_send(context.wait_for_tasks(grace).await);
         // Wait for `Stop` (or the engine's end).
         let _ = control.recv().await;
@@ -451,6 +458,11 @@ pub async fn run(
 /// `Shutdown`, waits for the in-flight ones and lets every blob go.
 async fn stop(context: &Rc<ShardContext>, loops: Vec<glommio::Task<()>>) {
     let tasks: Vec<_> = context.tasks.borrow_mut().drain().collect();
+    tracing::debug!(
+        shard = context.index,
+        cancelled = tasks.len(),
+        "shutdown: cancelling tasks, waiting for in-flight requests"
+    );
     for (_, task) in tasks {
         // A cancelled task's future is dropped: its reply sender with it.
         task.cancel();
@@ -473,4 +485,5 @@ async fn stop(context: &Rc<ShardContext>, loops: Vec<glommio::Task<()>>) {
     // cancelled tasks drop their futures when next scheduled: a timer
     // forces both before the executor ends, else fds and the LOCK leak.
     glommio::timer::sleep(Duration::from_millis(1)).await;
+    tracing::debug!(shard = context.index, "shutdown: shard stopped");
 }

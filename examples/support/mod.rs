@@ -17,6 +17,17 @@ pub fn check(ok: bool, what: &str) -> Result<(), BoxError> {
     }
 }
 
+/// Prints the engine's logs (the library installs no subscriber) on stderr:
+/// `info` and up, or what `RUST_LOG` says (`RUST_LOG=shardblob=debug`).
+pub fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 /// Two shards, or one on a single-CPU machine. (`Config::default()` has
 /// `shards = 0`: one per CPU.)
 pub fn shard_count() -> usize {
