@@ -471,6 +471,18 @@ impl ShardLimits {
                 .with(|shard| shard.get() == Some(index)),
         }
     }
+
+    /// Logs a started executor: its CPU, its registered memory, its rings.
+    fn log_executor(&self, wiring: &Wiring) {
+        tracing::info!(
+            shard = wiring.index,
+            cpu = wiring.cpu,
+            io_memory_bytes = self.io_memory_bytes,
+            rings = crate::preflight::RINGS_PER_SHARD,
+            ring_depth = self.ring_depth,
+            "shard executor started: io_memory registered with each ring"
+        );
+    }
 }
 
 /// The body of one shard thread: build, report, wait for go, serve.
@@ -482,14 +494,7 @@ fn run_shard_thread(
 ) {
     let executor = match builder.make() {
         Ok(executor) => {
-            tracing::info!(
-                shard = wiring.index,
-                cpu = wiring.cpu,
-                io_memory_bytes = limits.io_memory_bytes,
-                rings = crate::preflight::RINGS_PER_SHARD,
-                ring_depth = limits.ring_depth,
-                "shard executor started: io_memory registered with each ring"
-            );
+            limits.log_executor(&wiring);
             executor
         }
         Err(e) => {
