@@ -525,7 +525,7 @@ fn run_shard_thread(
                 return;
             }
         };
-        let sched = limits.io_scheduler.scheduler_for(&root);
+        let sched = limits.io_scheduler.scheduler_for(wiring.index, &root);
         let store = ShardStore::with_scheduler(fs, root, sched);
         let _ = wiring.ready.try_send(Ok(()));
         if !matches!(wiring.go.recv().await, Ok(true)) {

@@ -72,15 +72,17 @@ impl IoSchedulerConfig {
     }
 
     /// A shard's scheduler with these bounds, its pieces cut to what the
-    /// device holding `data_dir` takes in one request.
-    pub(crate) fn scheduler_for(&self, data_dir: &Path) -> Rc<IoScheduler> {
+    /// device holding `data_dir` takes in one request (logged for `shard`).
+    pub(crate) fn scheduler_for(&self, shard: usize, data_dir: &Path) -> Rc<IoScheduler> {
         let device_max = max_io_bytes(data_dir);
         match device_max {
             Some(bytes) => tracing::info!(
+                shard,
                 max_io_bytes = bytes,
                 "I/O pieces cut to the device's max_sectors_kb"
             ),
             None => tracing::info!(
+                shard,
                 piece_bytes = self.piece_bytes,
                 "no block device limit in sysfs (tmpfs, overlay, simulated disk): I/O pieces as configured"
             ),

@@ -92,7 +92,7 @@ impl ResolvedConfig {
             needed_bytes = self.locked_memory_bytes(),
             limit_bytes = ?limit_bytes,
             cap_ipc_lock = ipc_lock,
-            "locked memory: io_memory_bytes registered with io_uring, within the limit (None: unlimited; with CAP_IPC_LOCK nothing is charged)"
+            "locked memory: the rings and their registered io_memory fit `ulimit -l` (None: unlimited; with CAP_IPC_LOCK nothing is charged)"
         );
         check_io_uring()?;
         check_data_dir(&self.config.data_dir, self.config.allow_volatile_data_dir)
