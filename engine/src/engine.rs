@@ -408,6 +408,7 @@ struct ShardLimits {
     inflight_max: usize,
     spin_before_park: Option<std::time::Duration>,
     sync_inline_when_idle: bool,
+    preallocate_bytes: u64,
     io_scheduler: IoSchedulerConfig,
     /// A fault for tests: the shard thread panics before it reports.
     #[cfg(test)]
@@ -422,6 +423,7 @@ impl ShardLimits {
             inflight_max: config.inflight_per_shard_max,
             spin_before_park: config.spin_before_park(),
             sync_inline_when_idle: config.sync_inline_when_idle,
+            preallocate_bytes: config.preallocate_bytes,
             io_scheduler: config.io_scheduler,
             #[cfg(test)]
             panic_at_start: crate::tests::PANIC_SHARD_AT_START
@@ -468,7 +470,8 @@ fn run_shard_thread(
             }
         };
         let sched = limits.io_scheduler.scheduler_for(&root);
-        let store = ShardStore::with_scheduler(fs, root, sched);
+        let store = ShardStore::with_scheduler(fs, root, sched)
+            .with_preallocate_bytes(limits.preallocate_bytes);
         let _ = wiring.ready.try_send(Ok(()));
         if !matches!(wiring.go.recv().await, Ok(true)) {
             return;

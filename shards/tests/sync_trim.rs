@@ -254,6 +254,43 @@ fn allocated(path: &std::path::Path) -> u64 {
     std::fs::metadata(path).unwrap().blocks() * 512
 }
 
+/// A store with `preallocate_bytes` 0 reserves nothing past the end: the
+/// file holds only the blocks its appends wrote (the control row "engine,
+/// no preallocation" of the benchmark).
+#[test]
+fn a_store_without_preallocation_reserves_nothing_past_the_end() {
+    let dir = std::env::temp_dir().join(format!("shardblob-no-prealloc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(1 << 20)
+        .make()
+        .expect("executor");
+    executor.run(async {
+        let data_dir = DataDir::lock(&dir).expect("lock data dir");
+        let root = data_dir.path().to_path_buf();
+        let fs = DmaFs::new(data_dir).await.expect("dma fs");
+        let store = ShardStore::new(fs, root.clone()).with_preallocate_bytes(0);
+        let (blob, _) = store.open("p", b"a").await.unwrap();
+        let file = root.join("p").join("61");
+        for i in 0..4u64 {
+            blob.write_at(i * LEN_BYTES, &[7; LEN_BYTES as usize])
+                .await
+                .unwrap();
+            let size = std::fs::metadata(&file).unwrap().len();
+            assert!(
+                allocated(&file) < size + (64 << 10),
+                "append {i}: {} bytes allocated for a file of {size}",
+                allocated(&file)
+            );
+        }
+        blob.sync().await.unwrap();
+        assert!(allocated(&file) < PREALLOCATE_BYTES);
+        drop((blob, store));
+        glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A sync's cut of the padding gives back the blocks reserved past the end
 /// (a truncation frees them), so the next append reserves ahead again
 /// (shards/src/blob/mod.rs, "Space"). The store's record of the reserved
