@@ -331,6 +331,18 @@ impl Config {
             RING_DEPTH_MIN as u64..=RING_DEPTH_MAX as u64,
             "glommio needs room for its linked entries, the kernel allows 32768; 128 is glommio's default",
         )?;
+        self.check_limits()?;
+        self.io_scheduler
+            .check()
+            .map_err(|reason| Error::ConfigValue {
+                field: "io_scheduler",
+                reason,
+            })?;
+        Ok(())
+    }
+
+    /// The bounds of the queues, helper threads, shutdown and space reservations.
+    fn check_limits(&self) -> Result<(), Error> {
         within(
             "channel_capacity",
             self.channel_capacity as u64,
@@ -366,14 +378,7 @@ impl Config {
             self.preallocate_bytes,
             0..=PREALLOCATE_BYTES_MAX,
             "0 reserves nothing, the largest is 1 GiB; 8388608 (8 MiB) is the default",
-        )?;
-        self.io_scheduler
-            .check()
-            .map_err(|reason| Error::ConfigValue {
-                field: "io_scheduler",
-                reason,
-            })?;
-        Ok(())
+        )
     }
 
     fn placement_error(&self, reason: String) -> Error {
@@ -802,11 +807,6 @@ mod tests {
                 "shutdown_grace_ms",
                 "shutdown_grace_ms = 9223372036854775807 is outside 0..=86400000",
             ),
-            (
-                "preallocate_bytes = 1073741825",
-                "preallocate_bytes",
-                "preallocate_bytes = 1073741825 is outside 0..=1073741824",
-            ),
         ] {
             let error = cpus(text, &t).unwrap_err();
             assert!(
@@ -822,11 +822,34 @@ mod tests {
             "ring_depth = 8",
             "spin_before_park_us = 10000",
             "shutdown_grace_ms = 86400000",
-            "preallocate_bytes = 0",
-            "preallocate_bytes = 1073741824",
         ] {
             assert!(cpus(text, &t).is_ok(), "{text}");
         }
+    }
+
+    #[test]
+    fn preallocation_is_none_to_one_gibibyte() {
+        for text in ["preallocate_bytes = 0", "preallocate_bytes = 1073741824"] {
+            assert!(with(text).check_values().is_ok(), "{text}");
+        }
+        let error = with("preallocate_bytes = 1073741825")
+            .check_values()
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::ConfigValue {
+                    field: "preallocate_bytes",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        let text = error.to_string();
+        assert!(
+            text.contains("preallocate_bytes = 1073741825 is outside 0..=1073741824"),
+            "{text}"
+        );
     }
 
     #[test]

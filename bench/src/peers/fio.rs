@@ -463,11 +463,25 @@ mod tests {
         assert!(parse(&failed, &c).unwrap_err().contains("error 5"));
     }
 
+    /// The plan of `-w rand-read`.
+    fn plan() -> Plan {
+        let cli =
+            <crate::cli::Cli as clap::Parser>::try_parse_from(["b", "-w", "rand-read"]).unwrap();
+        crate::suite::plan(&cli).unwrap()
+    }
+
+    fn assert_has(args: &[String], wants: &[&str]) {
+        for want in wants {
+            assert!(
+                args.iter().any(|a| a == want),
+                "{want} missing from {args:?}"
+            );
+        }
+    }
+
     #[test]
     fn job_args_follow_the_case() {
-        let plan_cli =
-            <crate::cli::Cli as clap::Parser>::try_parse_from(["b", "-w", "rand-read"]).unwrap();
-        let plan = crate::suite::plan(&plan_cli).unwrap();
+        let plan = plan();
         let open = case(
             WorkloadKind::RandWrite,
             Load::Open {
@@ -476,40 +490,36 @@ mod tests {
             },
         );
         let args = job_args(&open, &plan, Path::new("/x/data.bin"), &PLAIN).unwrap();
-        for want in [
-            "--rw=randwrite",
-            "--rate_iops=5000",
-            "--iodepth=64",
-            "--direct=1",
-            "--ioengine=io_uring",
-            "--filename=/x/data.bin",
-            "--offset=4096",
-        ] {
-            assert!(
-                args.iter().any(|a| a == want),
-                "{want} missing from {args:?}"
-            );
-        }
+        assert_has(
+            &args,
+            &[
+                "--rw=randwrite",
+                "--rate_iops=5000",
+                "--iodepth=64",
+                "--direct=1",
+                "--ioengine=io_uring",
+                "--filename=/x/data.bin",
+                "--offset=4096",
+            ],
+        );
         let append = case(WorkloadKind::AppendSync, Load::Closed { queue_depth: 1 });
         let tuned = Variant {
             tuned: true,
             ..PLAIN
         };
         let args = job_args(&append, &plan, Path::new("/x/a.bin"), &tuned).unwrap();
-        for want in [
-            "--fdatasync=1",
-            "--file_append=1",
-            "--fallocate=keep",
-            "--cpus_allowed=1",
-            "--fixedbufs",
-            "--registerfiles",
-            "--iodepth_batch_complete_min=0",
-        ] {
-            assert!(
-                args.iter().any(|a| a == want),
-                "{want} missing from {args:?}"
-            );
-        }
+        assert_has(
+            &args,
+            &[
+                "--fdatasync=1",
+                "--file_append=1",
+                "--fallocate=keep",
+                "--cpus_allowed=1",
+                "--fixedbufs",
+                "--registerfiles",
+                "--iodepth_batch_complete_min=0",
+            ],
+        );
         assert!(!args.iter().any(|a| a == "--hipri"));
         let size: u64 = args
             .iter()
@@ -539,24 +549,20 @@ mod tests {
 
     #[test]
     fn a_background_is_a_second_job_on_the_same_file() {
-        let plan_cli =
-            <crate::cli::Cli as clap::Parser>::try_parse_from(["b", "-w", "rand-read"]).unwrap();
-        let plan = crate::suite::plan(&plan_cli).unwrap();
+        let plan = plan();
         let args = job_args(&under_background(), &plan, Path::new("/x/d.bin"), &PLAIN).unwrap();
         let second = args.iter().position(|a| a == "--name=background").unwrap();
         let (first, background) = args.split_at(second);
         assert!(first.contains(&"--rw=randread".to_string()), "{first:?}");
-        for want in [
-            "--rw=write",
-            "--iodepth=8",
-            "--bs=131072",
-            "--filename=/x/d.bin",
-        ] {
-            assert!(
-                background.iter().any(|a| a == want),
-                "{want} missing from {background:?}"
-            );
-        }
+        assert_has(
+            background,
+            &[
+                "--rw=write",
+                "--iodepth=8",
+                "--bs=131072",
+                "--filename=/x/d.bin",
+            ],
+        );
         assert_eq!(args.iter().filter(|a| *a == OUTPUT_FORMAT).count(), 1);
         let job = |section: &str, scale: f64| {
             format!(

@@ -95,6 +95,7 @@ fn find_case(results: &Results, kind: WorkloadKind, load: Load) -> Option<usize>
             && c.workload.block_size_bytes == 4096
             && c.load == load
             && !c.cpu_hog
+            && !c.has_bulk_work()
     })
 }
 
