@@ -221,6 +221,11 @@ pub enum Suite {
     Append,
     /// Every workload at every depth, with open loops on reads, writes and mix.
     All,
+    /// 4 KiB random reads at depth 1 and at --rate, each alone and under
+    /// a writer of 128 KiB sequential writes at depth 8 on the same shard,
+    /// and that writer alone: the engine with I/O classes, with one class,
+    /// and fio running both jobs at once.
+    Interference,
 }
 
 /// An engine path on the command line, or `none`.

@@ -168,6 +168,9 @@ pub struct Summary {
     /// Open loop: latency from each op's actual issue.
     pub uncorrected: Option<Uncorrected>,
     pub resources: Option<Resources>,
+    /// The background's own figures, when the case had one (interference).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub background: Option<Box<Summary>>,
     #[serde(skip)]
     pub histogram_ns: Option<Histogram<u64>>,
     #[serde(skip)]
@@ -229,6 +232,7 @@ impl Summary {
             late_ops: 0,
             uncorrected: None,
             resources: None,
+            background: None,
             histogram_ns: Some(h),
             uncorrected_ns: None,
         }
@@ -300,6 +304,8 @@ pub fn merge(runs: Vec<Summary>) -> Option<Summary> {
     merged_summary.caveats = first.caveats.clone();
     merged_summary.max_issue_lag_us = runs.iter().map(|s| s.max_issue_lag_us).fold(0.0, f64::max);
     merged_summary.late_ops = runs.iter().map(|s| s.late_ops).sum();
+    let backgrounds = runs.iter().filter_map(|s| s.background.as_deref().cloned());
+    merged_summary.background = merge(backgrounds.collect()).map(Box::new);
     Some(merged_summary)
 }
 

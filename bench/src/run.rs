@@ -12,6 +12,8 @@ use crate::{drain, hog};
 /// How each target runs a case; targets that could not be prepared fail every case.
 enum Runner {
     Engine,
+    /// The control row without preallocation: an engine of its own.
+    NoPrealloc(EngineTargets),
     Fio {
         tuned: bool,
     },
@@ -71,6 +73,8 @@ fn prepare(env: &Env) -> (Option<EngineTargets>, Vec<(Target, Runner)>, Env) {
     };
     for &target in &plan.targets {
         let runner = match target {
+            Target::SameShardNoPrealloc => EngineTargets::start_without_preallocation(&env)
+                .map_or_else(|e| failed(&e), Runner::NoPrealloc),
             ours if ours.is_ours() => match (&engine, &engine_error) {
                 (Some(_), _) => Runner::Engine,
                 (None, Some(e)) => failed(e),
@@ -128,6 +132,7 @@ fn run_one(
         (Runner::Engine, None) => Outcome::Failed {
             error: "engine not started".into(),
         },
+        (Runner::NoPrealloc(control), _) => control.run_case(env, target, index),
         (Runner::Fio { tuned }, _) => peers::fio::run_case(env, index, *tuned),
         (Runner::Dma(peer), _) => peer.run_case(index),
         (Runner::SyncLoop, _) => peers::sync_loop::run_case(env, index),
@@ -153,6 +158,9 @@ fn measured_run(
     index: usize,
     usage: &mut Resources,
 ) -> (Outcome, bool) {
+    if let Some(reason) = target.skips(&env.plan.cases[index]) {
+        return (Outcome::Skipped { reason }, true);
+    }
     let drained = drain::drain(&env.work_dir);
     let hog = env.plan.cases[index]
         .cpu_hog
@@ -219,7 +227,11 @@ pub fn run_all(env: &Env) -> RunOutput {
             by_target[slot].1.push(outcome);
         }
     }
-    if let Some(engine) = engine {
+    let controls = runners.into_iter().filter_map(|(_, runner)| match runner {
+        Runner::NoPrealloc(control) => Some(control),
+        _ => None,
+    });
+    for engine in engine.into_iter().chain(controls) {
         if let Err(e) = engine.shutdown() {
             progress.note(&format!("engine shutdown: {e}"));
         }

@@ -13,6 +13,38 @@ use crate::targets::Target;
 use crate::units::{format_duration, parse_duration, parse_size_bytes};
 use crate::workload::{Workload, WorkloadKind};
 
+/// Queue depth of the interference suite's background writer.
+pub const BACKGROUND_DEPTH: usize = 8;
+
+/// Bulk work running on the same shard and data file for the whole of a
+/// case's run (warm-up included): the interference suite's writer. Only
+/// the case's own ops (the foreground) make the case's latencies; the
+/// background's go to `Summary::background`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Background {
+    pub workload: Workload,
+    pub queue_depth: usize,
+}
+
+impl Background {
+    /// `seq-write-128KiB qd8`.
+    fn label(&self) -> String {
+        format!("{} qd{}", self.workload.label(), self.queue_depth)
+    }
+
+    /// The background as a case of its own (bulk work, alone).
+    pub fn case(&self) -> Case {
+        let mut case = Case::new(
+            self.workload.clone(),
+            Load::Closed {
+                queue_depth: self.queue_depth,
+            },
+        );
+        case.bulk = true;
+        case
+    }
+}
+
 /// One measured unit: a workload under one load.
 #[derive(Clone, Debug, Serialize)]
 pub struct Case {
@@ -20,6 +52,11 @@ pub struct Case {
     pub load: Load,
     /// A CPU-bound competitor runs on the measured shard's CPU (`hog`).
     pub cpu_hog: bool,
+    /// Bulk work alongside (interference suite).
+    pub background: Option<Background>,
+    /// The case's own ops are bulk work: the engine target with I/O
+    /// classes runs them in `IoClass::Throughput` (the background alone).
+    pub bulk: bool,
 }
 
 impl Case {
@@ -28,20 +65,48 @@ impl Case {
             workload,
             load,
             cpu_hog: false,
+            background: None,
+            bulk: false,
         }
     }
 
-    /// `rand-read-4KiB qd1`, `rand-read-4KiB qd1 +cpu-hog`.
-    pub fn label(&self) -> String {
-        let hog = if self.cpu_hog { " +cpu-hog" } else { "" };
-        format!("{} {}{hog}", self.workload.label(), self.load.label())
+    /// Whether some of the case's work is bulk work (its own or a background's).
+    pub fn has_bulk_work(&self) -> bool {
+        self.bulk || self.background.is_some()
     }
 
-    /// A file-name-safe id: `rand-read-4KiB_qd1`, `rand-read-4KiB_open10000`.
+    /// The words after workload and load: ` +cpu-hog`, ` bulk`, ` +bg seq-write-128KiB qd8`.
+    fn suffix(&self) -> String {
+        let mut suffix = String::new();
+        if self.cpu_hog {
+            suffix.push_str(" +cpu-hog");
+        }
+        if self.bulk {
+            suffix.push_str(" bulk");
+        }
+        if let Some(background) = &self.background {
+            suffix.push_str(&format!(" +bg {}", background.label()));
+        }
+        suffix
+    }
+
+    /// `rand-read-4KiB qd1`, `rand-read-4KiB qd1 +cpu-hog`,
+    /// `rand-read-4KiB qd1 +bg seq-write-128KiB qd8`.
+    pub fn label(&self) -> String {
+        format!(
+            "{} {}{}",
+            self.workload.label(),
+            self.load.label(),
+            self.suffix()
+        )
+    }
+
+    /// A file-name-safe id: `rand-read-4KiB_qd1`, `rand-read-4KiB_open10000`,
+    /// `rand-read-4KiB_qd1_bg_seq-write-128KiB_qd8`.
     pub fn id(&self) -> String {
         let load = self.load.label().replace("/s", "");
-        let hog = if self.cpu_hog { "_cpu-hog" } else { "" };
-        format!("{}_{load}{hog}", self.workload.label())
+        let suffix = self.suffix().replace(" +", "_").replace(' ', "_");
+        format!("{}_{load}{suffix}", self.workload.label())
     }
 }
 
@@ -278,12 +343,16 @@ fn timing(
 /// in about five minutes; `--long` and `--suite all` run every depth.
 fn suite_cases(suite: Suite, inputs: &Inputs) -> Vec<Case> {
     use WorkloadKind::*;
+    if suite == Suite::Interference {
+        return interference_cases(inputs);
+    }
     let cli = inputs.cli;
     let every = cli.long || suite == Suite::All;
     let kinds: &[WorkloadKind] = match suite {
         Suite::Standard | Suite::All => <WorkloadKind as clap::ValueEnum>::value_variants(),
         Suite::Random => &[RandRead, RandWrite],
         Suite::Append => &[AppendSync, SmallAppend],
+        Suite::Interference => &[],
     };
     let sweep = &inputs.sweep;
     let ends = vec![sweep[0], *sweep.last().unwrap_or(&1)];
@@ -312,6 +381,27 @@ fn suite_cases(suite: Suite, inputs: &Inputs) -> Vec<Case> {
         hog.cpu_hog = true;
         cases.push(hog);
     }
+    cases
+}
+
+/// The interference suite: 4 KiB random reads (the foreground) at depth 1
+/// and in an open loop at --rate, each alone and under a background writer
+/// of 128 KiB sequential writes at depth 8 on the same shard and file, and
+/// that writer alone (as bulk work).
+fn interference_cases(inputs: &Inputs) -> Vec<Case> {
+    let background = Background {
+        workload: inputs.shapes.workload(WorkloadKind::SeqWrite),
+        queue_depth: BACKGROUND_DEPTH,
+    };
+    let foreground = inputs.shapes.workload(WorkloadKind::RandRead);
+    let mut cases = Vec::new();
+    for load in loads(&[1], inputs.rate_ops_per_s, inputs.cli.max_in_flight) {
+        let alone = Case::new(foreground.clone(), load);
+        let mut under = alone.clone();
+        under.background = Some(background.clone());
+        cases.extend([alone, under]);
+    }
+    cases.push(background.case());
     cases
 }
 
@@ -368,6 +458,31 @@ fn file_cases(inputs: &Inputs) -> Result<Vec<Case>, String> {
     Ok(cases)
 }
 
+/// The targets of --paths and --peers, with same-shard's control rows
+/// after it: with one I/O class when a case has bulk work, without
+/// preallocation when a case appends.
+fn targets(cli: &Cli, cases: &[Case]) -> Result<Vec<Target>, String> {
+    let mut targets: Vec<Target> = Vec::new();
+    for target in cli.paths.iter().filter_map(|p| p.target()) {
+        targets.push(target);
+        if target != Target::SameShard {
+            continue;
+        }
+        if cases.iter().any(Case::has_bulk_work) {
+            targets.push(Target::SameShardOneClass);
+        }
+        if cases.iter().any(|c| !c.workload.kind.uses_data_file()) {
+            targets.push(Target::SameShardNoPrealloc);
+        }
+    }
+    targets.extend(cli.peers.iter().filter_map(|p| p.target()));
+    targets.dedup();
+    if targets.is_empty() {
+        return Err("nothing to measure: --paths none and --peers none".into());
+    }
+    Ok(targets)
+}
+
 /// Builds the plan, or says which input is wrong.
 pub fn plan(cli: &Cli) -> Result<Plan, String> {
     let profile = profile(cli);
@@ -408,12 +523,7 @@ pub fn plan(cli: &Cli) -> Result<Plan, String> {
         .map(|c| c.workload.file_size_bytes)
         .max()
         .unwrap_or(0);
-    let mut targets: Vec<Target> = cli.paths.iter().filter_map(|p| p.target()).collect();
-    targets.extend(cli.peers.iter().filter_map(|p| p.target()));
-    targets.dedup();
-    if targets.is_empty() {
-        return Err("nothing to measure: --paths none and --peers none".into());
-    }
+    let targets = targets(cli, &cases)?;
     Ok(Plan {
         cases,
         warmup,
@@ -459,7 +569,18 @@ impl Plan {
     /// start-up and drain), excluding prefill.
     pub fn estimated_s(&self) -> f64 {
         let per_run_s = (self.warmup + self.duration).as_secs_f64() + 0.08;
-        per_run_s * (self.cases.len() * self.targets.len() * self.repeats) as f64
+        per_run_s * (self.runs() * self.repeats) as f64
+    }
+
+    /// (case, target) pairs that run (the rest skip at once).
+    fn runs(&self) -> usize {
+        let runs_case = |case: &Case| {
+            self.targets
+                .iter()
+                .filter(|t| t.skips(case).is_none())
+                .count()
+        };
+        self.cases.iter().map(runs_case).sum()
     }
 }
 
@@ -501,13 +622,47 @@ mod tests {
             );
         }
         assert_eq!(plan.data_file_bytes, 1 << 30);
-        assert_eq!(plan.targets.len(), 9);
+        assert_eq!(plan.targets.len(), 10, "{:?}", plan.targets);
+        assert_eq!(plan.targets[1], Target::SameShardNoPrealloc);
         assert_eq!(plan.repeats, 5);
         assert!(plan.estimated_s() < 300.0, "{}", plan.estimated_s());
         let publish = plan_of(&["--publish"]).unwrap();
         assert_eq!(publish.cases.len(), plan.cases.len());
         assert_eq!(publish.duration, Duration::from_secs(10));
         assert_eq!(plan_of(&["--quick", "--repeats", "3"]).unwrap().repeats, 3);
+    }
+
+    #[test]
+    fn the_interference_suite_pairs_each_foreground_with_its_background() {
+        let plan = plan_of(&["--suite", "interference"]).unwrap();
+        let labels: Vec<String> = plan.cases.iter().map(Case::label).collect();
+        assert_eq!(
+            labels,
+            [
+                "rand-read-4KiB qd1",
+                "rand-read-4KiB qd1 +bg seq-write-128KiB qd8",
+                "rand-read-4KiB open10000/s",
+                "rand-read-4KiB open10000/s +bg seq-write-128KiB qd8",
+                "seq-write-128KiB qd8 bulk",
+            ]
+        );
+        assert_eq!(
+            plan.cases[1].id(),
+            "rand-read-4KiB_qd1_bg_seq-write-128KiB_qd8"
+        );
+        assert_eq!(plan.cases[4].id(), "seq-write-128KiB_qd8_bulk");
+        assert_eq!(
+            plan.targets[..2],
+            [Target::SameShard, Target::SameShardOneClass]
+        );
+        assert!(!plan.targets.contains(&Target::SameShardNoPrealloc));
+        let under = &plan.cases[1];
+        assert!(Target::SameShardOneClass.skips(&plan.cases[0]).is_some());
+        for runs in [Target::SameShard, Target::SameShardOneClass, Target::Fio] {
+            assert_eq!(runs.skips(under), None, "{runs:?}");
+        }
+        assert!(Target::Dma.skips(under).is_some());
+        assert!(plan.estimated_s() < 120.0, "{}", plan.estimated_s());
     }
 
     #[test]

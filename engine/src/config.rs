@@ -78,6 +78,8 @@ pub const QUEUE_BYTES_PER_SHARD_MAX: u64 = 1 << 40;
 /// Largest `shutdown_grace_ms`: one day. Far beyond any useful wait, and
 /// small enough that a deadline computed from it never overflows.
 pub const SHUTDOWN_GRACE_MS_MAX: u64 = 24 * 60 * 60 * 1000;
+/// Largest `preallocate_bytes`: 1 GiB.
+pub const PREALLOCATE_BYTES_MAX: u64 = 1 << 30;
 
 /// Engine configuration. See `configs/default.toml` for every field, its
 /// default and why.
@@ -116,6 +118,9 @@ pub struct Config {
     /// Accept a data_dir on a filesystem that keeps nothing across a
     /// reboot (tmpfs, ramfs): for tests and caches only.
     pub allow_volatile_data_dir: bool,
+    /// Space a blob reserves ahead of its appends, in steps of this many
+    /// bytes; 0 = none (every append allocates its own blocks).
+    pub preallocate_bytes: u64,
     /// The bounds of each shard's I/O scheduler (`[io_scheduler]`).
     pub io_scheduler: IoSchedulerConfig,
 }
@@ -193,6 +198,7 @@ struct DefaultFile {
     queue_bytes_per_shard_max: u64,
     shutdown_grace_ms: u64,
     allow_volatile_data_dir: bool,
+    preallocate_bytes: u64,
     io_scheduler: IoSchedulerConfig,
 }
 
@@ -213,6 +219,7 @@ impl From<DefaultFile> for Config {
             queue_bytes_per_shard_max,
             shutdown_grace_ms,
             allow_volatile_data_dir,
+            preallocate_bytes,
             io_scheduler,
         } = file;
         Config {
@@ -230,6 +237,7 @@ impl From<DefaultFile> for Config {
             queue_bytes_per_shard_max,
             shutdown_grace_ms,
             allow_volatile_data_dir,
+            preallocate_bytes,
             io_scheduler,
         }
     }
@@ -323,6 +331,18 @@ impl Config {
             RING_DEPTH_MIN as u64..=RING_DEPTH_MAX as u64,
             "glommio needs room for its linked entries, the kernel allows 32768; 128 is glommio's default",
         )?;
+        self.check_limits()?;
+        self.io_scheduler
+            .check()
+            .map_err(|reason| Error::ConfigValue {
+                field: "io_scheduler",
+                reason,
+            })?;
+        Ok(())
+    }
+
+    /// The bounds of the queues, helper threads, shutdown and space reservations.
+    fn check_limits(&self) -> Result<(), Error> {
         within(
             "channel_capacity",
             self.channel_capacity as u64,
@@ -353,13 +373,12 @@ impl Config {
             0..=SHUTDOWN_GRACE_MS_MAX,
             "the largest is one day; 5000 is the default",
         )?;
-        self.io_scheduler
-            .check()
-            .map_err(|reason| Error::ConfigValue {
-                field: "io_scheduler",
-                reason,
-            })?;
-        Ok(())
+        within(
+            "preallocate_bytes",
+            self.preallocate_bytes,
+            0..=PREALLOCATE_BYTES_MAX,
+            "0 reserves nothing, the largest is 1 GiB; 8388608 (8 MiB) is the default",
+        )
     }
 
     fn placement_error(&self, reason: String) -> Error {
@@ -513,6 +532,7 @@ mod tests {
                 queue_bytes_per_shard_max: 32 << 20,
                 shutdown_grace_ms: 5000,
                 allow_volatile_data_dir: false,
+                preallocate_bytes: 8 << 20,
                 io_scheduler: IoSchedulerConfig::default(),
             }
         );
@@ -805,6 +825,31 @@ mod tests {
         ] {
             assert!(cpus(text, &t).is_ok(), "{text}");
         }
+    }
+
+    #[test]
+    fn preallocation_is_none_to_one_gibibyte() {
+        for text in ["preallocate_bytes = 0", "preallocate_bytes = 1073741824"] {
+            assert!(with(text).check_values().is_ok(), "{text}");
+        }
+        let error = with("preallocate_bytes = 1073741825")
+            .check_values()
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::ConfigValue {
+                    field: "preallocate_bytes",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        let text = error.to_string();
+        assert!(
+            text.contains("preallocate_bytes = 1073741825 is outside 0..=1073741824"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -446,6 +446,7 @@ struct ShardLimits {
     inflight_max: usize,
     spin_before_park: Option<std::time::Duration>,
     sync_inline_when_idle: bool,
+    preallocate_bytes: u64,
     io_scheduler: IoSchedulerConfig,
     /// For the log: the registered `io_memory` and the ring depth.
     io_memory_bytes: u64,
@@ -463,6 +464,7 @@ impl ShardLimits {
             inflight_max: config.inflight_per_shard_max,
             spin_before_park: config.spin_before_park(),
             sync_inline_when_idle: config.sync_inline_when_idle,
+            preallocate_bytes: config.preallocate_bytes,
             io_scheduler: config.io_scheduler,
             io_memory_bytes: crate::preflight::registered_io_memory_bytes(config.io_memory_bytes),
             ring_depth: config.ring_depth,
@@ -526,7 +528,8 @@ fn run_shard_thread(
             }
         };
         let sched = limits.io_scheduler.scheduler_for(wiring.index, &root);
-        let store = ShardStore::with_scheduler(fs, root, sched);
+        let store = ShardStore::with_scheduler(fs, root, sched)
+            .with_preallocate_bytes(limits.preallocate_bytes);
         let _ = wiring.ready.try_send(Ok(()));
         if !matches!(wiring.go.recv().await, Ok(true)) {
             return;

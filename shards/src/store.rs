@@ -31,7 +31,7 @@ use std::rc::Rc;
 use event_listener::Event;
 
 use crate::api::Storage;
-use crate::blob::{ShardBlob, TailBlock};
+use crate::blob::{ShardBlob, TailBlock, PREALLOCATE_BYTES};
 use crate::fs::{File, FileSystem, WriteBuf, BLOCK_SIZE};
 use crate::header::{self, HEADER_LEN};
 use crate::name::{blob_file_name, tombstone_name, unhex, validate_partition};
@@ -297,6 +297,8 @@ pub struct ShardStore<F: FileSystem> {
     tombstones: Cell<u64>,
     /// The shard's I/O scheduler: every blob's device calls go through it.
     sched: Rc<IoScheduler>,
+    /// The step appends reserve ahead in; 0 = reserve nothing.
+    preallocate_bytes: u64,
 }
 
 impl<F: FileSystem> ShardStore<F> {
@@ -319,7 +321,16 @@ impl<F: FileSystem> ShardStore<F> {
             dirs: DirSyncs::default(),
             tombstones: Cell::new(0),
             sched,
+            preallocate_bytes: PREALLOCATE_BYTES,
         }
+    }
+
+    /// The same store whose blobs reserve space ahead of appends in steps
+    /// of `bytes` (default [`PREALLOCATE_BYTES`]); 0 reserves nothing, so
+    /// every append allocates its own blocks.
+    pub fn with_preallocate_bytes(mut self, bytes: u64) -> ShardStore<F> {
+        self.preallocate_bytes = bytes;
+        self
     }
 
     /// The shard's I/O scheduler.
@@ -715,7 +726,15 @@ impl<F: FileSystem> Storage for ShardStore<F> {
         };
         let (file, len, version, tail) = self.open_file(&key, &versions).await?;
         let file = SchedFile::new(file, self.sched.clone());
-        let blob = ShardBlob::new(key.clone(), file, len, tail, Rc::downgrade(&self.registry));
+        let registry = Rc::downgrade(&self.registry);
+        let blob = ShardBlob::new(
+            key.clone(),
+            file,
+            len,
+            tail,
+            registry,
+            self.preallocate_bytes,
+        );
         // A remove never forgets a slot whose open is in progress, so the
         // claim still holds it; if not, fail rather than take another's.
         let registered = self

@@ -32,6 +32,7 @@ mod common;
 
 use std::cell::Cell;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::{pin, Pin};
 use std::rc::Rc;
 
@@ -207,14 +208,15 @@ fn a_stream_of_appends_does_not_starve_a_sync() {
     );
 }
 
-/// On real files, an idle shard's unaligned sync cuts the padding and
-/// flushes inline: it completes in the first poll, with no hand-off to the
-/// blocking thread, and leaves the file at exactly the logical length. On
-/// cadb6da the cut went through glommio's `truncate`, which always hands
-/// off, so the first poll was pending.
-#[test]
-fn an_idle_unaligned_sync_cuts_inline_on_real_files() {
-    let dir = std::env::temp_dir().join(format!("shardblob-sync-trim-{}", std::process::id()));
+/// Runs `test` on blob `a` of partition `p` (file `p/61`) of a store over
+/// real files in a fresh directory, whose blobs reserve space ahead of
+/// appends in steps of `preallocate_bytes`; removes the directory after.
+fn on_real_files<F, Fut>(tag: &str, preallocate_bytes: u64, test: F)
+where
+    F: FnOnce(ShardBlob<DmaFs>, PathBuf) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = std::env::temp_dir().join(format!("shardblob-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let executor = LocalExecutorBuilder::new(Placement::Unbound)
         .io_memory(1 << 20)
@@ -223,9 +225,25 @@ fn an_idle_unaligned_sync_cuts_inline_on_real_files() {
     executor.run(async {
         let data_dir = DataDir::lock(&dir).expect("lock data dir");
         let root = data_dir.path().to_path_buf();
-        let store = ShardStore::new(DmaFs::new(data_dir).await.expect("dma fs"), root.clone());
+        let fs = DmaFs::new(data_dir).await.expect("dma fs");
+        let store = ShardStore::new(fs, root.clone()).with_preallocate_bytes(preallocate_bytes);
         let (blob, _) = store.open("p", b"a").await.unwrap();
-        let file_bytes = || std::fs::metadata(root.join("p").join("61")).unwrap().len();
+        test(blob, root.join("p").join("61")).await;
+        drop(store);
+        glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// On real files, an idle shard's unaligned sync cuts the padding and
+/// flushes inline: it completes in the first poll, with no hand-off to the
+/// blocking thread, and leaves the file at exactly the logical length. On
+/// cadb6da the cut went through glommio's `truncate`, which always hands
+/// off, so the first poll was pending.
+#[test]
+fn an_idle_unaligned_sync_cuts_inline_on_real_files() {
+    on_real_files("sync-trim", PREALLOCATE_BYTES, |blob, file| async move {
+        let file_bytes = || std::fs::metadata(&file).unwrap().len();
         for (round, len) in [(0, LEN_BYTES), (1, LEN_BYTES + 10)] {
             blob.write_at(blob.len(), &vec![7; (len - blob.len()) as usize])
                 .await
@@ -245,13 +263,34 @@ fn an_idle_unaligned_sync_cuts_inline_on_real_files() {
         let seen = blob.read_at(0, LEN_BYTES as usize + 10).await.unwrap();
         assert!(seen.iter().all(|&b| b == 7));
     });
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Bytes of storage a file holds (its allocated blocks).
 fn allocated(path: &std::path::Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+/// A store with `preallocate_bytes` 0 reserves nothing past the end: the
+/// file holds only the blocks its appends wrote (the control row "engine,
+/// no preallocation" of the benchmark).
+#[test]
+fn a_store_without_preallocation_reserves_nothing_past_the_end() {
+    on_real_files("no-prealloc", 0, |blob, file| async move {
+        for i in 0..4u64 {
+            blob.write_at(i * LEN_BYTES, &[7; LEN_BYTES as usize])
+                .await
+                .unwrap();
+            let size = std::fs::metadata(&file).unwrap().len();
+            assert!(
+                allocated(&file) < size + (64 << 10),
+                "append {i}: {} bytes allocated for a file of {size}",
+                allocated(&file)
+            );
+        }
+        blob.sync().await.unwrap();
+        assert!(allocated(&file) < PREALLOCATE_BYTES);
+    });
 }
 
 /// A sync's cut of the padding gives back the blocks reserved past the end
@@ -261,18 +300,7 @@ fn allocated(path: &std::path::Path) -> u64 {
 /// blocks one write at a time, up to the old reserved end.
 #[test]
 fn an_append_after_an_unaligned_sync_reserves_ahead_again() {
-    let dir = std::env::temp_dir().join(format!("shardblob-sync-reserve-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let executor = LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(1 << 20)
-        .make()
-        .expect("executor");
-    executor.run(async {
-        let data_dir = DataDir::lock(&dir).expect("lock data dir");
-        let root = data_dir.path().to_path_buf();
-        let store = ShardStore::new(DmaFs::new(data_dir).await.expect("dma fs"), root.clone());
-        let (blob, _) = store.open("p", b"a").await.unwrap();
-        let file = root.join("p").join("61");
+    on_real_files("sync-reserve", PREALLOCATE_BYTES, |blob, file| async move {
         blob.write_at(0, &[7; LEN_BYTES as usize]).await.unwrap();
         assert!(
             allocated(&file) >= PREALLOCATE_BYTES,
@@ -290,8 +318,5 @@ fn an_append_after_an_unaligned_sync_reserves_ahead_again() {
         let seen = blob.read_at(0, LEN_BYTES as usize + 10).await.unwrap();
         assert!(seen[..LEN_BYTES as usize].iter().all(|&b| b == 7));
         assert!(seen[LEN_BYTES as usize..].iter().all(|&b| b == 8));
-        drop((blob, store));
-        glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
     });
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -129,8 +129,29 @@ fn pattern_args(w: &crate::workload::Workload) -> Result<Vec<String>, String> {
     }
 }
 
-/// fio's arguments for `case` on `file`, or why fio cannot run it.
+/// fio's arguments for `case` on `file` and, when the case has a
+/// background, a second job running it on the same file at the same time;
+/// or why fio cannot run it.
 pub fn job_args(
+    case: &Case,
+    plan: &Plan,
+    file: &Path,
+    variant: &Variant,
+) -> Result<Vec<String>, String> {
+    let mut args = one_job_args(case, plan, file, variant)?;
+    if let Some(background) = &case.background {
+        let second = one_job_args(&background.case(), plan, file, variant)?;
+        args.push("--name=background".into());
+        args.extend(second.into_iter().skip(1).filter(|a| a != OUTPUT_FORMAT));
+    }
+    Ok(args)
+}
+
+/// Where fio's report goes (a global option, given once).
+const OUTPUT_FORMAT: &str = "--output-format=json";
+
+/// fio's arguments for one job of `case` on `file`, the job's name first.
+fn one_job_args(
     case: &Case,
     plan: &Plan,
     file: &Path,
@@ -150,7 +171,7 @@ pub fn job_args(
         "--lat_percentiles=1".into(),
         "--clat_percentiles=0".into(),
         format!("--percentile_list={}", percentile_list()),
-        "--output-format=json".into(),
+        OUTPUT_FORMAT.into(),
     ];
     args.extend(pattern_args(w)?);
     if w.kind.uses_data_file() {
@@ -200,27 +221,38 @@ fn percentile_us(lat_ns: &Value, percentile: f64) -> Result<f64, String> {
     number(lat_ns, &["percentile", &key]).map(|ns| ns / 1e3)
 }
 
-/// The first job of fio's JSON output (text before the JSON is ignored), if it did not fail.
-fn first_job(output: &str) -> Result<Value, String> {
+/// The jobs of fio's JSON output (text before the JSON is ignored), if none failed.
+fn jobs(output: &str) -> Result<Vec<Value>, String> {
     let start = output.find('{').ok_or("fio printed no JSON")?;
     let mut json: Value =
         serde_json::from_str(&output[start..]).map_err(|e| format!("fio JSON: {e}"))?;
-    let job = json
-        .get_mut("jobs")
-        .and_then(|jobs| jobs.get_mut(0))
-        .map(Value::take)
-        .ok_or("fio JSON has no jobs")?;
-    let error = number(&job, &["error"]).unwrap_or(0.0);
-    if error != 0.0 {
-        return Err(format!("fio job failed with error {error}"));
+    let jobs = match json.get_mut("jobs").map(Value::take) {
+        Some(Value::Array(jobs)) if !jobs.is_empty() => jobs,
+        _ => return Err("fio JSON has no jobs".into()),
+    };
+    for job in &jobs {
+        let error = number(job, &["error"]).unwrap_or(0.0);
+        if error != 0.0 {
+            return Err(format!("fio job failed with error {error}"));
+        }
     }
-    Ok(job)
+    Ok(jobs)
 }
 
-/// Reads a case's numbers out of fio's JSON output (text before the JSON is ignored).
+/// Reads a case's numbers out of fio's JSON output (text before the JSON
+/// is ignored): the first job's, and the second's as the background's.
 pub fn parse(output: &str, case: &Case) -> Result<Summary, String> {
-    let job = first_job(output)?;
-    let job = &job;
+    let jobs = jobs(output)?;
+    let mut summary = job_summary(&jobs[0], case)?;
+    if let Some(background) = &case.background {
+        let job = jobs.get(1).ok_or("fio JSON has no background job")?;
+        summary.background = Some(Box::new(job_summary(job, &background.case())?));
+    }
+    Ok(summary)
+}
+
+/// A case's numbers from one job of fio's JSON output.
+fn job_summary(job: &Value, case: &Case) -> Result<Summary, String> {
     let section = match case.workload.kind {
         WorkloadKind::RandRead | WorkloadKind::SeqRead => "read",
         WorkloadKind::Mix => "mixed",
@@ -283,6 +315,7 @@ pub fn parse(output: &str, case: &Case) -> Result<Summary, String> {
         late_ops: 0,
         uncorrected: None,
         resources: None,
+        background: None,
         histogram_ns: None,
         uncorrected_ns: None,
     })
@@ -430,11 +463,25 @@ mod tests {
         assert!(parse(&failed, &c).unwrap_err().contains("error 5"));
     }
 
+    /// The plan of `-w rand-read`.
+    fn plan() -> Plan {
+        let cli =
+            <crate::cli::Cli as clap::Parser>::try_parse_from(["b", "-w", "rand-read"]).unwrap();
+        crate::suite::plan(&cli).unwrap()
+    }
+
+    fn assert_has(args: &[String], wants: &[&str]) {
+        for want in wants {
+            assert!(
+                args.iter().any(|a| a == want),
+                "{want} missing from {args:?}"
+            );
+        }
+    }
+
     #[test]
     fn job_args_follow_the_case() {
-        let plan_cli =
-            <crate::cli::Cli as clap::Parser>::try_parse_from(["b", "-w", "rand-read"]).unwrap();
-        let plan = crate::suite::plan(&plan_cli).unwrap();
+        let plan = plan();
         let open = case(
             WorkloadKind::RandWrite,
             Load::Open {
@@ -443,40 +490,36 @@ mod tests {
             },
         );
         let args = job_args(&open, &plan, Path::new("/x/data.bin"), &PLAIN).unwrap();
-        for want in [
-            "--rw=randwrite",
-            "--rate_iops=5000",
-            "--iodepth=64",
-            "--direct=1",
-            "--ioengine=io_uring",
-            "--filename=/x/data.bin",
-            "--offset=4096",
-        ] {
-            assert!(
-                args.iter().any(|a| a == want),
-                "{want} missing from {args:?}"
-            );
-        }
+        assert_has(
+            &args,
+            &[
+                "--rw=randwrite",
+                "--rate_iops=5000",
+                "--iodepth=64",
+                "--direct=1",
+                "--ioengine=io_uring",
+                "--filename=/x/data.bin",
+                "--offset=4096",
+            ],
+        );
         let append = case(WorkloadKind::AppendSync, Load::Closed { queue_depth: 1 });
         let tuned = Variant {
             tuned: true,
             ..PLAIN
         };
         let args = job_args(&append, &plan, Path::new("/x/a.bin"), &tuned).unwrap();
-        for want in [
-            "--fdatasync=1",
-            "--file_append=1",
-            "--fallocate=keep",
-            "--cpus_allowed=1",
-            "--fixedbufs",
-            "--registerfiles",
-            "--iodepth_batch_complete_min=0",
-        ] {
-            assert!(
-                args.iter().any(|a| a == want),
-                "{want} missing from {args:?}"
-            );
-        }
+        assert_has(
+            &args,
+            &[
+                "--fdatasync=1",
+                "--file_append=1",
+                "--fallocate=keep",
+                "--cpus_allowed=1",
+                "--fixedbufs",
+                "--registerfiles",
+                "--iodepth_batch_complete_min=0",
+            ],
+        );
         assert!(!args.iter().any(|a| a == "--hipri"));
         let size: u64 = args
             .iter()
@@ -489,5 +532,56 @@ mod tests {
         small.workload.block_size_bytes = 256;
         assert!(job_args(&small, &plan, Path::new("/x/s.bin"), &PLAIN).is_err());
         assert!(percentile_list().split(':').count() <= 20);
+    }
+
+    /// A foreground case under a 128 KiB sequential writer at depth 8.
+    fn under_background() -> Case {
+        let mut under = case(WorkloadKind::RandRead, Load::Closed { queue_depth: 1 });
+        let mut writer = under.workload.clone();
+        writer.kind = WorkloadKind::SeqWrite;
+        writer.block_size_bytes = 128 << 10;
+        under.background = Some(crate::suite::Background {
+            workload: writer,
+            queue_depth: 8,
+        });
+        under
+    }
+
+    #[test]
+    fn a_background_is_a_second_job_on_the_same_file() {
+        let plan = plan();
+        let args = job_args(&under_background(), &plan, Path::new("/x/d.bin"), &PLAIN).unwrap();
+        let second = args.iter().position(|a| a == "--name=background").unwrap();
+        let (first, background) = args.split_at(second);
+        assert!(first.contains(&"--rw=randread".to_string()), "{first:?}");
+        assert_has(
+            background,
+            &[
+                "--rw=write",
+                "--iodepth=8",
+                "--bs=131072",
+                "--filename=/x/d.bin",
+            ],
+        );
+        assert_eq!(args.iter().filter(|a| *a == OUTPUT_FORMAT).count(), 1);
+        let job = |section: &str, scale: f64| {
+            format!(
+                "{{\"jobname\": \"j\", \"error\": 0, \"{section}\": {{\"iops\": {}, \"lat_ns\": {}}}}}",
+                1000.0 * scale,
+                lat(scale)
+            )
+        };
+        let text = format!(
+            "{{\"jobs\": [{}, {}]}}",
+            job("read", 1.0),
+            job("write", 2.0)
+        );
+        let s = parse(&text, &under_background()).unwrap();
+        assert_eq!(s.ops_per_s, 1000.0);
+        let behind = s.background.unwrap();
+        assert_eq!(behind.ops_per_s, 2000.0);
+        assert!((behind.mb_per_s - 2000.0 * 131072.0 / 1e6).abs() < 1e-9);
+        let one_job = format!("{{\"jobs\": [{}]}}", job("read", 1.0));
+        assert!(parse(&one_job, &under_background()).is_err());
     }
 }

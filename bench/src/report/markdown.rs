@@ -95,6 +95,7 @@ fn find_case(results: &Results, kind: WorkloadKind, load: Load) -> Option<usize>
             && c.workload.block_size_bytes == 4096
             && c.load == load
             && !c.cpu_hog
+            && !c.has_bulk_work()
     })
 }
 
@@ -110,7 +111,7 @@ fn faster_commonware(results: &Results, index: usize) -> Option<(Target, &Summar
         .max_by(|a, b| a.1.ops_per_s.total_cmp(&b.1.ops_per_s))
 }
 
-fn ratio_text(ratio: &Spread) -> String {
+pub fn ratio_text(ratio: &Spread) -> String {
     format!("{:.2}x ({:.2}-{:.2})", ratio.median, ratio.min, ratio.max)
 }
 
@@ -173,7 +174,7 @@ fn p50_within(results: &Results, path: Target, within_us: f64) -> Option<(String
     Some((texts.join("; "), verdict))
 }
 
-/// The targets of issue 5, each with its figures and verdict.
+/// The targets of issue 5 (and of issue 14 item 5, interference), each with its figures and verdict.
 pub fn verdicts(results: &Results) -> Vec<(String, String, Verdict)> {
     let closed = |queue_depth| Load::Closed { queue_depth };
     let mut rows = Vec::new();
@@ -230,6 +231,9 @@ pub fn verdicts(results: &Results) -> Vec<(String, String, Verdict)> {
         "rand read qd32 >= 1.5x commonware's faster runtime",
         read32.and_then(|i| against_peer(results, i, faster_commonware(results, i)?, 1.5, None)),
     );
+    for (name, judged) in super::interference::verdicts(results) {
+        push(&name, judged);
+    }
     rows
 }
 
@@ -253,7 +257,7 @@ pub fn render(results: &Results) -> String {
     }
     let verdicts = verdicts(results);
     if !verdicts.is_empty() {
-        text.push_str("\n## Against the targets of issue 5\n\n");
+        text.push_str("\n## Against the targets of issues 5 and 14\n\n");
         let mut rows = vec![vec![
             "target".into(),
             "figures: median (min-max) of the per-repeat ratios or differences".into(),

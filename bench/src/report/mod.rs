@@ -2,6 +2,7 @@
 //! distributions and SVG latency-spectrum plots, all from one `Results`.
 
 pub mod hgrm;
+pub mod interference;
 pub mod json;
 pub mod markdown;
 pub mod svg;
@@ -29,6 +30,13 @@ pub struct Results {
 /// The tables besides the cases', with their titles: the rate sweep and the scaling runs.
 pub fn extra_tables(results: &Results) -> Vec<(String, Vec<Vec<String>>)> {
     let mut tables = Vec::new();
+    if let Some(rows) = interference::table(results) {
+        tables.push((
+            "Interference (same shard and file; fg = the case's own ops, bg = the background writer)"
+                .to_string(),
+            rows,
+        ));
+    }
     if let Some(rows) = sweep_table(results) {
         tables.push(("Rate sweep".to_string(), rows));
     }

@@ -10,6 +10,7 @@
 //! peer pins to that shard's CPU.
 
 use futures::stream::{FuturesUnordered, StreamExt};
+use shardblob::sched::IoClass;
 use shardblob::{Blob, Config, Engine, Storage, WriteOptions};
 use std::path::Path;
 
@@ -18,20 +19,39 @@ use crate::peers::PREFILL_CHUNK_BYTES;
 use crate::result::Outcome;
 use crate::rt::{self, ThreadSleep};
 use crate::suite::{Case, Plan};
-use crate::targets::{pattern, run_case, Env, GlommioSleep, OpExec, Target};
+use crate::targets::{pattern, run_case_with_background, Env, GlommioSleep, OpExec, Target};
 use crate::workload::Op;
 
 const DATA_BLOB: &[u8] = b"data";
 const PREFILL_DEPTH: usize = 4;
 
-struct EngineExec<B> {
-    blob: B,
+struct EngineExec<'a, B> {
+    blob: &'a B,
     block: Vec<u8>,
     sync_flag: bool,
+    /// Every op runs in this I/O class.
+    class: IoClass,
 }
 
-impl<B: Blob> OpExec for EngineExec<B> {
+impl<'a, B: Blob> EngineExec<'a, B> {
+    fn new(blob: &'a B, block_size_bytes: u64, plan: &Plan, class: IoClass) -> Self {
+        EngineExec {
+            blob,
+            block: pattern(block_size_bytes as usize),
+            sync_flag: plan.sync_flag,
+            class,
+        }
+    }
+}
+
+impl<B: Blob> OpExec for EngineExec<'_, B> {
     async fn exec(&self, op: Op) -> OpResult {
+        self.class.scope(self.op(op)).await
+    }
+}
+
+impl<B: Blob> EngineExec<'_, B> {
+    async fn op(&self, op: Op) -> OpResult {
         match op {
             Op::Read {
                 offset_bytes,
@@ -92,13 +112,22 @@ async fn engine_case<S: Storage, T: Sleep>(
             }
         }
     };
-    let exec = EngineExec {
-        blob,
-        block: pattern(case.workload.block_size_bytes as usize),
-        sync_flag: plan.sync_flag,
+    // Bulk work in the throughput class, but all in one on the control row.
+    let bulk = match path {
+        Target::SameShardOneClass => IoClass::Latency,
+        _ => IoClass::Throughput,
     };
-    let outcome = run_case(case, plan, sleeper, &exec).await;
-    drop(exec);
+    let class = if case.bulk { bulk } else { IoClass::Latency };
+    let outcome = {
+        let exec = EngineExec::new(&blob, case.workload.block_size_bytes, plan, class);
+        let behind = case
+            .background
+            .as_ref()
+            .map_or(0, |b| b.workload.block_size_bytes);
+        let background_exec = EngineExec::new(&blob, behind, plan, bulk);
+        run_case_with_background(case, plan, sleeper, (&exec, &background_exec)).await
+    };
+    drop(blob);
     if fresh {
         if let Err(e) = storage.remove(partition, Some(&name)).await {
             return Outcome::Failed {
@@ -188,8 +217,28 @@ impl EngineTargets {
     /// Starts the engine in the run's directory and prefills the data blob
     /// (with `every_shard`, one data blob in a partition on each shard).
     pub fn start(env: &Env, every_shard: bool) -> Result<EngineTargets, String> {
+        EngineTargets::start_in(env, "engine", every_shard)
+    }
+
+    /// The engine of the control row "same-shard-no-prealloc": one shard on
+    /// the measured shard's CPU that reserves no space ahead of appends,
+    /// without a data blob (it runs the append cases only).
+    pub fn start_without_preallocation(env: &Env) -> Result<EngineTargets, String> {
+        let mut env = env.clone();
+        let config = &mut env.engine_config;
+        config.preallocate_bytes = 0;
+        config.shards = 1;
+        config.placement = shardblob::Placement::Cpus(vec![env.peer_cpu]);
+        config.physical_cores_only = false;
+        env.shard = 0;
+        env.plan.data_file_bytes = 0;
+        EngineTargets::start_in(&env, "engine-no-prealloc", false)
+    }
+
+    /// Starts the engine in `dir` of the run's directory.
+    fn start_in(env: &Env, dir: &str, every_shard: bool) -> Result<EngineTargets, String> {
         let mut config = env.engine_config.clone();
-        config.data_dir = env.work_dir.join("engine");
+        config.data_dir = env.work_dir.join(dir);
         let engine = Engine::start(config).map_err(|e| format!("engine start: {e}"))?;
         let partition = partition_on_shard(&engine, env.shard)?;
         let home = engine.shard_of(&partition);
@@ -281,7 +330,9 @@ impl EngineTargets {
     pub fn run_case(&self, env: &Env, path: Target, index: usize) -> Outcome {
         let shards = self.engine.shard_count();
         match path {
-            Target::SameShard => self.on_shard(env, self.home, path, index),
+            Target::SameShard | Target::SameShardOneClass | Target::SameShardNoPrealloc => {
+                self.on_shard(env, self.home, path, index)
+            }
             Target::CrossShard if shards < 2 => Outcome::Skipped {
                 reason: "the engine has one shard".into(),
             },

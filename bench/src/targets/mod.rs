@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::load::{self, OpResult, Sleep, Window};
+use crate::load::{self, Load, OpResult, Sleep, Window};
 use crate::progress::Progress;
 use crate::result::{Outcome, Summary};
 use crate::suite::{Case, Plan};
-use crate::workload::{Op, OpStream};
+use crate::workload::{Op, OpStream, Workload};
 
 /// Everything measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
@@ -25,6 +25,12 @@ use crate::workload::{Op, OpStream};
 pub enum Target {
     /// Engine: a task on the partition's own shard (direct calls).
     SameShard,
+    /// Control row of same-shard: every op in the latency class, bulk
+    /// work included (cases with bulk work only).
+    SameShardOneClass,
+    /// Control row of same-shard: an engine that reserves no space ahead
+    /// of appends (`preallocate_bytes = 0`; append cases only).
+    SameShardNoPrealloc,
     /// Engine: a task on another shard (each call forwarded, one hop each way).
     CrossShard,
     /// Engine: a plain std thread through the `Send` client.
@@ -49,6 +55,8 @@ impl Target {
     pub fn name(self) -> &'static str {
         match self {
             Target::SameShard => "same-shard",
+            Target::SameShardOneClass => "same-shard-one-class",
+            Target::SameShardNoPrealloc => "same-shard-no-prealloc",
             Target::CrossShard => "cross-shard",
             Target::ForeignThread => "foreign-thread",
             Target::Fio => "fio",
@@ -65,12 +73,36 @@ impl Target {
         matches!(self, Target::Fio | Target::FioTuned)
     }
 
-    /// Whether this is one of the engine's paths (else a peer).
+    /// Whether this is one of the engine's paths or control rows (else a peer).
     pub fn is_ours(self) -> bool {
         matches!(
             self,
-            Target::SameShard | Target::CrossShard | Target::ForeignThread
+            Target::SameShard
+                | Target::SameShardOneClass
+                | Target::SameShardNoPrealloc
+                | Target::CrossShard
+                | Target::ForeignThread
         )
+    }
+
+    /// Why this target does not run `case`, if it does not.
+    pub fn skips(self, case: &Case) -> Option<String> {
+        let reason = match self {
+            Target::SameShardOneClass if !case.has_bulk_work() => {
+                "no bulk work in this case: the same as same-shard"
+            }
+            Target::SameShardNoPrealloc if case.workload.kind.uses_data_file() => {
+                "not an append case"
+            }
+            Target::SameShard | Target::SameShardOneClass | Target::Fio | Target::FioTuned => {
+                return None
+            }
+            _ if case.background.is_some() => {
+                "runs no background writer (interference is measured on the same shard and by fio)"
+            }
+            _ => return None,
+        };
+        Some(reason.to_string())
     }
 }
 
@@ -115,15 +147,68 @@ pub async fn run_case<S: Sleep, X: OpExec>(
     sleeper: &S,
     exec: &X,
 ) -> Outcome {
-    let mut ops = OpStream::new(&case.workload, plan.seed);
     let window = Window::starting_now(plan.warmup, plan.duration);
-    match load::run(case.load, window, sleeper, || exec.exec(ops.next_op())).await {
-        Ok(recording) => Outcome::Measured(Box::new(Summary::from_recording(
-            recording,
-            case.workload.block_size_bytes,
-        ))),
+    let measured = measure(&case.workload, case.load, window, plan.seed, sleeper, exec).await;
+    match measured {
+        Ok(summary) => Outcome::Measured(Box::new(summary)),
         Err(error) => Outcome::Failed { error },
     }
+}
+
+/// Runs a case with a background: the case's ops through `exec` and the
+/// background's through `background_exec`, at once over the same window;
+/// the background's figures go to the outcome's `Summary::background`.
+pub async fn run_case_with_background<S: Sleep, X: OpExec, Y: OpExec>(
+    case: &Case,
+    plan: &Plan,
+    sleeper: &S,
+    (exec, background_exec): (&X, &Y),
+) -> Outcome {
+    let Some(background) = &case.background else {
+        return run_case(case, plan, sleeper, exec).await;
+    };
+    let window = Window::starting_now(plan.warmup, plan.duration);
+    let background_load = Load::Closed {
+        queue_depth: background.queue_depth,
+    };
+    let (foreground, behind) = futures::join!(
+        measure(&case.workload, case.load, window, plan.seed, sleeper, exec),
+        measure(
+            &background.workload,
+            background_load,
+            window,
+            plan.seed.wrapping_add(1),
+            sleeper,
+            background_exec
+        )
+    );
+    match (foreground, behind) {
+        (Ok(mut summary), Ok(behind)) => {
+            summary.background = Some(Box::new(behind));
+            Outcome::Measured(Box::new(summary))
+        }
+        (Err(error), _) => Outcome::Failed { error },
+        (_, Err(error)) => Outcome::Failed {
+            error: format!("background: {error}"),
+        },
+    }
+}
+
+/// One workload under one load over `window`, summarised.
+async fn measure<S: Sleep, X: OpExec>(
+    workload: &Workload,
+    load: Load,
+    window: Window,
+    seed: u64,
+    sleeper: &S,
+    exec: &X,
+) -> Result<Summary, String> {
+    let mut ops = OpStream::new(workload, seed);
+    let recording = load::run(load, window, sleeper, || exec.exec(ops.next_op())).await?;
+    Ok(Summary::from_recording(
+        recording,
+        workload.block_size_bytes,
+    ))
 }
 
 /// The `Sleep` of a glommio executor (engine shards and the dma peer).

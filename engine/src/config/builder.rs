@@ -67,6 +67,7 @@ impl ConfigBuilder {
         queue_bytes_per_shard_max: u64,
         shutdown_grace_ms: u64,
         allow_volatile_data_dir: bool,
+        preallocate_bytes: u64,
         io_scheduler: IoSchedulerConfig,
     }
 
@@ -108,6 +109,7 @@ mod tests {
             .queue_bytes_per_shard_max(1 << 20)
             .shutdown_grace_ms(100)
             .allow_volatile_data_dir(true)
+            .preallocate_bytes(0)
             .build()
             .unwrap();
         let expected = Config {
@@ -125,6 +127,7 @@ mod tests {
             queue_bytes_per_shard_max: 1 << 20,
             shutdown_grace_ms: 100,
             allow_volatile_data_dir: true,
+            preallocate_bytes: 0,
             io_scheduler: IoSchedulerConfig::default(),
         };
         assert_eq!(config, expected);

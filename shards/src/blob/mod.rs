@@ -51,7 +51,8 @@
 //!   starts after it was called, so concurrent syncs share one fdatasync.
 //!
 //! Space: a write near the end reserves (fallocate, keep size) the blocks
-//! from the reserved end up to the next `PREALLOCATE_BYTES` step, so appends
+//! from the reserved end up to the next step of the store's
+//! `preallocate_bytes` (default `PREALLOCATE_BYTES`; 0 reserves nothing), so appends
 //! do not allocate blocks one write at a time. A write that starts past the
 //! reserved end reserves nothing (a gap stays a hole), a failed reservation
 //! gives back what it took, and blocks a crash left reserved past the end
@@ -87,8 +88,9 @@ pub const BLOB_LEN_MAX: u64 = (i64::MAX as u64) - HEADER_LEN - BLOCK_SIZE;
 /// oversized read can hang on some kernels, glommio issue 633), into
 /// pieces of the scheduler's `piece_bytes` (at most this).
 pub const IO_BYTES_MAX: usize = crate::sched::PIECE_BYTES_MAX;
-/// Files grow in preallocated steps of this size, so an append does not pay
-/// a block allocation each time.
+/// Files grow in preallocated steps of this size by default, so an append
+/// does not pay a block allocation each time
+/// ([`ShardStore::with_preallocate_bytes`](crate::store::ShardStore::with_preallocate_bytes)).
 pub const PREALLOCATE_BYTES: u64 = 8 << 20;
 /// Storage past a file's end that an open leaves alone: ext4 counts extent
 /// tree blocks in a file's allocation, so a file with nothing reserved can
@@ -122,6 +124,8 @@ pub(crate) struct BlobState<F: FileSystem> {
     /// (a hole, nothing reserved) or a failed reservation: a write ending at
     /// or below it reserves nothing.
     pub(crate) reserved_len: Cell<u64>,
+    /// The step appends reserve ahead in; 0 = reserve nothing.
+    pub(crate) preallocate_bytes: u64,
     pub(crate) tail: RefCell<Option<TailBlock>>,
     pub(crate) meta: Arc<RwLock<()>>,
     pub(crate) rmw: Arc<Semaphore>,
@@ -170,6 +174,7 @@ impl<F: FileSystem> ShardBlob<F> {
         len: u64,
         tail: Option<TailBlock>,
         registry: Weak<Registry>,
+        preallocate_bytes: u64,
     ) -> ShardBlob<F> {
         // A crash can leave blocks reserved past the end (fallocate with
         // KEEP_SIZE); give them back now. One fstat on a normal open, a
@@ -185,6 +190,7 @@ impl<F: FileSystem> ShardBlob<F> {
                 file_len: Cell::new(len),
                 stale_end: Cell::new(0),
                 reserved_len: Cell::new(len),
+                preallocate_bytes,
                 tail: RefCell::new(tail),
                 meta: Arc::new(RwLock::new(())),
                 rmw: Arc::new(Semaphore::new(1)),

@@ -24,7 +24,7 @@ use crate::header::HEADER_LEN;
 use crate::Result;
 
 use super::commit::Committed;
-use super::{BlobState, TailBlock, PREALLOCATE_BYTES};
+use super::{BlobState, TailBlock};
 
 const BLOCK: usize = BLOCK_SIZE as usize;
 
@@ -271,14 +271,16 @@ impl<F: FileSystem> BlobState<F> {
     }
 
     /// Preallocates ahead when a write near the end reaches past the
-    /// reserved blocks; a write that starts past them reserves nothing.
+    /// reserved blocks; a write that starts past them reserves nothing,
+    /// and so does every write of a store with `preallocate_bytes` 0.
     ///
     /// Advisory: when it fails (a full filesystem, one without fallocate)
     /// the write goes ahead and reports its own error if it has one, so a
     /// write that fits the space left still succeeds.
     async fn reserve(&self, start: u64, end: u64) {
+        let step = self.preallocate_bytes;
         let reserved = self.reserved_len.get();
-        if end <= reserved {
+        if step == 0 || end <= reserved {
             return;
         }
         if start > reserved {
@@ -286,7 +288,7 @@ impl<F: FileSystem> BlobState<F> {
             self.reserved_len.set(end);
             return;
         }
-        let target = end.div_ceil(PREALLOCATE_BYTES) * PREALLOCATE_BYTES;
+        let target = end.div_ceil(step) * step;
         let reserving = self
             .file
             .preallocate(HEADER_LEN + reserved, target - reserved);

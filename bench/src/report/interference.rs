@@ -1,0 +1,284 @@
+//! The interference suite's report: per foreground load and target, the
+//! foreground's p50/p99/p99.9 alone and under the background writer, and
+//! the writer's MB/s alone and under the foreground; and the targets of
+//! issue 14 item 5 on same-shard (bulk work in the throughput class).
+
+use super::markdown::{judge, paired, ratio_range, ratio_text, Verdict};
+use super::Results;
+use crate::result::{Spread, Summary};
+use crate::targets::Target;
+use crate::units::format_latency_us;
+
+/// The rows of the table, in this order, where measured.
+const TARGETS: [Target; 4] = [
+    Target::SameShard,
+    Target::SameShardOneClass,
+    Target::Fio,
+    Target::FioTuned,
+];
+
+/// A foreground under the background, with the cases to compare it with.
+struct Trio {
+    /// The foreground under the background.
+    under: usize,
+    /// The same foreground alone.
+    alone: Option<usize>,
+    /// The background alone.
+    bulk: Option<usize>,
+}
+
+/// Every case with a background, with its partners.
+fn trios(results: &Results) -> Vec<Trio> {
+    let cases = &results.plan.cases;
+    let find = |pick: &dyn Fn(&crate::suite::Case) -> bool| cases.iter().position(pick);
+    cases
+        .iter()
+        .enumerate()
+        .filter_map(|(under, case)| {
+            let background = case.background.as_ref()?;
+            let bulk = background.case();
+            Some(Trio {
+                under,
+                alone: find(&|c| {
+                    c.background.is_none()
+                        && !c.bulk
+                        && !c.cpu_hog
+                        && c.workload == case.workload
+                        && c.load == case.load
+                }),
+                bulk: find(&|c| c.bulk && c.workload == bulk.workload && c.load == bulk.load),
+            })
+        })
+        .collect()
+}
+
+fn latencies(s: Option<&Summary>) -> String {
+    s.map_or("-".into(), |s| {
+        [s.p50_us, s.p99_us, s.p999_us]
+            .map(format_latency_us)
+            .join(" / ")
+    })
+}
+
+fn mb_per_s(s: Option<&Summary>) -> String {
+    s.map_or("-".into(), |s| format!("{:.1}", s.mb_per_s))
+}
+
+/// The interference table (header first), or `None` without such cases.
+pub fn table(results: &Results) -> Option<Vec<Vec<String>>> {
+    let trios = trios(results);
+    if trios.is_empty() {
+        return None;
+    }
+    let mut rows = vec![[
+        "foreground",
+        "target",
+        "fg p50 / p99 / p99.9 alone",
+        "fg p50 / p99 / p99.9 under bg",
+        "bg MB/s alone",
+        "bg MB/s under fg",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for trio in &trios {
+        let case = &results.plan.cases[trio.under];
+        for target in TARGETS {
+            let Some(under) = results.peer(trio.under, target) else {
+                continue;
+            };
+            // The one-class row skips the foreground alone: it has no bulk
+            // work, so it is the same-shard row's.
+            let alone_target = match target {
+                Target::SameShardOneClass => Target::SameShard,
+                t => t,
+            };
+            let alone = trio.alone.and_then(|i| results.peer(i, alone_target));
+            let bulk = trio.bulk.and_then(|i| results.peer(i, target));
+            rows.push(vec![
+                format!("{} {}", case.workload.label(), case.load.label()),
+                target.name().into(),
+                latencies(alone),
+                latencies(Some(under)),
+                mb_per_s(bulk),
+                mb_per_s(under.background.as_deref()),
+            ]);
+        }
+    }
+    Some(rows)
+}
+
+/// `a / b` of one figure as a spread of one value.
+fn single_ratio(a: f64, b: f64) -> Spread {
+    Spread::single(if b > 0.0 { a / b } else { f64::NAN })
+}
+
+/// Same-shard's foreground p99.9 under the background <= 2x alone.
+fn tail_kept(results: &Results, trio: &Trio) -> Option<(String, Verdict)> {
+    let under = results.peer(trio.under, Target::SameShard)?;
+    let alone = results.peer(trio.alone?, Target::SameShard)?;
+    let ratio = single_ratio(under.p999_us, alone.p999_us);
+    let text = format!(
+        "p99.9 {} under bg vs {} alone: {:.2}x",
+        format_latency_us(under.p999_us),
+        format_latency_us(alone.p999_us),
+        ratio.median
+    );
+    Some((text, judge(&ratio, 2.0, false)))
+}
+
+/// Same-shard's background MB/s under the foreground >= 0.7x alone.
+fn bulk_kept(results: &Results, trio: &Trio) -> Option<(String, Verdict)> {
+    let under = results.peer(trio.under, Target::SameShard)?;
+    let behind = under.background.as_deref()?;
+    let alone = results.peer(trio.bulk?, Target::SameShard)?;
+    let ratio = paired(
+        &behind.per_repeat.ops_per_s,
+        &alone.per_repeat.ops_per_s,
+        |a, b| a / b,
+    )
+    .unwrap_or_else(|| ratio_range(&behind.ops_per_s_spread, &alone.ops_per_s_spread));
+    let text = format!(
+        "bg {:.1} MB/s under fg vs {:.1} alone: {}",
+        behind.mb_per_s,
+        alone.mb_per_s,
+        ratio_text(&ratio)
+    );
+    Some((text, judge(&ratio, 0.7, true)))
+}
+
+/// fio's foreground p99.9 in its two-job run >= 3x same-shard's under the background.
+fn beats_fio(results: &Results, trio: &Trio) -> Option<(String, Verdict)> {
+    let ours = results.peer(trio.under, Target::SameShard)?;
+    let (fio, theirs) = results.best_fio(trio.under)?;
+    let ratio = single_ratio(theirs.p999_us, ours.p999_us);
+    let text = format!(
+        "p99.9 {} vs {} {}: {:.2}x better",
+        format_latency_us(ours.p999_us),
+        fio.name(),
+        format_latency_us(theirs.p999_us),
+        ratio.median
+    );
+    Some((text, judge(&ratio, 3.0, true)))
+}
+
+/// The targets of issue 14 item 5 for every foreground load, named
+/// (p99.9 from the histograms merged over the repeats; MB/s per repeat).
+pub fn verdicts(results: &Results) -> Vec<(String, Option<(String, Verdict)>)> {
+    let mut rows = Vec::new();
+    for trio in trios(results) {
+        let load = results.plan.cases[trio.under].load.label();
+        rows.push((
+            format!("interference {load}: fg p99.9 under bg <= 2x alone"),
+            tail_kept(results, &trio),
+        ));
+        rows.push((
+            format!("interference {load}: bg MB/s under fg >= 0.7x alone"),
+            bulk_kept(results, &trio),
+        ));
+        rows.push((
+            format!("interference {load}: fg p99.9 under bg >= 3x better than fio's two jobs"),
+            beats_fio(results, &trio),
+        ));
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixture::{results, summary};
+    use crate::result::Outcome;
+    use clap::Parser;
+
+    /// A summary with this p99.9, at `ops_per_s`.
+    fn with_p999(ops_per_s: f64, p999_us: f64) -> Outcome {
+        let mut s = summary(ops_per_s, p999_us / 2.0);
+        s.p999_us = p999_us;
+        Outcome::Measured(Box::new(s))
+    }
+
+    /// The foreground at `p999_us` under a background at `behind_ops` ops/s.
+    fn under(p999_us: f64, behind_ops: f64) -> Outcome {
+        let mut outcome = with_p999(20_000.0, p999_us);
+        if let Outcome::Measured(s) = &mut outcome {
+            s.background = Some(Box::new(summary(behind_ops, 900.0)));
+        }
+        outcome
+    }
+
+    /// The fixture's results with the plan of the interference suite on
+    /// same-shard (and its one-class row) and fio.
+    fn interference_results() -> Results {
+        let mut r = results();
+        let args = ["b", "--suite", "interference", "--paths", "same-shard"];
+        let cli = crate::cli::Cli::try_parse_from(args.iter().chain(&["--peers", "fio"])).unwrap();
+        r.plan = crate::suite::plan(&cli).unwrap();
+        r
+    }
+
+    #[test]
+    fn each_foreground_is_judged_against_its_partners() {
+        let mut r = interference_results();
+        // Cases: qd1 alone, qd1 under, open alone, open under, bulk alone.
+        let skipped = || Outcome::Skipped { reason: "-".into() };
+        r.by_target = vec![
+            (
+                Target::SameShard,
+                vec![
+                    with_p999(20_000.0, 100.0),
+                    under(150.0, 800.0),
+                    with_p999(10_000.0, 100.0),
+                    under(300.0, 500.0),
+                    with_p999(1000.0, 900.0),
+                ],
+            ),
+            (
+                Target::SameShardOneClass,
+                vec![
+                    skipped(),
+                    under(900.0, 1000.0),
+                    skipped(),
+                    under(900.0, 1000.0),
+                    with_p999(1100.0, 900.0),
+                ],
+            ),
+            (
+                Target::Fio,
+                vec![
+                    with_p999(20_000.0, 90.0),
+                    under(600.0, 1000.0),
+                    with_p999(10_000.0, 90.0),
+                    under(600.0, 1000.0),
+                    with_p999(1000.0, 900.0),
+                ],
+            ),
+        ];
+        let rows = table(&r).unwrap();
+        assert_eq!(rows.len(), 1 + 2 * 3, "{rows:?}");
+        let one_class = &rows[2];
+        assert_eq!(one_class[1], "same-shard-one-class");
+        assert_eq!(
+            one_class[2], rows[1][2],
+            "its foreground alone is same-shard's"
+        );
+        assert_ne!(one_class[4], rows[1][4], "its writer alone is its own");
+        let verdicts: Vec<Option<Verdict>> = verdicts(&r)
+            .into_iter()
+            .map(|(_, judged)| judged.map(|(_, v)| v))
+            .collect();
+        use Verdict::*;
+        assert_eq!(
+            verdicts,
+            [
+                // qd1: 1.5x alone; 0.8x the writer alone (0.9..1.1 spread paired); 4x fio.
+                Some(Met),
+                Some(Met),
+                Some(Met),
+                // open: 3x alone; 0.5x the writer alone; 2x fio.
+                Some(Missed),
+                Some(Missed),
+                Some(Missed),
+            ]
+        );
+    }
+}
