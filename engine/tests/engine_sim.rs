@@ -228,13 +228,13 @@ async fn remove<S: Storage>(storage: &S, entry: Entry, plan: &Plan, fs: &SimFs) 
     let before = fs.injected_faults();
     let next = match limited(storage.remove(p, Some(n)), plan.limit(0)).await {
         Some(Ok(())) => Entry::Absent,
-        // Not listed now. After a failed remove the entry may still be in
-        // the directory's durable listing, and this remove does not sync it:
-        // a crash may bring the name back, so `Maybe` stays `Maybe`.
+        // Not there, durably: after a failed remove the unlink may not be
+        // in the directory's durable listing yet, and the store syncs it
+        // before it answers `BlobMissing`, so no crash brings the name back.
         Some(Err(Error::BlobMissing { .. } | Error::PartitionMissing(_)))
             if !matches!(entry, Entry::Present(_)) =>
         {
-            entry
+            Entry::Absent
         }
         Some(Err(e)) => {
             failed(
