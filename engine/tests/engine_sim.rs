@@ -66,10 +66,11 @@
 //!   seed 3, `p0/00ff` is still "already open" a second after the round;
 //! - a remove that does not wait for the opens of its names in progress
 //!   (`Registry::start_removal` in `shards/src/store.rs` without its
-//!   second `wait_while`): at seed 0 the store's own check that a remove
-//!   forgets only finished opens fails on a shard's thread, and the test
-//!   fails at the end of the round (`SHARD_PANICKED`) instead of hanging
-//!   in the shutdown of an engine with a dead shard.
+//!   second `wait_while`): at seed 1 the store's own check that a remove
+//!   forgets only finished opens (a `debug_assert`) fails on a shard's
+//!   thread; the test fails (the shard's sessions end with "engine shut
+//!   down", or the round with `SHARD_PANICKED`) instead of hanging in the
+//!   shutdown of an engine with a dead shard.
 //!
 //! Replay: `SHARDBLOB_SEED=n` reruns seed `n`; `SHARDBLOB_ENGINE_SIM_SEEDS`
 //! sets the number of fixed seeds of all three. Each shard runs on its own
