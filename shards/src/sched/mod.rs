@@ -240,6 +240,27 @@ impl SchedConfig {
         Err(format!("{problem} (got {self:?})"))
     }
 
+    /// The nearest bounds that pass [`SchedConfig::check`] (what
+    /// [`IoScheduler::new`] runs with): `depth_max`, `throughput_every` and
+    /// `queue_max` at least 1; `throughput_ops_max` in `1..=depth_max`;
+    /// `piece_bytes` rounded down to a multiple of 4096, in
+    /// `4096..=`[`PIECE_BYTES_MAX`]; `throughput_bytes_max` at least
+    /// `piece_bytes`. Bounds that pass `check` are kept as they are.
+    pub fn clamped(self) -> SchedConfig {
+        let block = BLOCK_SIZE as usize;
+        let depth_max = self.depth_max.max(1);
+        let piece_bytes = self.piece_bytes.min(PIECE_BYTES_MAX) / block * block;
+        let piece_bytes = piece_bytes.max(block);
+        SchedConfig {
+            depth_max,
+            throughput_ops_max: self.throughput_ops_max.clamp(1, depth_max),
+            throughput_bytes_max: self.throughput_bytes_max.max(piece_bytes as u64),
+            throughput_every: self.throughput_every.max(1),
+            queue_max: self.queue_max.max(1),
+            piece_bytes,
+        }
+    }
+
     /// These bounds with the piece cut to what the device takes in one
     /// request (`max_io_bytes` of the data directory's device, if known).
     pub fn for_device(mut self, device_max_bytes: Option<usize>) -> SchedConfig {
