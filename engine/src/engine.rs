@@ -15,6 +15,7 @@
 //! shard cancels what still runs, waits for in-flight requests, closes the
 //! files and ends; the LOCK goes with the last shard.
 
+use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -25,6 +26,7 @@ use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
 use shardblob_shards::fs::any::AnyFs;
 use shardblob_shards::fs::dma::DmaFs;
 use shardblob_shards::fs::sim::SimFs;
+use shardblob_shards::sched::{IoScheduler, SchedConfig};
 use shardblob_shards::{DataDir, Error, Result, ShardStore};
 
 use crate::client::Client;
@@ -83,6 +85,17 @@ enum Disk {
 }
 
 impl Disk {
+    /// This shard's scheduler with these bounds: on the real disk its
+    /// pieces are cut to what the data directory's device takes; the
+    /// simulated disk has no device, so its pieces are the configured ones
+    /// on every host (a seed replays the same everywhere).
+    fn scheduler(&self, config: IoSchedulerConfig) -> Rc<IoScheduler> {
+        match self {
+            Disk::Real(data_dir) => config.scheduler_for(data_dir.path()),
+            Disk::Simulated(_) => IoScheduler::new(SchedConfig::from(config).for_device(None)),
+        }
+    }
+
     /// This shard's file system and the root of its store. On the real
     /// disk it must run on the shard's executor before any blob is made
     /// (`DmaFs::new`).
@@ -457,6 +470,7 @@ fn run_shard_thread(
             "fault injected: shard {} panics at start",
             wiring.index
         );
+        let sched = disk.scheduler(limits.io_scheduler);
         let (fs, root) = match disk
             .file_system(wiring.index, limits.sync_inline_when_idle)
             .await
@@ -467,7 +481,6 @@ fn run_shard_thread(
                 return;
             }
         };
-        let sched = limits.io_scheduler.scheduler_for(&root);
         let store = ShardStore::with_scheduler(fs, root, sched);
         let _ = wiring.ready.try_send(Ok(()));
         if !matches!(wiring.go.recv().await, Ok(true)) {
