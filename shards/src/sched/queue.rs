@@ -245,23 +245,6 @@ impl IoScheduler {
         self.dispatch();
     }
 
-    /// Takes a waiter that was dropped out of its queue.
-    fn forget(&self, class: IoClass, waiter: &Rc<Waiter>) {
-        let removed = {
-            let mut state = self.state.borrow_mut();
-            let queue = &mut state.classes[class.index()].queue;
-            let at = queue.iter().position(|w| Rc::ptr_eq(w, waiter));
-            at.and_then(|at| queue.remove(at)).is_some()
-        };
-        if removed {
-            self.room[class.index()].notify(1.additional());
-            // The next waiter may fit where the dropped head did not.
-            self.dispatch();
-        }
-    }
-}
-
-impl IoScheduler {
     /// A room-waiter of `class` left without entering: the next one may
     /// take the room it was woken for.
     fn leave_room(&self, class: IoClass) {
@@ -274,6 +257,21 @@ impl IoScheduler {
         };
         if room_left {
             self.room[class.index()].notify(1);
+        }
+    }
+
+    /// Takes a waiter that was dropped out of its queue.
+    fn forget(&self, class: IoClass, waiter: &Rc<Waiter>) {
+        let removed = {
+            let mut state = self.state.borrow_mut();
+            let queue = &mut state.classes[class.index()].queue;
+            let at = queue.iter().position(|w| Rc::ptr_eq(w, waiter));
+            at.and_then(|at| queue.remove(at)).is_some()
+        };
+        if removed {
+            self.room[class.index()].notify(1.additional());
+            // The next waiter may fit where the dropped head did not.
+            self.dispatch();
         }
     }
 }
