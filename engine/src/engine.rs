@@ -524,3 +524,16 @@ where
     }
     outputs
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_simulated_disk_takes_the_configured_piece_on_every_host() {
+        let config = IoSchedulerConfig::default();
+        let sched = Disk::Simulated(SimFs::new(0)).scheduler(config);
+        assert_eq!(sched.config().piece_bytes, config.piece_bytes);
+        assert_eq!(*sched.config(), SchedConfig::from(config));
+    }
+}
