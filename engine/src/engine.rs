@@ -15,6 +15,7 @@
 //! shard cancels what still runs, waits for in-flight requests, closes the
 //! files and ends; the LOCK goes with the last shard.
 
+use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -25,6 +26,7 @@ use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
 use shardblob_shards::fs::any::AnyFs;
 use shardblob_shards::fs::dma::DmaFs;
 use shardblob_shards::fs::sim::SimFs;
+use shardblob_shards::sched::{IoScheduler, SchedConfig};
 use shardblob_shards::{DataDir, Error, Result, ShardStore};
 
 use crate::client::Client;
@@ -83,6 +85,17 @@ enum Disk {
 }
 
 impl Disk {
+    /// This shard's scheduler with these bounds: on the real disk its
+    /// pieces are cut to what the data directory's device takes; the
+    /// simulated disk has no device, so its pieces are the configured ones
+    /// on every host (a seed replays the same everywhere).
+    fn scheduler(&self, shard: usize, config: IoSchedulerConfig) -> Rc<IoScheduler> {
+        match self {
+            Disk::Real(data_dir) => config.scheduler_for(shard, data_dir.path()),
+            Disk::Simulated(_) => IoScheduler::new(SchedConfig::from(config).for_device(None)),
+        }
+    }
+
     /// This shard's file system and the root of its store. On the real
     /// disk it must run on the shard's executor before any blob is made
     /// (`DmaFs::new`).
@@ -517,6 +530,7 @@ fn run_shard_thread(
             "fault injected: shard {} panics at start",
             wiring.index
         );
+        let sched = disk.scheduler(wiring.index, limits.io_scheduler);
         let (fs, root) = match disk
             .file_system(wiring.index, limits.sync_inline_when_idle)
             .await
@@ -527,7 +541,6 @@ fn run_shard_thread(
                 return;
             }
         };
-        let sched = limits.io_scheduler.scheduler_for(wiring.index, &root);
         let store = ShardStore::with_scheduler(fs, root, sched)
             .with_preallocate_bytes(limits.preallocate_bytes);
         let _ = wiring.ready.try_send(Ok(()));
@@ -571,4 +584,17 @@ where
         outputs.push(task.await);
     }
     outputs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_simulated_disk_takes_the_configured_piece_on_every_host() {
+        let config = IoSchedulerConfig::default();
+        let sched = Disk::Simulated(SimFs::new(0)).scheduler(0, config);
+        assert_eq!(sched.config().piece_bytes, config.piece_bytes);
+        assert_eq!(*sched.config(), SchedConfig::from(config));
+    }
 }
