@@ -29,7 +29,6 @@ use shardblob_shards::{DataDir, Error, Result, ShardStore};
 
 use crate::client::Client;
 use crate::config::{Config, ResolvedConfig};
-use crate::io_scheduler::IoSchedulerConfig;
 use crate::message::{BlobId, Envelope};
 use crate::remote::SyncRequest;
 use crate::routing::shard_of;
@@ -408,7 +407,7 @@ struct ShardLimits {
     inflight_max: usize,
     spin_before_park: Option<std::time::Duration>,
     sync_inline_when_idle: bool,
-    io_scheduler: IoSchedulerConfig,
+    io_scheduler: shardblob_shards::sched::SchedConfig,
     /// A fault for tests: the shard thread panics before it reports.
     #[cfg(test)]
     panic_at_start: bool,
@@ -467,7 +466,7 @@ fn run_shard_thread(
                 return;
             }
         };
-        let sched = limits.io_scheduler.scheduler_for(&root);
+        let sched = crate::io_scheduler::scheduler_for(&limits.io_scheduler, &root);
         let store = ShardStore::with_scheduler(fs, root, sched);
         let _ = wiring.ready.try_send(Ok(()));
         if !matches!(wiring.go.recv().await, Ok(true)) {

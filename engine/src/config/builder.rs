@@ -6,10 +6,10 @@
 
 use std::path::PathBuf;
 
+use shardblob_shards::sched::SchedConfig;
 use shardblob_shards::Error;
 
 use super::{Config, Placement};
-use crate::io_scheduler::IoSchedulerConfig;
 
 /// Builds a [`Config`] field by field, starting from the defaults
 /// (`configs/default.toml`). [`ConfigBuilder::build`] checks every value
@@ -67,7 +67,7 @@ impl ConfigBuilder {
         queue_bytes_per_shard_max: u64,
         shutdown_grace_ms: u64,
         allow_volatile_data_dir: bool,
-        io_scheduler: IoSchedulerConfig,
+        io_scheduler: SchedConfig,
     }
 
     /// The configuration, once every value is within its bounds
@@ -125,7 +125,7 @@ mod tests {
             queue_bytes_per_shard_max: 1 << 20,
             shutdown_grace_ms: 100,
             allow_volatile_data_dir: true,
-            io_scheduler: IoSchedulerConfig::default(),
+            io_scheduler: SchedConfig::default(),
         };
         assert_eq!(config, expected);
         assert_eq!(Config::builder().build().unwrap(), Config::default());
