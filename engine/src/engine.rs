@@ -100,7 +100,7 @@ impl Disk {
                     )),
                     Err(e) => Err(Error::DataDir {
                         dir: root,
-                        reason: format!("shard {index} cannot open its first DMA file: {e}"),
+                        reason: format!("shard {index} cannot open its first DMA file"),
                         source: Some(e),
                     }),
                 }

@@ -146,10 +146,12 @@ pub enum Error {
         dir: PathBuf,
     },
     /// The data directory cannot be used; the reason says what to do.
+    /// The OS error behind it, if any, is its [`std::error::Error::source`]
+    /// and not part of its message, so an error-chain printer shows it once.
     DataDir {
         /// The data directory.
         dir: PathBuf,
-        /// What is wrong and what to change.
+        /// What is wrong and what to change, without the OS error.
         reason: String,
         /// The OS error behind it, if an OS call failed.
         source: Option<io::Error>,
