@@ -31,7 +31,6 @@ use shardblob_shards::{DataDir, Error, Result, ShardStore};
 
 use crate::client::Client;
 use crate::config::{Config, ResolvedConfig};
-use crate::io_scheduler::IoSchedulerConfig;
 use crate::message::{BlobId, Envelope};
 use crate::remote::SyncRequest;
 use crate::routing::shard_of;
@@ -89,10 +88,12 @@ impl Disk {
     /// pieces are cut to what the data directory's device takes; the
     /// simulated disk has no device, so its pieces are the configured ones
     /// on every host (a seed replays the same everywhere).
-    fn scheduler(&self, shard: usize, config: IoSchedulerConfig) -> Rc<IoScheduler> {
+    fn scheduler(&self, shard: usize, config: &SchedConfig) -> Rc<IoScheduler> {
         match self {
-            Disk::Real(data_dir) => config.scheduler_for(shard, data_dir.path()),
-            Disk::Simulated(_) => IoScheduler::new(SchedConfig::from(config).for_device(None)),
+            Disk::Real(data_dir) => {
+                crate::io_scheduler::scheduler_for(config, shard, data_dir.path())
+            }
+            Disk::Simulated(_) => IoScheduler::new(config.for_device(None)),
         }
     }
 
@@ -114,7 +115,7 @@ impl Disk {
                     )),
                     Err(e) => Err(Error::DataDir {
                         dir: root,
-                        reason: format!("shard {index} cannot open its first DMA file: {e}"),
+                        reason: format!("shard {index} cannot open its first DMA file"),
                         source: Some(e),
                     }),
                 }
@@ -460,7 +461,7 @@ struct ShardLimits {
     spin_before_park: Option<std::time::Duration>,
     sync_inline_when_idle: bool,
     preallocate_bytes: u64,
-    io_scheduler: IoSchedulerConfig,
+    io_scheduler: SchedConfig,
     /// For the log: the registered `io_memory` and the ring depth.
     io_memory_bytes: u64,
     ring_depth: usize,
@@ -530,7 +531,7 @@ fn run_shard_thread(
             "fault injected: shard {} panics at start",
             wiring.index
         );
-        let sched = disk.scheduler(wiring.index, limits.io_scheduler);
+        let sched = disk.scheduler(wiring.index, &limits.io_scheduler);
         let (fs, root) = match disk
             .file_system(wiring.index, limits.sync_inline_when_idle)
             .await
@@ -592,9 +593,9 @@ mod tests {
 
     #[test]
     fn the_simulated_disk_takes_the_configured_piece_on_every_host() {
-        let config = IoSchedulerConfig::default();
-        let sched = Disk::Simulated(SimFs::new(0)).scheduler(0, config);
+        let config = SchedConfig::default();
+        let sched = Disk::Simulated(SimFs::new(0)).scheduler(0, &config);
         assert_eq!(sched.config().piece_bytes, config.piece_bytes);
-        assert_eq!(*sched.config(), SchedConfig::from(config));
+        assert_eq!(*sched.config(), config);
     }
 }

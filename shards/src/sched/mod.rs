@@ -188,7 +188,8 @@ impl<T: Stream> Stream for Scoped<T> {
 }
 
 /// The bounds of one shard's scheduler (module docs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct SchedConfig {
     /// Device calls in flight, all classes together.
     pub depth_max: u32,
