@@ -295,12 +295,18 @@ impl BlobModel {
     }
 
     /// Bytes of a write in flight that may land now, over whatever the
-    /// blob holds: each sector of `offset..` old or new.
+    /// blob holds: each sector of `offset..` old or new. The store writes
+    /// whole blocks, so the file may also grow to the write's padded end
+    /// (concurrency_sim seed 332303538607: a write inside the tail block
+    /// lands after a shrinking resize, and a crash shows the block's end).
     pub fn maybe_land(&mut self, offset: u64, data: &[u8]) {
         let end = offset + data.len() as u64;
         self.edit(offset, end, true, |start, s| {
             Self::overlay(offset, data, start, s)
         });
+        let padded = round_up(end, BLOCK);
+        let grown: Vec<u64> = self.file_lens.iter().map(|&f| f.max(padded)).collect();
+        self.file_lens.extend(grown);
     }
 
     /// A completed resize: everything past the shorter of the old and the
