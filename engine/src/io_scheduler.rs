@@ -46,13 +46,13 @@ pub(crate) fn check(config: &SchedConfig) -> Result<(), Error> {
         "io_scheduler.throughput_ops_max",
         config.throughput_ops_max as u64,
         1..=depth,
-        "throughput calls in flight are part of depth_max; 8 is the default",
+        "throughput calls in flight are part of depth_max; 6 is the default",
     )?;
     within(
         "io_scheduler.piece_bytes",
         config.piece_bytes as u64,
         BLOCK_SIZE..=PIECE_BYTES_MAX as u64,
-        "1048576 (1 MiB) is the default",
+        "131072 (128 KiB) is the default",
     )?;
     if !(config.piece_bytes as u64).is_multiple_of(BLOCK_SIZE) {
         return Err(Error::ConfigValue {
@@ -67,7 +67,7 @@ pub(crate) fn check(config: &SchedConfig) -> Result<(), Error> {
         "io_scheduler.throughput_bytes_max",
         config.throughput_bytes_max,
         config.piece_bytes as u64..=IO_SCHEDULER_THROUGHPUT_BYTES_MAX,
-        "at least piece_bytes, so a piece always fits; 2097152 (2 MiB) is the default",
+        "at least piece_bytes, so a piece always fits; 786432 (768 KiB) is the default",
     )?;
     within(
         "io_scheduler.throughput_every",
@@ -140,7 +140,7 @@ mod tests {
         (
             "throughput_bytes_max = 4096",
             "throughput_bytes_max",
-            "outside 1048576..=",
+            "outside 131072..=",
         ),
         (
             "throughput_bytes_max = 1073745920",

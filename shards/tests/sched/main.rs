@@ -235,9 +235,12 @@ fn bounds_are_checked_and_the_piece_follows_the_device() {
         ..config()
     };
     assert!(deep.check().is_err());
-    let nvme = SchedConfig::default().for_device(Some(128 << 10));
-    assert_eq!(nvme.piece_bytes, 128 << 10);
-    assert_eq!(SchedConfig::default().for_device(None).piece_bytes, 1 << 20);
+    let small_device = SchedConfig::default().for_device(Some(64 << 10));
+    assert_eq!(small_device.piece_bytes, 64 << 10);
+    assert_eq!(
+        SchedConfig::default().for_device(None).piece_bytes,
+        128 << 10
+    );
     assert_eq!(config().for_device(Some(5000)).piece_bytes, 4096);
 }
 
