@@ -5,33 +5,15 @@
 
 mod support;
 
-use std::sync::mpsc;
 use std::time::Duration;
 
 use futures::executor::block_on;
 use futures_lite::future::poll_once;
-use shardblob::{Blob, Client, Error, Storage};
-use support::{partition_on, start, without_hanging};
+use shardblob::{Blob, Error, Storage};
+use support::{block_shard, partition_on, reopen, start, without_hanging, REOPEN_ATTEMPTS_MAX};
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-/// How often a test retries an open that a dropped request still holds:
-/// the dropped request is served within a few round trips.
-const REOPEN_ATTEMPTS_MAX: usize = 2000;
-
-/// Opens `name`, retrying while an earlier dropped open of it is still
-/// being served; panics when the name stays "already open".
-async fn reopen_from_client(client: &Client, partition: &str, name: &[u8]) {
-    for _ in 0..REOPEN_ATTEMPTS_MAX {
-        match client.open(partition, name).await {
-            Ok((blob, _)) => return drop(blob),
-            Err(Error::BlobAlreadyOpen { .. }) => std::thread::sleep(Duration::from_millis(1)),
-            Err(e) => panic!("reopen failed: {e}"),
-        }
-    }
-    panic!("{partition}/{name:?} stays open although no handle exists");
 }
 
 /// Caught on 58545b6: the owning shard put the blob in its table of remote
@@ -44,7 +26,7 @@ fn a_dropped_foreign_open_never_leaves_the_name_open() {
     let client = engine.client();
     let partition = partition_on(&engine, 0, "p");
     // One open and close first, so lazily opened descriptors are counted.
-    block_on(reopen_from_client(&client, &partition, b"warm-up"));
+    block_on(reopen(&client, &partition, b"warm-up"));
     let fds_before = open_fds();
     block_on(async {
         for round in 0..20u32 {
@@ -53,7 +35,7 @@ fn a_dropped_foreign_open_never_leaves_the_name_open() {
             let mut open = Box::pin(client.open(&partition, &name));
             let _ = poll_once(&mut open).await;
             drop(open);
-            reopen_from_client(&client, &partition, &name).await;
+            reopen(&client, &partition, &name).await;
         }
     });
     // Dropped DMA files close on the shard's next reactor poll: a few
@@ -107,26 +89,6 @@ fn a_dropped_cross_shard_open_never_leaves_the_name_open() {
     assert_eq!(reopened, None, "a dropped open left the name open");
     engine.shutdown().unwrap();
     std::fs::remove_dir_all(dir).unwrap();
-}
-
-/// Blocks shard `shard`'s thread until the returned sender fires (or a
-/// minute passes, so that a regression fails instead of hanging). The task's
-/// output says whether the test released it.
-fn block_shard(
-    client: &Client,
-    shard: usize,
-) -> (
-    mpsc::Sender<()>,
-    impl std::future::Future<Output = shardblob::Result<bool>>,
-) {
-    let (started_tx, started_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let blocked = client.spawn_on(shard, move |_| async move {
-        started_tx.send(()).unwrap();
-        release_rx.recv_timeout(Duration::from_secs(60)).is_ok()
-    });
-    started_rx.recv().unwrap();
-    (release_tx, blocked)
 }
 
 /// Caught on 58545b6: with the shard's queue full, `start_sync` blocked its

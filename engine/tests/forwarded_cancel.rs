@@ -4,14 +4,11 @@
 
 mod support;
 
-use std::sync::mpsc;
-use std::time::Duration;
-
 use futures::executor::block_on;
 use futures_lite::future::poll_once;
-use shardblob::{Blob, Client, ClientBlob, Error, Storage};
+use shardblob::{Blob, ClientBlob, Storage};
 use support::ftrace::{flushes_between, inode, Tracer};
-use support::{partition_on, start, without_hanging};
+use support::{block_shard, partition_on, reopen, start, without_hanging};
 
 const BLOCK: usize = 4096;
 /// A write of many 1 MiB chunks, written one after another by the shard:
@@ -21,25 +18,6 @@ const ROUNDS: u8 = 8;
 /// Reads a test makes while it waits for a big write to show its first
 /// block; each is a round trip, so this only bounds a regression.
 const PROBES_MAX: usize = 1_000_000;
-
-/// Blocks shard `shard`'s thread until the returned sender fires (or a
-/// minute passes). Requests sent meanwhile wait in the shard's queues.
-fn block_shard(
-    client: &Client,
-    shard: usize,
-) -> (
-    mpsc::Sender<()>,
-    impl std::future::Future<Output = shardblob::Result<bool>>,
-) {
-    let (started_tx, started_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let blocked = client.spawn_on(shard, move |_| async move {
-        started_tx.send(()).unwrap();
-        release_rx.recv_timeout(Duration::from_secs(60)).is_ok()
-    });
-    started_rx.recv().unwrap();
-    (release_tx, blocked)
-}
 
 /// Opens a blob of `BIG` bytes on shard 0, with a byte budget that lets a
 /// big write and small requests be served side by side.
@@ -181,20 +159,6 @@ fn a_forwarded_write_dropped_while_queued_never_starts() {
         engine.shutdown().unwrap();
         std::fs::remove_dir_all(dir).unwrap();
     })
-}
-
-/// How often the test retries an open that the dropped sync still holds.
-const REOPEN_ATTEMPTS_MAX: usize = 2000;
-
-async fn reopen(client: &Client, partition: &str, name: &[u8]) {
-    for _ in 0..REOPEN_ATTEMPTS_MAX {
-        match client.open(partition, name).await {
-            Ok((blob, _)) => return drop(blob),
-            Err(Error::BlobAlreadyOpen { .. }) => std::thread::sleep(Duration::from_millis(1)),
-            Err(e) => panic!("reopen failed: {e}"),
-        }
-    }
-    panic!("{partition}/{name:?} stays open although no handle exists");
 }
 
 /// A forwarded `sync` whose future is dropped, followed at once by the

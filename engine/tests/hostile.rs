@@ -1,24 +1,13 @@
 //! Hostile input, table-driven: every bad name, offset, file and directory
 //! gets its own specific error; nothing stored is lost; nothing panics.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use shardblob::{Blob, Client, Config, Engine, Error, Storage};
-
-fn config(dir: &Path) -> Config {
-    Config {
-        data_dir: dir.to_path_buf(),
-        shards: 2,
-        ..Config::default()
-    }
-}
-
-fn fresh_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("shardblob-hostile-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+use shardblob::{Blob, Client, Engine, Error, Storage};
+use support::{config_in, fresh_dir};
 
 const PRECIOUS: &[u8] = b"stored before the hostile input";
 
@@ -44,8 +33,8 @@ type Check = fn(&Error) -> bool;
 
 #[test]
 fn every_hostile_input_gets_its_own_error() {
-    let dir = fresh_dir("table");
-    let engine = Engine::start(config(&dir)).unwrap();
+    let dir = fresh_dir("hostile-table");
+    let engine = Engine::start(config_in(&dir)).unwrap();
     let client = engine.client();
     futures::executor::block_on(async {
         store_precious(&client).await;
@@ -243,13 +232,13 @@ impl Drop for ReadOnly {
 
 #[test]
 fn read_only_data_dir_is_refused_and_loses_nothing() {
-    let dir = fresh_dir("readonly");
-    let engine = Engine::start(config(&dir)).unwrap();
+    let dir = fresh_dir("hostile-readonly");
+    let engine = Engine::start(config_in(&dir)).unwrap();
     futures::executor::block_on(store_precious(&engine.client()));
     engine.shutdown().unwrap();
     {
         let _read_only = ReadOnly::mount(&dir);
-        let error = Engine::start(config(&dir))
+        let error = Engine::start(config_in(&dir))
             .err()
             .expect("a read-only data_dir is refused");
         assert!(matches!(error, Error::DataDir { .. }), "{error:?}");
@@ -258,7 +247,7 @@ fn read_only_data_dir_is_refused_and_loses_nothing() {
             "{error}"
         );
     }
-    let engine = Engine::start(config(&dir)).unwrap();
+    let engine = Engine::start(config_in(&dir)).unwrap();
     futures::executor::block_on(precious_is_intact(&engine.client()));
     engine.shutdown().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();

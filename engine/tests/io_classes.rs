@@ -5,29 +5,11 @@
 //! shard or on a foreign thread; anything else, and every flush, in the
 //! latency class. Counted by the owning shard's scheduler.
 
-use std::path::PathBuf;
+mod support;
 
 use futures::executor::block_on;
-use shardblob::{shard_of, Blob, Client, Config, Engine, IoClass, Storage, WriteOptions};
-
-fn engine() -> (Engine, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("shardblob-io-classes-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let config = Config {
-        data_dir: dir.clone(),
-        shards: 2,
-        ..Config::default()
-    };
-    (Engine::start(config).expect("engine starts"), dir)
-}
-
-/// A partition that lives on shard `shard`.
-fn on_shard(shard: usize, shards: usize) -> String {
-    (0..)
-        .map(|i| format!("classes-{i}"))
-        .find(|name| shard_of(name, shards) == shard)
-        .expect("some name hashes to every shard")
-}
+use shardblob::{Blob, Client, IoClass, Storage, WriteOptions};
+use support::{partition_on, start};
 
 #[derive(Clone, Copy, Debug)]
 enum Op {
@@ -105,10 +87,10 @@ fn run_from(client: &Client, runner: Option<usize>, partition: &str, op: Op) {
 
 #[test]
 fn every_path_carries_the_class_to_the_owning_shard() {
-    let (engine, dir) = engine();
+    let (engine, dir) = start("io-classes", |_| {});
     let client = engine.client();
     let owner = 1;
-    let partition = on_shard(owner, engine.shard_count());
+    let partition = partition_on(&engine, owner, "classes-");
     for runner in [Some(owner), Some(0), None] {
         for op in Op::ALL {
             let before = dispatched(&client, owner);

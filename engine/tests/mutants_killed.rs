@@ -6,22 +6,11 @@
 //! survivors that cannot matter are listed, with the reason, in
 //! `mutants-survivors.md`.
 
-use futures::executor::block_on;
-use shardblob::{shard_of, Blob, Config, Engine, ShardStorage, Storage};
+mod support;
 
-fn engine(test: &str) -> (Engine, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!(
-        "shardblob-mutants-killed-{test}-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    let config = Config {
-        data_dir: dir.clone(),
-        shards: 2,
-        ..Config::default()
-    };
-    (Engine::start(config).unwrap(), dir)
-}
+use futures::executor::block_on;
+use shardblob::{shard_of, Blob, ShardStorage, Storage};
+use support::start;
 
 /// A task on a shard finds that shard's storage with
 /// `ShardStorage::current()`, and it works: a blob written through it on the
@@ -30,7 +19,7 @@ fn engine(test: &str) -> (Engine, std::path::PathBuf) {
 /// Option<Rc<ShardContext>> with None`.
 #[test]
 fn a_shard_task_finds_its_own_storage() {
-    let (engine, dir) = engine("current");
+    let (engine, dir) = start("mutants-killed-current", |_| {});
     let client = engine.client();
     assert!(ShardStorage::current().is_none(), "not on a shard");
     for shard in 0..engine.shard_count() {

@@ -1,33 +1,15 @@
 //! The conformance suite through every path to a blob: same shard, cross
 //! shard, a plain foreign thread, and a tokio runtime.
 
-use std::path::PathBuf;
+mod support;
 
-use shardblob::{shard_of, Config, Engine, Storage};
+use shardblob::{Config, Engine, Storage};
 use shardblob_shards::conformance;
-
-fn engine(test: &str) -> (Engine, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("shardblob-engine-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let config = Config {
-        data_dir: dir.clone(),
-        shards: 2,
-        ..Config::default()
-    };
-    (Engine::start(config).expect("engine starts"), dir)
-}
-
-/// A partition name for `check` that lives on shard `shard`.
-fn on_shard(check: &str, shard: usize, shards: usize) -> String {
-    (0..)
-        .map(|i| format!("{check}-{i}"))
-        .find(|name| shard_of(name, shards) == shard)
-        .expect("some name hashes to every shard")
-}
+use support::{partition_of, start};
 
 #[test]
 fn conformance_same_shard_and_cross_shard() {
-    let (engine, dir) = engine("shard-paths");
+    let (engine, dir) = start("engine-shard-paths", |_| {});
     let client = engine.client();
     let shards = engine.shard_count();
     assert_eq!(shards, 2);
@@ -36,7 +18,7 @@ fn conformance_same_shard_and_cross_shard() {
             assert_eq!(storage.shard(), runner);
             let prefix = format!("r{runner}o{owner}");
             conformance::run(&storage, |check| {
-                on_shard(&format!("{prefix}-{check}"), owner, shards)
+                partition_of(&format!("{prefix}-{check}-"), owner, shards)
             })
             .await
             .expect("the suite passes on the shard");
@@ -49,7 +31,7 @@ fn conformance_same_shard_and_cross_shard() {
 
 #[test]
 fn conformance_from_a_foreign_thread_and_from_tokio() {
-    let (engine, dir) = engine("foreign-paths");
+    let (engine, dir) = start("engine-foreign-paths", |_| {});
     let client = engine.client();
     let plain = client.clone();
     std::thread::spawn(move || {
@@ -77,7 +59,7 @@ fn conformance_from_a_foreign_thread_and_from_tokio() {
 
 #[test]
 fn shutdown_releases_the_lock_and_keeps_synced_data() {
-    let (engine, dir) = engine("restart");
+    let (engine, dir) = start("engine-restart", |_| {});
     let client = engine.client();
     futures::executor::block_on(async {
         let (blob, _) = client.open("kept", b"b").await.unwrap();

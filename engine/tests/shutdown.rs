@@ -5,33 +5,21 @@
 //!
 //! Issue 11, items 3 and 4.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use futures::executor::block_on;
 use futures_lite::future::poll_once;
 use shardblob::{Client, Config, Engine, Error};
-
-fn config(dir: &Path) -> Config {
-    Config {
-        data_dir: dir.to_path_buf(),
-        shards: 2,
-        ..Config::default()
-    }
-}
-
-fn fresh_dir(test: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("shardblob-shutdown-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+use support::{config_in, fresh_dir};
 
 /// A second engine on the same data_dir starts only once the first one
 /// released the LOCK.
 fn lock_is_free(dir: &Path) -> bool {
-    match Engine::start(config(dir)) {
+    match Engine::start(config_in(dir)) {
         Ok(engine) => engine.shutdown().is_ok(),
         Err(Error::DataDirLocked { .. }) => false,
         Err(e) => panic!("unexpected start error: {e}"),
@@ -61,8 +49,8 @@ where
 /// task was dropped unfinished, and its future never resolved.
 #[test]
 fn shutdown_waits_for_a_running_task_within_the_grace_period() {
-    let dir = fresh_dir("waits");
-    let engine = Engine::start(config(&dir)).unwrap();
+    let dir = fresh_dir("shutdown-waits");
+    let engine = Engine::start(config_in(&dir)).unwrap();
     let task = running_task(&engine.client(), 1, || async {
         glommio::timer::sleep(Duration::from_millis(50)).await;
         42
@@ -81,10 +69,10 @@ fn shutdown_waits_for_a_running_task_within_the_grace_period() {
 /// the LOCK held after shutdown, which reported success.
 #[test]
 fn a_task_past_the_grace_period_is_cancelled_and_named() {
-    let dir = fresh_dir("grace");
+    let dir = fresh_dir("shutdown-grace");
     let engine = Engine::start(Config {
         shutdown_grace_ms: 20,
-        ..config(&dir)
+        ..config_in(&dir)
     })
     .unwrap();
     let forever = running_task(&engine.client(), 1, std::future::pending::<()>);
@@ -113,10 +101,10 @@ fn a_task_past_the_grace_period_is_cancelled_and_named() {
 /// its reply sender alive in the channel, so its future never resolved.
 #[test]
 fn requests_still_queued_at_shutdown_resolve_to_shutdown() {
-    let dir = fresh_dir("queued");
+    let dir = fresh_dir("shutdown-queued");
     let engine = Engine::start(Config {
         channel_capacity: 1,
-        ..config(&dir)
+        ..config_in(&dir)
     })
     .unwrap();
     let client = engine.client();
@@ -154,8 +142,8 @@ fn requests_still_queued_at_shutdown_resolve_to_shutdown() {
 /// any await) unwound through the shard's executor and killed shard 0.
 #[test]
 fn a_panic_before_the_future_is_task_panicked_and_the_shard_lives_on() {
-    let dir = fresh_dir("panic");
-    let engine = Engine::start(config(&dir)).unwrap();
+    let dir = fresh_dir("shutdown-panic");
+    let engine = Engine::start(config_in(&dir)).unwrap();
     let client = engine.client();
     let panicked = block_on(client.spawn_on(0, |_| -> std::future::Ready<()> {
         panic!("no future for you")

@@ -2,24 +2,14 @@
 //! and a flood through tiny queues that must neither lose a request nor grow
 //! memory without bound.
 
+mod support;
+
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
 
 use futures::future::join_all;
-use shardblob::{Blob, Client, Config, Engine, Error, Storage, WriteOptions};
+use shardblob::{Blob, Client, Error, Storage, WriteOptions};
 use shardblob_shards::rng::Rng;
-
-fn start(test: &str, tune: impl FnOnce(&mut Config)) -> (Engine, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("shardblob-stress-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut config = Config {
-        data_dir: dir.clone(),
-        shards: 2,
-        ..Config::default()
-    };
-    tune(&mut config);
-    (Engine::start(config).expect("engine starts"), dir)
-}
+use support::start;
 
 /// One task's blobs: it alone touches its partitions, so the model is exact.
 #[derive(Default)]
@@ -135,7 +125,7 @@ fn partitions(path: &str, task: usize) -> Vec<String> {
 
 #[test]
 fn mixed_operations_over_all_paths_match_the_model() {
-    let (engine, dir) = start("mixed", |_| {});
+    let (engine, dir) = start("stress-mixed", |_| {});
     let client = engine.client();
     let mut runs = Vec::new();
     // Shard tasks: their partitions hash to both shards, so they take the
@@ -218,7 +208,7 @@ fn rss_bytes() -> u64 {
 
 #[test]
 fn flood_through_tiny_queues_completes_in_bounded_memory() {
-    let (engine, dir) = start("flood", |config| {
+    let (engine, dir) = start("stress-flood", |config| {
         config.channel_capacity = 2;
         config.inflight_per_shard_max = 2;
     });

@@ -1,26 +1,18 @@
 //! User tasks on shards: `on_all_shards` runs them at once, and a panicking
 //! task is reported without taking its shard down.
 
+mod support;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shardblob::{Blob, Config, Engine, Error, Storage};
-
-fn engine(test: &str) -> (Engine, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("shardblob-tasks-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let config = Config {
-        data_dir: dir.clone(),
-        shards: 2,
-        ..Config::default()
-    };
-    (Engine::start(config).unwrap(), dir)
-}
+use shardblob::{Blob, Error, Storage};
+use support::start;
 
 #[test]
 fn on_all_shards_runs_every_shard_at_once() {
-    let (engine, dir) = engine("rendezvous");
+    let (engine, dir) = start("tasks-rendezvous", |_| {});
     let arrived = Arc::new(AtomicUsize::new(0));
     let shards = engine.shard_count();
     let met = futures::executor::block_on(engine.client().on_all_shards(move |storage| {
@@ -43,7 +35,7 @@ fn on_all_shards_runs_every_shard_at_once() {
 
 #[test]
 fn a_panicking_task_is_an_error_and_its_shard_lives_on() {
-    let (engine, dir) = engine("panic");
+    let (engine, dir) = start("tasks-panic", |_| {});
     let client = engine.client();
     let partition = (0..)
         .map(|i| format!("p{i}"))
