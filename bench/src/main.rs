@@ -152,6 +152,7 @@ fn meta(cli: &Cli, env: &Env, run: Run) -> Meta {
             .map_or("embedded default".into(), |p| p.display().to_string()),
         shard_placement: run.shard_placement,
         engine_settings: format!("{:?}", env.engine_config),
+        io_scheduler: format!("{:?}", env.engine_config.io_scheduler),
         warmup_ms: plan.warmup.as_millis(),
         duration_ms: plan.duration.as_millis(),
         repeats: plan.repeats,

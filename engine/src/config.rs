@@ -182,70 +182,56 @@ impl Default for Config {
     }
 }
 
-/// `configs/default.toml` read strictly: every field required. `Config`
-/// itself cannot parse it for `Default`, because `#[serde(default)]` calls
-/// `Config::default()` first and would recurse.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DefaultFile {
-    data_dir: PathBuf,
-    shards: usize,
-    placement: Placement,
-    physical_cores_only: bool,
-    spin_before_park_us: u64,
-    io_memory_bytes: usize,
-    ring_depth: usize,
-    channel_capacity: usize,
-    inflight_per_shard_max: usize,
-    sync_inline_when_idle: bool,
-    blocking_threads_per_shard: usize,
-    queue_bytes_per_shard_max: u64,
-    shutdown_grace_ms: u64,
-    allow_volatile_data_dir: bool,
-    preallocate_bytes: u64,
-    io_scheduler: SchedConfig,
-}
-
-impl From<DefaultFile> for Config {
-    fn from(file: DefaultFile) -> Config {
-        let DefaultFile {
-            data_dir,
-            shards,
-            placement,
-            physical_cores_only,
-            spin_before_park_us,
-            io_memory_bytes,
-            ring_depth,
-            channel_capacity,
-            inflight_per_shard_max,
-            sync_inline_when_idle,
-            blocking_threads_per_shard,
-            queue_bytes_per_shard_max,
-            shutdown_grace_ms,
-            allow_volatile_data_dir,
-            preallocate_bytes,
-            io_scheduler,
-        } = file;
-        Config {
-            data_dir,
-            shards,
-            placement,
-            physical_cores_only,
-            spin_before_park_us,
-            io_memory_bytes,
-            ring_depth,
-            channel_capacity,
-            inflight_per_shard_max,
-            sync_inline_when_idle,
-            blocking_threads_per_shard,
-            queue_bytes_per_shard_max,
-            shutdown_grace_ms,
-            allow_volatile_data_dir,
-            preallocate_bytes,
-            io_scheduler,
+/// Calls `$then!` with every field of [`Config`] but `data_dir`, as
+/// `name: type,`: the one list that the strict default file and the
+/// builder's setters are made from.
+macro_rules! config_fields {
+    ($then:ident) => {
+        $then! {
+            shards: usize,
+            placement: Placement,
+            physical_cores_only: bool,
+            spin_before_park_us: u64,
+            io_memory_bytes: usize,
+            ring_depth: usize,
+            channel_capacity: usize,
+            inflight_per_shard_max: usize,
+            sync_inline_when_idle: bool,
+            blocking_threads_per_shard: usize,
+            queue_bytes_per_shard_max: u64,
+            shutdown_grace_ms: u64,
+            allow_volatile_data_dir: bool,
+            preallocate_bytes: u64,
+            io_scheduler: SchedConfig,
         }
-    }
+    };
 }
+use config_fields;
+
+/// `DefaultFile`, `configs/default.toml` read strictly (every field
+/// required), and its conversion to [`Config`]. `Config` itself cannot
+/// parse it for `Default`, because `#[serde(default)]` calls
+/// `Config::default()` first and would recurse.
+macro_rules! default_file {
+    ($($field:ident: $ty:ty,)*) => {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct DefaultFile {
+            data_dir: PathBuf,
+            $($field: $ty,)*
+        }
+
+        impl From<DefaultFile> for Config {
+            fn from(file: DefaultFile) -> Config {
+                Config {
+                    data_dir: file.data_dir,
+                    $($field: file.$field,)*
+                }
+            }
+        }
+    };
+}
+config_fields!(default_file);
 
 /// Checks that `value` of `field` lies in `range`; the error names the
 /// field, the value and the range, then `advice`.

@@ -91,11 +91,19 @@ pub(crate) fn scheduler_for(
     data_dir: &Path,
 ) -> Rc<IoScheduler> {
     let device_max = max_io_bytes(data_dir);
+    let fitted = config.for_device(device_max);
     match device_max {
+        Some(bytes) if fitted.piece_bytes < config.piece_bytes => tracing::info!(
+            shard,
+            max_io_bytes = bytes,
+            piece_bytes = fitted.piece_bytes,
+            "I/O pieces cut to the device's max_sectors_kb"
+        ),
         Some(bytes) => tracing::info!(
             shard,
             max_io_bytes = bytes,
-            "I/O pieces cut to the device's max_sectors_kb"
+            piece_bytes = fitted.piece_bytes,
+            "I/O pieces as configured: the device takes them whole"
         ),
         None => tracing::info!(
             shard,
@@ -103,7 +111,7 @@ pub(crate) fn scheduler_for(
             "no block device limit in sysfs (tmpfs, overlay, simulated disk): I/O pieces as configured"
         ),
     }
-    IoScheduler::new(config.for_device(device_max))
+    IoScheduler::new(fitted)
 }
 
 #[cfg(test)]

@@ -966,16 +966,7 @@ fn space_reserved_past_the_end_by_a_crash_is_given_back_on_open() {
     let path = data_dir.join(PARTITION).join(hex(name));
     let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     let size = file.metadata().unwrap().len();
-    // SAFETY: fallocate on a descriptor `file` keeps open.
-    let rc = unsafe {
-        libc::fallocate(
-            std::os::unix::io::AsRawFd::as_raw_fd(&file),
-            libc::FALLOC_FL_KEEP_SIZE,
-            size as libc::off_t,
-            RESERVED as libc::off_t,
-        )
-    };
-    assert_eq!(rc, 0, "fallocate: {}", std::io::Error::last_os_error());
+    loop_ext4::fallocate(&file, libc::FALLOC_FL_KEEP_SIZE, size, RESERVED).expect("fallocate");
     drop(file);
     assert!(allocated_past_end(&path) >= RESERVED);
     let free_reserved = fs.free_bytes();
@@ -1018,16 +1009,7 @@ fn a_failed_reservation_gives_back_what_it_took() {
     // Another program takes all but LEFT bytes.
     let hog = std::fs::File::create(fs.mount_point.join("hog")).unwrap();
     let take = fs.free_bytes() - LEFT;
-    // SAFETY: fallocate on a descriptor `hog` keeps open.
-    let rc = unsafe {
-        libc::fallocate(
-            std::os::unix::io::AsRawFd::as_raw_fd(&hog),
-            0,
-            0,
-            take as libc::off_t,
-        )
-    };
-    assert_eq!(rc, 0, "fallocate: {}", std::io::Error::last_os_error());
+    loop_ext4::fallocate(&hog, 0, 0, take).expect("fallocate");
     let free_before = fs.free_bytes();
     block_on(async {
         let data = pattern(3, 0, 3 * 4096 + 10);

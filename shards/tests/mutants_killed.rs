@@ -7,6 +7,7 @@
 //! `mutants-survivors.md`.
 
 use std::fs;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -119,6 +120,20 @@ fn run(tool: &str, args: &[&str], path: &Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Runs `test` on a fresh executor with the DMA file system of the data
+/// directory `dir` (locked for the test) and its path.
+fn on_dma_fs<Fut: Future<Output = ()>>(dir: &Path, test: impl FnOnce(DmaFs, PathBuf) -> Fut) {
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(1 << 20)
+        .make()
+        .expect("executor");
+    executor.run(async {
+        let data_dir: Arc<DataDir> = DataDir::lock(dir).expect("lock data dir");
+        let root = data_dir.path().to_path_buf();
+        test(DmaFs::new(data_dir).await.expect("dma fs"), root).await
+    });
+}
+
 /// The store works on a disk whose direct I/O needs 4096-byte alignment,
 /// the block size it writes in: a blob is created, written at an unaligned
 /// offset, synced, and reads back. Kills `shards/src/fs/dma.rs:79:29:
@@ -129,14 +144,8 @@ fn run(tool: &str, args: &[&str], path: &Path) -> String {
 fn a_disk_with_4096_byte_sectors_works() {
     let disk = FourKnDisk::new("store");
     let data = disk.mount_point.join("data");
-    let executor = LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(1 << 20)
-        .make()
-        .expect("executor");
-    executor.run(async {
-        let data_dir: Arc<DataDir> = DataDir::lock(&data).expect("lock data dir");
-        let root = data_dir.path().to_path_buf();
-        let store = ShardStore::new(DmaFs::new(data_dir).await.expect("dma fs"), root);
+    on_dma_fs(&data, |fs, root| async move {
+        let store = ShardStore::new(fs, root);
         let (blob, len) = store.open("p", b"4kn").await.expect("open on a 4Kn disk");
         assert_eq!(len, 0);
         blob.write_at(100, b"four k native").await.unwrap();
@@ -154,7 +163,6 @@ fn a_disk_with_4096_byte_sectors_works() {
         // the filesystem can be unmounted.
         glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
     });
-    drop(executor);
     drop(disk);
 }
 
@@ -170,21 +178,15 @@ fn removing_a_partition_leaves_no_directory_behind() {
         std::process::id()
     ));
     let _ = fs::remove_dir_all(&dir);
-    let executor = LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(1 << 20)
-        .make()
-        .expect("executor");
-    executor.run(async {
-        let data_dir: Arc<DataDir> = DataDir::lock(&dir).expect("lock data dir");
-        let root = data_dir.path().to_path_buf();
-        let store = ShardStore::new(DmaFs::new(data_dir).await.expect("dma fs"), root);
+    on_dma_fs(&dir, |fs, root| async move {
+        let store = ShardStore::new(fs, root.clone());
         for round in 0..3u8 {
             let (blob, _) = store.open("gone", b"b").await.unwrap();
             blob.write_at(0, &[round; 10]).await.unwrap();
             blob.sync().await.unwrap();
             drop(blob);
             store.remove("gone", None).await.unwrap();
-            let mut left: Vec<_> = fs::read_dir(&dir)
+            let mut left: Vec<_> = fs::read_dir(&root)
                 .unwrap()
                 .map(|entry| entry.unwrap().file_name())
                 .collect();
@@ -209,20 +211,14 @@ fn removing_a_partition_leaves_no_directory_behind() {
 fn a_rename_refused_with_einval_reports_einval() {
     let dir = std::env::temp_dir().join(format!("shardblob-mutants-rename-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
-    let executor = LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(1 << 20)
-        .make()
-        .expect("executor");
-    executor.run(async {
-        let data_dir: Arc<DataDir> = DataDir::lock(&dir).expect("lock data dir");
-        let fs = DmaFs::new(data_dir).await.expect("dma fs");
-        let from = dir.join("p");
+    on_dma_fs(&dir, |fs, root| async move {
+        let from = root.join("p");
         fs.create_dir(&from).unwrap();
         let error = fs.rename(&from, &from.join("inside")).unwrap_err();
         assert_eq!(error.raw_os_error(), Some(libc::EINVAL), "{error}");
         assert!(from.is_dir(), "nothing moved");
-        fs.rename(&from, &dir.join("q")).unwrap();
-        assert!(!from.exists() && dir.join("q").is_dir());
+        fs.rename(&from, &root.join("q")).unwrap();
+        assert!(!from.exists() && root.join("q").is_dir());
     });
     fs::remove_dir_all(&dir).unwrap();
 }
@@ -247,14 +243,8 @@ fn appends_reserve_ahead_and_an_open_gives_leftovers_back() {
         std::env::temp_dir().join(format!("shardblob-mutants-reserve-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     let file = dir.join("p").join("62"); // blob b"b", hex-named
-    let executor = LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(1 << 20)
-        .make()
-        .expect("executor");
-    executor.run(async {
-        let data_dir: Arc<DataDir> = DataDir::lock(&dir).expect("lock data dir");
-        let root = data_dir.path().to_path_buf();
-        let store = ShardStore::new(DmaFs::new(data_dir).await.expect("dma fs"), root);
+    on_dma_fs(&dir, |fs, root| async move {
+        let store = ShardStore::new(fs, root);
         let (blob, _) = store.open("p", b"b").await.unwrap();
         blob.write_at(0, &[7; 4096]).await.unwrap();
         blob.sync().await.unwrap();

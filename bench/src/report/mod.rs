@@ -147,6 +147,8 @@ pub struct Meta {
     pub shard_placement: String,
     /// Every field of the engine configuration used (data_dir aside, which the run replaces).
     pub engine_settings: String,
+    /// The engine's `[io_scheduler]` bounds, for the report's header.
+    pub io_scheduler: String,
     pub warmup_ms: u128,
     pub duration_ms: u128,
     pub repeats: usize,
@@ -396,6 +398,7 @@ pub mod fixture {
                 engine_config: "embedded default".into(),
                 shard_placement: "shard 1".into(),
                 engine_settings: String::new(),
+                io_scheduler: String::new(),
                 warmup_ms: 100,
                 duration_ms: 200,
                 repeats: 5,

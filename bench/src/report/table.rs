@@ -220,8 +220,9 @@ pub fn header_lines(results: &Results) -> Vec<String> {
             m.load_average_start, m.load_average_end
         ),
         format!(
-            "engine config: {}; measured {}; fio: {}",
+            "engine config: {} (I/O scheduler: {}); measured {}; fio: {}",
             m.engine_config,
+            m.io_scheduler,
             m.shard_placement,
             m.fio_version.as_deref().unwrap_or("not on PATH (skipped)")
         ),
@@ -299,6 +300,20 @@ mod tests {
     use super::*;
     use crate::report::fixture::{results, summary};
     use crate::result::Caveat;
+
+    #[test]
+    fn the_header_names_the_io_scheduler_bounds() {
+        let mut r = results();
+        r.meta.io_scheduler = "SchedConfig { throughput_ops_max: 6 }".into();
+        let line = header_lines(&r)
+            .into_iter()
+            .find(|l| l.starts_with("engine config:"))
+            .unwrap();
+        assert!(
+            line.contains("(I/O scheduler: SchedConfig { throughput_ops_max: 6 })"),
+            "{line}"
+        );
+    }
 
     #[test]
     fn thousands_separators() {

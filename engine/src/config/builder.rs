@@ -53,23 +53,7 @@ impl ConfigBuilder {
         self
     }
 
-    setters! {
-        shards: usize,
-        placement: Placement,
-        physical_cores_only: bool,
-        spin_before_park_us: u64,
-        io_memory_bytes: usize,
-        ring_depth: usize,
-        channel_capacity: usize,
-        inflight_per_shard_max: usize,
-        sync_inline_when_idle: bool,
-        blocking_threads_per_shard: usize,
-        queue_bytes_per_shard_max: u64,
-        shutdown_grace_ms: u64,
-        allow_volatile_data_dir: bool,
-        preallocate_bytes: u64,
-        io_scheduler: SchedConfig,
-    }
+    super::config_fields!(setters);
 
     /// The configuration, once every value is within its bounds
     /// ([`Config::check_values`]); else the error names the field.

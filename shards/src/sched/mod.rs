@@ -70,13 +70,18 @@
 //! leaves the queue at once (no ghost entry that would block its class),
 //! and a permit granted to a dropped waiter is given back at once.
 //!
-//! Calibrating for a device (NVMe): run the benchmark's mixed workload
-//! (latency-class 4 KiB reads at low depth beside throughput-class large
-//! writes) and measure the latency class's p99/p999 and the throughput
-//! class's MB/s while raising `throughput_bytes_max` from one piece upwards:
-//! take the largest value at which the latency class's p99 stays within
-//! the target of its p99 when alone; `throughput_ops_max` then is that
-//! divided by the bulk operation size. `depth_max` should be about the
+//! Calibrating for a device (NVMe): run the benchmark's interference
+//! suite (`shardblob-bench --suite interference --engine-config FILE`:
+//! latency-class 4 KiB reads at depth 1 and in an open loop, alone and
+//! beside a throughput-class 128 KiB writer at depth 8) with an
+//! `[io_scheduler]` block in FILE, raising `throughput_bytes_max` from one
+//! piece upwards (`throughput_ops_max` = that divided by `piece_bytes`).
+//! Take the largest value at which the reader's p99.9 under the writer
+//! stays within your target of its p99.9 alone (the report judges 2x)
+//! while the writer keeps the share of its solo MB/s you need (the report
+//! judges 0.7x); the bounds trade one for the other, so where no value
+//! meets both, choose which matters. Judge over several runs: a single
+//! p99.9 of a short run rests on a few samples. `depth_max` should be about the
 //! depth at which fio's 4 KiB random-read IOPS stop growing (deeper only
 //! queues inside the device). `piece_bytes`: NVMe drives often report
 //! `max_sectors_kb` of 128 to 512; the piece follows it automatically.
@@ -214,7 +219,7 @@ impl Default for SchedConfig {
     /// (Seastar's request size too) and six of them in flight kept a
     /// depth-1 4 KiB reader's p99.9 within 1.55x and 1.91x of its p99.9
     /// alone beside a 128 KiB writer at depth 8 in two runs, where 8 ops
-    /// and 2 MiB (which that writer never reaches) let it grow 4.39x
+    /// and 2 MiB (which that writer never exceeds) let it grow 4.39x
     /// (bench/RESULTS.md, interference).
     fn default() -> SchedConfig {
         SchedConfig {
