@@ -1,17 +1,15 @@
 //! A minimal executor for a plain std thread: `block_on` polls one future,
 //! spins briefly for a wake-up, then parks the thread until a waker fires or
-//! the earliest pending `ThreadSleep` is due. It exists so the foreign-thread path runs on a thread that belongs
-//! to no runtime (as a user's main thread would), yet open-loop schedules get
-//! timers with microsecond precision (tokio's timer has 1 ms granularity).
+//! the earliest pending `ThreadSleep` is due (the engine's
+//! `shardblob::wait::Waiter` with a timer hook). It exists so the
+//! foreign-thread path runs on a thread that belongs to no runtime (as a
+//! user's main thread would), yet open-loop schedules get timers with
+//! microsecond precision (tokio's timer has 1 ms granularity).
 
 use std::cell::Cell;
 use std::future::Future;
-use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread::{self, Thread};
-use std::time::{Duration, Instant};
+use std::task::{Context, Poll};
+use std::time::Instant;
 
 use crate::load::Sleep;
 
@@ -20,70 +18,18 @@ thread_local! {
     static NEXT_DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
-/// How long `block_on` polls for a wake-up before it parks the thread: the
-/// engine's default `spin_before_park_us`, so a foreign caller waits for a
-/// reply as a shard does. A parked thread pays a futex wake-up, tens of µs on
-/// a VM, on every reply that comes later than this.
-const SPIN_BEFORE_PARK: Duration = Duration::from_micros(50);
-
-struct ThreadWaker {
-    thread: Thread,
-    woken: AtomicBool,
-}
-
-impl Wake for ThreadWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::Release);
-        self.thread.unpark();
-    }
-}
-
-/// Runs `future` to completion on the calling thread.
+/// Runs `future` to completion on the calling thread, waking for the
+/// earliest pending `ThreadSleep` too. It spins the engine's default
+/// `spin_before_park_us` for a wake-up before it parks, so a foreign caller
+/// waits for a reply as a shard does (`shardblob::wait`).
 pub fn block_on<F: Future>(future: F) -> F::Output {
     // Timer slack of 1 ns: park_timeout wakes on time, not up to 50 µs late.
     // SAFETY: prctl with PR_SET_TIMERSLACK only changes this thread's timer slack.
     unsafe {
         libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
     }
-    let waker_state = Arc::new(ThreadWaker {
-        thread: thread::current(),
-        woken: AtomicBool::new(false),
-    });
-    let waker = Waker::from(waker_state.clone());
-    let mut cx = Context::from_waker(&waker);
-    let mut future = pin!(future);
-    loop {
-        NEXT_DEADLINE.with(|d| d.set(None));
-        waker_state.woken.store(false, Ordering::Relaxed);
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        let deadline = NEXT_DEADLINE.with(Cell::get);
-        let spin_until = Instant::now() + SPIN_BEFORE_PARK;
-        let spin_until = deadline.map_or(spin_until, |d| d.min(spin_until));
-        while Instant::now() < spin_until {
-            if waker_state.woken.load(Ordering::Acquire) {
-                break;
-            }
-            std::hint::spin_loop();
-        }
-        if waker_state.woken.load(Ordering::Acquire) {
-            continue; // its unpark token makes a later park return at once: harmless
-        }
-        match deadline {
-            Some(deadline) => {
-                let now = Instant::now();
-                if deadline > now {
-                    thread::park_timeout(deadline - now);
-                }
-            }
-            None => thread::park(),
-        }
-    }
+    shardblob::wait::Waiter::new(shardblob::wait::SPIN_DEFAULT)
+        .block_on_until(future, || NEXT_DEADLINE.with(Cell::take))
 }
 
 /// A timer future for `block_on`: pending until its deadline; each poll
@@ -119,6 +65,7 @@ impl Sleep for ThreadSleep {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn block_on_wakes_for_a_sleep_and_for_a_waker() {
@@ -127,7 +74,7 @@ mod tests {
         assert!(Instant::now() >= deadline);
 
         let (tx, rx) = futures::channel::oneshot::channel();
-        let sender = thread::spawn(move || tx.send(7).unwrap());
+        let sender = std::thread::spawn(move || tx.send(7).unwrap());
         assert_eq!(block_on(rx), Ok(7));
         sender.join().unwrap();
     }

@@ -48,6 +48,7 @@ mod shard;
 #[cfg(test)]
 mod tests;
 mod transport;
+pub mod wait;
 
 pub use client::{Client, ClientBlob};
 pub use config::{Config, ConfigBuilder, Placement, ResolvedConfig};
