@@ -168,6 +168,13 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub markdown_prose: Option<PathBuf>,
 
+    /// Run nothing: place --markdown-prose into REPORT, a Markdown report
+    /// this tool wrote without prose (e.g. `results.md` of an earlier run's
+    /// --out-dir), where a run would have put it, and write the result to
+    /// --markdown (analysis written after seeing the figures).
+    #[arg(long, value_name = "REPORT", requires_all = ["markdown", "markdown_prose"])]
+    pub prose_into: Option<PathBuf>,
+
     /// Glommio spin_before_park of the raw DmaFile peer, in microseconds
     /// [default: the engine configuration's spin_before_park_us].
     #[arg(long, value_name = "US")]
@@ -311,5 +318,16 @@ mod tests {
         assert!(Cli::try_parse_from(["shardblob-bench", "--paths", "fio"]).is_err());
         assert!(Cli::try_parse_from(["shardblob-bench", "--quick", "--long"]).is_err());
         assert!(Cli::try_parse_from(["shardblob-bench", "--read-percent", "101"]).is_err());
+        let prose_alone = [
+            "shardblob-bench",
+            "--prose-into",
+            "r.md",
+            "--markdown",
+            "o.md",
+        ];
+        assert!(
+            Cli::try_parse_from(prose_alone).is_err(),
+            "needs --markdown-prose"
+        );
     }
 }

@@ -25,6 +25,7 @@ mod usage;
 mod workdir;
 mod workload;
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -208,6 +209,19 @@ fn environment(cli: &Cli, plan: &suite::Plan, stamp: &str) -> Result<(Env, Strin
     Ok((env, shard_placement))
 }
 
+/// `--prose-into`: the prose placed into an earlier report, written to
+/// --markdown (clap requires both).
+fn place_prose(cli: &Cli, report: &Path, prose: &str) -> Result<(), String> {
+    let text = std::fs::read_to_string(report)
+        .map_err(|e| format!("--prose-into {}: {e}", report.display()))?;
+    let out = cli
+        .markdown
+        .as_deref()
+        .ok_or("--prose-into needs --markdown")?;
+    std::fs::write(out, report::markdown::with_prose(&text, prose))
+        .map_err(|e| format!("--markdown {}: {e}", out.display()))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let (plan, prose) = match plan_and_prose(&cli) {
@@ -217,6 +231,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let (Some(report), Some(prose)) = (&cli.prose_into, &prose) {
+        return match place_prose(&cli, report, prose) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if cli.dry_run {
         print!("{}", plan.describe());
         println!("estimated time: {:.0} s plus prefill", plan.estimated_s());

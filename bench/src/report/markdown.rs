@@ -249,6 +249,23 @@ pub fn pipe_table(rows: &[Vec<String>]) -> String {
     text
 }
 
+/// The heading of the verdicts: hand-written prose goes after them.
+const VERDICTS_HEADING: &str = "\n## Against the targets of issues 5 and 14\n\n";
+
+/// `report` (Markdown this tool wrote without prose) with `prose` placed
+/// after the verdicts, before the first section that follows them (after
+/// the header lines when there are none): where `--markdown-prose` puts it
+/// in a run, and where `--prose-into` puts it after one.
+pub fn with_prose(report: &str, prose: &str) -> String {
+    let after = report
+        .find(VERDICTS_HEADING)
+        .map_or(0, |i| i + VERDICTS_HEADING.len());
+    let at = report[after..]
+        .find("\n## ")
+        .map_or(report.len(), |i| after + i);
+    format!("{}\n{}\n{}", &report[..at], prose.trim_end(), &report[at..])
+}
+
 /// Renders the whole report.
 pub fn render(results: &Results) -> String {
     let mut text = String::from("# shardblob-bench results\n\n");
@@ -257,7 +274,7 @@ pub fn render(results: &Results) -> String {
     }
     let verdicts = verdicts(results);
     if !verdicts.is_empty() {
-        text.push_str("\n## Against the targets of issues 5 and 14\n\n");
+        text.push_str(VERDICTS_HEADING);
         let mut rows = vec![vec![
             "target".into(),
             "figures: median (min-max) of the per-repeat ratios or differences".into(),
@@ -269,9 +286,6 @@ pub fn render(results: &Results) -> String {
                 .map(|(name, figures, v)| vec![name, figures, v.word().into()]),
         );
         text.push_str(&pipe_table(&rows));
-    }
-    if let Some(prose) = &results.prose {
-        let _ = write!(text, "\n{}\n", prose.trim_end());
     }
     for (title, rows) in super::extra_tables(results) {
         let _ = writeln!(text, "\n## {title}\n");
@@ -288,7 +302,10 @@ pub fn render(results: &Results) -> String {
             let _ = writeln!(text, "- {note}");
         }
     }
-    text
+    match &results.prose {
+        Some(prose) => with_prose(&text, prose),
+        None => text,
+    }
 }
 
 #[cfg(test)]
@@ -345,6 +362,16 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn prose_placed_after_the_run_is_where_the_run_puts_it() {
+        let mut results = results();
+        let prose = "## Analysis\n\nWritten after the run.\n";
+        let bare = render(&results);
+        results.prose = Some(prose.into());
+        assert_eq!(with_prose(&bare, prose), render(&results));
+        assert_ne!(bare, render(&results));
     }
 
     #[test]
