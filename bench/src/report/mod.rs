@@ -412,3 +412,38 @@ pub mod fixture {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::fixture::{results, summary};
+    use super::*;
+    use crate::run::ScalingRow;
+
+    #[test]
+    fn scaling_rows_sum_the_shards_and_give_the_per_core_efficiency() {
+        let mut r = results();
+        let measured = |ops_per_s| Outcome::Measured(Box::new(summary(ops_per_s, 100.0)));
+        let failed = Outcome::Failed {
+            error: "no third shard".into(),
+        };
+        r.scaling = vec![vec![
+            ScalingRow {
+                shards: 1,
+                outcome: measured(10_000.0),
+            },
+            ScalingRow {
+                shards: 2,
+                outcome: Outcome::sum(vec![measured(9_000.0), measured(9_000.0)]),
+            },
+            ScalingRow {
+                shards: 3,
+                outcome: Outcome::sum(vec![measured(9_000.0), failed]),
+            },
+        ]];
+        let rows = scaling_table(&r).expect("a scaling table");
+        assert_eq!(rows.len(), 1 + 3, "{rows:?}");
+        assert_eq!((&rows[1][2][..], &rows[1][7][..]), ("10,000", "1.00"));
+        assert_eq!((&rows[2][2][..], &rows[2][7][..]), ("18,000", "0.90"));
+        assert_eq!(rows[3][2], "FAILED: no third shard");
+    }
+}
