@@ -59,14 +59,17 @@ pub struct PerRepeat {
     pub ops_per_s: Vec<f64>,
     pub p50_us: Vec<f64>,
     pub p99_us: Vec<f64>,
+    /// Each repeat's p99.9: the tail targets take the median over repeats.
+    pub p999_us: Vec<f64>,
 }
 
 impl PerRepeat {
-    pub fn single(ops_per_s: f64, p50_us: f64, p99_us: f64) -> PerRepeat {
+    pub fn single(ops_per_s: f64, p50_us: f64, p99_us: f64, p999_us: f64) -> PerRepeat {
         PerRepeat {
             ops_per_s: vec![ops_per_s],
             p50_us: vec![p50_us],
             p99_us: vec![p99_us],
+            p999_us: vec![p999_us],
         }
     }
 }
@@ -221,7 +224,7 @@ impl Summary {
             mean_us: h.mean() / 1e3,
             samples: h.len(),
             repeats: 1,
-            per_repeat: PerRepeat::single(ops_per_s, at_us(&h, 50.0), p99_us),
+            per_repeat: PerRepeat::single(ops_per_s, at_us(&h, 50.0), p99_us, at_us(&h, 99.9)),
             spectrum: SPECTRUM_PERCENTILES
                 .iter()
                 .map(|&p| (p, at_us(&h, p)))
@@ -298,6 +301,10 @@ pub fn merge(runs: Vec<Summary>) -> Option<Summary> {
         p99_us: runs
             .iter()
             .flat_map(|r| r.per_repeat.p99_us.clone())
+            .collect(),
+        p999_us: runs
+            .iter()
+            .flat_map(|r| r.per_repeat.p999_us.clone())
             .collect(),
     };
     merged_summary.notes = first.notes.clone();
@@ -390,8 +397,12 @@ impl Outcome {
                 }
                 summary.p99_us_spread = Spread::single(summary.p99_us);
                 summary.repeats = 1;
-                summary.per_repeat =
-                    PerRepeat::single(total_ops_per_s, summary.p50_us, summary.p99_us);
+                summary.per_repeat = PerRepeat::single(
+                    total_ops_per_s,
+                    summary.p50_us,
+                    summary.p99_us,
+                    summary.p999_us,
+                );
                 Outcome::Measured(Box::new(summary))
             }
             None => Outcome::Skipped {

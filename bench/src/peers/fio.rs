@@ -291,7 +291,7 @@ fn job_summary(job: &Value, case: &Case) -> Result<Summary, String> {
         notes.push("open-loop latency from submission, not from intended start".to_string());
     }
     let mean_sync_us = sync_lat.map_or(Ok(0.0), |s| number(s, &["mean"]).map(|ns| ns / 1e3))?;
-    let (p50_us, p99_us) = (at(50.0)?, at(99.0)?);
+    let (p50_us, p99_us, p999_us) = (at(50.0)?, at(99.0)?, at(99.9)?);
     Ok(Summary {
         ops_per_s,
         mb_per_s: ops_per_s * case.workload.block_size_bytes as f64 / 1e6,
@@ -301,7 +301,7 @@ fn job_summary(job: &Value, case: &Case) -> Result<Summary, String> {
         p90_us: at(90.0)?,
         p99_us,
         p99_us_spread: Spread::single(p99_us),
-        p999_us: at(99.9)?,
+        p999_us,
         // Kept for merging; `merge` shows it only with enough samples.
         p9999_us: Some(at(99.99)?),
         max_us: at(100.0)?,
@@ -312,7 +312,7 @@ fn job_summary(job: &Value, case: &Case) -> Result<Summary, String> {
             .map(|&p| at(p).map(|us| (p, us)))
             .collect::<Result<_, _>>()?,
         repeats: 1,
-        per_repeat: PerRepeat::single(ops_per_s, p50_us, p99_us),
+        per_repeat: PerRepeat::single(ops_per_s, p50_us, p99_us, p999_us),
         notes,
         caveats,
         max_issue_lag_us: 0.0,

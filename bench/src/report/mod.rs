@@ -342,6 +342,7 @@ pub mod fixture {
             ops_per_s: vec![ops_per_s * 0.9, ops_per_s, ops_per_s * 1.1],
             p50_us: vec![s.p50_us; 3],
             p99_us: vec![p99_us * 0.8, p99_us, p99_us * 1.25],
+            p999_us: vec![s.p999_us; 3],
         };
         s
     }
