@@ -209,15 +209,17 @@ fn environment(cli: &Cli, plan: &suite::Plan, stamp: &str) -> Result<(Env, Strin
     Ok((env, shard_placement))
 }
 
-/// `--prose-into`: the prose placed into an earlier report, written to
-/// --markdown (clap requires both).
-fn place_prose(cli: &Cli, report: &Path, prose: &str) -> Result<(), String> {
+/// `--prose-into`: the prose placed into an earlier report without prose,
+/// written to `out` (--markdown).
+fn place_prose(report: &Path, prose: &str, out: &Path) -> Result<(), String> {
     let text = std::fs::read_to_string(report)
         .map_err(|e| format!("--prose-into {}: {e}", report.display()))?;
-    let out = cli
-        .markdown
-        .as_deref()
-        .ok_or("--prose-into needs --markdown")?;
+    if report::markdown::has_prose(&text) {
+        return Err(format!(
+            "--prose-into {}: the report has prose already; give the run's own results.md",
+            report.display()
+        ));
+    }
     std::fs::write(out, report::markdown::with_prose(&text, prose))
         .map_err(|e| format!("--markdown {}: {e}", out.display()))
 }
@@ -231,8 +233,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let (Some(report), Some(prose)) = (&cli.prose_into, &prose) {
-        return match place_prose(&cli, report, prose) {
+    // clap requires --markdown and --markdown-prose with --prose-into.
+    if let (Some(report), Some(prose), Some(out)) = (&cli.prose_into, &prose, &cli.markdown) {
+        return match place_prose(report, prose, out) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");

@@ -28,6 +28,8 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     unsafe {
         libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
     }
+    // A deadline left by an earlier call's last poll is not this call's.
+    NEXT_DEADLINE.with(|d| d.set(None));
     shardblob::wait::Waiter::new(shardblob::wait::SPIN_DEFAULT)
         .block_on_until(future, || NEXT_DEADLINE.with(Cell::take))
 }

@@ -162,8 +162,8 @@ fn profile(cli: &Cli) -> Profile {
         }
     } else if cli.suite == Some(Suite::Interference) {
         // A p99.9 per repeat needs thousands of foreground ops: 1 s repeats
-        // (a depth-1 reader under the writer did 1,270-10,450 ops/s on the
-        // dev VM). About five minutes.
+        // (a depth-1 reader under the writer did 1,270-11,210 ops/s on the
+        // dev VM, depending on the bounds). About five minutes.
         Profile {
             name: "interference",
             repeats: 5,

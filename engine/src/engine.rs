@@ -593,7 +593,12 @@ mod tests {
 
     #[test]
     fn the_simulated_disk_takes_the_configured_piece_on_every_host() {
-        let config = SchedConfig::default();
+        // The largest piece: a real device (max_sectors_kb) would cut it.
+        let config = SchedConfig {
+            piece_bytes: shardblob_shards::sched::PIECE_BYTES_MAX,
+            throughput_bytes_max: 2 << 20,
+            ..SchedConfig::default()
+        };
         let sched = Disk::Simulated(SimFs::new(0)).scheduler(0, &config);
         assert_eq!(sched.config().piece_bytes, config.piece_bytes);
         assert_eq!(*sched.config(), config);

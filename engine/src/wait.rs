@@ -8,8 +8,9 @@
 //! benchmark's foreign-thread caller on the 2-core dev VM: spinning 50 µs
 //! brought its depth-1 median from about +60 µs over the owning shard to
 //! about +10 µs (README, "Placing shards for tail latency"). The price is
-//! CPU time: up to the spin, burnt on the waiting thread's CPU, per wait
-//! that lasts longer than it. On a core shared with a shard or other busy
+//! CPU time, burnt on the waiting thread's CPU: up to the spin per wait
+//! that lasts longer than it (twice, when the wait follows a wake-up the
+//! spin caught: its unpark token ends the first park at once). On a core shared with a shard or other busy
 //! work, a spin of zero (park at once) is the better choice.
 //!
 //! [`block_on`] is this wait for one future on a plain thread. Inside an
@@ -43,8 +44,9 @@ pub struct Waiter {
 }
 
 impl Waiter {
-    /// A waiter that spins `spin` (at most 10 ms, as `spin_before_park_us`:
-    /// longer is cut to it) before it parks; zero parks at once.
+    /// A waiter that spins `spin` before it parks; zero parks at once. A
+    /// spin over 10 ms (the bound of the engine's `spin_before_park_us`)
+    /// is cut to 10 ms.
     pub fn new(spin: Duration) -> Waiter {
         Waiter {
             spin: spin.min(Duration::from_micros(SPIN_BEFORE_PARK_US_MAX)),
@@ -81,10 +83,10 @@ impl Waiter {
             if self.spin_for_wake(&flag, deadline) {
                 continue; // a later park returns at once for its token: harmless
             }
-            match deadline {
-                Some(deadline) => {
-                    thread::park_timeout(deadline.saturating_duration_since(Instant::now()))
-                }
+            match deadline.map(|d| d.saturating_duration_since(Instant::now())) {
+                // Due already: poll again rather than pay a futex call.
+                Some(left) if left.is_zero() => {}
+                Some(left) => thread::park_timeout(left),
                 None => thread::park(),
             }
         }

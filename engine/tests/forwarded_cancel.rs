@@ -11,7 +11,7 @@ use support::ftrace::{flushes_between, inode, Tracer};
 use support::{block_shard, partition_on, reopen, start, without_hanging};
 
 const BLOCK: usize = 4096;
-/// A write of many 1 MiB chunks, written one after another by the shard:
+/// A write of many pieces (128 KiB by default), written one after another by the shard:
 /// its last chunk goes out long after a one-block write issued beside it.
 const BIG: usize = 64 << 20;
 const ROUNDS: u8 = 8;
@@ -59,10 +59,10 @@ async fn landed<B: Blob>(blob: &B) {
 /// `a_dropped_overwrite_never_lands_after_a_later_one`.
 ///
 /// Each round starts a 64 MiB aligned overwrite from a foreign thread,
-/// waits until its first 1 MiB chunk is on the device (so the shard's
+/// waits until its first piece is on the device (so the shard's
 /// handler is running it), drops its future, then overwrites the last
 /// block and reads it back: the later write must win. What it forces: the
-/// dropped write has 63 chunks still to write, one after another, when the
+/// dropped write has hundreds of pieces still to write, one after another, when the
 /// one-block write is issued; before the fix the shard's handler kept
 /// polling the dropped write (it was never an orphan, so the later write
 /// did not wait for it) and its last chunk landed on top of the later

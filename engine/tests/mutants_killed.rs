@@ -9,8 +9,8 @@
 mod support;
 
 use futures::executor::block_on;
-use shardblob::{shard_of, Blob, ShardStorage, Storage};
-use support::start;
+use shardblob::{Blob, ShardStorage, Storage};
+use support::{partition_on, start};
 
 /// A task on a shard finds that shard's storage with
 /// `ShardStorage::current()`, and it works: a blob written through it on the
@@ -23,10 +23,7 @@ fn a_shard_task_finds_its_own_storage() {
     let client = engine.client();
     assert!(ShardStorage::current().is_none(), "not on a shard");
     for shard in 0..engine.shard_count() {
-        let partition = (0..)
-            .map(|i| format!("current-{i}"))
-            .find(|p| shard_of(p, engine.shard_count()) == shard)
-            .unwrap();
+        let partition = partition_on(&engine, shard, "current-");
         let task_partition = partition.clone();
         let found = block_on(client.spawn_on(shard, move |_| async move {
             let storage = ShardStorage::current()?;

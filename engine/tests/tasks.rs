@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shardblob::{Blob, Error, Storage};
-use support::start;
+use support::{partition_on, start};
 
 #[test]
 fn on_all_shards_runs_every_shard_at_once() {
@@ -37,10 +37,7 @@ fn on_all_shards_runs_every_shard_at_once() {
 fn a_panicking_task_is_an_error_and_its_shard_lives_on() {
     let (engine, dir) = start("tasks-panic", |_| {});
     let client = engine.client();
-    let partition = (0..)
-        .map(|i| format!("p{i}"))
-        .find(|p| engine.shard_of(p) == 0)
-        .unwrap();
+    let partition = partition_on(&engine, 0, "p");
     let panicked = futures::executor::block_on(client.spawn_on(0, |_| async { panic!("boom") }));
     match panicked {
         Err(Error::TaskPanicked { shard: 0, message }) => assert_eq!(message, "boom"),

@@ -9,9 +9,9 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use shardblob::wait::{block_on, Waiter};
+use shardblob::wait::{block_on, Waiter, SPIN_DEFAULT};
 use shardblob::{Blob, Storage};
 use support::start;
 
@@ -85,10 +85,47 @@ fn a_wake_up_within_the_spin_is_caught_without_parking() {
 }
 
 #[test]
-fn a_wait_past_the_spin_parks_and_a_zero_spin_parks_at_once() {
+fn a_wait_past_the_spin_parks() {
     let late = Duration::from_millis(30);
     assert!(switches_while_waiting(Waiter::new(Duration::from_micros(50)), late) > 0);
-    assert!(switches_while_waiting(Waiter::new(Duration::ZERO), late) > 0);
+}
+
+#[test]
+fn a_zero_spin_parks_even_for_an_immediate_wake_up() {
+    let parked = (0..ATTEMPTS)
+        .filter(|_| switches_while_waiting(Waiter::new(Duration::ZERO), Duration::ZERO) > 0)
+        .count();
+    // The waking thread may win the race to the flag now and then.
+    assert!(
+        parked > ATTEMPTS / 2,
+        "parked in {parked} of {ATTEMPTS} waits"
+    );
+}
+
+#[test]
+fn block_on_until_wakes_for_its_deadline_without_a_waker() {
+    let deadline = Instant::now() + Duration::from_millis(5);
+    let mut asked = 0;
+    let woke = Waiter::new(Duration::ZERO).block_on_until(
+        std::future::poll_fn(|_| match Instant::now() >= deadline {
+            true => Poll::Ready(Instant::now()),
+            false => Poll::Pending,
+        }),
+        || {
+            asked += 1;
+            Some(deadline)
+        },
+    );
+    assert!(woke >= deadline && asked >= 1, "asked {asked} times");
+}
+
+#[test]
+fn the_default_spin_is_the_engines_spin_before_park() {
+    let config = shardblob::Config::default();
+    assert_eq!(
+        SPIN_DEFAULT,
+        Duration::from_micros(config.spin_before_park_us)
+    );
 }
 
 #[test]

@@ -19,6 +19,7 @@ use futures_lite::{Stream, StreamExt};
 use glommio::{LocalExecutorBuilder, Placement};
 use shardblob_shards::fs::sim::{SimFile, SimFs, SimWriteBuf};
 use shardblob_shards::fs::{DirEntry, File, FileSystem, BLOCK_SIZE};
+use shardblob_shards::sched::SchedConfig;
 use shardblob_shards::{Blob, ShardBlob, ShardStore, Storage};
 
 const PARTITION: &str = "races";
@@ -464,7 +465,8 @@ fn dropped_operations_on_real_files_leave_the_blob_consistent() {
 enum DropOp {
     Append,
     Overwrite,
-    /// Two device writes (crosses `IO_BYTES_MAX`).
+    /// Many device writes: crosses `IO_BYTES_MAX` and every piece of the
+    /// default scheduler (`SchedConfig::piece_bytes`) on the way.
     LargeWrite,
     Shrink,
     Grow,
@@ -473,8 +475,8 @@ enum DropOp {
 
 impl DropOp {
     /// Runs the op on `blob`; returns the contents it may leave, given the
-    /// contents `before` (a write dropped between its chunks leaves its
-    /// first chunk).
+    /// contents `before` (a write dropped between its pieces leaves a prefix
+    /// of whole pieces).
     async fn run(self, blob: &ShardBlob<Device>, before: &[u8], polls: usize) -> Vec<Vec<u8>> {
         let large = shardblob_shards::blob::IO_BYTES_MAX + 3000;
         let (offset, data) = match self {
@@ -500,12 +502,19 @@ impl DropOp {
         shrunk.truncate(5000);
         let mut grown = before.to_vec();
         grown.resize(before.len() + 7000, 0);
-        let first_chunk = shardblob_shards::blob::IO_BYTES_MAX - offset;
+        // Piece boundaries are multiples of the piece in the blob's data.
+        let piece = SchedConfig::default().piece_bytes;
+        let piece_ends = (1..)
+            .map(|k| k * piece - offset)
+            .take_while(|&upto| upto < data.len());
         match self {
             DropOp::Shrink => vec![before.to_vec(), shrunk],
             DropOp::Grow => vec![before.to_vec(), grown],
             DropOp::Sync => vec![before.to_vec()],
-            DropOp::LargeWrite => vec![before.to_vec(), overlay(first_chunk), overlay(data.len())],
+            DropOp::LargeWrite => std::iter::once(before.to_vec())
+                .chain(piece_ends.map(&overlay))
+                .chain([overlay(data.len())])
+                .collect(),
             _ => vec![before.to_vec(), overlay(data.len())],
         }
     }

@@ -333,4 +333,27 @@ mod tests {
             assert_eq!(verdict, Verdict::Missed);
         }
     }
+    #[test]
+    fn the_tail_target_takes_the_repeats_p999_not_the_merged_one() {
+        let mut r = interference_results();
+        let with_repeats = |merged: f64, repeats: [f64; 3]| {
+            let mut o = with_p999(20_000.0, merged);
+            if let Outcome::Measured(s) = &mut o {
+                s.per_repeat.p999_us = repeats.to_vec();
+                s.background = Some(Box::new(summary(900.0, 900.0)));
+            }
+            o
+        };
+        let alone = || with_repeats(100.0, [100.0, 100.0, 100.0]);
+        // Merged, 1x (met); per repeat, 3x (missed).
+        let under = || with_repeats(100.0, [290.0, 300.0, 310.0]);
+        let row = vec![alone(), under(), alone(), under(), with_p999(1000.0, 900.0)];
+        r.by_target = vec![(Target::SameShard, row)];
+        let (text, verdict) = verdicts(&r).swap_remove(0).1.unwrap();
+        assert!(
+            text.starts_with("p99.9 per repeat 300 (290-310) under bg"),
+            "{text}"
+        );
+        assert_eq!(verdict, Verdict::Missed, "{text}");
+    }
 }

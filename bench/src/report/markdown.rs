@@ -257,13 +257,26 @@ const VERDICTS_HEADING: &str = "\n## Against the targets of issues 5 and 14\n\n"
 /// the header lines when there are none): where `--markdown-prose` puts it
 /// in a run, and where `--prose-into` puts it after one.
 pub fn with_prose(report: &str, prose: &str) -> String {
-    let after = report
+    let from = report
         .find(VERDICTS_HEADING)
         .map_or(0, |i| i + VERDICTS_HEADING.len());
-    let at = report[after..]
+    let at = report[from..]
         .find("\n## ")
-        .map_or(report.len(), |i| after + i);
-    format!("{}\n{}\n{}", &report[..at], prose.trim_end(), &report[at..])
+        .map_or(report.len(), |i| from + i);
+    format!(
+        "{}\n{PROSE_MARK}\n{}\n{}",
+        &report[..at],
+        prose.trim_end(),
+        &report[at..]
+    )
+}
+
+/// The line before placed prose, so that it is placed once.
+const PROSE_MARK: &str = "<!-- hand-written (--markdown-prose) -->";
+
+/// Whether `report` already holds prose placed by [`with_prose`].
+pub fn has_prose(report: &str) -> bool {
+    report.lines().any(|line| line == PROSE_MARK)
 }
 
 /// Renders the whole report.
@@ -365,13 +378,25 @@ mod tests {
     }
 
     #[test]
-    fn prose_placed_after_the_run_is_where_the_run_puts_it() {
-        let mut results = results();
+    fn prose_goes_after_the_verdicts_or_the_header_once() {
+        let results = results();
         let prose = "## Analysis\n\nWritten after the run.\n";
         let bare = render(&results);
-        results.prose = Some(prose.into());
-        assert_eq!(with_prose(&bare, prose), render(&results));
-        assert_ne!(bare, render(&results));
+        assert!(!has_prose(&bare));
+        let placed = with_prose(&bare, prose);
+        let verdicts_end = placed.find(VERDICTS_HEADING).unwrap();
+        let analysis = placed.find("## Analysis").unwrap();
+        assert!(verdicts_end < analysis && analysis < placed.find("## Tables").unwrap());
+        assert!(has_prose(&placed), "a second placement would repeat it");
+        // No verdicts: after the header lines, before the first section.
+        let header_only = "# shardblob-bench results\n\n- a header line\n\n## Tables\n";
+        assert_eq!(
+            with_prose(header_only, "Text."),
+            format!(
+                "# shardblob-bench results\n\n- a header line\n\n{PROSE_MARK}\nText.\n\n## Tables\n"
+            )
+        );
+        assert!(!has_prose(header_only) && has_prose(&with_prose(header_only, "Text.")));
     }
 
     #[test]
