@@ -45,6 +45,7 @@ mod remote;
 mod routing;
 mod send;
 mod shard;
+pub mod stats;
 #[cfg(test)]
 mod tests;
 mod transport;
@@ -55,6 +56,7 @@ pub use engine::Engine;
 pub use local::{Bytes, ShardBlobHandle, ShardStorage};
 pub use remote::RemoteBlob;
 pub use routing::shard_of;
+pub use stats::{EngineStats, ShardStats};
 /// The simulated disk that [`Engine::start_simulated`] runs on (tests and
 /// simulations): faults on demand, crashes, seed-deterministic.
 pub use shardblob_shards::fs::sim;
