@@ -34,8 +34,8 @@ use crate::config::{Config, ResolvedConfig};
 use crate::message::{BlobId, Envelope};
 use crate::remote::SyncRequest;
 use crate::routing::shard_of;
-use crate::stats::EngineStats;
 use crate::shard::{self, Control, ShardParts};
+use crate::stats::EngineStats;
 use crate::transport::Router;
 
 /// A running engine: one pinned glommio executor per shard.

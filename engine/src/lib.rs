@@ -56,10 +56,10 @@ pub use engine::Engine;
 pub use local::{Bytes, ShardBlobHandle, ShardStorage};
 pub use remote::RemoteBlob;
 pub use routing::shard_of;
-pub use stats::{EngineStats, ShardStats};
 /// The simulated disk that [`Engine::start_simulated`] runs on (tests and
 /// simulations): faults on demand, crashes, seed-deterministic.
 pub use shardblob_shards::fs::sim;
+pub use stats::{EngineStats, ShardStats};
 /// README.md's examples, compiled and run as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]

@@ -491,9 +491,10 @@ fn start_loops(
     let mut loops = Vec::new();
     let senders = (0..context.router.shard_count()).filter(|&from| from != context.index);
     for (from, queue) in senders.zip(peer_requests) {
-        let serving = context
-            .clone()
-            .serve(queue, Inbound::Peer(from), ShardContext::handle_envelope);
+        let serving =
+            context
+                .clone()
+                .serve(queue, Inbound::Peer(from), ShardContext::handle_envelope);
         loops.push(glommio::spawn_local(serving));
     }
     let foreign = Box::pin(context.foreign.clone());

@@ -16,10 +16,7 @@ const SHARDS: usize = 2;
 const OWNER: usize = 0;
 
 fn engine(test: &str) -> (Engine, PathBuf) {
-    let dir = std::env::temp_dir().join(format!(
-        "shardblob-stats-{test}-{}",
-        std::process::id()
-    ));
+    let dir = std::env::temp_dir().join(format!("shardblob-stats-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let config = Config {
         data_dir: dir.clone(),
@@ -96,7 +93,11 @@ fn assert_counted(client: &Client, path: &str, run: impl FnOnce()) {
     for kind in OpKind::ALL {
         let (ops, bytes) = expected(kind);
         let got = delta(before.store.op(kind), after.store.op(kind));
-        assert_eq!(got, (ops, bytes, 0), "{path}: {kind:?} (ops, bytes, errors)");
+        assert_eq!(
+            got,
+            (ops, bytes, 0),
+            "{path}: {kind:?} (ops, bytes, errors)"
+        );
     }
     // The other shard ran no store operation of this partition.
     let other = shard_stats(client, 1 - OWNER);
@@ -137,7 +138,10 @@ async fn failures<S: Storage>(storage: &S, partition: &str) {
     let (blob, _) = storage.open(partition, b"short").await.expect("open");
     blob.write_at(0, b"abc").await.expect("write");
     assert!(blob.read_at(2, 10).await.is_err(), "read past the end");
-    assert!(storage.open(partition, b"short").await.is_err(), "open twice");
+    assert!(
+        storage.open(partition, b"short").await.is_err(),
+        "open twice"
+    );
     drop(blob);
     assert!(storage.open(partition, b"").await.is_err(), "empty name");
     assert!(storage.remove(partition, Some(b"never")).await.is_err());
@@ -168,13 +172,21 @@ fn errors_are_counted_by_kind_and_class() {
     assert_eq!(errors(OpKind::Remove, ErrorClass::NotFound), 2);
     let scans = |stats: &ShardStats| stats.store.op(OpKind::Scan).errors_of(ErrorClass::NotFound);
     let missing_scan = shard_of(&format!("{partition}-none"), SHARDS);
-    assert!(scans(&shard_stats(&client, missing_scan)) >= 2, "scan of a missing partition");
+    assert!(
+        scans(&shard_stats(&client, missing_scan)) >= 2,
+        "scan of a missing partition"
+    );
     // A bad partition name is refused on the shard it hashes to.
     let bad = "not a partition!";
     let before_bad = shard_stats(&client, shard_of(bad, SHARDS));
     assert!(block_on(client.open(bad, b"x")).is_err());
     let after_bad = shard_stats(&client, shard_of(bad, SHARDS));
-    let invalid = |stats: &ShardStats| stats.store.op(OpKind::Open).errors_of(ErrorClass::InvalidInput);
+    let invalid = |stats: &ShardStats| {
+        stats
+            .store
+            .op(OpKind::Open)
+            .errors_of(ErrorClass::InvalidInput)
+    };
     assert_eq!(invalid(&after_bad) - invalid(&before_bad), 1);
     // Failed operations are operations: counted and timed.
     let read = after.store.op(OpKind::Read);
@@ -247,7 +259,10 @@ fn open_blobs_and_space_reserved_past_their_ends_follow_the_handles() {
         before.reserved_past_end_bytes + preallocate - 5000
     );
     assert_eq!(closed.open_blobs, before.open_blobs);
-    assert_eq!(closed.reserved_past_end_bytes, before.reserved_past_end_bytes);
+    assert_eq!(
+        closed.reserved_past_end_bytes,
+        before.reserved_past_end_bytes
+    );
     finish(engine, dir);
 }
 
@@ -280,7 +295,9 @@ fn the_prometheus_text_parses_line_by_line_with_shard_labels() {
     let mut writes_on_owner = 0.0;
     for line in text.lines() {
         if let Some(help) = line.strip_prefix("# HELP ") {
-            assert!(help.split_once(' ').is_some_and(|(_, text)| !text.is_empty()));
+            assert!(help
+                .split_once(' ')
+                .is_some_and(|(_, text)| !text.is_empty()));
         } else if let Some(typed) = line.strip_prefix("# TYPE ") {
             let (name, kind) = typed.split_once(' ').expect("# TYPE name kind");
             assert!(["counter", "gauge", "summary"].contains(&kind), "{line}");
@@ -306,7 +323,10 @@ fn the_prometheus_text_parses_line_by_line_with_shard_labels() {
     assert_eq!(shards_seen, (0..SHARDS).collect::<HashSet<_>>());
     assert_eq!(writes_on_owner, 1.0);
     for unit in ["_total", "_seconds", "_bytes", "_messages"] {
-        assert!(families.iter().any(|f| f.ends_with(unit)), "a family in {unit}");
+        assert!(
+            families.iter().any(|f| f.ends_with(unit)),
+            "a family in {unit}"
+        );
     }
     finish(engine, dir);
 }

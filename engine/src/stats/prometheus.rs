@@ -251,7 +251,9 @@ mod tests {
         }
         assert!(text.contains("shardblob_ops_total{shard=\"1\",op=\"read\"} 2\n"));
         assert!(text.contains("shardblob_op_latency_seconds_sum{shard=\"0\",op=\"read\"} 0.0003\n"));
-        assert!(text.contains("shardblob_op_latency_seconds{shard=\"0\",op=\"write\",quantile=\"0.99\"} NaN\n"));
+        assert!(text.contains(
+            "shardblob_op_latency_seconds{shard=\"0\",op=\"write\",quantile=\"0.99\"} NaN\n"
+        ));
         assert!(text.contains(
             "shardblob_queue_high_water_messages{shard=\"0\",queue=\"peer\",peer=\"1\"} 0\n"
         ));

@@ -631,10 +631,11 @@ impl<F: FileSystem> Blob for ShardBlob<F> {
 
     fn start_sync(&self) -> impl std::future::Future<Output = Result<()>> {
         let state = self.state.clone();
-        let task = glommio::spawn_local(async move {
-            state.stats.timed(OpKind::Sync, 0, state.sync()).await
-        })
-        .detach();
+        let task =
+            glommio::spawn_local(
+                async move { state.stats.timed(OpKind::Sync, 0, state.sync()).await },
+            )
+            .detach();
         async move { task.await.unwrap_or(Err(Error::Shutdown)) }
     }
 }

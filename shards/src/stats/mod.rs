@@ -206,7 +206,10 @@ mod tests {
         let snapshot = stats.snapshot();
         assert_eq!(snapshot.ops_in_flight, 0);
         let sync = snapshot.op(OpKind::Sync);
-        assert_eq!((sync.count, sync.cancelled, sync.latency_us.len()), (0, 1, 0));
+        assert_eq!(
+            (sync.count, sync.cancelled, sync.latency_us.len()),
+            (0, 1, 0)
+        );
     }
 
     #[test]
@@ -241,6 +244,9 @@ mod tests {
         stats.reserved_past_end_changed(8192, 4096);
         stats.blob_closed();
         let snapshot = stats.snapshot();
-        assert_eq!((snapshot.open_blobs, snapshot.reserved_past_end_bytes), (1, 4196));
+        assert_eq!(
+            (snapshot.open_blobs, snapshot.reserved_past_end_bytes),
+            (1, 4196)
+        );
     }
 }

@@ -63,19 +63,33 @@ fn reserved_space_past_the_end_follows_appends_cuts_gaps_and_failures() {
         let (blob, _) = store.open("p", b"b").await.expect("open");
         blob.write_at(0, &[1; 5000]).await.expect("append");
         assert_eq!(reserved(), STEP_BYTES - 5000);
-        blob.write_at(5000, &[2; 1000]).await.expect("append within the step");
+        blob.write_at(5000, &[2; 1000])
+            .await
+            .expect("append within the step");
         assert_eq!(reserved(), STEP_BYTES - 6000);
         blob.resize(100).await.expect("cut");
         assert_eq!(reserved(), 0, "a cut gives the reservation back");
-        blob.write_at(3 * STEP_BYTES, &[3; 10]).await.expect("past a gap");
+        blob.write_at(3 * STEP_BYTES, &[3; 10])
+            .await
+            .expect("past a gap");
         assert_eq!(reserved(), 0, "a write past a gap reserves nothing");
         let (other, _) = store.open("p", b"c").await.expect("open");
         fs.set_faults(Faults::at_op(fs.op_count()));
-        other.write_at(0, &[4; 10]).await.expect("the write goes on");
+        other
+            .write_at(0, &[4; 10])
+            .await
+            .expect("the write goes on");
         fs.set_faults(Faults::default());
         assert_eq!(reserved(), 0, "a failed reservation holds nothing");
-        other.write_at(STEP_BYTES, &[5; 10]).await.expect("the next step");
-        assert_eq!(reserved(), STEP_BYTES - 10, "reserved from the failed step on");
+        other
+            .write_at(STEP_BYTES, &[5; 10])
+            .await
+            .expect("the next step");
+        assert_eq!(
+            reserved(),
+            STEP_BYTES - 10,
+            "reserved from the failed step on"
+        );
         drop((blob, other));
         assert_eq!(reserved(), 0);
         assert_eq!(store.stats().snapshot().open_blobs, 0);
