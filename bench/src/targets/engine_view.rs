@@ -41,3 +41,52 @@ fn during(before: &OpStats, after: &OpStats) -> Option<(u64, hdrhistogram::Histo
     latency_us.subtract(&before.latency_us).ok()?;
     Some((count, latency_us))
 }
+
+#[cfg(test)]
+mod tests {
+    use shardblob::stats::QueueDepth;
+    use shardblob::ShardStats;
+    use shardblob_shards::stats::StoreStats;
+
+    use super::*;
+
+    /// One shard whose store counted `reads` reads of `read_us` each.
+    fn stats(reads: u64, read_us: u64) -> EngineStats {
+        let mut store = StoreStats::default().snapshot();
+        add_reads(&mut store.ops[OpKind::Read.index()], reads, read_us);
+        let shard = ShardStats {
+            shard: 0,
+            store,
+            forwarded_in_flight: 0,
+            foreign_queue: QueueDepth::default(),
+            sync_queue: QueueDepth::default(),
+            peer_queues: Vec::new(),
+        };
+        EngineStats {
+            shards: vec![shard],
+        }
+    }
+
+    fn add_reads(read: &mut OpStats, reads: u64, read_us: u64) {
+        read.latency_us.record_n(read_us, reads).unwrap();
+        read.count += reads;
+    }
+
+    #[test]
+    fn the_note_shows_only_what_the_case_added() {
+        let before = stats(10, 5000);
+        let mut after = stats(10, 5000);
+        add_reads(
+            &mut after.shards[0].store.ops[OpKind::Read.index()],
+            100,
+            80,
+        );
+        let summary = crate::report::fixture::summary(1000.0, 90.0);
+        let during = note(&before, &after, 0, &summary);
+        let expected =
+            "engine-side view, shard 0: read 100 ops p99 80 µs | harness: 22000 ops p99 90 µs";
+        assert_eq!(during, expected);
+        let idle = note(&before, &before, 0, &summary);
+        assert!(idle.contains("shard 0: no operation |"), "{idle}");
+    }
+}
