@@ -21,6 +21,9 @@
 //!   there, one back. Running it whole there, rather than forwarding each
 //!   storage call, keeps all the work on one key on one thread, where the
 //!   per-key lock below lives. `STATS` counts both kinds.
+//! - **Metrics.** `METRICS` answers with the engine's per-shard statistics
+//!   (`Client::stats`) in the Prometheus text format: operations, bytes,
+//!   errors and latencies by kind, queue depths, open blobs.
 //!
 //! Per shard, in thread-local state (each shard is one thread):
 //! - an index of the keys that exist, built at start by scanning the
@@ -38,7 +41,8 @@
 //! values to new blobs.
 //!
 //! Protocol: one request per line (`\n`, an optional `\r` before it is
-//! ignored), one reply line each. Keys are 1..=127 bytes without spaces;
+//! ignored), one reply line each (`METRICS` adds a body of the length its
+//! line gives). Keys are 1..=127 bytes without spaces;
 //! values are the rest of the line (spaces allowed, no newline). Commands are
 //! case-insensitive.
 //!
@@ -48,6 +52,8 @@
 //! DEL <key>           -> DELETED | NOT_FOUND
 //! SHARD <key>         -> SHARD <index> <address of that shard's listener>
 //! STATS               -> STATS shard=<i> local=<n> forwarded=<m>   (this shard)
+//! METRICS             -> METRICS <n>, then <n> bytes of Prometheus text
+//!                        (every shard of the engine)
 //! QUIT                -> BYE, then the server closes the connection
 //! anything else       -> ERR <reason>   (the connection stays open)
 //! ```
@@ -367,6 +373,14 @@ impl Connection {
                 );
                 (reply.into_bytes(), false)
             }
+            Ok(Command::Metrics) => match self.client.stats().await {
+                Ok(stats) => {
+                    let text = stats.prometheus_text();
+                    let reply = format!("METRICS {}\n{text}", text.len());
+                    (reply.into_bytes(), false)
+                }
+                Err(e) => (error_reply(&e.to_string()), false),
+            },
             Ok(Command::Shard { key }) => {
                 let owner = self.storage.shard_of(&partition_of(&key));
                 let addr = self.map.get().and_then(|addrs| addrs.get(owner));
@@ -440,6 +454,7 @@ enum Command {
     Op(Op),
     Shard { key: Vec<u8> },
     Stats,
+    Metrics,
     Quit,
 }
 
@@ -483,14 +498,15 @@ fn parse(line: &[u8]) -> Result<Command, String> {
             key: only_key(rest, "usage: SHARD <key>")?,
         }),
         b"STATS" if rest.is_none() => Ok(Command::Stats),
+        b"METRICS" if rest.is_none() => Ok(Command::Metrics),
         b"QUIT" if rest.is_none() => Ok(Command::Quit),
-        b"STATS" | b"QUIT" => Err(format!(
+        b"STATS" | b"METRICS" | b"QUIT" => Err(format!(
             "{} takes no arguments",
             String::from_utf8_lossy(verb)
         )),
-        b"" => Err("empty request; commands: SET GET DEL SHARD STATS QUIT".into()),
+        b"" => Err("empty request; commands: SET GET DEL SHARD STATS METRICS QUIT".into()),
         _ => Err(format!(
-            "unknown command {:?}; commands: SET GET DEL SHARD STATS QUIT",
+            "unknown command {:?}; commands: SET GET DEL SHARD STATS METRICS QUIT",
             String::from_utf8_lossy(&verb[..verb.len().min(32)])
         )),
     }
@@ -750,6 +766,19 @@ impl Conn {
         Ok(reply)
     }
 
+    /// Sends `METRICS` and returns the Prometheus text that follows its
+    /// reply line.
+    fn metrics(&mut self) -> Result<String, BoxError> {
+        let reply = self.call(b"METRICS")?;
+        let length = reply
+            .strip_prefix(b"METRICS ")
+            .and_then(|n| std::str::from_utf8(n).ok()?.parse::<usize>().ok())
+            .ok_or_else(|| format!("METRICS got {:?}", String::from_utf8_lossy(&reply)))?;
+        let mut text = vec![0; length];
+        io::Read::read_exact(&mut self.reader, &mut text)?;
+        Ok(String::from_utf8(text)?)
+    }
+
     /// Sends `request` and fails unless the reply is `expected`.
     fn expect(&mut self, request: &[u8], expected: &[u8]) -> Result<(), BoxError> {
         let reply = self.call(request)?;
@@ -885,9 +914,11 @@ fn self_test() -> Result<(), BoxError> {
             println!("kv_server: {expected}");
         }
 
+        check_metrics(&mut conns[0], shards)?;
+
         // Bad input gets an error reply, and the connection goes on.
         let long_key = vec![b'k'; MAX_KEY + 1];
-        let bad: [&[u8]; 11] = [
+        let bad: [&[u8]; 12] = [
             b"",
             b"FOO bar",
             b"\xff\xfe\xfd",
@@ -897,6 +928,7 @@ fn self_test() -> Result<(), BoxError> {
             b"GET a b",
             b"DEL ",
             b"STATS now",
+            b"METRICS all",
             b"SHARD",
             &cmd(&[b"SET", &long_key, b"v"]),
         ];
@@ -988,6 +1020,31 @@ fn self_test() -> Result<(), BoxError> {
     Ok(())
 }
 
+/// Fetches `METRICS` and checks that every shard reports, with the writes
+/// the self-test made counted.
+fn check_metrics(conn: &mut Conn, shards: usize) -> Result<(), BoxError> {
+    let text = conn.metrics()?;
+    let writes: u64 = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("shardblob_ops_total{"))
+        .filter(|series| series.contains("op=\"write\""))
+        .filter_map(|series| series.rsplit_once(' ')?.1.parse::<u64>().ok())
+        .sum();
+    for shard in 0..shards {
+        if !text.contains(&format!("{{shard=\"{shard}\"")) {
+            return Err(format!("METRICS has no series of shard {shard}").into());
+        }
+    }
+    if writes == 0 {
+        return Err("METRICS counts no write".into());
+    }
+    println!(
+        "kv_server: METRICS served {} lines for {shards} shards, {writes} writes counted",
+        text.lines().count()
+    );
+    Ok(())
+}
+
 /// The values the concurrency check writes: recognisable when whole.
 fn hot_value(thread: usize, i: usize) -> Vec<u8> {
     let mut value = format!("t{thread}-i{i}-").into_bytes();
@@ -1055,6 +1112,7 @@ mod tests {
         assert!(matches!(parse(b"DEL k"), Ok(Command::Op(Op::Del { .. }))));
         assert!(matches!(parse(b"SHARD k"), Ok(Command::Shard { .. })));
         assert!(matches!(parse(b"STATS"), Ok(Command::Stats)));
+        assert!(matches!(parse(b"metrics"), Ok(Command::Metrics)));
         assert!(matches!(parse(b"quit"), Ok(Command::Quit)));
         let key = vec![b'k'; MAX_KEY];
         assert!(parse(&[b"GET ".as_slice(), &key].concat()).is_ok());

@@ -18,6 +18,7 @@ use crate::local::ShardStorage;
 use crate::message::{answer, reply, Request, Spawn};
 use crate::remote::{RemoteBlob, RemoteStorage};
 use crate::routing::shard_of;
+use crate::stats::EngineStats;
 use crate::transport::{Foreign, Router, Transport, TrySendError};
 
 /// A thread-safe handle to a running engine. Cheap to clone.
@@ -106,6 +107,17 @@ impl Client {
             outputs.push(answer(rx).await?);
         }
         Ok(outputs)
+    }
+
+    /// Every shard's statistics ([`crate::stats`]), gathered by a task on
+    /// each shard as [`Client::on_all_shards`] runs them. Dropping the
+    /// future leaves nothing held: a shard's answer goes to a reply nobody
+    /// reads. [`Error::Shutdown`] once the engine stops.
+    pub async fn stats(&self) -> Result<EngineStats> {
+        let shards = self.on_all_shards(|storage| async move { storage.stats() });
+        Ok(EngineStats {
+            shards: shards.await?,
+        })
     }
 
     /// Wraps `task` as a job for `shard` and queues it if there is room.

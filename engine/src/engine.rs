@@ -35,6 +35,7 @@ use crate::message::{BlobId, Envelope};
 use crate::remote::SyncRequest;
 use crate::routing::shard_of;
 use crate::shard::{self, Control, ShardParts};
+use crate::stats::EngineStats;
 use crate::transport::Router;
 
 /// A running engine: one pinned glommio executor per shard.
@@ -331,6 +332,13 @@ impl Engine {
     /// A thread-safe handle to this engine.
     pub fn client(&self) -> Client {
         Client::new(self.router.clone())
+    }
+
+    /// Every shard's statistics: [`Client::stats`]. Await it on any
+    /// executor (`futures_lite::future::block_on` on a plain thread), not
+    /// by blocking a shard's thread.
+    pub async fn stats(&self) -> Result<EngineStats> {
+        self.client().stats().await
     }
 
     /// Stops the engine and releases the LOCK, also when it fails.

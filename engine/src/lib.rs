@@ -45,6 +45,7 @@ mod remote;
 mod routing;
 mod send;
 mod shard;
+pub mod stats;
 #[cfg(test)]
 mod tests;
 mod transport;
@@ -59,6 +60,7 @@ pub use routing::shard_of;
 /// The simulated disk that [`Engine::start_simulated`] runs on (tests and
 /// simulations): faults on demand, crashes, seed-deterministic.
 pub use shardblob_shards::fs::sim;
+pub use stats::{EngineStats, ShardStats};
 /// README.md's examples, compiled and run as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]

@@ -16,6 +16,7 @@ use shardblob_shards::{Blob, BlobBuf, Result, ShardBlob, Storage, WriteOptions};
 use crate::remote::{RemoteBlob, RemoteStorage};
 use crate::routing::shard_of;
 use crate::shard::ShardContext;
+use crate::stats::ShardStats;
 use crate::transport::Peer;
 
 /// Storage as seen from one shard: direct for its own partitions,
@@ -54,6 +55,12 @@ impl ShardStorage {
     /// in flight, queued and dispatched so far.
     pub fn io_scheduler(&self) -> &Rc<IoScheduler> {
         self.context.store.scheduler()
+    }
+
+    /// This shard's statistics now (`Client::stats` gathers every
+    /// shard's): its store's counters on every path, its queues' depths.
+    pub fn stats(&self) -> ShardStats {
+        self.context.stats()
     }
 
     fn is_local(&self, partition: &str) -> bool {

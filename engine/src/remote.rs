@@ -145,11 +145,15 @@ impl CloseOnDrop {
                     open: self.clone(),
                     started: false,
                 };
-                if let Err(unsent) = self.router.syncs[self.shard].try_send(request) {
-                    // The shard stopped: the unsent request's drop takes the
-                    // waiter back, which then sees `Shutdown`.
-                    drop(queued);
-                    drop(unsent);
+                let pushed = self.router.gauges[self.shard].syncs.push();
+                match self.router.syncs[self.shard].try_send(request) {
+                    Ok(()) => pushed.sent(),
+                    Err(unsent) => {
+                        // The shard stopped: the unsent request's drop takes
+                        // the waiter back, which then sees `Shutdown`.
+                        drop(queued);
+                        drop(unsent);
+                    }
                 }
             }
         }

@@ -33,6 +33,8 @@ use shardblob_shards::{Blob, Error, IoClass, Result, ShardBlob, ShardStore, Stor
 use crate::local::ShardStorage;
 use crate::message::{BlobId, Envelope, Reply, Request, Spawn};
 use crate::remote::{CloseOnDrop, SyncRequest};
+use crate::stats::queue::QueueGauge;
+use crate::stats::ShardStats;
 use crate::transport::Router;
 
 thread_local! {
@@ -78,6 +80,15 @@ pub struct ShardParts {
     pub spin_before_park: Option<Duration>,
 }
 
+/// One of a shard's inbound queues, for its depth gauge.
+#[derive(Clone, Copy)]
+enum Inbound {
+    Foreign,
+    Syncs,
+    /// The queue from this sending shard.
+    Peer(usize),
+}
+
 /// What the engine tells a running shard.
 pub enum Control {
     /// Shutdown begins: drop queued foreign requests, wait up to `grace`
@@ -97,7 +108,37 @@ impl ShardContext {
         let sender = self.peers[shard]
             .as_ref()
             .expect("a shard forwards only to other shards");
-        sender.send(envelope).await.map_err(|_| Error::Shutdown)
+        let pushed = self.router.gauges[shard].peers[self.index].push();
+        sender.send(envelope).await.map_err(|_| Error::Shutdown)?;
+        pushed.sent();
+        Ok(())
+    }
+
+    /// The depth gauge of one of this shard's inbound queues.
+    fn gauge(&self, queue: Inbound) -> &QueueGauge {
+        let gauges = &self.router.gauges[self.index];
+        match queue {
+            Inbound::Foreign => &gauges.foreign,
+            Inbound::Syncs => &gauges.syncs,
+            Inbound::Peer(from) => &gauges.peers[from],
+        }
+    }
+
+    /// This shard's statistics now: its store's and its queues' depths.
+    pub(crate) fn stats(&self) -> ShardStats {
+        let gauges = &self.router.gauges[self.index];
+        let peer_queues = (0..self.router.shard_count())
+            .filter(|&from| from != self.index)
+            .map(|from| (from, gauges.peers[from].read()))
+            .collect();
+        ShardStats {
+            shard: self.index,
+            store: self.store.stats().snapshot(),
+            forwarded_in_flight: self.inflight_max.saturating_sub(self.inflight.available()),
+            foreign_queue: gauges.foreign.read(),
+            sync_queue: gauges.syncs.read(),
+            peer_queues,
+        }
     }
 
     /// Lets go of the blobs whose remote handles were all dropped.
@@ -344,7 +385,7 @@ impl ShardContext {
 
     /// Takes messages from one queue until it closes or the shard stops,
     /// serving each as its own task under an in-flight permit.
-    async fn serve<M, S, F, Fut>(self: Rc<Self>, mut queue: S, handle: F)
+    async fn serve<M, S, F, Fut>(self: Rc<Self>, mut queue: S, inbound: Inbound, handle: F)
     where
         S: futures_lite::Stream<Item = M> + Unpin,
         F: Fn(Rc<Self>, M) -> Fut,
@@ -353,6 +394,7 @@ impl ShardContext {
         // Each turn takes one message and waits for one permit: bounded by
         // the queue, which the senders bound.
         while let Some(message) = queue.next().await {
+            self.gauge(inbound).popped();
             let Ok(permit) = self.inflight.clone().acquire_static_permit(1).await else {
                 return;
             };
@@ -416,28 +458,13 @@ pub async fn run(
     });
     CURRENT.with(|current| *current.borrow_mut() = Some(context.clone()));
 
-    let mut loops = Vec::new();
-    for queue in parts.peer_requests {
-        let serving = context.clone().serve(queue, ShardContext::handle_envelope);
-        loops.push(glommio::spawn_local(serving));
-    }
-    let foreign = Box::pin(context.foreign.clone());
-    let serving = context.clone().serve(foreign, ShardContext::handle_foreign);
-    loops.push(glommio::spawn_local(serving));
-    let syncs = Box::pin(context.syncs.clone());
-    let serving = context.clone().serve(syncs, ShardContext::handle_sync);
-    loops.push(glommio::spawn_local(serving));
-    let closer = context.clone();
-    loops.push(glommio::spawn_local(async move {
-        while let Ok(id) = closer.closes.recv().await {
-            closer.opened.borrow_mut().remove(&id);
-        }
-    }));
+    let loops = start_loops(&context, parts.peer_requests);
 
     if let Ok(Control::Quiesce { grace }) = control.recv().await {
         // Foreign queues are closed: what they still hold is dropped here.
         let mut dropped = 0usize;
         while let Ok(envelope) = context.foreign.try_recv() {
+            context.gauge(Inbound::Foreign).popped();
             drop(envelope);
             dropped += 1;
         }
@@ -452,6 +479,41 @@ pub async fn run(
     }
     stop(&context, loops).await;
     CURRENT.with(|current| current.borrow_mut().take());
+}
+
+/// Starts the loops that serve the shard's queues (`peer_requests`: one
+/// from each other shard, in the order of the senders) and its close
+/// notices.
+fn start_loops(
+    context: &Rc<ShardContext>,
+    peer_requests: Vec<ConnectedReceiver<Envelope>>,
+) -> Vec<glommio::Task<()>> {
+    let mut loops = Vec::new();
+    let senders = (0..context.router.shard_count()).filter(|&from| from != context.index);
+    for (from, queue) in senders.zip(peer_requests) {
+        let serving =
+            context
+                .clone()
+                .serve(queue, Inbound::Peer(from), ShardContext::handle_envelope);
+        loops.push(glommio::spawn_local(serving));
+    }
+    let foreign = Box::pin(context.foreign.clone());
+    let serving = context
+        .clone()
+        .serve(foreign, Inbound::Foreign, ShardContext::handle_foreign);
+    loops.push(glommio::spawn_local(serving));
+    let syncs = Box::pin(context.syncs.clone());
+    let serving = context
+        .clone()
+        .serve(syncs, Inbound::Syncs, ShardContext::handle_sync);
+    loops.push(glommio::spawn_local(serving));
+    let closer = context.clone();
+    loops.push(glommio::spawn_local(async move {
+        while let Ok(id) = closer.closes.recv().await {
+            closer.opened.borrow_mut().remove(&id);
+        }
+    }));
+    loops
 }
 
 /// Cancels the tasks and loops still running, answers every queued request

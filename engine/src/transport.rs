@@ -29,6 +29,7 @@ use shardblob_shards::{Error, Result};
 use crate::message::{answer, BlobId, Envelope, Request};
 use crate::remote::SyncRequest;
 use crate::shard::ShardContext;
+use crate::stats::queue::ShardQueueGauges;
 
 /// The shared, thread-safe part of the router.
 pub struct Router {
@@ -43,6 +44,9 @@ pub struct Router {
     pub syncs: Vec<async_channel::Sender<SyncRequest>>,
     /// The byte budget of each shard's queued requests.
     pub budgets: Vec<Arc<ByteBudget>>,
+    /// The depth of each shard's queues, counted by their senders and by
+    /// the shard's serving loops.
+    pub gauges: Vec<ShardQueueGauges>,
     /// Set when shutdown begins: shards drop foreign requests from then on.
     stopping: AtomicBool,
 }
@@ -59,11 +63,15 @@ impl Router {
         let budgets = (0..requests.len())
             .map(|_| ByteBudget::new(budget_bytes))
             .collect();
+        let gauges = (0..requests.len())
+            .map(|_| ShardQueueGauges::new(requests.len()))
+            .collect();
         Router {
             requests,
             closes,
             syncs,
             budgets,
+            gauges,
             stopping: AtomicBool::new(false),
         }
     }
@@ -339,10 +347,13 @@ impl Transport for Foreign {
         let charge = self.router.budgets[shard]
             .acquire(request.cost_bytes())
             .await?;
+        let pushed = self.router.gauges[shard].foreign.push();
         self.router.requests[shard]
             .send(Envelope::new(request, charge))
             .await
-            .map_err(|_| Error::Shutdown)
+            .map_err(|_| Error::Shutdown)?;
+        pushed.sent();
+        Ok(())
     }
 }
 
@@ -366,8 +377,12 @@ impl Foreign {
             Ok(None) => return Err(TrySendError::Busy(request)),
             Err(_) => return Err(TrySendError::Shutdown),
         };
+        let pushed = self.router.gauges[shard].foreign.push();
         match self.router.requests[shard].try_send(Envelope::new(request, charge)) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                pushed.sent();
+                Ok(())
+            }
             Err(async_channel::TrySendError::Full(envelope)) => {
                 Err(TrySendError::Busy(envelope.request))
             }

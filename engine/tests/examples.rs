@@ -175,6 +175,13 @@ fn kv_server_self_test_passes() {
         &run,
         "kv_server: after a restart, every acknowledged write is there",
     );
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with("kv_server: METRICS served ")),
+        "no METRICS line in stdout:\n{}",
+        run.stdout
+    );
 }
 
 #[test]

@@ -14,6 +14,7 @@
 //! - [`data_dir`]: the data directory and its `LOCK`.
 //! - [`name`]: partition and blob names.
 //! - [`sched`]: I/O classes and the shard's I/O scheduler.
+//! - [`stats`]: the store's per-shard counters and latency histograms.
 
 #![warn(missing_docs)]
 
@@ -23,6 +24,7 @@ pub mod fs;
 pub mod name;
 pub mod rng;
 pub mod sched;
+pub mod stats;
 
 pub use api::{Blob, ReadOptions, SendBlob, SendStorage, Storage, WriteOptions};
 pub use error::{Error, Result};

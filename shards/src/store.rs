@@ -36,6 +36,7 @@ use crate::fs::{File, FileSystem, WriteBuf, BLOCK_SIZE};
 use crate::header::{self, HEADER_LEN};
 use crate::name::{blob_file_name, tombstone_name, unhex, validate_partition};
 use crate::sched::{IoScheduler, SchedConfig, SchedFile};
+use crate::stats::{OpKind, StoreStats};
 use crate::{Error, Result};
 
 /// A blob's identity: partition and raw name.
@@ -299,6 +300,8 @@ pub struct ShardStore<F: FileSystem> {
     sched: Rc<IoScheduler>,
     /// The step appends reserve ahead in; 0 = reserve nothing.
     preallocate_bytes: u64,
+    /// What every operation of this store and its blobs counts in.
+    stats: Rc<StoreStats>,
 }
 
 impl<F: FileSystem> ShardStore<F> {
@@ -322,6 +325,7 @@ impl<F: FileSystem> ShardStore<F> {
             tombstones: Cell::new(0),
             sched,
             preallocate_bytes: PREALLOCATE_BYTES,
+            stats: Rc::default(),
         }
     }
 
@@ -336,6 +340,12 @@ impl<F: FileSystem> ShardStore<F> {
     /// The shard's I/O scheduler.
     pub fn scheduler(&self) -> &Rc<IoScheduler> {
         &self.sched
+    }
+
+    /// The statistics of this store and its blobs, on every path that
+    /// reaches them.
+    pub fn stats(&self) -> &StoreStats {
+        &self.stats
     }
 
     /// The data directory.
@@ -725,10 +735,9 @@ impl Drop for ForgetOnDrop<'_> {
     }
 }
 
-impl<F: FileSystem> Storage for ShardStore<F> {
-    type Blob = ShardBlob<F>;
-
-    async fn open_versioned(
+impl<F: FileSystem> ShardStore<F> {
+    /// [`Storage::open_versioned`], uncounted.
+    async fn open_blob(
         &self,
         partition: &str,
         name: &[u8],
@@ -757,6 +766,7 @@ impl<F: FileSystem> Storage for ShardStore<F> {
             tail,
             registry,
             self.preallocate_bytes,
+            self.stats.clone(),
         );
         // A remove never forgets a slot whose open is in progress, so the
         // claim still holds it; if not, fail rather than take another's.
@@ -774,7 +784,8 @@ impl<F: FileSystem> Storage for ShardStore<F> {
         Ok((blob, len, version))
     }
 
-    async fn remove(&self, partition: &str, name: Option<&[u8]>) -> Result<()> {
+    /// [`Storage::remove`], uncounted.
+    async fn remove_any(&self, partition: &str, name: Option<&[u8]>) -> Result<()> {
         validate_partition(partition)?;
         match name {
             Some(name) => self.remove_blob(partition, name).await,
@@ -782,7 +793,8 @@ impl<F: FileSystem> Storage for ShardStore<F> {
         }
     }
 
-    async fn scan(&self, partition: &str) -> Result<Vec<Vec<u8>>> {
+    /// [`Storage::scan`], uncounted.
+    async fn scan_partition(&self, partition: &str) -> Result<Vec<Vec<u8>>> {
         validate_partition(partition)?;
         // A partition removal is seen whole or not at all, even if it fails
         // and puts the directory back.
@@ -791,5 +803,30 @@ impl<F: FileSystem> Storage for ShardStore<F> {
             .wait_while(|| registry.removing_partition(partition))
             .await;
         self.list(partition)
+    }
+}
+
+/// Every call is counted in the store's [`StoreStats`].
+impl<F: FileSystem> Storage for ShardStore<F> {
+    type Blob = ShardBlob<F>;
+
+    async fn open_versioned(
+        &self,
+        partition: &str,
+        name: &[u8],
+        versions: RangeInclusive<u16>,
+    ) -> Result<(ShardBlob<F>, u64, u16)> {
+        let open = self.open_blob(partition, name, versions);
+        self.stats.timed(OpKind::Open, 0, open).await
+    }
+
+    async fn remove(&self, partition: &str, name: Option<&[u8]>) -> Result<()> {
+        let remove = self.remove_any(partition, name);
+        self.stats.timed(OpKind::Remove, 0, remove).await
+    }
+
+    async fn scan(&self, partition: &str) -> Result<Vec<Vec<u8>>> {
+        let scan = self.scan_partition(partition);
+        self.stats.timed(OpKind::Scan, 0, scan).await
     }
 }

@@ -11,7 +11,7 @@
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use shardblob::sched::IoClass;
-use shardblob::{Blob, Config, Engine, Storage, WriteOptions};
+use shardblob::{Blob, Config, Engine, EngineStats, Storage, WriteOptions};
 use std::path::Path;
 
 use crate::load::{check_read_len, OpResult, Sleep};
@@ -19,7 +19,9 @@ use crate::peers::PREFILL_CHUNK_BYTES;
 use crate::result::Outcome;
 use crate::rt::{self, ThreadSleep};
 use crate::suite::{Case, Plan};
-use crate::targets::{pattern, run_case_with_background, Env, GlommioSleep, OpExec, Target};
+use crate::targets::{
+    engine_view, pattern, run_case_with_background, Env, GlommioSleep, OpExec, Target,
+};
 use crate::workload::Op;
 
 const DATA_BLOB: &[u8] = b"data";
@@ -326,8 +328,27 @@ impl EngineTargets {
         }
     }
 
-    /// Runs case `index` on one path.
+    /// Runs case `index` on one path, and notes the engine's own view of
+    /// it beside the harness's (`engine_view`).
     pub fn run_case(&self, env: &Env, path: Target, index: usize) -> Outcome {
+        let before = self.stats();
+        let outcome = self.run_path(env, path, index);
+        if let (Some(before), Some(after), Some(summary)) =
+            (before, self.stats(), outcome.summary())
+        {
+            let view = engine_view::note(&before, &after, self.home, summary);
+            env.progress.note(&view);
+        }
+        outcome
+    }
+
+    /// Every shard's statistics, `None` if the engine cannot answer.
+    fn stats(&self) -> Option<EngineStats> {
+        futures::executor::block_on(self.engine.stats()).ok()
+    }
+
+    /// Runs case `index` on one path.
+    fn run_path(&self, env: &Env, path: Target, index: usize) -> Outcome {
         let shards = self.engine.shard_count();
         match path {
             Target::SameShard | Target::SameShardOneClass | Target::SameShardNoPrealloc => {

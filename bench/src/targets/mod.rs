@@ -5,6 +5,7 @@
 //! `OpExec` (do one op) and its executor's `Sleep`.
 
 pub mod engine;
+mod engine_view;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -79,6 +79,7 @@ use crate::fs::{File, FileSystem, BLOCK_SIZE};
 use crate::header::HEADER_LEN;
 use crate::name::hex;
 use crate::sched::{IoClass, SchedFile};
+use crate::stats::{OpKind, StoreStats, TimedStream};
 use crate::store::{BlobKey, Registry};
 use crate::{Error, Result};
 
@@ -124,8 +125,16 @@ pub(crate) struct BlobState<F: FileSystem> {
     /// (a hole, nothing reserved) or a failed reservation: a write ending at
     /// or below it reserves nothing.
     pub(crate) reserved_len: Cell<u64>,
+    /// Where the space really reserved starts: a gap or a failed
+    /// reservation moves `reserved_len` and reserves nothing below it.
+    /// At most `reserved_len` ([`BlobState::account_reserved`]).
+    reserved_from: Cell<u64>,
+    /// The bytes past `len` this blob counts as reserved in `stats`.
+    reserved_counted: Cell<u64>,
     /// The step appends reserve ahead in; 0 = reserve nothing.
     pub(crate) preallocate_bytes: u64,
+    /// The store's statistics, which this blob's operations count in.
+    stats: Rc<StoreStats>,
     pub(crate) tail: RefCell<Option<TailBlock>>,
     pub(crate) meta: Arc<RwLock<()>>,
     pub(crate) rmw: Arc<Semaphore>,
@@ -175,6 +184,7 @@ impl<F: FileSystem> ShardBlob<F> {
         tail: Option<TailBlock>,
         registry: Weak<Registry>,
         preallocate_bytes: u64,
+        stats: Rc<StoreStats>,
     ) -> ShardBlob<F> {
         // A crash can leave blocks reserved past the end (fallocate with
         // KEEP_SIZE); give them back now. One fstat on a normal open, a
@@ -182,6 +192,7 @@ impl<F: FileSystem> ShardBlob<F> {
         // leaves the space reserved, never loses data.
         let released = file.release_past_end_now(RESERVED_SLACK_BYTES);
         log_released_past_end(&key, released);
+        stats.blob_opened();
         ShardBlob {
             state: Rc::new(BlobState {
                 key,
@@ -190,7 +201,10 @@ impl<F: FileSystem> ShardBlob<F> {
                 file_len: Cell::new(len),
                 stale_end: Cell::new(0),
                 reserved_len: Cell::new(len),
+                reserved_from: Cell::new(len),
+                reserved_counted: Cell::new(0),
                 preallocate_bytes,
+                stats,
                 tail: RefCell::new(tail),
                 meta: Arc::new(RwLock::new(())),
                 rmw: Arc::new(Semaphore::new(1)),
@@ -289,6 +303,20 @@ impl<F: FileSystem> BlobState<F> {
         self.file_len.set(len);
         self.stale_end.set(0);
         self.reserved_len.set(self.reserved_len.get().min(len));
+        self.account_reserved();
+    }
+
+    /// Brings the shard's count of space reserved past the blobs' ends up
+    /// to date with this blob's `len` and reservation. Called after every
+    /// change of either (a write's commit or failure, a cut, a resize)
+    /// before the next reservation.
+    pub(crate) fn account_reserved(&self) {
+        let reserved = self.reserved_len.get();
+        let from = self.reserved_from.get().min(reserved);
+        self.reserved_from.set(from);
+        let now = reserved.saturating_sub(self.len.get().max(from));
+        let before = self.reserved_counted.replace(now);
+        self.stats.reserved_past_end_changed(before, now);
     }
 
     /// Cuts the file to the logical length: the zero padding of the last
@@ -441,6 +469,7 @@ impl<F: FileSystem> BlobState<F> {
             _ => None,
         };
         *self.tail.borrow_mut() = tail;
+        self.account_reserved();
         self.debug_check_ends();
         Ok(())
     }
@@ -528,6 +557,9 @@ impl<F: FileSystem> Drop for BlobState<F> {
         if let Some(registry) = self.registry.upgrade() {
             registry.release(&self.key, self as *const BlobState<F> as *const (), failed);
         }
+        let stats = &self.stats;
+        stats.reserved_past_end_changed(self.reserved_counted.get(), 0);
+        stats.blob_closed();
     }
 }
 
@@ -550,22 +582,27 @@ fn log_released_past_end(key: &BlobKey, released: std::io::Result<bool>) {
     }
 }
 
+/// Every call is counted in the store's [`StoreStats`].
 impl<F: FileSystem> Blob for ShardBlob<F> {
     type Buf = BlobBuf<<F::File as File>::ReadBuf>;
 
     async fn read_at(&self, offset: u64, len: usize) -> Result<Self::Buf> {
-        self.state.read_at(offset, len).await
+        let read = self.state.read_at(offset, len);
+        self.state.stats.timed(OpKind::Read, len as u64, read).await
     }
 
     async fn read_into(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.state.read_into(offset, buf).await
+        let len = buf.len() as u64;
+        let read = self.state.read_into(offset, buf);
+        self.state.stats.timed(OpKind::Read, len, read).await
     }
 
     fn read_many(
         &self,
         ranges: Vec<(u64, usize)>,
     ) -> impl Stream<Item = Result<(usize, Self::Buf)>> {
-        self.state.read_many(ranges)
+        let count = ranges.len();
+        TimedStream::new(&self.state.stats, count, self.state.read_many(ranges))
     }
 
     async fn write_vectored_at(
@@ -575,23 +612,30 @@ impl<F: FileSystem> Blob for ShardBlob<F> {
         options: WriteOptions,
     ) -> Result<()> {
         let durable = options.contains(WriteOptions::SYNC);
-        options
+        let bytes = bufs.iter().map(|buf| buf.len() as u64).sum();
+        let write = options
             .class()
-            .scope(self.state.write(offset, bufs, durable))
-            .await
+            .scope(self.state.write(offset, bufs, durable));
+        self.state.stats.timed(OpKind::Write, bytes, write).await
     }
 
     async fn resize(&self, len: u64) -> Result<()> {
-        self.state.resize(len).await
+        let resize = self.state.resize(len);
+        self.state.stats.timed(OpKind::Resize, 0, resize).await
     }
 
     async fn sync(&self) -> Result<()> {
-        self.state.sync().await
+        let sync = self.state.sync();
+        self.state.stats.timed(OpKind::Sync, 0, sync).await
     }
 
     fn start_sync(&self) -> impl std::future::Future<Output = Result<()>> {
         let state = self.state.clone();
-        let task = glommio::spawn_local(async move { state.sync().await }).detach();
+        let task =
+            glommio::spawn_local(
+                async move { state.stats.timed(OpKind::Sync, 0, state.sync()).await },
+            )
+            .detach();
         async move { task.await.unwrap_or(Err(Error::Shutdown)) }
     }
 }

@@ -144,6 +144,7 @@ impl<F: FileSystem> BlobState<F> {
             Ok(chunk) => chunk,
             Err(e) => {
                 self.take_back_length(write.len_before);
+                self.account_reserved();
                 return Err(self.write_failed(e, write.durable));
             }
         };
@@ -254,6 +255,7 @@ impl<F: FileSystem> BlobState<F> {
         if committed.is_err() {
             self.take_back_length(write.len_before);
         }
+        self.account_reserved();
         committed
     }
 
@@ -352,6 +354,7 @@ impl<F: FileSystem> BlobState<F> {
         if start > reserved {
             // A gap: its blocks stay a hole. Appends from here reserve ahead.
             self.reserved_len.set(end);
+            self.reserved_from.set(end);
             return;
         }
         let target = end.div_ceil(step) * step;
@@ -363,6 +366,8 @@ impl<F: FileSystem> BlobState<F> {
         // every write to a full disk.
         self.reserved_len.set(target);
         if !reserved_ok {
+            // Nothing stays reserved past the end (below): none counted.
+            self.reserved_from.set(target);
             // A failed fallocate may keep the blocks it got past the end:
             // give them back. Truncating to the file's current size frees
             // the blocks past the end (ext4) and cuts nothing, whatever is

@@ -1,0 +1,261 @@
+//! The Prometheus text exposition format (version 0.0.4) of
+//! [`EngineStats`], one series per shard (`shard="N"` label).
+//!
+//! Own code rather than the `prometheus-client` crate: that crate keeps a
+//! registry of live metric objects updated in place and encodes
+//! OpenMetrics, while these statistics are snapshots gathered from the
+//! shards on request, and it has no summary type for the quantiles that
+//! the shards' HdrHistograms give exactly. The text format needs little:
+//! `# HELP`/`# TYPE` once per family, then one line per series. Every label
+//! value here is a number or a fixed name, so nothing needs escaping.
+//!
+//! Latencies are summaries (quantiles 0.5, 0.99 and 0.999 since the engine
+//! started, `_sum`, `_count`) plus a max gauge, in seconds: exact per
+//! shard, unlike fixed histogram buckets, at the price that quantiles do
+//! not add up across shards (take the max over shards as a bound, and the
+//! rate of `_sum` over `_count` for a fleet-wide mean).
+
+use std::fmt::{Display, Write};
+
+use super::{EngineStats, ErrorClass, OpStats, QueueDepth, ShardStats};
+
+/// Quantiles of each latency summary.
+const QUANTILES: [f64; 3] = [0.5, 0.99, 0.999];
+
+/// A counter of one operation kind: metric name, help, value.
+type OpFamily = (&'static str, &'static str, fn(&OpStats) -> u64);
+
+const OP_COUNTERS: [OpFamily; 3] = [
+    (
+        "shardblob_ops_total",
+        "Operations that ended on the owning shard, successfully or not, by kind.",
+        |op| op.count,
+    ),
+    (
+        "shardblob_op_bytes_total",
+        "Bytes read or written by successful operations, by kind.",
+        |op| op.bytes,
+    ),
+    (
+        "shardblob_ops_cancelled_total",
+        "Operations whose caller dropped them before they ended, by kind.",
+        |op| op.cancelled,
+    ),
+];
+
+/// A gauge of one shard: metric name, help, value.
+type ShardFamily = (&'static str, &'static str, fn(&ShardStats) -> u64);
+
+const SHARD_GAUGES: [ShardFamily; 4] = [
+    (
+        "shardblob_ops_in_flight",
+        "Operations running in the shard's store now.",
+        |shard| shard.store.ops_in_flight,
+    ),
+    (
+        "shardblob_forwarded_requests_in_flight",
+        "Requests from other threads and shards being served now.",
+        |shard| shard.forwarded_in_flight,
+    ),
+    (
+        "shardblob_open_blobs",
+        "Open blobs on the shard.",
+        |shard| shard.store.open_blobs,
+    ),
+    (
+        "shardblob_reserved_past_end_bytes",
+        "Space reserved ahead of appends past the open blobs' logical ends.",
+        |shard| shard.store.reserved_past_end_bytes,
+    ),
+];
+
+/// A gauge of one queue: metric name, help, value.
+type QueueFamily = (&'static str, &'static str, fn(&QueueDepth) -> u64);
+
+const QUEUE_GAUGES: [QueueFamily; 2] = [
+    (
+        "shardblob_queue_depth_messages",
+        "Messages waiting in a queue into the shard.",
+        |queue| queue.depth_messages,
+    ),
+    (
+        "shardblob_queue_high_water_messages",
+        "The most messages a queue into the shard held at once.",
+        |queue| queue.high_water_messages,
+    ),
+];
+
+impl EngineStats {
+    /// The statistics in the Prometheus text exposition format, each series
+    /// labelled with its `shard` (and `op`, `class`, `queue`, `peer`).
+    pub fn prometheus_text(&self) -> String {
+        let mut text = Text::default();
+        for (name, help, value) in OP_COUNTERS {
+            text.family(name, "counter", help);
+            for (shard, op) in self.ops() {
+                text.sample(name, &op_labels(shard, op), value(op));
+            }
+        }
+        self.errors(&mut text);
+        self.latencies(&mut text);
+        for (name, help, value) in SHARD_GAUGES {
+            text.family(name, "gauge", help);
+            for shard in &self.shards {
+                text.sample(name, &format!("shard=\"{}\"", shard.shard), value(shard));
+            }
+        }
+        for (name, help, value) in QUEUE_GAUGES {
+            text.family(name, "gauge", help);
+            for (labels, queue) in self.queues() {
+                text.sample(name, &labels, value(queue));
+            }
+        }
+        text.out
+    }
+
+    /// Every shard's counters of every kind.
+    fn ops(&self) -> impl Iterator<Item = (usize, &OpStats)> {
+        let shards = self.shards.iter();
+        shards.flat_map(|shard| shard.store.ops.iter().map(move |op| (shard.shard, op)))
+    }
+
+    /// Every queue of every shard, with its labels.
+    fn queues(&self) -> impl Iterator<Item = (String, &QueueDepth)> {
+        self.shards.iter().flat_map(|shard| {
+            let own = |queue: &str| format!("shard=\"{}\",queue=\"{queue}\"", shard.shard);
+            let peers = shard.peer_queues.iter().map(move |(peer, depth)| {
+                let labels = format!("shard=\"{}\",queue=\"peer\",peer=\"{peer}\"", shard.shard);
+                (labels, depth)
+            });
+            [
+                (own("foreign"), &shard.foreign_queue),
+                (own("sync"), &shard.sync_queue),
+            ]
+            .into_iter()
+            .chain(peers)
+        })
+    }
+
+    fn errors(&self, text: &mut Text) {
+        let name = "shardblob_op_errors_total";
+        let help = "Failed operations by kind and error class (io, no_space, corrupt and poisoned need an operator).";
+        text.family(name, "counter", help);
+        for (shard, op) in self.ops() {
+            for class in ErrorClass::ALL {
+                let labels = format!("{},class=\"{}\"", op_labels(shard, op), class.name());
+                text.sample(name, &labels, op.errors_of(class));
+            }
+        }
+    }
+
+    fn latencies(&self, text: &mut Text) {
+        let name = "shardblob_op_latency_seconds";
+        let help = "Time the owning shard's store spent on an operation, by kind, since start.";
+        text.family(name, "summary", help);
+        for (shard, op) in self.ops() {
+            let labels = op_labels(shard, op);
+            for quantile in QUANTILES {
+                let value = measured_seconds(op, op.latency_us.value_at_quantile(quantile));
+                text.sample(name, &format!("{labels},quantile=\"{quantile}\""), value);
+            }
+            text.sample(&format!("{name}_sum"), &labels, seconds(op.latency_sum_us));
+            text.sample(&format!("{name}_count"), &labels, op.count);
+        }
+        let max_name = "shardblob_op_latency_max_seconds";
+        let help = "The slowest operation of each kind since start.";
+        text.family(max_name, "gauge", help);
+        for (shard, op) in self.ops() {
+            let max = measured_seconds(op, op.latency_us.max());
+            text.sample(max_name, &op_labels(shard, op), max);
+        }
+    }
+}
+
+fn op_labels(shard: usize, op: &OpStats) -> String {
+    format!("shard=\"{shard}\",op=\"{}\"", op.kind.name())
+}
+
+/// Microseconds in seconds.
+fn seconds(us: u64) -> f64 {
+    us as f64 / 1e6
+}
+
+/// A latency of `op` in seconds, `NaN` while none was measured.
+fn measured_seconds(op: &OpStats, us: u64) -> f64 {
+    match op.count {
+        0 => f64::NAN,
+        _ => seconds(us),
+    }
+}
+
+/// The text being written.
+#[derive(Default)]
+struct Text {
+    out: String,
+}
+
+impl Text {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &str, value: impl Display) {
+        let _ = writeln!(self.out, "{name}{{{labels}}} {value}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shardblob_shards::stats::StoreStats;
+
+    use super::super::OpKind;
+    use super::*;
+
+    fn shard(index: usize) -> ShardStats {
+        let mut store = StoreStats::default().snapshot();
+        let read = &mut store.ops[OpKind::Read.index()];
+        read.count = 2;
+        read.latency_sum_us = 300;
+        read.latency_us.record(100).unwrap();
+        read.latency_us.record(200).unwrap();
+        ShardStats {
+            shard: index,
+            store,
+            forwarded_in_flight: 0,
+            foreign_queue: QueueDepth::default(),
+            sync_queue: QueueDepth::default(),
+            peer_queues: vec![(1 - index, QueueDepth::default())],
+        }
+    }
+
+    #[test]
+    fn each_family_is_typed_once_and_each_series_has_its_shard() {
+        let stats = EngineStats {
+            shards: vec![shard(0), shard(1)],
+        };
+        let text = stats.prometheus_text();
+        let mut typed = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let name = rest.split(' ').next().unwrap();
+                assert!(typed.insert(name.to_string()), "{name} typed twice");
+                continue;
+            }
+            if line.starts_with("# HELP ") {
+                continue;
+            }
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            assert!(value == "NaN" || value.parse::<f64>().is_ok(), "{line}");
+            assert!(series.contains("{shard=\""), "{line}");
+        }
+        assert!(text.contains("shardblob_ops_total{shard=\"1\",op=\"read\"} 2\n"));
+        assert!(text.contains("shardblob_op_latency_seconds_sum{shard=\"0\",op=\"read\"} 0.0003\n"));
+        assert!(text.contains(
+            "shardblob_op_latency_seconds{shard=\"0\",op=\"write\",quantile=\"0.99\"} NaN\n"
+        ));
+        assert!(text.contains(
+            "shardblob_queue_high_water_messages{shard=\"0\",queue=\"peer\",peer=\"1\"} 0\n"
+        ));
+    }
+}

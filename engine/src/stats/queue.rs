@@ -1,0 +1,148 @@
+//! The depth of one queue into a shard, with its high-water mark.
+//!
+//! A queue is written by other threads (foreign callers, a peer shard) and
+//! read by its shard, so its gauge is shared: two atomics, counted by the
+//! sender as it starts to send ([`QueueGauge::push`], given back if the
+//! send fails or is dropped) and by the shard's serving loop when it takes
+//! a message out. Counting before the send means the shard never takes out
+//! a message not yet counted, and a sender waiting for room in a full
+//! queue counts in its depth: a depth above the queue's capacity is
+//! backpressure. Neither glommio's shared channels nor the byte budget
+//! give a per-queue depth, and a lock would be worse than two relaxed
+//! atomic operations beside a cross-thread message.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// How deep one queue is, in messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Messages waiting in it now, and senders waiting for room in it.
+    pub depth_messages: u64,
+    /// The highest `depth_messages` since the engine started.
+    pub high_water_messages: u64,
+}
+
+/// The live gauge of one queue.
+#[derive(Debug, Default)]
+pub struct QueueGauge {
+    /// Signed, so that a miscount shows as zero rather than wrapping.
+    depth: AtomicI64,
+    high_water: AtomicU64,
+}
+
+impl QueueGauge {
+    /// A message is being sent: counted until the returned guard is
+    /// dropped, or for good once [`Pushed::sent`] says it is in the queue.
+    pub fn push(&self) -> Pushed<'_> {
+        let depth = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
+        self.high_water
+            .fetch_max(messages(depth), Ordering::Relaxed);
+        Pushed {
+            gauge: self,
+            sent: false,
+        }
+    }
+
+    /// A message was taken out of the queue.
+    pub fn popped(&self) {
+        self.depth.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The depth now and the high-water mark.
+    pub fn read(&self) -> QueueDepth {
+        let depth_messages = messages(self.depth.load(Ordering::Relaxed));
+        QueueDepth {
+            depth_messages,
+            high_water_messages: self.high_water.load(Ordering::Relaxed).max(depth_messages),
+        }
+    }
+}
+
+/// A signed count as messages: never below zero.
+fn messages(depth: i64) -> u64 {
+    u64::try_from(depth).unwrap_or(0)
+}
+
+/// A message counted in a queue's depth while its send is under way.
+#[must_use = "dropping it takes the message back out of the count"]
+pub struct Pushed<'a> {
+    gauge: &'a QueueGauge,
+    sent: bool,
+}
+
+impl Pushed<'_> {
+    /// The message is in the queue: the shard takes it out of the count.
+    pub fn sent(mut self) {
+        self.sent = true;
+    }
+}
+
+impl Drop for Pushed<'_> {
+    fn drop(&mut self) {
+        if !self.sent {
+            self.gauge.popped();
+        }
+    }
+}
+
+/// The gauges of the queues into one shard.
+#[derive(Debug)]
+pub struct ShardQueueGauges {
+    /// Requests from threads outside the engine (`Client`).
+    pub foreign: QueueGauge,
+    /// Started syncs of remote handles (the sync lane).
+    pub syncs: QueueGauge,
+    /// Requests from each other shard, indexed by the sending shard (the
+    /// entry at this shard's own index stays zero).
+    pub peers: Vec<QueueGauge>,
+}
+
+impl ShardQueueGauges {
+    /// The gauges of one shard of `shard_count`.
+    pub fn new(shard_count: usize) -> ShardQueueGauges {
+        ShardQueueGauges {
+            foreign: QueueGauge::default(),
+            syncs: QueueGauge::default(),
+            peers: (0..shard_count).map(|_| QueueGauge::default()).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_high_water_mark_stays_after_the_queue_drains() {
+        let gauge = QueueGauge::default();
+        gauge.push().sent();
+        gauge.push().sent();
+        gauge.popped();
+        gauge.push().sent();
+        gauge.popped();
+        gauge.popped();
+        assert_eq!(
+            gauge.read(),
+            QueueDepth {
+                depth_messages: 0,
+                high_water_messages: 2
+            }
+        );
+    }
+
+    #[test]
+    fn a_send_that_fails_or_is_dropped_counts_only_while_it_waits() {
+        let gauge = QueueGauge::default();
+        {
+            let _waiting = gauge.push();
+            assert_eq!(gauge.read().depth_messages, 1);
+        }
+        assert_eq!(
+            gauge.read(),
+            QueueDepth {
+                depth_messages: 0,
+                high_water_messages: 1
+            }
+        );
+    }
+}

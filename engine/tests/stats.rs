@@ -1,0 +1,351 @@
+//! Per-shard statistics (issue 15, item 4): every path to a blob is counted
+//! once, on the owning shard, by kind, with its bytes, errors and latency;
+//! queue depths and their high-water marks; open blobs and the space
+//! reserved past their ends; the Prometheus text; a dropped stats call.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use futures::executor::block_on;
+use futures::StreamExt;
+use shardblob::stats::{ErrorClass, OpKind, OpStats};
+use shardblob::{shard_of, Blob, Client, Config, Engine, ShardStats, Storage};
+
+const SHARDS: usize = 2;
+/// The shard whose partition the tests use.
+const OWNER: usize = 0;
+
+fn engine(test: &str) -> (Engine, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("shardblob-stats-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = Config {
+        data_dir: dir.clone(),
+        shards: SHARDS,
+        ..Config::default()
+    };
+    (Engine::start(config).expect("engine starts"), dir)
+}
+
+fn finish(engine: Engine, dir: PathBuf) {
+    engine.shutdown().expect("clean shutdown");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A partition that lives on `OWNER`.
+fn partition() -> String {
+    (0..)
+        .map(|i| format!("stats-{i}"))
+        .find(|name| shard_of(name, SHARDS) == OWNER)
+        .expect("some name hashes to every shard")
+}
+
+fn shard_stats(client: &Client, shard: usize) -> ShardStats {
+    let stats = block_on(client.stats()).expect("stats");
+    assert_eq!(stats.shards.len(), SHARDS);
+    stats.shards[shard].clone()
+}
+
+/// One operation of every kind on a fresh blob, all succeeding:
+/// open, write (8192 bytes), read (4096 + 100 bytes, two reads),
+/// read_many (30 bytes), resize, sync, scan, remove.
+async fn sequence<S: Storage>(storage: &S, partition: &str, name: &[u8]) {
+    let (blob, _) = storage.open(partition, name).await.expect("open");
+    blob.write_at(0, &[7u8; 8192]).await.expect("write");
+    assert_eq!(blob.read_at(0, 4096).await.expect("read").len(), 4096);
+    let mut into = [0u8; 100];
+    blob.read_into(100, &mut into).await.expect("read_into");
+    let many: Vec<_> = blob.read_many(vec![(0, 10), (4096, 20)]).collect().await;
+    assert!(many.iter().all(Result::is_ok), "read_many");
+    blob.resize(4096).await.expect("resize");
+    blob.sync().await.expect("sync");
+    drop(blob);
+    storage.scan(partition).await.expect("scan");
+    storage.remove(partition, Some(name)).await.expect("remove");
+}
+
+/// What [`sequence`] adds to each kind: (operations, bytes).
+fn expected(kind: OpKind) -> (u64, u64) {
+    match kind {
+        OpKind::Write => (1, 8192),
+        OpKind::Read => (2, 4196),
+        OpKind::ReadMany => (1, 30),
+        _ => (1, 0),
+    }
+}
+
+/// `after - before` of one kind's counters; the latency histogram holds
+/// one value per operation.
+fn delta(before: &OpStats, after: &OpStats) -> (u64, u64, u64) {
+    assert_eq!(after.latency_us.len(), after.count, "{:?}", after.kind);
+    (
+        after.count - before.count,
+        after.bytes - before.bytes,
+        after.errors_total() - before.errors_total(),
+    )
+}
+
+/// Runs `sequence` by `path` and checks what the owner counted.
+fn assert_counted(client: &Client, path: &str, run: impl FnOnce()) {
+    let before = shard_stats(client, OWNER);
+    let other_before = shard_stats(client, 1 - OWNER);
+    run();
+    let after = shard_stats(client, OWNER);
+    for kind in OpKind::ALL {
+        let (ops, bytes) = expected(kind);
+        let got = delta(before.store.op(kind), after.store.op(kind));
+        assert_eq!(
+            got,
+            (ops, bytes, 0),
+            "{path}: {kind:?} (ops, bytes, errors)"
+        );
+    }
+    // The other shard ran no store operation of this partition.
+    let other = shard_stats(client, 1 - OWNER);
+    for kind in OpKind::ALL {
+        let got = delta(other_before.store.op(kind), other.store.op(kind));
+        assert_eq!(got, (0, 0, 0), "{path}: the non-owner counted {kind:?}");
+    }
+    assert_eq!(after.store.ops_in_flight, 0, "{path}");
+}
+
+#[test]
+fn every_path_counts_its_operations_once_on_the_owning_shard() {
+    let (engine, dir) = engine("paths");
+    let client = engine.client();
+    let partition = partition();
+    // Started only when called: after the counters before it are taken.
+    let spawn_sequence = |shard: usize, name: &'static [u8]| {
+        let (client, partition) = (client.clone(), partition.clone());
+        move || {
+            let task = client.spawn_on(shard, move |storage| async move {
+                sequence(&storage, &partition, name).await
+            });
+            block_on(task).expect("task ran")
+        }
+    };
+    assert_counted(&client, "same shard", spawn_sequence(OWNER, b"same"));
+    assert_counted(&client, "cross shard", spawn_sequence(1 - OWNER, b"cross"));
+    assert_counted(&client, "foreign thread", || {
+        block_on(sequence(&client, &partition, b"foreign"))
+    });
+    finish(engine, dir);
+}
+
+/// Runs the failing calls: a read past the end, a bad partition name, an
+/// empty blob name, a second open of a live blob, a remove of a missing
+/// blob, a scan of a missing partition.
+async fn failures<S: Storage>(storage: &S, partition: &str) {
+    let (blob, _) = storage.open(partition, b"short").await.expect("open");
+    blob.write_at(0, b"abc").await.expect("write");
+    assert!(blob.read_at(2, 10).await.is_err(), "read past the end");
+    assert!(
+        storage.open(partition, b"short").await.is_err(),
+        "open twice"
+    );
+    drop(blob);
+    assert!(storage.open(partition, b"").await.is_err(), "empty name");
+    assert!(storage.remove(partition, Some(b"never")).await.is_err());
+    assert!(storage.remove(partition, Some(b"short")).await.is_ok());
+    assert!(storage.scan(&format!("{partition}-none")).await.is_err());
+}
+
+#[test]
+fn errors_are_counted_by_kind_and_class() {
+    let (engine, dir) = engine("errors");
+    let client = engine.client();
+    let partition = partition();
+    let before = shard_stats(&client, OWNER);
+    block_on(failures(&client, &partition));
+    let owned = partition.clone();
+    let task = client.spawn_on(OWNER, move |storage| async move {
+        failures(&storage, &owned).await
+    });
+    block_on(task).expect("task ran");
+    let after = shard_stats(&client, OWNER);
+    let errors = |kind: OpKind, class: ErrorClass| {
+        after.store.op(kind).errors_of(class) - before.store.op(kind).errors_of(class)
+    };
+    // Each failure twice: once from a foreign thread, once on the shard.
+    assert_eq!(errors(OpKind::Read, ErrorClass::OutOfRange), 2);
+    assert_eq!(errors(OpKind::Open, ErrorClass::AlreadyOpen), 2);
+    assert_eq!(errors(OpKind::Open, ErrorClass::InvalidInput), 2);
+    assert_eq!(errors(OpKind::Remove, ErrorClass::NotFound), 2);
+    let scans = |stats: &ShardStats| stats.store.op(OpKind::Scan).errors_of(ErrorClass::NotFound);
+    let missing_scan = shard_of(&format!("{partition}-none"), SHARDS);
+    assert!(
+        scans(&shard_stats(&client, missing_scan)) >= 2,
+        "scan of a missing partition"
+    );
+    // A bad partition name is refused on the shard it hashes to.
+    let bad = "not a partition!";
+    let before_bad = shard_stats(&client, shard_of(bad, SHARDS));
+    assert!(block_on(client.open(bad, b"x")).is_err());
+    let after_bad = shard_stats(&client, shard_of(bad, SHARDS));
+    let invalid = |stats: &ShardStats| {
+        stats
+            .store
+            .op(OpKind::Open)
+            .errors_of(ErrorClass::InvalidInput)
+    };
+    assert_eq!(invalid(&after_bad) - invalid(&before_bad), 1);
+    // Failed operations are operations: counted and timed.
+    let read = after.store.op(OpKind::Read);
+    assert_eq!(read.latency_us.len(), read.count);
+    finish(engine, dir);
+}
+
+#[test]
+fn concurrent_forwarded_calls_raise_the_queue_high_water_marks() {
+    let (engine, dir) = engine("queues");
+    let client = engine.client();
+    let partition = partition();
+    let (blob, _) = block_on(client.open(&partition, b"q")).expect("open");
+    block_on(blob.write_at(0, &[1u8; 4096])).expect("write");
+    // From the other shard: 64 reads at once, forwarded to the owner.
+    let owned = partition.clone();
+    let task = client.spawn_on(1 - OWNER, move |storage| async move {
+        let (blob, _) = storage.open(&owned, b"peer").await.expect("open");
+        blob.write_at(0, &[2u8; 4096]).await.expect("write");
+        let reads = (0..64).map(|_| blob.read_at(0, 4096));
+        futures::future::join_all(reads).await.len()
+    });
+    assert_eq!(block_on(task).expect("task ran"), 64);
+    // From this thread: 64 reads at once through the owner's foreign queue,
+    // and a sync through its sync lane.
+    let reads = (0..64).map(|_| blob.read_at(0, 4096));
+    assert_eq!(block_on(futures::future::join_all(reads)).len(), 64);
+    block_on(blob.sync()).expect("sync");
+    let owner = shard_stats(&client, OWNER);
+    let (from, peer) = owner.peer_queues[0];
+    assert_eq!(from, 1 - OWNER, "the queue from the other shard");
+    assert!(peer.high_water_messages > 0, "{peer:?}");
+    assert!(owner.foreign_queue.high_water_messages > 0);
+    assert_eq!(owner.sync_queue.high_water_messages, 1);
+    // Served: nothing waits now, and nothing runs.
+    assert_eq!(peer.depth_messages, 0);
+    assert_eq!(owner.foreign_queue.depth_messages, 0);
+    assert_eq!(owner.store.ops_in_flight, 0);
+    // The stats request itself may hold a permit while it runs.
+    assert!(owner.forwarded_in_flight <= 1);
+    // The other shard's queues saw no request from the owner.
+    let other = shard_stats(&client, 1 - OWNER);
+    assert_eq!(other.peer_queues[0].1.high_water_messages, 0);
+    drop(blob);
+    finish(engine, dir);
+}
+
+#[test]
+fn open_blobs_and_space_reserved_past_their_ends_follow_the_handles() {
+    let (engine, dir) = engine("reserved");
+    let client = engine.client();
+    let partition = partition();
+    let preallocate = Config::default().preallocate_bytes;
+    assert!(preallocate > 8192, "the default reserves ahead");
+    let task = client.spawn_on(OWNER, move |storage| async move {
+        let before = storage.stats().store;
+        let (blob, _) = storage.open(&partition, b"r").await.expect("open");
+        blob.write_at(0, &[3u8; 5000]).await.expect("write");
+        let held = storage.stats().store;
+        drop(blob);
+        let closed = storage.stats().store;
+        (before, held, closed)
+    });
+    let (before, held, closed) = block_on(task).expect("task ran");
+    assert_eq!(held.open_blobs, before.open_blobs + 1);
+    // The first write reserved up to the first step; its own 5000 bytes
+    // are the blob's, the rest of the step is reserved past its end.
+    assert_eq!(
+        held.reserved_past_end_bytes,
+        before.reserved_past_end_bytes + preallocate - 5000
+    );
+    assert_eq!(closed.open_blobs, before.open_blobs);
+    assert_eq!(
+        closed.reserved_past_end_bytes,
+        before.reserved_past_end_bytes
+    );
+    finish(engine, dir);
+}
+
+/// Splits `name{labels} value` and checks each part.
+fn parse_sample(line: &str) -> (String, Vec<(String, String)>, f64) {
+    let (series, value) = line.rsplit_once(' ').expect("a sample has a value");
+    let value: f64 = value.parse().unwrap_or_else(|_| panic!("value of {line}"));
+    let (name, labels) = series.split_once('{').expect("every series has labels");
+    let labels = labels.strip_suffix('}').expect("labels end with }");
+    let labels = labels
+        .split(',')
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').expect("key=value");
+            let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"'));
+            (key.to_string(), value.expect("a quoted value").to_string())
+        })
+        .collect();
+    (name.to_string(), labels, value)
+}
+
+#[test]
+fn the_prometheus_text_parses_line_by_line_with_shard_labels() {
+    let (engine, dir) = engine("prometheus");
+    let client = engine.client();
+    let partition = partition();
+    block_on(sequence(&client, &partition, b"p"));
+    let text = block_on(engine.stats()).expect("stats").prometheus_text();
+    let (mut families, mut current) = (HashSet::new(), String::new());
+    let mut shards_seen = HashSet::new();
+    let mut writes_on_owner = 0.0;
+    for line in text.lines() {
+        if let Some(help) = line.strip_prefix("# HELP ") {
+            assert!(help
+                .split_once(' ')
+                .is_some_and(|(_, text)| !text.is_empty()));
+        } else if let Some(typed) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = typed.split_once(' ').expect("# TYPE name kind");
+            assert!(["counter", "gauge", "summary"].contains(&kind), "{line}");
+            assert!(families.insert(name.to_string()), "{name} typed twice");
+            current = name.to_string();
+        } else {
+            let (name, labels, value) = parse_sample(line);
+            let family = name
+                .strip_suffix("_sum")
+                .or_else(|| name.strip_suffix("_count"))
+                .filter(|base| *base == current)
+                .unwrap_or(name.as_str());
+            assert_eq!(family, current, "{line} outside its family");
+            let shard = &labels[0];
+            assert_eq!(shard.0, "shard", "{line}");
+            shards_seen.insert(shard.1.parse::<usize>().expect("shard number"));
+            let op_write = labels.iter().any(|(k, v)| k == "op" && v == "write");
+            if name == "shardblob_ops_total" && shard.1 == OWNER.to_string() && op_write {
+                writes_on_owner = value;
+            }
+        }
+    }
+    assert_eq!(shards_seen, (0..SHARDS).collect::<HashSet<_>>());
+    assert_eq!(writes_on_owner, 1.0);
+    for unit in ["_total", "_seconds", "_bytes", "_messages"] {
+        assert!(
+            families.iter().any(|f| f.ends_with(unit)),
+            "a family in {unit}"
+        );
+    }
+    finish(engine, dir);
+}
+
+#[test]
+fn a_dropped_stats_call_leaves_nothing_held() {
+    let (engine, dir) = engine("dropped");
+    let client = engine.client();
+    for _ in 0..8 {
+        let mut call = Box::pin(client.stats());
+        let _ = block_on(futures::future::poll_immediate(&mut call));
+        drop(call);
+    }
+    let stats = block_on(client.stats()).expect("stats after dropped calls");
+    assert_eq!(stats.shards.len(), SHARDS);
+    for shard in &stats.shards {
+        assert!(shard.forwarded_in_flight <= 1, "the stats request's own");
+        assert_eq!(shard.store.ops_in_flight, 0);
+    }
+    // Nothing holds a shard: shutdown finds no task still running.
+    finish(engine, dir);
+}
