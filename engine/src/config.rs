@@ -25,14 +25,18 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use shardblob_shards::sched::SchedConfig;
 use shardblob_shards::Error;
 
-use crate::io_scheduler::IoSchedulerConfig;
 use crate::placement::{first_per_core, format_cpu_list, spread_over_cores, Topology};
 
 mod builder;
 mod env;
 
+pub use crate::io_scheduler::{
+    IO_SCHEDULER_DEPTH_MAX, IO_SCHEDULER_QUEUE_MAX, IO_SCHEDULER_THROUGHPUT_BYTES_MAX,
+    IO_SCHEDULER_THROUGHPUT_EVERY_MAX,
+};
 pub use builder::ConfigBuilder;
 pub use env::ENV_PREFIX;
 
@@ -122,7 +126,7 @@ pub struct Config {
     /// bytes; 0 = none (every append allocates its own blocks).
     pub preallocate_bytes: u64,
     /// The bounds of each shard's I/O scheduler (`[io_scheduler]`).
-    pub io_scheduler: IoSchedulerConfig,
+    pub io_scheduler: SchedConfig,
 }
 
 /// Which CPUs the shards are pinned to. In TOML:
@@ -199,7 +203,7 @@ struct DefaultFile {
     shutdown_grace_ms: u64,
     allow_volatile_data_dir: bool,
     preallocate_bytes: u64,
-    io_scheduler: IoSchedulerConfig,
+    io_scheduler: SchedConfig,
 }
 
 impl From<DefaultFile> for Config {
@@ -245,7 +249,7 @@ impl From<DefaultFile> for Config {
 
 /// Checks that `value` of `field` lies in `range`; the error names the
 /// field, the value and the range, then `advice`.
-fn within(
+pub(crate) fn within(
     field: &'static str,
     value: u64,
     range: RangeInclusive<u64>,
@@ -378,7 +382,8 @@ impl Config {
             self.preallocate_bytes,
             0..=PREALLOCATE_BYTES_MAX,
             "0 reserves nothing, the largest is 1 GiB; 8388608 (8 MiB) is the default",
-        )
+        )?;
+        crate::io_scheduler::check(&self.io_scheduler)
     }
 
     fn placement_error(&self, reason: String) -> Error {
@@ -533,7 +538,7 @@ mod tests {
                 shutdown_grace_ms: 5000,
                 allow_volatile_data_dir: false,
                 preallocate_bytes: 8 << 20,
-                io_scheduler: IoSchedulerConfig::default(),
+                io_scheduler: SchedConfig::default(),
             }
         );
         assert_eq!(parsed.spin_before_park(), Some(Duration::from_micros(50)));
@@ -736,78 +741,82 @@ mod tests {
         );
     }
 
+    /// A TOML line, the field it makes out of bounds and a part of the
+    /// message.
+    const IMPOSSIBLE: &[(&str, &str, &str)] = &[
+        (
+            "shards = 8193",
+            "shards",
+            "shards = 8193 is outside 0..=8192",
+        ),
+        (
+            "spin_before_park_us = 5000000",
+            "spin_before_park_us",
+            "spin_before_park_us = 5000000 is outside 0..=10000",
+        ),
+        (
+            "io_memory_bytes = 0",
+            "io_memory_bytes",
+            "io_memory_bytes = 0 is outside 1..=",
+        ),
+        (
+            "io_memory_bytes = 1073741825",
+            "io_memory_bytes",
+            "io_memory_bytes = 1073741825 is outside 1..=1073741824",
+        ),
+        (
+            "ring_depth = 0",
+            "ring_depth",
+            "ring_depth = 0 is outside 8..=32768",
+        ),
+        (
+            "ring_depth = 3",
+            "ring_depth",
+            "ring_depth = 3 is outside 8..=32768",
+        ),
+        ("ring_depth = 65536", "ring_depth", "ring_depth = 65536"),
+        (
+            "channel_capacity = 0",
+            "channel_capacity",
+            "channel_capacity = 0",
+        ),
+        (
+            "channel_capacity = 2000000",
+            "channel_capacity",
+            "channel_capacity = 2000000 is outside 1..=1048576",
+        ),
+        (
+            "inflight_per_shard_max = 0",
+            "inflight_per_shard_max",
+            "inflight_per_shard_max = 0 is outside 1..=1048576",
+        ),
+        ("data_dir = \"\"", "data_dir", "data_dir is empty"),
+        (
+            "blocking_threads_per_shard = 0",
+            "blocking_threads_per_shard",
+            "blocking_threads_per_shard = 0 is outside 1..=1024",
+        ),
+        (
+            "blocking_threads_per_shard = 1025",
+            "blocking_threads_per_shard",
+            "blocking_threads_per_shard = 1025",
+        ),
+        (
+            "queue_bytes_per_shard_max = 0",
+            "queue_bytes_per_shard_max",
+            "queue_bytes_per_shard_max = 0 is outside 1..=1099511627776",
+        ),
+        (
+            "shutdown_grace_ms = 9223372036854775807",
+            "shutdown_grace_ms",
+            "shutdown_grace_ms = 9223372036854775807 is outside 0..=86400000",
+        ),
+    ];
+
     #[test]
     fn rejects_impossible_values() {
         let t = two_nodes();
-        for (text, field, expected) in [
-            (
-                "shards = 8193",
-                "shards",
-                "shards = 8193 is outside 0..=8192",
-            ),
-            (
-                "spin_before_park_us = 5000000",
-                "spin_before_park_us",
-                "spin_before_park_us = 5000000 is outside 0..=10000",
-            ),
-            (
-                "io_memory_bytes = 0",
-                "io_memory_bytes",
-                "io_memory_bytes = 0 is outside 1..=",
-            ),
-            (
-                "io_memory_bytes = 1073741825",
-                "io_memory_bytes",
-                "io_memory_bytes = 1073741825 is outside 1..=1073741824",
-            ),
-            (
-                "ring_depth = 0",
-                "ring_depth",
-                "ring_depth = 0 is outside 8..=32768",
-            ),
-            (
-                "ring_depth = 3",
-                "ring_depth",
-                "ring_depth = 3 is outside 8..=32768",
-            ),
-            ("ring_depth = 65536", "ring_depth", "ring_depth = 65536"),
-            (
-                "channel_capacity = 0",
-                "channel_capacity",
-                "channel_capacity = 0",
-            ),
-            (
-                "channel_capacity = 2000000",
-                "channel_capacity",
-                "channel_capacity = 2000000 is outside 1..=1048576",
-            ),
-            (
-                "inflight_per_shard_max = 0",
-                "inflight_per_shard_max",
-                "inflight_per_shard_max = 0 is outside 1..=1048576",
-            ),
-            ("data_dir = \"\"", "data_dir", "data_dir is empty"),
-            (
-                "blocking_threads_per_shard = 0",
-                "blocking_threads_per_shard",
-                "blocking_threads_per_shard = 0 is outside 1..=1024",
-            ),
-            (
-                "blocking_threads_per_shard = 1025",
-                "blocking_threads_per_shard",
-                "blocking_threads_per_shard = 1025",
-            ),
-            (
-                "queue_bytes_per_shard_max = 0",
-                "queue_bytes_per_shard_max",
-                "queue_bytes_per_shard_max = 0 is outside 1..=1099511627776",
-            ),
-            (
-                "shutdown_grace_ms = 9223372036854775807",
-                "shutdown_grace_ms",
-                "shutdown_grace_ms = 9223372036854775807 is outside 0..=86400000",
-            ),
-        ] {
+        for &(text, field, expected) in IMPOSSIBLE {
             let error = cpus(text, &t).unwrap_err();
             assert!(
                 matches!(error, Error::ConfigValue { field: f, .. } if f == field),

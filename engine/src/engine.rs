@@ -15,6 +15,7 @@
 //! shard cancels what still runs, waits for in-flight requests, closes the
 //! files and ends; the LOCK goes with the last shard.
 
+use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -25,11 +26,11 @@ use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
 use shardblob_shards::fs::any::AnyFs;
 use shardblob_shards::fs::dma::DmaFs;
 use shardblob_shards::fs::sim::SimFs;
+use shardblob_shards::sched::{IoScheduler, SchedConfig};
 use shardblob_shards::{DataDir, Error, Result, ShardStore};
 
 use crate::client::Client;
 use crate::config::{Config, ResolvedConfig};
-use crate::io_scheduler::IoSchedulerConfig;
 use crate::message::{BlobId, Envelope};
 use crate::remote::SyncRequest;
 use crate::routing::shard_of;
@@ -83,6 +84,19 @@ enum Disk {
 }
 
 impl Disk {
+    /// This shard's scheduler with these bounds: on the real disk its
+    /// pieces are cut to what the data directory's device takes; the
+    /// simulated disk has no device, so its pieces are the configured ones
+    /// on every host (a seed replays the same everywhere).
+    fn scheduler(&self, shard: usize, config: &SchedConfig) -> Rc<IoScheduler> {
+        match self {
+            Disk::Real(data_dir) => {
+                crate::io_scheduler::scheduler_for(config, shard, data_dir.path())
+            }
+            Disk::Simulated(_) => IoScheduler::new(config.for_device(None)),
+        }
+    }
+
     /// This shard's file system and the root of its store. On the real
     /// disk it must run on the shard's executor before any blob is made
     /// (`DmaFs::new`).
@@ -101,7 +115,7 @@ impl Disk {
                     )),
                     Err(e) => Err(Error::DataDir {
                         dir: root,
-                        reason: format!("shard {index} cannot open its first DMA file: {e}"),
+                        reason: format!("shard {index} cannot open its first DMA file"),
                         source: Some(e),
                     }),
                 }
@@ -447,7 +461,7 @@ struct ShardLimits {
     spin_before_park: Option<std::time::Duration>,
     sync_inline_when_idle: bool,
     preallocate_bytes: u64,
-    io_scheduler: IoSchedulerConfig,
+    io_scheduler: SchedConfig,
     /// For the log: the registered `io_memory` and the ring depth.
     io_memory_bytes: u64,
     ring_depth: usize,
@@ -517,6 +531,7 @@ fn run_shard_thread(
             "fault injected: shard {} panics at start",
             wiring.index
         );
+        let sched = disk.scheduler(wiring.index, &limits.io_scheduler);
         let (fs, root) = match disk
             .file_system(wiring.index, limits.sync_inline_when_idle)
             .await
@@ -527,7 +542,6 @@ fn run_shard_thread(
                 return;
             }
         };
-        let sched = limits.io_scheduler.scheduler_for(wiring.index, &root);
         let store = ShardStore::with_scheduler(fs, root, sched)
             .with_preallocate_bytes(limits.preallocate_bytes);
         let _ = wiring.ready.try_send(Ok(()));
@@ -571,4 +585,17 @@ where
         outputs.push(task.await);
     }
     outputs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_simulated_disk_takes_the_configured_piece_on_every_host() {
+        let config = SchedConfig::default();
+        let sched = Disk::Simulated(SimFs::new(0)).scheduler(0, &config);
+        assert_eq!(sched.config().piece_bytes, config.piece_bytes);
+        assert_eq!(*sched.config(), config);
+    }
 }

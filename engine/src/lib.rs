@@ -52,7 +52,6 @@ mod transport;
 pub use client::{Client, ClientBlob};
 pub use config::{Config, ConfigBuilder, Placement, ResolvedConfig};
 pub use engine::Engine;
-pub use io_scheduler::IoSchedulerConfig;
 pub use local::{Bytes, ShardBlobHandle, ShardStorage};
 pub use remote::RemoteBlob;
 pub use routing::shard_of;

@@ -280,10 +280,8 @@ fn check_data_dir(dir: &Path, allow_volatile: bool) -> Result<(), Error> {
         source,
     };
     fs::create_dir_all(dir).map_err(|e| {
-        let reason = format!(
-            "cannot create it ({e}); create it yourself or set data_dir to a writable directory"
-        );
-        problem(reason, Some(e))
+        let reason = "cannot create it; create it yourself or set data_dir to a writable directory";
+        problem(reason.to_string(), Some(e))
     })?;
     let volatile = filesystem_magic(dir).is_some_and(is_volatile);
     if volatile && allow_volatile {
@@ -321,16 +319,14 @@ fn check_data_dir(dir: &Path, allow_volatile: bool) -> Result<(), Error> {
     };
     result.map_err(|(step, e)| {
         let reason = match step {
-            ProbeStep::Create => format!(
-                "not writable: cannot create a file in it ({e}); fix its owner or permissions, or set data_dir to a writable directory"
-            ),
+            ProbeStep::Create => "not writable: cannot create a file in it; fix its owner or permissions, or set data_dir to a writable directory".to_string(),
             ProbeStep::Direct if e.raw_os_error() == Some(libc::EINVAL) => {
                 format!(
                     "its filesystem ({}) does not support O_DIRECT, which every blob file uses; set data_dir to a directory on ext4 or xfs",
                     filesystem_name(dir)
                 )
             }
-            ProbeStep::Direct => format!("cannot write a file in it with O_DIRECT ({e})"),
+            ProbeStep::Direct => "cannot write a file in it with O_DIRECT".to_string(),
         };
         problem(reason, Some(e))
     })
@@ -572,7 +568,19 @@ mod tests {
         fs::write(&file, b"x").unwrap();
         let error = check_data_dir(&file.join("data"), false).unwrap_err();
         assert!(matches!(error, Error::DataDir { .. }), "{error}");
-        assert!(error.to_string().contains("cannot create it"), "{error}");
+        let shown = error.to_string();
+        assert!(
+            shown.starts_with(&format!(
+                "data directory {}/data: cannot create it;",
+                file.display()
+            )),
+            "{shown}"
+        );
+        // The OS error is the source, once, not part of the message too.
+        assert!(!shown.contains("os error"), "{shown}");
+        let source = std::error::Error::source(&error).expect("the OS error is the source");
+        assert!(source.to_string().contains("os error 20"), "{source}");
+        assert_eq!(error.raw_os_error(), Some(libc::ENOTDIR));
         let error = check_data_dir(&file, false).unwrap_err().to_string();
         assert!(error.contains("cannot create it"), "{error}");
         fs::remove_dir_all(&dir).unwrap();

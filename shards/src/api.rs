@@ -89,7 +89,9 @@ impl ReadOptions {
 ///   Clone a handle to share it.
 /// - `remove(p, Some(name))` removes a blob, `remove(p, None)` the whole
 ///   partition; `Ok` means durable. Handles opened before keep reading what
-///   they had; reopening the name makes a new, empty blob.
+///   they had; reopening the name makes a new, empty blob. `BlobMissing`
+///   from a remove is durable too: no crash brings the name back (a retry
+///   after a remove that failed at its directory sync syncs it).
 /// - `scan` lists blob names; a missing partition gives `PartitionMissing`,
 ///   an entry shardblob did not write gives `PartitionCorrupt`.
 /// - Every error names the partition, and the blob where there is one, that

@@ -37,22 +37,16 @@ impl DataDir {
         let given = path.into();
         let path = std::path::absolute(&given).map_err(|e| Error::DataDir {
             dir: given.clone(),
-            reason: format!(
-                "cannot make it an absolute path ({e}); set data_dir to an absolute path"
-            ),
+            reason: "cannot make it an absolute path; set data_dir to an absolute path".to_string(),
             source: Some(e),
         })?;
-        let dir_error = |reason: String, source: io::Error| Error::DataDir {
+        let dir_error = |reason: &str, source: io::Error| Error::DataDir {
             dir: path.clone(),
-            reason,
+            reason: reason.to_string(),
             source: Some(source),
         };
-        fs::create_dir_all(&path).map_err(|e| {
-            dir_error(
-                format!("cannot create it ({e}); pick a writable data_dir"),
-                e,
-            )
-        })?;
+        fs::create_dir_all(&path)
+            .map_err(|e| dir_error("cannot create it; pick a writable data_dir", e))?;
         let lock_path = path.join(LOCK_FILE_NAME);
         let mut lock = OpenOptions::new()
             .read(true)
@@ -60,12 +54,7 @@ impl DataDir {
             .create(true)
             .truncate(false)
             .open(&lock_path)
-            .map_err(|e| {
-                dir_error(
-                    format!("cannot open LOCK ({e}); is the directory writable?"),
-                    e,
-                )
-            })?;
+            .map_err(|e| dir_error("cannot open LOCK; is the directory writable?", e))?;
         // SAFETY: flock on a file descriptor we own; no memory is shared.
         let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc != 0 {
@@ -73,7 +62,7 @@ impl DataDir {
             return Err(if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
                 Error::DataDirLocked { dir: path }
             } else {
-                dir_error(format!("cannot lock LOCK ({e})"), e)
+                dir_error("cannot lock LOCK", e)
             });
         }
         let page = lock_page();
@@ -81,7 +70,7 @@ impl DataDir {
         if current < BLOCK_SIZE {
             lock.write_all(&page)
                 .and_then(|()| lock.sync_all())
-                .map_err(|e| dir_error(format!("cannot write LOCK ({e})"), e))?;
+                .map_err(|e| dir_error("cannot write LOCK", e))?;
         }
         delete_tombstones(&path);
         Ok(Arc::new(DataDir { path, _lock: lock }))

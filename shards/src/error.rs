@@ -146,10 +146,12 @@ pub enum Error {
         dir: PathBuf,
     },
     /// The data directory cannot be used; the reason says what to do.
+    /// The OS error behind it, if any, is its [`std::error::Error::source`]
+    /// and not part of its message, so an error-chain printer shows it once.
     DataDir {
         /// The data directory.
         dir: PathBuf,
-        /// What is wrong and what to change.
+        /// What is wrong and what to change, without the OS error.
         reason: String,
         /// The OS error behind it, if an OS call failed.
         source: Option<io::Error>,
@@ -271,6 +273,43 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Error::PartitionNameInvalid(_)
+            | Error::BlobNameInvalid { .. }
+            | Error::PartitionMissing(_)
+            | Error::PartitionCorrupt { .. }
+            | Error::BlobMissing { .. }
+            | Error::BlobAlreadyOpen { .. }
+            | Error::BlobCorrupt { .. }
+            | Error::BlobVersionMismatch { .. } => self.fmt_name(f),
+            Error::VersionRangeEmpty { .. }
+            | Error::BlobInsufficientLength { .. }
+            | Error::OffsetOverflow { .. }
+            | Error::BlobPoisoned { .. }
+            | Error::InvalidArgument { .. }
+            | Error::Io { .. } => self.fmt_access(f),
+            Error::DataDirLocked { .. }
+            | Error::DataDir { .. }
+            | Error::ConfigFile { .. }
+            | Error::ConfigParse { .. }
+            | Error::ConfigValue { .. }
+            | Error::ConfigEnv { .. }
+            | Error::Placement { .. }
+            | Error::LockedMemory { .. }
+            | Error::IoUring { .. }
+            | Error::ShardStart { .. } => self.fmt_startup(f),
+            Error::NoSuchShard { .. }
+            | Error::Shutdown
+            | Error::ShutdownIncomplete { .. }
+            | Error::TaskPanicked { .. } => self.fmt_engine(f),
+        }
+    }
+}
+
+impl Error {
+    /// The message of an error about the names, existence or headers of
+    /// partitions and blobs.
+    fn fmt_name(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             Error::PartitionNameInvalid(p) => write!(
                 f,
                 "partition name invalid: {p:?} (use 1..=255 bytes of A-Z a-z 0-9 _ -)"
@@ -309,6 +348,13 @@ impl fmt::Display for Error {
                 expected.start(),
                 expected.end()
             ),
+            _ => unreachable!("fmt routes only these variants to fmt_name"),
+        }
+    }
+
+    /// The message of an error of reads, writes and syncs of a blob.
+    fn fmt_access(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             Error::VersionRangeEmpty {
                 partition,
                 name,
@@ -367,6 +413,13 @@ impl fmt::Display for Error {
                 op,
                 source,
             } => write!(f, "{op} failed: {partition}: {source}"),
+            _ => unreachable!("fmt routes only these variants to fmt_access"),
+        }
+    }
+
+    /// The message of an error of the configuration and the engine's start.
+    fn fmt_startup(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             Error::DataDirLocked { dir } => write!(
                 f,
                 "data directory {} is in use: another engine holds {}/LOCK",
@@ -377,7 +430,11 @@ impl fmt::Display for Error {
                 write!(f, "data directory {}: {reason}", dir.display())
             }
             Error::ConfigFile { path, source } => {
-                write!(f, "cannot read configuration file {}: {source}", path.display())
+                write!(
+                    f,
+                    "cannot read configuration file {}: {source}",
+                    path.display()
+                )
             }
             Error::ConfigParse { path: None, reason } => {
                 write!(f, "invalid configuration: {reason}")
@@ -399,12 +456,22 @@ impl fmt::Display for Error {
                 write!(f, "invalid configuration: {placement}: {reason}")
             }
             Error::LockedMemory { reason, .. } => {
-                write!(f, "engine cannot start: locked-memory limit too low: {reason}")
+                write!(
+                    f,
+                    "engine cannot start: locked-memory limit too low: {reason}"
+                )
             }
             Error::IoUring { reason, .. } => write!(f, "engine cannot start: {reason}"),
             Error::ShardStart { shard, reason } => {
                 write!(f, "engine cannot start: shard {shard}: {reason}")
             }
+            _ => unreachable!("fmt routes only these variants to fmt_startup"),
+        }
+    }
+
+    /// The message of an error of a running engine.
+    fn fmt_engine(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             Error::NoSuchShard { shard, shards } => write!(
                 f,
                 "no shard {shard}: the engine has {shards} (shards 0..{shards})"
@@ -418,6 +485,7 @@ impl fmt::Display for Error {
             Error::TaskPanicked { shard, message } => {
                 write!(f, "task panicked on shard {shard}: {message}")
             }
+            _ => unreachable!("fmt routes only these variants to fmt_engine"),
         }
     }
 }

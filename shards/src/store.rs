@@ -560,14 +560,15 @@ impl<F: FileSystem> ShardStore<F> {
         // The unlink and the forget go together, with no await between: a
         // handle's slot lives exactly as long as its file has the name.
         let dir = self.root.join(partition);
-        self.dirs.changed(&dir);
-        match self.fs.remove_file(&dir.join(file_name)) {
+        let removed = self.fs.remove_file(&dir.join(file_name));
+        if !matches!(&removed, Err(e) if e.kind() == io::ErrorKind::NotFound) {
+            // Recorded with no await since the unlink: no sync between.
+            self.dirs.changed(&dir);
+        }
+        match removed {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(Error::BlobMissing {
-                    partition: partition.to_string(),
-                    name: name.to_vec(),
-                })
+                return Err(self.already_removed(partition, name, &dir).await)
             }
             Err(e) => return Err(Error::io(partition, Some(name), "remove", e)),
         }
@@ -575,6 +576,28 @@ impl<F: FileSystem> ShardStore<F> {
         self.sync_dir(&dir)
             .await
             .map_err(|e| Error::io(partition, Some(name), "sync partition directory", e))
+    }
+
+    /// The answer to a remove that finds no file: `BlobMissing` once the
+    /// name's absence is durable. An earlier remove whose directory sync
+    /// failed (or a crashed process) may have left the unlink unsynced, and
+    /// the caller takes `BlobMissing` as "gone": without this sync a crash
+    /// could bring the name back. Free unless this store changed the
+    /// directory since its last sync of it (or never synced it). A missing
+    /// partition directory: its removal must be durable in the data
+    /// directory instead.
+    async fn already_removed(&self, partition: &str, name: &[u8], dir: &Path) -> Error {
+        let synced = match self.make_durable(dir).await {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => self.make_durable(&self.root).await,
+            synced => synced,
+        };
+        match synced {
+            Ok(()) => Error::BlobMissing {
+                partition: partition.to_string(),
+                name: name.to_vec(),
+            },
+            Err(e) => Error::io(partition, Some(name), "sync partition directory", e),
+        }
     }
 
     /// Lists the blob names of a partition; anything foreign is an error.

@@ -299,3 +299,36 @@ fn a_partition_removal_is_atomic_to_a_concurrent_scan() {
         }
     });
 }
+
+/// A remove whose directory sync fails leaves the unlink unsynced; a
+/// retry finds no file. If it answers `BlobMissing`, the caller takes the
+/// name as gone: a crash must not bring it back (the directory crashes to
+/// its durable or its current listing, per seed). Before the fix the retry
+/// answered without syncing, and about half the seeds kept the name.
+#[test]
+fn a_retried_remove_that_finds_nothing_is_durable() {
+    run_seeds("store_races retried_remove", "", 16, |seed| async move {
+        let fs = SimFs::new(seed);
+        let store = ShardStore::new(fs.clone(), "/");
+        create(&store, PARTITION, b"a", 1).await;
+        // The remove's file-system calls: the unlink, the directory sync.
+        fs.set_faults(Faults::at_op(fs.op_count() + 1));
+        let failed = store.remove(PARTITION, Some(b"a")).await;
+        fs.set_faults(Faults::default());
+        match failed {
+            Err(e) => assert!(e.to_string().contains("sync partition directory"), "{e}"),
+            Ok(()) => panic!("the remove succeeded with its directory sync failing"),
+        }
+        match store.remove(PARTITION, Some(b"a")).await {
+            Err(Error::BlobMissing { .. }) => {}
+            other => panic!("the retried remove: {other:?}"),
+        }
+        drop(store);
+        let store = ShardStore::new(fs.crash(), "/");
+        let names = store.scan(PARTITION).await.expect("the partition is there");
+        assert!(
+            names.is_empty(),
+            "the retried remove said BlobMissing, the crash kept {names:02x?}"
+        );
+    });
+}

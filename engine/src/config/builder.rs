@@ -6,10 +6,10 @@
 
 use std::path::PathBuf;
 
+use shardblob_shards::sched::SchedConfig;
 use shardblob_shards::Error;
 
 use super::{Config, Placement};
-use crate::io_scheduler::IoSchedulerConfig;
 
 /// Builds a [`Config`] field by field, starting from the defaults
 /// (`configs/default.toml`). [`ConfigBuilder::build`] checks every value
@@ -68,7 +68,7 @@ impl ConfigBuilder {
         shutdown_grace_ms: u64,
         allow_volatile_data_dir: bool,
         preallocate_bytes: u64,
-        io_scheduler: IoSchedulerConfig,
+        io_scheduler: SchedConfig,
     }
 
     /// The configuration, once every value is within its bounds
@@ -128,7 +128,7 @@ mod tests {
             shutdown_grace_ms: 100,
             allow_volatile_data_dir: true,
             preallocate_bytes: 0,
-            io_scheduler: IoSchedulerConfig::default(),
+            io_scheduler: SchedConfig::default(),
         };
         assert_eq!(config, expected);
         assert_eq!(Config::builder().build().unwrap(), Config::default());

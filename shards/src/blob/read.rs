@@ -1,10 +1,15 @@
 //! The read path.
 //!
 //! Reads need no alignment from the caller: the file seam reads the covering
-//! blocks and hands back a view of the requested bytes, without a copy. A
-//! read larger than the scheduler's piece (`piece_bytes`, at most
-//! `IO_BYTES_MAX`) is split into sequential device reads, each scheduled on
-//! its own, and gathered into one owned buffer.
+//! blocks and hands back a view of the requested bytes, without a copy. No
+//! device read covers more than the scheduler's piece (`piece_bytes`, at
+//! most `IO_BYTES_MAX`; more can hang a device, glommio issue 633): a read
+//! whose blocks span more is cut at piece boundaries counted from its first
+//! block ([`pieces`]), so an unaligned read of one piece is two device
+//! reads. `read_at` and `read_into` issue the pieces one after another, each
+//! scheduled on its own, and gather them into one owned buffer; a
+//! `read_many` range of several pieces goes to the device as several ranges
+//! of the batch and is gathered when its last piece is in.
 //!
 //! Every read holds the blob's `meta` lock shared from its range check to
 //! its last completion, so a shrinking resize waits for it; a trim (of the
@@ -18,7 +23,7 @@ use std::ops::Deref;
 use async_lock::RwLockReadGuard;
 use futures_lite::{stream, Stream, StreamExt};
 
-use crate::fs::{File, FileSystem};
+use crate::fs::{File, FileSystem, BLOCK_SIZE};
 use crate::header::HEADER_LEN;
 use crate::{Error, Result};
 
@@ -52,6 +57,49 @@ impl<R: Deref<Target = [u8]>> std::fmt::Debug for BlobBuf<R> {
 
 type ReadBuf<F> = <<F as FileSystem>::File as File>::ReadBuf;
 
+/// `offset..offset + len` cut at multiples of `piece` bytes counted from
+/// its first block: the blocks of each piece span at most `piece` bytes,
+/// so no device read (which covers whole blocks) is larger. Empty for
+/// `len == 0`.
+fn pieces(offset: u64, len: usize, piece: usize) -> impl Iterator<Item = (u64, usize)> {
+    debug_assert!(
+        (piece as u64).is_multiple_of(BLOCK_SIZE) && piece > 0,
+        "piece {piece}"
+    );
+    let end = offset + len as u64;
+    let base = offset / BLOCK_SIZE * BLOCK_SIZE;
+    let piece = piece as u64;
+    (0..)
+        .map(move |k| base + k * piece)
+        .take_while(move |&from| from < end && len > 0)
+        .map(move |from| {
+            let start = from.max(offset);
+            (start, ((from + piece).min(end) - start) as usize)
+        })
+}
+
+/// The bytes of device blocks a read of `len` at `offset` covers.
+fn blocks_spanned(offset: u64, len: usize) -> u64 {
+    let end = offset + len as u64;
+    end.div_ceil(BLOCK_SIZE) * BLOCK_SIZE - offset / BLOCK_SIZE * BLOCK_SIZE
+}
+
+/// One range of a `read_many` batch, gathered from its pieces.
+struct Gather {
+    /// Pieces not read yet.
+    left: usize,
+    /// The range's bytes, filled piece by piece (a range of several).
+    bytes: Vec<u8>,
+}
+
+/// The pieces of a `read_many` batch on their way back to its ranges.
+struct Batch {
+    /// Per piece: the index of its range, its offset in it, its length.
+    pieces: Vec<(usize, usize, usize)>,
+    /// Per range of the batch.
+    ranges: Vec<Gather>,
+}
+
 impl<F: FileSystem> BlobState<F> {
     /// Checks that `offset..offset + len` lies inside the blob.
     fn check_range(&self, offset: u64, len: usize) -> Result<()> {
@@ -71,7 +119,8 @@ impl<F: FileSystem> BlobState<F> {
 
     /// One device read of at most one piece, exactly `len` long.
     async fn read_exact(&self, offset: u64, len: usize) -> Result<ReadBuf<F>> {
-        debug_assert!(len <= self.file.piece_bytes());
+        let spanned = blocks_spanned(offset, len);
+        debug_assert!(spanned <= self.file.piece_bytes() as u64, "{spanned}");
         let bytes = self
             .file
             .read_at(HEADER_LEN + offset, len)
@@ -99,7 +148,7 @@ impl<F: FileSystem> BlobState<F> {
         if len == 0 {
             return Ok(BlobBuf::Owned(Vec::new()));
         }
-        if len <= self.file.piece_bytes() {
+        if blocks_spanned(offset, len) <= self.file.piece_bytes() as u64 {
             return Ok(BlobBuf::Io(self.read_exact(offset, len).await?));
         }
         let mut out = vec![0; len];
@@ -114,11 +163,13 @@ impl<F: FileSystem> BlobState<F> {
     }
 
     async fn read_into_unchecked(&self, offset: u64, out: &mut [u8]) -> Result<()> {
-        let piece_bytes = self.file.piece_bytes();
-        for (i, piece) in out.chunks_mut(piece_bytes).enumerate() {
-            let at = offset + (i * piece_bytes) as u64;
-            piece.copy_from_slice(&self.read_exact(at, piece.len()).await?);
+        let mut rest = out;
+        for (at, len) in pieces(offset, rest.len(), self.file.piece_bytes()) {
+            let (piece, after) = rest.split_at_mut(len);
+            piece.copy_from_slice(&self.read_exact(at, len).await?);
+            rest = after;
         }
+        debug_assert!(rest.is_empty(), "every byte read");
         Ok(())
     }
 
@@ -141,55 +192,87 @@ impl<F: FileSystem> BlobState<F> {
         ranges: Vec<(u64, usize)>,
     ) -> impl Stream<Item = Result<(usize, BlobBuf<ReadBuf<F>>)>> + 'a {
         let checked = self.check_batch(&ranges);
-        let (device, empty): (Vec<_>, Vec<_>) = match checked {
-            Ok(()) => ranges
-                .iter()
-                .copied()
-                .enumerate()
-                .partition(|(_, (_, len))| *len > 0),
-            Err(_) => (Vec::new(), Vec::new()),
+        let ranges = match checked {
+            Ok(()) => ranges,
+            Err(_) => Vec::new(),
         };
         let failed = stream::iter(checked.err().map(Err));
+        let empty: Vec<usize> = (0..ranges.len()).filter(|&i| ranges[i].1 == 0).collect();
         let empty = stream::iter(
             empty
                 .into_iter()
-                .map(|(i, _)| Ok((i, BlobBuf::Owned(Vec::new())))),
+                .map(|i| Ok((i, BlobBuf::Owned(Vec::new())))),
         );
-        let wanted: Vec<usize> = ranges.iter().map(|&(_, len)| len).collect();
-        let indexes: Vec<usize> = device.iter().map(|&(i, _)| i).collect();
-        let positions = device
-            .iter()
-            .map(|&(_, (offset, len))| (HEADER_LEN + offset, len))
-            .collect();
-        let mut remaining = indexes.len();
+        let (mut batch, positions) = self.batch(&ranges);
+        let mut remaining = positions.len();
         let mut shared = (remaining > 0).then_some(shared);
-        let reads = self.file.read_many(positions).map(move |item| {
-            // Every range is still on its way to the device or done, even
+        let reads = self.file.read_many(positions).filter_map(move |item| {
+            // Every piece is still on its way to the device or done, even
             // after an error: the lock goes with the last one only.
             remaining = remaining.saturating_sub(1);
             if remaining == 0 {
                 drop(shared.take());
             }
-            self.read_many_item(item, &indexes, &ranges, &wanted)
+            self.read_many_item(item, &mut batch, &ranges).transpose()
         });
         failed.chain(empty).chain(reads)
     }
 
-    /// Checks one completed range of a `read_many` batch.
+    /// Cuts the ranges of a checked batch into pieces: what gathers them
+    /// back, and the device ranges.
+    fn batch(&self, ranges: &[(u64, usize)]) -> (Batch, Vec<(u64, usize)>) {
+        let piece_bytes = self.file.piece_bytes();
+        let mut batch = Batch {
+            pieces: Vec::with_capacity(ranges.len()),
+            ranges: Vec::with_capacity(ranges.len()),
+        };
+        let mut positions = Vec::with_capacity(ranges.len());
+        for (index, &(offset, len)) in ranges.iter().enumerate() {
+            let mut left = 0;
+            for (at, piece_len) in pieces(offset, len, piece_bytes) {
+                batch
+                    .pieces
+                    .push((index, (at - offset) as usize, piece_len));
+                positions.push((HEADER_LEN + at, piece_len));
+                left += 1;
+            }
+            let bytes = Vec::new();
+            batch.ranges.push(Gather { left, bytes });
+        }
+        (batch, positions)
+    }
+
+    /// Takes one completed piece of a `read_many` batch: its range, once
+    /// all of the range's pieces are in.
     fn read_many_item(
         &self,
         item: std::io::Result<(usize, ReadBuf<F>)>,
-        indexes: &[usize],
+        batch: &mut Batch,
         ranges: &[(u64, usize)],
-        wanted: &[usize],
-    ) -> Result<(usize, BlobBuf<ReadBuf<F>>)> {
+    ) -> Result<Option<(usize, BlobBuf<ReadBuf<F>>)>> {
         let (k, bytes) = item.map_err(|e| self.io_error("read_many", e))?;
-        let index = indexes[k];
-        let (offset, len) = ranges[index];
-        if bytes.len() != wanted[index] {
-            return Err(self.short_read(offset, len, bytes.len()));
+        let (index, at, len) = batch.pieces[k];
+        let (offset, range_len) = ranges[index];
+        if bytes.len() != len {
+            return Err(self.short_read(offset + at as u64, len, bytes.len()));
         }
-        Ok((index, BlobBuf::Io(bytes)))
+        let gather = &mut batch.ranges[index];
+        assert!(gather.left > 0, "piece {k} of range {index} came twice");
+        gather.left -= 1;
+        if len == range_len {
+            return Ok(Some((index, BlobBuf::Io(bytes))));
+        }
+        if gather.bytes.is_empty() {
+            gather.bytes = vec![0; range_len];
+        }
+        gather.bytes[at..at + len].copy_from_slice(&bytes);
+        match gather.left {
+            0 => Ok(Some((
+                index,
+                BlobBuf::Owned(std::mem::take(&mut gather.bytes)),
+            ))),
+            _ => Ok(None),
+        }
     }
 
     /// Checks a whole `read_many` batch before anything is submitted.

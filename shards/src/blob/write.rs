@@ -14,6 +14,14 @@
 //! (reservation, device write, `len` and tail block update) as one
 //! [`Committed`] unit holding the write's locks. A write dropped between
 //! chunks has written a prefix of whole chunks, as a crash may leave it.
+//!
+//! A write whose later chunk fails gives back the length its earlier chunks
+//! added (shards/src/api.rs: a failed write adds no length): `len` returns
+//! to its value before the write, `stale_end` covers the bytes written past
+//! it (so a resize up or a write past a gap cuts them off first) and the
+//! cached tail block goes (the next load reads the device, clamped to
+//! `len`). Only a write holding the RMW lock moves `len`, so nothing else
+//! moved it meanwhile.
 
 use std::rc::Rc;
 
@@ -34,6 +42,17 @@ const BLOCK: usize = BLOCK_SIZE as usize;
 struct WriteGuards {
     _shared: RwLockReadGuardArc<()>,
     _rmw: Option<SemaphoreGuardArc>,
+}
+
+/// The user's range of one write, and what undoing its length needs.
+#[derive(Clone, Copy)]
+struct WriteRange {
+    offset: u64,
+    end: u64,
+    /// `len` before the write's first chunk, if the write holds the RMW
+    /// lock (every write that may move `len` does).
+    len_before: Option<u64>,
+    durable: bool,
 }
 
 /// One chunk ready for the device: data blocks `start..end` (bytes).
@@ -72,6 +91,14 @@ impl<F: FileSystem> BlobState<F> {
             true => Some(self.rmw_for_write().await),
             false => None,
         };
+        // Without the RMW lock the write ends inside the blob: it never
+        // moves `len`, and others may.
+        let write = WriteRange {
+            offset,
+            end,
+            len_before: rmw.is_some().then(|| self.len.get()),
+            durable,
+        };
         let guards = WriteGuards {
             _shared: shared,
             _rmw: rmw,
@@ -82,43 +109,69 @@ impl<F: FileSystem> BlobState<F> {
         if last - first < blocks_per_io {
             // One chunk (the common case): its commit takes the locks.
             let chunk = chunk(first);
-            self.write_chunk(chunk, offset, end, &mut input, durable, guards)
-                .await?;
+            self.write_chunk(chunk, write, &mut input, guards).await?;
         } else {
             let guards = Rc::new(guards);
             let mut chunk_first = first;
             while chunk_first <= last {
                 let chunk = chunk(chunk_first);
                 let guards = guards.clone();
-                self.write_chunk(chunk, offset, end, &mut input, durable, guards)
-                    .await?;
+                self.write_chunk(chunk, write, &mut input, guards).await?;
                 chunk_first = chunk.1 + 1;
             }
         }
         debug_assert!(input.is_empty(), "every input byte written");
+        debug_assert!(self.len.get() >= end, "a written write covers its bytes");
         Ok(())
     }
 
-    /// Prepares and commits blocks `chunk.0..=chunk.1` of a write of
-    /// `offset..end`; the commit holds `guards` until it lands.
+    /// Prepares and commits blocks `chunk.0..=chunk.1` of `write`; the
+    /// commit holds `guards` until it lands.
     async fn write_chunk<G: 'static>(
         self: &Rc<Self>,
         (chunk_first, chunk_last): (u64, u64),
-        offset: u64,
-        end: u64,
+        write: WriteRange,
         input: &mut Input<'_>,
-        durable: bool,
         guards: G,
     ) -> Result<()> {
         // A dropped write still in flight lands before this one reads or
         // writes anything.
         self.orphans.settled().await;
-        let chunk = self
-            .prepare_chunk(chunk_first, chunk_last, offset, end, input)
-            .await
-            .map_err(|e| self.write_failed(e, durable))?;
-        let commit = self.clone().commit_chunk(chunk, guards, durable);
+        let prepared = self
+            .prepare_chunk(chunk_first, chunk_last, write.offset, write.end, input)
+            .await;
+        let chunk = match prepared {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                self.take_back_length(write.len_before);
+                return Err(self.write_failed(e, write.durable));
+            }
+        };
+        let commit = self.clone().commit_chunk(chunk, guards, write);
         Committed::new(&self.orphans, commit).await
+    }
+
+    /// A failed write adds no length: gives back what its earlier chunks
+    /// added (module docs). `len_before`: the length before the write, if
+    /// it holds the RMW lock (else it never moved `len`).
+    fn take_back_length(&self, len_before: Option<u64>) {
+        let Some(len_before) = len_before else {
+            return;
+        };
+        let grown = self.len.get();
+        assert!(
+            grown >= len_before,
+            "len {grown} shrank under a write from {len_before}"
+        );
+        if grown == len_before {
+            return;
+        }
+        self.len.set(len_before);
+        // Earlier chunks wrote up to `grown` (their blocks, counted in
+        // `file_len`): past `len_before` the file may hold their bytes.
+        self.stale_end.set(self.stale_end.get().max(grown));
+        self.tail.borrow_mut().take();
+        self.debug_check_ends();
     }
 
     /// The error of a failed write; a failed SYNC write poisons the blob.
@@ -189,12 +242,25 @@ impl<F: FileSystem> BlobState<F> {
         })
     }
 
-    /// Reserves, writes and accounts one prepared chunk: runs to the end
-    /// once started (module docs).
+    /// Reserves, writes and accounts one prepared chunk of `write`: runs to
+    /// the end once started (module docs), failed or not.
     async fn commit_chunk<G: 'static>(
         self: Rc<Self>,
         chunk: Chunk<<F::File as File>::WriteBuf>,
         _guards: G,
+        write: WriteRange,
+    ) -> Result<()> {
+        let committed = self.commit_chunk_blocks(chunk, write.durable).await;
+        if committed.is_err() {
+            self.take_back_length(write.len_before);
+        }
+        committed
+    }
+
+    /// The device calls and state update of [`BlobState::commit_chunk`].
+    async fn commit_chunk_blocks(
+        &self,
+        chunk: Chunk<<F::File as File>::WriteBuf>,
         durable: bool,
     ) -> Result<()> {
         let Chunk {

@@ -12,7 +12,7 @@ use std::io;
 use std::rc::Rc;
 
 use futures_lite::{stream, Stream, StreamExt};
-use glommio::channels::local_channel;
+use glommio::channels::local_channel::{self, LocalSender};
 
 use super::{Cost, IoClass, IoScheduler};
 use crate::fs::{File, WriteBuf};
@@ -44,11 +44,17 @@ impl<Fi: File> SchedFile<Fi> {
     }
 
     /// Cuts a batch of reads into groups that each fit one permit of
-    /// `class`, in order.
+    /// `class`, in order. A latency group leaves the depth of a full
+    /// throughput budget free (`depth_max - throughput_ops_max`, at least
+    /// one range), so it fits beside steady bulk work; a throughput group
+    /// fits the throughput bounds (`throughput_ops_max <= depth_max`).
     fn groups(&self, class: IoClass, ranges: Vec<(u64, usize)>) -> Vec<Group> {
         let config = self.sched.config();
         let (ops_max, bytes_max) = match class {
-            IoClass::Latency => (config.depth_max, u64::MAX),
+            IoClass::Latency => (
+                (config.depth_max - config.throughput_ops_max).max(1),
+                u64::MAX,
+            ),
             IoClass::Throughput => (config.throughput_ops_max, config.throughput_bytes_max),
         };
         let mut groups: Vec<Group> = Vec::new();
@@ -67,6 +73,42 @@ impl<Fi: File> SchedFile<Fi> {
             }
         }
         groups
+    }
+}
+
+type Item<Fi> = io::Result<(usize, <Fi as File>::ReadBuf)>;
+
+/// Reads `groups` one after another, each under its own permit, into
+/// `sender` (bounded to the widest group). What does not fit in the channel
+/// waits in the driver's hands after the group's permit is given back, and
+/// the next group starts only when all of it is in: at most two groups'
+/// results wait for the caller. Returns when the caller left.
+async fn drive<Fi: File>(
+    inner: Rc<Fi>,
+    sched: Rc<IoScheduler>,
+    class: IoClass,
+    groups: Vec<Group>,
+    sender: LocalSender<Item<Fi>>,
+) {
+    for (first, group) in groups {
+        let mut held: Vec<Item<Fi>> = Vec::new();
+        {
+            let _permit = sched.acquire(class, batch_cost(&group)).await;
+            let mut reads = std::pin::pin!(inner.read_many(group));
+            while let Some(item) = reads.next().await {
+                let item = item.map(|(index, bytes)| (first + index, bytes));
+                if !held.is_empty() || sender.is_full() {
+                    held.push(item);
+                } else if sender.try_send(item).is_err() {
+                    return; // Closed: the caller left.
+                }
+            }
+        }
+        for item in held {
+            if sender.send(item).await.is_err() {
+                return;
+            }
+        }
     }
 }
 
@@ -99,27 +141,21 @@ impl<Fi: File> File for SchedFile<Fi> {
     /// gives each group's permit back when its reads complete. Not the
     /// caller: a caller that does more I/O between two ranges it takes must
     /// not find the budget held by ranges it has not taken yet (that would
-    /// deadlock once they held all of it). Dropping the stream cancels the
-    /// task, and its permit goes back with it.
+    /// deadlock once they held all of it). The task reads at most two groups
+    /// ahead of what the caller took (`drive`). Dropping the stream
+    /// cancels the task: no device read is issued after, and its permit
+    /// goes back with it.
     fn read_many(
         &self,
         ranges: Vec<(u64, usize)>,
     ) -> impl Stream<Item = io::Result<(usize, Fi::ReadBuf)>> {
         let class = IoClass::current();
-        // Room for every range: the driver never waits for the caller.
-        let (sender, receiver) = local_channel::new_bounded(ranges.len().max(1));
         let groups = self.groups(class, ranges);
+        let widest = groups.iter().map(|(_, group)| group.len()).max();
+        // One group's results in the channel, one in the driver's hands.
+        let (sender, receiver) = local_channel::new_bounded(widest.unwrap_or(1));
         let (inner, sched) = (self.inner.clone(), self.sched.clone());
-        let driver = glommio::spawn_local(class.scope(async move {
-            for (first, group) in groups {
-                let _permit = sched.acquire(class, batch_cost(&group)).await;
-                let mut reads = std::pin::pin!(inner.read_many(group));
-                while let Some(item) = reads.next().await {
-                    // Never full; closed only if the caller left.
-                    let _ = sender.try_send(item.map(|(index, bytes)| (first + index, bytes)));
-                }
-            }
-        }));
+        let driver = glommio::spawn_local(class.scope(drive(inner, sched, class, groups, sender)));
         stream::unfold((receiver, driver), |(receiver, driver)| async move {
             let item = receiver.recv().await?;
             Some((item, (receiver, driver)))

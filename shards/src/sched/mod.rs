@@ -22,13 +22,18 @@
 //! The rules ([`IoScheduler`]), per shard:
 //! - Every device call belongs to an [`IoClass`]: [`IoClass::Latency`]
 //!   (the default) or [`IoClass::Throughput`]. Calls of one class are
-//!   dispatched in arrival order.
+//!   dispatched in arrival order, also when its queue is full: while
+//!   anyone waits for room, a new caller waits for room behind them.
 //! - At most `depth_max` device calls of the shard are in flight, all
 //!   classes together. Throughput calls may in addition have at most
 //!   `throughput_ops_max` calls and `throughput_bytes_max` bytes in flight.
 //!   So a latency call never waits at the device behind more than that much
 //!   bulk work, and it never queues in the scheduler behind bulk work that
-//!   does not fit those bounds: it overtakes it.
+//!   does not fit those bounds: it overtakes it. A waiting head that fits
+//!   its class's bounds but not the free depth reserves the depth: the
+//!   other class is granted nothing until enough calls completed for it,
+//!   so no batch waits forever beside steady work of the other class (and
+//!   batches are cut so that they fit: `sched::file`).
 //! - When both classes wait and both fit, at least one dispatch in every
 //!   `throughput_every` goes to the throughput class: bulk work keeps a
 //!   share of the device under any latency load, it is never starved.
@@ -38,7 +43,8 @@
 //!   write holds the device one piece at a time and latency calls pass
 //!   between its pieces.
 //! - Every queue is bounded: at most `queue_max` calls of a class wait in
-//!   the scheduler's queue; more wait for room on a listener each owns.
+//!   the scheduler's queue; more wait for room on a listener each owns,
+//!   and a batch of reads runs at most two groups ahead of its caller.
 //!
 //! Choosing the class. The class is a property of the *operation*, set
 //! around the future that performs it ([`IoClass::scope`]), like Seastar's
@@ -182,7 +188,8 @@ impl<T: Stream> Stream for Scoped<T> {
 }
 
 /// The bounds of one shard's scheduler (module docs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct SchedConfig {
     /// Device calls in flight, all classes together.
     pub depth_max: u32,
@@ -238,6 +245,27 @@ impl SchedConfig {
             return Ok(());
         };
         Err(format!("{problem} (got {self:?})"))
+    }
+
+    /// The nearest bounds that pass [`SchedConfig::check`] (what
+    /// [`IoScheduler::new`] runs with): `depth_max`, `throughput_every` and
+    /// `queue_max` at least 1; `throughput_ops_max` in `1..=depth_max`;
+    /// `piece_bytes` rounded down to a multiple of 4096, in
+    /// `4096..=`[`PIECE_BYTES_MAX`]; `throughput_bytes_max` at least
+    /// `piece_bytes`. Bounds that pass `check` are kept as they are.
+    pub fn clamped(self) -> SchedConfig {
+        let block = BLOCK_SIZE as usize;
+        let depth_max = self.depth_max.max(1);
+        let piece_bytes = self.piece_bytes.min(PIECE_BYTES_MAX) / block * block;
+        let piece_bytes = piece_bytes.max(block);
+        SchedConfig {
+            depth_max,
+            throughput_ops_max: self.throughput_ops_max.clamp(1, depth_max),
+            throughput_bytes_max: self.throughput_bytes_max.max(piece_bytes as u64),
+            throughput_every: self.throughput_every.max(1),
+            queue_max: self.queue_max.max(1),
+            piece_bytes,
+        }
     }
 
     /// These bounds with the piece cut to what the device takes in one

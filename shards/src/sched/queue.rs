@@ -4,9 +4,24 @@
 //! A call asks for a [`Permit`] of its class and cost ([`IoScheduler::acquire`])
 //! and holds it while the device works; dropping the permit gives its share
 //! back and dispatches the waiters that now fit. Invariant after every
-//! change: no waiting class has a head that fits (it would have been
-//! dispatched), so a new call may take a permit at once exactly when its
-//! class has no waiter and it fits.
+//! change: no waiting class has a head that may be granted (it would have
+//! been dispatched), so a new call may take a permit at once exactly when
+//! its class has no waiter, nobody waits for room in it, and it may be
+//! granted ([`IoScheduler::grantable`]).
+//!
+//! Depth reservation: a waiting head that fits its class's own bounds but
+//! not the free depth reserves the depth: the other class is granted
+//! nothing until the in-flight calls drain enough for the head. Without it
+//! a batch as deep as the device never fits under steady load of the other
+//! class, and its whole class stalls behind it.
+//!
+//! Room: a caller finding its class's queue full waits for room on the
+//! class's event, and so does every new caller while anyone waits for room
+//! (arrival order holds when the queue is full too). Each slot freed in the
+//! queue wakes one more room-waiter (`notify(1.additional())`: a plain
+//! `notify(1)` does nothing while an earlier woken listener has not run
+//! yet), and a room-waiter leaving the wait with room still left wakes the
+//! next, so no room-waiter sleeps while the queue has room.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -15,7 +30,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use event_listener::{Event, EventListener};
+use event_listener::{Event, EventListener, IntoNotification};
 
 use super::{IoClass, SchedConfig};
 
@@ -60,6 +75,8 @@ struct State {
 #[derive(Debug, Default)]
 struct ClassState {
     queue: VecDeque<Rc<Waiter>>,
+    /// Callers waiting for room in `queue` (stage `Room`).
+    room_waiters: u32,
     in_flight: Cost,
     dispatched: u64,
 }
@@ -78,9 +95,11 @@ fn within(used: u64, add: u64, max: u64) -> bool {
 }
 
 impl IoScheduler {
-    /// A scheduler with these bounds; they must pass [`SchedConfig::check`].
+    /// A scheduler with these bounds, cut to bounds that work first
+    /// ([`SchedConfig::clamped`]): a bad config never reaches the queues.
     pub fn new(config: SchedConfig) -> Rc<IoScheduler> {
-        debug_assert_eq!(config.check(), Ok(()));
+        let config = config.clamped();
+        assert_eq!(config.check(), Ok(()), "clamped bounds that do not work");
         Rc::new(IoScheduler {
             config,
             state: RefCell::default(),
@@ -118,30 +137,54 @@ impl IoScheduler {
         }
     }
 
-    fn fits(&self, state: &State, class: IoClass, cost: Cost) -> bool {
-        let config = &self.config;
-        let depth = within(
-            u64::from(state.ops),
-            u64::from(cost.ops),
-            u64::from(config.depth_max),
-        );
-        let used = state.classes[class.index()].in_flight;
-        depth
-            && match class {
-                IoClass::Latency => true,
-                IoClass::Throughput => {
-                    let ops_max = u64::from(config.throughput_ops_max);
-                    within(u64::from(used.ops), u64::from(cost.ops), ops_max)
-                        && within(used.bytes, cost.bytes, config.throughput_bytes_max)
-                }
-            }
+    /// `cost` fits the free depth.
+    fn fits_depth(&self, state: &State, cost: Cost) -> bool {
+        let depth_max = u64::from(self.config.depth_max);
+        within(u64::from(state.ops), u64::from(cost.ops), depth_max)
     }
 
-    fn head_fits(&self, state: &State, class: IoClass) -> bool {
+    /// `cost` fits the bounds of `class` itself (latency has none).
+    fn fits_class(&self, state: &State, class: IoClass, cost: Cost) -> bool {
+        let config = &self.config;
+        let used = state.classes[class.index()].in_flight;
+        match class {
+            IoClass::Latency => true,
+            IoClass::Throughput => {
+                let ops_max = u64::from(config.throughput_ops_max);
+                within(u64::from(used.ops), u64::from(cost.ops), ops_max)
+                    && within(used.bytes, cost.bytes, config.throughput_bytes_max)
+            }
+        }
+    }
+
+    fn fits(&self, state: &State, class: IoClass, cost: Cost) -> bool {
+        self.fits_depth(state, cost) && self.fits_class(state, class, cost)
+    }
+
+    /// The head of `class` waits only for depth: it reserves the depth
+    /// (module docs).
+    fn reserves_depth(&self, state: &State, class: IoClass) -> bool {
+        let queue = &state.classes[class.index()].queue;
+        queue.front().is_some_and(|head| {
+            !self.fits_depth(state, head.cost) && self.fits_class(state, class, head.cost)
+        })
+    }
+
+    /// A call of `class` and `cost` may be granted now: it fits and the
+    /// other class does not reserve the depth.
+    fn grantable(&self, state: &State, class: IoClass, cost: Cost) -> bool {
+        let other = match class {
+            IoClass::Latency => IoClass::Throughput,
+            IoClass::Throughput => IoClass::Latency,
+        };
+        self.fits(state, class, cost) && !self.reserves_depth(state, other)
+    }
+
+    fn head_grantable(&self, state: &State, class: IoClass) -> bool {
         let queue = &state.classes[class.index()].queue;
         queue
             .front()
-            .is_some_and(|head| self.fits(state, class, head.cost))
+            .is_some_and(|head| self.grantable(state, class, head.cost))
     }
 
     /// Counts a granted permit in; only for a call that fits.
@@ -161,8 +204,8 @@ impl IoScheduler {
     fn dispatch(&self) {
         let mut state = self.state.borrow_mut();
         loop {
-            let latency = self.head_fits(&state, IoClass::Latency);
-            let throughput = self.head_fits(&state, IoClass::Throughput);
+            let latency = self.head_grantable(&state, IoClass::Latency);
+            let throughput = self.head_grantable(&state, IoClass::Throughput);
             let class = match (latency, throughput) {
                 (true, true) if state.streak + 1 < self.config.throughput_every => {
                     state.streak += 1;
@@ -185,7 +228,7 @@ impl IoScheduler {
             if let Some(waker) = waiter.waker.borrow_mut().take() {
                 waker.wake();
             }
-            self.room[class.index()].notify(1);
+            self.room[class.index()].notify(1.additional());
         }
     }
 
@@ -202,6 +245,21 @@ impl IoScheduler {
         self.dispatch();
     }
 
+    /// A room-waiter of `class` left without entering: the next one may
+    /// take the room it was woken for.
+    fn leave_room(&self, class: IoClass) {
+        let room_left = {
+            let mut state = self.state.borrow_mut();
+            let class = &mut state.classes[class.index()];
+            debug_assert!(class.room_waiters > 0, "room-waiter count");
+            class.room_waiters -= 1;
+            class.queue.len() < self.config.queue_max as usize && class.room_waiters > 0
+        };
+        if room_left {
+            self.room[class.index()].notify(1);
+        }
+    }
+
     /// Takes a waiter that was dropped out of its queue.
     fn forget(&self, class: IoClass, waiter: &Rc<Waiter>) {
         let removed = {
@@ -211,7 +269,7 @@ impl IoScheduler {
             at.and_then(|at| queue.remove(at)).is_some()
         };
         if removed {
-            self.room[class.index()].notify(1);
+            self.room[class.index()].notify(1.additional());
             // The next waiter may fit where the dropped head did not.
             self.dispatch();
         }
@@ -260,29 +318,46 @@ impl Acquire {
         }
     }
 
-    /// First try (or a retry after room was made): a permit at once, a
-    /// place in the queue, or a wait for room.
-    fn enter(&mut self, cx: &mut Context<'_>) -> Poll<Permit> {
+    /// First try, or a retry by a room-waiter woken (`from_room`): a permit
+    /// at once, a place in the queue, or a wait for room.
+    fn enter(&mut self, cx: &mut Context<'_>, from_room: bool) -> Poll<Permit> {
         let sched = self.sched.clone();
         let mut state = sched.state.borrow_mut();
         let index = self.class.index();
-        if state.classes[index].queue.is_empty() && sched.fits(&state, self.class, self.cost) {
-            sched.take(&mut state, self.class, self.cost);
-            drop(state);
-            return Poll::Ready(self.permit());
+        if from_room {
+            debug_assert!(state.classes[index].room_waiters > 0, "room-waiter count");
+            state.classes[index].room_waiters -= 1;
         }
-        if state.classes[index].queue.len() >= sched.config.queue_max as usize {
+        let queue_max = sched.config.queue_max as usize;
+        let class = &state.classes[index];
+        // A new caller goes behind those already waiting for room.
+        if class.queue.len() >= queue_max || (!from_room && class.room_waiters > 0) {
+            state.classes[index].room_waiters += 1;
             self.stage = Stage::Room(sched.room[index].listen());
             return Poll::Pending;
         }
-        let waiter = Rc::new(Waiter {
-            cost: self.cost,
-            granted: Cell::new(false),
-            waker: RefCell::new(Some(cx.waker().clone())),
-        });
-        state.classes[index].queue.push_back(waiter.clone());
-        self.stage = Stage::Queued(waiter);
-        Poll::Pending
+        let ready = class.queue.is_empty() && sched.grantable(&state, self.class, self.cost);
+        let result = if ready {
+            sched.take(&mut state, self.class, self.cost);
+            Poll::Ready(())
+        } else {
+            let waiter = Rc::new(Waiter {
+                cost: self.cost,
+                granted: Cell::new(false),
+                waker: RefCell::new(Some(cx.waker().clone())),
+            });
+            state.classes[index].queue.push_back(waiter.clone());
+            self.stage = Stage::Queued(waiter);
+            Poll::Pending
+        };
+        let class = &state.classes[index];
+        let room_left = class.queue.len() < queue_max && class.room_waiters > 0;
+        drop(state);
+        if from_room && room_left {
+            // The next room-waiter may come in too.
+            sched.room[index].notify(1);
+        }
+        result.map(|()| self.permit())
     }
 }
 
@@ -292,16 +367,11 @@ impl Future for Acquire {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Permit> {
         let this = &mut *self;
         loop {
-            match &mut this.stage {
-                Stage::New => {
-                    let entered = this.enter(cx);
-                    if !matches!(this.stage, Stage::Room(_)) {
-                        return entered;
-                    }
-                }
+            let from_room = match &mut this.stage {
+                Stage::New => false,
                 Stage::Room(listener) => {
                     std::task::ready!(Pin::new(listener).poll(cx));
-                    this.stage = Stage::New;
+                    true
                 }
                 Stage::Queued(waiter) if waiter.granted.get() => {
                     return Poll::Ready(this.permit());
@@ -311,6 +381,11 @@ impl Future for Acquire {
                     return Poll::Pending;
                 }
                 Stage::Done => panic!("an Acquire polled after it completed"),
+            };
+            let entered = this.enter(cx, from_room);
+            // Waiting for room: poll the listener, so it holds the waker.
+            if !matches!(this.stage, Stage::Room(_)) {
+                return entered;
             }
         }
     }
@@ -318,14 +393,14 @@ impl Future for Acquire {
 
 impl Drop for Acquire {
     fn drop(&mut self) {
-        let Stage::Queued(waiter) = std::mem::replace(&mut self.stage, Stage::Done) else {
-            return;
-        };
-        if waiter.granted.get() {
-            // Granted, never handed out: give it back at once.
-            drop(self.permit());
-        } else {
-            self.sched.forget(self.class, &waiter);
+        match std::mem::replace(&mut self.stage, Stage::Done) {
+            Stage::Queued(waiter) if waiter.granted.get() => {
+                // Granted, never handed out: give it back at once.
+                drop(self.permit());
+            }
+            Stage::Queued(waiter) => self.sched.forget(self.class, &waiter),
+            Stage::Room(_) => self.sched.leave_room(self.class),
+            Stage::New | Stage::Done => {}
         }
     }
 }

@@ -25,6 +25,7 @@ use std::task::Poll;
 
 use shardblob_shards::fs::sim::{Faults, SimFs};
 use shardblob_shards::name::hex;
+use shardblob_shards::sched::{IoScheduler, SchedConfig};
 use shardblob_shards::{Error, ShardBlob, ShardStore};
 
 use super::model::BlobModel;
@@ -313,9 +314,20 @@ pub struct Harness {
 
 impl Harness {
     pub fn new(seed: u64) -> Harness {
+        Harness::with_piece_bytes(seed, SchedConfig::default().piece_bytes)
+    }
+
+    /// A harness whose store splits device I/O into pieces of
+    /// `piece_bytes` (a small piece makes most writes several device
+    /// writes, each of which can fail), also after restarts and crashes.
+    pub fn with_piece_bytes(seed: u64, piece_bytes: usize) -> Harness {
         let fs = SimFs::new(seed);
+        let config = SchedConfig {
+            piece_bytes,
+            ..SchedConfig::default()
+        };
         Harness {
-            store: ShardStore::new(fs.clone(), "/"),
+            store: ShardStore::with_scheduler(fs.clone(), "/", IoScheduler::new(config)),
             fs,
             parts: BTreeMap::new(),
             open: BTreeMap::new(),
@@ -324,6 +336,12 @@ impl Harness {
             before: 0,
             stats: Stats::default(),
         }
+    }
+
+    /// A new store on `fs`, scheduled as the current one (a restart).
+    pub(super) fn new_store(&self, fs: SimFs) -> ShardStore<SimFs> {
+        let config = *self.store.scheduler().config();
+        ShardStore::with_scheduler(fs, "/", IoScheduler::new(config))
     }
 
     /// Injects faults into every op from now on (not into peeks and checks).

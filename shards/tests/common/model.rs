@@ -23,7 +23,9 @@
 //! its durable or its current size, so the blob reopens with a length in
 //! `durable_lens ∪ file_lens`, and with exactly the logical length after a
 //! clean close. A failed write may leave any whole-sector prefix of its
-//! blocks, so it adds every sector boundary up to its padded end.
+//! blocks, so it adds every sector boundary up to its padded end; a failed
+//! SYNC write, split into pieces, may have made the size durable at the
+//! end of any of its blocks.
 //!
 //! A failed write leaves each of its sectors old or new (as a crash would)
 //! until rewritten, also past the logical end, where no read reaches; new
@@ -280,18 +282,31 @@ impl BlobModel {
             at += SECTOR;
         }
         if sync {
-            let grown: Vec<u64> = self.durable_lens.iter().map(|&d| d.max(padded)).collect();
+            // Split into pieces (`SchedConfig::piece_bytes`, whole blocks
+            // from its first), each a durable write that makes the file's
+            // size durable up to its end: any block end of the write may be
+            // the durable size.
+            let ends: Vec<u64> = (first + BLOCK..=padded).step_by(BLOCK as usize).collect();
+            let grown: Vec<u64> = (self.durable_lens.iter())
+                .flat_map(|&d| ends.iter().map(move |&e| d.max(e)))
+                .collect();
             self.durable_lens.extend(grown);
         }
     }
 
     /// Bytes of a write in flight that may land now, over whatever the
-    /// blob holds: each sector of `offset..` old or new.
+    /// blob holds: each sector of `offset..` old or new. The store writes
+    /// whole blocks, so the file may also grow to the write's padded end
+    /// (concurrency_sim seed 332303538607: a write inside the tail block
+    /// lands after a shrinking resize, and a crash shows the block's end).
     pub fn maybe_land(&mut self, offset: u64, data: &[u8]) {
         let end = offset + data.len() as u64;
         self.edit(offset, end, true, |start, s| {
             Self::overlay(offset, data, start, s)
         });
+        let padded = round_up(end, BLOCK);
+        let grown: Vec<u64> = self.file_lens.iter().map(|&f| f.max(padded)).collect();
+        self.file_lens.extend(grown);
     }
 
     /// A completed resize: everything past the shorter of the old and the

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use shardblob_shards::fs::sim::Faults;
 use shardblob_shards::fs::{DirEntry, FileSystem};
 use shardblob_shards::name::{hex, unhex};
-use shardblob_shards::{Blob, Error, ShardStore, Storage};
+use shardblob_shards::{Blob, Error, Storage};
 
 use super::harness::{check_names, limited, show, Entry, Handle, Harness, Key, Op, Outcome, Part};
 use super::log;
@@ -293,7 +293,7 @@ impl Harness {
         self.stats.crashes += 1;
         self.open.clear();
         self.orphans.clear();
-        self.store = ShardStore::new(fs.clone(), "/");
+        self.store = self.new_store(fs.clone());
         self.fs = fs;
         self.fs.set_faults(Faults::default());
         let partitions: Vec<String> = self.parts.keys().cloned().collect();

@@ -3,7 +3,7 @@
 
 use futures_lite::StreamExt;
 use shardblob_shards::fs::sim::Faults;
-use shardblob_shards::{Blob, Error, ShardStore, WriteOptions};
+use shardblob_shards::{Blob, Error, WriteOptions};
 
 use super::harness::{expect_poisoned, limited, show, Handle, Harness, Op, Outcome, Target};
 use super::model::Trim;
@@ -43,7 +43,7 @@ impl Harness {
         while let Some(target) = self.targets().first().cloned() {
             self.close(&target);
         }
-        self.store = ShardStore::new(self.fs.clone(), "/");
+        self.store = self.new_store(self.fs.clone());
         Outcome::Done
     }
 
@@ -109,6 +109,7 @@ impl Harness {
             }
             Some(Err(e)) => {
                 self.failed(op, e, (&h.key.0, Some(&h.key.1)));
+                assert_eq!(h.blob.len(), model.len, "{op:?} failed: it adds no length");
                 model.maybe_write(offset, data, sync, true);
             }
         }

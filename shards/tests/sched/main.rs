@@ -408,3 +408,224 @@ fn dropped_operations_waiting_for_the_device_leave_nothing_behind() {
         }
     });
 }
+
+/// Holds `n` latency permits: the device is `n` calls deep.
+fn hold(sched: &Rc<IoScheduler>, n: usize) -> Vec<Permit> {
+    (0..n).map(|_| granted(sched, Latency, 4096)).collect()
+}
+
+/// Polls every waiter once; takes out those granted, with their permits.
+fn poll_all(waiting: &mut Vec<Acquire>) -> Vec<Permit> {
+    let mut permits = Vec::new();
+    waiting.retain_mut(|acquire| match poll(acquire) {
+        Some(permit) => {
+            permits.push(permit);
+            false
+        }
+        None => true,
+    });
+    permits
+}
+
+#[test]
+fn callers_waiting_for_room_are_all_woken_by_releases_in_one_turn() {
+    let sched = IoScheduler::new(SchedConfig {
+        queue_max: 2,
+        ..config()
+    });
+    let mut held = hold(&sched, 4);
+    // A and B queued, C and D wait for room.
+    let mut waiting: Vec<Acquire> = (0..4)
+        .map(|_| sched.acquire(Latency, Cost::call(4096)))
+        .collect();
+    assert!(waiting.iter_mut().all(|acquire| poll(acquire).is_none()));
+    assert_eq!(sched.queued(Latency), 2);
+    // Four calls complete before any waiter runs.
+    held.clear();
+    let permits: Vec<Option<Permit>> = waiting.iter_mut().map(poll).collect();
+    assert!(
+        permits.iter().all(Option::is_some),
+        "a room-waiter never woken"
+    );
+}
+
+#[test]
+fn a_new_caller_does_not_take_the_room_of_a_waiting_one() {
+    let sched = IoScheduler::new(SchedConfig {
+        queue_max: 2,
+        ..config()
+    });
+    let mut held = hold(&sched, 4);
+    let mut waiting: Vec<Acquire> = (0..3)
+        .map(|_| sched.acquire(Latency, Cost::call(4096)))
+        .collect();
+    assert!(waiting.iter_mut().all(|acquire| poll(acquire).is_none()));
+    // A's place at the device is freed; C (waiting for room) is woken, but
+    // E arrives before C runs: E must not take C's place in the queue.
+    held.pop();
+    let mut late = sched.acquire(Latency, Cost::call(4096));
+    assert!(poll(&mut late).is_none());
+    assert!(poll(&mut waiting[2]).is_none());
+    assert_eq!(sched.queued(Latency), 2, "C is queued, E waits for room");
+    // Arrival order: B, then C, then E.
+    held.pop();
+    assert!(poll(&mut waiting[1]).is_some());
+    assert!(poll(&mut late).is_none(), "E before C");
+    held.pop();
+    assert!(poll(&mut waiting[2]).is_some());
+    held.pop();
+    assert!(poll(&mut late).is_some(), "E served last");
+}
+
+#[test]
+fn a_latency_call_as_deep_as_the_device_is_not_starved_by_bulk_work() {
+    let sched = IoScheduler::new(config());
+    // Steady bulk work: two in flight, always more queued.
+    let mut held: Vec<Permit> = (0..2).map(|_| granted(&sched, Throughput, 4096)).collect();
+    let mut bulk: Vec<Acquire> = (0..8)
+        .map(|_| sched.acquire(Throughput, Cost::call(4096)))
+        .collect();
+    assert!(bulk.iter_mut().all(|acquire| poll(acquire).is_none()));
+    let deep = Cost {
+        ops: sched.config().depth_max,
+        bytes: 4096,
+    };
+    let mut batch = sched.acquire(Latency, deep);
+    assert!(poll(&mut batch).is_none());
+    for _ in 0..4 {
+        held.remove(0);
+        held.extend(poll_all(&mut bulk));
+        if let Some(permit) = poll(&mut batch) {
+            assert_bounds(&sched);
+            drop(permit);
+            return;
+        }
+    }
+    panic!("the latency batch never fits beside the bulk work");
+}
+
+#[test]
+fn a_bulk_call_as_deep_as_its_bound_is_not_starved_by_latency_calls() {
+    let sched = IoScheduler::new(config());
+    let mut held = hold(&sched, 4);
+    let mut flood: Vec<Acquire> = (0..16)
+        .map(|_| sched.acquire(Latency, Cost::call(4096)))
+        .collect();
+    let wide = Cost {
+        ops: sched.config().throughput_ops_max,
+        bytes: 4096,
+    };
+    let mut bulk = sched.acquire(Throughput, wide);
+    assert!(poll(&mut bulk).is_none());
+    assert!(flood.iter_mut().all(|acquire| poll(acquire).is_none()));
+    for _ in 0..4 {
+        held.remove(0);
+        held.extend(poll_all(&mut flood));
+        if let Some(permit) = poll(&mut bulk) {
+            assert_bounds(&sched);
+            drop(permit);
+            return;
+        }
+    }
+    panic!("the bulk batch never fits beside the latency calls");
+}
+
+#[test]
+fn a_bad_config_is_clamped_not_a_panic() {
+    let bad = SchedConfig {
+        depth_max: 0,
+        throughput_ops_max: 9,
+        throughput_bytes_max: 0,
+        throughput_every: 0,
+        queue_max: 0,
+        piece_bytes: 100,
+    };
+    let sched = IoScheduler::new(bad);
+    assert_eq!(sched.config().check(), Ok(()));
+    assert_eq!(sched.config().piece_bytes, 4096);
+    let huge = SchedConfig {
+        piece_bytes: usize::MAX,
+        ..config()
+    };
+    let clamped = *IoScheduler::new(huge).config();
+    assert_eq!(clamped.check(), Ok(()));
+    assert_eq!(
+        clamped.piece_bytes,
+        shardblob_shards::sched::PIECE_BYTES_MAX
+    );
+    assert_eq!(IoScheduler::new(config()).config(), &config());
+}
+
+#[test]
+fn a_store_with_a_tiny_piece_still_writes_and_reads() {
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(1 << 20)
+        .make()
+        .expect("executor");
+    executor.run(async {
+        let sched = IoScheduler::new(SchedConfig {
+            piece_bytes: 1,
+            ..config()
+        });
+        let store = ShardStore::with_scheduler(SimFs::new(5), "/", sched);
+        let (blob, _) = store.open("p", b"b").await.unwrap();
+        blob.write_at(0, &[3u8; 3 * 4096]).await.unwrap();
+        let back = blob.read_at(0, 3 * 4096).await.unwrap();
+        assert!(back.iter().all(|&b| b == 3));
+    });
+}
+
+#[test]
+fn latency_batches_are_cut_to_leave_room_for_bulk_work() {
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(1 << 20)
+        .make()
+        .expect("executor");
+    executor.run(async {
+        let sched = IoScheduler::new(store_config());
+        let store = ShardStore::with_scheduler(SimFs::new(2), "/", sched.clone());
+        let (blob, _) = store.open("p", b"b").await.unwrap();
+        blob.write_at(0, &[5u8; 10 * 4096]).await.unwrap();
+        let before = sched.dispatched(Latency);
+        let ranges: Vec<(u64, usize)> = (0..10).map(|k| (k * 4096, 4096)).collect();
+        let items: Vec<_> = blob.read_many(ranges).collect().await;
+        assert_eq!(items.len(), 10);
+        // depth_max 6, throughput_ops_max 2: groups of at most 4 ranges.
+        assert_eq!(sched.dispatched(Latency) - before, 3);
+    });
+}
+
+#[test]
+fn a_batch_reads_ahead_of_its_caller_only_so_far() {
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(1 << 20)
+        .make()
+        .expect("executor");
+    executor.run(async {
+        let sim = SimFs::new(4);
+        sim.set_latency(2);
+        let sched = IoScheduler::new(store_config());
+        let store = ShardStore::with_scheduler(sim.clone(), "/", sched.clone());
+        let (blob, _) = store.open("p", b"b").await.unwrap();
+        blob.write_at(0, &[6u8; 16 * 4096]).await.unwrap();
+        let before = sched.dispatched(Throughput);
+        // Sixteen ranges, groups of two; the caller takes one and waits.
+        let ranges: Vec<(u64, usize)> = (0..16).map(|k| (k * 4096, 4096)).collect();
+        let mut batch = Box::pin(Throughput.scope(blob.read_many(ranges)));
+        batch.next().await.unwrap().unwrap();
+        let idle = || glommio::timer::sleep(std::time::Duration::from_millis(50));
+        idle().await;
+        let ahead = sched.dispatched(Throughput) - before;
+        assert!(ahead <= 3, "{ahead} groups read for a caller that took one");
+        // Dropped: the driver stops, no more device calls.
+        drop(batch);
+        let ops = sim.op_count();
+        idle().await;
+        assert_eq!(
+            sim.op_count(),
+            ops,
+            "device reads after the batch was dropped"
+        );
+        assert_eq!(sched.in_flight(Throughput), Cost::default());
+    });
+}

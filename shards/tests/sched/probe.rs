@@ -14,6 +14,8 @@ use shardblob_shards::sched::{Cost, IoScheduler};
 use shardblob_shards::IoClass::{self, Latency, Throughput};
 use shardblob_shards::{Blob, ShardBlob, ShardStore, Storage, WriteOptions};
 
+use super::PIECE;
+
 /// Device calls in flight, by class, and what they reached at most.
 #[derive(Debug, Default)]
 struct Counts {
@@ -22,6 +24,9 @@ struct Counts {
     total_max: u32,
     calls: [u64; 2],
     largest: u64,
+    /// The most bytes of whole blocks one read range covered: what the
+    /// device reads for it.
+    largest_read: u64,
     /// Latency calls that reached the device while bulk calls waited in
     /// the scheduler's queue.
     overtakes: u64,
@@ -99,6 +104,16 @@ impl Probe {
         }
     }
 
+    /// A read range of `len` bytes at `pos` reaches the device, which reads
+    /// the whole blocks it covers.
+    fn read_range(&self, pos: u64, len: usize) {
+        if self.armed.get() && len > 0 {
+            let spanned = (pos + len as u64).div_ceil(4096) * 4096 - pos / 4096 * 4096;
+            let mut counts = self.counts.borrow_mut();
+            counts.largest_read = counts.largest_read.max(spanned);
+        }
+    }
+
     /// Checks what the armed phase showed, and that nothing is left over.
     fn check(&self) {
         self.armed.set(false);
@@ -111,6 +126,10 @@ impl Probe {
             "no latency call passed bulk work: {counts:?}"
         );
         assert!(counts.largest <= config.piece_bytes as u64, "{counts:?}");
+        assert!(
+            counts.largest_read <= config.piece_bytes as u64,
+            "{counts:?}"
+        );
         assert_eq!(counts.max[1].ops, config.throughput_ops_max, "{counts:?}");
         for class in IoClass::ALL {
             assert_eq!(self.sched.in_flight(class), Cost::default());
@@ -181,6 +200,7 @@ impl<Fi: File> File for CountingFile<Fi> {
 
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Fi::ReadBuf> {
         let _call = self.probe.start(Cost::call(len));
+        self.probe.read_range(pos, len);
         self.inner.read_at(pos, len).await
     }
 
@@ -193,6 +213,9 @@ impl<Fi: File> File for CountingFile<Fi> {
             bytes: ranges.iter().map(|&(_, len)| len as u64).sum(),
         };
         let call = self.probe.start(cost);
+        for &(pos, len) in &ranges {
+            self.probe.read_range(pos, len);
+        }
         stream::once(call).flat_map(move |call| {
             let ranges = ranges.clone();
             self.inner.read_many(ranges).map(move |item| {
@@ -261,12 +284,17 @@ async fn bulk<F: FileSystem>(blob: ShardBlob<Counting<F>>, seed: u64) {
         .scope(async {
             let back = blob.read_at(0, data.len()).await.unwrap();
             assert!(back[..] == data[..], "bulk read back");
-            let ranges: Vec<(u64, usize)> = (0..12).map(|k| (k * 40_000, 4096)).collect();
+            // Unaligned, more than a piece: no device read larger than one.
+            let back = blob.read_at(100, 2 * PIECE).await.unwrap();
+            assert!(back[..] == data[100..100 + 2 * PIECE], "unaligned read");
+            let mut ranges: Vec<(u64, usize)> = (0..12).map(|k| (k * 40_000, 4096)).collect();
+            ranges.push((3 * 4096 + 5, 3 * PIECE));
+            ranges.push((PIECE as u64 - 1, 2));
             let items: Vec<_> = blob.read_many(ranges.clone()).collect().await;
             for item in items {
                 let (index, bytes) = item.unwrap();
-                let at = ranges[index].0 as usize;
-                assert!(bytes[..] == data[at..at + 4096], "bulk read_many");
+                let (at, len) = (ranges[index].0 as usize, ranges[index].1);
+                assert!(bytes[..] == data[at..at + len], "bulk read_many");
             }
             blob.resize(BULK_BYTES as u64).await.unwrap();
             blob.sync().await.unwrap();
