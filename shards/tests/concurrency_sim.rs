@@ -136,10 +136,12 @@ fn concurrent_tasks_keep_the_contract() {
     if total.rounds > 2000 {
         // Enough seeds ran for every kind of event to have happened: futures
         // dropped in flight, ops racing on one blob's bytes, rounds cut by a
-        // crash, reads checked, opens refused, faults hit.
+        // crash (also with several writes in flight), reads checked, opens
+        // refused, faults hit.
         assert!(total.dropped > 100, "{total:?}");
         assert!(total.racing_ends > 100, "{total:?}");
         assert!(total.crashes_mid_round > 100, "{total:?}");
+        assert!(total.crashes_among_writes > 100, "{total:?}");
         assert!(total.reads_checked > 1000, "{total:?}");
         assert!(total.opens_refused > 100, "{total:?}");
         assert!(total.failed > 10, "{total:?}");

@@ -47,25 +47,36 @@
 //!   EINVAL. `list_dir` lists by name; `read_many` yields its ranges in a
 //!   seeded random order.
 //!
-//! A crash ([`SimFs::crash`]) with wide crashes on
-//! ([`SimFs::set_wide_crashes`]) may do exactly this, each choice by the RNG:
+//! A crash ([`SimFs::crash`]) may do exactly this, each choice by the RNG:
 //! - each directory keeps its durable listing plus any subset of its unsynced
 //!   changes (per name: its durable or its current entry), except that the
 //!   two names of a rename within that directory go together (old name or
 //!   new name, never both or neither); a file or directory no longer
 //!   reachable from the root through them vanishes;
 //! - each file takes a size it had since its last flush (its durable size,
-//!   its current size or any size in between), then every 512-byte sector
+//!   its current size or any size a write or `set_len` gave it in between,
+//!   none below the end of a durable write), then every 512-byte sector
 //!   below it holds a version it had since then: its durable bytes, its
 //!   current bytes or the bytes of any write to it since (zeros past the end
 //!   of any): per file, all current, all durable, or chosen per sector (a
 //!   torn write, or writes in flight landing in any order). A sector is never
 //!   partly one version and partly another.
 //!
-//! By default (wide crashes off) a crash keeps only the durable or the
-//! current state: per directory its whole durable or current listing,
-//! per file its durable or current size, per sector its durable or current
-//! bytes.
+//! Why that wide: it is what a real disk may do at a power cut. A write
+//! that completed without a flush sits in the drive's volatile cache,
+//! which writes sectors back in any order and loses the rest, so each
+//! sector may come back as any write since its last flush made it (or as
+//! it was then); only the 512-byte sector is written atomically. A file's
+//! size lives in the file system's journal, whose transactions commit
+//! independently of the data and of each other: any size update since the
+//! last flush may be the last one that reached the disk. A directory's
+//! entry changes are logged one by one, so any subset of those since its
+//! last sync may survive, while a rename within one directory is one
+//! journal update: whole or not at all. Only a flush (`sync_data`,
+//! `sync_dir`, a data-sync write) is a promise. A simulation that keeps
+//! only the flushed or the latest state would miss a store that relies on
+//! a write reaching the disk before a later one, or on a size update
+//! staying with the data that needed it.
 //!
 //! History bound: a file keeps at most [`HISTORY_MAX`] intermediate sector
 //! versions and as many intermediate sizes; past that the oldest are
@@ -173,9 +184,6 @@ struct Disk {
     /// Most executor yields a submitted call waits before it acts, and again
     /// before it completes; 0: it acts and completes at once.
     latency_yields_max: u32,
-    /// Whether a crash picks from the whole history since the last flush
-    /// (see [`SimFs::set_wide_crashes`]).
-    wide_crashes: bool,
     next_id: NodeId,
     nodes: BTreeMap<NodeId, Node>,
 }
@@ -328,16 +336,13 @@ impl FileData {
     }
 
     /// The bytes a crash leaves (see the module docs).
-    /// Without `wide`, only the durable and the current state count.
-    fn after_crash(&self, rng: &mut Rng, wide: bool) -> Vec<u8> {
+    fn after_crash(&self, rng: &mut Rng) -> Vec<u8> {
         let sector_bytes = SECTOR_BYTES as usize;
         let mut sizes = vec![self.durable.len(), self.current.len()];
+        sizes.extend(&self.sizes);
         let mut versions: BTreeMap<usize, Vec<&[u8]>> = BTreeMap::new();
-        if wide {
-            sizes.extend(&self.sizes);
-            for (index, bytes) in &self.versions {
-                versions.entry(*index).or_default().push(bytes);
-            }
+        for (index, bytes) in &self.versions {
+            versions.entry(*index).or_default().push(bytes);
         }
         let size = sizes[rng.below(sizes.len() as u64) as usize];
         let mode = rng.below(3);
@@ -379,10 +384,10 @@ fn push_bounded<T>(history: &mut VecDeque<T>, item: T) {
 impl DirData {
     /// Makes the listing a crash leaves durable and current: the durable
     /// listing plus any subset of the unsynced changes, per name, except
-    /// that the names of a rename within this directory go together.
-    /// Without `wide`: all of them or none.
-    fn crash(&mut self, rng: &mut Rng, wide: bool) {
-        let mode = rng.below(if wide { 3 } else { 2 });
+    /// that the names of a rename within this directory go together: all
+    /// of them, none, or each by a coin.
+    fn crash(&mut self, rng: &mut Rng) {
+        let mode = rng.below(3);
         let mut changed: BTreeSet<&OsString> = self.current.keys().collect();
         changed.extend(self.durable.keys());
         changed.retain(|name| self.current.get(*name) != self.durable.get(*name));
@@ -537,12 +542,12 @@ impl Disk {
 
     fn crash(&mut self) {
         self.epoch += 1;
-        let (rng, wide) = (&mut self.rng, self.wide_crashes);
+        let rng = &mut self.rng;
         for node in self.nodes.values_mut() {
             match node {
-                Node::Dir(dir) => dir.crash(rng, wide),
+                Node::Dir(dir) => dir.crash(rng),
                 Node::File(file) => {
-                    let bytes = file.locked().after_crash(rng, wide);
+                    let bytes = file.locked().after_crash(rng);
                     let current = bytes.clone();
                     *file = Arc::new(Mutex::new(FileData {
                         current,
@@ -614,7 +619,6 @@ impl SimFs {
             injected_faults: 0,
             epoch: 0,
             latency_yields_max: 0,
-            wide_crashes: false,
             next_id: ROOT + 1,
             nodes: BTreeMap::from([(ROOT, Node::Dir(DirData::default()))]),
         };
@@ -633,17 +637,6 @@ impl SimFs {
     /// docs). 0 (the default) acts at once. Needs a glommio executor.
     pub fn set_latency(&self, yields_max: u32) {
         self.disk.locked().latency_yields_max = yields_max;
-    }
-
-    /// With `wide`, a crash picks each sector's version and each
-    /// file's size among all those it had since its last flush, and keeps
-    /// any subset of a directory's unsynced changes; without, only the
-    /// durable or the current one (whole listings: durable or current), the
-    /// default: the store's test model (`shards/tests/common/model.rs`)
-    /// still assumes a file's size after a crash is its durable or current
-    /// one.
-    pub fn set_wide_crashes(&self, wide: bool) {
-        self.disk.locked().wide_crashes = wide;
     }
 
     /// How many ops have been called so far (the index of the next op).
@@ -1258,18 +1251,11 @@ mod tests {
         seen
     }
 
-    /// A simulated disk with wide crashes on.
-    fn wide(seed: u64) -> SimFs {
-        let fs = SimFs::new(seed);
-        fs.set_wide_crashes(true);
-        fs
-    }
-
     #[test]
     fn a_crash_may_keep_an_intermediate_sector_version() {
         let mut seen = BTreeSet::new();
         for seed in 0..SEEDS {
-            let fs = wide(seed);
+            let fs = SimFs::new(seed);
             block_on(async {
                 let file = synced_file(&fs, 0x11, 1).await;
                 for byte in [0x22, 0x33, 0x44] {
@@ -1286,28 +1272,9 @@ mod tests {
     }
 
     #[test]
-    fn a_narrow_crash_keeps_only_the_durable_or_the_current_state() {
-        for seed in 0..SEEDS {
-            let fs = SimFs::new(seed);
-            fs.set_wide_crashes(false);
-            block_on(async {
-                let file = synced_file(&fs, 0x11, 1).await;
-                for byte in [0x22, 0x33] {
-                    file.write_at(filled(&file, byte, 1), 0, false)
-                        .await
-                        .unwrap();
-                }
-                let fs = fs.crash();
-                let bytes = contents(&fs, "/d/f").await.unwrap();
-                versions_seen(&bytes, &[0x11, 0x33]);
-            });
-        }
-    }
-
-    #[test]
     fn a_durable_write_drops_the_older_versions() {
         for seed in 0..SEEDS {
-            let fs = wide(seed);
+            let fs = SimFs::new(seed);
             block_on(async {
                 let file = synced_file(&fs, 0x11, 1).await;
                 file.write_at(filled(&file, 0x22, 1), 0, false)
@@ -1327,7 +1294,7 @@ mod tests {
     fn a_crash_may_keep_an_intermediate_size() {
         let mut sizes = BTreeSet::new();
         for seed in 0..SEEDS {
-            let fs = wide(seed);
+            let fs = SimFs::new(seed);
             block_on(async {
                 let file = synced_file(&fs, 0x11, 1).await;
                 for block in [1, 2] {
@@ -1349,7 +1316,7 @@ mod tests {
     fn a_crash_may_keep_any_subset_of_a_directorys_changes() {
         let mut listings = BTreeSet::new();
         for seed in 0..SEEDS {
-            let fs = wide(seed);
+            let fs = SimFs::new(seed);
             block_on(async {
                 synced_file(&fs, 0x11, 1).await;
                 for name in ["/d/a", "/d/b"] {

@@ -194,6 +194,9 @@ pub struct SimStats {
     pub racing_ends: u64,
     pub opens_refused: u64,
     pub crashes_mid_round: u64,
+    /// Crashes that fell while several writes were in flight (their
+    /// futures cut with the round, their device calls pending or landed).
+    pub crashes_among_writes: u64,
     pub rounds: u64,
     pub overtakes_max: u32,
 }
@@ -207,6 +210,7 @@ impl SimStats {
         self.racing_ends += other.racing_ends;
         self.opens_refused += other.opens_refused;
         self.crashes_mid_round += other.crashes_mid_round;
+        self.crashes_among_writes += other.crashes_among_writes;
         self.rounds += other.rounds;
         self.overtakes_max = self.overtakes_max.max(other.overtakes_max);
     }
@@ -625,7 +629,13 @@ impl Sim {
     pub async fn crash_and_check(&self) {
         log(|| "crash and check".to_string());
         self.trims_happened();
-        self.inodes.borrow_mut().clear();
+        let inodes = self.inodes.take();
+        let writes_in_flight = inodes
+            .values()
+            .flat_map(|inode| inode.spans.values())
+            .filter(|span| span.end.is_none() && span.data.is_some())
+            .count();
+        self.stats.borrow_mut().crashes_among_writes += u64::from(writes_in_flight > 1);
         self.names.borrow_mut().clear();
         self.part_removes.borrow_mut().clear();
         // The harness drops the handles after the crash, as a killed
