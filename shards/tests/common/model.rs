@@ -401,9 +401,15 @@ impl BlobModel {
     /// data sync may have happened (which adds nothing a crash could not
     /// already show, except the trimmed length).
     pub fn maybe_sync(&mut self) {
-        self.zero_from(self.len, true);
-        self.may_hold([self.len]);
+        self.maybe_cut(self.len);
         self.durable_lens.insert(self.len);
+    }
+
+    /// The store may have cut the file to `len`, the logical length then
+    /// (a trim): past it, zeros.
+    pub fn maybe_cut(&mut self, len: u64) {
+        self.zero_from(len, true);
+        self.may_hold([len]);
     }
 
     /// The last handle closed.
@@ -413,10 +419,7 @@ impl BlobModel {
                 self.zero_from(self.len, false);
                 self.holds(self.len);
             }
-            Trim::Maybe => {
-                self.zero_from(self.len, true);
-                self.may_hold([self.len]);
-            }
+            Trim::Maybe => self.maybe_cut(self.len),
             Trim::Skipped => {}
         }
     }
@@ -488,8 +491,7 @@ impl BlobModel {
     /// there and made that size durable, or, racing a write, made the
     /// file's size durable before its trim.
     pub fn maybe_sync_at(&mut self, len: u64) {
-        self.zero_from(len, true);
-        self.may_hold([len]);
+        self.maybe_cut(len);
         self.durable_lens.insert(len);
         self.durable_lens.extend(self.file_lens.clone());
     }
