@@ -9,8 +9,10 @@
 //! (`common/model.rs`, which also states the allowed lengths). Now and then
 //! the disk crashes, between two ops or cut into one (after a few of its
 //! file-system calls): every handle and the store are dropped, the disk
-//! keeps or loses each unsynced write per 512-byte sector, and a new store
-//! on what is left must show: every byte of a completed sync or SYNC write intact, every
+//! keeps any version each 512-byte sector had since its last flush, any
+//! size each file had since, and any subset of each directory's unsynced
+//! entries (`shards/src/fs/sim.rs`, "A crash"), and a new store on what is
+//! left must show: every byte of a completed sync or SYNC write intact, every
 //! other sector old or new, a length the store's documented behaviour
 //! allows, every name whose create returned `Ok` (and not removed since),
 //! no name whose remove returned `Ok`, and every listed blob reopening.
@@ -117,4 +119,35 @@ fn the_model_rejects_broken_crash_states() {
     model.close(Trim::Done);
     assert!(model.reopened(8192).is_err(), "padding after a close");
     assert!(model.reopened(6005).is_ok());
+}
+
+/// A crash may leave any size the file had since the last sync (a real
+/// disk may keep any of the size updates it had not flushed), and no other:
+/// not one shorter than the synced length or than a SYNC write's blocks.
+#[test]
+fn the_model_takes_any_size_since_the_sync_and_no_other() {
+    let mut model = BlobModel::default();
+    model.write(0, &[0x11; 5000], false);
+    model.sync();
+    model.write(5000, &[0x22; 5000], false);
+    model.resize(6000);
+    let mut full = vec![0x11; 5000];
+    full.extend([0x22; 5000]);
+    full.resize(12_288, 0);
+    // The padded end of the write, the end of its first block (a split
+    // write grows the file piece by piece), the resize.
+    for len in [12_288, 8192, 6000, 5000] {
+        assert!(check(&model, &full[..len]), "length {len}");
+    }
+    assert!(!check(&model, &full[..7000]), "a size the file never had");
+    assert!(!check(&model, &full[..4999]), "a synced length lost");
+    // A SYNC write makes its blocks durable: no size below their end.
+    model.write(12_288, &[0x33; 10], true);
+    full.resize(16_384, 0);
+    full[12_288..12_298].fill(0x33);
+    assert!(check(&model, &full), "the SYNC write's padded end");
+    let mut shorter = full[..6000].to_vec();
+    shorter.resize(12_288, 0);
+    assert!(!check(&model, &shorter), "a SYNC write's blocks cut off");
+    assert!(!check(&model, &full[..12_298]), "shorter than its blocks");
 }

@@ -303,8 +303,9 @@ fn a_partition_removal_is_atomic_to_a_concurrent_scan() {
 /// A remove whose directory sync fails leaves the unlink unsynced; a
 /// retry finds no file. If it answers `BlobMissing`, the caller takes the
 /// name as gone: a crash must not bring it back (the directory crashes to
-/// its durable or its current listing, per seed). Before the fix the retry
-/// answered without syncing, and about half the seeds kept the name.
+/// its durable listing plus any subset of its unsynced changes, per seed).
+/// Before the fix the retry answered without syncing, and about half the
+/// seeds kept the name.
 #[test]
 fn a_retried_remove_that_finds_nothing_is_durable() {
     run_seeds("store_races retried_remove", "", 16, |seed| async move {

@@ -48,12 +48,41 @@
 //!   seeded random order.
 //!
 //! A crash ([`SimFs::crash`]) may do exactly this, each choice by the RNG:
-//! - each directory keeps its durable or its current listing; a file or
-//!   directory no longer reachable from the root through them vanishes;
-//! - each file takes its durable or its current size, then every 512-byte
-//!   sector below it holds either its durable or its current bytes (zeros past
-//!   the end of either): per file, all current, all durable, or chosen per
-//!   sector (a torn write). A sector is never partly old and partly new.
+//! - each directory keeps its durable listing plus any subset of its unsynced
+//!   changes (per name: its durable or its current entry), except that the
+//!   two names of a rename within that directory go together (old name or
+//!   new name, never both or neither); a file or directory no longer
+//!   reachable from the root through them vanishes;
+//! - each file takes a size it had since its last flush (its durable size,
+//!   its current size or any size a write or `set_len` gave it in between,
+//!   none below the end of a durable write), then every 512-byte sector
+//!   below it holds a version it had since then: its durable bytes, its
+//!   current bytes or the bytes of any write to it since (zeros past the end
+//!   of any): per file, all current, all durable, or chosen per sector (a
+//!   torn write, or writes in flight landing in any order). A sector is never
+//!   partly one version and partly another.
+//!
+//! Why that wide: it is what a real disk may do at a power cut. A write
+//! that completed without a flush sits in the drive's volatile cache,
+//! which writes sectors back in any order and loses the rest, so each
+//! sector may come back as any write since its last flush made it (or as
+//! it was then); only the 512-byte sector is written atomically. A file's
+//! size lives in the file system's journal, whose transactions commit
+//! independently of the data and of each other: any size update since the
+//! last flush may be the last one that reached the disk. A directory's
+//! entry changes are logged one by one, so any subset of those since its
+//! last sync may survive, while a rename within one directory is one
+//! journal update: whole or not at all. Only a flush (`sync_data`,
+//! `sync_dir`, a data-sync write) is a promise. A simulation that keeps
+//! only the flushed or the latest state would miss a store that relies on
+//! a write reaching the disk before a later one, or on a size update
+//! staying with the data that needed it.
+//!
+//! History bound: a file keeps at most [`HISTORY_MAX`] intermediate sector
+//! versions and as many intermediate sizes; past that the oldest are
+//! forgotten (a crash can then only pick among the newer ones, the durable
+//! and the current state). `sync_data` clears the history; a durable write
+//! drops the versions of the sectors it wrote and every size below its end.
 //!
 //! Afterwards current = durable. `crash` returns a new view that sees the
 //! post-crash disk; every view and file handle from before fails every file
@@ -69,7 +98,7 @@
 //! ENOSPC or a short write; other calls with EIO or ENOSPC. A file cannot grow
 //! past [`MAX_FILE_BYTES`] (EFBIG).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::path::{Component, Path};
@@ -90,6 +119,9 @@ pub const MAX_FILE_BYTES: u64 = 1 << 30;
 /// Fill byte of a fresh write buffer, whose contents are unspecified.
 const UNFILLED_BYTE: u8 = 0xA5;
 const ROOT: NodeId = 0;
+/// Most intermediate sector versions, and most intermediate sizes, a file
+/// remembers since its last flush; past it the oldest are forgotten.
+pub const HISTORY_MAX: usize = 1024;
 
 type NodeId = u64;
 
@@ -171,6 +203,12 @@ struct DirData {
 struct FileData {
     current: Vec<u8>,
     durable: Vec<u8>,
+    /// Since the last flush, oldest first: each sector version a write left
+    /// (sector index, its bytes), at most [`HISTORY_MAX`].
+    versions: VecDeque<(usize, Box<[u8]>)>,
+    /// Since the last flush, oldest first: each size the file had, at most
+    /// [`HISTORY_MAX`].
+    sizes: VecDeque<usize>,
 }
 
 /// Where a path points: its parent directory, last name and node (if any).
@@ -250,8 +288,44 @@ impl FileData {
     /// Sets the current size (extending with zeros or truncating).
     fn set_len(data: &Mutex<FileData>, len: u64) -> io::Result<()> {
         let len = checked_size(len)?;
-        data.locked().current.resize(len, 0);
+        let mut data = data.locked();
+        data.current.resize(len, 0);
+        data.remember_size();
         Ok(())
+    }
+
+    /// Writes `bytes` at `start` in the current state (and, if `durable`, in
+    /// the durable state), remembering the sector versions and the size.
+    fn write(&mut self, start: usize, bytes: &[u8], durable: bool) {
+        put(&mut self.current, start, bytes);
+        let sector = SECTOR_BYTES as usize;
+        let first = start / sector;
+        let sectors = first..first + bytes.len().div_ceil(sector);
+        if durable {
+            put(&mut self.durable, start, bytes);
+            self.versions.retain(|(index, _)| !sectors.contains(index));
+            let end = start + bytes.len();
+            self.sizes.retain(|&size| size >= end);
+        } else {
+            for (index, chunk) in sectors.zip(bytes.chunks(sector)) {
+                push_bounded(&mut self.versions, (index, chunk.into()));
+            }
+        }
+        self.remember_size();
+    }
+
+    fn remember_size(&mut self) {
+        let size = self.current.len();
+        if self.sizes.back() != Some(&size) {
+            push_bounded(&mut self.sizes, size);
+        }
+    }
+
+    /// Makes the current state durable and forgets the history.
+    fn flush(&mut self) {
+        self.durable.clone_from(&self.current);
+        self.versions.clear();
+        self.sizes.clear();
     }
 
     fn read(&self, pos: u64, len: usize) -> Rc<[u8]> {
@@ -263,23 +337,104 @@ impl FileData {
 
     /// The bytes a crash leaves (see the module docs).
     fn after_crash(&self, rng: &mut Rng) -> Vec<u8> {
-        let sources = [&self.durable, &self.current];
-        let size = sources[usize::from(rng.coin())].len();
+        let sector_bytes = SECTOR_BYTES as usize;
+        let mut sizes = vec![self.durable.len(), self.current.len()];
+        sizes.extend(&self.sizes);
+        let mut versions: BTreeMap<usize, Vec<&[u8]>> = BTreeMap::new();
+        for (index, bytes) in &self.versions {
+            versions.entry(*index).or_default().push(bytes);
+        }
+        let size = sizes[rng.below(sizes.len() as u64) as usize];
         let mode = rng.below(3);
         let mut out = vec![0; size];
-        for (index, sector) in out.chunks_mut(SECTOR_BYTES as usize).enumerate() {
-            let keep_current = match mode {
+        for (index, sector) in out.chunks_mut(sector_bytes).enumerate() {
+            let start = index * sector_bytes;
+            let mut choices = vec![
+                sector_at(&self.durable, start),
+                sector_at(&self.current, start),
+            ];
+            choices.extend(versions.get(&index).into_iter().flatten());
+            let pick = match mode {
+                0 => 1,
+                1 => 0,
+                _ => rng.below(choices.len() as u64) as usize,
+            };
+            let source = choices[pick];
+            let len = source.len().min(sector.len());
+            sector[..len].copy_from_slice(&source[..len]);
+        }
+        out
+    }
+}
+
+/// The sector of `bytes` from `start` (shorter at the end, empty past it).
+fn sector_at(bytes: &[u8], start: usize) -> &[u8] {
+    let end = bytes.len().min(start + SECTOR_BYTES as usize);
+    bytes.get(start..end).unwrap_or_default()
+}
+
+/// Appends `item`, forgetting the oldest entry when over [`HISTORY_MAX`].
+fn push_bounded<T>(history: &mut VecDeque<T>, item: T) {
+    if history.len() >= HISTORY_MAX {
+        history.pop_front();
+    }
+    history.push_back(item);
+}
+
+impl DirData {
+    /// Makes the listing a crash leaves durable and current: the durable
+    /// listing plus any subset of the unsynced changes, per name, except
+    /// that the names of a rename within this directory go together: all
+    /// of them, none, or each by a coin.
+    fn crash(&mut self, rng: &mut Rng) {
+        let mode = rng.below(3);
+        let mut changed: BTreeSet<&OsString> = self.current.keys().collect();
+        changed.extend(self.durable.keys());
+        changed.retain(|name| self.current.get(*name) != self.durable.get(*name));
+        let mut kept = self.durable.clone();
+        let mut decided = BTreeSet::new();
+        for name in changed {
+            if decided.contains(name) {
+                continue;
+            }
+            let take_current = match mode {
                 0 => true,
                 1 => false,
                 _ => rng.coin(),
             };
-            let source = sources[usize::from(keep_current)];
-            let start = index * SECTOR_BYTES as usize;
-            let available = source.get(start..).unwrap_or_default();
-            let len = available.len().min(sector.len());
-            sector[..len].copy_from_slice(&available[..len]);
+            for tied in self.renamed_with(name) {
+                match self.current.get(&tied) {
+                    Some(id) if take_current => kept.insert(tied.clone(), *id),
+                    _ if take_current => kept.remove(&tied),
+                    _ => None,
+                };
+                decided.insert(tied);
+            }
         }
-        out
+        self.current.clone_from(&kept);
+        self.durable = kept;
+    }
+
+    /// `name` and every name tied to it by renames within this directory:
+    /// a node listed durably under one name and currently under another.
+    fn renamed_with(&self, name: &OsString) -> BTreeSet<OsString> {
+        let mut group = BTreeSet::from([name.clone()]);
+        let mut stack = vec![name.clone()];
+        while let Some(name) = stack.pop() {
+            let ids = [self.current.get(&name), self.durable.get(&name)];
+            for id in ids.into_iter().flatten() {
+                let listings = [&self.current, &self.durable];
+                let names = listings
+                    .into_iter()
+                    .flat_map(|listing| listing.iter().filter(|(_, other)| *other == id));
+                for (other, _) in names {
+                    if group.insert(other.clone()) {
+                        stack.push(other.clone());
+                    }
+                }
+            }
+        }
+        group
     }
 }
 
@@ -390,14 +545,14 @@ impl Disk {
         let rng = &mut self.rng;
         for node in self.nodes.values_mut() {
             match node {
-                Node::Dir(dir) if rng.coin() => dir.current = dir.durable.clone(),
-                Node::Dir(dir) => dir.durable = dir.current.clone(),
+                Node::Dir(dir) => dir.crash(rng),
                 Node::File(file) => {
                     let bytes = file.locked().after_crash(rng);
                     let current = bytes.clone();
                     *file = Arc::new(Mutex::new(FileData {
                         current,
                         durable: bytes,
+                        ..FileData::default()
                     }));
                 }
             }
@@ -703,15 +858,11 @@ impl File for SimFile {
             if outcome.is_err() {
                 let sectors = len_bytes / SECTOR_BYTES;
                 let kept_bytes = disk.rng.below(sectors) * SECTOR_BYTES;
-                let mut data = data.locked();
-                put(&mut data.current, start, &bytes[..kept_bytes as usize]);
+                let prefix = &bytes[..kept_bytes as usize];
+                data.locked().write(start, prefix, false);
                 return Err(Fault::ShortWrite.error());
             }
-            let mut data = data.locked();
-            put(&mut data.current, start, &bytes);
-            if durable {
-                put(&mut data.durable, start, &bytes);
-            }
+            data.locked().write(start, &bytes, durable);
             Ok(bytes.len())
         })
         .await
@@ -749,8 +900,7 @@ impl File for SimFile {
         self.start(OpKind::Other).map_err(Fault::error)?;
         let data = self.data.clone();
         self.device(move |_| {
-            let data = &mut *data.locked();
-            data.durable.clone_from(&data.current);
+            data.locked().flush();
             Ok(())
         })
         .await
@@ -1088,6 +1238,117 @@ mod tests {
             assert!(fs.remove_file(Path::new("/d")).is_err());
             assert!(fs.open_file(Path::new("/d/../d/f"), false).await.is_err());
             assert!(fs.open_file(Path::new("/"), true).await.is_err());
+        });
+    }
+    /// Every sector of `bytes` is all one of `allowed`; which ones appeared.
+    fn versions_seen(bytes: &[u8], allowed: &[u8]) -> BTreeSet<u8> {
+        let mut seen = BTreeSet::new();
+        for sector in bytes.chunks(SECTOR) {
+            assert!(sector.iter().all(|&b| b == sector[0]), "a mixed sector");
+            assert!(allowed.contains(&sector[0]), "a version never written");
+            seen.insert(sector[0]);
+        }
+        seen
+    }
+
+    #[test]
+    fn a_crash_may_keep_an_intermediate_sector_version() {
+        let mut seen = BTreeSet::new();
+        for seed in 0..SEEDS {
+            let fs = SimFs::new(seed);
+            block_on(async {
+                let file = synced_file(&fs, 0x11, 1).await;
+                for byte in [0x22, 0x33, 0x44] {
+                    file.write_at(filled(&file, byte, 1), 0, false)
+                        .await
+                        .unwrap();
+                }
+                let fs = fs.crash();
+                let bytes = contents(&fs, "/d/f").await.unwrap();
+                seen.extend(versions_seen(&bytes, &[0x11, 0x22, 0x33, 0x44]));
+            });
+        }
+        assert!(seen.contains(&0x22) && seen.contains(&0x33), "{seen:?}");
+    }
+
+    #[test]
+    fn a_durable_write_drops_the_older_versions() {
+        for seed in 0..SEEDS {
+            let fs = SimFs::new(seed);
+            block_on(async {
+                let file = synced_file(&fs, 0x11, 1).await;
+                file.write_at(filled(&file, 0x22, 1), 0, false)
+                    .await
+                    .unwrap();
+                file.write_at(filled(&file, 0x33, 1), 0, true)
+                    .await
+                    .unwrap();
+                let fs = fs.crash();
+                let bytes = contents(&fs, "/d/f").await.unwrap();
+                assert_eq!(versions_seen(&bytes, &[0x33]).len(), 1);
+            });
+        }
+    }
+
+    #[test]
+    fn a_crash_may_keep_an_intermediate_size() {
+        let mut sizes = BTreeSet::new();
+        for seed in 0..SEEDS {
+            let fs = SimFs::new(seed);
+            block_on(async {
+                let file = synced_file(&fs, 0x11, 1).await;
+                for block in [1, 2] {
+                    let buf = filled(&file, 0x22, 1);
+                    file.write_at(buf, block * BLOCK_SIZE, false).await.unwrap();
+                }
+                file.set_len(5 * BLOCK_SIZE).await.unwrap();
+                file.set_len(4 * BLOCK_SIZE).await.unwrap();
+                let fs = fs.crash();
+                let bytes = contents(&fs, "/d/f").await.unwrap();
+                versions_seen(&bytes, &[0x11, 0x22, 0]);
+                sizes.insert(bytes.len() / BLOCK);
+            });
+        }
+        assert_eq!(sizes, BTreeSet::from([1, 2, 3, 4, 5]));
+    }
+
+    #[test]
+    fn a_crash_may_keep_any_subset_of_a_directorys_changes() {
+        let mut listings = BTreeSet::new();
+        for seed in 0..SEEDS {
+            let fs = SimFs::new(seed);
+            block_on(async {
+                synced_file(&fs, 0x11, 1).await;
+                for name in ["/d/a", "/d/b"] {
+                    fs.open_file(Path::new(name), true).await.unwrap();
+                }
+                fs.rename(Path::new("/d/f"), Path::new("/d/g")).unwrap();
+                let fs = fs.crash();
+                let listing = fs.list_dir(Path::new("/d")).unwrap();
+                let names: Vec<_> = listing.into_iter().map(|entry| entry.name).collect();
+                let renamed = names.iter().filter(|n| *n == "f" || *n == "g").count();
+                assert_eq!(renamed, 1, "a rename kept both names or neither");
+                listings.insert(names);
+            });
+        }
+        let names = |names: &[&str]| names.iter().map(OsString::from).collect::<Vec<_>>();
+        assert!(listings.contains(&names(&["a", "f"])), "{listings:?}");
+        assert!(listings.contains(&names(&["b", "g"])), "{listings:?}");
+        assert!(listings.contains(&names(&["f"])) && listings.contains(&names(&["a", "b", "g"])));
+    }
+
+    #[test]
+    fn the_history_is_bounded() {
+        let fs = SimFs::new(13);
+        block_on(async {
+            let file = fs.open_file(Path::new("f"), true).await.unwrap();
+            for _ in 0..HISTORY_MAX {
+                file.write_at(filled(&file, 1, 1), 0, false).await.unwrap();
+                file.set_len(0).await.unwrap();
+            }
+            let data = file.data.locked();
+            assert_eq!(data.versions.len(), HISTORY_MAX);
+            assert!(data.sizes.len() <= HISTORY_MAX);
         });
     }
 }

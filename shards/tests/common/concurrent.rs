@@ -39,7 +39,7 @@ use shardblob_shards::fs::sim::{Faults, SimFs};
 use shardblob_shards::{Error, ShardBlob, ShardStore};
 
 use super::harness::{check_names, show, Handle, Harness, Key, Model, Op, Target};
-use super::model::{BlobModel, Trim};
+use super::model::{BlobModel, Trim, BLOCK};
 use super::{log, random, Rng};
 
 /// Concurrent tasks per round.
@@ -142,6 +142,30 @@ impl Pending {
 }
 
 impl Inode {
+    /// What its writes and resizes in flight (or dropped) may still do to
+    /// `model`: a write land over it, a resize set the file's size; and
+    /// either first cut the file to the blob's length then (a resize up, a
+    /// write past a gap: shards/src/blob/mod.rs), any of `lens`, the
+    /// lengths it may have now (concurrency_sim seed 283984731271).
+    fn may_still_act(&self, model: &mut BlobModel, lens: &BTreeSet<u64>) {
+        let in_flight = self.spans.values().filter(|span| span.end.is_none());
+        for span in in_flight {
+            if let Some(data) = &span.data {
+                model.maybe_land(span.bytes.0, data);
+                let first_block = span.bytes.0 / BLOCK * BLOCK;
+                lens.range(..first_block)
+                    .for_each(|&cut| model.maybe_cut(cut));
+            }
+        }
+        let pending = self.pending.iter().map(|(_, change)| change);
+        for change in pending.chain(self.in_flight.values()) {
+            if let Pending::Resize(len) = change {
+                model.maybe_resize(*len);
+                lens.range(..*len).for_each(|&cut| model.maybe_cut(cut));
+            }
+        }
+    }
+
     /// Whether something may still hold a handle of it: an op, a dropped
     /// sync, or a dropped write or resize that a cancel-safe engine
     /// finishes in the background.
@@ -194,6 +218,9 @@ pub struct SimStats {
     pub racing_ends: u64,
     pub opens_refused: u64,
     pub crashes_mid_round: u64,
+    /// Crashes that fell while several writes were in flight (their
+    /// futures cut with the round, their device calls pending or landed).
+    pub crashes_among_writes: u64,
     pub rounds: u64,
     pub overtakes_max: u32,
 }
@@ -207,6 +234,7 @@ impl SimStats {
         self.racing_ends += other.racing_ends;
         self.opens_refused += other.opens_refused;
         self.crashes_mid_round += other.crashes_mid_round;
+        self.crashes_among_writes += other.crashes_among_writes;
         self.rounds += other.rounds;
         self.overtakes_max = self.overtakes_max.max(other.overtakes_max);
     }
@@ -489,24 +517,8 @@ impl Sim {
         edit(&mut model);
         let mut inodes = self.inodes.borrow_mut();
         if let Some(state) = inodes.get_mut(&inode) {
-            let in_flight = state.spans.values().filter(|span| span.end.is_none());
-            for span in in_flight {
-                if let Some(data) = &span.data {
-                    model.maybe_land(span.bytes.0, data);
-                }
-            }
-            // A resize in flight or dropped may still set the file's size.
-            for change in state
-                .pending
-                .iter()
-                .map(|(_, c)| c)
-                .chain(state.in_flight.values())
-            {
-                if let Pending::Resize(len) = change {
-                    model.maybe_resize(*len);
-                }
-            }
             let lens = state.lens(model.len);
+            state.may_still_act(&mut model, &lens);
             if state.background || state.waiters.values().any(|w| w.trims) {
                 lens.iter().for_each(|&len| model.maybe_sync_at(len));
             }
@@ -625,7 +637,13 @@ impl Sim {
     pub async fn crash_and_check(&self) {
         log(|| "crash and check".to_string());
         self.trims_happened();
-        self.inodes.borrow_mut().clear();
+        let inodes = self.inodes.take();
+        let writes_in_flight = inodes
+            .values()
+            .flat_map(|inode| inode.spans.values())
+            .filter(|span| span.end.is_none() && span.data.is_some())
+            .count();
+        self.stats.borrow_mut().crashes_among_writes += u64::from(writes_in_flight > 1);
         self.names.borrow_mut().clear();
         self.part_removes.borrow_mut().clear();
         // The harness drops the handles after the crash, as a killed

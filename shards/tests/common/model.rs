@@ -20,12 +20,18 @@
 //! it back to the logical length. The durable size (`durable_lens`) is the
 //! length at the last sync, grown to the padded end of each SYNC write since
 //! (that write makes its whole blocks durable). After a crash the file holds
-//! its durable or its current size, so the blob reopens with a length in
-//! `durable_lens ∪ file_lens`, and with exactly the logical length after a
-//! clean close. A failed write may leave any whole-sector prefix of its
-//! blocks, so it adds every sector boundary up to its padded end; a failed
-//! SYNC write, split into pieces, may have made the size durable at the
-//! end of any of its blocks.
+//! its durable size or any size it had since the last sync (`lens_since_sync`,
+//! which holds every `file_lens` the model went through, and the sizes inside
+//! an op: the end of each block a write adds, as a split write grows the file
+//! piece by piece, and the logical length the store cuts the file to before
+//! a resize up or a write past a gap; a SYNC write lifts them all to its
+//! padded end), as a real disk may keep any of the size updates it had not
+//! flushed (shards/src/fs/sim.rs, "A crash"). So the blob reopens with a
+//! length in `durable_lens ∪ lens_since_sync`, and with exactly the logical
+//! length after a clean close. A failed write may leave any whole-sector
+//! prefix of its blocks, so it adds every sector boundary up to its padded
+//! end; a failed SYNC write, split into pieces, may have made the size
+//! durable at the end of any of its blocks.
 //!
 //! A failed write leaves each of its sectors old or new (as a crash would)
 //! until rewritten, also past the logical end, where no read reaches; new
@@ -82,6 +88,9 @@ pub struct BlobModel {
     crash: Vec<Vec<Sector>>,
     durable_lens: BTreeSet<u64>,
     file_lens: BTreeSet<u64>,
+    /// Every size the file may have had since its last sync: a crash may
+    /// leave any of them. Holds `file_lens` at every step.
+    lens_since_sync: BTreeSet<u64>,
 }
 
 impl Default for BlobModel {
@@ -109,7 +118,32 @@ impl BlobModel {
             crash: sectors,
             durable_lens: BTreeSet::from([len]),
             file_lens: BTreeSet::from([len]),
+            lens_since_sync: BTreeSet::from([len]),
         }
+    }
+
+    /// The file may also hold any of `lens` now.
+    fn may_hold(&mut self, lens: impl IntoIterator<Item = u64>) {
+        for len in lens {
+            self.file_lens.insert(len);
+            self.lens_since_sync.insert(len);
+        }
+    }
+
+    /// The file holds exactly `len` now.
+    fn holds(&mut self, len: u64) {
+        self.file_lens = BTreeSet::from([len]);
+        self.lens_since_sync.insert(len);
+    }
+
+    /// The sizes a write of the blocks `first..padded` gives the file on
+    /// its way: its pieces grow it in turn, to the end of any of its blocks
+    /// (from any size it may have).
+    fn grown_by(&self, first: u64, padded: u64) -> Vec<u64> {
+        let ends: Vec<u64> = (first + BLOCK..=padded).step_by(BLOCK as usize).collect();
+        let lens = self.file_lens.iter();
+        lens.flat_map(|&f| ends.iter().map(move |&e| f.max(e)))
+            .collect()
     }
 
     /// Whether every sector has exactly one content now.
@@ -202,13 +236,17 @@ impl BlobModel {
         let end = offset + data.len() as u64;
         let len = self.len;
         if self.leaves_gap(offset) {
-            // The gap reads as zeros, whatever a failed write left there.
+            // The gap reads as zeros, whatever a failed write left there:
+            // the store may have cut the file to the logical length first.
             self.zero_between(len, offset / BLOCK * BLOCK, false);
+            self.may_hold([len]);
         }
         let (first, last) = (offset / BLOCK * BLOCK, round_up(end, BLOCK));
         self.edit(first, last, false, |start, s| {
             Self::written(offset, data, len, start, s)
         });
+        let passed = self.grown_by(first, last);
+        self.lens_since_sync.extend(passed);
         if sync {
             for s in (offset / SECTOR) as usize..end.div_ceil(SECTOR) as usize {
                 let pinned = self.crash[s].iter().map(|old| {
@@ -220,11 +258,12 @@ impl BlobModel {
                 pinned.for_each(|content| push_unique(&mut set, content));
                 self.crash[s] = set;
             }
-            let padded = round_up(end, BLOCK);
-            self.durable_lens = self.durable_lens.iter().map(|&d| d.max(padded)).collect();
+            // Its blocks are durable: no crash leaves the file shorter.
+            let lift = |lens: &BTreeSet<u64>| lens.iter().map(|&l| l.max(last)).collect();
+            self.durable_lens = lift(&self.durable_lens);
+            self.lens_since_sync = lift(&self.lens_since_sync);
         }
-        let padded = round_up(end, BLOCK);
-        self.file_lens = self.file_lens.iter().map(|&f| f.max(padded)).collect();
+        self.file_lens = self.file_lens.iter().map(|&f| f.max(last)).collect();
         self.len = self.len.max(end);
     }
 
@@ -261,7 +300,7 @@ impl BlobModel {
             // a gap may have happened: past `len`, a failed write's bytes
             // may have become zeros, in the sectors inside the blob too.
             self.zero_from(len, true);
-            self.file_lens.insert(len);
+            self.may_hold([len]);
         }
         // Each sector old or new: new as the store writes it (zeros past
         // the old end around the data), or with only the data over it (a
@@ -274,11 +313,11 @@ impl BlobModel {
             Self::overlay(offset, data, start, s)
         });
         let padded = round_up(end, BLOCK);
-        let grown: Vec<u64> = self.file_lens.iter().map(|&f| f.max(padded)).collect();
-        self.file_lens.extend(grown);
+        let grown = self.grown_by(first, padded);
+        self.may_hold(grown);
         let mut at = round_up(self.len, SECTOR);
         while torn && at <= padded {
-            self.file_lens.insert(at);
+            self.may_hold([at]);
             at += SECTOR;
         }
         if sync {
@@ -304,17 +343,24 @@ impl BlobModel {
         self.edit(offset, end, true, |start, s| {
             Self::overlay(offset, data, start, s)
         });
-        let padded = round_up(end, BLOCK);
-        let grown: Vec<u64> = self.file_lens.iter().map(|&f| f.max(padded)).collect();
-        self.file_lens.extend(grown);
+        let grown = self.grown_by(offset / BLOCK * BLOCK, round_up(end, BLOCK));
+        self.may_hold(grown);
     }
 
     /// A completed resize: everything past the shorter of the old and the
     /// new length reads as zeros.
     pub fn resize(&mut self, len: u64) {
         self.zero_from(self.len.min(len), false);
+        self.cut_before_growing(len);
         self.len = len;
-        self.file_lens = BTreeSet::from([len]);
+        self.holds(len);
+    }
+
+    /// A resize up may cut the file to the logical length first.
+    fn cut_before_growing(&mut self, len: u64) {
+        if len > self.len {
+            self.lens_since_sync.insert(self.len);
+        }
     }
 
     /// A completed resize after writes that may or may not have landed
@@ -327,17 +373,18 @@ impl BlobModel {
         let sure = longest_before.max(self.len).min(len);
         self.zero_between(from, sure, true);
         self.zero_from(sure, false);
+        self.cut_before_growing(len);
         self.len = len;
-        self.file_lens = BTreeSet::from([len]);
+        self.holds(len);
     }
 
     /// A resize that failed or was cut short; one up may have trimmed the
     /// file to the logical length first.
     pub fn maybe_resize(&mut self, len: u64) {
         self.zero_from(self.len.min(len), true);
-        self.file_lens.insert(len);
+        self.may_hold([len]);
         if len > self.len {
-            self.file_lens.insert(self.len);
+            self.may_hold([self.len]);
         }
     }
 
@@ -347,15 +394,22 @@ impl BlobModel {
         self.crash.clone_from(&self.now);
         self.durable_lens = BTreeSet::from([self.len]);
         self.file_lens = BTreeSet::from([self.len]);
+        self.lens_since_sync = BTreeSet::from([self.len]);
     }
 
     /// A sync that failed or was cut short: it may have trimmed, and its
     /// data sync may have happened (which adds nothing a crash could not
     /// already show, except the trimmed length).
     pub fn maybe_sync(&mut self) {
-        self.zero_from(self.len, true);
-        self.file_lens.insert(self.len);
+        self.maybe_cut(self.len);
         self.durable_lens.insert(self.len);
+    }
+
+    /// The store may have cut the file to `len`, the logical length then
+    /// (a trim): past it, zeros.
+    pub fn maybe_cut(&mut self, len: u64) {
+        self.zero_from(len, true);
+        self.may_hold([len]);
     }
 
     /// The last handle closed.
@@ -363,12 +417,9 @@ impl BlobModel {
         match trim {
             Trim::Done => {
                 self.zero_from(self.len, false);
-                self.file_lens = BTreeSet::from([self.len]);
+                self.holds(self.len);
             }
-            Trim::Maybe => {
-                self.zero_from(self.len, true);
-                self.file_lens.insert(self.len);
-            }
+            Trim::Maybe => self.maybe_cut(self.len),
             Trim::Skipped => {}
         }
     }
@@ -419,17 +470,17 @@ impl BlobModel {
         }
         self.len = len;
         self.zero_from(len, false);
-        self.file_lens = BTreeSet::from([len]);
+        self.holds(len);
         Ok(())
     }
 
     /// Checks the whole content a blob shows after a crash.
     pub fn check_crashed(&self, observed: &[u8]) -> Result<(), String> {
         let len = observed.len() as u64;
-        if !self.durable_lens.contains(&len) && !self.file_lens.contains(&len) {
+        if !self.crash_lens().contains(&len) {
             return Err(format!(
-                "length {len} after the crash; allowed: durable {:?}, current {:?}",
-                self.durable_lens, self.file_lens
+                "length {len} after the crash; allowed: durable {:?}, since the last sync {:?}",
+                self.durable_lens, self.lens_since_sync
             ));
         }
         Self::check_sectors(&self.crash, 0, observed)
@@ -440,8 +491,7 @@ impl BlobModel {
     /// there and made that size durable, or, racing a write, made the
     /// file's size durable before its trim.
     pub fn maybe_sync_at(&mut self, len: u64) {
-        self.zero_from(len, true);
-        self.file_lens.insert(len);
+        self.maybe_cut(len);
         self.durable_lens.insert(len);
         self.durable_lens.extend(self.file_lens.clone());
     }
@@ -469,6 +519,7 @@ impl BlobModel {
         }
         self.durable_lens.extend(&other.durable_lens);
         self.file_lens.extend(&other.file_lens);
+        self.lens_since_sync.extend(&other.lens_since_sync);
     }
 
     /// A completed sync while other writes, resizes or syncs of the same
@@ -486,11 +537,14 @@ impl BlobModel {
         self.durable_lens
             .extend(lens_seen.iter().chain(&self.file_lens));
         self.durable_lens.insert(self.len);
-        self.file_lens.insert(self.len);
+        self.may_hold([self.len]);
     }
 
-    /// Lengths a crash may leave, for reports.
+    /// Lengths a crash may leave.
     pub fn crash_lens(&self) -> BTreeSet<u64> {
-        self.durable_lens.union(&self.file_lens).copied().collect()
+        self.durable_lens
+            .union(&self.lens_since_sync)
+            .copied()
+            .collect()
     }
 }
