@@ -343,6 +343,12 @@ impl Engine {
 
     /// Stops the engine and releases the LOCK, also when it fails.
     ///
+    /// Known leak: glommio 0.9 keeps some descriptors of an executor that
+    /// ended (its eventfds, glommio issue #448), so every start and
+    /// shutdown of an engine leaves a few file descriptors open in the
+    /// process. Start one engine per process lifetime; a process that
+    /// restarts engines thousands of times runs out of descriptors.
+    ///
     /// Foreign callers get `Shutdown` from the start of the call, and their
     /// requests still queued are dropped unserved (their futures resolve to
     /// `Shutdown`). Running `spawn_on` tasks get up to `shutdown_grace_ms`
