@@ -3,8 +3,12 @@
 //! queue depths and their high-water marks; open blobs and the space
 //! reserved past their ends; the Prometheus text; a dropped stats call.
 
+mod support;
+
 use std::collections::HashSet;
+use std::future::Future;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use futures::executor::block_on;
 use futures::StreamExt;
@@ -347,5 +351,103 @@ fn a_dropped_stats_call_leaves_nothing_held() {
         assert_eq!(shard.store.ops_in_flight, 0);
     }
     // Nothing holds a shard: shutdown finds no task still running.
+    finish(engine, dir);
+}
+
+/// Polls each of `calls` once, so that each is sent or queued.
+fn poll_once<F: Future + Unpin>(calls: &mut [F]) {
+    block_on(async {
+        for call in calls.iter_mut() {
+            assert!(futures::poll!(call).is_pending(), "the call waits");
+        }
+    });
+}
+
+/// How often [`owner_stats_once`] looks again.
+const LOOKS_MAX: usize = 5000;
+
+/// The owner's statistics once `done` holds for them: a call its caller
+/// dropped is still served, in its own time.
+fn owner_stats_once(client: &Client, done: impl Fn(&ShardStats) -> bool) -> ShardStats {
+    for _ in 0..LOOKS_MAX {
+        let stats = shard_stats(client, OWNER);
+        if done(&stats) {
+            return stats;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!(
+        "the owner's statistics never got there: {:?}",
+        shard_stats(client, OWNER)
+    );
+}
+
+/// `(operations, cancelled)` that `kind` gained from `before` to `after`.
+fn gained(before: &ShardStats, after: &ShardStats, kind: OpKind) -> (u64, u64) {
+    let (before, after) = (before.store.op(kind), after.store.op(kind));
+    let (ops, _, _) = delta(before, after);
+    (ops, after.cancelled - before.cancelled)
+}
+
+#[test]
+fn concurrent_syncs_from_a_foreign_client_count_one_each() {
+    const SYNCS: usize = 8;
+    let (engine, dir) = engine("syncs");
+    let client = engine.client();
+    let partition = partition();
+    let (blob, _) = block_on(client.open(&partition, b"s")).expect("open");
+    block_on(blob.write_at(0, &[3u8; 4096])).expect("write");
+    let before = shard_stats(&client, OWNER);
+    // The owner is busy: every sync joins one request in its sync lane.
+    let (release, blocked) = support::block_shard(&client, OWNER);
+    let mut syncs: Vec<_> = (0..SYNCS).map(|_| Box::pin(blob.sync())).collect();
+    poll_once(&mut syncs);
+    release.send(()).unwrap();
+    assert!(block_on(blocked).expect("the blocking task ran"));
+    for synced in block_on(futures::future::join_all(syncs)) {
+        synced.expect("sync");
+    }
+    let after = shard_stats(&client, OWNER);
+    assert_eq!(gained(&before, &after, OpKind::Sync), (SYNCS as u64, 0));
+    assert_eq!(
+        after.sync_queue.high_water_messages, 1,
+        "one shared request"
+    );
+    assert_eq!(after.store.ops_in_flight, 0);
+    drop(blob);
+    finish(engine, dir);
+}
+
+#[test]
+fn remote_calls_dropped_by_their_callers_count_as_cancelled() {
+    let (engine, dir) = engine("dropped-remote");
+    let client = engine.client();
+    let partition = partition();
+    let (blob, _) = block_on(client.open(&partition, b"d")).expect("open");
+    block_on(blob.write_at(0, &[4u8; 4096])).expect("write");
+    let before = shard_stats(&client, OWNER);
+    let (release, blocked) = support::block_shard(&client, OWNER);
+    {
+        // Sent (or queued) while the owner is busy, then dropped.
+        let mut sync = [Box::pin(blob.sync())];
+        let mut remove = [Box::pin(client.remove(&partition, Some(b"absent")))];
+        let mut scan = [Box::pin(client.scan(&partition))];
+        poll_once(&mut sync);
+        poll_once(&mut remove);
+        poll_once(&mut scan);
+    }
+    release.send(()).unwrap();
+    assert!(block_on(blocked).expect("the blocking task ran"));
+    let kinds = [OpKind::Sync, OpKind::Remove, OpKind::Scan];
+    let after = owner_stats_once(&client, |now| {
+        now.store.ops_in_flight == 0
+            && kinds
+                .iter()
+                .all(|&kind| gained(&before, now, kind) != (0, 0))
+    });
+    for kind in kinds {
+        assert_eq!(gained(&before, &after, kind), (0, 1), "{kind:?}");
+    }
+    drop(blob);
     finish(engine, dir);
 }
