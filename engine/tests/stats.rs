@@ -304,13 +304,14 @@ fn the_prometheus_text_parses_line_by_line_with_shard_labels() {
                 .is_some_and(|(_, text)| !text.is_empty()));
         } else if let Some(typed) = line.strip_prefix("# TYPE ") {
             let (name, kind) = typed.split_once(' ').expect("# TYPE name kind");
-            assert!(["counter", "gauge", "summary"].contains(&kind), "{line}");
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
             assert!(families.insert(name.to_string()), "{name} typed twice");
             current = name.to_string();
         } else {
             let (name, labels, value) = parse_sample(line);
             let family = name
-                .strip_suffix("_sum")
+                .strip_suffix("_bucket")
+                .or_else(|| name.strip_suffix("_sum"))
                 .or_else(|| name.strip_suffix("_count"))
                 .filter(|base| *base == current)
                 .unwrap_or(name.as_str());
