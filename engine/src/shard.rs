@@ -175,6 +175,7 @@ impl ShardContext {
     ) {
         if reply.is_closed() {
             // The caller gave up before the open began: nothing to undo.
+            self.count_left(OpKind::Open);
             return;
         }
         self.drain_closes();
@@ -275,7 +276,7 @@ impl ShardContext {
             } => {
                 let blob = self.blob(blob);
                 let read = async move { blob?.read_at(offset, len).await.map(|b| b.to_vec()) };
-                for_caller(reply, read).await;
+                self.for_caller(OpKind::Read, reply, read).await;
             }
             Request::ReadMany {
                 blob,
@@ -292,11 +293,12 @@ impl ShardContext {
             } => {
                 let blob = self.blob(blob);
                 let write = async move { blob?.write_vectored_at(offset, &[&data], options).await };
-                for_caller(reply, write).await;
+                self.for_caller(OpKind::Write, reply, write).await;
             }
             Request::Resize { blob, len, reply } => {
                 let blob = self.blob(blob);
-                for_caller(reply, async move { blob?.resize(len).await }).await;
+                let resize = async move { blob?.resize(len).await };
+                self.for_caller(OpKind::Resize, reply, resize).await;
             }
             Request::Spawn(job) => self.start_task(job),
         }
@@ -358,6 +360,45 @@ impl ShardContext {
                 None => self.sync_blob(request.blob()).await,
             };
             answer_counted(timer, &waiter, result);
+        }
+    }
+
+    /// Counts a forwarded call of `kind` whose caller left before it was
+    /// served as cancelled: its caller polled it (that sent the request),
+    /// and a call dropped after its first poll on the owning shard counts
+    /// so too.
+    fn count_left(&self, kind: OpKind) {
+        drop(self.store.stats().start(kind));
+    }
+
+    /// Runs a forwarded blob operation for a caller who may leave, and
+    /// answers it (`ARCHITECTURE.md`, Cancellation). A caller that left
+    /// while the request was queued gets nothing run (the call counts as
+    /// cancelled). One that leaves while it runs (its reply's receiver
+    /// dropped) has the operation dropped here, as a direct caller's drop
+    /// would: a commit already started finishes as an orphan of the blob,
+    /// which the blob's next write waits for, so a dropped forwarded write
+    /// never lands on top of a write issued after the drop. (The shard
+    /// learns of the drop by a wake-up that the caller sends before its
+    /// next request, and serves wake-ups in order.) The operation owns its
+    /// blob clone, which is gone before the reply goes out.
+    async fn for_caller<T>(
+        &self,
+        kind: OpKind,
+        reply: Reply<T>,
+        operation: impl Future<Output = Result<T>>,
+    ) {
+        if reply.is_closed() {
+            self.count_left(kind);
+            return;
+        }
+        let done = async { Some(operation.await) };
+        let left = async {
+            reply.closed().await;
+            None
+        };
+        if let Some(result) = futures_lite::future::or(done, left).await {
+            let _ = reply.try_send(result);
         }
     }
 
@@ -435,30 +476,6 @@ fn answer_counted<T>(timer: OpTimer<'_>, reply: &Reply<T>, result: Result<T>) {
         timer.end(result.as_ref().err(), 0);
     }
     let _ = reply.try_send(result);
-}
-
-/// Runs a forwarded blob operation for a caller who may leave, and answers
-/// it (`ARCHITECTURE.md`, Cancellation). A caller that left while the
-/// request was queued gets nothing run. One that leaves while it runs (its
-/// reply's receiver dropped) has the operation dropped here, as a direct
-/// caller's drop would: a commit already started finishes as an orphan of
-/// the blob, which the blob's next write waits for, so a dropped forwarded
-/// write never lands on top of a write issued after the drop. (The shard
-/// learns of the drop by a wake-up that the caller sends before its next
-/// request, and serves wake-ups in order.) The operation owns its blob
-/// clone, which is gone before the reply goes out.
-async fn for_caller<T>(reply: Reply<T>, operation: impl Future<Output = Result<T>>) {
-    if reply.is_closed() {
-        return;
-    }
-    let done = async { Some(operation.await) };
-    let left = async {
-        reply.closed().await;
-        None
-    };
-    if let Some(result) = futures_lite::future::or(done, left).await {
-        let _ = reply.try_send(result);
-    }
 }
 
 /// Runs a shard until the engine stops it, then cancels what still runs and

@@ -367,6 +367,19 @@ fn poll_once<F: Future + Unpin>(calls: &mut [F]) {
     });
 }
 
+/// Polls `call` once (it starts, or its request goes out), then drops it.
+async fn start_and_drop<F: Future>(call: F) {
+    let mut call = std::pin::pin!(call);
+    assert!(futures::poll!(call.as_mut()).is_pending(), "the call waits");
+}
+
+/// Drops a read, a write and a sync of `blob` after their first poll.
+async fn drop_read_write_sync<B: Blob>(blob: &B) {
+    start_and_drop(blob.read_at(0, 4096)).await;
+    start_and_drop(blob.write_at(0, &[5u8; 4096])).await;
+    start_and_drop(blob.sync()).await;
+}
+
 /// How often [`owner_stats_once`] looks again.
 const LOOKS_MAX: usize = 5000;
 
@@ -431,15 +444,10 @@ fn remote_calls_dropped_by_their_callers_count_as_cancelled() {
     block_on(blob.write_at(0, &[4u8; 4096])).expect("write");
     let before = shard_stats(&client, OWNER);
     let (release, blocked) = support::block_shard(&client, OWNER);
-    {
-        // Sent (or queued) while the owner is busy, then dropped.
-        let mut sync = [Box::pin(blob.sync())];
-        let mut remove = [Box::pin(client.remove(&partition, Some(b"absent")))];
-        let mut scan = [Box::pin(client.scan(&partition))];
-        poll_once(&mut sync);
-        poll_once(&mut remove);
-        poll_once(&mut scan);
-    }
+    // Sent (or queued) while the owner is busy, then dropped.
+    block_on(start_and_drop(blob.sync()));
+    block_on(start_and_drop(client.remove(&partition, Some(b"absent"))));
+    block_on(start_and_drop(client.scan(&partition)));
     release.send(()).unwrap();
     assert!(block_on(blocked).expect("the blocking task ran"));
     let kinds = [OpKind::Sync, OpKind::Remove, OpKind::Scan];
@@ -451,6 +459,55 @@ fn remote_calls_dropped_by_their_callers_count_as_cancelled() {
     });
     for kind in kinds {
         assert_eq!(gained(&before, &after, kind), (0, 1), "{kind:?}");
+    }
+    drop(blob);
+    finish(engine, dir);
+}
+
+#[test]
+fn reads_writes_and_syncs_dropped_on_every_path_count_as_cancelled() {
+    let (engine, dir) = engine("dropped-paths");
+    let client = engine.client();
+    let partition = partition();
+    let before = shard_stats(&client, OWNER);
+    // Same shard: dropped while their I/O runs.
+    let owned = partition.clone();
+    let same = client.spawn_on(OWNER, move |storage| async move {
+        let (blob, _) = storage.open(&owned, b"same").await.expect("open");
+        blob.write_at(0, &[1u8; 8192]).await.expect("write");
+        drop_read_write_sync(&blob).await;
+    });
+    block_on(same).expect("the same-shard task ran");
+    // Cross shard and foreign: dropped while queued behind a busy owner.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel();
+    let (dropped_tx, dropped_rx) = std::sync::mpsc::channel();
+    let owned = partition.clone();
+    let cross = client.spawn_on(1 - OWNER, move |storage| async move {
+        let (blob, _) = storage.open(&owned, b"cross").await.expect("open");
+        blob.write_at(0, &[2u8; 8192]).await.expect("write");
+        ready_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+        drop_read_write_sync(&blob).await;
+        dropped_tx.send(()).unwrap();
+    });
+    ready_rx.recv().unwrap();
+    let (blob, _) = block_on(client.open(&partition, b"foreign")).expect("open");
+    block_on(blob.write_at(0, &[3u8; 8192])).expect("write");
+    let (release, blocked) = support::block_shard(&client, OWNER);
+    go_tx.send(()).unwrap();
+    dropped_rx.recv().unwrap();
+    block_on(drop_read_write_sync(&blob));
+    release.send(()).unwrap();
+    assert!(block_on(blocked).expect("the blocking task ran"));
+    block_on(cross).expect("the cross-shard task ran");
+    let kinds = [OpKind::Read, OpKind::Write, OpKind::Sync];
+    let cancelled = |now: &ShardStats, kind| gained(&before, now, kind).1;
+    let after = owner_stats_once(&client, |now| {
+        now.store.ops_in_flight == 0 && kinds.iter().all(|&kind| cancelled(now, kind) >= 3)
+    });
+    for kind in kinds {
+        assert_eq!(cancelled(&after, kind), 3, "{kind:?}: one per path");
     }
     drop(blob);
     finish(engine, dir);
