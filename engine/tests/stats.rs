@@ -393,9 +393,15 @@ fn owner_stats_once(client: &Client, done: impl Fn(&ShardStats) -> bool) -> Shar
         }
         std::thread::sleep(Duration::from_millis(1));
     }
+    let store = shard_stats(client, OWNER).store;
+    let counts: Vec<_> = store
+        .ops
+        .iter()
+        .map(|op| (op.kind, op.count, op.cancelled))
+        .collect();
     panic!(
-        "the owner's statistics never got there: {:?}",
-        shard_stats(client, OWNER)
+        "the owner's statistics never got there: (kind, count, cancelled) {counts:?}, {} in flight",
+        store.ops_in_flight
     );
 }
 
