@@ -38,10 +38,14 @@ impl Progress {
         }
     }
 
-    fn draw(&self, line: &str) {
+    /// Draws `line` as the progress line; one that must `stay` ends with a
+    /// newline on a terminal too, so the next draw starts below it.
+    fn draw(&self, line: &str, stay: bool) {
         let mut err = std::io::stderr().lock();
-        if self.terminal {
+        if self.terminal && !stay {
             let _ = write!(err, "\r\x1b[K{line}");
+        } else if self.terminal {
+            let _ = writeln!(err, "\r\x1b[K{line}");
         } else {
             let _ = writeln!(err, "{line}");
         }
@@ -71,18 +75,30 @@ impl Progress {
                 clock(state.step_estimate * left_steps as u32),
             )
         };
-        self.draw(&line);
+        self.draw(&line, false);
     }
 
-    /// A message outside the case count (prefill, a skipped peer).
+    /// A message outside the case count (prefill, a skipped peer); the
+    /// next step draws over it on a terminal.
     pub fn note(&self, message: &str) {
+        self.draw(&self.stamped(message), false);
+    }
+
+    /// A message that stays on a terminal: its own line, above the
+    /// progress line (the engine-side view of a case).
+    pub fn print(&self, message: &str) {
+        self.draw(&self.stamped(message), true);
+    }
+
+    /// `message` after the time since the start: `[0:40] message`.
+    fn stamped(&self, message: &str) -> String {
         let elapsed = self
             .state
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .started
             .elapsed();
-        self.draw(&format!("[{}] {message}", clock(elapsed)));
+        format!("[{}] {message}", clock(elapsed))
     }
 
     /// Ends the progress line so the report starts on a fresh one.

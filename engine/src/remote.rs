@@ -145,7 +145,7 @@ impl CloseOnDrop {
                     open: self.clone(),
                     started: false,
                 };
-                let pushed = self.router.gauges[self.shard].syncs.push();
+                let pushed = self.router.gauges[self.shard].syncs.try_push();
                 match self.router.syncs[self.shard].try_send(request) {
                     Ok(()) => pushed.sent(),
                     Err(unsent) => {

@@ -28,7 +28,8 @@ use glommio::sync::Semaphore;
 use glommio::task::JoinHandle;
 
 use shardblob_shards::fs::any::AnyFs;
-use shardblob_shards::{Blob, Error, IoClass, Result, ShardBlob, ShardStore, Storage};
+use shardblob_shards::stats::{OpKind, OpTimer};
+use shardblob_shards::{Blob, Error, IoClass, Result, ShardBlob, ShardStore};
 
 use crate::local::ShardStorage;
 use crate::message::{BlobId, Envelope, Reply, Request, Spawn};
@@ -156,8 +157,9 @@ impl ShardContext {
             .ok_or(Error::Shutdown)
     }
 
+    /// Flushes a blob, uncounted: [`ShardContext::handle_sync`] counts.
     async fn sync_blob(&self, id: BlobId) -> Result<()> {
-        self.blob(id)?.sync().await
+        self.blob(id)?.sync_uncounted().await
     }
 
     /// Serves a forwarded open. The reply carries the open's close guard:
@@ -173,10 +175,15 @@ impl ShardContext {
     ) {
         if reply.is_closed() {
             // The caller gave up before the open began: nothing to undo.
+            self.count_left(OpKind::Open);
             return;
         }
         self.drain_closes();
-        let opened = self.store.open_versioned(&partition, &name, versions).await;
+        let timer = self.store.stats().start(OpKind::Open);
+        let opened = self
+            .store
+            .open_versioned_uncounted(&partition, &name, versions)
+            .await;
         let result = opened.map(|(blob, len, version)| {
             let id = self.next_id.get();
             self.next_id.set(id + 1);
@@ -187,7 +194,7 @@ impl ShardContext {
                 version,
             )
         });
-        let _ = reply.try_send(result);
+        answer_counted(timer, &reply, result);
     }
 
     /// Serves a forwarded `read_many`: each range as it completes, until the
@@ -249,10 +256,17 @@ impl ShardContext {
                 name,
                 reply,
             } => {
-                let _ = reply.try_send(self.store.remove(&partition, name.as_deref()).await);
+                let timer = self.store.stats().start(OpKind::Remove);
+                let removed = self
+                    .store
+                    .remove_uncounted(&partition, name.as_deref())
+                    .await;
+                answer_counted(timer, &reply, removed);
             }
             Request::Scan { partition, reply } => {
-                let _ = reply.try_send(self.store.scan(&partition).await);
+                let timer = self.store.stats().start(OpKind::Scan);
+                let names = self.store.scan_uncounted(&partition).await;
+                answer_counted(timer, &reply, names);
             }
             Request::Read {
                 blob,
@@ -262,7 +276,7 @@ impl ShardContext {
             } => {
                 let blob = self.blob(blob);
                 let read = async move { blob?.read_at(offset, len).await.map(|b| b.to_vec()) };
-                for_caller(reply, read).await;
+                self.for_caller(OpKind::Read, reply, read).await;
             }
             Request::ReadMany {
                 blob,
@@ -279,11 +293,12 @@ impl ShardContext {
             } => {
                 let blob = self.blob(blob);
                 let write = async move { blob?.write_vectored_at(offset, &[&data], options).await };
-                for_caller(reply, write).await;
+                self.for_caller(OpKind::Write, reply, write).await;
             }
             Request::Resize { blob, len, reply } => {
                 let blob = self.blob(blob);
-                for_caller(reply, async move { blob?.resize(len).await }).await;
+                let resize = async move { blob?.resize(len).await };
+                self.for_caller(OpKind::Resize, reply, resize).await;
             }
             Request::Spawn(job) => self.start_task(job),
         }
@@ -324,12 +339,18 @@ impl ShardContext {
     /// Runs one started sync for all the `start_sync` calls it answers: one
     /// flush serves them all. After a failure each further waiter gets its
     /// own answer from the (now poisoned) blob, since errors do not clone.
+    ///
+    /// Counted as the same calls on the owning shard would be: one sync per
+    /// waiter, by its answer, or cancelled if its caller is gone (the flush
+    /// still runs: the request holds the open until it is done).
     async fn handle_sync(self: Rc<Self>, mut request: SyncRequest) {
         let waiters = request.start();
+        let stats = self.store.stats();
+        let timers: Vec<_> = waiters.iter().map(|_| stats.start(OpKind::Sync)).collect();
         let first = self.sync_blob(request.blob()).await;
         let synced = first.is_ok();
         let mut first = Some(first);
-        for waiter in waiters {
+        for (waiter, timer) in waiters.into_iter().zip(timers) {
             if waiter.is_closed() {
                 continue;
             }
@@ -338,7 +359,46 @@ impl ShardContext {
                 None if synced => Ok(()),
                 None => self.sync_blob(request.blob()).await,
             };
-            let _ = waiter.try_send(result);
+            answer_counted(timer, &waiter, result);
+        }
+    }
+
+    /// Counts a forwarded call of `kind` whose caller left before it was
+    /// served as cancelled: its caller polled it (that sent the request),
+    /// and a call dropped after its first poll on the owning shard counts
+    /// so too.
+    fn count_left(&self, kind: OpKind) {
+        drop(self.store.stats().start(kind));
+    }
+
+    /// Runs a forwarded blob operation for a caller who may leave, and
+    /// answers it (`ARCHITECTURE.md`, Cancellation). A caller that left
+    /// while the request was queued gets nothing run (the call counts as
+    /// cancelled). One that leaves while it runs (its reply's receiver
+    /// dropped) has the operation dropped here, as a direct caller's drop
+    /// would: a commit already started finishes as an orphan of the blob,
+    /// which the blob's next write waits for, so a dropped forwarded write
+    /// never lands on top of a write issued after the drop. (The shard
+    /// learns of the drop by a wake-up that the caller sends before its
+    /// next request, and serves wake-ups in order.) The operation owns its
+    /// blob clone, which is gone before the reply goes out.
+    async fn for_caller<T>(
+        &self,
+        kind: OpKind,
+        reply: Reply<T>,
+        operation: impl Future<Output = Result<T>>,
+    ) {
+        if reply.is_closed() {
+            self.count_left(kind);
+            return;
+        }
+        let done = async { Some(operation.await) };
+        let left = async {
+            reply.closed().await;
+            None
+        };
+        if let Some(result) = futures_lite::future::or(done, left).await {
+            let _ = reply.try_send(result);
         }
     }
 
@@ -408,28 +468,14 @@ impl ShardContext {
     }
 }
 
-/// Runs a forwarded blob operation for a caller who may leave, and answers
-/// it (`ARCHITECTURE.md`, Cancellation). A caller that left while the
-/// request was queued gets nothing run. One that leaves while it runs (its
-/// reply's receiver dropped) has the operation dropped here, as a direct
-/// caller's drop would: a commit already started finishes as an orphan of
-/// the blob, which the blob's next write waits for, so a dropped forwarded
-/// write never lands on top of a write issued after the drop. (The shard
-/// learns of the drop by a wake-up that the caller sends before its next
-/// request, and serves wake-ups in order.) The operation owns its blob
-/// clone, which is gone before the reply goes out.
-async fn for_caller<T>(reply: Reply<T>, operation: impl Future<Output = Result<T>>) {
-    if reply.is_closed() {
-        return;
+/// Sends `result` to the caller, counting `timer` by the answer: as
+/// cancelled if the caller is gone, as the same call dropped on the owning
+/// shard counts, else by its result.
+fn answer_counted<T>(timer: OpTimer<'_>, reply: &Reply<T>, result: Result<T>) {
+    if !reply.is_closed() {
+        timer.end(result.as_ref().err(), 0);
     }
-    let done = async { Some(operation.await) };
-    let left = async {
-        reply.closed().await;
-        None
-    };
-    if let Some(result) = futures_lite::future::or(done, left).await {
-        let _ = reply.try_send(result);
-    }
+    let _ = reply.try_send(result);
 }
 
 /// Runs a shard until the engine stops it, then cancels what still runs and
@@ -535,9 +581,11 @@ async fn stop(context: &Rc<ShardContext>, loops: Vec<glommio::Task<()>>) {
     context.foreign.close();
     context.syncs.close();
     while let Ok(envelope) = context.foreign.try_recv() {
+        context.gauge(Inbound::Foreign).popped();
         drop(envelope);
     }
     while let Ok(sync) = context.syncs.try_recv() {
+        context.gauge(Inbound::Syncs).popped();
         drop(sync);
     }
     // Every permit back means no forwarded request is still running.

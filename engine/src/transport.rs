@@ -377,7 +377,7 @@ impl Foreign {
             Ok(None) => return Err(TrySendError::Busy(request)),
             Err(_) => return Err(TrySendError::Shutdown),
         };
-        let pushed = self.router.gauges[shard].foreign.push();
+        let pushed = self.router.gauges[shard].foreign.try_push();
         match self.router.requests[shard].try_send(Envelope::new(request, charge)) {
             Ok(()) => {
                 pushed.sent();

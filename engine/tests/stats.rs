@@ -1,10 +1,15 @@
 //! Per-shard statistics (issue 15, item 4): every path to a blob is counted
 //! once, on the owning shard, by kind, with its bytes, errors and latency;
 //! queue depths and their high-water marks; open blobs and the space
-//! reserved past their ends; the Prometheus text; a dropped stats call.
+//! reserved past their ends; the Prometheus text; calls dropped by their
+//! callers on every path.
+
+mod support;
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use futures::executor::block_on;
 use futures::StreamExt;
@@ -194,36 +199,57 @@ fn errors_are_counted_by_kind_and_class() {
     finish(engine, dir);
 }
 
+/// Requests queued at once in the queue-depth test.
+const QUEUED: usize = 16;
+
 #[test]
-fn concurrent_forwarded_calls_raise_the_queue_high_water_marks() {
+fn requests_queued_behind_a_busy_owner_raise_the_high_water_marks() {
     let (engine, dir) = engine("queues");
     let client = engine.client();
     let partition = partition();
     let (blob, _) = block_on(client.open(&partition, b"q")).expect("open");
     block_on(blob.write_at(0, &[1u8; 4096])).expect("write");
-    // From the other shard: 64 reads at once, forwarded to the owner.
+    // From the other shard: QUEUED reads sent while the owner is busy.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel();
+    let (sent_tx, sent_rx) = std::sync::mpsc::channel();
     let owned = partition.clone();
-    let task = client.spawn_on(1 - OWNER, move |storage| async move {
+    let peer = client.spawn_on(1 - OWNER, move |storage| async move {
         let (blob, _) = storage.open(&owned, b"peer").await.expect("open");
         blob.write_at(0, &[2u8; 4096]).await.expect("write");
-        let reads = (0..64).map(|_| blob.read_at(0, 4096));
+        ready_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+        let mut reads: Vec<_> = (0..QUEUED)
+            .map(|_| Box::pin(blob.read_at(0, 4096)))
+            .collect();
+        for read in reads.iter_mut() {
+            assert!(futures::poll!(read).is_pending());
+        }
+        sent_tx.send(()).unwrap();
         futures::future::join_all(reads).await.len()
     });
-    assert_eq!(block_on(task).expect("task ran"), 64);
-    // From this thread: 64 reads at once through the owner's foreign queue,
-    // and a sync through its sync lane.
-    let reads = (0..64).map(|_| blob.read_at(0, 4096));
-    assert_eq!(block_on(futures::future::join_all(reads)).len(), 64);
-    block_on(blob.sync()).expect("sync");
+    ready_rx.recv().unwrap();
+    let (release, blocked) = support::block_shard(&client, OWNER);
+    go_tx.send(()).unwrap();
+    sent_rx.recv().unwrap();
+    // From this thread: QUEUED reads in the owner's foreign queue.
+    let mut reads: Vec<_> = (0..QUEUED)
+        .map(|_| Box::pin(blob.read_at(0, 4096)))
+        .collect();
+    poll_once(&mut reads);
+    release.send(()).unwrap();
+    assert!(block_on(blocked).expect("the blocking task ran"));
+    assert_eq!(block_on(futures::future::join_all(reads)).len(), QUEUED);
+    assert_eq!(block_on(peer).expect("the peer task ran"), QUEUED);
     let owner = shard_stats(&client, OWNER);
     let (from, peer) = owner.peer_queues[0];
     assert_eq!(from, 1 - OWNER, "the queue from the other shard");
-    assert!(peer.high_water_messages > 0, "{peer:?}");
-    assert!(owner.foreign_queue.high_water_messages > 0);
-    assert_eq!(owner.sync_queue.high_water_messages, 1);
+    assert!(peer.high_water_messages >= QUEUED as u64, "{peer:?}");
+    let foreign = owner.foreign_queue;
+    assert!(foreign.high_water_messages >= QUEUED as u64, "{foreign:?}");
     // Served: nothing waits now, and nothing runs.
     assert_eq!(peer.depth_messages, 0);
-    assert_eq!(owner.foreign_queue.depth_messages, 0);
+    assert_eq!(foreign.depth_messages, 0);
     assert_eq!(owner.store.ops_in_flight, 0);
     // The stats request itself may hold a permit while it runs.
     assert!(owner.forwarded_in_flight <= 1);
@@ -300,13 +326,14 @@ fn the_prometheus_text_parses_line_by_line_with_shard_labels() {
                 .is_some_and(|(_, text)| !text.is_empty()));
         } else if let Some(typed) = line.strip_prefix("# TYPE ") {
             let (name, kind) = typed.split_once(' ').expect("# TYPE name kind");
-            assert!(["counter", "gauge", "summary"].contains(&kind), "{line}");
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
             assert!(families.insert(name.to_string()), "{name} typed twice");
             current = name.to_string();
         } else {
             let (name, labels, value) = parse_sample(line);
             let family = name
-                .strip_suffix("_sum")
+                .strip_suffix("_bucket")
+                .or_else(|| name.strip_suffix("_sum"))
                 .or_else(|| name.strip_suffix("_count"))
                 .filter(|base| *base == current)
                 .unwrap_or(name.as_str());
@@ -331,21 +358,163 @@ fn the_prometheus_text_parses_line_by_line_with_shard_labels() {
     finish(engine, dir);
 }
 
+/// Polls each of `calls` once, so that each is sent or queued.
+fn poll_once<F: Future + Unpin>(calls: &mut [F]) {
+    block_on(async {
+        for call in calls.iter_mut() {
+            assert!(futures::poll!(call).is_pending(), "the call waits");
+        }
+    });
+}
+
+/// Polls `call` once (it starts, or its request goes out), then drops it.
+async fn start_and_drop<F: Future>(call: F) {
+    let mut call = std::pin::pin!(call);
+    assert!(futures::poll!(call.as_mut()).is_pending(), "the call waits");
+}
+
+/// Drops a read, a write and a sync of `blob` after their first poll.
+async fn drop_read_write_sync<B: Blob>(blob: &B) {
+    start_and_drop(blob.read_at(0, 4096)).await;
+    start_and_drop(blob.write_at(0, &[5u8; 4096])).await;
+    start_and_drop(blob.sync()).await;
+}
+
+/// How often [`owner_stats_once`] looks again.
+const LOOKS_MAX: usize = 5000;
+
+/// The owner's statistics once `done` holds for them: a call its caller
+/// dropped is still served, in its own time.
+fn owner_stats_once(client: &Client, done: impl Fn(&ShardStats) -> bool) -> ShardStats {
+    for _ in 0..LOOKS_MAX {
+        let stats = shard_stats(client, OWNER);
+        if done(&stats) {
+            return stats;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let store = shard_stats(client, OWNER).store;
+    let counts: Vec<_> = store
+        .ops
+        .iter()
+        .map(|op| (op.kind, op.count, op.cancelled))
+        .collect();
+    panic!(
+        "the owner's statistics never got there: (kind, count, cancelled) {counts:?}, {} in flight",
+        store.ops_in_flight
+    );
+}
+
+/// `(operations, cancelled)` that `kind` gained from `before` to `after`.
+fn gained(before: &ShardStats, after: &ShardStats, kind: OpKind) -> (u64, u64) {
+    let (before, after) = (before.store.op(kind), after.store.op(kind));
+    let (ops, _, _) = delta(before, after);
+    (ops, after.cancelled - before.cancelled)
+}
+
 #[test]
-fn a_dropped_stats_call_leaves_nothing_held() {
-    let (engine, dir) = engine("dropped");
+fn concurrent_syncs_from_a_foreign_client_count_one_each() {
+    const SYNCS: usize = 8;
+    let (engine, dir) = engine("syncs");
     let client = engine.client();
-    for _ in 0..8 {
-        let mut call = Box::pin(client.stats());
-        let _ = block_on(futures::future::poll_immediate(&mut call));
-        drop(call);
+    let partition = partition();
+    let (blob, _) = block_on(client.open(&partition, b"s")).expect("open");
+    block_on(blob.write_at(0, &[3u8; 4096])).expect("write");
+    let before = shard_stats(&client, OWNER);
+    // The owner is busy: every sync joins one request in its sync lane.
+    let (release, blocked) = support::block_shard(&client, OWNER);
+    let mut syncs: Vec<_> = (0..SYNCS).map(|_| Box::pin(blob.sync())).collect();
+    poll_once(&mut syncs);
+    release.send(()).unwrap();
+    assert!(block_on(blocked).expect("the blocking task ran"));
+    for synced in block_on(futures::future::join_all(syncs)) {
+        synced.expect("sync");
     }
-    let stats = block_on(client.stats()).expect("stats after dropped calls");
-    assert_eq!(stats.shards.len(), SHARDS);
-    for shard in &stats.shards {
-        assert!(shard.forwarded_in_flight <= 1, "the stats request's own");
-        assert_eq!(shard.store.ops_in_flight, 0);
+    let after = shard_stats(&client, OWNER);
+    assert_eq!(gained(&before, &after, OpKind::Sync), (SYNCS as u64, 0));
+    assert_eq!(
+        after.sync_queue.high_water_messages, 1,
+        "one shared request"
+    );
+    assert_eq!(after.store.ops_in_flight, 0);
+    drop(blob);
+    finish(engine, dir);
+}
+
+#[test]
+fn remote_calls_dropped_by_their_callers_count_as_cancelled() {
+    let (engine, dir) = engine("dropped-remote");
+    let client = engine.client();
+    let partition = partition();
+    let (blob, _) = block_on(client.open(&partition, b"d")).expect("open");
+    block_on(blob.write_at(0, &[4u8; 4096])).expect("write");
+    let before = shard_stats(&client, OWNER);
+    let (release, blocked) = support::block_shard(&client, OWNER);
+    // Sent (or queued) while the owner is busy, then dropped.
+    block_on(start_and_drop(blob.sync()));
+    block_on(start_and_drop(client.remove(&partition, Some(b"absent"))));
+    block_on(start_and_drop(client.scan(&partition)));
+    release.send(()).unwrap();
+    assert!(block_on(blocked).expect("the blocking task ran"));
+    let kinds = [OpKind::Sync, OpKind::Remove, OpKind::Scan];
+    let after = owner_stats_once(&client, |now| {
+        now.store.ops_in_flight == 0
+            && kinds
+                .iter()
+                .all(|&kind| gained(&before, now, kind) != (0, 0))
+    });
+    for kind in kinds {
+        assert_eq!(gained(&before, &after, kind), (0, 1), "{kind:?}");
     }
-    // Nothing holds a shard: shutdown finds no task still running.
+    drop(blob);
+    finish(engine, dir);
+}
+
+#[test]
+fn reads_writes_and_syncs_dropped_on_every_path_count_as_cancelled() {
+    let (engine, dir) = engine("dropped-paths");
+    let client = engine.client();
+    let partition = partition();
+    let before = shard_stats(&client, OWNER);
+    // Same shard: dropped while their I/O runs.
+    let owned = partition.clone();
+    let same = client.spawn_on(OWNER, move |storage| async move {
+        let (blob, _) = storage.open(&owned, b"same").await.expect("open");
+        blob.write_at(0, &[1u8; 8192]).await.expect("write");
+        drop_read_write_sync(&blob).await;
+    });
+    block_on(same).expect("the same-shard task ran");
+    // Cross shard and foreign: dropped while queued behind a busy owner.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel();
+    let (dropped_tx, dropped_rx) = std::sync::mpsc::channel();
+    let owned = partition.clone();
+    let cross = client.spawn_on(1 - OWNER, move |storage| async move {
+        let (blob, _) = storage.open(&owned, b"cross").await.expect("open");
+        blob.write_at(0, &[2u8; 8192]).await.expect("write");
+        ready_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+        drop_read_write_sync(&blob).await;
+        dropped_tx.send(()).unwrap();
+    });
+    ready_rx.recv().unwrap();
+    let (blob, _) = block_on(client.open(&partition, b"foreign")).expect("open");
+    block_on(blob.write_at(0, &[3u8; 8192])).expect("write");
+    let (release, blocked) = support::block_shard(&client, OWNER);
+    go_tx.send(()).unwrap();
+    dropped_rx.recv().unwrap();
+    block_on(drop_read_write_sync(&blob));
+    release.send(()).unwrap();
+    assert!(block_on(blocked).expect("the blocking task ran"));
+    block_on(cross).expect("the cross-shard task ran");
+    let kinds = [OpKind::Read, OpKind::Write, OpKind::Sync];
+    let cancelled = |now: &ShardStats, kind| gained(&before, now, kind).1;
+    let after = owner_stats_once(&client, |now| {
+        now.store.ops_in_flight == 0 && kinds.iter().all(|&kind| cancelled(now, kind) >= 3)
+    });
+    for kind in kinds {
+        assert_eq!(cancelled(&after, kind), 3, "{kind:?}: one per path");
+    }
+    drop(blob);
     finish(engine, dir);
 }

@@ -736,8 +736,10 @@ impl Drop for ForgetOnDrop<'_> {
 }
 
 impl<F: FileSystem> ShardStore<F> {
-    /// [`Storage::open_versioned`], uncounted.
-    async fn open_blob(
+    /// [`Storage::open_versioned`], uncounted: for a caller that counts
+    /// the call itself with [`StoreStats::start`] (the engine counts a
+    /// forwarded call by whether its caller was still there for the answer).
+    pub async fn open_versioned_uncounted(
         &self,
         partition: &str,
         name: &[u8],
@@ -784,8 +786,9 @@ impl<F: FileSystem> ShardStore<F> {
         Ok((blob, len, version))
     }
 
-    /// [`Storage::remove`], uncounted.
-    async fn remove_any(&self, partition: &str, name: Option<&[u8]>) -> Result<()> {
+    /// [`Storage::remove`], uncounted (see
+    /// [`ShardStore::open_versioned_uncounted`]).
+    pub async fn remove_uncounted(&self, partition: &str, name: Option<&[u8]>) -> Result<()> {
         validate_partition(partition)?;
         match name {
             Some(name) => self.remove_blob(partition, name).await,
@@ -793,8 +796,9 @@ impl<F: FileSystem> ShardStore<F> {
         }
     }
 
-    /// [`Storage::scan`], uncounted.
-    async fn scan_partition(&self, partition: &str) -> Result<Vec<Vec<u8>>> {
+    /// [`Storage::scan`], uncounted (see
+    /// [`ShardStore::open_versioned_uncounted`]).
+    pub async fn scan_uncounted(&self, partition: &str) -> Result<Vec<Vec<u8>>> {
         validate_partition(partition)?;
         // A partition removal is seen whole or not at all, even if it fails
         // and puts the directory back.
@@ -816,17 +820,17 @@ impl<F: FileSystem> Storage for ShardStore<F> {
         name: &[u8],
         versions: RangeInclusive<u16>,
     ) -> Result<(ShardBlob<F>, u64, u16)> {
-        let open = self.open_blob(partition, name, versions);
+        let open = self.open_versioned_uncounted(partition, name, versions);
         self.stats.timed(OpKind::Open, 0, open).await
     }
 
     async fn remove(&self, partition: &str, name: Option<&[u8]>) -> Result<()> {
-        let remove = self.remove_any(partition, name);
+        let remove = self.remove_uncounted(partition, name);
         self.stats.timed(OpKind::Remove, 0, remove).await
     }
 
     async fn scan(&self, partition: &str) -> Result<Vec<Vec<u8>>> {
-        let scan = self.scan_partition(partition);
+        let scan = self.scan_uncounted(partition);
         self.stats.timed(OpKind::Scan, 0, scan).await
     }
 }

@@ -329,15 +329,15 @@ impl EngineTargets {
     }
 
     /// Runs case `index` on one path, and notes the engine's own view of
-    /// it beside the harness's (`engine_view`).
+    /// it beside the harness's (`engine_view`): printed, and a note of the
+    /// path's row in the report.
     pub fn run_case(&self, env: &Env, path: Target, index: usize) -> Outcome {
         let before = self.stats();
-        let outcome = self.run_path(env, path, index);
-        if let (Some(before), Some(after), Some(summary)) =
-            (before, self.stats(), outcome.summary())
-        {
-            let view = engine_view::note(&before, &after, self.home, summary);
-            env.progress.note(&view);
+        let mut outcome = self.run_path(env, path, index);
+        if let (Some(before), Some(after)) = (before, self.stats()) {
+            if let Some(view) = engine_view::add_note(&before, &after, self.home, &mut outcome) {
+                env.progress.print(&view);
+            }
         }
         outcome
     }

@@ -9,7 +9,25 @@
 use shardblob::stats::{OpKind, OpStats};
 use shardblob::EngineStats;
 
-use crate::result::Summary;
+use crate::result::{Outcome, Summary};
+
+/// Adds the engine's view of a measured `outcome` (see [`note`]) to its
+/// notes, which the report shows under the case's table and keeps in its
+/// JSON (with repeats, the first repeat's); returns it, `None` for an
+/// outcome not measured.
+pub fn add_note(
+    before: &EngineStats,
+    after: &EngineStats,
+    shard: usize,
+    outcome: &mut Outcome,
+) -> Option<String> {
+    let Outcome::Measured(summary) = outcome else {
+        return None;
+    };
+    let view = note(before, after, shard, summary);
+    summary.notes.push(view.clone());
+    Some(view)
+}
 
 /// One line: the store's operations and p99 per kind on `shard` between
 /// `before` and `after`, then the harness's.
@@ -88,5 +106,22 @@ mod tests {
         assert_eq!(during, expected);
         let idle = note(&before, &before, 0, &summary);
         assert!(idle.contains("shard 0: no operation |"), "{idle}");
+    }
+
+    #[test]
+    fn a_measured_row_keeps_the_view_as_a_note() {
+        let (before, after) = (stats(0, 0), stats(4, 80));
+        let summary = crate::report::fixture::summary(1000.0, 90.0);
+        let mut measured = Outcome::Measured(Box::new(summary));
+        let view = add_note(&before, &after, 0, &mut measured).expect("measured");
+        assert!(view.contains("read 4 ops"), "{view}");
+        assert_eq!(
+            measured.summary().map(|s| s.notes.clone()),
+            Some(vec![view])
+        );
+        let mut failed = Outcome::Failed {
+            error: "no disk".into(),
+        };
+        assert_eq!(add_note(&before, &after, 0, &mut failed), None);
     }
 }

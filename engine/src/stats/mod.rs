@@ -17,6 +17,7 @@
 mod prometheus;
 pub(crate) mod queue;
 
+pub use prometheus::LATENCY_BUCKETS_US;
 pub use queue::QueueDepth;
 pub use shardblob_shards::stats::{
     ErrorClass, OpKind, OpStats, StoreSnapshot, LATENCY_HISTOGRAM_BYTES, LATENCY_MAX_US,

@@ -1,26 +1,33 @@
 //! The Prometheus text exposition format (version 0.0.4) of
 //! [`EngineStats`], one series per shard (`shard="N"` label).
 //!
-//! Own code rather than the `prometheus-client` crate: that crate keeps a
-//! registry of live metric objects updated in place and encodes
-//! OpenMetrics, while these statistics are snapshots gathered from the
-//! shards on request, and it has no summary type for the quantiles that
-//! the shards' HdrHistograms give exactly. The text format needs little:
-//! `# HELP`/`# TYPE` once per family, then one line per series. Every label
-//! value here is a number or a fixed name, so nothing needs escaping.
+//! Own code rather than the `prometheus-client` crate: that crate could
+//! encode these snapshots (a `Collector` writing through its
+//! `DescriptorEncoder` on each scrape), but the text format needs little
+//! (`# HELP`/`# TYPE` once per family, then one line per series) and a
+//! renderer of about two hundred lines costs no dependency tree in every
+//! build of the engine. Every label value here is a number or a fixed name,
+//! so nothing needs escaping.
 //!
-//! Latencies are summaries (quantiles 0.5, 0.99 and 0.999 since the engine
-//! started, `_sum`, `_count`) plus a max gauge, in seconds: exact per
-//! shard, unlike fixed histogram buckets, at the price that quantiles do
-//! not add up across shards (take the max over shards as a bound, and the
-//! rate of `_sum` over `_count` for a fleet-wide mean).
+//! Latencies are histograms since the engine started, in seconds: the
+//! cumulative counts of operations at or below each bound of
+//! [`LATENCY_BUCKETS_US`] (10 µs to 10 s in 1-2-5 steps), `+Inf`, `_sum` and
+//! `_count`, so a scraper can take their `rate()` and add them across shards
+//! (`histogram_quantile` over `sum by (le)`). The counts come from each
+//! shard's HdrHistogram, which keeps two significant digits: an operation
+//! within 1% above a bound may count in that bound's bucket. A max gauge
+//! beside them gives the slowest operation, which buckets cannot.
 
 use std::fmt::{Display, Write};
 
 use super::{EngineStats, ErrorClass, OpStats, QueueDepth, ShardStats};
 
-/// Quantiles of each latency summary.
-const QUANTILES: [f64; 3] = [0.5, 0.99, 0.999];
+/// The upper bounds (`le`) of the latency histograms' buckets, in
+/// microseconds: 10 µs to 10 s in 1-2-5 steps, then `+Inf`.
+pub const LATENCY_BUCKETS_US: [u64; 19] = [
+    10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000,
+    500_000, 1_000_000, 2_000_000, 5_000_000, 10_000_000,
+];
 
 /// A counter of one operation kind: metric name, help, value.
 type OpFamily = (&'static str, &'static str, fn(&OpStats) -> u64);
@@ -151,13 +158,16 @@ impl EngineStats {
     fn latencies(&self, text: &mut Text) {
         let name = "shardblob_op_latency_seconds";
         let help = "Time the owning shard's store spent on an operation, by kind, since start.";
-        text.family(name, "summary", help);
+        text.family(name, "histogram", help);
+        let bucket = format!("{name}_bucket");
         for (shard, op) in self.ops() {
             let labels = op_labels(shard, op);
-            for quantile in QUANTILES {
-                let value = measured_seconds(op, op.latency_us.value_at_quantile(quantile));
-                text.sample(name, &format!("{labels},quantile=\"{quantile}\""), value);
+            for le_us in LATENCY_BUCKETS_US {
+                let le = seconds(le_us);
+                let at_most = op.latency_us.count_between(0, le_us);
+                text.sample(&bucket, &format!("{labels},le=\"{le}\""), at_most);
             }
+            text.sample(&bucket, &format!("{labels},le=\"+Inf\""), op.count);
             text.sample(&format!("{name}_sum"), &labels, seconds(op.latency_sum_us));
             text.sample(&format!("{name}_count"), &labels, op.count);
         }
@@ -229,6 +239,44 @@ mod tests {
         }
     }
 
+    /// The value of the series `series` (name and labels) in `text`.
+    fn value_of(text: &str, series: &str) -> String {
+        let line = text
+            .lines()
+            .find(|line| line.starts_with(&format!("{series} ")));
+        let line = line.unwrap_or_else(|| panic!("no {series} in\n{text}"));
+        line.rsplit_once(' ').unwrap().1.to_string()
+    }
+
+    #[test]
+    fn latency_buckets_are_cumulative_and_end_with_the_count() {
+        let text = EngineStats {
+            shards: vec![shard(0)],
+        }
+        .prometheus_text();
+        let bucket = |le: &str| {
+            let series = format!(
+                "shardblob_op_latency_seconds_bucket{{shard=\"0\",op=\"read\",le=\"{le}\"}}"
+            );
+            value_of(&text, &series)
+        };
+        // The reads took 100 µs and 200 µs.
+        assert_eq!(bucket("0.00005"), "0");
+        assert_eq!(bucket("0.0001"), "1");
+        assert_eq!(bucket("0.0002"), "2");
+        assert_eq!(bucket("10"), "2");
+        assert_eq!(bucket("+Inf"), "2");
+        let count = "shardblob_op_latency_seconds_count{shard=\"0\",op=\"read\"}";
+        assert_eq!(value_of(&text, count), "2");
+        let buckets = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("shardblob_op_latency_seconds_bucket{shard=\"0\",op=\"read\"")
+            })
+            .count();
+        assert_eq!(buckets, LATENCY_BUCKETS_US.len() + 1);
+    }
+
     #[test]
     fn each_family_is_typed_once_and_each_series_has_its_shard() {
         let stats = EngineStats {
@@ -251,9 +299,8 @@ mod tests {
         }
         assert!(text.contains("shardblob_ops_total{shard=\"1\",op=\"read\"} 2\n"));
         assert!(text.contains("shardblob_op_latency_seconds_sum{shard=\"0\",op=\"read\"} 0.0003\n"));
-        assert!(text.contains(
-            "shardblob_op_latency_seconds{shard=\"0\",op=\"write\",quantile=\"0.99\"} NaN\n"
-        ));
+        assert!(text.contains("# TYPE shardblob_op_latency_seconds histogram\n"));
+        assert!(text.contains("shardblob_op_latency_max_seconds{shard=\"0\",op=\"write\"} NaN\n"));
         assert!(text.contains(
             "shardblob_queue_high_water_messages{shard=\"0\",queue=\"peer\",peer=\"1\"} 0\n"
         ));

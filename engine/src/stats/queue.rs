@@ -6,8 +6,11 @@
 //! send fails or is dropped) and by the shard's serving loop when it takes
 //! a message out. Counting before the send means the shard never takes out
 //! a message not yet counted, and a sender waiting for room in a full
-//! queue counts in its depth: a depth above the queue's capacity is
-//! backpressure. Neither glommio's shared channels nor the byte budget
+//! queue counts in its depth: a queue's depth is the messages in it plus
+//! the senders blocked on its channel (a depth above the queue's capacity
+//! is backpressure). It counts messages, not bytes: a sender waiting for
+//! the shard's byte budget is not in it yet. A `try_send` refused as full
+//! ([`QueueGauge::try_push`]) never raises the high-water mark. Neither glommio's shared channels nor the byte budget
 //! give a per-queue depth, and a lock would be worse than two relaxed
 //! atomic operations beside a cross-thread message.
 
@@ -22,8 +25,11 @@ pub struct QueueDepth {
     pub high_water_messages: u64,
 }
 
-/// The live gauge of one queue.
+/// The live gauge of one queue, alone on its cache line: the gauges of a
+/// shard's queues are written by different threads, which would otherwise
+/// take the line from each other on every message.
 #[derive(Debug, Default)]
+#[repr(align(64))]
 pub struct QueueGauge {
     /// Signed, so that a miscount shows as zero rather than wrapping.
     depth: AtomicI64,
@@ -33,13 +39,36 @@ pub struct QueueGauge {
 impl QueueGauge {
     /// A message is being sent: counted until the returned guard is
     /// dropped, or for good once [`Pushed::sent`] says it is in the queue.
+    /// A sender that waits for room counts in the depth (and the mark) as
+    /// it waits.
     pub fn push(&self) -> Pushed<'_> {
         let depth = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
-        self.high_water
-            .fetch_max(messages(depth), Ordering::Relaxed);
+        self.raise(messages(depth));
         Pushed {
             gauge: self,
             sent: false,
+            raise_when_sent: false,
+        }
+    }
+
+    /// A message is offered without waiting (a `try_send`): counted like
+    /// [`QueueGauge::push`], but the high-water mark rises only once it is
+    /// in the queue, so an offer refused as full leaves no mark.
+    pub fn try_push(&self) -> Pushed<'_> {
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        Pushed {
+            gauge: self,
+            sent: false,
+            raise_when_sent: true,
+        }
+    }
+
+    /// Raises the high-water mark to `depth` messages if it is lower.
+    fn raise(&self, depth: u64) {
+        // A load first: the mark is rarely raised, and a plain load keeps
+        // the line shared where an unconditional read-modify-write would not.
+        if self.high_water.load(Ordering::Relaxed) < depth {
+            self.high_water.fetch_max(depth, Ordering::Relaxed);
         }
     }
 
@@ -68,12 +97,18 @@ fn messages(depth: i64) -> u64 {
 pub struct Pushed<'a> {
     gauge: &'a QueueGauge,
     sent: bool,
+    /// From [`QueueGauge::try_push`]: the mark rises when it is sent.
+    raise_when_sent: bool,
 }
 
 impl Pushed<'_> {
     /// The message is in the queue: the shard takes it out of the count.
     pub fn sent(mut self) {
         self.sent = true;
+        if self.raise_when_sent {
+            let gauge = self.gauge;
+            gauge.raise(messages(gauge.depth.load(Ordering::Relaxed)));
+        }
     }
 }
 
@@ -113,6 +148,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_gauge_has_a_cache_line_of_its_own() {
+        assert_eq!(std::mem::align_of::<QueueGauge>(), 64);
+        let gauges = ShardQueueGauges::new(2);
+        let foreign = &gauges.foreign as *const QueueGauge as usize;
+        let syncs = &gauges.syncs as *const QueueGauge as usize;
+        assert!(foreign.abs_diff(syncs) >= 64);
+    }
+
+    #[test]
     fn the_high_water_mark_stays_after_the_queue_drains() {
         let gauge = QueueGauge::default();
         gauge.push().sent();
@@ -128,6 +172,18 @@ mod tests {
                 high_water_messages: 2
             }
         );
+    }
+
+    #[test]
+    fn an_offer_refused_as_full_leaves_no_mark() {
+        let gauge = QueueGauge::default();
+        {
+            let _refused = gauge.try_push();
+            assert_eq!(gauge.read().depth_messages, 1);
+        }
+        assert_eq!(gauge.read(), QueueDepth::default());
+        gauge.try_push().sent();
+        assert_eq!(gauge.read().high_water_messages, 1);
     }
 
     #[test]

@@ -582,6 +582,15 @@ fn log_released_past_end(key: &BlobKey, released: std::io::Result<bool>) {
     }
 }
 
+impl<F: FileSystem> ShardBlob<F> {
+    /// [`Blob::sync`], uncounted: for a caller that counts the call itself
+    /// with [`StoreStats::start`] (the engine's sync lane answers every
+    /// waiting caller with one flush and counts one sync per caller).
+    pub async fn sync_uncounted(&self) -> Result<()> {
+        self.state.sync().await
+    }
+}
+
 /// Every call is counted in the store's [`StoreStats`].
 impl<F: FileSystem> Blob for ShardBlob<F> {
     type Buf = BlobBuf<<F::File as File>::ReadBuf>;

@@ -31,10 +31,10 @@ pub use kind::{ErrorClass, OpKind};
 pub use latency::{LATENCY_HISTOGRAM_BYTES, LATENCY_MAX_US, LATENCY_SIGNIFICANT_DIGITS};
 pub use snapshot::{OpStats, StoreSnapshot};
 
+pub use op::OpTimer;
 pub(crate) use op::TimedStream;
 
 use latency::latency_histogram;
-use op::OpTimer;
 
 use crate::{Error, Result};
 
@@ -106,6 +106,13 @@ impl StoreStats {
         }
     }
 
+    /// An operation of `kind` starts now, counted by the caller: for a
+    /// call made with an uncounted method (such as
+    /// [`ShardStore::open_versioned_uncounted`](crate::ShardStore::open_versioned_uncounted)).
+    pub fn start(&self, kind: OpKind) -> OpTimer<'_> {
+        OpTimer::start(self, kind)
+    }
+
     /// Runs `op` as one operation of `kind` that moves `bytes` if it
     /// succeeds; a dropped `op` counts as cancelled.
     pub(crate) async fn timed<T>(
@@ -114,7 +121,7 @@ impl StoreStats {
         bytes: u64,
         op: impl Future<Output = Result<T>>,
     ) -> Result<T> {
-        let timer = OpTimer::start(self, kind);
+        let timer = self.start(kind);
         let result = op.await;
         timer.end(result.as_ref().err(), bytes);
         result

@@ -15,8 +15,9 @@ use pin_project_lite::pin_project;
 use super::{OpKind, StoreStats};
 use crate::{Error, Result};
 
-/// One operation in flight on the shard.
-pub(crate) struct OpTimer<'a> {
+/// One operation in flight on the shard, from [`StoreStats::start`]: it
+/// counts when [`ended`](OpTimer::end), or as cancelled when dropped first.
+pub struct OpTimer<'a> {
     stats: &'a StoreStats,
     kind: OpKind,
     started: Instant,
@@ -36,7 +37,7 @@ impl<'a> OpTimer<'a> {
     }
 
     /// It ended: failed with `error`, or moved `bytes` successfully.
-    pub(crate) fn end(mut self, error: Option<&Error>, bytes: u64) {
+    pub fn end(mut self, error: Option<&Error>, bytes: u64) {
         self.ended = true;
         let elapsed = self.started.elapsed();
         self.stats.record(self.kind, elapsed, error, bytes);

@@ -53,7 +53,10 @@ pub struct StoreSnapshot {
     /// Open blobs (live handles, each holding its files) on the shard.
     pub open_blobs: u64,
     /// Space reserved ahead of appends (`preallocate_bytes`) past the
-    /// logical ends of the open blobs, in bytes.
+    /// logical ends of the open blobs, in bytes. Two gaps: after a resize
+    /// that extends a blob to inside its reserved region the blob counts 0
+    /// (until an append reserves again), and slack a blob already had past
+    /// its end when it was opened is not counted.
     pub reserved_past_end_bytes: u64,
 }
 
