@@ -107,8 +107,19 @@ pub struct CloseOnDrop {
     shard: usize,
     id: BlobId,
     /// `Some` exactly while one [`SyncRequest`] of this open waits in the
-    /// shard's sync lane: the replies of every `start_sync` it answers.
-    queued_sync: Mutex<Option<Vec<Reply<()>>>>,
+    /// shard's sync lane: the callers of every `start_sync` it answers.
+    queued_sync: Mutex<Option<SyncWaiters>>,
+}
+
+/// The callers of a queued sync: the replies still awaited, and how many
+/// callers left before it started (their replies were pruned; the owning
+/// shard counts each as a cancelled sync, as it counts a direct one).
+#[derive(Default)]
+pub struct SyncWaiters {
+    /// The replies of the callers still waiting (some may close meanwhile).
+    pub waiting: Vec<Reply<()>>,
+    /// Callers that left while the sync was queued.
+    pub left: usize,
 }
 
 impl CloseOnDrop {
@@ -122,7 +133,7 @@ impl CloseOnDrop {
         })
     }
 
-    fn queued_sync(&self) -> MutexGuard<'_, Option<Vec<Reply<()>>>> {
+    fn queued_sync(&self) -> MutexGuard<'_, Option<SyncWaiters>> {
         self.queued_sync
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -135,12 +146,17 @@ impl CloseOnDrop {
         match queued.as_mut() {
             Some(waiters) => {
                 // Dropped futures leave closed replies: the list holds only
-                // the waiters still alive, plus this one.
-                waiters.retain(|waiter| !waiter.is_closed());
-                waiters.push(reply);
+                // the waiters still alive, plus this one; the others count.
+                let before = waiters.waiting.len();
+                waiters.waiting.retain(|waiter| !waiter.is_closed());
+                waiters.left += before - waiters.waiting.len();
+                waiters.waiting.push(reply);
             }
             None => {
-                *queued = Some(vec![reply]);
+                *queued = Some(SyncWaiters {
+                    waiting: vec![reply],
+                    left: 0,
+                });
                 let request = SyncRequest {
                     open: self.clone(),
                     started: false,
@@ -183,7 +199,7 @@ impl SyncRequest {
 
     /// The sync begins: takes its waiters. A `start_sync` from now on queues
     /// a new request, since this sync may miss writes that complete later.
-    pub fn start(&mut self) -> Vec<Reply<()>> {
+    pub fn start(&mut self) -> SyncWaiters {
         assert!(!self.started, "a sync request starts once");
         self.started = true;
         let waiters = self.open.queued_sync().take();

@@ -33,7 +33,7 @@ use shardblob_shards::{Blob, Error, IoClass, Result, ShardBlob, ShardStore};
 
 use crate::local::ShardStorage;
 use crate::message::{BlobId, Envelope, Reply, Request, Spawn};
-use crate::remote::{CloseOnDrop, SyncRequest};
+use crate::remote::{CloseOnDrop, SyncRequest, SyncWaiters};
 use crate::stats::queue::QueueGauge;
 use crate::stats::ShardStats;
 use crate::transport::Router;
@@ -210,6 +210,11 @@ impl ShardContext {
         ranges: Vec<(u64, usize)>,
         items: async_channel::Sender<Result<(usize, Vec<u8>)>>,
     ) {
+        if items.is_closed() {
+            // The caller left while the request was queued.
+            self.count_left(OpKind::ReadMany);
+            return;
+        }
         let blob = match self.blob(blob) {
             Ok(blob) => blob,
             Err(e) => {
@@ -344,7 +349,13 @@ impl ShardContext {
     /// waiter, by its answer, or cancelled if its caller is gone (the flush
     /// still runs: the request holds the open until it is done).
     async fn handle_sync(self: Rc<Self>, mut request: SyncRequest) {
-        let waiters = request.start();
+        let SyncWaiters {
+            waiting: waiters,
+            left,
+        } = request.start();
+        for _ in 0..left {
+            self.count_left(OpKind::Sync);
+        }
         let stats = self.store.stats();
         let timers: Vec<_> = waiters.iter().map(|_| stats.start(OpKind::Sync)).collect();
         let first = self.sync_blob(request.blob()).await;

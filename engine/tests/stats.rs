@@ -450,21 +450,31 @@ fn remote_calls_dropped_by_their_callers_count_as_cancelled() {
     block_on(blob.write_at(0, &[4u8; 4096])).expect("write");
     let before = shard_stats(&client, OWNER);
     let (release, blocked) = support::block_shard(&client, OWNER);
-    // Sent (or queued) while the owner is busy, then dropped.
+    // Sent (or queued) while the owner is busy, then dropped. The second
+    // sync joins the first's queued request and prunes its closed reply.
+    block_on(start_and_drop(blob.sync()));
     block_on(start_and_drop(blob.sync()));
     block_on(start_and_drop(client.remove(&partition, Some(b"absent"))));
     block_on(start_and_drop(client.scan(&partition)));
+    let mut ranges = Box::pin(blob.read_many(vec![(0, 4096)]));
+    block_on(start_and_drop(ranges.next()));
+    drop(ranges);
     release.send(()).unwrap();
     assert!(block_on(blocked).expect("the blocking task ran"));
-    let kinds = [OpKind::Sync, OpKind::Remove, OpKind::Scan];
+    let cancelled = [
+        (OpKind::Sync, 2),
+        (OpKind::Remove, 1),
+        (OpKind::Scan, 1),
+        (OpKind::ReadMany, 1),
+    ];
     let after = owner_stats_once(&client, |now| {
         now.store.ops_in_flight == 0
-            && kinds
+            && cancelled
                 .iter()
-                .all(|&kind| gained(&before, now, kind) != (0, 0))
+                .all(|&(kind, n)| gained(&before, now, kind) == (0, n))
     });
-    for kind in kinds {
-        assert_eq!(gained(&before, &after, kind), (0, 1), "{kind:?}");
+    for (kind, n) in cancelled {
+        assert_eq!(gained(&before, &after, kind), (0, n), "{kind:?}");
     }
     drop(blob);
     finish(engine, dir);

@@ -739,6 +739,7 @@ impl<F: FileSystem> ShardStore<F> {
     /// [`Storage::open_versioned`], uncounted: for a caller that counts
     /// the call itself with [`StoreStats::start`] (the engine counts a
     /// forwarded call by whether its caller was still there for the answer).
+    #[doc(hidden)] // engine-internal: a caller that skips it goes uncounted
     pub async fn open_versioned_uncounted(
         &self,
         partition: &str,
@@ -788,6 +789,7 @@ impl<F: FileSystem> ShardStore<F> {
 
     /// [`Storage::remove`], uncounted (see
     /// [`ShardStore::open_versioned_uncounted`]).
+    #[doc(hidden)] // engine-internal: a caller that skips it goes uncounted
     pub async fn remove_uncounted(&self, partition: &str, name: Option<&[u8]>) -> Result<()> {
         validate_partition(partition)?;
         match name {
@@ -798,6 +800,7 @@ impl<F: FileSystem> ShardStore<F> {
 
     /// [`Storage::scan`], uncounted (see
     /// [`ShardStore::open_versioned_uncounted`]).
+    #[doc(hidden)] // engine-internal: a caller that skips it goes uncounted
     pub async fn scan_uncounted(&self, partition: &str) -> Result<Vec<Vec<u8>>> {
         validate_partition(partition)?;
         // A partition removal is seen whole or not at all, even if it fails

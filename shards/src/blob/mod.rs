@@ -586,6 +586,7 @@ impl<F: FileSystem> ShardBlob<F> {
     /// [`Blob::sync`], uncounted: for a caller that counts the call itself
     /// with [`StoreStats::start`] (the engine's sync lane answers every
     /// waiting caller with one flush and counts one sync per caller).
+    #[doc(hidden)] // engine-internal: a caller that skips it goes uncounted
     pub async fn sync_uncounted(&self) -> Result<()> {
         self.state.sync().await
     }

@@ -6,7 +6,10 @@
 //! call forwarded from another shard, a `Client` call from a foreign
 //! thread) ends in the owning shard's [`ShardStore`](crate::ShardStore) and
 //! [`ShardBlob`](crate::ShardBlob), so counting there counts each operation
-//! once, whichever way it came. A latency is the time the store spent on
+//! once, whichever way it came. (The engine's forwarded paths call the
+//! store's hidden `*_uncounted` methods and count with
+//! `StoreStats::start` themselves, by whether the caller was still there
+//! for the answer; nothing else should.) A latency is the time the store spent on
 //! the operation, from its call on the owning shard to its result: queueing
 //! on the way there and back is not in it (the engine reports its queues).
 //!
@@ -109,6 +112,7 @@ impl StoreStats {
     /// An operation of `kind` starts now, counted by the caller: for a
     /// call made with an uncounted method (such as
     /// [`ShardStore::open_versioned_uncounted`](crate::ShardStore::open_versioned_uncounted)).
+    #[doc(hidden)] // engine-internal, with the `*_uncounted` calls
     pub fn start(&self, kind: OpKind) -> OpTimer<'_> {
         OpTimer::start(self, kind)
     }
