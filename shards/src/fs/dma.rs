@@ -243,7 +243,7 @@ impl DmaBlobFile {
     /// use the executor meanwhile: it runs inline, blocking the executor for
     /// one call, instead of being handed off. A hand-off costs two thread
     /// wake-ups, and on the dev VM an append + sync took 1.3-1.4x fio's time
-    /// with it, 1.0x without (bench/RESULTS.md). With other I/O in flight
+    /// with it, 1.0x without (bench/results/2026-11-23-second-session.md). With other I/O in flight
     /// the executor must stay free for its completions, so the call runs on
     /// the executor's blocking thread, which the engine leaves unpinned to
     /// run beside the shard. Once handed off it runs even if the future is

@@ -220,7 +220,7 @@ impl Default for SchedConfig {
     /// depth-1 4 KiB reader's p99.9 within 1.55x and 1.91x of its p99.9
     /// alone beside a 128 KiB writer at depth 8 in two runs, where 8 ops
     /// and 2 MiB (which that writer never exceeds) let it grow 4.39x
-    /// (bench/RESULTS.md, interference).
+    /// (bench/results/2026-11-29-interference-*.md).
     fn default() -> SchedConfig {
         SchedConfig {
             depth_max: 64,
