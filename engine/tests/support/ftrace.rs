@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const TRACEFS: &str = "/sys/kernel/tracing";
-const EVENT: &str = "events/ext4/ext4_sync_file_enter/enable";
+/// ext4's flushes, the event [`Tracer::start`] records.
+const EXT4_SYNC: &str = "ext4/ext4_sync_file_enter";
 /// Per-CPU buffer of the instance: tens of thousands of events.
 const BUFFER_KB: u32 = 4096;
 
@@ -36,6 +37,8 @@ pub enum Event {
 pub struct Tracer {
     dir: PathBuf,
     marker: File,
+    /// `<system>/<event>` under `events/`.
+    event: String,
 }
 
 fn write_control(path: &Path, value: &str) {
@@ -58,8 +61,15 @@ fn ensure_tracefs() {
 }
 
 impl Tracer {
-    /// Starts recording in a fresh instance named after `tag` and this process.
+    /// Starts recording ext4's flushes in a fresh instance named after
+    /// `tag` and this process.
     pub fn start(tag: &str) -> Tracer {
+        Tracer::start_event(tag, EXT4_SYNC)
+    }
+
+    /// Starts recording `event` (`<system>/<event>`, as under tracefs's
+    /// `events/`) in a fresh instance named after `tag` and this process.
+    pub fn start_event(tag: &str, event: &str) -> Tracer {
         ensure_tracefs();
         let dir = Path::new(TRACEFS)
             .join("instances")
@@ -73,13 +83,18 @@ impl Tracer {
         // shard threads are ordered against the markers.
         write_control(&dir.join("trace_clock"), "global");
         write_control(&dir.join("buffer_size_kb"), &BUFFER_KB.to_string());
-        write_control(&dir.join(EVENT), "1");
+        let enable = dir.join("events").join(event).join("enable");
+        write_control(&enable, "1");
         write_control(&dir.join("tracing_on"), "1");
         let marker = OpenOptions::new()
             .write(true)
             .open(dir.join("trace_marker"))
             .expect("ftrace: open trace_marker");
-        Tracer { dir, marker }
+        Tracer {
+            dir,
+            marker,
+            event: event.to_string(),
+        }
     }
 
     /// Writes one marker line into the trace.
@@ -89,21 +104,29 @@ impl Tracer {
             .expect("ftrace: write marker");
     }
 
-    /// Every event recorded so far, in time order.
+    /// Every ext4 flush and marker recorded so far, in time order.
     pub fn events(&self) -> Vec<Event> {
+        self.lines().iter().filter_map(|l| parse(l)).collect()
+    }
+
+    /// Every line of the trace so far, in time order.
+    pub fn lines(&self) -> Vec<String> {
         let text = fs::read_to_string(self.dir.join("trace")).expect("ftrace: read trace");
         assert!(
             !text.contains("LOST"),
             "ftrace: the buffer overflowed; raise BUFFER_KB"
         );
-        text.lines().filter_map(parse).collect()
+        text.lines().map(str::to_string).collect()
     }
 }
 
 impl Drop for Tracer {
     fn drop(&mut self) {
         let _ = fs::write(self.dir.join("tracing_on"), "0");
-        let _ = fs::write(self.dir.join(EVENT), "0");
+        let _ = fs::write(
+            self.dir.join("events").join(&self.event).join("enable"),
+            "0",
+        );
         let _ = fs::remove_dir(&self.dir);
     }
 }

@@ -614,3 +614,12 @@ pub(crate) fn shutdown(raw: RawFd, how: Shutdown) -> io::Result<()> {
         _ => Ok(()),
     }
 }
+
+/// PATCH (shardblob, third_party/glommio/PATCHES.md): whether the reactor
+/// keeps a preemption timer that is still armed across loop passes (the
+/// patched behaviour) or cancels and re-arms both on every pass (upstream
+/// 0.9.0), which `GLOMMIO_PREEMPT_TIMERS_EVERY_PASS=1` restores for an A/B.
+pub(crate) fn keep_preemption_timers() -> bool {
+    static KEEP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *KEEP.get_or_init(|| std::env::var_os("GLOMMIO_PREEMPT_TIMERS_EVERY_PASS").is_none())
+}

@@ -1223,6 +1223,7 @@ pub(crate) struct Reactor {
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
+    latency_preemption_armed: Cell<Option<(Duration, std::time::Instant)>>,
 
     link_fd: RawFd,
 
@@ -1354,6 +1355,7 @@ impl Reactor {
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
+            latency_preemption_armed: Cell::new(None),
             blocking_thread,
             link_fd,
             notifier,
@@ -1820,16 +1822,30 @@ impl Reactor {
         //
         // But if we will sleep, there might be a timer registered that needs
         // to be removed otherwise we'll wake up when it expires.
-        drop(self.latency_preemption_timeout_src.take());
+        // PATCH (shardblob): a latency preemption timer armed less than half
+        // its duration ago stays; upstream cancels and re-arms it on every
+        // pass, an io_uring_enter each time (third_party/glommio/PATCHES.md).
+        let keep_latency =
+            crate::sys::keep_preemption_timers() && self.latency_timer_fresh(preempt_timer());
+        if !keep_latency {
+            drop(self.latency_preemption_timeout_src.take());
+            self.latency_preemption_armed.set(None);
+        }
 
         // Schedule the throughput-based timeout immediately: it won't matter if we end
         // up sleeping.
-        self.throughput_preemption_timeout_src.replace(Some(
-            main_ring.prepare_throughput_preemption_timer(
-                self.ring_depth() as u32,
-                self.eventfd_src.raw(),
-            ),
-        ));
+        // PATCH (shardblob): ... and so does a throughput timer that has not
+        // fired yet (it counts main-ring completions since it was armed).
+        if !(crate::sys::keep_preemption_timers()
+            && Self::pending(&self.throughput_preemption_timeout_src))
+        {
+            self.throughput_preemption_timeout_src.replace(Some(
+                main_ring.prepare_throughput_preemption_timer(
+                    self.ring_depth() as u32,
+                    self.eventfd_src.raw(),
+                ),
+            ));
+        }
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1880,8 +1896,12 @@ impl Reactor {
         }
 
         if let Some(preempt) = preempt_timer() {
-            self.latency_preemption_timeout_src
-                .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
+            if !keep_latency {
+                self.latency_preemption_timeout_src
+                    .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
+                self.latency_preemption_armed
+                    .set(Some((preempt, std::time::Instant::now())));
+            }
             flush_rings!(lat_ring, main_ring)?;
         }
 
@@ -1893,6 +1913,30 @@ impl Reactor {
         // need_preempt() should be false at this point. As soon as the next event
         // in the preempt ring completes, though, then it will be true.
         Ok(should_sleep)
+    }
+
+    /// Whether `slot` holds a timer that has not fired.
+    fn pending(slot: &Cell<Option<Source>>) -> bool {
+        match slot.take() {
+            Some(source) if source.result().is_none() => {
+                slot.set(Some(source));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the armed latency preemption timer has the duration `preempt`
+    /// asks for, has not fired, and has more than half of it left.
+    fn latency_timer_fresh(&self, preempt: Option<Duration>) -> bool {
+        match (preempt, self.latency_preemption_armed.get()) {
+            (Some(want), Some((armed, at))) => {
+                want == armed
+                    && at.elapsed() < armed / 2
+                    && Self::pending(&self.latency_preemption_timeout_src)
+            }
+            _ => false,
+        }
     }
 
     pub(crate) fn flush_syscall_thread(&self) -> usize {

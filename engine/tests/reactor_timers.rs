@@ -1,0 +1,81 @@
+//! The patched glommio (third_party/glommio/PATCHES.md, patch 1): a shard
+//! that keeps running does not cancel and re-arm its preemption timers on
+//! every pass of its loop, as glommio 0.9.0 does (each a submission, and an
+//! `io_uring_enter`, per pass). Checked by counting the io_uring timeouts
+//! the kernel saw the shard's thread submit (`io_uring:io_uring_submit_req`),
+//! not by a clock. Needs root and tracefs, as the durability audit does.
+
+mod support;
+
+use shardblob::{Blob, Storage};
+use support::ftrace::Tracer;
+use support::start;
+
+/// Reads the test makes on the shard while it is traced.
+const READS: u64 = 2_000;
+/// The blob's size: reads cycle over its 4 KiB blocks.
+const BLOB_BYTES: u64 = 1 << 20;
+
+/// The io_uring submissions of thread `tid` in `lines`, as their opcodes.
+fn opcodes_of(lines: &[String], tid: i32) -> Vec<String> {
+    let task = format!("-{tid}");
+    lines
+        .iter()
+        .filter(|line| {
+            line.split_whitespace()
+                .next()
+                .is_some_and(|comm_tid| comm_tid.ends_with(&task))
+        })
+        .filter_map(|line| {
+            line.split_once("opcode ")?
+                .1
+                .split(',')
+                .next()
+                .map(String::from)
+        })
+        .collect()
+}
+
+#[test]
+fn a_running_shard_does_not_rearm_its_preemption_timers_every_pass() {
+    // A spin far longer than a read: the shard never parks between reads,
+    // so every pass of its loop is a pass with work (parking re-arms the
+    // timer once after each sleep, patched or not).
+    let (engine, dir) = start("reactor-timers", |config| {
+        config.shards = 1;
+        config.spin_before_park_us = 10_000;
+    });
+    let client = engine.client();
+    let tracer = Tracer::start_event("reactor-timers", "io_uring/io_uring_submit_req");
+    let tid = shardblob::wait::block_on(client.spawn_on(0, |storage| async move {
+        let (blob, _) = storage.open("timers", b"blob").await.unwrap();
+        blob.write_at(0, &vec![7u8; BLOB_BYTES as usize])
+            .await
+            .unwrap();
+        for read in 0..READS {
+            let offset = (read * 4096) % BLOB_BYTES;
+            blob.read_at(offset, 4096).await.unwrap();
+        }
+        // SAFETY: gettid has no preconditions.
+        unsafe { libc::gettid() }
+    }))
+    .expect("the shard runs the reads");
+    let opcodes = opcodes_of(&tracer.lines(), tid);
+    drop(tracer);
+    let count = |name: &str| opcodes.iter().filter(|o| o.as_str() == name).count() as u64;
+    let reads = count("READ_FIXED") + count("READ");
+    let timeouts = count("TIMEOUT");
+    assert!(
+        reads >= READS,
+        "the trace holds {reads} reads of the shard's thread {tid}, expected {READS}: \
+         the trace does not see the shard ({} submissions in all)",
+        opcodes.len()
+    );
+    assert!(
+        timeouts * 10 < READS,
+        "the shard armed {timeouts} io_uring timeouts for {READS} reads (glommio 0.9.0 \
+         re-arms two per pass: more than one per read)"
+    );
+    engine.shutdown().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
