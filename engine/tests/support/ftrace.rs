@@ -70,6 +70,13 @@ impl Tracer {
     /// Starts recording `event` (`<system>/<event>`, as under tracefs's
     /// `events/`) in a fresh instance named after `tag` and this process.
     pub fn start_event(tag: &str, event: &str) -> Tracer {
+        Tracer::start_filtered(tag, event, None)
+    }
+
+    /// As [`Tracer::start_event`], recording only the events that match
+    /// `filter` (tracefs's filter syntax, e.g. `common_pid == 1234`): the
+    /// kernel drops the rest, so other processes cannot fill the buffer.
+    pub fn start_filtered(tag: &str, event: &str, filter: Option<&str>) -> Tracer {
         ensure_tracefs();
         let dir = Path::new(TRACEFS)
             .join("instances")
@@ -83,6 +90,9 @@ impl Tracer {
         // shard threads are ordered against the markers.
         write_control(&dir.join("trace_clock"), "global");
         write_control(&dir.join("buffer_size_kb"), &BUFFER_KB.to_string());
+        if let Some(filter) = filter {
+            write_control(&dir.join("events").join(event).join("filter"), filter);
+        }
         let enable = dir.join("events").join(event).join("enable");
         write_control(&enable, "1");
         write_control(&dir.join("tracing_on"), "1");

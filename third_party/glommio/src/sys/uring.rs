@@ -1223,7 +1223,9 @@ pub(crate) struct Reactor {
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
-    latency_preemption_armed: Cell<Option<(Duration, std::time::Instant)>>,
+    // PATCH (shardblob): the duration and arming time of the latency
+    // preemption timer in `latency_preemption_timeout_src`, if one is armed.
+    latency_preemption_armed: Cell<Option<(Duration, Instant)>>,
 
     link_fd: RawFd,
 
@@ -1355,7 +1357,7 @@ impl Reactor {
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
-            latency_preemption_armed: Cell::new(None),
+            latency_preemption_armed: Cell::new(None), // PATCH (shardblob)
             blocking_thread,
             link_fd,
             notifier,
@@ -1822,14 +1824,18 @@ impl Reactor {
         //
         // But if we will sleep, there might be a timer registered that needs
         // to be removed otherwise we'll wake up when it expires.
-        // PATCH (shardblob): a latency preemption timer armed less than half
-        // its duration ago stays; upstream cancels and re-arms it on every
-        // pass, an io_uring_enter each time (third_party/glommio/PATCHES.md).
+        //
+        // PATCH (shardblob): ... unless it is a preemption timer armed for the
+        // duration asked for now, less than half of it ago, and not fired; the
+        // end of this function checks again before it keeps it. Upstream
+        // cancels and re-arms it on every pass, an io_uring_enter each time
+        // (third_party/glommio/PATCHES.md). A pass that may sleep has no
+        // preempt duration, so it still cancels the timer here.
         let keep_latency =
             crate::sys::keep_preemption_timers() && self.latency_timer_fresh(preempt_timer());
         if !keep_latency {
             drop(self.latency_preemption_timeout_src.take());
-            self.latency_preemption_armed.set(None);
+            self.latency_preemption_armed.set(None); // PATCH (shardblob)
         }
 
         // Schedule the throughput-based timeout immediately: it won't matter if we end
@@ -1896,11 +1902,16 @@ impl Reactor {
         }
 
         if let Some(preempt) = preempt_timer() {
-            if !keep_latency {
+            // PATCH (shardblob): keep the timer only if it is still armed for
+            // this duration: the consumes above may have taken its completion,
+            // or woken a task queue that asks for a shorter duration.
+            if !(keep_latency && self.latency_timer_fresh(Some(preempt))) {
+                drop(self.latency_preemption_timeout_src.take());
+                flush_cancellations!(into &mut woke; lat_ring);
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
                 self.latency_preemption_armed
-                    .set(Some((preempt, std::time::Instant::now())));
+                    .set(Some((preempt, Instant::now())));
             }
             flush_rings!(lat_ring, main_ring)?;
         }
@@ -1915,7 +1926,8 @@ impl Reactor {
         Ok(should_sleep)
     }
 
-    /// Whether `slot` holds a timer that has not fired.
+    /// PATCH (shardblob): whether `slot` holds a timer whose completion has
+    /// not been consumed (`result` is set when it is).
     fn pending(slot: &Cell<Option<Source>>) -> bool {
         match slot.take() {
             Some(source) if source.result().is_none() => {
@@ -1926,8 +1938,9 @@ impl Reactor {
         }
     }
 
-    /// Whether the armed latency preemption timer has the duration `preempt`
-    /// asks for, has not fired, and has more than half of it left.
+    /// PATCH (shardblob): whether the armed latency preemption timer has the
+    /// duration `preempt` asks for, has not fired, and has more than half of
+    /// it left.
     fn latency_timer_fresh(&self, preempt: Option<Duration>) -> bool {
         match (preempt, self.latency_preemption_armed.get()) {
             (Some(want), Some((armed, at))) => {
