@@ -1905,9 +1905,9 @@ impl Reactor {
             // PATCH (shardblob): keep the timer only if it is still armed for
             // this duration: the consumes above may have taken its completion,
             // or woken a task queue that asks for a shorter duration.
+            // Replacing a timer still in flight cancels it with the next pass's
+            // cancellations.
             if !(keep_latency && self.latency_timer_fresh(Some(preempt))) {
-                drop(self.latency_preemption_timeout_src.take());
-                flush_cancellations!(into &mut woke; lat_ring);
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
                 self.latency_preemption_armed
