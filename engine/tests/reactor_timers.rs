@@ -82,6 +82,12 @@ fn a_running_shard_does_not_rearm_its_preemption_timers_every_pass() {
          the trace does not see the shard ({} submissions in all)",
         opcodes.len()
     );
+    // The throughput timer still fires every `ring_depth` (128) main-ring
+    // completions and is armed again: a shard that arms none is broken too.
+    assert!(
+        timeouts >= READS / 512,
+        "the shard armed {timeouts} io_uring timeouts for {READS} reads: none re-armed"
+    );
     assert!(
         timeouts * 10 < READS,
         "the shard armed {timeouts} io_uring timeouts for {READS} reads (glommio 0.9.0 \

@@ -10,6 +10,9 @@
 //! with trace markers, so a test can check which inodes ext4 really flushed
 //! between an operation's start and its `Ok`.
 //!
+//! [`Tracer::start_filtered`] records any other tracepoint the same way
+//! (`reactor_timers.rs` counts a shard's io_uring submissions).
+//!
 //! Needs root and tracefs (mounted at `/sys/kernel/tracing` if it is not).
 
 use std::fs::{self, File, OpenOptions};
@@ -33,7 +36,8 @@ pub enum Event {
     Sync { ino: u64, datasync: bool },
 }
 
-/// A tracefs instance recording ext4 flushes and this test's markers.
+/// A tracefs instance recording one event (ext4's flushes unless started
+/// with [`Tracer::start_event`]) and this test's markers.
 pub struct Tracer {
     dir: PathBuf,
     marker: File,
