@@ -100,6 +100,10 @@ pub struct Resources {
     pub involuntary_switches: u64,
     /// Interrupts of the data disk during the runs, summed over CPUs.
     pub disk_interrupts: u64,
+    /// CPU time of the CPU hog beside the target (cases with one; not in
+    /// the target's own figures): the share a thread that is not a shard
+    /// gets on a shard's CPU.
+    pub hog_cpu_s: f64,
 }
 
 impl Resources {
@@ -110,6 +114,7 @@ impl Resources {
         self.voluntary_switches += other.voluntary_switches;
         self.involuntary_switches += other.involuntary_switches;
         self.disk_interrupts += other.disk_interrupts;
+        self.hog_cpu_s += other.hog_cpu_s;
     }
 }
 

@@ -172,6 +172,7 @@ fn measured_run(
         let (user_s, system_s) = hog.stop();
         spent.cpu_user_s = (spent.cpu_user_s - user_s).max(0.0);
         spent.cpu_system_s = (spent.cpu_system_s - system_s).max(0.0);
+        spent.hog_cpu_s = user_s + system_s;
     }
     usage.add(&spent);
     (outcome, drained)

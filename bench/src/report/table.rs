@@ -137,6 +137,13 @@ fn row_notes(target: Target, s: &Summary, notes: &mut Vec<String>) {
     for note in &s.notes {
         notes.push(format!("{}: {note}", target.name()));
     }
+    if let Some(r) = s.resources.filter(|r| r.hog_cpu_s > 0.0 && r.wall_s > 0.0) {
+        notes.push(format!(
+            "{}: the CPU hog on its CPU ran {:.0}% of the wall time",
+            target.name(),
+            100.0 * r.hog_cpu_s / r.wall_s
+        ));
+    }
     if let Some(u) = &s.uncorrected {
         notes.push(format!(
             "{}: uncorrected latency (µs, from each op's issue): p50 {} p99 {} p99.9 {} max {}; \
@@ -299,7 +306,7 @@ pub fn align(rows: &[Vec<String>]) -> String {
 mod tests {
     use super::*;
     use crate::report::fixture::{results, summary};
-    use crate::result::Caveat;
+    use crate::result::{Caveat, Resources};
 
     #[test]
     fn the_header_names_the_io_scheduler_bounds() {
@@ -358,6 +365,24 @@ mod tests {
             vec!["bbb".into(), "22".into()],
         ]);
         assert_eq!(text, "  a     1\n  bbb  22\n");
+    }
+
+    #[test]
+    fn a_cpu_hog_beside_a_row_gets_a_note_with_its_share() {
+        let mut s = summary(20_000.0, 100.0);
+        let mut notes = Vec::new();
+        row_notes(Target::SameShard, &s, &mut notes);
+        assert!(notes.is_empty(), "no hog, no note: {notes:?}");
+        s.resources = Some(Resources {
+            wall_s: 4.0,
+            hog_cpu_s: 1.5,
+            ..Resources::default()
+        });
+        row_notes(Target::SameShard, &s, &mut notes);
+        assert_eq!(
+            notes,
+            ["same-shard: the CPU hog on its CPU ran 38% of the wall time"]
+        );
     }
 
     #[test]
