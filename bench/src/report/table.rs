@@ -139,7 +139,7 @@ fn row_notes(target: Target, s: &Summary, notes: &mut Vec<String>) {
     }
     if let Some(r) = s.resources.filter(|r| r.hog_cpu_s > 0.0 && r.wall_s > 0.0) {
         notes.push(format!(
-            "{}: the CPU hog on its CPU ran {:.0}% of the wall time",
+            "{}: the CPU hog (pinned to the measured shard's CPU) ran {:.0}% of the wall time",
             target.name(),
             100.0 * r.hog_cpu_s / r.wall_s
         ));
@@ -381,7 +381,7 @@ mod tests {
         row_notes(Target::SameShard, &s, &mut notes);
         assert_eq!(
             notes,
-            ["same-shard: the CPU hog on its CPU ran 38% of the wall time"]
+            ["same-shard: the CPU hog (pinned to the measured shard's CPU) ran 38% of the wall time"]
         );
     }
 
