@@ -100,10 +100,13 @@ pub struct Resources {
     pub involuntary_switches: u64,
     /// Interrupts of the data disk during the runs, summed over CPUs.
     pub disk_interrupts: u64,
-    /// CPU time of the CPU hog beside the target (cases with one; not in
-    /// the target's own figures): the share a thread that is not a shard
-    /// gets on a shard's CPU.
+    /// CPU time of the CPU hog (cases with one; not in the target's own
+    /// figures). Beside a target pinned to the hog's CPU, it is the share a
+    /// thread of the embedding program gets there; beside one that is not,
+    /// the hog has its CPU to itself.
     pub hog_cpu_s: f64,
+    /// The CPU the hog was pinned to.
+    pub hog_on_cpu: Option<usize>,
 }
 
 impl Resources {
@@ -115,6 +118,7 @@ impl Resources {
         self.involuntary_switches += other.involuntary_switches;
         self.disk_interrupts += other.disk_interrupts;
         self.hog_cpu_s += other.hog_cpu_s;
+        self.hog_on_cpu = self.hog_on_cpu.or(other.hog_on_cpu);
     }
 }
 

@@ -173,6 +173,7 @@ fn measured_run(
         spent.cpu_user_s = (spent.cpu_user_s - user_s).max(0.0);
         spent.cpu_system_s = (spent.cpu_system_s - system_s).max(0.0);
         spent.hog_cpu_s = user_s + system_s;
+        spent.hog_on_cpu = Some(env.peer_cpu);
     }
     usage.add(&spent);
     (outcome, drained)

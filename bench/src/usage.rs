@@ -53,6 +53,7 @@ impl Snapshot {
             involuntary_switches: later.involuntary.saturating_sub(self.involuntary),
             disk_interrupts: later.interrupts.saturating_sub(self.interrupts),
             hog_cpu_s: 0.0,
+            hog_on_cpu: None,
         }
     }
 }

@@ -2,33 +2,40 @@
 //! item 3; the choice and its cost are in README, "Sharing CPUs with the
 //! embedding program").
 //!
-//! The mechanism: a shard is an ordinary thread (SCHED_OTHER, nice 0), so
-//! the kernel shares its CPU fairly with any other thread placed there; an
-//! idle shard sleeps after a bounded spin; the blocking pool that runs
-//! handed-off syncs is not pinned. Checked by counting, not by a clock:
-//! while a task keeps every shard's executor from ever sleeping (with the
-//! longest idle spin on top), a thread pinned to each shard's CPU counts
-//! its CPU time against the shard thread's, a caller pinned to a shard's
-//! CPU finishes a fixed number of requests, and every sync it asks for runs
-//! on a helper thread.
+//! The mechanism: a shard is an ordinary thread (it keeps the scheduling
+//! policy and nice value of the thread that started the engine: here
+//! SCHED_OTHER, nice 0), so the kernel shares its CPU fairly with any other
+//! thread placed there; and the blocking pool that runs handed-off syncs is
+//! not pinned to the shard's CPU. Checked by counting, not by a clock:
+//! while a task keeps every shard's executor from ever sleeping, a thread
+//! pinned beside each shard counts its CPU time against the shard thread's,
+//! and a caller pinned to a shard's CPU counts the requests and handed-off
+//! syncs it finishes. The window ends when the first shard's CPU has been
+//! busy for `WINDOW_CPU_NS` (the shard's time and its neighbour's added),
+//! which it always is, so a starved thread fails the counts, not a timeout.
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
 use futures::executor::block_on;
 use shardblob::{Blob, Storage};
 use support::{partition_on, start, without_hanging};
 
-/// Requests the pinned caller makes while the shards are busy.
-const REQUESTS: usize = 200;
+/// CPU time of the first shard's CPU (shard and worker together) that the
+/// window lasts: about 0.4 s of wall time when the two share it evenly.
+const WINDOW_CPU_NS: u64 = 400_000_000;
 /// The caller syncs once every this many writes; each sync is handed to the
 /// shard's blocking pool (`sync_inline_when_idle = false`).
 const SYNC_EVERY: usize = 10;
 /// Least share of a CPU's time, between the shard and the thread pinned
 /// beside it, that each must get: half of the fair half.
 const SHARE_MIN: f64 = 0.25;
+/// Least requests the pinned caller must finish in the window. It finished
+/// 200 in less than the window when the check was written; a caller that
+/// only ran at the scheduler's leftovers would not.
+const REQUESTS_MIN: u64 = 20;
 
 /// CPU time of the calling thread, in nanoseconds.
 fn thread_cpu_ns() -> u64 {
@@ -53,26 +60,54 @@ fn pin_to(cpu: usize) {
     assert_eq!(rc, 0, "sched_setaffinity to CPU {cpu}");
 }
 
-/// Flags shared by the busy shards and the pinned threads: counting starts
-/// at `go` and ends at `stop`.
-#[derive(Clone, Default)]
+/// How many CPUs the calling thread may run on.
+fn allowed_cpus() -> usize {
+    // SAFETY: sched_getaffinity fills the zeroed cpu_set_t we own.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        let rc = libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set);
+        assert_eq!(rc, 0, "sched_getaffinity");
+        libc::CPU_COUNT(&set) as usize
+    }
+}
+
+/// The counting window shared by the busy shards, the pinned threads and
+/// the caller: counting starts at `go` and ends at `stop`.
+#[derive(Default)]
 struct Window {
-    go: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
+    go: AtomicBool,
+    stop: AtomicBool,
+    /// CPU time spent in the window so far, per shard and per worker.
+    shard_ns: [AtomicU64; 2],
+    worker_ns: [AtomicU64; 2],
+    /// Requests and syncs the caller finished in the window.
+    requests: AtomicU64,
+    syncs: AtomicU64,
 }
 
 impl Window {
-    /// The calling thread's CPU time between `go` and `stop`, spent in
-    /// `step` (which must come back soon, to look at the flags).
-    async fn count_cpu_ns(&self, mut step: impl AsyncFnMut()) -> u64 {
+    /// Counts the calling thread's CPU time into `spent` from `go` to
+    /// `stop`, running `step` (which must come back soon) in between.
+    async fn count_cpu_ns(&self, spent: &AtomicU64, mut step: impl AsyncFnMut()) {
         while !self.go.load(Ordering::SeqCst) {
             step().await;
         }
         let start_ns = thread_cpu_ns();
         while !self.stop.load(Ordering::SeqCst) {
             step().await;
+            spent.store(thread_cpu_ns() - start_ns, Ordering::SeqCst);
         }
-        thread_cpu_ns() - start_ns
+    }
+
+    /// Ends the window once shard 0's CPU has been busy `WINDOW_CPU_NS`.
+    fn close_when_counted(&self) {
+        // Bounded: shard 0's task runs until `stop`, so its CPU time grows.
+        while self.shard_ns[0].load(Ordering::SeqCst) + self.worker_ns[0].load(Ordering::SeqCst)
+            < WINDOW_CPU_NS
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        self.stop.store(true, Ordering::SeqCst);
     }
 }
 
@@ -81,59 +116,65 @@ impl Window {
 /// spins between timers), yet polls its rings and queues each time and so
 /// keeps serving requests. (A task that only yields would hold its task
 /// queue for glommio's whole preemption period, and each request would wait
-/// that long.) Sends the shard's CPU first; returns its CPU time.
+/// that long.) Reports `(shard, its CPU, CPUs its blocking pool may use)`.
 fn busy_shard(
     client: &shardblob::Client,
     shard: usize,
-    window: &Window,
-    cpu_of_shard: mpsc::Sender<usize>,
-) -> impl std::future::Future<Output = shardblob::Result<u64>> {
+    window: &Arc<Window>,
+    report: mpsc::Sender<(usize, usize, usize)>,
+) -> impl std::future::Future<Output = shardblob::Result<()>> {
     let window = window.clone();
     client.spawn_on(shard, move |_| async move {
         // SAFETY: sched_getcpu has no arguments; the shard is pinned.
-        let cpu = unsafe { libc::sched_getcpu() };
-        cpu_of_shard.send(cpu as usize).unwrap();
-        window
-            .count_cpu_ns(async || glommio::timer::sleep(std::time::Duration::from_micros(1)).await)
-            .await
+        let cpu = unsafe { libc::sched_getcpu() } as usize;
+        let pool_cpus = glommio::executor().spawn_blocking(allowed_cpus).await;
+        report.send((shard, cpu, pool_cpus)).unwrap();
+        let sleep = async || glommio::timer::sleep(std::time::Duration::from_micros(1)).await;
+        window.count_cpu_ns(&window.shard_ns[shard], sleep).await
     })
 }
 
-/// A thread of the embedding program pinned to `cpu`: computes until the
-/// window ends and returns its CPU time.
-fn pinned_worker(cpu: usize, window: &Window) -> std::thread::JoinHandle<u64> {
+/// A thread of the embedding program pinned beside shard `shard` on `cpu`:
+/// computes until the window ends.
+fn pinned_worker(shard: usize, cpu: usize, window: &Arc<Window>) -> std::thread::JoinHandle<()> {
     let window = window.clone();
     std::thread::spawn(move || {
         pin_to(cpu);
         let mut x = 1u64;
-        block_on(window.count_cpu_ns(async || {
+        let compute = async || {
             for _ in 0..1000 {
                 x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005) + 1);
             }
-        }))
+        };
+        block_on(window.count_cpu_ns(&window.worker_ns[shard], compute));
     })
 }
 
-/// The pinned caller: `REQUESTS` writes and reads of a blob on shard 1 from
-/// a thread on `cpu`, a sync every `SYNC_EVERY` writes. Returns how many
-/// requests and syncs finished.
-fn pinned_caller(client: shardblob::Client, partition: String, cpu: usize) -> (usize, usize) {
+/// The pinned caller: writes and reads a blob on shard 1 from a thread on
+/// `cpu` until the window ends, a sync every `SYNC_EVERY` writes, counting
+/// what finished inside the window.
+fn pinned_caller(client: shardblob::Client, partition: String, cpu: usize, window: &Window) {
     pin_to(cpu);
     block_on(async {
         let (blob, _) = client.open(&partition, b"caller").await.unwrap();
-        let (mut finished, mut synced) = (0, 0);
-        for request in 0..REQUESTS {
-            let bytes = (request as u64).to_le_bytes();
-            blob.write_at(8 * request as u64, &bytes).await.unwrap();
-            let read = blob.read_at(8 * request as u64, 8).await.unwrap();
-            assert_eq!(&read[..], &bytes[..], "request {request}");
-            finished += 1;
-            if (request + 1) % SYNC_EVERY == 0 {
+        let mut request = 0u64;
+        while !window.stop.load(Ordering::SeqCst) {
+            let offset = 8 * (request % 4096);
+            blob.write_at(offset, &request.to_le_bytes()).await.unwrap();
+            let read = blob.read_at(offset, 8).await.unwrap();
+            assert_eq!(&read[..], &request.to_le_bytes()[..], "request {request}");
+            request += 1;
+            let counting = window.go.load(Ordering::SeqCst) && !window.stop.load(Ordering::SeqCst);
+            if (request as usize).is_multiple_of(SYNC_EVERY) {
                 blob.sync().await.unwrap();
-                synced += 1;
+                window
+                    .syncs
+                    .fetch_add(u64::from(counting), Ordering::SeqCst);
             }
+            window
+                .requests
+                .fetch_add(u64::from(counting), Ordering::SeqCst);
         }
-        (finished, synced)
     })
 }
 
@@ -142,40 +183,71 @@ fn share(own_ns: u64, other_ns: u64) -> f64 {
     own_ns as f64 / (own_ns + other_ns).max(1) as f64
 }
 
-/// Would fail if shards took their CPUs from other threads: checked by
-/// hand on 3c7e8ef with the busy task raising its shard thread to nice -20
-/// (the worker beside it then got 1.2% of the CPU, against 49-50% here).
+/// Checked by hand on 04c37a5 to fail when shards take their CPUs from
+/// other threads (the busy task raising its shard thread to nice -20 with
+/// `setpriority`: the worker beside it got 1.2% of the CPU, against
+/// 49.9-50.1% here) and when the blocking pool is pinned to its shard's CPU
+/// (`PoolPlacement::Custom` with that CPU in `engine.rs`).
 #[test]
 fn threads_beside_busy_shards_get_their_share_and_requests_finish() {
     let (engine, dir) = start("cpu-sharing", |c| {
         c.spin_before_park_us = 10_000;
         c.sync_inline_when_idle = false;
     });
+    assert_eq!(engine.shard_count(), 2, "the window counts two shards");
     let client = engine.client();
     let there = partition_on(&engine, 1, "p");
-    let window = Window::default();
-    let (cpus_tx, cpus_rx) = mpsc::channel();
-    let busy: Vec<_> = (0..engine.shard_count())
-        .map(|shard| busy_shard(&client, shard, &window, cpus_tx.clone()))
+    let window = Arc::new(Window::default());
+    let (report_tx, report_rx) = mpsc::channel();
+    let busy: Vec<_> = (0..2)
+        .map(|shard| busy_shard(&client, shard, &window, report_tx.clone()))
         .collect();
-    let counted = without_hanging(move || {
-        let shard_cpus: Vec<usize> = busy.iter().map(|_| cpus_rx.recv().unwrap()).collect();
-        let workers: Vec<_> = shard_cpus
-            .iter()
-            .map(|&cpu| pinned_worker(cpu, &window))
+    drop(report_tx);
+    let counted = window.clone();
+    without_hanging(move || {
+        let mut cpus = [0; 2];
+        for (shard, cpu, pool_cpus) in report_rx.iter().take(2) {
+            cpus[shard] = cpu;
+            let online = std::thread::available_parallelism().map_or(1, |n| n.get());
+            assert!(
+                pool_cpus > 1 || online == 1,
+                "shard {shard}'s blocking pool is pinned to {pool_cpus} CPU"
+            );
+        }
+        let workers: Vec<_> = (0..2)
+            .map(|shard| pinned_worker(shard, cpus[shard], &window))
             .collect();
+        let caller_window = window.clone();
+        let caller =
+            std::thread::spawn(move || pinned_caller(client, there, cpus[0], &caller_window));
         window.go.store(true, Ordering::SeqCst);
-        let done = pinned_caller(client, there, shard_cpus[0]);
-        window.stop.store(true, Ordering::SeqCst);
-        let shard_ns: Vec<u64> = busy.into_iter().map(|b| block_on(b).unwrap()).collect();
-        let worker_ns: Vec<u64> = workers.into_iter().map(|w| w.join().unwrap()).collect();
-        (done, shard_ns, worker_ns)
+        window.close_when_counted();
+        caller.join().unwrap();
+        workers.into_iter().for_each(|w| w.join().unwrap());
+        busy.into_iter().for_each(|b| block_on(b).unwrap());
     });
-    let ((finished, synced), shard_ns, worker_ns) = counted;
-    assert_eq!((finished, synced), (REQUESTS, REQUESTS / SYNC_EVERY));
-    for (shard, (&shard_ns, &worker_ns)) in shard_ns.iter().zip(&worker_ns).enumerate() {
+    check_counts(&counted);
+    drop(engine);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The window's counts: each CPU shared, the caller's requests and syncs done.
+fn check_counts(window: &Window) {
+    let (requests, syncs) = (
+        window.requests.load(Ordering::SeqCst),
+        window.syncs.load(Ordering::SeqCst),
+    );
+    eprintln!("caller: {requests} requests and {syncs} handed-off syncs in the window");
+    assert!(requests >= REQUESTS_MIN, "caller finished {requests}");
+    assert!(
+        syncs >= REQUESTS_MIN / SYNC_EVERY as u64,
+        "caller synced {syncs}"
+    );
+    for shard in 0..2 {
+        let shard_ns = window.shard_ns[shard].load(Ordering::SeqCst);
+        let worker_ns = window.worker_ns[shard].load(Ordering::SeqCst);
         let (worker, busy) = (share(worker_ns, shard_ns), share(shard_ns, worker_ns));
-        eprintln!("shard {shard}: worker beside it {worker:.3}, the shard {busy:.3} of the CPU");
+        eprintln!("shard {shard}'s CPU: the worker {worker:.3}, the shard {busy:.3}");
         assert!(
             worker >= SHARE_MIN,
             "shard {shard}'s CPU: worker {worker:.3}"
@@ -185,6 +257,4 @@ fn threads_beside_busy_shards_get_their_share_and_requests_finish() {
             "shard {shard} was not kept busy: {busy:.3}"
         );
     }
-    drop(engine);
-    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -138,8 +138,9 @@ fn row_notes(target: Target, s: &Summary, notes: &mut Vec<String>) {
         notes.push(format!("{}: {note}", target.name()));
     }
     if let Some(r) = s.resources.filter(|r| r.hog_cpu_s > 0.0 && r.wall_s > 0.0) {
+        let cpu = r.hog_on_cpu.map_or("?".into(), |cpu| cpu.to_string());
         notes.push(format!(
-            "{}: the CPU hog (pinned to the measured shard's CPU) ran {:.0}% of the wall time",
+            "{}: the CPU hog on CPU {cpu} ran {:.0}% of the wall time",
             target.name(),
             100.0 * r.hog_cpu_s / r.wall_s
         ));
@@ -376,12 +377,13 @@ mod tests {
         s.resources = Some(Resources {
             wall_s: 4.0,
             hog_cpu_s: 1.5,
+            hog_on_cpu: Some(1),
             ..Resources::default()
         });
         row_notes(Target::SameShard, &s, &mut notes);
         assert_eq!(
             notes,
-            ["same-shard: the CPU hog (pinned to the measured shard's CPU) ran 38% of the wall time"]
+            ["same-shard: the CPU hog on CPU 1 ran 38% of the wall time"]
         );
     }
 
