@@ -158,7 +158,6 @@ fn meta(cli: &Cli, env: &Env, run: Run) -> Meta {
         duration_ms: plan.duration.as_millis(),
         repeats: plan.repeats,
         undrained: run.undrained,
-        pacer: load::pacer::policy_label().into(),
         data_file_bytes: plan.data_file_bytes,
     }
 }

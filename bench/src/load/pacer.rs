@@ -5,19 +5,10 @@
 //! timer's granularity (tokio's is 1 ms). A tick is only a wake-up: the loop
 //! reads which ops are due from the schedule and the clock, so a tick that
 //! lands while the loop is busy is never lost and never adds an op.
-//!
-//! The pacer runs at the lowest real-time priority (`SCHED_FIFO` 1) where
-//! the process may: it must wake on time however busy the CPUs are, since
-//! a late tick is charged to the target as a late start. Without it, on a
-//! machine whose every CPU hosts a spinning shard (the cross-shard path on
-//! the 2-core dev VM), the kernel let the pacer wait up to a 4 ms tick
-//! behind the caller shard (`bench/results/2026-11-29-hop-tail-trace.md`).
-//! It sleeps between ticks, so it takes next to no CPU from anyone.
-//! `SHARDBLOB_BENCH_PACER=normal` keeps it an ordinary thread (for an A/B).
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
@@ -29,44 +20,6 @@ use super::open::Schedule;
 
 /// Longest sleep between two looks at the stop flag.
 const STOP_CHECK: Duration = Duration::from_millis(10);
-/// The pacer's real-time priority: the lowest `SCHED_FIFO` one.
-const PACER_FIFO_PRIORITY: i32 = 1;
-
-/// How the last pacer thread was scheduled: 0 none ran, 1 `SCHED_FIFO`,
-/// 2 normal by `SHARDBLOB_BENCH_PACER=normal`, 3 normal because the kernel
-/// refused `SCHED_FIFO` (no CAP_SYS_NICE or no real-time budget).
-static PACER_POLICY: AtomicU8 = AtomicU8::new(0);
-
-/// Makes the calling thread `SCHED_FIFO` at `PACER_FIFO_PRIORITY` unless
-/// the environment says otherwise, and records what it got.
-fn make_realtime() -> u8 {
-    let policy = if std::env::var("SHARDBLOB_BENCH_PACER").is_ok_and(|v| v == "normal") {
-        2
-    } else {
-        let param = libc::sched_param {
-            sched_priority: PACER_FIFO_PRIORITY,
-        };
-        // SAFETY: changes only this thread's policy; `param` outlives the call.
-        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
-        if rc == 0 {
-            1
-        } else {
-            3
-        }
-    };
-    PACER_POLICY.store(policy, Ordering::Relaxed);
-    policy
-}
-
-/// How the open loops' pacer ran, for the report's header.
-pub fn policy_label() -> &'static str {
-    match PACER_POLICY.load(Ordering::Relaxed) {
-        0 => "no open loop ran",
-        1 => "SCHED_FIFO 1",
-        2 => "normal (SHARDBLOB_BENCH_PACER=normal)",
-        _ => "normal (SCHED_FIFO refused: late ticks count against the target)",
-    }
-}
 
 struct Shared {
     ticked: AtomicBool,
@@ -98,7 +51,6 @@ impl Pacer {
                 unsafe {
                     libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
                 }
-                let _ = make_realtime();
                 for index in 0..total_ops {
                     if ticker.stopped.load(Ordering::Relaxed) {
                         return;
@@ -174,20 +126,5 @@ mod tests {
         drop(pacer); // joins
         let idle = Pacer::start(Schedule::new(start + Duration::from_secs(3600), 1), 1).unwrap();
         drop(idle); // a pacer whose first tick is an hour away still stops at once
-        assert_ne!(policy_label(), "no open loop ran");
-    }
-
-    #[test]
-    fn the_pacer_is_real_time_exactly_when_it_says_so() {
-        let (policy, actual) = std::thread::spawn(|| {
-            let policy = make_realtime();
-            // SAFETY: sched_getscheduler only reads this thread's policy.
-            (policy, unsafe { libc::sched_getscheduler(0) })
-        })
-        .join()
-        .unwrap();
-        let expected_normal = std::env::var("SHARDBLOB_BENCH_PACER").is_ok_and(|v| v == "normal");
-        assert_eq!(policy == 1, actual == libc::SCHED_FIFO, "policy {policy}");
-        assert_eq!(policy == 2, expected_normal, "policy {policy}");
     }
 }

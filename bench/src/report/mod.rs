@@ -155,8 +155,6 @@ pub struct Meta {
     /// Drains between targets that gave up with dirty or writeback pages left.
     pub undrained: usize,
     pub data_file_bytes: u64,
-    /// How the open loops' pacer thread was scheduled (`load::pacer`).
-    pub pacer: String,
 }
 
 impl Results {
@@ -407,7 +405,6 @@ pub mod fixture {
                 repeats: 5,
                 undrained: 0,
                 data_file_bytes: 1 << 30,
-                pacer: "SCHED_FIFO 1".into(),
             },
             plan,
             by_target,
