@@ -1,11 +1,17 @@
-//! The patched glommio (third_party/glommio/PATCHES.md, patch 1): a shard
-//! that keeps running does not cancel and re-arm its preemption timers on
-//! every pass of its loop, as glommio 0.9.0 does (each a submission, and an
-//! `io_uring_enter`, per pass). Checked by counting the io_uring timeouts
-//! the kernel saw the shard's thread submit (`io_uring:io_uring_submit_req`),
-//! not by a clock. Needs root and tracefs, as the durability audit does.
+//! The patched glommio (third_party/glommio/PATCHES.md, patch 1), which is
+//! off unless `GLOMMIO_KEEP_PREEMPTION_TIMERS=1` (it can lose a wake-up and
+//! park a shard for good): by default a running shard cancels and re-arms
+//! its preemption timers on every pass of its loop, as glommio 0.9.0 does
+//! (each a submission, and an `io_uring_enter`, per pass); with the switch
+//! it keeps a timer that is still armed. Checked by counting the io_uring
+//! timeouts the kernel saw the shard's thread submit
+//! (`io_uring:io_uring_submit_req`), not by a clock. glommio reads the
+//! switch once per process, so the switched case runs in a child process.
+//! Needs root and tracefs, as the durability audit does.
 
 mod support;
+
+use std::process::Command;
 
 use shardblob::{Blob, Storage};
 use support::ftrace::Tracer;
@@ -15,6 +21,8 @@ use support::start;
 const READS: u64 = 2_000;
 /// The blob's size: reads cycle over its 4 KiB blocks.
 const BLOB_BYTES: u64 = 1 << 20;
+/// glommio's switch for the patch (read once per process).
+const KEEP_VAR: &str = "GLOMMIO_KEEP_PREEMPTION_TIMERS";
 
 /// The io_uring submissions of thread `tid` in `lines`, as their opcodes.
 fn opcodes_of(lines: &[String], tid: i32) -> Vec<String> {
@@ -36,8 +44,9 @@ fn opcodes_of(lines: &[String], tid: i32) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_running_shard_does_not_rearm_its_preemption_timers_every_pass() {
+/// Runs `READS` reads on a one-shard engine whose shard never parks, and
+/// returns the data reads and the io_uring timeouts its thread submitted.
+fn reads_and_timeouts() -> (u64, u64) {
     // A spin far longer than a read: the shard never parks between reads,
     // so every pass of its loop is a pass with work (parking re-arms the
     // timer once after each sleep, patched or not).
@@ -72,16 +81,39 @@ fn a_running_shard_does_not_rearm_its_preemption_timers_every_pass() {
     .expect("the shard runs the reads");
     let opcodes = opcodes_of(&tracer.lines(), tid);
     drop(tracer);
+    engine.shutdown().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
     let count = |name: &str| opcodes.iter().filter(|o| o.as_str() == name).count() as u64;
     // Data reads only: plain READ is also the eventfd's, re-armed now and then.
-    let reads = count("READ_FIXED");
-    let timeouts = count("TIMEOUT");
+    let (reads, timeouts) = (count("READ_FIXED"), count("TIMEOUT"));
     assert!(
         reads >= READS,
         "the trace holds {reads} reads of the shard's thread {tid}, expected {READS}: \
          the trace does not see the shard ({} submissions in all)",
         opcodes.len()
     );
+    (reads, timeouts)
+}
+
+#[test]
+fn a_running_shard_rearms_its_timers_every_pass_unless_the_patch_is_switched_on() {
+    let switched_on = std::env::var_os(KEEP_VAR).is_some_and(|v| v == "1");
+    let (_, timeouts) = reads_and_timeouts();
+    if !switched_on {
+        assert!(
+            timeouts >= READS,
+            "by default the shard re-arms its timers every pass as glommio 0.9.0 does: \
+             {timeouts} io_uring timeouts for {READS} reads"
+        );
+        let test = "a_running_shard_rearms_its_timers_every_pass_unless_the_patch_is_switched_on";
+        let child = Command::new(std::env::current_exe().expect("the test binary"))
+            .args([test, "--exact", "--nocapture", "--test-threads=1"])
+            .env(KEEP_VAR, "1")
+            .status()
+            .expect("the test runs again with the patch on");
+        assert!(child.success(), "with {KEEP_VAR}=1: {child}");
+        return;
+    }
     // The throughput timer still fires every `ring_depth` (128) main-ring
     // completions and is armed again: a shard that arms none is broken too.
     assert!(
@@ -90,9 +122,7 @@ fn a_running_shard_does_not_rearm_its_preemption_timers_every_pass() {
     );
     assert!(
         timeouts * 10 < READS,
-        "the shard armed {timeouts} io_uring timeouts for {READS} reads (glommio 0.9.0 \
-         re-arms two per pass: more than one per read)"
+        "with {KEEP_VAR}=1 the shard armed {timeouts} io_uring timeouts for {READS} reads \
+         (glommio 0.9.0 re-arms two per pass: more than one per read)"
     );
-    engine.shutdown().unwrap();
-    let _ = std::fs::remove_dir_all(dir);
 }

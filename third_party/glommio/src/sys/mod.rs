@@ -617,9 +617,12 @@ pub(crate) fn shutdown(raw: RawFd, how: Shutdown) -> io::Result<()> {
 
 /// PATCH (shardblob, third_party/glommio/PATCHES.md): whether the reactor
 /// keeps a preemption timer that is still armed across loop passes (the
-/// patched behaviour) or cancels and re-arms both on every pass (upstream
-/// 0.9.0), which `GLOMMIO_PREEMPT_TIMERS_EVERY_PASS=1` restores for an A/B.
+/// patched behaviour, only with `GLOMMIO_KEEP_PREEMPTION_TIMERS=1`: it can
+/// lose a wake-up and park an executor for good) or cancels and re-arms
+/// both on every pass (upstream 0.9.0, the default).
 pub(crate) fn keep_preemption_timers() -> bool {
     static KEEP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *KEEP.get_or_init(|| std::env::var_os("GLOMMIO_PREEMPT_TIMERS_EVERY_PASS").is_none())
+    *KEEP.get_or_init(|| {
+        std::env::var_os("GLOMMIO_KEEP_PREEMPTION_TIMERS").is_some_and(|v| v == "1")
+    })
 }
