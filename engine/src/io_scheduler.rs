@@ -73,7 +73,7 @@ pub(crate) fn check(config: &SchedConfig) -> Result<(), Error> {
         "io_scheduler.throughput_every",
         config.throughput_every as u64,
         1..=IO_SCHEDULER_THROUGHPUT_EVERY_MAX as u64,
-        "1 gives every other dispatch to bulk work when both classes wait; 4 is the default",
+        "when both classes wait, bulk work gets at least one dispatch in this many (1: every one it fits); 4 is the default",
     )?;
     within(
         "io_scheduler.queue_max",

@@ -1,7 +1,8 @@
 //! The Markdown report, the body of bench/RESULTS.md: the run's
 //! environment, a verdict on each performance target of issue 5 from the
 //! ratio of ours to the peer in each repeat (met when every repeat meets
-//! it, missed when none does, else within the spread), the rate sweep, and
+//! it, missed when none does, else within the spread, saying whether the
+//! ratio of the medians met it), the rate sweep, and
 //! every case's table. The tables are the text report's cells (`table::case_table`),
 //! so the two never disagree; every figure comes from results.json.
 
@@ -23,8 +24,11 @@ use crate::workload::WorkloadKind;
 pub enum Verdict {
     Met,
     Missed,
-    /// Met by the medians' ratio on some repeats and missed on others.
-    WithinSpread,
+    /// Met on some repeats and missed on others; `median_met`: whether the
+    /// ratio of the medians meets it (what a target judged on medians asks).
+    WithinSpread {
+        median_met: bool,
+    },
 }
 
 impl Verdict {
@@ -32,7 +36,8 @@ impl Verdict {
         match self {
             Verdict::Met => "met",
             Verdict::Missed => "**missed**",
-            Verdict::WithinSpread => "within the spread",
+            Verdict::WithinSpread { median_met: true } => "within the spread (median met)",
+            Verdict::WithinSpread { median_met: false } => "within the spread (median **missed**)",
         }
     }
 
@@ -41,7 +46,13 @@ impl Verdict {
         match (self, other) {
             (Verdict::Missed, _) | (_, Verdict::Missed) => Verdict::Missed,
             (Verdict::Met, Verdict::Met) => Verdict::Met,
-            _ => Verdict::WithinSpread,
+            (Verdict::WithinSpread { median_met }, Verdict::Met)
+            | (Verdict::Met, Verdict::WithinSpread { median_met }) => {
+                Verdict::WithinSpread { median_met }
+            }
+            (Verdict::WithinSpread { median_met: a }, Verdict::WithinSpread { median_met: b }) => {
+                Verdict::WithinSpread { median_met: a && b }
+            }
         }
     }
 }
@@ -85,7 +96,9 @@ pub fn judge(ratio: &Spread, bound: f64, at_least: bool) -> Verdict {
         _ if ratio.median.is_nan() => Verdict::Missed,
         (true, true) => Verdict::Met,
         (false, false) => Verdict::Missed,
-        _ => Verdict::WithinSpread,
+        _ => Verdict::WithinSpread {
+            median_met: meets(ratio.median),
+        },
     }
 }
 
@@ -416,12 +429,26 @@ mod tests {
         assert_eq!(judge(&ratio(1.0, 0.96, 1.1), 0.95, true), Verdict::Met);
         assert_eq!(
             judge(&ratio(1.0, 0.9, 1.1), 0.95, true),
-            Verdict::WithinSpread
+            Verdict::WithinSpread { median_met: true }
         );
+        let missed_by_median = judge(&ratio(0.9, 0.85, 1.0), 0.95, true);
+        assert_eq!(
+            missed_by_median,
+            Verdict::WithinSpread { median_met: false }
+        );
+        assert_eq!(
+            missed_by_median.word(),
+            "within the spread (median **missed**)"
+        );
+        assert_eq!(
+            missed_by_median.and(Verdict::WithinSpread { median_met: true }),
+            missed_by_median
+        );
+        assert_eq!(missed_by_median.and(Verdict::Met), missed_by_median);
         assert_eq!(judge(&ratio(0.8, 0.7, 0.9), 0.95, true), Verdict::Missed);
         assert_eq!(
             judge(&ratio(1.1, 1.0, 1.3), 1.2, false),
-            Verdict::WithinSpread
+            Verdict::WithinSpread { median_met: true }
         );
         assert_eq!(
             judge(&ratio(f64::NAN, 0.0, 0.0), 1.2, false),
@@ -467,7 +494,7 @@ mod tests {
         let qd1 = row(&rows, "rand read 4KiB qd1");
         // 20,000 (18,000..22,000) vs 19,000 (17,100..20,900): 0.86..1.29.
         assert!(qd1.1.contains("1.05x (0.86-1.29)"), "{}", qd1.1);
-        assert_eq!(qd1.2, Verdict::WithinSpread);
+        assert_eq!(qd1.2, Verdict::WithinSpread { median_met: true });
     }
 
     #[test]

@@ -2,14 +2,20 @@
 //!
 //! Reads need no alignment from the caller: the file seam reads the covering
 //! blocks and hands back a view of the requested bytes, without a copy. No
-//! device read covers more than the scheduler's piece (`piece_bytes`, at
-//! most `IO_BYTES_MAX`; more can hang a device, glommio issue 633): a read
+//! device read of `read_at` or `read_into` covers more than the scheduler's
+//! piece (`piece_bytes`, at most `IO_BYTES_MAX`; more can hang a device,
+//! glommio issue 633): a read
 //! whose blocks span more is cut at piece boundaries counted from its first
 //! block ([`pieces`]), so an unaligned read of one piece is two device
 //! reads. `read_at` and `read_into` issue the pieces one after another, each
 //! scheduled on its own, and gather them into one owned buffer; a
 //! `read_many` range of several pieces goes to the device as several ranges
-//! of the batch and is gathered when its last piece is in.
+//! of the batch and is gathered when its last piece is in. On DMA files
+//! glommio may merge adjacent ranges of one batch into one device read, up
+//! to the device's `max_sectors_kb` (`fs::dma`, `MergedBufferLimit::
+//! DeviceMaxSingleRequest`): such a read can span several pieces, each
+//! still scheduled on its own, and never more than the device takes in one
+//! request.
 //!
 //! Every read holds the blob's `meta` lock shared from its range check to
 //! its last completion, so a shrinking resize waits for it; a trim (of the
