@@ -2,7 +2,7 @@
 //! environment, a verdict on each performance target of issue 5 from the
 //! ratio of ours to the peer in each repeat (met when every repeat meets
 //! it, missed when none does, else within the spread, saying whether the
-//! ratio of the medians met it), the rate sweep, and
+//! median of the figures column met it), the rate sweep, and
 //! every case's table. The tables are the text report's cells (`table::case_table`),
 //! so the two never disagree; every figure comes from results.json.
 
@@ -25,7 +25,9 @@ pub enum Verdict {
     Met,
     Missed,
     /// Met on some repeats and missed on others; `median_met`: whether the
-    /// ratio of the medians meets it (what a target judged on medians asks).
+    /// median (of the per-repeat ratios or differences, or the ratio of the
+    /// medians, as the figures column says) meets it: what a target judged
+    /// on medians asks.
     WithinSpread {
         median_met: bool,
     },

@@ -1910,8 +1910,10 @@ impl Reactor {
             if !(keep_latency && self.latency_timer_fresh(Some(preempt))) {
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
-                self.latency_preemption_armed
-                    .set(Some((preempt, Instant::now())));
+                if crate::sys::keep_preemption_timers() {
+                    self.latency_preemption_armed
+                        .set(Some((preempt, Instant::now())));
+                }
             }
             flush_rings!(lat_ring, main_ring)?;
         }
