@@ -52,8 +52,7 @@ impl Snapshot {
             voluntary_switches: later.voluntary.saturating_sub(self.voluntary),
             involuntary_switches: later.involuntary.saturating_sub(self.involuntary),
             disk_interrupts: later.interrupts.saturating_sub(self.interrupts),
-            hog_cpu_s: 0.0,
-            hog_on_cpu: None,
+            ..Resources::default()
         }
     }
 }

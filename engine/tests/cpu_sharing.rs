@@ -79,8 +79,6 @@ struct Window {
     /// CPU time spent in the window so far, per shard and per worker.
     shard_ns: [AtomicU64; 2],
     worker_ns: [AtomicU64; 2],
-    /// The caller made all its requests and syncs.
-    caller_done: AtomicBool,
 }
 
 impl Window {
@@ -97,18 +95,16 @@ impl Window {
         }
     }
 
-    /// Ends the window once the caller is done and each shard's CPU has
-    /// been busy `WINDOW_CPU_NS`.
-    fn close_when_counted(&self) {
-        let busy_ns = |cpu: usize| {
-            self.shard_ns[cpu].load(Ordering::SeqCst) + self.worker_ns[cpu].load(Ordering::SeqCst)
+    /// Ends the window once `caller` has finished (done or panicked) and
+    /// each shard's CPU has been busy `WINDOW_CPU_NS`.
+    fn close_when_counted<T>(&self, caller: &std::thread::JoinHandle<T>) {
+        let busy_ns = |shard: usize| {
+            self.shard_ns[shard].load(Ordering::SeqCst)
+                + self.worker_ns[shard].load(Ordering::SeqCst)
         };
         // Bounded: each busy task runs until `stop`, so its CPU time grows;
         // the caller is bounded by `without_hanging`.
-        while !self.caller_done.load(Ordering::SeqCst)
-            || busy_ns(0) < WINDOW_CPU_NS
-            || busy_ns(1) < WINDOW_CPU_NS
-        {
+        while !caller.is_finished() || busy_ns(0) < WINDOW_CPU_NS || busy_ns(1) < WINDOW_CPU_NS {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         self.stop.store(true, Ordering::SeqCst);
@@ -156,9 +152,9 @@ fn pinned_worker(shard: usize, cpu: usize, window: &Arc<Window>) -> std::thread:
 
 /// The pinned caller: `PAIRS` writes and reads of a blob on shard 1 from a
 /// thread on `cpu`, a sync every `SYNC_EVERY` writes. Returns the syncs.
-fn pinned_caller(client: shardblob::Client, partition: String, cpu: usize, window: &Window) -> u64 {
+fn pinned_caller(client: shardblob::Client, partition: String, cpu: usize) -> u64 {
     pin_to(cpu);
-    let synced = block_on(async {
+    block_on(async {
         let (blob, _) = client.open(&partition, b"caller").await.unwrap();
         let mut synced = 0;
         for pair in 0..PAIRS {
@@ -171,9 +167,7 @@ fn pinned_caller(client: shardblob::Client, partition: String, cpu: usize, windo
             }
         }
         synced
-    });
-    window.caller_done.store(true, Ordering::SeqCst);
-    synced
+    })
 }
 
 /// The share of a CPU's counted time that `own_ns` is, against `other_ns`.
@@ -212,10 +206,8 @@ fn threads_beside_busy_shards_get_their_share_and_requests_finish() {
             .map(|shard| pinned_worker(shard, cpus[shard], &window))
             .collect();
         window.go.store(true, Ordering::SeqCst);
-        let caller_window = window.clone();
-        let caller =
-            std::thread::spawn(move || pinned_caller(client, there, cpus[0], &caller_window));
-        window.close_when_counted();
+        let caller = std::thread::spawn(move || pinned_caller(client, there, cpus[0]));
+        window.close_when_counted(&caller);
         let synced = caller.join();
         workers.into_iter().for_each(|w| w.join().unwrap());
         busy.into_iter().for_each(|b| block_on(b).unwrap());
