@@ -108,13 +108,17 @@ pub struct Config {
     pub channel_capacity: usize,
     /// Forwarded requests one shard serves concurrently.
     pub inflight_per_shard_max: usize,
+    /// Of `inflight_per_shard_max`, permits only latency-class requests
+    /// may take: throughput-class requests hold at most the rest (at
+    /// least 1). See [`Config::inflight_throughput_per_shard_max`].
+    pub inflight_latency_reserved_per_shard: usize,
     /// A sync with no other I/O of its shard in flight blocks the shard for
     /// its fdatasync instead of handing it to a helper thread.
     pub sync_inline_when_idle: bool,
     /// Helper threads per shard for blocking calls (handed-off syncs).
     pub blocking_threads_per_shard: usize,
-    /// Bytes the queued and running forwarded requests of one shard may
-    /// hold (payloads, expected read replies, spawn jobs).
+    /// Bytes the queued and running forwarded requests of one shard and
+    /// I/O class may hold (payloads, expected read replies, spawn jobs).
     pub queue_bytes_per_shard_max: u64,
     /// How long `Engine::shutdown` waits for running `spawn_on` tasks
     /// before it cancels them, in milliseconds.
@@ -196,6 +200,7 @@ macro_rules! config_fields {
             ring_depth: usize,
             channel_capacity: usize,
             inflight_per_shard_max: usize,
+            inflight_latency_reserved_per_shard: usize,
             sync_inline_when_idle: bool,
             blocking_threads_per_shard: usize,
             queue_bytes_per_shard_max: u64,
@@ -280,6 +285,16 @@ impl Config {
         (self.spin_before_park_us > 0).then(|| Duration::from_micros(self.spin_before_park_us))
     }
 
+    /// How many forwarded throughput-class requests one shard serves at
+    /// once: `inflight_per_shard_max` less the permits reserved for the
+    /// latency class, at least 1 (so bulk work is never shut out, and with
+    /// a bound of 1 both classes share the one permit).
+    pub fn inflight_throughput_per_shard_max(&self) -> usize {
+        self.inflight_per_shard_max
+            .saturating_sub(self.inflight_latency_reserved_per_shard)
+            .max(1)
+    }
+
     /// Checks every value and resolves the placement on this machine into
     /// one CPU per shard.
     pub fn validate(&self) -> Result<ResolvedConfig, Error> {
@@ -344,6 +359,12 @@ impl Config {
             self.inflight_per_shard_max as u64,
             1..=INFLIGHT_PER_SHARD_MAX as u64,
             "0 would serve no forwarded request; 128 is the default",
+        )?;
+        within(
+            "inflight_latency_reserved_per_shard",
+            self.inflight_latency_reserved_per_shard as u64,
+            0..=INFLIGHT_PER_SHARD_MAX as u64,
+            "0 lets bulk requests take every in-flight permit; 32 is the default",
         )?;
         within(
             "blocking_threads_per_shard",
@@ -518,6 +539,7 @@ mod tests {
                 ring_depth: 128,
                 channel_capacity: 256,
                 inflight_per_shard_max: 128,
+                inflight_latency_reserved_per_shard: 32,
                 sync_inline_when_idle: true,
                 blocking_threads_per_shard: 4,
                 queue_bytes_per_shard_max: 32 << 20,
@@ -528,6 +550,25 @@ mod tests {
             }
         );
         assert_eq!(parsed.spin_before_park(), Some(Duration::from_micros(50)));
+    }
+
+    #[test]
+    fn the_throughput_class_gets_the_permits_not_reserved_and_at_least_one() {
+        let with = |inflight, reserved| Config {
+            inflight_per_shard_max: inflight,
+            inflight_latency_reserved_per_shard: reserved,
+            ..Config::default()
+        };
+        assert_eq!(Config::default().inflight_throughput_per_shard_max(), 96);
+        assert_eq!(with(4, 0).inflight_throughput_per_shard_max(), 4);
+        assert_eq!(with(8, 6).inflight_throughput_per_shard_max(), 2);
+        assert_eq!(with(2, 32).inflight_throughput_per_shard_max(), 1);
+        assert_eq!(with(1, 1).inflight_throughput_per_shard_max(), 1);
+        let error = with(128, (1 << 20) + 1).check_values().unwrap_err();
+        assert!(
+            error.to_string().contains("inflight_latency_reserved_per_shard"),
+            "{error}"
+        );
     }
 
     #[test]

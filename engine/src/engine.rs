@@ -32,6 +32,7 @@ use shardblob_shards::{DataDir, Error, Result, ShardStore};
 use crate::client::Client;
 use crate::config::{Config, ResolvedConfig};
 use crate::message::{BlobId, Envelope};
+use crate::per_class::PerClass;
 use crate::remote::SyncRequest;
 use crate::routing::shard_of;
 use crate::shard::{self, Control, ShardParts};
@@ -68,8 +69,8 @@ struct Wiring {
 /// The queues of one shard, before its thread starts.
 struct ShardQueues {
     to_peers: PeerSenders,
-    from_peers: Vec<SharedReceiver<Envelope>>,
-    foreign_requests: async_channel::Receiver<Envelope>,
+    from_peers: PeerReceivers,
+    foreign_requests: PerClass<async_channel::Receiver<Envelope>>,
     syncs: async_channel::Receiver<SyncRequest>,
     closes: async_channel::Receiver<BlobId>,
 }
@@ -176,7 +177,7 @@ fn spawn_shard(
 
 /// The per-shard queues from threads outside a shard into it.
 struct Inbound {
-    requests: Vec<async_channel::Receiver<Envelope>>,
+    requests: Vec<PerClass<async_channel::Receiver<Envelope>>>,
     syncs: Vec<async_channel::Receiver<SyncRequest>>,
     closes: Vec<async_channel::Receiver<BlobId>>,
 }
@@ -184,7 +185,7 @@ struct Inbound {
 /// Builds the router and the receiving ends of its queues.
 fn route(config: &Config, shard_count: usize) -> (Arc<Router>, Inbound) {
     let (request_tx, requests): (Vec<_>, Vec<_>) = (0..shard_count)
-        .map(|_| async_channel::bounded(config.channel_capacity))
+        .map(|_| PerClass::new(|_| async_channel::bounded(config.channel_capacity)).unzip())
         .unzip();
     let (sync_tx, syncs): (Vec<_>, Vec<_>) =
         (0..shard_count).map(|_| async_channel::unbounded()).unzip();
@@ -205,23 +206,22 @@ fn route(config: &Config, shard_count: usize) -> (Arc<Router>, Inbound) {
 }
 
 /// The senders of one shard to each other shard (`None` at its own index).
-type PeerSenders = Vec<Option<SharedSender<Envelope>>>;
+type PeerSenders = Vec<Option<PerClass<SharedSender<Envelope>>>>;
 
-/// One single-producer channel per ordered pair of shards: the senders of
-/// each shard and the receivers of each shard.
-fn peer_channels(
-    shard_count: usize,
-    capacity: usize,
-) -> (Vec<PeerSenders>, Vec<Vec<SharedReceiver<Envelope>>>) {
+/// The receivers of one shard from each other shard.
+type PeerReceivers = Vec<PerClass<SharedReceiver<Envelope>>>;
+
+/// One single-producer channel per ordered pair of shards and I/O class:
+/// the senders of each shard and the receivers of each shard.
+fn peer_channels(shard_count: usize, capacity: usize) -> (Vec<PeerSenders>, Vec<PeerReceivers>) {
     let mut to_peers: Vec<PeerSenders> = (0..shard_count)
         .map(|_| (0..shard_count).map(|_| None).collect())
         .collect();
-    let mut from_peers: Vec<Vec<SharedReceiver<Envelope>>> =
-        (0..shard_count).map(|_| Vec::new()).collect();
+    let mut from_peers: Vec<PeerReceivers> = (0..shard_count).map(|_| Vec::new()).collect();
     for (from, senders) in to_peers.iter_mut().enumerate() {
         for (to, sender) in senders.iter_mut().enumerate() {
             if from != to {
-                let (tx, rx) = shared_channel::new_bounded(capacity);
+                let (tx, rx) = PerClass::new(|_| shared_channel::new_bounded(capacity)).unzip();
                 *sender = Some(tx);
                 from_peers[to].push(rx);
             }
@@ -472,6 +472,7 @@ fn executor_builder(resolved: &ResolvedConfig, cpu: usize, index: usize) -> Loca
 /// The configuration a shard's serving code needs.
 struct ShardLimits {
     inflight_max: usize,
+    inflight_throughput_max: usize,
     spin_before_park: Option<std::time::Duration>,
     sync_inline_when_idle: bool,
     preallocate_bytes: u64,
@@ -490,6 +491,7 @@ impl ShardLimits {
         let _ = index;
         ShardLimits {
             inflight_max: config.inflight_per_shard_max,
+            inflight_throughput_max: config.inflight_throughput_per_shard_max(),
             spin_before_park: config.spin_before_park(),
             sync_inline_when_idle: config.sync_inline_when_idle,
             preallocate_bytes: config.preallocate_bytes,
@@ -562,13 +564,22 @@ fn run_shard_thread(
         if !matches!(wiring.go.recv().await, Ok(true)) {
             return;
         }
+        // Each pair connects its latency channel first, on both sides.
         let connecting = wiring.queues.to_peers.into_iter().map(|tx| async move {
             match tx {
-                Some(tx) => Some(tx.connect().await),
+                Some(tx) => Some(PerClass {
+                    latency: tx.latency.connect().await,
+                    throughput: tx.throughput.connect().await,
+                }),
                 None => None,
             }
         });
-        let receiving = wiring.queues.from_peers.into_iter().map(|rx| rx.connect());
+        let receiving = wiring.queues.from_peers.into_iter().map(|rx| async move {
+            PerClass {
+                latency: rx.latency.connect().await,
+                throughput: rx.throughput.connect().await,
+            }
+        });
         let (peers, peer_requests) =
             futures_lite::future::zip(join_all(connecting), join_all(receiving)).await;
         let parts = ShardParts {
@@ -581,6 +592,7 @@ fn run_shard_thread(
             syncs: wiring.queues.syncs,
             closes: wiring.queues.closes,
             inflight_max: limits.inflight_max,
+            inflight_throughput_max: limits.inflight_throughput_max,
             spin_before_park: limits.spin_before_park,
         };
         shard::run(parts, wiring.control, wiring.report).await;

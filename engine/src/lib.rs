@@ -39,6 +39,7 @@ mod engine;
 mod io_scheduler;
 mod local;
 mod message;
+mod per_class;
 mod placement;
 mod preflight;
 mod remote;

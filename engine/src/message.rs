@@ -7,9 +7,9 @@
 //! itself, so a reply lost with a dropped future still closes the open.
 //!
 //! Each queued request travels in an [`Envelope`] with the I/O class of
-//! the operation that sent it (`IoClass::current()` of the sending future)
-//! and the share of its
-//! shard's byte budget it holds ([`Request::cost_bytes`]), given back when
+//! the operation that sent it (`IoClass::current()` of the sending future,
+//! which also chose the queue and the byte budget of that class) and the
+//! share of the budget it holds ([`Request::cost_bytes`]), given back when
 //! the shard has served it; a `read_many` hands it on to its stream, which
 //! holds it until the items are read.
 
@@ -100,17 +100,6 @@ pub struct Envelope {
     pub request: Request,
     pub charge: Charge,
     pub class: IoClass,
-}
-
-impl Envelope {
-    /// `request` in the I/O class of the operation sending it.
-    pub fn new(request: Request, charge: Charge) -> Envelope {
-        Envelope {
-            request,
-            charge,
-            class: IoClass::current(),
-        }
-    }
 }
 
 impl Request {

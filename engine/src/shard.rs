@@ -1,13 +1,19 @@
 //! One shard at run time: its store, its queues, and the loops that serve
 //! requests forwarded by other shards and foreign threads.
 //!
-//! Each inbound queue (one per peer shard, one for foreign threads, the sync
-//! lane) has a receive loop. A loop takes a request first and a permit of
-//! the shard's in-flight bound second, so an idle loop holds no permit: the
-//! bound means what it says at any shard count, even below the number of
-//! queues (each loop holds at most one request while it waits for a
-//! permit). Every request runs as its own task, so a slow operation never
-//! holds up the queue behind it.
+//! Each inbound queue (one per peer shard and I/O class, one per class for
+//! foreign threads, the sync lane) has a receive loop. A loop takes a
+//! request first and a permit of the shard's in-flight bound second, so an
+//! idle loop holds no permit: the bound means what it says at any shard
+//! count, even below the number of queues (each loop holds at most one
+//! request while it waits for a permit). Every request runs as its own
+//! task, so a slow operation never holds up the queue behind it.
+//!
+//! A throughput-class request also takes a permit of the class's own,
+//! smaller bound (`inflight_latency_reserved_per_shard` fewer), so that
+//! bulk requests never hold every permit: a latency-class request, which
+//! has queues of its own (`transport.rs`), finds a permit free and its
+//! device calls overtake the bulk ones in the I/O scheduler.
 //!
 //! `spawn_on` jobs take a permit only to start: a user task may run for
 //! ever (an accept loop), and holding a permit would starve forwarded
@@ -24,7 +30,7 @@ use std::time::Duration;
 
 use futures_lite::StreamExt;
 use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
-use glommio::sync::Semaphore;
+use glommio::sync::{Semaphore, StaticPermit};
 use glommio::task::JoinHandle;
 
 use shardblob_shards::fs::any::AnyFs;
@@ -33,6 +39,7 @@ use shardblob_shards::{Blob, Error, IoClass, Result, ShardBlob, ShardStore};
 
 use crate::local::ShardStorage;
 use crate::message::{BlobId, Envelope, Reply, Request, Spawn};
+use crate::per_class::PerClass;
 use crate::remote::{CloseOnDrop, SyncRequest, SyncWaiters};
 use crate::stats::queue::QueueGauge;
 use crate::stats::ShardStats;
@@ -48,16 +55,19 @@ pub struct ShardContext {
     pub(crate) index: usize,
     pub(crate) router: Arc<Router>,
     pub(crate) store: ShardStore<AnyFs>,
-    /// Senders to every other shard (`None` at this shard's own index).
-    peers: Vec<Option<ConnectedSender<Envelope>>>,
+    /// Senders to every other shard, per class (`None` at this shard's
+    /// own index).
+    peers: Vec<Option<PerClass<ConnectedSender<Envelope>>>>,
     /// Blobs opened here on behalf of other threads.
     opened: RefCell<HashMap<BlobId, ShardBlob<AnyFs>>>,
     next_id: Cell<BlobId>,
     closes: async_channel::Receiver<BlobId>,
-    foreign: async_channel::Receiver<Envelope>,
+    foreign: PerClass<async_channel::Receiver<Envelope>>,
     syncs: async_channel::Receiver<SyncRequest>,
     inflight: Rc<Semaphore>,
     inflight_max: u64,
+    /// The throughput class's share of `inflight`, taken before it.
+    inflight_throughput: Rc<Semaphore>,
     /// Running `spawn_on` tasks, by a shard-local id.
     tasks: RefCell<HashMap<u64, JoinHandle<()>>>,
     next_task: Cell<u64>,
@@ -72,12 +82,13 @@ pub struct ShardParts {
     pub index: usize,
     pub router: Arc<Router>,
     pub store: ShardStore<AnyFs>,
-    pub peers: Vec<Option<ConnectedSender<Envelope>>>,
-    pub peer_requests: Vec<ConnectedReceiver<Envelope>>,
-    pub foreign_requests: async_channel::Receiver<Envelope>,
+    pub peers: Vec<Option<PerClass<ConnectedSender<Envelope>>>>,
+    pub peer_requests: Vec<PerClass<ConnectedReceiver<Envelope>>>,
+    pub foreign_requests: PerClass<async_channel::Receiver<Envelope>>,
     pub syncs: async_channel::Receiver<SyncRequest>,
     pub closes: async_channel::Receiver<BlobId>,
     pub inflight_max: usize,
+    pub inflight_throughput_max: usize,
     pub spin_before_park: Option<Duration>,
 }
 
@@ -110,6 +121,7 @@ impl ShardContext {
             .as_ref()
             .expect("a shard forwards only to other shards");
         let pushed = self.router.gauges[shard].peers[self.index].push();
+        let sender = sender.get(envelope.class);
         sender.send(envelope).await.map_err(|_| Error::Shutdown)?;
         pushed.sent();
         Ok(())
@@ -140,6 +152,20 @@ impl ShardContext {
             sync_queue: gauges.syncs.read(),
             peer_queues,
         }
+    }
+
+    /// Drops the requests still queued by foreign threads (their callers
+    /// get `Shutdown`); returns how many.
+    fn drop_foreign(&self) -> usize {
+        let mut dropped = 0usize;
+        for queue in self.foreign.iter() {
+            while let Ok(envelope) = queue.try_recv() {
+                self.gauge(Inbound::Foreign).popped();
+                drop(envelope);
+                dropped += 1;
+            }
+        }
+        dropped
     }
 
     /// Lets go of the blobs whose remote handles were all dropped.
@@ -454,25 +480,45 @@ impl ShardContext {
         self.tasks.borrow().len()
     }
 
-    /// Takes messages from one queue until it closes or the shard stops,
-    /// serving each as its own task under an in-flight permit.
-    async fn serve<M, S, F, Fut>(self: Rc<Self>, mut queue: S, inbound: Inbound, handle: F)
-    where
+    /// The in-flight permits a request of `class` runs under: the
+    /// throughput class's own first, then one of the shard's bound. `None`
+    /// once the shard stops.
+    async fn permits(&self, class: IoClass) -> Option<(StaticPermit, Option<StaticPermit>)> {
+        let bulk = match class {
+            IoClass::Latency => None,
+            IoClass::Throughput => {
+                let bulk = self.inflight_throughput.clone();
+                Some(bulk.acquire_static_permit(1).await.ok()?)
+            }
+        };
+        let permit = self.inflight.clone().acquire_static_permit(1).await.ok()?;
+        Some((permit, bulk))
+    }
+
+    /// Takes messages of `class` from one queue until it closes or the
+    /// shard stops, serving each as its own task under in-flight permits.
+    async fn serve<M, S, F, Fut>(
+        self: Rc<Self>,
+        mut queue: S,
+        inbound: Inbound,
+        class: IoClass,
+        handle: F,
+    ) where
         S: futures_lite::Stream<Item = M> + Unpin,
         F: Fn(Rc<Self>, M) -> Fut,
         Fut: Future<Output = ()> + 'static,
     {
-        // Each turn takes one message and waits for one permit: bounded by
+        // Each turn takes one message and waits for its permits: bounded by
         // the queue, which the senders bound.
         while let Some(message) = queue.next().await {
             self.gauge(inbound).popped();
-            let Ok(permit) = self.inflight.clone().acquire_static_permit(1).await else {
+            let Some(permits) = self.permits(class).await else {
                 return;
             };
             let served = handle(self.clone(), message);
             glommio::spawn_local(async move {
                 served.await;
-                drop(permit);
+                drop(permits);
             })
             .detach();
         }
@@ -508,6 +554,7 @@ pub async fn run(
         syncs: parts.syncs,
         inflight: Rc::new(Semaphore::new(parts.inflight_max as u64)),
         inflight_max: parts.inflight_max as u64,
+        inflight_throughput: Rc::new(Semaphore::new(parts.inflight_throughput_max as u64)),
         tasks: RefCell::new(HashMap::new()),
         next_task: Cell::new(0),
         task_ended: event_listener::Event::new(),
@@ -519,12 +566,7 @@ pub async fn run(
 
     if let Ok(Control::Quiesce { grace }) = control.recv().await {
         // Foreign queues are closed: what they still hold is dropped here.
-        let mut dropped = 0usize;
-        while let Ok(envelope) = context.foreign.try_recv() {
-            context.gauge(Inbound::Foreign).popped();
-            drop(envelope);
-            dropped += 1;
-        }
+        let dropped = context.drop_foreign();
         tracing::debug!(
             shard = context.index,
             dropped,
@@ -539,30 +581,42 @@ pub async fn run(
 }
 
 /// Starts the loops that serve the shard's queues (`peer_requests`: one
-/// from each other shard, in the order of the senders) and its close
-/// notices.
+/// per class from each other shard, in the order of the senders) and its
+/// close notices.
 fn start_loops(
     context: &Rc<ShardContext>,
-    peer_requests: Vec<ConnectedReceiver<Envelope>>,
+    peer_requests: Vec<PerClass<ConnectedReceiver<Envelope>>>,
 ) -> Vec<glommio::Task<()>> {
     let mut loops = Vec::new();
     let senders = (0..context.router.shard_count()).filter(|&from| from != context.index);
-    for (from, queue) in senders.zip(peer_requests) {
-        let serving =
-            context
-                .clone()
-                .serve(queue, Inbound::Peer(from), ShardContext::handle_envelope);
+    for (from, queues) in senders.zip(peer_requests) {
+        for (class, queue) in queues.into_iter_classes() {
+            let serving = context.clone().serve(
+                queue,
+                Inbound::Peer(from),
+                class,
+                ShardContext::handle_envelope,
+            );
+            loops.push(glommio::spawn_local(serving));
+        }
+    }
+    for (class, foreign) in context.foreign.clone().into_iter_classes() {
+        let serving = context.clone().serve(
+            Box::pin(foreign),
+            Inbound::Foreign,
+            class,
+            ShardContext::handle_foreign,
+        );
         loops.push(glommio::spawn_local(serving));
     }
-    let foreign = Box::pin(context.foreign.clone());
-    let serving = context
-        .clone()
-        .serve(foreign, Inbound::Foreign, ShardContext::handle_foreign);
-    loops.push(glommio::spawn_local(serving));
+    // Started syncs flush, and a flush is latency work (`ARCHITECTURE.md`).
     let syncs = Box::pin(context.syncs.clone());
-    let serving = context
-        .clone()
-        .serve(syncs, Inbound::Syncs, ShardContext::handle_sync);
+    let serving = context.clone().serve(
+        syncs,
+        Inbound::Syncs,
+        IoClass::Latency,
+        ShardContext::handle_sync,
+    );
     loops.push(glommio::spawn_local(serving));
     let closer = context.clone();
     loops.push(glommio::spawn_local(async move {
@@ -589,12 +643,11 @@ async fn stop(context: &Rc<ShardContext>, loops: Vec<glommio::Task<()>>) {
     for serving in loops {
         serving.cancel().await;
     }
-    context.foreign.close();
-    context.syncs.close();
-    while let Ok(envelope) = context.foreign.try_recv() {
-        context.gauge(Inbound::Foreign).popped();
-        drop(envelope);
+    for queue in context.foreign.iter() {
+        queue.close();
     }
+    context.syncs.close();
+    context.drop_foreign();
     while let Ok(sync) = context.syncs.try_recv() {
         context.gauge(Inbound::Syncs).popped();
         drop(sync);

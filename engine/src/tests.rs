@@ -122,7 +122,7 @@ fn queued_requests_are_bounded_in_bytes() {
     config.channel_capacity = 1024;
     let engine = Engine::start(config).unwrap();
     let client = engine.client();
-    let budget = &engine.router.budgets[0];
+    let budget = &engine.router.budgets[0].latency;
     let (blob, _) = block_on(client.open("p", b"b")).unwrap();
     let data = vec![7u8; WRITE_BYTES];
 
@@ -134,7 +134,7 @@ fn queued_requests_are_bounded_in_bytes() {
         assert!(block_on(poll_once(write)).is_none());
     }
     assert_eq!(
-        engine.router.requests[0].len(),
+        engine.router.requests[0].latency.len(),
         4,
         "admitted past the budget"
     );
@@ -154,7 +154,7 @@ fn queued_requests_are_bounded_in_bytes() {
     assert!(block_on(poll_once(&mut alone)).is_none());
     assert!(block_on(poll_once(&mut small)).is_none());
     assert_eq!(
-        engine.router.requests[0].len(),
+        engine.router.requests[0].latency.len(),
         1,
         "the huge write goes alone"
     );
@@ -192,7 +192,7 @@ fn the_byte_budget_admits_senders_in_order() {
         assert!(block_on(poll_once(write)).is_none());
     }
     assert_eq!(
-        engine.router.requests[0].len(),
+        engine.router.requests[0].latency.len(),
         1,
         "a later write overtook the one waiting for the whole budget"
     );

@@ -13,6 +13,14 @@
 //! fill memory that a message count would allow). Replies come back on a
 //! per-request one-shot channel whose waker wakes the caller's thread.
 //!
+//! Every queue and budget exists once per I/O class ([`PerClass`]): a
+//! request goes into those of its sender's class (`IoClass::current()`),
+//! so a latency-class request never waits for a slot or for bytes behind
+//! throughput-class requests, however many of them a busy shard has not
+//! served yet. The memory bound is therefore twice
+//! `queue_bytes_per_shard_max` per shard, and each shard serves its class
+//! queues with separate loops (`shard.rs`).
+//!
 //! Two more queues per shard are unbounded in type and bounded in fact:
 //! close notices (one per remote open) and the sync lane (at most one
 //! queued sync per remote open, see `CloseOnDrop::queue_sync`). They let a
@@ -24,17 +32,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use shardblob_shards::{Error, Result};
+use shardblob_shards::{Error, IoClass, Result};
 
 use crate::message::{answer, BlobId, Envelope, Request};
+use crate::per_class::PerClass;
 use crate::remote::SyncRequest;
 use crate::shard::ShardContext;
 use crate::stats::queue::ShardQueueGauges;
 
 /// The shared, thread-safe part of the router.
 pub struct Router {
-    /// Foreign-thread request queues, one per shard (bounded).
-    pub requests: Vec<async_channel::Sender<Envelope>>,
+    /// Foreign-thread request queues, one per shard and class (bounded).
+    pub requests: Vec<PerClass<async_channel::Sender<Envelope>>>,
     /// Close notices of remote blob handles, one queue per shard. Unbounded
     /// in type, bounded in fact: each remote open sends exactly one notice,
     /// so a queue never holds more than the remote opens of its shard.
@@ -42,8 +51,8 @@ pub struct Router {
     /// Started syncs of remote handles, one lane per shard. Unbounded in
     /// type, bounded in fact: at most one queued request per remote open.
     pub syncs: Vec<async_channel::Sender<SyncRequest>>,
-    /// The byte budget of each shard's queued requests.
-    pub budgets: Vec<Arc<ByteBudget>>,
+    /// The byte budget of each shard's queued requests, per class.
+    pub budgets: Vec<PerClass<Arc<ByteBudget>>>,
     /// The depth of each shard's queues, counted by their senders and by
     /// the shard's serving loops.
     pub gauges: Vec<ShardQueueGauges>,
@@ -54,14 +63,14 @@ pub struct Router {
 impl Router {
     /// A router over the given per-shard queues.
     pub fn new(
-        requests: Vec<async_channel::Sender<Envelope>>,
+        requests: Vec<PerClass<async_channel::Sender<Envelope>>>,
         closes: Vec<async_channel::Sender<BlobId>>,
         syncs: Vec<async_channel::Sender<SyncRequest>>,
         budget_bytes: u64,
     ) -> Router {
         assert!(requests.len() == closes.len() && requests.len() == syncs.len());
         let budgets = (0..requests.len())
-            .map(|_| ByteBudget::new(budget_bytes))
+            .map(|_| PerClass::new(|_| ByteBudget::new(budget_bytes)))
             .collect();
         let gauges = (0..requests.len())
             .map(|_| ShardQueueGauges::new(requests.len()))
@@ -87,9 +96,25 @@ impl Router {
     /// running tasks can finish within the grace period.
     pub fn refuse_foreign(&self) {
         self.stopping.store(true, Ordering::SeqCst);
-        for queue in &self.requests {
+        for queue in self.requests.iter().flat_map(PerClass::iter) {
             queue.close();
         }
+    }
+
+    /// Takes `request`'s bytes from `shard`'s budget of the sender's class
+    /// (`IoClass::current()`), waiting in line for them; the envelope
+    /// carries the class to the queue of that class.
+    async fn admit(&self, shard: usize, request: Request) -> Result<Envelope> {
+        let class = IoClass::current();
+        let charge = self.budgets[shard]
+            .get(class)
+            .acquire(request.cost_bytes())
+            .await?;
+        Ok(Envelope {
+            request,
+            charge,
+            class,
+        })
     }
 
     /// Whether [`Router::refuse_foreign`] was called.
@@ -101,7 +126,7 @@ impl Router {
     /// `Shutdown`.
     pub fn close(&self) {
         self.refuse_foreign();
-        for budget in &self.budgets {
+        for budget in self.budgets.iter().flat_map(PerClass::iter) {
             budget.close();
         }
         for lane in &self.syncs {
@@ -344,12 +369,11 @@ impl Transport for Foreign {
     }
 
     async fn send(&self, shard: usize, request: Request) -> Result<()> {
-        let charge = self.router.budgets[shard]
-            .acquire(request.cost_bytes())
-            .await?;
+        let envelope = self.router.admit(shard, request).await?;
         let pushed = self.router.gauges[shard].foreign.push();
         self.router.requests[shard]
-            .send(Envelope::new(request, charge))
+            .get(envelope.class)
+            .send(envelope)
             .await
             .map_err(|_| Error::Shutdown)?;
         pushed.sent();
@@ -372,13 +396,20 @@ impl Foreign {
         shard: usize,
         request: Request,
     ) -> std::result::Result<(), TrySendError> {
-        let charge = match self.router.budgets[shard].try_acquire(request.cost_bytes()) {
+        let class = IoClass::current();
+        let budget = self.router.budgets[shard].get(class);
+        let charge = match budget.try_acquire(request.cost_bytes()) {
             Ok(Some(charge)) => charge,
             Ok(None) => return Err(TrySendError::Busy(request)),
             Err(_) => return Err(TrySendError::Shutdown),
         };
         let pushed = self.router.gauges[shard].foreign.try_push();
-        match self.router.requests[shard].try_send(Envelope::new(request, charge)) {
+        let envelope = Envelope {
+            request,
+            charge,
+            class,
+        };
+        match self.router.requests[shard].get(class).try_send(envelope) {
             Ok(()) => {
                 pushed.sent();
                 Ok(())
@@ -403,12 +434,8 @@ impl Transport for Peer {
     }
 
     async fn send(&self, shard: usize, request: Request) -> Result<()> {
-        let charge = self.context.router.budgets[shard]
-            .acquire(request.cost_bytes())
-            .await?;
-        self.context
-            .send_to_peer(shard, Envelope::new(request, charge))
-            .await
+        let envelope = self.context.router.admit(shard, request).await?;
+        self.context.send_to_peer(shard, envelope).await
     }
 
     async fn reply<R>(&self, rx: async_channel::Receiver<Result<R>>) -> Result<R> {

@@ -94,10 +94,15 @@ pub fn partition_of(prefix: &str, shard: usize, shards: usize) -> String {
 /// the shard threads.
 pub fn without_hanging<T: Send + 'static>(test: impl FnOnce() -> T + Send + 'static) -> T {
     let (done_tx, done_rx) = mpsc::channel();
-    std::thread::spawn(move || done_tx.send(test()).unwrap());
+    let test = std::thread::spawn(move || done_tx.send(test()).unwrap());
     match done_rx.recv_timeout(Duration::from_secs(60)) {
         Ok(output) => output,
-        Err(_) => {
+        // The test panicked: fail with its panic, at once.
+        Err(mpsc::RecvTimeoutError::Disconnected) => match test.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => unreachable!("the test ended without sending its output"),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => {
             eprintln!("the engine hung for a minute: aborting the test binary");
             std::process::abort()
         }
