@@ -8,6 +8,7 @@
 mod support;
 
 use futures::executor::block_on;
+use futures::StreamExt;
 use shardblob::{Blob, Client, IoClass, Storage, WriteOptions};
 use support::{partition_on, start};
 
@@ -15,28 +16,37 @@ use support::{partition_on, start};
 enum Op {
     ThroughputWrite,
     ThroughputRead,
+    ThroughputReadMany,
     ThroughputResize,
     ThroughputSync,
     LatencyWrite,
     LatencyRead,
+    LatencyReadMany,
 }
 
 impl Op {
-    const ALL: [Op; 6] = [
+    const ALL: [Op; 8] = [
         Op::ThroughputWrite,
         Op::ThroughputRead,
+        Op::ThroughputReadMany,
         Op::ThroughputResize,
         Op::ThroughputSync,
         Op::LatencyWrite,
         Op::LatencyRead,
+        Op::LatencyReadMany,
     ];
 
     /// The class its device calls must have: a sync flushes in the latency
     /// class whatever its caller's class.
     fn class(self) -> IoClass {
         match self {
-            Op::ThroughputWrite | Op::ThroughputRead | Op::ThroughputResize => IoClass::Throughput,
-            Op::ThroughputSync | Op::LatencyWrite | Op::LatencyRead => IoClass::Latency,
+            Op::ThroughputWrite
+            | Op::ThroughputRead
+            | Op::ThroughputReadMany
+            | Op::ThroughputResize => IoClass::Throughput,
+            Op::ThroughputSync | Op::LatencyWrite | Op::LatencyRead | Op::LatencyReadMany => {
+                IoClass::Latency
+            }
         }
     }
 
@@ -49,13 +59,28 @@ impl Op {
                     .await
             }
             Op::ThroughputRead => bulk.scope(blob.read_at(0, 4096)).await.map(drop),
+            Op::ThroughputReadMany => bulk.scope(read_many(blob)).await,
             Op::ThroughputResize => bulk.scope(blob.resize(3 * 4096)).await,
             Op::ThroughputSync => bulk.scope(blob.sync()).await,
             Op::LatencyWrite => blob.write_at(4096, &[2u8; 4096]).await,
             Op::LatencyRead => blob.read_at(0, 4096).await.map(drop),
+            Op::LatencyReadMany => read_many(blob).await,
         };
         done.unwrap_or_else(|e| panic!("{self:?}: {e}"));
     }
+}
+
+/// Reads two blocks in one `read_many` batch, to its end.
+async fn read_many<B: Blob>(blob: &B) -> shardblob::Result<()> {
+    let ranges = vec![(0, 4096), (4096, 4096)];
+    let mut items = std::pin::pin!(blob.read_many(ranges));
+    let mut seen = 0;
+    while let Some(item) = items.next().await {
+        item?;
+        seen += 1;
+    }
+    assert_eq!(seen, 2, "each range once");
+    Ok(())
 }
 
 /// Device calls dispatched by `shard`'s scheduler so far, by class.
