@@ -100,7 +100,7 @@ pub struct Cli {
         long,
         value_delimiter = ',',
         value_name = "PEER,..",
-        default_value = "fio,fio-tuned,dma,sync-loop,commonware-tokio,commonware-iouring"
+        default_value = "fio,fio-tuned,fio-batched,dma,sync-loop,commonware-tokio,commonware-iouring"
     )]
     pub peers: Vec<PeerArg>,
 
@@ -261,6 +261,7 @@ pub enum PeerArg {
     None,
     Fio,
     FioTuned,
+    FioBatched,
     Dma,
     SyncLoop,
     CommonwareTokio,
@@ -273,6 +274,7 @@ impl PeerArg {
             PeerArg::None => None,
             PeerArg::Fio => Some(Target::Fio),
             PeerArg::FioTuned => Some(Target::FioTuned),
+            PeerArg::FioBatched => Some(Target::FioBatched),
             PeerArg::Dma => Some(Target::Dma),
             PeerArg::SyncLoop => Some(Target::SyncLoop),
             PeerArg::CommonwareTokio => Some(Target::CommonwareTokio),

@@ -14,9 +14,7 @@ enum Runner {
     Engine,
     /// The control row without preallocation: an engine of its own.
     NoPrealloc(EngineTargets),
-    Fio {
-        tuned: bool,
-    },
+    Fio(peers::fio::Flavor),
     Dma(peers::dma::DmaPeer),
     SyncLoop,
     #[cfg(feature = "commonware")]
@@ -80,9 +78,11 @@ fn prepare(env: &Env) -> (Option<EngineTargets>, Vec<(Target, Runner)>, Env) {
                 (None, Some(e)) => failed(e),
                 (None, None) => failed("engine not started"),
             },
-            Target::Fio | Target::FioTuned | Target::Dma | Target::SyncLoop => {
-                raw_runner(&env, target, &raw_prefill)
-            }
+            Target::Fio
+            | Target::FioTuned
+            | Target::FioBatched
+            | Target::Dma
+            | Target::SyncLoop => raw_runner(&env, target, &raw_prefill),
             #[cfg(feature = "commonware")]
             _ => match peers::commonware::prepare(&env, target) {
                 Ok(()) => Runner::Commonware,
@@ -112,8 +112,9 @@ fn raw_runner(env: &Env, target: Target, raw_prefill: &Result<(), String>) -> Ru
                 reason: "fio not on PATH".into(),
             })
         }
-        Target::Fio => Runner::Fio { tuned: false },
-        Target::FioTuned => Runner::Fio { tuned: true },
+        Target::Fio => Runner::Fio(peers::fio::Flavor::Plain),
+        Target::FioTuned => Runner::Fio(peers::fio::Flavor::Tuned),
+        Target::FioBatched => Runner::Fio(peers::fio::Flavor::Batched),
         Target::Dma => peers::dma::DmaPeer::start(env).map_or_else(failed, Runner::Dma),
         _ => Runner::SyncLoop,
     }
@@ -133,7 +134,7 @@ fn run_one(
             error: "engine not started".into(),
         },
         (Runner::NoPrealloc(control), _) => control.run_case(env, target, index),
-        (Runner::Fio { tuned }, _) => peers::fio::run_case(env, index, *tuned),
+        (Runner::Fio(flavor), _) => peers::fio::run_case(env, index, *flavor),
         (Runner::Dma(peer), _) => peer.run_case(index),
         (Runner::SyncLoop, _) => peers::sync_loop::run_case(env, index),
         #[cfg(feature = "commonware")]

@@ -634,7 +634,7 @@ mod tests {
             );
         }
         assert_eq!(plan.data_file_bytes, 1 << 30);
-        assert_eq!(plan.targets.len(), 10, "{:?}", plan.targets);
+        assert_eq!(plan.targets.len(), 11, "{:?}", plan.targets);
         assert_eq!(plan.targets[1], Target::SameShardNoPrealloc);
         assert_eq!(plan.repeats, 5);
         assert!(plan.estimated_s() < 300.0, "{}", plan.estimated_s());

@@ -566,7 +566,9 @@ mod tests {
         assert_eq!(with(1, 1).inflight_throughput_per_shard_max(), 1);
         let error = with(128, (1 << 20) + 1).check_values().unwrap_err();
         assert!(
-            error.to_string().contains("inflight_latency_reserved_per_shard"),
+            error
+                .to_string()
+                .contains("inflight_latency_reserved_per_shard"),
             "{error}"
         );
     }

@@ -1,10 +1,13 @@
 //! fio, the yardstick: io_uring, O_DIRECT, one job, the same shape as our
 //! case, on a file laid out as the engine's (a 4 KiB header page before the
 //! data, `--offset`), appending with the engine's preallocation
-//! (`--fallocate=keep`, unwritten extents past the end). Two variants: fio
-//! with its defaults, and fio tuned as a shard runs (pinned to the shard's
-//! CPU, `--fixedbufs --registerfiles`, and `--hipri`, completions polled,
-//! where the disk has poll queues). fio has no busy-polled reaping on an
+//! (`--fallocate=keep`, unwritten extents past the end). Three variants
+//! ([`Flavor`]): fio with its defaults; fio tuned as a shard runs (pinned
+//! to the shard's CPU, `--fixedbufs --registerfiles`, and `--hipri`,
+//! completions polled, where the disk has poll queues); and tuned fio
+//! submitting in batches as glommio does (closed loops deeper than 1), so
+//! a reader can tell what the device makes of batched submission from
+//! what the engine costs (issue 13, item 6). fio has no busy-polled reaping on an
 //! interrupt-driven disk: `--iodepth_batch_complete_min=0`, which reads as
 //! one, makes fio wait for a completion before each submission, so the job
 //! runs at depth 1 whatever its iodepth (fio issue #167; the 2026-11-29
@@ -62,11 +65,25 @@ fn percentile_list() -> String {
         .join(":")
 }
 
+/// Which fio runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// fio's defaults.
+    Plain,
+    /// As a shard runs: on the shard's CPU, registered buffers and files,
+    /// polled completions where the disk can.
+    Tuned,
+    /// Tuned, and submitting as glommio's executor does: every I/O queued
+    /// since the last submission goes in one `io_uring_enter`
+    /// (`--iodepth_batch_submit` = the depth, which fio submits early when
+    /// the queue is full, so after reaping k completions it submits k I/Os
+    /// at once) and up to the depth is reaped at once.
+    Batched,
+}
+
 /// How fio is set up for one run.
 pub struct Variant {
-    /// The shard's CPU, the registered buffers and files, polled completions
-    /// where the disk can.
-    pub tuned: bool,
+    pub flavor: Flavor,
     pub cpu: usize,
     /// The disk has poll queues: completions can be polled (`--hipri`).
     pub io_poll: bool,
@@ -74,7 +91,7 @@ pub struct Variant {
 
 impl Variant {
     fn args(&self) -> Vec<String> {
-        if !self.tuned {
+        if self.flavor == Flavor::Plain {
             return Vec::new();
         }
         let mut args: Vec<String> = vec![
@@ -193,7 +210,13 @@ fn one_job_args(
     }
     args.extend(variant.args());
     match case.load {
-        Load::Closed { queue_depth } => args.push(format!("--iodepth={queue_depth}")),
+        Load::Closed { queue_depth } => {
+            args.push(format!("--iodepth={queue_depth}"));
+            if variant.flavor == Flavor::Batched {
+                args.push(format!("--iodepth_batch_submit={queue_depth}"));
+                args.push(format!("--iodepth_batch_complete_max={queue_depth}"));
+            }
+        }
         Load::Open {
             rate_ops_per_s,
             max_in_flight,
@@ -326,7 +349,7 @@ fn job_summary(job: &Value, case: &Case) -> Result<Summary, String> {
 }
 
 /// Runs case `index` with fio (the caller checked that fio is on PATH).
-pub fn run_case(env: &Env, index: usize, tuned: bool) -> Outcome {
+pub fn run_case(env: &Env, index: usize, flavor: Flavor) -> Outcome {
     let case = &env.plan.cases[index];
     let fresh = !case.workload.kind.uses_data_file();
     let file = if fresh {
@@ -337,7 +360,7 @@ pub fn run_case(env: &Env, index: usize, tuned: bool) -> Outcome {
         env.raw_data_path()
     };
     let variant = Variant {
-        tuned,
+        flavor,
         cpu: env.peer_cpu,
         io_poll: disk_polls(&env.work_dir),
     };
@@ -381,6 +404,7 @@ pub fn run_case(env: &Env, index: usize, tuned: bool) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::targets::Target;
     use crate::workload::Workload;
 
     fn case(kind: WorkloadKind, load: Load) -> Case {
@@ -397,7 +421,7 @@ mod tests {
     }
 
     const PLAIN: Variant = Variant {
-        tuned: false,
+        flavor: Flavor::Plain,
         cpu: 1,
         io_poll: false,
     };
@@ -508,7 +532,7 @@ mod tests {
         );
         let append = case(WorkloadKind::AppendSync, Load::Closed { queue_depth: 1 });
         let tuned = Variant {
-            tuned: true,
+            flavor: Flavor::Tuned,
             ..PLAIN
         };
         let args = job_args(&append, &plan, Path::new("/x/a.bin"), &tuned).unwrap();
@@ -540,6 +564,36 @@ mod tests {
         small.workload.block_size_bytes = 256;
         assert!(job_args(&small, &plan, Path::new("/x/s.bin"), &PLAIN).is_err());
         assert!(percentile_list().split(':').count() <= 20);
+    }
+
+    #[test]
+    fn the_batched_variant_submits_and_reaps_a_depth_at_a_time() {
+        let plan = plan();
+        let batched = Variant {
+            flavor: Flavor::Batched,
+            ..PLAIN
+        };
+        let deep = case(WorkloadKind::RandRead, Load::Closed { queue_depth: 32 });
+        let args = job_args(&deep, &plan, Path::new("/x/d.bin"), &batched).unwrap();
+        assert_has(
+            &args,
+            &[
+                "--iodepth=32",
+                "--iodepth_batch_submit=32",
+                "--iodepth_batch_complete_max=32",
+                "--fixedbufs",
+                "--registerfiles",
+            ],
+        );
+        let tuned = Variant {
+            flavor: Flavor::Tuned,
+            ..PLAIN
+        };
+        let args = job_args(&deep, &plan, Path::new("/x/d.bin"), &tuned).unwrap();
+        assert!(!args.iter().any(|a| a.starts_with("--iodepth_batch")));
+        let shallow = case(WorkloadKind::RandRead, Load::Closed { queue_depth: 1 });
+        assert!(Target::FioBatched.skips(&shallow).is_some());
+        assert!(Target::FioBatched.skips(&deep).is_none());
     }
 
     /// A foreground case under a 128 KiB sequential writer at depth 8.

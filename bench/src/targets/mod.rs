@@ -41,6 +41,9 @@ pub enum Target {
     /// fio tuned as the shard runs: pinned to its CPU, registered buffers
     /// and files, completions reaped by polling.
     FioTuned,
+    /// fio-tuned submitting in batches as glommio does (closed loops
+    /// deeper than 1): the device's answer to batched submission.
+    FioBatched,
     /// Raw glommio `DmaFile`: the floor of our stack.
     Dma,
     /// A bare `pwrite` + `fdatasync` loop on one thread on the shard's CPU:
@@ -62,6 +65,7 @@ impl Target {
             Target::ForeignThread => "foreign-thread",
             Target::Fio => "fio",
             Target::FioTuned => "fio-tuned",
+            Target::FioBatched => "fio-batched",
             Target::Dma => "dma",
             Target::SyncLoop => "sync-loop",
             Target::CommonwareTokio => "commonware-tokio",
@@ -71,7 +75,7 @@ impl Target {
 
     /// Whether this is one of the fio variants.
     pub fn is_fio(self) -> bool {
-        matches!(self, Target::Fio | Target::FioTuned)
+        matches!(self, Target::Fio | Target::FioTuned | Target::FioBatched)
     }
 
     /// Whether this is one of the engine's paths or control rows (else a peer).
@@ -94,6 +98,9 @@ impl Target {
             }
             Target::SameShardNoPrealloc if case.workload.kind.uses_data_file() => {
                 "not an append case"
+            }
+            Target::FioBatched if !matches!(case.load, Load::Closed { queue_depth } if queue_depth > 1) => {
+                "batches need a closed loop deeper than 1"
             }
             Target::SameShard | Target::SameShardOneClass | Target::Fio | Target::FioTuned => {
                 return None
