@@ -12,14 +12,14 @@ use futures_lite::FutureExt;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
-use shardblob_shards::{Error, Result, Storage};
+use shardblob_shards::{Error, IoClass, Result, Storage};
 
 use crate::local::ShardStorage;
 use crate::message::{answer, reply, Request, Spawn};
 use crate::remote::{RemoteBlob, RemoteStorage};
 use crate::routing::shard_of;
 use crate::stats::EngineStats;
-use crate::transport::{Foreign, Router, Transport, TrySendError};
+use crate::transport::{Foreign, Router, TrySendError};
 
 /// A thread-safe handle to a running engine. Cheap to clone.
 #[derive(Clone)]
@@ -155,10 +155,12 @@ impl Client {
             return (Err(missing), rx);
         }
         let foreign = &self.storage.transport;
-        let queued = match foreign.try_send(shard, Request::Spawn(job)) {
+        // Queued now or later, in the class of the call.
+        let class = IoClass::current();
+        let queued = match foreign.try_send(shard, Request::Spawn(job), class) {
             Ok(()) => Ok(Queued::Done),
             Err(TrySendError::Busy(request)) => {
-                Ok(Queued::Waiting(foreign.clone(), shard, request))
+                Ok(Queued::Waiting(foreign.clone(), shard, request, class))
             }
             Err(TrySendError::Shutdown) => Err(Error::Shutdown),
         };
@@ -169,14 +171,16 @@ impl Client {
 /// A job that is queued, or waits for room in its shard's queue or budget.
 enum Queued {
     Done,
-    Waiting(Foreign, usize, Request),
+    Waiting(Foreign, usize, Request, IoClass),
 }
 
 impl Queued {
     async fn finish(self) -> Result<()> {
         match self {
             Queued::Done => Ok(()),
-            Queued::Waiting(foreign, shard, request) => foreign.send(shard, request).await,
+            Queued::Waiting(foreign, shard, request, class) => {
+                foreign.send_as(shard, request, class).await
+            }
         }
     }
 }

@@ -108,10 +108,11 @@ pub struct Config {
     pub channel_capacity: usize,
     /// Forwarded requests one shard serves concurrently.
     pub inflight_per_shard_max: usize,
-    /// Of `inflight_per_shard_max`, permits only latency-class requests
-    /// may take: throughput-class requests hold at most the rest (at
-    /// least 1). See [`Config::inflight_throughput_per_shard_max`].
-    pub inflight_latency_reserved_per_shard: usize,
+    /// The share of `inflight_per_shard_max`, in percent (rounded up),
+    /// that only latency-class requests may take: throughput-class requests
+    /// hold at most the rest, at least 1. See
+    /// [`Config::inflight_throughput_per_shard_max`].
+    pub inflight_latency_reserved_percent: u8,
     /// A sync with no other I/O of its shard in flight blocks the shard for
     /// its fdatasync instead of handing it to a helper thread.
     pub sync_inline_when_idle: bool,
@@ -200,7 +201,7 @@ macro_rules! config_fields {
             ring_depth: usize,
             channel_capacity: usize,
             inflight_per_shard_max: usize,
-            inflight_latency_reserved_per_shard: usize,
+            inflight_latency_reserved_percent: u8,
             sync_inline_when_idle: bool,
             blocking_threads_per_shard: usize,
             queue_bytes_per_shard_max: u64,
@@ -286,13 +287,13 @@ impl Config {
     }
 
     /// How many forwarded throughput-class requests one shard serves at
-    /// once: `inflight_per_shard_max` less the permits reserved for the
-    /// latency class, at least 1 (so bulk work is never shut out, and with
-    /// a bound of 1 both classes share the one permit).
+    /// once: `inflight_per_shard_max` less the share reserved for the
+    /// latency class (rounded up), at least 1 (so bulk work is never shut
+    /// out, and with a bound of 1 both classes share the one permit).
     pub fn inflight_throughput_per_shard_max(&self) -> usize {
-        self.inflight_per_shard_max
-            .saturating_sub(self.inflight_latency_reserved_per_shard)
-            .max(1)
+        let percent = usize::from(self.inflight_latency_reserved_percent.min(100));
+        let reserved = (self.inflight_per_shard_max.saturating_mul(percent)).div_ceil(100);
+        self.inflight_per_shard_max.saturating_sub(reserved).max(1)
     }
 
     /// Checks every value and resolves the placement on this machine into
@@ -361,10 +362,10 @@ impl Config {
             "0 would serve no forwarded request; 128 is the default",
         )?;
         within(
-            "inflight_latency_reserved_per_shard",
-            self.inflight_latency_reserved_per_shard as u64,
-            0..=INFLIGHT_PER_SHARD_MAX as u64,
-            "0 lets bulk requests take every in-flight permit; 32 is the default",
+            "inflight_latency_reserved_percent",
+            u64::from(self.inflight_latency_reserved_percent),
+            0..=100,
+            "a share of inflight_per_shard_max in percent; 0 lets bulk requests take every in-flight permit; 25 is the default",
         )?;
         within(
             "blocking_threads_per_shard",
@@ -539,7 +540,7 @@ mod tests {
                 ring_depth: 128,
                 channel_capacity: 256,
                 inflight_per_shard_max: 128,
-                inflight_latency_reserved_per_shard: 32,
+                inflight_latency_reserved_percent: 25,
                 sync_inline_when_idle: true,
                 blocking_threads_per_shard: 4,
                 queue_bytes_per_shard_max: 32 << 20,
@@ -554,21 +555,23 @@ mod tests {
 
     #[test]
     fn the_throughput_class_gets_the_permits_not_reserved_and_at_least_one() {
-        let with = |inflight, reserved| Config {
+        let with = |inflight, percent| Config {
             inflight_per_shard_max: inflight,
-            inflight_latency_reserved_per_shard: reserved,
+            inflight_latency_reserved_percent: percent,
             ..Config::default()
         };
         assert_eq!(Config::default().inflight_throughput_per_shard_max(), 96);
         assert_eq!(with(4, 0).inflight_throughput_per_shard_max(), 4);
-        assert_eq!(with(8, 6).inflight_throughput_per_shard_max(), 2);
-        assert_eq!(with(2, 32).inflight_throughput_per_shard_max(), 1);
-        assert_eq!(with(1, 1).inflight_throughput_per_shard_max(), 1);
-        let error = with(128, (1 << 20) + 1).check_values().unwrap_err();
+        assert_eq!(with(4, 25).inflight_throughput_per_shard_max(), 3);
+        assert_eq!(with(8, 75).inflight_throughput_per_shard_max(), 2);
+        assert_eq!(with(8, 76).inflight_throughput_per_shard_max(), 1);
+        assert_eq!(with(2, 100).inflight_throughput_per_shard_max(), 1);
+        assert_eq!(with(1, 25).inflight_throughput_per_shard_max(), 1);
+        let error = with(128, 101).check_values().unwrap_err();
         assert!(
             error
                 .to_string()
-                .contains("inflight_latency_reserved_per_shard"),
+                .contains("inflight_latency_reserved_percent"),
             "{error}"
         );
     }

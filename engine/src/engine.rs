@@ -20,7 +20,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
+use glommio::channels::shared_channel::{
+    self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
+};
 use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
 
 use shardblob_shards::fs::any::AnyFs;
@@ -185,7 +187,7 @@ struct Inbound {
 /// Builds the router and the receiving ends of its queues.
 fn route(config: &Config, shard_count: usize) -> (Arc<Router>, Inbound) {
     let (request_tx, requests): (Vec<_>, Vec<_>) = (0..shard_count)
-        .map(|_| PerClass::new(|_| async_channel::bounded(config.channel_capacity)).unzip())
+        .map(|_| PerClass::new(|| async_channel::bounded(config.channel_capacity)).unzip())
         .unzip();
     let (sync_tx, syncs): (Vec<_>, Vec<_>) =
         (0..shard_count).map(|_| async_channel::unbounded()).unzip();
@@ -221,7 +223,7 @@ fn peer_channels(shard_count: usize, capacity: usize) -> (Vec<PeerSenders>, Vec<
     for (from, senders) in to_peers.iter_mut().enumerate() {
         for (to, sender) in senders.iter_mut().enumerate() {
             if from != to {
-                let (tx, rx) = PerClass::new(|_| shared_channel::new_bounded(capacity)).unzip();
+                let (tx, rx) = PerClass::new(|| shared_channel::new_bounded(capacity)).unzip();
                 *sender = Some(tx);
                 from_peers[to].push(rx);
             }
@@ -564,24 +566,8 @@ fn run_shard_thread(
         if !matches!(wiring.go.recv().await, Ok(true)) {
             return;
         }
-        // Each pair connects its latency channel first, on both sides.
-        let connecting = wiring.queues.to_peers.into_iter().map(|tx| async move {
-            match tx {
-                Some(tx) => Some(PerClass {
-                    latency: tx.latency.connect().await,
-                    throughput: tx.throughput.connect().await,
-                }),
-                None => None,
-            }
-        });
-        let receiving = wiring.queues.from_peers.into_iter().map(|rx| async move {
-            PerClass {
-                latency: rx.latency.connect().await,
-                throughput: rx.throughput.connect().await,
-            }
-        });
         let (peers, peer_requests) =
-            futures_lite::future::zip(join_all(connecting), join_all(receiving)).await;
+            connect_peers(wiring.queues.to_peers, wiring.queues.from_peers).await;
         let parts = ShardParts {
             index: wiring.index,
             router: wiring.router,
@@ -597,6 +583,35 @@ fn run_shard_thread(
         };
         shard::run(parts, wiring.control, wiring.report).await;
     });
+}
+
+/// Connects this shard's ends of its peer channels, every channel at once
+/// (each connection waits for the other end's).
+async fn connect_peers(
+    to_peers: PeerSenders,
+    from_peers: PeerReceivers,
+) -> (
+    Vec<Option<PerClass<ConnectedSender<Envelope>>>>,
+    Vec<PerClass<ConnectedReceiver<Envelope>>>,
+) {
+    let connecting = to_peers.into_iter().map(|tx| async move {
+        let tx = tx?;
+        let (latency, throughput) =
+            futures_lite::future::zip(tx.latency.connect(), tx.throughput.connect()).await;
+        Some(PerClass {
+            latency,
+            throughput,
+        })
+    });
+    let receiving = from_peers.into_iter().map(|rx| async move {
+        let (latency, throughput) =
+            futures_lite::future::zip(rx.latency.connect(), rx.throughput.connect()).await;
+        PerClass {
+            latency,
+            throughput,
+        }
+    });
+    futures_lite::future::zip(join_all(connecting), join_all(receiving)).await
 }
 
 /// Awaits every future concurrently (connections wait for their peer).

@@ -103,6 +103,16 @@ pub struct Envelope {
 }
 
 impl Request {
+    /// The I/O class the request is queued, admitted and served in: a
+    /// write's options may name one (`WriteOptions::THROUGHPUT`), anything
+    /// else runs in its sender's (`IoClass::current()`).
+    pub fn class(&self) -> IoClass {
+        match self {
+            Request::Write { options, .. } => options.class(),
+            _ => IoClass::current(),
+        }
+    }
+
     /// The bytes this request holds while queued and served: the message
     /// itself, its owned payload, and the reply it asks for where its size
     /// is known (reads). A spawn job counts its closure; the future it

@@ -6,18 +6,18 @@
 use shardblob_shards::IoClass;
 
 /// A `T` for each I/O class.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PerClass<T> {
     pub latency: T,
     pub throughput: T,
 }
 
 impl<T> PerClass<T> {
-    /// One `make(class)` per class.
-    pub fn new(mut make: impl FnMut(IoClass) -> T) -> PerClass<T> {
+    /// One `make()` per class.
+    pub fn new(mut make: impl FnMut() -> T) -> PerClass<T> {
         PerClass {
-            latency: make(IoClass::Latency),
-            throughput: make(IoClass::Throughput),
+            latency: make(),
+            throughput: make(),
         }
     }
 

@@ -10,7 +10,7 @@
 //! task, so a slow operation never holds up the queue behind it.
 //!
 //! A throughput-class request also takes a permit of the class's own,
-//! smaller bound (`inflight_latency_reserved_per_shard` fewer), so that
+//! smaller bound (`inflight_latency_reserved_percent` fewer), so that
 //! bulk requests never hold every permit: a latency-class request, which
 //! has queues of its own (`transport.rs`), finds a permit free and its
 //! device calls overtake the bulk ones in the I/O scheduler.
@@ -154,11 +154,12 @@ impl ShardContext {
         }
     }
 
-    /// Drops the requests still queued by foreign threads (their callers
-    /// get `Shutdown`); returns how many.
-    fn drop_foreign(&self) -> usize {
+    /// Closes the foreign threads' queues and drops the requests still in
+    /// them (their callers get `Shutdown`); returns how many.
+    fn close_foreign(&self) -> usize {
         let mut dropped = 0usize;
         for queue in self.foreign.iter() {
+            queue.close();
             while let Ok(envelope) = queue.try_recv() {
                 self.gauge(Inbound::Foreign).popped();
                 drop(envelope);
@@ -484,15 +485,15 @@ impl ShardContext {
     /// throughput class's own first, then one of the shard's bound. `None`
     /// once the shard stops.
     async fn permits(&self, class: IoClass) -> Option<(StaticPermit, Option<StaticPermit>)> {
-        let bulk = match class {
+        let throughput = match class {
             IoClass::Latency => None,
             IoClass::Throughput => {
-                let bulk = self.inflight_throughput.clone();
-                Some(bulk.acquire_static_permit(1).await.ok()?)
+                let share = self.inflight_throughput.clone();
+                Some(share.acquire_static_permit(1).await.ok()?)
             }
         };
         let permit = self.inflight.clone().acquire_static_permit(1).await.ok()?;
-        Some((permit, bulk))
+        Some((permit, throughput))
     }
 
     /// Takes messages of `class` from one queue until it closes or the
@@ -566,7 +567,7 @@ pub async fn run(
 
     if let Ok(Control::Quiesce { grace }) = control.recv().await {
         // Foreign queues are closed: what they still hold is dropped here.
-        let dropped = context.drop_foreign();
+        let dropped = context.close_foreign();
         tracing::debug!(
             shard = context.index,
             dropped,
@@ -643,11 +644,8 @@ async fn stop(context: &Rc<ShardContext>, loops: Vec<glommio::Task<()>>) {
     for serving in loops {
         serving.cancel().await;
     }
-    for queue in context.foreign.iter() {
-        queue.close();
-    }
+    context.close_foreign();
     context.syncs.close();
-    context.drop_foreign();
     while let Ok(sync) = context.syncs.try_recv() {
         context.gauge(Inbound::Syncs).popped();
         drop(sync);

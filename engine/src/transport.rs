@@ -2,24 +2,26 @@
 //!
 //! Two transports, one per kind of caller:
 //! - [`Foreign`]: any thread outside the engine (main thread, a tokio
-//!   worker). Bounded MPMC queues (async-channel) into each shard; the handle is
-//!   `Send + Sync` and its futures are `Send`.
+//!   worker). Bounded MPMC queues (async-channel) into each shard, one per
+//!   I/O class; the handle is `Send + Sync` and its futures are `Send`.
 //! - [`Peer`]: another shard. glommio's lock-free single-producer shared
-//!   channels, one per ordered pair of shards, connected at startup.
+//!   channels, one per ordered pair of shards and class, connected at
+//!   startup.
 //!
 //! Both are bounded twice: in messages (a full queue makes the sender wait)
-//! and in bytes (a [`ByteBudget`] per shard, which every queued request
+//! and in bytes (a [`ByteBudget`] per shard and class, which every queued request
 //! draws from until the shard has served it, so a few huge writes cannot
 //! fill memory that a message count would allow). Replies come back on a
 //! per-request one-shot channel whose waker wakes the caller's thread.
 //!
 //! Every queue and budget exists once per I/O class ([`PerClass`]): a
-//! request goes into those of its sender's class (`IoClass::current()`),
-//! so a latency-class request never waits for a slot or for bytes behind
-//! throughput-class requests, however many of them a busy shard has not
-//! served yet. The memory bound is therefore twice
-//! `queue_bytes_per_shard_max` per shard, and each shard serves its class
-//! queues with separate loops (`shard.rs`).
+//! request goes into those of its class ([`Request::class`]: the
+//! sender's, or a write's `WriteOptions::THROUGHPUT`), so a latency-class
+//! request never waits for a slot or for bytes behind throughput-class
+//! requests, however many of them a busy shard has not served yet. The
+//! bounds are therefore twice `channel_capacity` slots per queue pair and
+//! twice `queue_bytes_per_shard_max` per shard, and each shard serves its
+//! class queues with separate loops (`shard.rs`).
 //!
 //! Two more queues per shard are unbounded in type and bounded in fact:
 //! close notices (one per remote open) and the sync lane (at most one
@@ -70,7 +72,7 @@ impl Router {
     ) -> Router {
         assert!(requests.len() == closes.len() && requests.len() == syncs.len());
         let budgets = (0..requests.len())
-            .map(|_| PerClass::new(|_| ByteBudget::new(budget_bytes)))
+            .map(|_| PerClass::new(|| ByteBudget::new(budget_bytes)))
             .collect();
         let gauges = (0..requests.len())
             .map(|_| ShardQueueGauges::new(requests.len()))
@@ -101,11 +103,9 @@ impl Router {
         }
     }
 
-    /// Takes `request`'s bytes from `shard`'s budget of the sender's class
-    /// (`IoClass::current()`), waiting in line for them; the envelope
-    /// carries the class to the queue of that class.
-    async fn admit(&self, shard: usize, request: Request) -> Result<Envelope> {
-        let class = IoClass::current();
+    /// Takes `request`'s bytes from `shard`'s budget of `class`, waiting in
+    /// line for them; the envelope carries the class to its queue.
+    async fn admit(&self, shard: usize, request: Request, class: IoClass) -> Result<Envelope> {
         let charge = self.budgets[shard]
             .get(class)
             .acquire(request.cost_bytes())
@@ -369,7 +369,24 @@ impl Transport for Foreign {
     }
 
     async fn send(&self, shard: usize, request: Request) -> Result<()> {
-        let envelope = self.router.admit(shard, request).await?;
+        let class = request.class();
+        self.send_as(shard, request, class).await
+    }
+}
+
+/// Why [`Foreign::try_send`] did not queue a request.
+pub enum TrySendError {
+    /// The queue is full or the budget spent: try again with `send_as`.
+    Busy(Request),
+    /// The shard stopped.
+    Shutdown,
+}
+
+impl Foreign {
+    /// Delivers `request` to `shard` in `class`, waiting while that class's
+    /// queue is full or its byte budget spent.
+    pub async fn send_as(&self, shard: usize, request: Request, class: IoClass) -> Result<()> {
+        let envelope = self.router.admit(shard, request, class).await?;
         let pushed = self.router.gauges[shard].foreign.push();
         self.router.requests[shard]
             .get(envelope.class)
@@ -379,24 +396,14 @@ impl Transport for Foreign {
         pushed.sent();
         Ok(())
     }
-}
 
-/// Why [`Foreign::try_send`] did not queue a request.
-pub enum TrySendError {
-    /// The queue is full or the budget spent: try again with `send`.
-    Busy(Request),
-    /// The shard stopped.
-    Shutdown,
-}
-
-impl Foreign {
-    /// Queues `request` if the shard has room for it now.
+    /// Queues `request` in `class` if the shard has room for it now.
     pub fn try_send(
         &self,
         shard: usize,
         request: Request,
+        class: IoClass,
     ) -> std::result::Result<(), TrySendError> {
-        let class = IoClass::current();
         let budget = self.router.budgets[shard].get(class);
         let charge = match budget.try_acquire(request.cost_bytes()) {
             Ok(Some(charge)) => charge,
@@ -434,7 +441,8 @@ impl Transport for Peer {
     }
 
     async fn send(&self, shard: usize, request: Request) -> Result<()> {
-        let envelope = self.context.router.admit(shard, request).await?;
+        let class = request.class();
+        let envelope = self.context.router.admit(shard, request, class).await?;
         self.context.send_to_peer(shard, envelope).await
     }
 

@@ -14,8 +14,7 @@ use std::sync::{Arc, Mutex};
 use futures::channel::oneshot;
 use futures::executor::block_on;
 use futures::future::{join, join_all};
-use futures_lite::future::yield_now;
-use shardblob::{Blob, IoClass, Storage};
+use shardblob::{Blob, IoClass, Storage, WriteOptions};
 use support::{block_shard, partition_on, start, without_hanging};
 
 /// Throughput-class writes queued before the latency-class read.
@@ -28,43 +27,47 @@ const RANK_MAX: usize = 8;
 /// The id the latency read records in the completion order.
 const LATENCY: usize = BULK;
 
-/// Sends `BULK` throughput-class writes to `bulk`, then (once every one of
-/// them had its first poll, which queues it or puts it in line for the byte
-/// budget) a latency-class read of `small`, another blob of the same shard
-/// (bulk work writes files of its own: a read of a blob whose length a
-/// write is changing waits for that write, whatever its class); then
-/// releases the blocked owner. Returns the ids in completion order.
+/// Sends `BULK` throughput-class writes to `bulk` (every other one marked
+/// by its scope, the rest by `WriteOptions::THROUGHPUT`), then a
+/// latency-class read of `small`, another blob of the same shard (bulk
+/// work writes files of its own: a read of a blob whose length a write is
+/// changing waits for that write, whatever its class); then releases the
+/// blocked owner. Returns the ids in completion order.
 async fn flood_then_read<B: Blob>(bulk: &B, small: &B, release: mpsc::Sender<()>) -> Vec<usize> {
     let done = Arc::new(Mutex::new(Vec::with_capacity(BULK + 1)));
     let data = vec![9u8; BULK_BYTES];
-    let writes = (0..BULK).map(|i| {
-        let (done, data) = (done.clone(), &data);
-        async move {
-            let offset = (i * BULK_BYTES) as u64;
-            let write = IoClass::Throughput.scope(bulk.write_at(offset, data));
-            write
-                .await
-                .unwrap_or_else(|e| panic!("bulk write {i}: {e}"));
-            done.lock().unwrap().push(i);
-        }
+    let mut writes: Vec<_> = (0..BULK)
+        .map(|i| {
+            let (done, data) = (done.clone(), &data);
+            Box::pin(async move {
+                let offset = (i * BULK_BYTES) as u64;
+                let written = match i % 2 {
+                    0 => IoClass::Throughput.scope(bulk.write_at(offset, data)).await,
+                    _ => {
+                        let options = WriteOptions::THROUGHPUT;
+                        bulk.write_vectored_at(offset, &[data], options).await
+                    }
+                };
+                written.unwrap_or_else(|e| panic!("bulk write {i}: {e}"));
+                done.lock().unwrap().push(i);
+            })
+        })
+        .collect();
+    // A first poll sends a request, or puts it in line for the byte budget;
+    // nothing completes while the owner is blocked.
+    for write in &mut writes {
+        assert!(futures::poll!(write.as_mut()).is_pending());
+    }
+    let mut read = Box::pin(async {
+        let bytes = small.read_at(0, 4096).await.expect("latency read");
+        assert!(bytes.iter().all(|&b| b == 1), "the read's bytes");
+        done.lock().unwrap().push(LATENCY);
     });
-    let latency = async {
-        // The flood's first poll comes first: each write sends its request.
-        yield_now().await;
-        let read = async {
-            let bytes = small.read_at(0, 4096).await.expect("latency read");
-            assert!(bytes.iter().all(|&b| b == 1), "the read's bytes");
-            done.lock().unwrap().push(LATENCY);
-        };
-        let released = async {
-            yield_now().await;
-            release.send(()).expect("the owner waits for its release");
-        };
-        join(read, released).await;
-    };
+    assert!(futures::poll!(read.as_mut()).is_pending());
+    release.send(()).expect("the owner waits for its release");
     // Completions are recorded as this task sees them: the read first
     // among the replies that arrived between two of its polls.
-    join(latency, join_all(writes)).await;
+    join(read, join_all(writes)).await;
     let order = done.lock().unwrap().clone();
     order
 }
@@ -137,12 +140,14 @@ fn a_latency_request_overtakes_queued_bulk_requests_on_every_forwarded_path() {
 #[test]
 fn bulk_requests_never_hold_the_permits_reserved_for_latency() {
     const INFLIGHT: usize = 8;
-    const RESERVED: usize = 6;
+    /// 6 of 8: bulk may hold 2.
+    const RESERVED_PERCENT: u8 = 75;
+    const BULK_SHARE: u64 = 2;
     const SAMPLES_MAX: usize = 100_000;
     without_hanging(|| {
         let (engine, dir) = start("forwarded-reserve", |config| {
             config.inflight_per_shard_max = INFLIGHT;
-            config.inflight_latency_reserved_per_shard = RESERVED;
+            config.inflight_latency_reserved_percent = RESERVED_PERCENT;
         });
         let client = engine.client();
         let owner = 1;
@@ -151,19 +156,24 @@ fn bulk_requests_never_hold_the_permits_reserved_for_latency() {
         let data = vec![9u8; BULK_BYTES];
         let flooded = Cell::new(false);
         let (release, blocked) = block_shard(&client, owner);
-        let flood = async {
-            let writes = (0..BULK).map(|i| {
+        let mut writes: Vec<_> = (0..BULK)
+            .map(|i| {
                 let write = bulk.write_at((i * BULK_BYTES) as u64, &data);
-                IoClass::Throughput.scope(write)
-            });
+                Box::pin(IoClass::Throughput.scope(write))
+            })
+            .collect();
+        let flood = async {
+            // Queued (or in line for the budget) before the owner goes on.
+            for write in &mut writes {
+                assert!(futures::poll!(write.as_mut()).is_pending());
+            }
+            release.send(()).unwrap();
             for written in join_all(writes).await {
                 written.expect("bulk write");
             }
             flooded.set(true);
         };
         let sample = async {
-            yield_now().await; // the flood is queued
-            release.send(()).unwrap();
             let (mut samples, mut in_flight_max) = (0, 0);
             while !flooded.get() && samples < SAMPLES_MAX {
                 let stats = client.stats().await.expect("stats");
@@ -178,11 +188,13 @@ fn bulk_requests_never_hold_the_permits_reserved_for_latency() {
             flooded.get(),
             "the flood ended within {SAMPLES_MAX} samples"
         );
-        // The bulk share, plus the statistics request itself.
-        let allowed = (INFLIGHT - RESERVED + 1) as u64;
+        // The bulk share, plus the statistics request itself; and the
+        // samples saw the flood running.
+        let allowed = BULK_SHARE + 1;
         assert!(
-            in_flight_max <= allowed,
-            "{in_flight_max} requests in flight (over {samples} samples), at most {allowed} allowed"
+            (BULK_SHARE..=allowed).contains(&in_flight_max),
+            "{in_flight_max} requests in flight at most (over {samples} samples), \
+             {BULK_SHARE}..={allowed} expected"
         );
         drop(bulk);
         engine.shutdown().unwrap();

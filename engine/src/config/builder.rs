@@ -88,7 +88,7 @@ mod tests {
             .ring_depth(64)
             .channel_capacity(16)
             .inflight_per_shard_max(32)
-            .inflight_latency_reserved_per_shard(8)
+            .inflight_latency_reserved_percent(50)
             .sync_inline_when_idle(false)
             .blocking_threads_per_shard(2)
             .queue_bytes_per_shard_max(1 << 20)
@@ -107,7 +107,7 @@ mod tests {
             ring_depth: 64,
             channel_capacity: 16,
             inflight_per_shard_max: 32,
-            inflight_latency_reserved_per_shard: 8,
+            inflight_latency_reserved_percent: 50,
             sync_inline_when_idle: false,
             blocking_threads_per_shard: 2,
             queue_bytes_per_shard_max: 1 << 20,

@@ -36,11 +36,13 @@ pub struct ShardStats {
     /// one of the shard's `inflight_per_shard_max` permits; the request
     /// that gathers these statistics may count itself).
     pub forwarded_in_flight: u64,
-    /// The queue of requests from threads outside the engine (`Client`).
+    /// The queue of requests from threads outside the engine (`Client`),
+    /// both I/O classes together.
     pub foreign_queue: QueueDepth,
     /// The sync lane: started syncs of handles held by other threads.
     pub sync_queue: QueueDepth,
-    /// The queue from each other shard: `(sending shard, depth)`.
+    /// The queue from each other shard, both I/O classes together:
+    /// `(sending shard, depth)`.
     pub peer_queues: Vec<(usize, QueueDepth)>,
 }
 
