@@ -11,7 +11,10 @@
 //! - the new blob file, its partition directory and the data directory, for
 //!   an `open` that creates a blob in a new partition;
 //! - the partition directory for `remove` of a blob, the data directory for
-//!   `remove` of a partition.
+//!   `remove` of a partition;
+//!
+//! and that reopening an existing blob flushes no directory (one already
+//! durable is not flushed again).
 //!
 //! It runs each operation on the owning shard (direct calls), from another
 //! shard and from a foreign thread (forwarded), so the engine's forwarding
@@ -83,6 +86,10 @@ async fn operations<S: Storage>(
     blob.sync().await.expect("sync");
     mark("sync", "end");
     drop(blob);
+    mark("reopen", "begin");
+    let (blob, _) = storage.open(partition, b"audited").await.expect("reopen");
+    mark("reopen", "end");
+    drop(blob);
     mark("remove-blob", "begin");
     storage
         .remove(partition, Some(b"audited"))
@@ -106,9 +113,12 @@ fn hex(name: &[u8]) -> String {
 }
 
 fn check_path(events: &[Event], path: Route, inodes: &Inodes) {
+    let flushes = |op: &str| {
+        flushes_between(events, &marker(path, op, "begin"), &marker(path, op, "end"))
+            .unwrap_or_else(|| panic!("{path:?} {op}: markers missing from the trace"))
+    };
     let expect = |op: &str, ino: u64, what: &str, datasync_only: bool| {
-        let seen = flushes_between(events, &marker(path, op, "begin"), &marker(path, op, "end"))
-            .unwrap_or_else(|| panic!("{path:?} {op}: markers missing from the trace"));
+        let seen = flushes(op);
         assert!(
             seen.iter()
                 .any(|&(i, datasync)| i == ino && (datasync || !datasync_only)),
@@ -133,6 +143,19 @@ fn check_path(events: &[Event], path: Route, inodes: &Inodes) {
         false,
     );
     expect("remove-partition", inodes.root, "the data directory", false);
+    // A directory already durable is not flushed again: reopening an
+    // existing blob changes no entry.
+    let reopen = flushes("reopen");
+    for (ino, what) in [
+        (inodes.root, "the data directory"),
+        (inodes.partition, "the partition directory"),
+    ] {
+        assert!(
+            !reopen.iter().any(|&(i, _)| i == ino),
+            "{path:?} reopen: ext4 flushed {what} (inode {ino}), though none of its \
+             entries changed; flushes seen: {reopen:?} ({inodes:?})"
+        );
+    }
 }
 
 /// Runs `path`'s operations on a partition of shard 0; returns its inodes.
