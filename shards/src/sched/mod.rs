@@ -218,9 +218,11 @@ impl Default for SchedConfig {
     /// fio's 4 KiB random reads stop scaling near depth 32; 128 KiB pieces
     /// (Seastar's request size too) and six of them in flight kept a
     /// depth-1 4 KiB reader's p99.9 within 1.55x and 1.91x of its p99.9
-    /// alone beside a 128 KiB writer at depth 8 in two runs, where 8 ops
-    /// and 2 MiB (which that writer never exceeds) let it grow 4.39x
-    /// (bench/results/2026-11-29-interference-*.md).
+    /// alone beside a 128 KiB writer at depth 8 in two 200 ms sweeps, where
+    /// 8 ops and 2 MiB (which that writer never exceeds) let it grow 4.39x;
+    /// in the suite's 1 s runs since, the medians were 2.53x, 1.74x and
+    /// 5.63x, as the disk served reads ahead of or behind the queued writes
+    /// (bench/results/2026-11-29-interference-*.md, `configs/default.toml`).
     fn default() -> SchedConfig {
         SchedConfig {
             depth_max: 64,
