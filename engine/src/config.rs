@@ -72,6 +72,10 @@ pub const CHANNEL_CAPACITY_MAX: usize = 1 << 20;
 /// its shard; far more than any queue delivers at once.
 pub const INFLIGHT_PER_SHARD_MAX: usize = 1 << 20;
 
+/// Largest `inflight_latency_reserved_percent`: all of the in-flight bound
+/// (the throughput class still gets one permit).
+pub const INFLIGHT_LATENCY_RESERVED_PERCENT_MAX: u32 = 100;
+
 /// Largest `blocking_threads_per_shard`: each is an OS thread per shard.
 pub const BLOCKING_THREADS_PER_SHARD_MAX: usize = 1024;
 
@@ -112,7 +116,7 @@ pub struct Config {
     /// that only latency-class requests may take: throughput-class requests
     /// hold at most the rest, at least 1. See
     /// [`Config::inflight_throughput_per_shard_max`].
-    pub inflight_latency_reserved_percent: u8,
+    pub inflight_latency_reserved_percent: u32,
     /// A sync with no other I/O of its shard in flight blocks the shard for
     /// its fdatasync instead of handing it to a helper thread.
     pub sync_inline_when_idle: bool,
@@ -201,7 +205,7 @@ macro_rules! config_fields {
             ring_depth: usize,
             channel_capacity: usize,
             inflight_per_shard_max: usize,
-            inflight_latency_reserved_percent: u8,
+            inflight_latency_reserved_percent: u32,
             sync_inline_when_idle: bool,
             blocking_threads_per_shard: usize,
             queue_bytes_per_shard_max: u64,
@@ -291,8 +295,13 @@ impl Config {
     /// latency class (rounded up), at least 1 (so bulk work is never shut
     /// out, and with a bound of 1 both classes share the one permit).
     pub fn inflight_throughput_per_shard_max(&self) -> usize {
-        let percent = usize::from(self.inflight_latency_reserved_percent.min(100));
-        let reserved = (self.inflight_per_shard_max.saturating_mul(percent)).div_ceil(100);
+        let percent = self
+            .inflight_latency_reserved_percent
+            .min(INFLIGHT_LATENCY_RESERVED_PERCENT_MAX) as usize;
+        let reserved = self
+            .inflight_per_shard_max
+            .saturating_mul(percent)
+            .div_ceil(100);
         self.inflight_per_shard_max.saturating_sub(reserved).max(1)
     }
 
@@ -364,7 +373,7 @@ impl Config {
         within(
             "inflight_latency_reserved_percent",
             u64::from(self.inflight_latency_reserved_percent),
-            0..=100,
+            0..=u64::from(INFLIGHT_LATENCY_RESERVED_PERCENT_MAX),
             "a share of inflight_per_shard_max in percent; 0 lets bulk requests take every in-flight permit; 25 is the default",
         )?;
         within(

@@ -20,9 +20,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use glommio::channels::shared_channel::{
-    self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
-};
+use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
 use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
 
 use shardblob_shards::fs::any::AnyFs;
@@ -37,7 +35,7 @@ use crate::message::{BlobId, Envelope};
 use crate::per_class::PerClass;
 use crate::remote::SyncRequest;
 use crate::routing::shard_of;
-use crate::shard::{self, Control, ShardParts};
+use crate::shard::{self, ConnectedPeerReceivers, ConnectedPeerSenders, Control, ShardParts};
 use crate::stats::EngineStats;
 use crate::transport::Router;
 
@@ -590,27 +588,13 @@ fn run_shard_thread(
 async fn connect_peers(
     to_peers: PeerSenders,
     from_peers: PeerReceivers,
-) -> (
-    Vec<Option<PerClass<ConnectedSender<Envelope>>>>,
-    Vec<PerClass<ConnectedReceiver<Envelope>>>,
-) {
-    let connecting = to_peers.into_iter().map(|tx| async move {
-        let tx = tx?;
-        let (latency, throughput) =
-            futures_lite::future::zip(tx.latency.connect(), tx.throughput.connect()).await;
-        Some(PerClass {
-            latency,
-            throughput,
-        })
-    });
-    let receiving = from_peers.into_iter().map(|rx| async move {
-        let (latency, throughput) =
-            futures_lite::future::zip(rx.latency.connect(), rx.throughput.connect()).await;
-        PerClass {
-            latency,
-            throughput,
-        }
-    });
+) -> (ConnectedPeerSenders, ConnectedPeerReceivers) {
+    let connecting = to_peers
+        .into_iter()
+        .map(|tx| async move { Some(tx?.join_map(SharedSender::connect).await) });
+    let receiving = from_peers
+        .into_iter()
+        .map(|rx| rx.join_map(SharedReceiver::connect));
     futures_lite::future::zip(join_all(connecting), join_all(receiving)).await
 }
 

@@ -6,9 +6,10 @@
 //! that id. The owning shard puts the open's close guard in the reply
 //! itself, so a reply lost with a dropped future still closes the open.
 //!
-//! Each queued request travels in an [`Envelope`] with the I/O class of
-//! the operation that sent it (`IoClass::current()` of the sending future,
-//! which also chose the queue and the byte budget of that class) and the
+//! Each queued request travels in an [`Envelope`] with its I/O class
+//! ([`Request::class`]: the sending future's, or a write's
+//! `WriteOptions::THROUGHPUT`; a `spawn_on` job's is that of the call),
+//! which also chose the queue and the byte budget of that class, and the
 //! share of the budget it holds ([`Request::cost_bytes`]), given back when
 //! the shard has served it; a `read_many` hands it on to its stream, which
 //! holds it until the items are read.
@@ -100,6 +101,18 @@ pub struct Envelope {
     pub request: Request,
     pub charge: Charge,
     pub class: IoClass,
+}
+
+impl Envelope {
+    /// `request` in `class`, holding `charge` (taken from that class's
+    /// budget).
+    pub fn new(request: Request, charge: Charge, class: IoClass) -> Envelope {
+        Envelope {
+            request,
+            charge,
+            class,
+        }
+    }
 }
 
 impl Request {

@@ -1,7 +1,8 @@
-//! One value per I/O class. The forwarding paths keep a queue, a byte
-//! budget and an in-flight bound per class, so that a latency-class request
-//! never waits behind throughput-class requests that a busy shard has not
-//! served yet (`ARCHITECTURE.md`, I/O classes and the scheduler).
+//! One value per I/O class. The forwarding paths keep a queue and a byte
+//! budget per class (and the throughput class a share of the in-flight
+//! bound of its own), so that a latency-class request never waits behind
+//! throughput-class requests that a busy shard has not served yet
+//! (`ARCHITECTURE.md`, I/O classes and the scheduler).
 
 use shardblob_shards::IoClass;
 
@@ -32,6 +33,19 @@ impl<T> PerClass<T> {
     /// Both values, latency first.
     pub fn iter(&self) -> impl Iterator<Item = &T> {
         [&self.latency, &self.throughput].into_iter()
+    }
+
+    /// Both values through `f`, the two futures awaited together.
+    pub async fn join_map<U, F: std::future::Future<Output = U>>(
+        self,
+        f: impl Fn(T) -> F,
+    ) -> PerClass<U> {
+        let both = futures_lite::future::zip(f(self.latency), f(self.throughput));
+        let (latency, throughput) = both.await;
+        PerClass {
+            latency,
+            throughput,
+        }
     }
 
     /// Both values with their class, latency first.

@@ -57,7 +57,7 @@ pub struct ShardContext {
     pub(crate) store: ShardStore<AnyFs>,
     /// Senders to every other shard, per class (`None` at this shard's
     /// own index).
-    peers: Vec<Option<PerClass<ConnectedSender<Envelope>>>>,
+    peers: ConnectedPeerSenders,
     /// Blobs opened here on behalf of other threads.
     opened: RefCell<HashMap<BlobId, ShardBlob<AnyFs>>>,
     next_id: Cell<BlobId>,
@@ -77,13 +77,20 @@ pub struct ShardContext {
     pub(crate) spin_before_park: Option<Duration>,
 }
 
+/// A shard's connected senders to each other shard, per class (`None` at
+/// its own index).
+pub type ConnectedPeerSenders = Vec<Option<PerClass<ConnectedSender<Envelope>>>>;
+
+/// A shard's connected receivers from each other shard, per class.
+pub type ConnectedPeerReceivers = Vec<PerClass<ConnectedReceiver<Envelope>>>;
+
 /// What a shard needs to run, built by the engine.
 pub struct ShardParts {
     pub index: usize,
     pub router: Arc<Router>,
     pub store: ShardStore<AnyFs>,
-    pub peers: Vec<Option<PerClass<ConnectedSender<Envelope>>>>,
-    pub peer_requests: Vec<PerClass<ConnectedReceiver<Envelope>>>,
+    pub peers: ConnectedPeerSenders,
+    pub peer_requests: ConnectedPeerReceivers,
     pub foreign_requests: PerClass<async_channel::Receiver<Envelope>>,
     pub syncs: async_channel::Receiver<SyncRequest>,
     pub closes: async_channel::Receiver<BlobId>,
@@ -586,7 +593,7 @@ pub async fn run(
 /// close notices.
 fn start_loops(
     context: &Rc<ShardContext>,
-    peer_requests: Vec<PerClass<ConnectedReceiver<Envelope>>>,
+    peer_requests: ConnectedPeerReceivers,
 ) -> Vec<glommio::Task<()>> {
     let mut loops = Vec::new();
     let senders = (0..context.router.shard_count()).filter(|&from| from != context.index);

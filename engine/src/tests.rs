@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use futures_lite::future::{block_on, poll_once};
-use shardblob_shards::{Blob, Storage, WriteOptions};
+use shardblob_shards::{Blob, IoClass, Storage, WriteOptions};
 
 use crate::message::{reply, Request};
 use crate::{Client, Config, Engine};
@@ -202,6 +202,38 @@ fn the_byte_budget_admits_senders_in_order() {
         block_on(write).unwrap();
     }
     drop(blob);
+    engine.shutdown().unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A `spawn_on` job is queued in the class of the call, when it is queued
+/// at once and when it waits for room and is sent later, from a poll in
+/// another class.
+#[test]
+fn spawn_on_jobs_queue_in_the_class_of_the_call() {
+    let (mut config, dir) = config("spawn-class", 1);
+    config.channel_capacity = 1;
+    let engine = Engine::start(config).unwrap();
+    let client = engine.client();
+    let queues = &engine.router.requests[0];
+    let (release, blocked) = block_shard(&client, 0);
+    let (first, second) = block_on(IoClass::Throughput.scope(async {
+        (
+            client.spawn_on(0, |_| async {}),
+            client.spawn_on(0, |_| async {}),
+        )
+    }));
+    let (mut first, mut second) = (Box::pin(first), Box::pin(second));
+    assert_eq!(queues.throughput.len(), 1, "queued at once");
+    // The second waits for room; polled here, in the latency class, it
+    // must still wait for the throughput queue.
+    assert!(block_on(poll_once(&mut second)).is_none());
+    assert!(block_on(poll_once(&mut first)).is_none());
+    assert_eq!(queues.latency.len(), 0, "nothing in the latency queue");
+    release.send(()).unwrap();
+    assert!(block_on(blocked).unwrap());
+    block_on(first).unwrap();
+    block_on(second).unwrap();
     engine.shutdown().unwrap();
     std::fs::remove_dir_all(dir).unwrap();
 }

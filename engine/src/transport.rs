@@ -110,11 +110,7 @@ impl Router {
             .get(class)
             .acquire(request.cost_bytes())
             .await?;
-        Ok(Envelope {
-            request,
-            charge,
-            class,
-        })
+        Ok(Envelope::new(request, charge, class))
     }
 
     /// Whether [`Router::refuse_foreign`] was called.
@@ -135,7 +131,8 @@ impl Router {
     }
 }
 
-/// The bytes a shard's queued and running forwarded requests may hold.
+/// The bytes a shard's queued and running forwarded requests of one I/O
+/// class may hold.
 ///
 /// A request is charged its [`Request::cost_bytes`], capped at the whole
 /// budget: a request larger than the budget is admitted alone, once the
@@ -411,11 +408,7 @@ impl Foreign {
             Err(_) => return Err(TrySendError::Shutdown),
         };
         let pushed = self.router.gauges[shard].foreign.try_push();
-        let envelope = Envelope {
-            request,
-            charge,
-            class,
-        };
+        let envelope = Envelope::new(request, charge, class);
         match self.router.requests[shard].get(class).try_send(envelope) {
             Ok(()) => {
                 pushed.sent();

@@ -141,7 +141,7 @@ fn a_latency_request_overtakes_queued_bulk_requests_on_every_forwarded_path() {
 fn bulk_requests_never_hold_the_permits_reserved_for_latency() {
     const INFLIGHT: usize = 8;
     /// 6 of 8: bulk may hold 2.
-    const RESERVED_PERCENT: u8 = 75;
+    const RESERVED_PERCENT: u32 = 75;
     const BULK_SHARE: u64 = 2;
     const SAMPLES_MAX: usize = 100_000;
     without_hanging(|| {

@@ -1,5 +1,6 @@
 //! Resource limits that must never hang the engine: the in-flight bound at
-//! any shard count, and a blocking pool wide enough that handed-off syncs
+//! any shard count (also for bulk requests with every permit reserved for
+//! the latency class), and a blocking pool wide enough that handed-off syncs
 //! of different blobs do not wait for each other.
 //!
 //! Issue 11, items 9 (second half) and 10.
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::executor::block_on;
-use shardblob::{Blob, Storage};
+use shardblob::{Blob, IoClass, Storage, WriteOptions};
 use support::{partition_on, start, without_hanging};
 
 /// Caught on 58545b6: with 2 shards and a limit of 1, each idle serving loop
@@ -21,6 +22,8 @@ use support::{partition_on, start, without_hanging};
 fn an_inflight_limit_of_one_serves_every_path() {
     let (engine, dir) = start("limits-inflight-one", |c| {
         c.inflight_per_shard_max = 1;
+        // Every permit reserved for the latency class: bulk still gets one.
+        c.inflight_latency_reserved_percent = 100;
         // The test leaves a task running for ever: no need to wait for it.
         c.shutdown_grace_ms = 1;
     });
@@ -34,6 +37,8 @@ fn an_inflight_limit_of_one_serves_every_path() {
         let forwarded = block_on(client.spawn_on(0, move |storage| async move {
             let (blob, _) = storage.open(&there, b"forwarded").await?;
             blob.write_at(0, b"via a peer").await?;
+            let bulk = blob.write_vectored_at(16, &[b"bulk"], WriteOptions::THROUGHPUT);
+            bulk.await?;
             blob.sync().await?;
             Ok::<_, shardblob::Error>(blob.read_at(0, 10).await?.to_vec())
         }));
@@ -42,11 +47,14 @@ fn an_inflight_limit_of_one_serves_every_path() {
             for partition in &both {
                 let (blob, _) = client.open(partition, b"foreign").await.unwrap();
                 blob.write_at(0, b"from a thread").await.unwrap();
+                let bulk = IoClass::Throughput.scope(blob.write_at(16, b"bulk"));
+                bulk.await.unwrap();
                 assert_eq!(&blob.read_at(0, 13).await.unwrap()[..], b"from a thread");
             }
         });
+        // Inside the guard: a hung shard hangs the engine's drop too.
+        drop(engine);
     });
-    drop(engine);
     std::fs::remove_dir_all(dir).unwrap();
 }
 

@@ -83,6 +83,7 @@ pub enum Flavor {
 
 /// How fio is set up for one run.
 pub struct Variant {
+    /// Which fio: plain, tuned or batched.
     pub flavor: Flavor,
     pub cpu: usize,
     /// The disk has poll queues: completions can be polled (`--hipri`).

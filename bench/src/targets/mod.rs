@@ -102,9 +102,11 @@ impl Target {
             Target::FioBatched if !matches!(case.load, Load::Closed { queue_depth } if queue_depth > 1) => {
                 "batches need a closed loop deeper than 1"
             }
-            Target::SameShard | Target::SameShardOneClass | Target::Fio | Target::FioTuned => {
-                return None
-            }
+            Target::SameShard
+            | Target::SameShardOneClass
+            | Target::Fio
+            | Target::FioTuned
+            | Target::FioBatched => return None,
             _ if case.background.is_some() => {
                 "runs no background writer (interference is measured on the same shard and by fio)"
             }

@@ -1,4 +1,6 @@
-//! The depth of one queue into a shard, with its high-water mark.
+//! The depth of one queue into a shard, with its high-water mark. The
+//! foreign queue and each peer queue are a pair, one per I/O class
+//! (`transport.rs`); one gauge counts both.
 //!
 //! A queue is written by other threads (foreign callers, a peer shard) and
 //! read by its shard, so its gauge is shared: two atomics, counted by the
@@ -7,8 +9,8 @@
 //! a message out. Counting before the send means the shard never takes out
 //! a message not yet counted, and a sender waiting for room in a full
 //! queue counts in its depth: a queue's depth is the messages in it plus
-//! the senders blocked on its channel (a depth above the queue's capacity
-//! is backpressure). It counts messages, not bytes: a sender waiting for
+//! the senders blocked on its channel (a depth above twice the capacity,
+//! both classes full, is backpressure). It counts messages, not bytes: a sender waiting for
 //! the shard's byte budget is not in it yet. A `try_send` refused as full
 //! ([`QueueGauge::try_push`]) never raises the high-water mark. Neither glommio's shared channels nor the byte budget
 //! give a per-queue depth, and a lock would be worse than two relaxed
