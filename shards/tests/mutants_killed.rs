@@ -316,3 +316,40 @@ fn a_failed_create_leaves_nothing_for_scan() {
         assert!(failed_opens > 2, "the faults reached the create");
     });
 }
+
+/// A crash keeps all of a directory's unsynced entries, none, or each by a
+/// coin, a third of the time each: both ends come up far more often than
+/// coins alone would make them (2^-8 each for eight entries). Kills
+/// `shards/src/fs/sim.rs:401:17: delete match arm 0 in DirData::crash` and
+/// `shards/src/fs/sim.rs:402:17: delete match arm 1 in DirData::crash`.
+#[test]
+fn a_crash_keeps_all_or_none_of_a_directorys_new_entries_often() {
+    const SEEDS: u64 = 60;
+    const ENTRIES: usize = 8;
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(1 << 20)
+        .make()
+        .expect("executor");
+    let (all, none) = executor.run(async {
+        let (mut all, mut none) = (0, 0);
+        for seed in 0..SEEDS {
+            let fs = SimFs::new(seed);
+            assert!(fs.create_dir(Path::new("/d")).unwrap());
+            fs.sync_dir(Path::new("/")).await.unwrap();
+            for k in 0..ENTRIES {
+                let path = PathBuf::from(format!("/d/f{k}"));
+                drop(fs.open_file(&path, true).await.unwrap());
+            }
+            let kept = fs.crash().list_dir(Path::new("/d")).unwrap().len();
+            all += usize::from(kept == ENTRIES);
+            none += usize::from(kept == 0);
+        }
+        (all, none)
+    });
+    // A third of 60 each is 20; coins alone would give about 0.23.
+    assert!(
+        all >= 5,
+        "all {ENTRIES} entries kept in {all} of {SEEDS} crashes"
+    );
+    assert!(none >= 5, "no entry kept in {none} of {SEEDS} crashes");
+}
