@@ -353,3 +353,23 @@ fn a_crash_keeps_all_or_none_of_a_directorys_new_entries_often() {
     );
     assert!(none >= 5, "no entry kept in {none} of {SEEDS} crashes");
 }
+
+/// Random faults hit each op with their probability: a tenth of 2,000 ops,
+/// give or take. Kills `shards/src/fs/sim.rs:452:41: replace && with || in
+/// Disk::start` (every op fails) and `shards/src/fs/sim.rs:452:70: replace
+/// < with > in Disk::start` (nine in ten fail).
+#[test]
+fn random_faults_hit_about_their_share_of_ops() {
+    const OPS: u64 = 2_000;
+    let fs = SimFs::new(23);
+    fs.set_faults(Faults::random(100_000));
+    let failed = (0..OPS)
+        .filter(|_| fs.list_dir(Path::new("/")).is_err())
+        .count() as u64;
+    assert_eq!(fs.injected_faults(), failed, "every failure was injected");
+    // Expected 200, standard deviation about 13.
+    assert!(
+        (100..=300).contains(&failed),
+        "{failed} of {OPS} ops failed"
+    );
+}
