@@ -13,7 +13,7 @@
 //! - the partition directory for `remove` of a blob, the data directory for
 //!   `remove` of a partition;
 //!
-//! and that reopening an existing blob flushes no directory (one already
+//! and that reopening an existing, synced blob flushes nothing (what is
 //! durable is not flushed again).
 //!
 //! It runs each operation on the owning shard (direct calls), from another
@@ -143,17 +143,18 @@ fn check_path(events: &[Event], path: Route, inodes: &Inodes) {
         false,
     );
     expect("remove-partition", inodes.root, "the data directory", false);
-    // A directory already durable is not flushed again: reopening an
-    // existing blob changes no entry.
+    // Nothing durable is flushed again: reopening an existing, synced blob
+    // changes no directory entry and no byte.
     let reopen = flushes("reopen");
     for (ino, what) in [
         (inodes.root, "the data directory"),
         (inodes.partition, "the partition directory"),
+        (inodes.blob, "the synced blob"),
     ] {
         assert!(
             !reopen.iter().any(|&(i, _)| i == ino),
-            "{path:?} reopen: ext4 flushed {what} (inode {ino}), though none of its \
-             entries changed; flushes seen: {reopen:?} ({inodes:?})"
+            "{path:?} reopen: ext4 flushed {what} (inode {ino}), though nothing in it \
+             changed; flushes seen: {reopen:?} ({inodes:?})"
         );
     }
 }
