@@ -16,7 +16,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use shardblob_shards::blob::PREALLOCATE_BYTES;
 use shardblob_shards::fs::dma::DmaFs;
 use shardblob_shards::fs::sim::{Faults, SimFs};
-use shardblob_shards::fs::FileSystem;
+use shardblob_shards::fs::{File, FileSystem, WriteBuf};
 use shardblob_shards::header::{self, HeaderError, HEADER_LEN};
 use shardblob_shards::{Blob, DataDir, ShardStore, Storage};
 
@@ -372,4 +372,35 @@ fn random_faults_hit_about_their_share_of_ops() {
         (100..=300).contains(&failed),
         "{failed} of {OPS} ops failed"
     );
+}
+
+/// A crash never cuts a file below the end of a write made with data-sync
+/// semantics, even when the file had a smaller size since its last flush.
+/// Kills `shards/src/fs/sim.rs:307:29: replace + with * in
+/// FileData::write` (a durable write at offset 0 forgot no smaller size).
+#[test]
+fn a_crash_keeps_a_durable_write_at_the_start_of_a_file() {
+    const SEEDS: u64 = 40;
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(1 << 20)
+        .make()
+        .expect("executor");
+    executor.run(async {
+        for seed in 0..SEEDS {
+            let fs = SimFs::new(seed);
+            let path = Path::new("/f");
+            let file = fs.open_file(path, true).await.unwrap();
+            fs.sync_dir(Path::new("/")).await.unwrap();
+            // A smaller size the file had since its last flush.
+            file.set_len(512).await.unwrap();
+            let mut buf = file.alloc(4096);
+            buf.bytes_mut().fill(7);
+            assert_eq!(file.write_at(buf, 0, true).await.unwrap(), 4096);
+            drop(file);
+            let after = fs.crash().open_file(path, false).await.unwrap();
+            assert_eq!(after.size().await.unwrap(), 4096, "seed {seed}");
+            let read = after.read_at(0, 4096).await.unwrap();
+            assert!(read.iter().all(|&b| b == 7), "seed {seed}");
+        }
+    });
 }
