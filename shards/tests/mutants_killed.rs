@@ -456,3 +456,30 @@ async fn fill_at(file: &SimFile, pos: u64, byte: u8, len: usize) {
     buf.bytes_mut().fill(byte);
     assert_eq!(file.write_at(buf, pos, false).await.unwrap(), len);
 }
+
+/// Removing a partition forgets the opens of its blobs, and only of its
+/// blobs: its names open again as new, empty blobs while the old handles
+/// live, and a blob of another partition stays open once. Kills
+/// `shards/src/store.rs:68:41: replace == with != in Removal::covers`.
+#[test]
+fn removing_a_partition_forgets_its_own_opens_only() {
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(1 << 20)
+        .make()
+        .expect("executor");
+    executor.run(async {
+        let store = ShardStore::new(SimFs::new(5), "/");
+        let (removed, _) = store.open("p", b"a").await.unwrap();
+        removed.write_at(0, b"old").await.unwrap();
+        let (kept, _) = store.open("q", b"b").await.unwrap();
+        store.remove("p", None).await.unwrap();
+        let (again, len) = store.open("p", b"a").await.expect("a new blob");
+        assert_eq!(len, 0, "the removed partition's name opens empty");
+        let twice = store.open("q", b"b").await.map(drop);
+        assert!(
+            matches!(twice, Err(shardblob_shards::Error::BlobAlreadyOpen { .. })),
+            "{twice:?}"
+        );
+        drop((removed, kept, again));
+    });
+}
