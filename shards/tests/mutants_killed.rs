@@ -12,13 +12,21 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::{LocalExecutor, LocalExecutorBuilder, Placement};
 use shardblob_shards::blob::PREALLOCATE_BYTES;
 use shardblob_shards::fs::dma::DmaFs;
 use shardblob_shards::fs::sim::{Faults, SimFile, SimFs};
 use shardblob_shards::fs::{File, FileSystem, WriteBuf};
 use shardblob_shards::header::{self, HeaderError, HEADER_LEN};
 use shardblob_shards::{Blob, DataDir, ShardStore, Storage};
+
+/// An unpinned executor with a little DMA memory, for one test.
+fn executor() -> LocalExecutor {
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(1 << 20)
+        .make()
+        .expect("executor")
+}
 
 fn header_page(version: u16) -> Vec<u8> {
     let mut page = vec![0u8; HEADER_LEN as usize];
@@ -123,10 +131,7 @@ fn run(tool: &str, args: &[&str], path: &Path) -> String {
 /// Runs `test` on a fresh executor with the DMA file system of the data
 /// directory `dir` (locked for the test) and its path.
 fn on_dma_fs<Fut: Future<Output = ()>>(dir: &Path, test: impl FnOnce(DmaFs, PathBuf) -> Fut) {
-    let executor = LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(1 << 20)
-        .make()
-        .expect("executor");
+    let executor = executor();
     executor.run(async {
         let data_dir: Arc<DataDir> = DataDir::lock(dir).expect("lock data dir");
         let root = data_dir.path().to_path_buf();
@@ -292,10 +297,7 @@ fn appends_reserve_ahead_and_an_open_gives_leftovers_back() {
 /// ShardStore<F>::open_file`, which keeps the half-created file.
 #[test]
 fn a_failed_create_leaves_nothing_for_scan() {
-    let executor = LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(1 << 20)
-        .make()
-        .expect("executor");
+    let executor = executor();
     executor.run(async {
         let store = ShardStore::new(SimFs::new(17), "/");
         drop(store.open("p", b"first").await.unwrap());
@@ -326,10 +328,7 @@ fn a_failed_create_leaves_nothing_for_scan() {
 fn a_crash_keeps_all_or_none_of_a_directorys_new_entries_often() {
     const SEEDS: u64 = 60;
     const ENTRIES: usize = 8;
-    let executor = LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(1 << 20)
-        .make()
-        .expect("executor");
+    let executor = executor();
     let (all, none) = executor.run(async {
         let (mut all, mut none) = (0, 0);
         for seed in 0..SEEDS {
@@ -381,10 +380,7 @@ fn random_faults_hit_about_their_share_of_ops() {
 #[test]
 fn a_crash_keeps_a_durable_write_at_the_start_of_a_file() {
     const SEEDS: u64 = 40;
-    let executor = LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(1 << 20)
-        .make()
-        .expect("executor");
+    let executor = executor();
     executor.run(async {
         for seed in 0..SEEDS {
             let fs = SimFs::new(seed);
@@ -413,10 +409,7 @@ fn a_crash_keeps_a_durable_write_at_the_start_of_a_file() {
 #[test]
 fn a_crash_can_bring_back_an_intermediate_version_of_a_sector() {
     const SEEDS: u64 = 120;
-    let executor = LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(1 << 20)
-        .make()
-        .expect("executor");
+    let executor = executor();
     let intermediate = executor.run(async {
         let mut intermediate = 0;
         for seed in 0..SEEDS {
@@ -463,10 +456,7 @@ async fn fill_at(file: &SimFile, pos: u64, byte: u8, len: usize) {
 /// `shards/src/store.rs:68:41: replace == with != in Removal::covers`.
 #[test]
 fn removing_a_partition_forgets_its_own_opens_only() {
-    let executor = LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(1 << 20)
-        .make()
-        .expect("executor");
+    let executor = executor();
     executor.run(async {
         let store = ShardStore::new(SimFs::new(5), "/");
         let (removed, _) = store.open("p", b"a").await.unwrap();
