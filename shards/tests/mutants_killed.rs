@@ -16,9 +16,9 @@ use glommio::{LocalExecutor, LocalExecutorBuilder, Placement};
 use shardblob_shards::blob::PREALLOCATE_BYTES;
 use shardblob_shards::fs::dma::DmaFs;
 use shardblob_shards::fs::sim::{Faults, SimFile, SimFs};
-use shardblob_shards::fs::{File, FileSystem, WriteBuf};
+use shardblob_shards::fs::{File, FileSystem, WriteBuf, BLOCK_SIZE};
 use shardblob_shards::header::{self, HeaderError, HEADER_LEN};
-use shardblob_shards::{Blob, DataDir, ShardStore, Storage};
+use shardblob_shards::{Blob, DataDir, Error, ShardStore, Storage};
 
 /// An unpinned executor with a little DMA memory, for one test.
 fn executor() -> LocalExecutor {
@@ -472,4 +472,33 @@ fn removing_a_partition_forgets_its_own_opens_only() {
         );
         drop((removed, kept, again));
     });
+}
+
+/// The largest blob length is the one whose block-aligned end, after the
+/// header page, still fits an `off_t`. On a filesystem that allows files
+/// that large (tmpfs here, XFS on a disk) a blob resizes to it and takes a
+/// byte at its last offset; one byte more is refused with `OffsetOverflow`
+/// before any I/O. Kills `shards/src/blob/mod.rs:87:49: replace - with +`,
+/// `87:62: replace - with +` and `87:62: replace - with /`: each gives a
+/// bound whose file offsets overflow `off_t` (the kernel's error instead of
+/// the named one).
+#[test]
+fn a_blob_reaches_the_largest_length_and_no_further() {
+    let dir = Path::new("/dev/shm").join(format!("shardblob-len-max-{}", std::process::id()));
+    on_dma_fs(&dir, |fs, root| async move {
+        let store = ShardStore::new(fs, root);
+        let (blob, _) = store.open("p", b"largest").await.expect("open");
+        let off_t_max = i64::MAX as u64;
+        let len_max = off_t_max - HEADER_LEN - BLOCK_SIZE;
+        blob.resize(len_max).await.expect("resize to the largest length");
+        blob.write_at(len_max - 1, b"z").await.expect("write the last byte");
+        assert_eq!(&blob.read_at(len_max - 1, 1).await.unwrap()[..], b"z");
+        let overflow = |r: Result<(), Error>| matches!(r, Err(Error::OffsetOverflow { .. }));
+        assert!(overflow(blob.resize(len_max + 1).await), "resize past it");
+        assert!(overflow(blob.write_at(len_max, b"z").await), "write past it");
+        blob.resize(0).await.expect("shrink back");
+        drop(blob);
+        store.remove("p", None).await.expect("remove");
+    });
+    let _ = fs::remove_dir_all(&dir);
 }
