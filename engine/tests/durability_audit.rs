@@ -8,8 +8,8 @@
 //! that before the operation's `Ok` ext4 flushed
 //! - the blob's inode, for `sync` and for a `WriteOptions::SYNC` write
 //!   (`fdatasync`, or the data-sync flush of the `O_DSYNC` write);
-//! - the new blob file, its partition directory and the data directory, for
-//!   an `open` that creates a blob in a new partition;
+//! - the data directory, the new blob file and its partition directory, in
+//!   that order, for an `open` that creates a blob in a new partition;
 //! - the partition directory for `remove` of a blob, the data directory for
 //!   `remove` of a partition;
 //!
@@ -134,6 +134,16 @@ fn check_path(events: &[Event], path: Route, inodes: &Inodes) {
         false,
     );
     expect("open", inodes.root, "the data directory", false);
+    // In the order of ARCHITECTURE.md: the new partition's entry, then the
+    // blob's header, then the blob's entry.
+    let open = flushes("open");
+    let first = |ino: u64| open.iter().position(|&(i, _)| i == ino);
+    let order = [inodes.root, inodes.blob, inodes.partition].map(first);
+    assert!(
+        order.is_sorted(),
+        "{path:?} open: flushed out of order (data directory, blob, partition directory \
+         at {order:?}); flushes seen: {open:?} ({inodes:?})"
+    );
     expect("write-sync", inodes.blob, "the SYNC-written blob", true);
     expect("sync", inodes.blob, "the synced blob", false);
     expect(
