@@ -140,17 +140,11 @@ fn failing_calls(calls: u64, base: u64) -> Vec<u64> {
 /// Where the spread calls start: `SHARDBLOB_SEED_BASE`, or new on every
 /// run (printed, to replay).
 fn rotating_base() -> u64 {
-    let base = std::env::var(common::SEED_BASE_VAR)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-            now.map_or(0, |d| d.as_nanos() as u64) ^ u64::from(std::process::id())
-        });
-    eprintln!(
+    let base = common::seed_base();
+    common::announce(&format!(
         "conformance_faults: spread calls from base {base} (replay: {}={base})",
         common::SEED_BASE_VAR
-    );
+    ));
     base
 }
 

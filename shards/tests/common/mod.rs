@@ -90,9 +90,9 @@ pub const SEED_BASE_VAR: &str = "SHARDBLOB_SEED_BASE";
 /// The seeds to run: `SHARDBLOB_SEED=n` runs seed `n` alone; otherwise the
 /// fixed seeds `0..count`, where `count` comes from `count_var` (the long
 /// mode; `""` for none) or is `default_count`, plus a rotating slice of a
-/// quarter as many seeds that starts somewhere new with every commit
-/// (printed, and replayed with `SHARDBLOB_SEED_BASE`), so that CI explores
-/// new seeds at each submission while the fixed ones keep every run
+/// quarter as many seeds that starts somewhere new on every run
+/// ([`seed_base`]: printed, and replayed with `SHARDBLOB_SEED_BASE`), so that
+/// each CI run explores new seeds while the fixed ones keep every run
 /// comparable. `found` are rotating seeds that once failed: they run with
 /// the fixed ones from then on.
 pub fn seeds(count_var: &str, default_count: u64, found: &[u64]) -> Vec<u64> {
@@ -104,35 +104,34 @@ pub fn seeds(count_var: &str, default_count: u64, found: &[u64]) -> Vec<u64> {
         var => env_number(var).unwrap_or(default_count),
     };
     let rotating = (count / 4).max(1);
-    let base = env_number(SEED_BASE_VAR).unwrap_or_else(fresh_seed_base);
-    eprintln!(
+    let base = seed_base();
+    announce(&format!(
         "seeds 0..{count} and rotating {base}..{} (replay the slice: {SEED_BASE_VAR}={base})",
         base.saturating_add(rotating)
-    );
+    ));
     (0..count)
         .chain(found.iter().copied())
         .chain((base..).take(rotating as usize).filter(|&s| s >= count))
         .collect()
 }
 
-/// A start for the rotating slice, far above the fixed seeds: picked by the
-/// commit under test, so every submission explores a new slice and any run
-/// of one commit replays exactly; by the clock outside a git checkout.
-fn fresh_seed_base() -> u64 {
-    let commit = std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .output()
-        .ok()
-        .filter(|out| out.status.success())
-        .and_then(|out| {
-            u64::from_str_radix(String::from_utf8_lossy(&out.stdout).get(..16)?, 16).ok()
-        });
-    let picked = commit.unwrap_or_else(|| {
-        std::time::SystemTime::now()
+/// Where a run's rotating seeds start: `SHARDBLOB_SEED_BASE`, or new on
+/// every run (the clock and the process id pick it), far above the fixed
+/// seeds.
+pub fn seed_base() -> u64 {
+    env_number(SEED_BASE_VAR).unwrap_or_else(|| {
+        let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64)
-    });
-    (1 << 32) + Rng::new(picked).below(1 << 40)
+            .map_or(0, |d| d.as_nanos() as u64);
+        (1 << 32) + Rng::new(now ^ u64::from(std::process::id())).below(1 << 40)
+    })
+}
+
+/// Prints `line` on stderr past the test harness's capture (it takes only
+/// `print!` and `eprint!`), so a passing run's log says which seeds it ran.
+pub fn announce(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// Runs `one(seed)` for every seed of [`seeds`] on one executor.
