@@ -35,6 +35,11 @@
 //! the crash began ends its session and counts as maybe done. Each
 //! session owns its blob.
 //!
+//! In all three, two thirds of the seeds give the simulated disk a latency
+//! (`LATENCY_YIELDS`): each file call acts and then completes after a seeded
+//! number of executor yields, so calls of one shard overtake each other and
+//! a call whose future was dropped may still land later, as on io_uring.
+//!
 //! The race test (issue 11 on shared names, across shards) runs rounds of
 //! eight sessions at once on random names of two per partition (four in
 //! all, partitions of different shards), on random routes, so sessions on
@@ -111,6 +116,11 @@ const OPS_MAX: u64 = 6;
 /// Fixed seeds by default (plus a rotating quarter as many).
 const SEEDS: u64 = 128;
 const FAULTS_PER_MILLION: u32 = 20_000;
+/// Simulated device latency by seed (`seed % 3`), in executor yields
+/// (`SimFs::set_latency`): calls act and complete out of order, and a call
+/// whose future was dropped may still land, on every route. A third of the
+/// seeds run without, so calls act at once.
+const LATENCY_YIELDS: [u32; 3] = [0, 2, 6];
 const NAMES: [&[u8]; 4] = [b"a", &[0x00, 0xff], b"b", b"c"];
 /// The sequential sessions use the first names only, so that sessions on
 /// one name follow each other often.
@@ -969,6 +979,7 @@ impl Run<'_> {
     fn new(seed: u64, concurrent: bool, stats: &RefCell<Stats>) -> Run<'_> {
         let mut rng = rng(seed);
         let disk = SimFs::new(seed);
+        disk.set_latency(LATENCY_YIELDS[(seed % 3) as usize]);
         let faulty = rng.one_in(2);
         let faults = match faulty {
             true => Faults::random(FAULTS_PER_MILLION),
