@@ -490,15 +490,60 @@ fn a_blob_reaches_the_largest_length_and_no_further() {
         let (blob, _) = store.open("p", b"largest").await.expect("open");
         let off_t_max = i64::MAX as u64;
         let len_max = off_t_max - HEADER_LEN - BLOCK_SIZE;
-        blob.resize(len_max).await.expect("resize to the largest length");
-        blob.write_at(len_max - 1, b"z").await.expect("write the last byte");
+        blob.resize(len_max)
+            .await
+            .expect("resize to the largest length");
+        blob.write_at(len_max - 1, b"z")
+            .await
+            .expect("write the last byte");
         assert_eq!(&blob.read_at(len_max - 1, 1).await.unwrap()[..], b"z");
         let overflow = |r: Result<(), Error>| matches!(r, Err(Error::OffsetOverflow { .. }));
         assert!(overflow(blob.resize(len_max + 1).await), "resize past it");
-        assert!(overflow(blob.write_at(len_max, b"z").await), "write past it");
+        assert!(
+            overflow(blob.write_at(len_max, b"z").await),
+            "write past it"
+        );
         blob.resize(0).await.expect("shrink back");
         drop(blob);
         store.remove("p", None).await.expect("remove");
     });
     let _ = fs::remove_dir_all(&dir);
+}
+
+/// At a latency of one yield a simulated call waits 0 or 1 yields before it
+/// acts and as many again before it completes, so over seeds the yields a
+/// write takes (counted by a ticker polled beside it) come in three
+/// different numbers. Kills `shards/src/fs/sim.rs:594:29: replace + with -`
+/// and `… with *` (no wait before a call acts), and `594:54: replace + with
+/// -` and `… with *` (none before it completes): two numbers each.
+#[test]
+fn a_one_yield_latency_delays_both_the_act_and_the_completion() {
+    const SEEDS: u64 = 64;
+    let spans = executor().run(async {
+        let mut spans = std::collections::BTreeSet::new();
+        for seed in 0..SEEDS {
+            let fs = SimFs::new(seed);
+            let file = fs.open_file(Path::new("/f"), true).await.unwrap();
+            fs.set_latency(1);
+            let (ticks, done) = (std::cell::Cell::new(0u32), std::cell::Cell::new(false));
+            let write = async {
+                fill_at(&file, 0, b'a', 4096).await;
+                done.set(true);
+            };
+            let ticker = async {
+                while !done.get() {
+                    ticks.set(ticks.get() + 1);
+                    futures_lite::future::yield_now().await;
+                }
+            };
+            futures_lite::future::zip(write, ticker).await;
+            spans.insert(ticks.get());
+        }
+        spans
+    });
+    assert_eq!(
+        spans.len(),
+        3,
+        "yields a write took, over the seeds: {spans:?}"
+    );
 }
