@@ -6,8 +6,9 @@
 //! this test asks the kernel: with ext4's flush tracepoint on
 //! (`support/ftrace.rs`), it brackets each operation with markers and checks
 //! that before the operation's `Ok` ext4 flushed
-//! - the blob's inode, for `sync` and for a `WriteOptions::SYNC` write
-//!   (`fdatasync`, or the data-sync flush of the `O_DSYNC` write);
+//! - the blob's inode, for `sync` and for a `WriteOptions::SYNC` write,
+//!   aligned or into the tail block (`fdatasync`, or the data-sync flush of
+//!   the `O_DSYNC` write);
 //! - the data directory, the new blob file and its partition directory, in
 //!   that order, for an `open` that creates a blob in a new partition;
 //! - the partition directory for `remove` of a blob, the data directory for
@@ -81,7 +82,13 @@ async fn operations<S: Storage>(
         .await
         .expect("synced write");
     mark("write-sync", "end");
-    blob.write_at(4096, &[8u8; 100]).await.expect("write");
+    // Unaligned: a read-modify-write of the tail block, padded to a block.
+    mark("write-sync-tail", "begin");
+    blob.write_vectored_at(4096, &[&[9u8; 50], &[9u8; 50]], WriteOptions::SYNC)
+        .await
+        .expect("synced tail write");
+    mark("write-sync-tail", "end");
+    blob.write_at(4196, &[8u8; 100]).await.expect("write");
     mark("sync", "begin");
     blob.sync().await.expect("sync");
     mark("sync", "end");
@@ -145,6 +152,12 @@ fn check_path(events: &[Event], path: Route, inodes: &Inodes) {
          at {order:?}); flushes seen: {open:?} ({inodes:?})"
     );
     expect("write-sync", inodes.blob, "the SYNC-written blob", true);
+    expect(
+        "write-sync-tail",
+        inodes.blob,
+        "the blob SYNC-written in its tail block",
+        true,
+    );
     expect("sync", inodes.blob, "the synced blob", false);
     expect(
         "remove-blob",
