@@ -565,3 +565,52 @@ fn a_one_yield_latency_delays_both_the_act_and_the_completion() {
         "yields a write took, over the seeds: {spans:?}"
     );
 }
+
+/// `ShardBlob::is_empty` says whether the logical length is 0, as it moves.
+/// Kills `shards/src/blob/mod.rs:229:9: replace ShardBlob<F>::is_empty ->
+/// bool with true` and `… with false`, and `229:20: replace == with !=`.
+#[test]
+fn a_blob_is_empty_exactly_when_its_length_is_zero() {
+    executor().run(async {
+        let store = ShardStore::new(SimFs::new(3), "/");
+        let (blob, _) = store.open("p", b"e").await.unwrap();
+        assert!(blob.is_empty(), "a new blob");
+        blob.write_at(0, b"x").await.unwrap();
+        assert!(!blob.is_empty(), "after a write");
+        blob.resize(0).await.unwrap();
+        assert!(blob.is_empty(), "resized to 0");
+    });
+}
+
+/// Removes in different partitions do not wait for each other: while a
+/// partition's removal waits on the disk, a blob of another partition is
+/// removed beside it, and over seeds it is sometimes done first. Kills
+/// `shards/src/store.rs:74:9: replace Removal::partition -> &str with ""`
+/// and `… with "xyzzy"`: every remove then overlaps every partition removal
+/// and waits for it.
+#[test]
+fn removes_in_different_partitions_do_not_wait_for_each_other() {
+    const SEEDS: u64 = 32;
+    let overtook = executor().run(async {
+        let mut overtook = 0;
+        for seed in 0..SEEDS {
+            let fs = SimFs::new(seed);
+            let store = ShardStore::new(fs.clone(), "/");
+            drop(store.open("p", b"a").await.unwrap());
+            drop(store.open("q", b"b").await.unwrap());
+            fs.set_latency(4);
+            let done = std::cell::RefCell::new(Vec::new());
+            let remove = |partition: &'static str, name: Option<&'static [u8]>| {
+                let (store, done) = (&store, &done);
+                async move {
+                    store.remove(partition, name).await.unwrap();
+                    done.borrow_mut().push(partition);
+                }
+            };
+            futures_lite::future::zip(remove("p", None), remove("q", Some(b"b"))).await;
+            overtook += u32::from(*done.borrow() == ["q", "p"]);
+        }
+        overtook
+    });
+    assert!(overtook > 0, "the blob's remove never finished first");
+}
