@@ -228,11 +228,6 @@ impl<F: FileSystem> ShardBlob<F> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
-    /// Whether `self` and `other` are handles of the same open.
-    pub fn same_open(&self, other: &ShardBlob<F>) -> bool {
-        Rc::ptr_eq(&self.state, &other.state)
-    }
 }
 
 impl<F: FileSystem> BlobState<F> {
