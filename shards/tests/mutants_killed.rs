@@ -586,8 +586,9 @@ fn a_blob_is_empty_exactly_when_its_length_is_zero() {
 /// partition's removal waits on the disk, a blob of another partition is
 /// removed beside it, and over seeds it is sometimes done first. Kills
 /// `shards/src/store.rs:74:9: replace Removal::partition -> &str with ""`
-/// and `… with "xyzzy"`: every remove then overlaps every partition removal
-/// and waits for it.
+/// and `… with "xyzzy"`, and `83:9: replace Removal::overlaps -> bool with
+/// true`: every remove then overlaps every partition removal (or every
+/// remove) and waits for it.
 #[test]
 fn removes_in_different_partitions_do_not_wait_for_each_other() {
     const SEEDS: u64 = 32;
