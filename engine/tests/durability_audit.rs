@@ -7,8 +7,8 @@
 //! (`support/ftrace.rs`), it brackets each operation with markers and checks
 //! that before the operation's `Ok` ext4 flushed
 //! - the blob's inode, for `sync` and for a `WriteOptions::SYNC` write,
-//!   aligned or into the tail block (`fdatasync`, or the data-sync flush of
-//!   the `O_DSYNC` write);
+//!   aligned or into a partly written tail block (`fdatasync`, or the
+//!   data-sync flush of the `O_DSYNC` write);
 //! - the data directory, the new blob file and its partition directory, in
 //!   that order, for an `open` that creates a blob in a new partition;
 //! - the partition directory for `remove` of a blob, the data directory for
@@ -82,13 +82,15 @@ async fn operations<S: Storage>(
         .await
         .expect("synced write");
     mark("write-sync", "end");
-    // Unaligned: a read-modify-write of the tail block, padded to a block.
+    // Into the partly written tail block: merged with its bytes in memory,
+    // the whole block written again with data-sync semantics.
+    blob.write_at(4096, &[8u8; 100]).await.expect("write");
     mark("write-sync-tail", "begin");
-    blob.write_vectored_at(4096, &[&[9u8; 50], &[9u8; 50]], WriteOptions::SYNC)
+    blob.write_vectored_at(4146, &[&[9u8; 50], &[9u8; 50]], WriteOptions::SYNC)
         .await
         .expect("synced tail write");
     mark("write-sync-tail", "end");
-    blob.write_at(4196, &[8u8; 100]).await.expect("write");
+    blob.write_at(4246, &[8u8; 100]).await.expect("write");
     mark("sync", "begin");
     blob.sync().await.expect("sync");
     mark("sync", "end");

@@ -11,7 +11,7 @@
 //! the partition (forwarded over the peer channels), or one on the owner
 //! (direct calls). The two partitions are owned by different shards.
 //!
-//! Two tests. The sequential one runs sessions one after the other: a
+//! Three tests. The sequential one runs sessions one after the other: a
 //! remove of a blob, or an open followed by up to
 //! six blob operations (writes at any offset, vectored, a third of them
 //! with `WriteOptions::SYNC`; reads; `read_many`; resizes; syncs;

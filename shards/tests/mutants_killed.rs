@@ -592,7 +592,6 @@ fn a_blob_is_empty_exactly_when_its_length_is_zero() {
 /// each makes such removes overlap, so the second waits for the first.
 #[test]
 fn removes_of_different_names_do_not_wait_for_each_other() {
-    type Remove = (&'static str, Option<&'static [u8]>);
     let pairs: [(Remove, Remove); 2] = [
         (("p", None), ("q", Some(b"b"))),
         (("p", Some(b"a")), ("p", Some(b"c"))),
@@ -605,12 +604,12 @@ fn removes_of_different_names_do_not_wait_for_each_other() {
     }
 }
 
+/// A remove: a partition, and a blob's name or `None` for all of it.
+type Remove = (&'static str, Option<&'static [u8]>);
+
 /// Whether, over seeds, `second` finished first when both removes ran at
 /// once on a disk with latency.
-fn second_remove_sometimes_done_first(
-    first: (&'static str, Option<&'static [u8]>),
-    second: (&'static str, Option<&'static [u8]>),
-) -> bool {
+fn second_remove_sometimes_done_first(first: Remove, second: Remove) -> bool {
     const SEEDS: u64 = 32;
     executor().run(async {
         for seed in 0..SEEDS {
@@ -621,7 +620,7 @@ fn second_remove_sometimes_done_first(
             }
             fs.set_latency(4);
             let done = std::cell::RefCell::new(Vec::new());
-            let remove = |(partition, name): (&'static str, Option<&'static [u8]>), which| {
+            let remove = |(partition, name): Remove, which| {
                 let (store, done) = (&store, &done);
                 async move {
                     store.remove(partition, name).await.unwrap();

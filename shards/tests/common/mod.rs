@@ -116,14 +116,17 @@ pub fn seeds(count_var: &str, default_count: u64, found: &[u64]) -> Vec<u64> {
 }
 
 /// Where a run's rotating seeds start: `SHARDBLOB_SEED_BASE`, or new on
-/// every run (the clock and the process id pick it), far above the fixed
-/// seeds.
+/// every run (the clock and the process id pick it, once per test binary, so
+/// one base replays all of its tests), far above the fixed seeds.
 pub fn seed_base() -> u64 {
-    env_number(SEED_BASE_VAR).unwrap_or_else(|| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        (1 << 32) + Rng::new(now ^ u64::from(std::process::id())).below(1 << 40)
+    static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| {
+        env_number(SEED_BASE_VAR).unwrap_or_else(|| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            (1 << 32) + Rng::new(now ^ u64::from(std::process::id())).below(1 << 40)
+        })
     })
 }
 
