@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use glommio::{LocalExecutor, LocalExecutorBuilder, Placement};
 use shardblob_shards::blob::PREALLOCATE_BYTES;
 use shardblob_shards::fs::dma::DmaFs;
 use shardblob_shards::fs::sim::{Faults, SimFile, SimFs};
@@ -20,13 +19,8 @@ use shardblob_shards::fs::{File, FileSystem, WriteBuf, BLOCK_SIZE};
 use shardblob_shards::header::{self, HeaderError, HEADER_LEN};
 use shardblob_shards::{Blob, DataDir, Error, ShardStore, Storage};
 
-/// An unpinned executor with a little DMA memory, for one test.
-fn executor() -> LocalExecutor {
-    LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(1 << 20)
-        .make()
-        .expect("executor")
-}
+mod common;
+use common::executor;
 
 fn header_page(version: u16) -> Vec<u8> {
     let mut page = vec![0u8; HEADER_LEN as usize];
@@ -485,7 +479,7 @@ fn removing_a_partition_forgets_its_own_opens_only() {
         assert_eq!(len, 0, "the removed partition's name opens empty");
         let twice = store.open("q", b"b").await.map(drop);
         assert!(
-            matches!(twice, Err(shardblob_shards::Error::BlobAlreadyOpen { .. })),
+            matches!(twice, Err(Error::BlobAlreadyOpen { .. })),
             "{twice:?}"
         );
         drop((removed, kept, again));
