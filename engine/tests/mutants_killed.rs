@@ -9,7 +9,8 @@
 mod support;
 
 use futures::executor::block_on;
-use shardblob::{Blob, ShardStorage, Storage};
+use futures::FutureExt;
+use shardblob::{Blob, Error, ShardStorage, Storage};
 use support::{partition_on, start};
 
 /// A task on a shard finds that shard's storage with
@@ -43,5 +44,30 @@ fn a_shard_task_finds_its_own_storage() {
         assert_eq!(&bytes[..], b"through current");
     }
     engine.shutdown().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A sync asked of a forwarded blob after the engine stopped answers
+/// `Shutdown` at its first poll: the stopped shard's sync lane refuses the
+/// request, and the request's drop hands its waiter back. A second sync
+/// finds no sync queued and is answered the same way. Kills
+/// `engine/src/remote.rs:213:9: replace <impl Drop for SyncRequest>::drop
+/// with ()` (the waiter stayed queued in the open, so the caller waited for
+/// ever).
+#[test]
+fn a_sync_after_shutdown_answers_shutdown_at_once() {
+    let (engine, dir) = start("mutants-killed-sync-after-stop", |_| {});
+    let client = engine.client();
+    let partition = partition_on(&engine, 0, "stopped-");
+    let (blob, _) = block_on(client.open(&partition, b"b")).unwrap();
+    block_on(blob.write_at(0, b"kept")).unwrap();
+    engine.shutdown().unwrap();
+    for attempt in 0..2 {
+        let answer = blob.sync().now_or_never();
+        assert!(
+            matches!(answer, Some(Err(Error::Shutdown))),
+            "sync {attempt} after shutdown: {answer:?}"
+        );
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

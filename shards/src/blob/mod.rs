@@ -275,11 +275,10 @@ impl<F: FileSystem> BlobState<F> {
     /// free permit ahead of its waiters, so a task appending in a loop would
     /// starve a sync's trim: while a trim waits, writes wait for their turn.
     pub(crate) async fn rmw_for_write(&self) -> SemaphoreGuardArc {
+        // No await between the check and `listen` (which registers at
+        // once): a trim cannot end, and notify, in between.
         while self.trims_waiting.get() > 0 {
-            let listener = self.trim_turn.listen();
-            if self.trims_waiting.get() > 0 {
-                listener.await;
-            }
+            self.trim_turn.listen().await;
         }
         self.rmw.acquire_arc().await
     }
