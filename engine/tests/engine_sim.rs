@@ -2,7 +2,7 @@
 //! router, the shard threads, the forwarding between shards and from a
 //! foreign thread, over one simulated disk (`Engine::start_simulated`).
 //!
-//! Why: the store's simulations (`shards/tests/crash_sim.rs`,
+//! Why: the store's simulations (`shards/tests/store/crash_sim.rs`,
 //! `faults_sim.rs`) never cross a channel, so a forwarding path that loses
 //! a promise (a `Sync` answered `Ok` without a flush, a write that drops
 //! `WriteOptions::SYNC` on its way) passes them all. Here every operation

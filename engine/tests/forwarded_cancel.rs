@@ -55,7 +55,7 @@ async fn landed<B: Blob>(blob: &B) {
     blob.resize(BIG as u64).await.unwrap();
 }
 
-/// A forwarded version of `shards/tests/blob_races.rs`'s
+/// A forwarded version of `shards/tests/store/blob_races.rs`'s
 /// `a_dropped_overwrite_never_lands_after_a_later_one`.
 ///
 /// Each round starts a 64 MiB aligned overwrite from a foreign thread,

@@ -56,7 +56,7 @@
 //! - Not caught: dropping a started commit (`shards/src/blob/commit.rs`)
 //!   instead of finishing it. What it loses is bookkeeping of a write whose
 //!   caller left, which a kill cannot tell from a write that did not
-//!   happen; `shards/tests/blob_races.rs` checks it.
+//!   happen; `shards/tests/store/blob_races.rs` checks it.
 //! - Unreverted, it found a real leak: a dropped direct open lost the
 //!   descriptor of an `openat` glommio had been asked to cancel but the
 //!   kernel completed (`shards/src/fs/dma.rs` now lets the open finish).

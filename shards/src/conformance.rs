@@ -15,7 +15,7 @@
 //! the suite then returns that error, after checking that it names the
 //! partition, and the blob where the call concerns one. A caller that
 //! expects success `.expect()`s the result; the fault simulation
-//! (`shards/tests/conformance_faults.rs`) runs each check with an injected
+//! (`shards/tests/store/conformance_faults.rs`) runs each check with an injected
 //! fault at every file-system call, where the suite must pass or return an
 //! I/O error, never a wrong value. A check that wants a particular error
 //! (`BlobMissing`, `BlobVersionMismatch`, ...) from a call that does I/O

@@ -276,7 +276,8 @@ impl<F: FileSystem> BlobState<F> {
     /// starve a sync's trim: while a trim waits, writes wait for their turn.
     pub(crate) async fn rmw_for_write(&self) -> SemaphoreGuardArc {
         // No await between the check and `listen` (which registers at
-        // once): a trim cannot end, and notify, in between.
+        // once): a trim cannot end, and notify, in between, so the
+        // listener needs no second check.
         while self.trims_waiting.get() > 0 {
             self.trim_turn.listen().await;
         }

@@ -187,14 +187,29 @@ where
         match current.get() {
             Some(seed) => panic!(
                 "{test} failed at seed {seed}: {message}\n\
-                 rerun this seed alone: {SEED_VAR}={seed} cargo test -p {} --test {test}\n{}",
-                env!("CARGO_PKG_NAME"),
+                 rerun this seed alone: {SEED_VAR}={seed} {}\n{}",
+                rerun_command(),
                 history(60)
             ),
             None => panic!("{test} failed before its first seed: {message}"),
         }
     }
     eprintln!("{test}: {} seeds passed", cases.len());
+}
+
+/// The command that runs the current test alone. libtest runs each test on
+/// a thread named after it (its module path in the test binary, e.g.
+/// `crash_sim::random_ops_with_crashes_keep_the_contract`).
+fn rerun_command() -> String {
+    let binary = format!(
+        "cargo test -p {} --test {}",
+        env!("CARGO_PKG_NAME"),
+        env!("CARGO_CRATE_NAME")
+    );
+    match std::thread::current().name() {
+        Some(name) if name != "main" => format!("{binary} -- --exact {name}"),
+        _ => binary,
+    }
 }
 
 /// The workloads' own random numbers, separate from the file system's

@@ -20,7 +20,7 @@
 //! `SHARDBLOB_SEED=n` reruns seed `n`; `SHARDBLOB_CRASH_SEEDS=100000` runs
 //! that many seeds (the long mode); the default is 1,000.
 
-mod common;
+use crate::common;
 
 use std::cell::RefCell;
 

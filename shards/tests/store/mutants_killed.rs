@@ -19,7 +19,7 @@ use shardblob_shards::fs::{File, FileSystem, WriteBuf, BLOCK_SIZE};
 use shardblob_shards::header::{self, HeaderError, HEADER_LEN};
 use shardblob_shards::{Blob, DataDir, Error, ShardStore, Storage};
 
-mod common;
+use crate::common;
 use common::executor;
 
 fn header_page(version: u16) -> Vec<u8> {

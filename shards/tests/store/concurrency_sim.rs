@@ -41,7 +41,7 @@
 //! that many seeds (the long mode); the default is 10,000. A failing seed
 //! prints itself, the command that replays it and its last steps.
 
-mod common;
+use crate::common;
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;

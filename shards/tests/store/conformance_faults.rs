@@ -24,7 +24,7 @@
 //! for the random test, the seed. `SHARDBLOB_CONFORMANCE_FAULT_SEEDS` sets
 //! the number of random-fault seeds.
 
-mod common;
+use crate::common;
 
 use std::cell::RefCell;
 use std::path::Path;

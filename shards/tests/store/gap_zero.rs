@@ -37,7 +37,7 @@
 //!   is dropped during its trim finishes it (or never started it): the length
 //!   and the bytes stay consistent, and the gap still reads zeros.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

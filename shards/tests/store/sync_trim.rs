@@ -28,7 +28,7 @@
 //!   semaphore, which lets a new acquirer in ahead of its waiters, and all
 //!   500 appends went ahead of the sync.
 
-mod common;
+use crate::common;
 
 use std::cell::Cell;
 use std::future::Future;

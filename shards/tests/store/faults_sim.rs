@@ -21,7 +21,7 @@
 //! `SHARDBLOB_SEED=n` reruns case `n` of a test; `SHARDBLOB_FAULT_SEEDS`
 //! sets the number of random-fault seeds (default 1,000).
 
-mod common;
+use crate::common;
 
 use std::cell::RefCell;
 

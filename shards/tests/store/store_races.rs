@@ -9,7 +9,7 @@
 //!
 //! `SHARDBLOB_SEED=n` reruns case `n` of a test.
 
-mod common;
+use crate::common;
 
 use std::future::Future;
 use std::pin::pin;

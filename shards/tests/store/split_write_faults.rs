@@ -4,7 +4,7 @@
 //! no length"): reads past the old end fail, a resize up or a write past a
 //! gap reads zeros there, also after a sync and a crash.
 
-mod common;
+use crate::common;
 
 use common::{rng, run_seeds};
 use shardblob_shards::fs::sim::{Faults, SimFs};
