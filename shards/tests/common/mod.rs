@@ -1,4 +1,5 @@
-//! Shared by the crash and fault simulations (`crash_sim.rs`, `faults_sim.rs`):
+//! Shared by the store's tests (`shards/tests/store/`: the crash and fault
+//! simulations, the races) and the engine's simulation (`engine_sim.rs`):
 //! one glommio executor for all seeds, seeds from the environment, a seeded
 //! RNG, and the reporting that names the failing seed.
 //!
