@@ -10,8 +10,9 @@ mod support;
 
 use futures::executor::block_on;
 use futures::FutureExt;
-use shardblob::{Blob, Error, ShardStorage, Storage};
-use support::{partition_on, start};
+use shardblob::sim::{Faults, SimFs};
+use shardblob::{Blob, Config, Engine, Error, ShardStorage, Storage};
+use support::{block_shard, partition_on, start};
 
 /// A task on a shard finds that shard's storage with
 /// `ShardStorage::current()`, and it works: a blob written through it on the
@@ -70,4 +71,55 @@ fn a_sync_after_shutdown_answers_shutdown_at_once() {
         );
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `start_sync` calls queued together on a forwarded blob share one flush,
+/// and each caller gets that flush's outcome: the same disk ops as one sync
+/// alone, and when the flush fails every caller gets an error. The owning
+/// shard is held busy while the calls queue, so they join one request.
+/// Kills `engine/src/shard.rs:404:25: replace match guard synced with true
+/// in ShardContext::handle_sync` (after a failed flush the second caller
+/// was told `Ok`) and `… with false` (each further caller flushed again).
+#[test]
+fn joined_syncs_share_one_flush_and_its_failure() {
+    let disk = SimFs::new(17);
+    let config = Config {
+        shards: 2,
+        io_memory_bytes: 256 << 10,
+        spin_before_park_us: 0,
+        ..Config::default()
+    };
+    let engine = Engine::start_simulated(config, disk.clone()).unwrap();
+    let client = engine.client();
+    let partition = partition_on(&engine, 0, "joined-");
+    let (blob, _) = block_on(client.open(&partition, b"b")).unwrap();
+    // Writes the same bytes, queues `syncs` syncs while shard 0 is held,
+    // fails the first disk op after that if asked; the ops the syncs took
+    // and their answers.
+    let syncs_queued_together = |syncs: usize, fail: bool| {
+        block_on(blob.write_at(0, b"joined")).unwrap();
+        let (release, held) = block_shard(&client, 0);
+        let before = disk.op_count();
+        let pending: Vec<_> = (0..syncs).map(|_| blob.start_sync()).collect();
+        if fail {
+            disk.set_faults(Faults::at_op(before));
+        }
+        release.send(()).unwrap();
+        assert!(block_on(held).unwrap(), "shard 0 was released");
+        let answers: Vec<_> = pending.into_iter().map(block_on).collect();
+        disk.set_faults(Faults::default());
+        (disk.op_count() - before, answers)
+    };
+    let (ops_alone, answers) = syncs_queued_together(1, false);
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    assert!(ops_alone > 0, "a sync flushes");
+    let (ops_joined, answers) = syncs_queued_together(3, false);
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    assert_eq!(ops_joined, ops_alone, "three joined syncs, one flush");
+    let injected = disk.injected_faults();
+    let (_, answers) = syncs_queued_together(3, true);
+    assert_eq!(disk.injected_faults(), injected + 1, "the flush failed");
+    assert!(answers.iter().all(Result::is_err), "{answers:?}");
+    drop(blob);
+    engine.shutdown().unwrap();
 }
