@@ -123,3 +123,38 @@ fn joined_syncs_share_one_flush_and_its_failure() {
     drop(blob);
     engine.shutdown().unwrap();
 }
+
+/// Two tasks still running on one shard when the grace period ends are both
+/// cancelled and both counted: each task is tracked under its own id.
+/// Kills `engine/src/shard.rs:453:31: replace + with * in
+/// ShardContext::start_task` (every task got id 0, so the second replaced
+/// the first in the shard's table: one was neither cancelled nor counted).
+#[test]
+fn every_task_running_at_shutdown_is_cancelled_and_counted() {
+    let (engine, dir) = start("mutants-killed-two-tasks", |config| {
+        config.shutdown_grace_ms = 20;
+    });
+    let client = engine.client();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let tasks: Vec<_> = (0..2)
+        .map(|_| {
+            let started = started_tx.clone();
+            client.spawn_on(1, move |_| {
+                started.send(()).unwrap();
+                std::future::pending::<()>()
+            })
+        })
+        .collect();
+    for _ in 0..2 {
+        started_rx.recv().unwrap();
+    }
+    let error = engine.shutdown().unwrap_err();
+    assert!(
+        matches!(error, Error::ShutdownIncomplete { ref cancelled, .. } if cancelled == &[(1, 2)]),
+        "{error:?}"
+    );
+    for task in tasks {
+        assert!(matches!(task.now_or_never(), Some(Err(Error::Shutdown))));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
