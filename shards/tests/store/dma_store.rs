@@ -236,6 +236,39 @@ fn device_io_costs_only_what_alignment_requires() {
     });
 }
 
+/// A resize keeps the tail block in memory where it can: after a cut
+/// inside the cached tail block, and after an extension into a block wholly
+/// past the old end (zeros), the next unaligned write there reads nothing
+/// from the device. Kills, in `BlobState::commit_resize`,
+/// `shards/src/blob/mod.rs:454:39: replace match guard tail.index == new_len
+/// / BLOCK_SIZE with false`, `…454:61: replace / with *` and `…458:18:
+/// replace match guard new_len / BLOCK_SIZE * BLOCK_SIZE >= old_len with
+/// false` (each dropped the tail block, so the next write read it back).
+#[test]
+fn a_resize_keeps_the_tail_block_cached() {
+    with_store("resize-tail", |store, _| async move {
+        let (blob, _) = store.open("p", b"b").await.unwrap();
+        blob.write_at(0, &[1u8; 5000]).await.unwrap();
+        blob.resize(4500).await.unwrap();
+        let (reads, _) = device_ops(async {
+            blob.write_at(4500, &[2u8; 10]).await.unwrap();
+        })
+        .await;
+        assert_eq!(reads, 0, "a cut inside the cached tail block keeps it");
+        blob.resize(8192).await.unwrap();
+        blob.resize(8192 + 100).await.unwrap();
+        let (reads, _) = device_ops(async {
+            blob.write_at(8192 + 100, &[3u8; 10]).await.unwrap();
+        })
+        .await;
+        assert_eq!(reads, 0, "an extension past the old end caches zeros");
+        let bytes = blob.read_at(4498, 14).await.unwrap();
+        assert_eq!(&*bytes, &[1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 0, 0]);
+        let bytes = blob.read_at(8192 + 98, 12).await.unwrap();
+        assert_eq!(&*bytes, &[0, 0, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3]);
+    });
+}
+
 #[test]
 fn second_store_on_a_data_dir_is_refused() {
     let dir = fresh_dir("lock");
