@@ -447,58 +447,104 @@ fn to_off_t(value: u64) -> io::Result<libc::off_t> {
 mod tests {
     use super::*;
     use futures_lite::future::poll_once;
+    use std::future::Future;
+
+    /// Runs `test` on a glommio executor with a fresh `DmaFs` in a directory
+    /// of its own (named by `tag`) and a new file at the path it is given;
+    /// the directory is removed after.
+    fn on_dma_file<Fut: Future<Output = ()>>(
+        tag: &str,
+        test: impl FnOnce(DmaFs, DmaBlobFile, PathBuf) -> Fut + Send + 'static,
+    ) {
+        let dir = std::env::temp_dir().join(format!("shardblob-dma-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let data_dir = DataDir::lock(&dir).unwrap();
+        let path = dir.join("blob");
+        glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                let fs = DmaFs::new(data_dir).await.unwrap();
+                let file = fs.open_file(&path, true).await.unwrap();
+                test(fs, file, path).await;
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     /// A sync runs inline only when enabled and nothing else is in flight,
     /// and the in-flight count returns to idle however an operation ends:
     /// completed, short, or dropped while in flight.
     #[test]
     fn syncs_run_inline_only_when_enabled_and_idle() {
-        let dir =
-            std::env::temp_dir().join(format!("shardblob-dma-inflight-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let data_dir = DataDir::lock(&dir).unwrap();
-        glommio::LocalExecutorBuilder::default()
-            .spawn(move || async move {
-                let fs = DmaFs::new(data_dir).await.unwrap();
-                let file = fs.open_file(&dir.join("blob"), true).await.unwrap();
-                let mut page = file.alloc(BLOCK_SIZE as usize);
-                page.bytes_mut().fill(7);
-                file.write_at(page, 0, false).await.unwrap();
-                assert!(fs.io_in_flight.is_idle());
+        on_dma_file("inflight", |fs, file, path| async move {
+            let mut page = file.alloc(BLOCK_SIZE as usize);
+            page.bytes_mut().fill(7);
+            file.write_at(page, 0, false).await.unwrap();
+            assert!(fs.io_in_flight.is_idle());
 
-                // Dropped after its first poll: the read was submitted.
-                assert!(file.sync_runs_inline());
-                let mut read = Box::pin(file.read_at(0, BLOCK_SIZE as usize));
-                if poll_once(read.as_mut()).await.is_none() {
-                    assert!(!fs.io_in_flight.is_idle(), "a submitted read is in flight");
-                    assert!(
-                        !file.sync_runs_inline(),
-                        "a sync beside a read is handed off"
-                    );
-                }
-                drop(read);
-                assert!(fs.io_in_flight.is_idle());
+            // Dropped after its first poll: the read was submitted.
+            assert!(file.sync_runs_inline());
+            let mut read = Box::pin(file.read_at(0, BLOCK_SIZE as usize));
+            if poll_once(read.as_mut()).await.is_none() {
+                assert!(!fs.io_in_flight.is_idle(), "a submitted read is in flight");
+                assert!(
+                    !file.sync_runs_inline(),
+                    "a sync beside a read is handed off"
+                );
+            }
+            drop(read);
+            assert!(fs.io_in_flight.is_idle());
 
-                // A read past the end completes short; a sync with a read
-                // in flight goes to the blocking thread and still succeeds.
-                assert_eq!(file.read_at(BLOCK_SIZE, 16).await.unwrap().len(), 0);
-                let (read, synced) =
-                    futures_lite::future::zip(file.read_at(0, 16), file.sync_data()).await;
-                assert_eq!(&read.unwrap()[..], &[7; 16]);
-                synced.unwrap();
-                file.sync_data().await.unwrap();
-                assert!(fs.io_in_flight.is_idle());
+            // A read past the end completes short; a sync with a read
+            // in flight goes to the blocking thread and still succeeds.
+            assert_eq!(file.read_at(BLOCK_SIZE, 16).await.unwrap().len(), 0);
+            let (read, synced) =
+                futures_lite::future::zip(file.read_at(0, 16), file.sync_data()).await;
+            assert_eq!(&read.unwrap()[..], &[7; 16]);
+            synced.unwrap();
+            file.sync_data().await.unwrap();
+            assert!(fs.io_in_flight.is_idle());
 
-                // Switched off, a sync is handed off even when idle, and works.
-                let fs = fs.sync_inline_when_idle(false);
-                let file = fs.open_file(&dir.join("blob"), false).await.unwrap();
-                assert!(!file.sync_runs_inline());
-                file.sync_data().await.unwrap();
-                std::fs::remove_dir_all(&dir).unwrap();
-            })
-            .unwrap()
-            .join()
-            .unwrap();
+            // Switched off, a sync is handed off even when idle, and works.
+            let fs = fs.sync_inline_when_idle(false);
+            let file = fs.open_file(&path, false).await.unwrap();
+            assert!(!file.sync_runs_inline());
+            file.sync_data().await.unwrap();
+        });
+    }
+
+    /// A `read_many` counts as in flight from its creation until its last
+    /// range has completed, so a sync issued beside it is handed off; an
+    /// empty one never counts. Kills `dma.rs:334:33` (`remaining > 0`
+    /// replaced with `== 0`, `< 0`, `>= 0`) and `dma.rs:349:30` (`==` with
+    /// `!=`: the count dropped after the first range).
+    #[test]
+    fn a_read_many_is_in_flight_until_its_last_range() {
+        on_dma_file("read-many", |fs, file, _| async move {
+            let mut pages = file.alloc(2 * BLOCK_SIZE as usize);
+            pages.bytes_mut().fill(7);
+            file.write_at(pages, 0, false).await.unwrap();
+            let empty = file.read_many(Vec::new());
+            assert!(
+                fs.io_in_flight.is_idle(),
+                "an empty read_many is never in flight"
+            );
+            drop(empty);
+
+            let mut reads = Box::pin(file.read_many(vec![(0, 16), (BLOCK_SIZE, 16)]));
+            assert!(
+                !file.sync_runs_inline(),
+                "a sync beside a read_many is handed off"
+            );
+            let (_, first) = reads.next().await.unwrap().unwrap();
+            assert_eq!(&first[..], &[7; 16]);
+            assert!(!fs.io_in_flight.is_idle(), "one range is still to come");
+            let (_, second) = reads.next().await.unwrap().unwrap();
+            assert_eq!(&second[..], &[7; 16]);
+            assert!(fs.io_in_flight.is_idle(), "the last range has completed");
+            assert!(reads.next().await.is_none());
+        });
     }
 
     /// Caught on 58545b6: glommio's `read_at` answers an unaligned read that
@@ -507,28 +553,18 @@ mod tests {
     /// come back.
     #[test]
     fn a_read_past_the_end_returns_only_the_bytes_read() {
-        let dir = std::env::temp_dir().join(format!("shardblob-dma-short-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let data_dir = DataDir::lock(&dir).unwrap();
-        glommio::LocalExecutorBuilder::default()
-            .spawn(move || async move {
-                let fs = DmaFs::new(data_dir).await.unwrap();
-                let file = fs.open_file(&dir.join("blob"), true).await.unwrap();
-                // Leave recognisable bytes in the pool, then free them.
-                let mut page = file.alloc(2 * BLOCK_SIZE as usize);
-                page.bytes_mut().fill(0xEE);
-                drop(page);
-                let mut page = file.alloc(BLOCK_SIZE as usize);
-                page.bytes_mut().fill(7);
-                file.write_at(page, 0, false).await.unwrap();
-                file.set_len(150).await.unwrap();
-                let read = file.read_at(100, 100).await.unwrap();
-                assert_eq!(&read[..], &[7; 50][..], "only the 50 bytes before the end");
-                assert_eq!(file.read_at(200, 10).await.unwrap().len(), 0);
-                std::fs::remove_dir_all(&dir).unwrap();
-            })
-            .unwrap()
-            .join()
-            .unwrap();
+        on_dma_file("short", |_, file, _| async move {
+            // Leave recognisable bytes in the pool, then free them.
+            let mut page = file.alloc(2 * BLOCK_SIZE as usize);
+            page.bytes_mut().fill(0xEE);
+            drop(page);
+            let mut page = file.alloc(BLOCK_SIZE as usize);
+            page.bytes_mut().fill(7);
+            file.write_at(page, 0, false).await.unwrap();
+            file.set_len(150).await.unwrap();
+            let read = file.read_at(100, 100).await.unwrap();
+            assert_eq!(&read[..], &[7; 50][..], "only the 50 bytes before the end");
+            assert_eq!(file.read_at(200, 10).await.unwrap().len(), 0);
+        });
     }
 }

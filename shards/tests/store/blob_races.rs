@@ -17,10 +17,12 @@ use std::rc::Rc;
 use futures_lite::future::{poll_once, yield_now};
 use futures_lite::{Stream, StreamExt};
 use glommio::{LocalExecutorBuilder, Placement};
-use shardblob_shards::fs::sim::{SimFile, SimFs, SimWriteBuf};
+use shardblob_shards::fs::sim::{Faults, SimFile, SimFs, SimWriteBuf};
 use shardblob_shards::fs::{DirEntry, File, FileSystem, BLOCK_SIZE};
 use shardblob_shards::sched::SchedConfig;
 use shardblob_shards::{Blob, ShardBlob, ShardStore, Storage};
+
+use crate::logs::Logs;
 
 const PARTITION: &str = "races";
 /// Polls and yields any wait in these tests is bounded by.
@@ -248,6 +250,25 @@ fn a_dropped_append_never_overwrites_a_later_append() {
         );
         assert_eq!(&bytes[200..], &[3; 100], "the completed append survives");
         assert_eq!(reopened(&store, blob, b"tail").await, bytes);
+    });
+}
+
+/// A commit that fails after its caller left is logged, as nobody else
+/// learns of it. Kills `shards/src/blob/commit.rs:43:9: replace <impl
+/// Outcome for crate::Result<T>>::failure -> Option<&Error> with None`.
+#[test]
+fn a_failed_commit_whose_caller_left_is_logged() {
+    run(|| async {
+        let (logs, _capture) = Logs::capture();
+        let device = Device::new(3);
+        let (_store, blob) = open(&device, b"orphan").await;
+        device.delay_next(20);
+        drop_after_issue(&device, blob.write_at(0, &[4; 4096])).await;
+        device.fs.set_faults(Faults::random(1_000_000));
+        device.settle().await;
+        device.fs.set_faults(Faults::default());
+        let failed = logs.lines_with("a commit whose caller left failed");
+        assert_eq!(failed.len(), 1, "{failed:?}");
     });
 }
 

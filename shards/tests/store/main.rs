@@ -20,6 +20,7 @@ mod crash_sim;
 mod dma_store;
 mod faults_sim;
 mod gap_zero;
+mod logs;
 mod mutants_killed;
 mod sim_store;
 mod split_write_faults;

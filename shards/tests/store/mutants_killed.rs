@@ -20,6 +20,7 @@ use shardblob_shards::header::{self, HeaderError, HEADER_LEN};
 use shardblob_shards::{Blob, DataDir, Error, ShardStore, Storage};
 
 use crate::common;
+use crate::logs::Logs;
 use common::executor;
 
 fn header_page(version: u16) -> Vec<u8> {
@@ -238,7 +239,9 @@ fn allocated(path: &Path) -> u64 {
 /// `release_past_end_now` that keep the leftovers (`-> Ok(true)`, `-> Ok(false)`);
 /// and, as an open leaves a little storage past the end alone,
 /// `shards/src/blob/mod.rs:99:38: replace << with >>` (no slack: an open
-/// truncates whenever anything is past the end).
+/// truncates whenever anything is past the end). The open that gives space
+/// back logs it, once; kills `shards/src/blob/mod.rs:564:5: replace
+/// log_released_past_end with ()`.
 #[test]
 fn appends_reserve_ahead_and_an_open_gives_leftovers_back() {
     let dir =
@@ -246,6 +249,11 @@ fn appends_reserve_ahead_and_an_open_gives_leftovers_back() {
     let _ = fs::remove_dir_all(&dir);
     let file = dir.join("p").join("62"); // blob b"b", hex-named
     on_dma_fs(&dir, |fs, root| async move {
+        let (logs, _capture) = Logs::capture();
+        let gave_back = || {
+            logs.lines_with("gave back the space reserved past the end")
+                .len()
+        };
         let store = ShardStore::new(fs, root);
         let (blob, _) = store.open("p", b"b").await.unwrap();
         blob.write_at(0, &[7; 4096]).await.unwrap();
@@ -267,6 +275,7 @@ fn appends_reserve_ahead_and_an_open_gives_leftovers_back() {
             "the open gave the reserved storage back: {} bytes allocated",
             allocated(&file)
         );
+        assert_eq!(gave_back(), 1, "the open logs what it gave back");
         assert_eq!(&blob.read_at(0, 4096).await.unwrap()[..], &[7; 4096][..]);
         drop(blob);
 
@@ -278,6 +287,11 @@ fn appends_reserve_ahead_and_an_open_gives_leftovers_back() {
             allocated(&file) >= end + (16 << 10),
             "the open truncated a file with 16 KiB past its end: {} bytes allocated",
             allocated(&file)
+        );
+        assert_eq!(
+            gave_back(),
+            1,
+            "an open that gives nothing back logs nothing"
         );
         drop((blob, store));
         glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
@@ -628,4 +642,33 @@ fn second_remove_sometimes_done_first(first: Remove, second: Remove) -> bool {
         }
         false
     })
+}
+
+/// `ShardBlob::sync_uncounted` (the flush of the engine's sync lane) makes
+/// the blob's writes durable: after it, every crash keeps them. Kills
+/// `shards/src/blob/mod.rs:586:9: replace ShardBlob<F>::sync_uncounted ->
+/// Result<()> with Ok(())`, which the engine's `durability_audit` catches
+/// too, but the blob set of `scripts/mutants` runs only the store's tests.
+#[test]
+fn an_uncounted_sync_makes_the_writes_durable() {
+    const SEEDS: u64 = 20;
+    let executor = executor();
+    executor.run(async {
+        for seed in 0..SEEDS {
+            let fs = SimFs::new(seed);
+            let store = ShardStore::new(fs.clone(), "/");
+            let (blob, _) = store.open("p", b"u").await.unwrap();
+            blob.write_at(0, &[7; 6000]).await.unwrap();
+            blob.sync_uncounted().await.unwrap();
+            let after = ShardStore::new(fs.crash(), "/");
+            drop((blob, store));
+            let (blob, len) = after.open("p", b"u").await.unwrap();
+            assert_eq!(len, 6000, "seed {seed}: the synced length");
+            let read = blob.read_at(0, 6000).await.unwrap();
+            assert!(
+                read.iter().all(|&b| b == 7),
+                "seed {seed}: the synced bytes"
+            );
+        }
+    });
 }
