@@ -17,7 +17,8 @@ use shardblob_shards::fs::dma::DmaFs;
 use shardblob_shards::fs::sim::{Faults, SimFile, SimFs};
 use shardblob_shards::fs::{File, FileSystem, WriteBuf, BLOCK_SIZE};
 use shardblob_shards::header::{self, HeaderError, HEADER_LEN};
-use shardblob_shards::{Blob, DataDir, Error, ShardStore, Storage};
+use shardblob_shards::sched::{IoScheduler, SchedConfig};
+use shardblob_shards::{Blob, DataDir, Error, IoClass, ShardStore, Storage};
 
 use crate::common;
 use crate::logs::Logs;
@@ -615,6 +616,35 @@ fn a_read_buffer_debug_prints_its_length() {
         blob.write_at(0, &[5; 300]).await.unwrap();
         let read = blob.read_at(10, 200).await.unwrap();
         assert_eq!(format!("{read:?}"), "BlobBuf(200 bytes)");
+    });
+}
+
+/// A read that spans more device blocks than the scheduler's piece reaches
+/// the device in pieces; one within a piece in one call. Kills
+/// `shards/src/blob/read.rs:89:5: replace blocks_spanned -> u64 with 0` and
+/// `… with 1` (every read went to the device whole, however large).
+#[test]
+fn a_read_longer_than_a_piece_reaches_the_device_in_pieces() {
+    executor().run(async {
+        let sched = IoScheduler::new(SchedConfig::default());
+        let piece = sched.config().piece_bytes;
+        let store = ShardStore::with_scheduler(SimFs::new(5), "/", sched.clone());
+        let (blob, _) = store.open("p", b"r").await.unwrap();
+        let data: Vec<u8> = (0..4 * piece + 100).map(|i| (i % 251) as u8).collect();
+        blob.write_at(0, &data).await.unwrap();
+        // Device calls a read of `len` bytes at offset 10 takes.
+        let device_reads = |len: usize| {
+            let (blob, data, sched) = (&blob, &data, &sched);
+            async move {
+                let before = sched.dispatched(IoClass::Latency);
+                let back = blob.read_at(10, len).await.unwrap();
+                assert!(back[..] == data[10..10 + len], "read of {len} bytes");
+                sched.dispatched(IoClass::Latency) - before
+            }
+        };
+        // Blocks 0 up to 4 pieces and 10 bytes: five pieces from block 0.
+        assert_eq!(device_reads(4 * piece).await, 5);
+        assert_eq!(device_reads(piece - 10).await, 1);
     });
 }
 
