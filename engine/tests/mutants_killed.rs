@@ -158,3 +158,43 @@ fn every_task_running_at_shutdown_is_cancelled_and_counted() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Every directory under `dir`, recursively, sorted.
+fn directories(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(directories(&path));
+            found.push(path);
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Removing a partition through the engine leaves no directory of it behind
+/// (the engine's file system is `AnyFs`, which forwards to the DMA one).
+/// Kills `shards/src/fs/any.rs:125:9: replace <impl FileSystem for
+/// AnyFs>::remove_dir -> io::Result<()> with Ok(())` (an empty tombstone
+/// directory was left per removal).
+#[test]
+fn removing_a_partition_through_the_engine_leaves_no_directory() {
+    let (engine, dir) = start("mutants-killed-remove-dir", |_| {});
+    let client = engine.client();
+    let before = directories(&dir);
+    for shard in 0..engine.shard_count() {
+        let partition = partition_on(&engine, shard, "gone-");
+        block_on(async {
+            let (blob, _) = client.open(&partition, b"b").await?;
+            blob.write_at(0, b"removed").await?;
+            blob.sync().await?;
+            drop(blob);
+            client.remove(&partition, None).await
+        })
+        .unwrap();
+        assert_eq!(directories(&dir), before, "after removing {partition}");
+    }
+    engine.shutdown().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
