@@ -10,15 +10,19 @@ use std::fs;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::rc::Rc;
 use std::sync::Arc;
 
-use shardblob_shards::blob::PREALLOCATE_BYTES;
+use futures_lite::future::{poll_once, yield_now};
+use futures_lite::StreamExt;
+
+use shardblob_shards::blob::{PREALLOCATE_BYTES, READ_MANY_RANGES_MAX};
 use shardblob_shards::fs::dma::DmaFs;
 use shardblob_shards::fs::sim::{Faults, SimFile, SimFs};
 use shardblob_shards::fs::{File, FileSystem, WriteBuf, BLOCK_SIZE};
 use shardblob_shards::header::{self, HeaderError, HEADER_LEN};
 use shardblob_shards::sched::{IoScheduler, SchedConfig};
-use shardblob_shards::{Blob, DataDir, Error, IoClass, ShardStore, Storage};
+use shardblob_shards::{Blob, DataDir, Error, IoClass, ShardBlob, ShardStore, Storage};
 
 use crate::common;
 use crate::logs::Logs;
@@ -619,6 +623,128 @@ fn a_read_buffer_debug_prints_its_length() {
     });
 }
 
+/// A blob on simulated files holding `pieces` of the scheduler's pieces
+/// and 100 bytes of a pattern, with its store and scheduler.
+async fn blob_of_pieces(
+    seed: u64,
+    pieces: usize,
+) -> (
+    Rc<IoScheduler>,
+    ShardStore<SimFs>,
+    ShardBlob<SimFs>,
+    Vec<u8>,
+) {
+    let sched = IoScheduler::new(SchedConfig::default());
+    let piece = sched.config().piece_bytes;
+    let store = ShardStore::with_scheduler(SimFs::new(seed), "/", sched.clone());
+    let (blob, _) = store.open("p", b"r").await.unwrap();
+    let data: Vec<u8> = (0..pieces * piece + 100).map(|i| (i % 251) as u8).collect();
+    blob.write_at(0, &data).await.unwrap();
+    (sched, store, blob, data)
+}
+
+/// Every range of a `read_many` batch, by its index.
+async fn read_batch(blob: &ShardBlob<SimFs>, ranges: Vec<(u64, usize)>) -> Vec<Vec<u8>> {
+    let mut back = vec![Vec::new(); ranges.len()];
+    let mut items = Box::pin(blob.read_many(ranges));
+    while let Some(item) = items.next().await {
+        let (index, bytes) = item.unwrap();
+        back[index] = bytes.to_vec();
+    }
+    back
+}
+
+/// A piece of a `read_many` range that the file no longer holds fails the
+/// batch with an error naming where the blob's bytes ran out: the piece's
+/// own offset, not its range's. Kills `shards/src/blob/read.rs:263:47:
+/// replace + with - in BlobState<F>::read_many_item` and `… with *`.
+#[test]
+fn a_short_piece_of_a_batch_names_its_own_offset() {
+    executor().run(async {
+        let fs = SimFs::new(6);
+        let sched = IoScheduler::new(SchedConfig::default());
+        let piece = sched.config().piece_bytes;
+        let store = ShardStore::with_scheduler(fs.clone(), "/", sched);
+        let (blob, _) = store.open("p", b"r").await.unwrap();
+        blob.write_at(0, &vec![3; 3 * piece]).await.unwrap();
+        // Cut the file behind the store, inside the blob's second piece.
+        let file = fs.open_file(Path::new("/p/72"), false).await.unwrap();
+        file.set_len(HEADER_LEN + piece as u64 + 100).await.unwrap();
+        // Pieces [10, piece) and [piece, 2 * piece): only the second is short.
+        let mut batch = Box::pin(blob.read_many(vec![(10, 2 * piece - 10)]));
+        let failed = batch.next().await.unwrap().unwrap_err().to_string();
+        let expected = format!("short read at {piece}: 100 of {piece} bytes");
+        assert!(failed.contains(&expected), "{failed}");
+    });
+}
+
+/// A `read_many` batch holds the blob's shared lock until its last range
+/// has come, and no longer: a resize waits for a batch half taken, and not
+/// for one whose ranges were all taken (or were all empty) though its
+/// stream is kept. Kills `shards/src/blob/read.rs:214:37: replace > with >=
+/// in BlobState<F>::read_many_locked` (a batch of empty ranges held the
+/// lock while its stream lived) and `…219:26: replace == with !=` (the lock
+/// went with the first range, so a resize could shrink the file under the
+/// batch's other reads).
+#[test]
+fn a_read_many_holds_the_blob_until_its_last_range() {
+    executor().run(async {
+        let (_sched, _store, blob, data) = blob_of_pieces(7, 1).await;
+        let len = data.len() as u64;
+        let mut only_empty = Box::pin(blob.read_many(vec![(0, 0)]));
+        let (_, empty) = only_empty.next().await.unwrap().unwrap();
+        assert!(empty.is_empty());
+        assert!(
+            resized(&blob, len).await,
+            "a batch of empty ranges holds nothing"
+        );
+
+        let mut batch = Box::pin(blob.read_many(vec![(0, 10), (2 * BLOCK_SIZE, 10)]));
+        batch.next().await.unwrap().unwrap();
+        assert!(
+            !resized(&blob, len).await,
+            "a resize waits for the last range"
+        );
+        batch.next().await.unwrap().unwrap();
+        assert!(resized(&blob, len).await, "the last range lets the blob go");
+    });
+}
+
+/// Whether a resize of `blob` to `len` completes within a bounded number
+/// of polls (it is dropped, waiting for the lock, if not).
+async fn resized(blob: &ShardBlob<SimFs>, len: u64) -> bool {
+    let mut resize = Box::pin(blob.resize(len));
+    for _ in 0..100 {
+        if let Some(done) = poll_once(resize.as_mut()).await {
+            done.unwrap();
+            return true;
+        }
+        yield_now().await;
+    }
+    false
+}
+
+/// A `read_many` batch takes up to `READ_MANY_RANGES_MAX` ranges, and a
+/// larger one is refused whole, naming the count. Kills
+/// `shards/src/blob/read.rs:286:25: replace > with == in
+/// BlobState<F>::check_batch` (the largest batch refused, a larger one taken).
+#[test]
+fn a_read_many_takes_at_most_its_limit_of_ranges() {
+    executor().run(async {
+        let (_sched, _store, blob, data) = blob_of_pieces(8, 1).await;
+        let ranges = |count: usize| (0..count).map(|i| ((i % 100) as u64, 1)).collect();
+        let back = read_batch(&blob, ranges(READ_MANY_RANGES_MAX)).await;
+        assert!(back.iter().enumerate().all(|(i, b)| b[..] == data[i % 100..][..1]));
+        let mut over = Box::pin(blob.read_many(ranges(READ_MANY_RANGES_MAX + 1)));
+        let refused = over.next().await.unwrap();
+        assert!(
+            matches!(&refused, Err(Error::InvalidArgument { reason, .. }) if reason.contains("1025")),
+            "{refused:?}"
+        );
+        assert!(over.next().await.is_none(), "nothing of a refused batch is read");
+    });
+}
+
 /// A read that spans more device blocks than the scheduler's piece reaches
 /// the device in pieces; one within a piece in one call. Kills
 /// `shards/src/blob/read.rs:89:5: replace blocks_spanned -> u64 with 0` and
@@ -626,12 +752,8 @@ fn a_read_buffer_debug_prints_its_length() {
 #[test]
 fn a_read_longer_than_a_piece_reaches_the_device_in_pieces() {
     executor().run(async {
-        let sched = IoScheduler::new(SchedConfig::default());
+        let (sched, _store, blob, data) = blob_of_pieces(5, 4).await;
         let piece = sched.config().piece_bytes;
-        let store = ShardStore::with_scheduler(SimFs::new(5), "/", sched.clone());
-        let (blob, _) = store.open("p", b"r").await.unwrap();
-        let data: Vec<u8> = (0..4 * piece + 100).map(|i| (i % 251) as u8).collect();
-        blob.write_at(0, &data).await.unwrap();
         // Device calls a read of `len` bytes at offset 10 takes.
         let device_reads = |len: usize| {
             let (blob, data, sched) = (&blob, &data, &sched);
