@@ -16,7 +16,7 @@ use std::sync::Arc;
 use futures_lite::future::{poll_once, yield_now};
 use futures_lite::StreamExt;
 
-use shardblob_shards::blob::{PREALLOCATE_BYTES, READ_MANY_RANGES_MAX};
+use shardblob_shards::blob::{IO_BYTES_MAX, PREALLOCATE_BYTES, READ_MANY_RANGES_MAX};
 use shardblob_shards::fs::dma::DmaFs;
 use shardblob_shards::fs::sim::{Faults, SimFile, SimFs};
 use shardblob_shards::fs::{File, FileSystem, WriteBuf, BLOCK_SIZE};
@@ -724,24 +724,47 @@ async fn resized(blob: &ShardBlob<SimFs>, len: u64) -> bool {
     false
 }
 
-/// A `read_many` batch takes up to `READ_MANY_RANGES_MAX` ranges, and a
-/// larger one is refused whole, naming the count. Kills
-/// `shards/src/blob/read.rs:286:25: replace > with == in
-/// BlobState<F>::check_batch` (the largest batch refused, a larger one taken).
+/// A `read_many` batch takes up to `READ_MANY_RANGES_MAX` ranges of up to
+/// `IO_BYTES_MAX` bytes, and one with more or larger is refused whole,
+/// naming what was over. Kills `shards/src/blob/read.rs:286:25: replace >
+/// with == in BlobState<F>::check_batch` and `… with >=` (the largest batch
+/// refused), and `…298:20: replace > with ==` (the largest range refused, a
+/// larger one taken).
 #[test]
-fn a_read_many_takes_at_most_its_limit_of_ranges() {
+fn a_read_many_takes_at_most_its_limits() {
     executor().run(async {
-        let (_sched, _store, blob, data) = blob_of_pieces(8, 1).await;
-        let ranges = |count: usize| (0..count).map(|i| ((i % 100) as u64, 1)).collect();
-        let back = read_batch(&blob, ranges(READ_MANY_RANGES_MAX)).await;
-        assert!(back.iter().enumerate().all(|(i, b)| b[..] == data[i % 100..][..1]));
-        let mut over = Box::pin(blob.read_many(ranges(READ_MANY_RANGES_MAX + 1)));
-        let refused = over.next().await.unwrap();
-        assert!(
-            matches!(&refused, Err(Error::InvalidArgument { reason, .. }) if reason.contains("1025")),
-            "{refused:?}"
-        );
-        assert!(over.next().await.is_none(), "nothing of a refused batch is read");
+        let store = ShardStore::new(SimFs::new(8), "/");
+        let (blob, _) = store.open("p", b"l").await.unwrap();
+        let data: Vec<u8> = (0..IO_BYTES_MAX + 1).map(|i| (i % 251) as u8).collect();
+        blob.write_at(0, &data).await.unwrap();
+        let refusal = |ranges: Vec<(u64, usize)>| {
+            let mut batch = Box::pin(blob.read_many(ranges));
+            async move {
+                let refused = batch.next().await.unwrap();
+                assert!(
+                    batch.next().await.is_none(),
+                    "nothing of a refused batch is read"
+                );
+                match refused {
+                    Err(Error::InvalidArgument { reason, .. }) => reason,
+                    other => panic!("not refused: {other:?}"),
+                }
+            }
+        };
+
+        let ones = |count: usize| (0..count).map(|i| ((i % 100) as u64, 1)).collect();
+        let back = read_batch(&blob, ones(READ_MANY_RANGES_MAX)).await;
+        assert!(back
+            .iter()
+            .enumerate()
+            .all(|(i, b)| b[..] == data[i % 100..][..1]));
+        let reason = refusal(ones(READ_MANY_RANGES_MAX + 1)).await;
+        assert!(reason.contains("at most 1024 ranges, got 1025"), "{reason}");
+
+        let back = read_batch(&blob, vec![(1, IO_BYTES_MAX)]).await;
+        assert!(back[0] == data[1..], "the largest range");
+        let reason = refusal(vec![(0, IO_BYTES_MAX + 1)]).await;
+        assert!(reason.contains("range of 1048577 bytes at 0"), "{reason}");
     });
 }
 
