@@ -201,6 +201,11 @@ fn run<Fut: Future<Output = ()>>(test: impl FnOnce() -> Fut + Send + 'static) {
 /// a caller that gave up (a timeout) while its I/O was in flight.
 async fn drop_after_issue<T>(device: &Device, op: impl Future<Output = T>) {
     let mut op: Pin<Box<dyn Future<Output = T> + '_>> = Box::pin(op);
+    poll_until_issued(device, op.as_mut()).await;
+}
+
+/// Polls `op` until it has issued a device call; it must not finish first.
+async fn poll_until_issued<T>(device: &Device, mut op: Pin<&mut dyn Future<Output = T>>) {
     let issued = device.issued();
     for _ in 0..STEPS_MAX {
         assert!(
@@ -287,6 +292,42 @@ fn a_dropped_overwrite_never_lands_after_a_later_one() {
         device.settle().await;
         let bytes = blob.read_at(0, block).await.unwrap();
         assert!(bytes.iter().all(|&b| b == 3), "the later write wins");
+    });
+}
+
+/// An aligned overwrite of the blob's last blocks, ending exactly at its
+/// (aligned) length, takes no RMW lock: it completes while an append past
+/// it is still in flight. Kills `shards/src/blob/write.rs:88:20: replace >
+/// with >= in BlobState<F>::write` (every write ending at the length waited
+/// for the appends in flight).
+#[test]
+fn an_aligned_overwrite_ending_at_the_length_does_not_wait_for_an_append() {
+    run(|| async {
+        let device = Device::new(5);
+        let (_store, blob) = open(&device, b"end").await;
+        let block = BLOCK_SIZE as usize;
+        blob.write_at(0, &vec![1; 2 * block]).await.unwrap();
+        device.delay_next(1_000);
+        let mut append: Pin<Box<dyn Future<Output = _>>> =
+            Box::pin(blob.write_at(2 * BLOCK_SIZE, &[2; 100]));
+        poll_until_issued(&device, append.as_mut()).await;
+        let threes = vec![3; block];
+        let mut overwrite = Box::pin(blob.write_at(BLOCK_SIZE, &threes));
+        let mut overwritten = None;
+        for _ in 0..100 {
+            overwritten = poll_once(overwrite.as_mut()).await;
+            if overwritten.is_some() {
+                break;
+            }
+            yield_now().await;
+        }
+        assert!(overwritten.is_some(), "the overwrite waited for the append");
+        overwritten.unwrap().unwrap();
+        append.await.unwrap();
+        let bytes = blob.read_at(0, 2 * block + 100).await.unwrap();
+        assert!(bytes[..block].iter().all(|&b| b == 1));
+        assert!(bytes[block..2 * block].iter().all(|&b| b == 3));
+        assert_eq!(&bytes[2 * block..], &[2; 100]);
     });
 }
 
