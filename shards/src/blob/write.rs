@@ -83,10 +83,11 @@ impl<F: FileSystem> BlobState<F> {
         let shared = self.meta.read_arc().await;
         let first = offset / BLOCK_SIZE;
         let last = (end - 1) / BLOCK_SIZE;
-        let needs_rmw = !offset.is_multiple_of(BLOCK_SIZE)
-            || end % BLOCK_SIZE != 0
-            || end > self.len.get()
-            || self.tail_in(first, last);
+        // An aligned write that ends inside the blob never covers the tail
+        // block: that block holds the unaligned end, past any aligned end
+        // at or below it.
+        let needs_rmw =
+            !offset.is_multiple_of(BLOCK_SIZE) || end % BLOCK_SIZE != 0 || end > self.len.get();
         let rmw = match needs_rmw {
             true => Some(self.rmw_for_write().await),
             false => None,
@@ -181,12 +182,6 @@ impl<F: FileSystem> BlobState<F> {
             true => self.poison_with("synced write", e),
             false => self.io_error("write", e),
         }
-    }
-
-    /// Whether the cached tail block lies in `first..=last`.
-    fn tail_in(&self, first: u64, last: u64) -> bool {
-        let len = self.len.get();
-        !len.is_multiple_of(BLOCK_SIZE) && (first..=last).contains(&(len / BLOCK_SIZE))
     }
 
     /// Fills the buffer of blocks `chunk_first..=chunk_last` of a write of

@@ -519,6 +519,31 @@ fn removing_a_partition_forgets_its_own_opens_only() {
     });
 }
 
+/// A blob whose trim on close failed reopens with its logical length, also
+/// after another partition was removed meanwhile: the store keeps that
+/// length, and the next open trims the padding to it. Kills
+/// `shards/src/store.rs:227:30: delete ! in Registry::forget` (removing a
+/// partition forgot the kept lengths of every other partition's blobs,
+/// which then reopened with their zero padding counted as length).
+#[test]
+fn a_failed_trim_on_close_is_made_good_by_the_next_open() {
+    executor().run(async {
+        let fs = SimFs::new(9);
+        let store = ShardStore::new(fs.clone(), "/");
+        let (other, _) = store.open("p", b"o").await.unwrap();
+        drop(other);
+        let (blob, _) = store.open("q", b"t").await.unwrap();
+        blob.write_at(0, &[6; 100]).await.unwrap();
+        fs.set_faults(Faults::at_op(fs.op_count()));
+        drop(blob);
+        assert_eq!(fs.injected_faults(), 1, "the trim on close failed");
+        store.remove("p", None).await.unwrap();
+        let (blob, len) = store.open("q", b"t").await.unwrap();
+        assert_eq!(len, 100, "the logical length, not the padded one");
+        assert_eq!(&blob.read_at(0, 100).await.unwrap()[..], &[6; 100][..]);
+    });
+}
+
 /// The largest blob length is the one whose block-aligned end, after the
 /// header page, still fits an `off_t`. On a filesystem that allows files
 /// that large (tmpfs here, XFS on a disk) a blob resizes to it and takes a
