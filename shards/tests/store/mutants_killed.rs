@@ -544,6 +544,47 @@ fn a_failed_trim_on_close_is_made_good_by_the_next_open() {
     });
 }
 
+/// A remove that finds no file answers `BlobMissing` only once the name's
+/// absence is durable: when the sync of the partition directory fails (here
+/// after an earlier remove's sync failed too), it reports that failure.
+/// Kills `shards/src/store.rs:601:23: replace match guard e.kind() ==
+/// io::ErrorKind::NotFound with true in ShardStore<F>::already_removed`
+/// (any failure of that sync fell back to syncing the data directory, and
+/// the remove answered `BlobMissing` with the unlink not durable).
+#[test]
+fn a_remove_that_finds_no_file_reports_a_failed_directory_sync() {
+    executor().run(async {
+        let fs = SimFs::new(10);
+        let store = ShardStore::new(fs.clone(), "/");
+        let (blob, _) = store.open("p", b"x").await.unwrap();
+        blob.write_at(0, b"here").await.unwrap();
+        blob.sync().await.unwrap();
+        drop(blob);
+        for attempt in 0..2 {
+            // The unlink (or the search for the file), then the directory
+            // sync, which fails.
+            fs.set_faults(Faults::at_op(fs.op_count() + 1));
+            let failed = store.remove("p", Some(b"x")).await;
+            assert!(
+                matches!(
+                    &failed,
+                    Err(Error::Io {
+                        op: "sync partition directory",
+                        ..
+                    })
+                ),
+                "remove {attempt}: {failed:?}"
+            );
+        }
+        fs.set_faults(Faults::default());
+        let missing = store.remove("p", Some(b"x")).await;
+        assert!(
+            matches!(missing, Err(Error::BlobMissing { .. })),
+            "{missing:?}"
+        );
+    });
+}
+
 /// The largest blob length is the one whose block-aligned end, after the
 /// header page, still fits an `off_t`. On a filesystem that allows files
 /// that large (tmpfs here, XFS on a disk) a blob resizes to it and takes a
