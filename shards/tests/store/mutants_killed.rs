@@ -585,6 +585,82 @@ fn a_remove_that_finds_no_file_reports_a_failed_directory_sync() {
     });
 }
 
+/// A partition whose path is a file, not a directory, is reported as a
+/// corrupt partition that names the path, by a scan and by a removal.
+/// Kills `shards/src/store.rs:618:13: delete match arm
+/// io::ErrorKind::NotADirectory in ShardStore<F>::list` (a plain I/O error
+/// instead).
+#[test]
+fn a_partition_that_is_a_file_is_reported_corrupt() {
+    executor().run(async {
+        let fs = SimFs::new(11);
+        fs.open_file(Path::new("/q"), true).await.unwrap();
+        let store = ShardStore::new(fs, "/");
+        let scanned = store.scan("q").await;
+        let removed = store.remove("q", None).await;
+        for answer in [scanned.map(drop), removed] {
+            assert!(
+                matches!(&answer, Err(Error::PartitionCorrupt { reason, .. }) if reason.contains("/q is not a directory")),
+                "{answer:?}"
+            );
+        }
+    });
+}
+
+/// A partition removal whose rename to a tombstone fails for any reason but
+/// a taken name reports that failure, and removes nothing. Kills
+/// `shards/src/store.rs:697:27: replace match guard e.kind() ==
+/// io::ErrorKind::AlreadyExists with true in ShardStore<F>::rename_to_tombstone`
+/// (every failed rename was retried under the next name as if taken).
+#[test]
+fn a_failed_rename_to_a_tombstone_is_reported() {
+    executor().run(async {
+        let fs = SimFs::new(12);
+        let store = ShardStore::new(fs.clone(), "/");
+        let (blob, _) = store.open("p", b"k").await.unwrap();
+        blob.write_at(0, b"kept").await.unwrap();
+        blob.sync().await.unwrap();
+        drop(blob);
+        // The listing, then the rename, which fails.
+        fs.set_faults(Faults::at_op(fs.op_count() + 1));
+        let failed = store.remove("p", None).await;
+        assert_eq!(fs.injected_faults(), 1);
+        assert!(
+            matches!(&failed, Err(Error::Io { op, source, .. })
+                if op.starts_with("rename partition") && source.kind() != std::io::ErrorKind::AlreadyExists),
+            "{failed:?}"
+        );
+        assert_eq!(store.scan("p").await.unwrap(), [b"k".to_vec()], "nothing was removed");
+    });
+}
+
+/// An append that reaches past the space reserved ahead reserves up to the
+/// next step, and no further: the file's allocation grows one step at a
+/// time. Kills `shards/src/blob/write.rs:363:56: replace - with + in
+/// BlobState<F>::reserve` (the second step reserved twice what was already
+/// reserved on top).
+#[test]
+fn appends_reserve_one_step_at_a_time() {
+    let dir = std::env::temp_dir().join(format!("shardblob-mutants-step-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let file = dir.join("p").join("73"); // blob b"s", hex-named
+    on_dma_fs(&dir, |fs, root| async move {
+        let store = ShardStore::new(fs, root);
+        let (blob, _) = store.open("p", b"s").await.unwrap();
+        blob.write_at(0, &[1; 4096]).await.unwrap();
+        blob.write_at(PREALLOCATE_BYTES, &[2; 4096]).await.unwrap();
+        let two_steps = HEADER_LEN + 2 * PREALLOCATE_BYTES;
+        assert!(
+            (two_steps..two_steps + (1 << 20)).contains(&allocated(&file)),
+            "two steps reserved: {} bytes allocated",
+            allocated(&file)
+        );
+        drop((blob, store));
+        glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+    });
+    fs::remove_dir_all(&dir).unwrap();
+}
+
 /// The largest blob length is the one whose block-aligned end, after the
 /// header page, still fits an `off_t`. On a filesystem that allows files
 /// that large (tmpfs here, XFS on a disk) a blob resizes to it and takes a
