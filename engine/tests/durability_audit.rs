@@ -6,11 +6,13 @@
 //! this test asks the kernel: with ext4's flush tracepoint on
 //! (`support/ftrace.rs`), it brackets each operation with markers and checks
 //! that before the operation's `Ok` ext4 flushed
-//! - the blob's inode, for `sync` and for a `WriteOptions::SYNC` write,
-//!   aligned or into a partly written tail block (`fdatasync`, or the
-//!   data-sync flush of the `O_DSYNC` write);
+//! - the blob's inode, for `sync`, `start_sync` and a `WriteOptions::SYNC`
+//!   write, aligned or into a partly written tail block (`fdatasync`, or
+//!   the data-sync flush of the `O_DSYNC` write);
 //! - the data directory, the new blob file and its partition directory, in
-//!   that order, for an `open` that creates a blob in a new partition;
+//!   that order, for an `open` that creates a blob in a new partition; the
+//!   new blob file, then the partition directory, for one that creates a
+//!   blob in an existing partition;
 //! - the partition directory for `remove` of a blob, the data directory for
 //!   `remove` of a partition;
 //!
@@ -58,6 +60,8 @@ struct Inodes {
     root: u64,
     partition: u64,
     blob: u64,
+    /// The second blob, created in the partition that exists by then.
+    again: u64,
 }
 
 /// Runs the operations of one path against `storage`, marking each.
@@ -72,11 +76,8 @@ async fn operations<S: Storage>(
     mark("open", "begin");
     let (blob, _) = storage.open(partition, b"audited").await.expect("open");
     mark("open", "end");
-    let inodes = Inodes {
-        root: inode(dir),
-        partition: inode(&dir.join(partition)),
-        blob: inode(&dir.join(partition).join(hex(b"audited"))),
-    };
+    let (root, partition_ino) = (inode(dir), inode(&dir.join(partition)));
+    let blob_ino = inode(&dir.join(partition).join(hex(b"audited")));
     mark("write-sync", "begin");
     blob.write_vectored_at(0, &[&[7u8; 4096]], WriteOptions::SYNC)
         .await
@@ -94,6 +95,10 @@ async fn operations<S: Storage>(
     mark("sync", "begin");
     blob.sync().await.expect("sync");
     mark("sync", "end");
+    blob.write_at(4346, &[8u8; 100]).await.expect("write");
+    mark("start-sync", "begin");
+    blob.start_sync().await.expect("start_sync");
+    mark("start-sync", "end");
     drop(blob);
     mark("reopen", "begin");
     let (blob, _) = storage.open(partition, b"audited").await.expect("reopen");
@@ -105,8 +110,12 @@ async fn operations<S: Storage>(
         .await
         .expect("remove blob");
     mark("remove-blob", "end");
-    // A second blob, so the partition holds something when it goes.
-    let (again, _) = storage.open(partition, b"again").await.expect("reopen");
+    // A second blob, created in the partition that exists (and so that
+    // the partition holds something when it goes).
+    mark("open-in-partition", "begin");
+    let (again, _) = storage.open(partition, b"again").await.expect("open");
+    mark("open-in-partition", "end");
+    let again_ino = inode(&dir.join(partition).join(hex(b"again")));
     drop(again);
     mark("remove-partition", "begin");
     storage
@@ -114,7 +123,12 @@ async fn operations<S: Storage>(
         .await
         .expect("remove partition");
     mark("remove-partition", "end");
-    inodes
+    Inodes {
+        root,
+        partition: partition_ino,
+        blob: blob_ino,
+        again: again_ino,
+    }
 }
 
 fn hex(name: &[u8]) -> String {
@@ -161,6 +175,32 @@ fn check_path(events: &[Event], path: Route, inodes: &Inodes) {
         true,
     );
     expect("sync", inodes.blob, "the synced blob", false);
+    expect(
+        "start-sync",
+        inodes.blob,
+        "the blob synced by start_sync",
+        false,
+    );
+    // A create in an existing partition: the blob's header, then its entry.
+    expect(
+        "open-in-partition",
+        inodes.again,
+        "the new blob file",
+        false,
+    );
+    expect(
+        "open-in-partition",
+        inodes.partition,
+        "the partition directory of the new blob",
+        false,
+    );
+    let created = flushes("open-in-partition");
+    let first = |ino: u64| created.iter().position(|&(i, _)| i == ino);
+    assert!(
+        first(inodes.again) < first(inodes.partition),
+        "{path:?} open-in-partition: the partition directory was flushed before the new \
+         blob; flushes seen: {created:?} ({inodes:?})"
+    );
     expect(
         "remove-blob",
         inodes.partition,
