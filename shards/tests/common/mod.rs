@@ -218,3 +218,18 @@ fn rerun_command() -> String {
 pub fn rng(seed: u64) -> Rng {
     Rng::new(seed ^ 0x5EED_0F5A_4DB1_0B0B)
 }
+
+/// Polls `op` up to `polls` times, yielding to the executor's other tasks
+/// between polls; its output if it finished by then, else `None`.
+pub async fn finished_within<T>(
+    mut op: std::pin::Pin<&mut dyn Future<Output = T>>,
+    polls: usize,
+) -> Option<T> {
+    for _ in 0..polls {
+        if let Some(output) = futures_lite::future::poll_once(op.as_mut()).await {
+            return Some(output);
+        }
+        futures_lite::future::yield_now().await;
+    }
+    None
+}

@@ -22,6 +22,7 @@ use shardblob_shards::fs::{DirEntry, File, FileSystem, BLOCK_SIZE};
 use shardblob_shards::sched::SchedConfig;
 use shardblob_shards::{Blob, ShardBlob, ShardStore, Storage};
 
+use crate::common::finished_within;
 use crate::logs::Logs;
 
 const PARTITION: &str = "races";
@@ -312,15 +313,9 @@ fn an_aligned_overwrite_ending_at_the_length_does_not_wait_for_an_append() {
             Box::pin(blob.write_at(2 * BLOCK_SIZE, &[2; 100]));
         poll_until_issued(&device, append.as_mut()).await;
         let threes = vec![3; block];
-        let mut overwrite = Box::pin(blob.write_at(BLOCK_SIZE, &threes));
-        let mut overwritten = None;
-        for _ in 0..100 {
-            overwritten = poll_once(overwrite.as_mut()).await;
-            if overwritten.is_some() {
-                break;
-            }
-            yield_now().await;
-        }
+        let mut overwrite: Pin<Box<dyn Future<Output = _>>> =
+            Box::pin(blob.write_at(BLOCK_SIZE, &threes));
+        let overwritten = finished_within(overwrite.as_mut(), 100).await;
         assert!(overwritten.is_some(), "the overwrite waited for the append");
         overwritten.unwrap().unwrap();
         append.await.unwrap();

@@ -9,11 +9,11 @@
 use std::fs;
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::Command;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use futures_lite::future::{poll_once, yield_now};
 use futures_lite::StreamExt;
 
 use shardblob_shards::blob::{IO_BYTES_MAX, PREALLOCATE_BYTES, READ_MANY_RANGES_MAX};
@@ -26,7 +26,7 @@ use shardblob_shards::{Blob, DataDir, Error, IoClass, ShardBlob, ShardStore, Sto
 
 use crate::common;
 use crate::logs::Logs;
-use common::executor;
+use common::{executor, finished_within};
 
 fn header_page(version: u16) -> Vec<u8> {
     let mut page = vec![0u8; HEADER_LEN as usize];
@@ -855,15 +855,9 @@ fn a_read_many_holds_the_blob_until_its_last_range() {
 /// Whether a resize of `blob` to `len` completes within a bounded number
 /// of polls (it is dropped, waiting for the lock, if not).
 async fn resized(blob: &ShardBlob<SimFs>, len: u64) -> bool {
-    let mut resize = Box::pin(blob.resize(len));
-    for _ in 0..100 {
-        if let Some(done) = poll_once(resize.as_mut()).await {
-            done.unwrap();
-            return true;
-        }
-        yield_now().await;
-    }
-    false
+    let mut resize: Pin<Box<dyn Future<Output = _>>> = Box::pin(blob.resize(len));
+    let done = finished_within(resize.as_mut(), 100).await;
+    done.map(Result::unwrap).is_some()
 }
 
 /// A `read_many` batch takes up to `READ_MANY_RANGES_MAX` ranges of up to
