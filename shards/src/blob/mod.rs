@@ -114,6 +114,10 @@ pub(crate) struct BlobState<F: FileSystem> {
     pub(crate) file: SchedFile<F::File>,
     /// Logical length.
     pub(crate) len: Cell<u64>,
+    /// `len` before the write of several pieces that holds the RMW lock, if
+    /// one runs: its failure gives back what its earlier pieces added, so a
+    /// write without the RMW lock counts only on this much (blob/write.rs).
+    pub(crate) growing_from: Cell<Option<u64>>,
     /// Data bytes the file may hold (>= len; the excess is zero padding,
     /// or what a failed write left).
     pub(crate) file_len: Cell<u64>,
@@ -198,6 +202,7 @@ impl<F: FileSystem> ShardBlob<F> {
                 key,
                 file,
                 len: Cell::new(len),
+                growing_from: Cell::new(None),
                 file_len: Cell::new(len),
                 stale_end: Cell::new(0),
                 reserved_len: Cell::new(len),

@@ -21,7 +21,9 @@
 //! it (so a resize up or a write past a gap cuts them off first) and the
 //! cached tail block goes (the next load reads the device, clamped to
 //! `len`). Only a write holding the RMW lock moves `len`, so nothing else
-//! moved it meanwhile.
+//! moved it meanwhile; and while such a write has pieces to go, a write
+//! without the RMW lock counts only on the length before it
+//! (`growing_from`), so no completed write's bytes end up past `len`.
 
 use std::rc::Rc;
 
@@ -39,9 +41,29 @@ const BLOCK: usize = BLOCK_SIZE as usize;
 /// The locks one write holds until its last chunk is committed. The commit
 /// of a one-chunk write owns them; each commit of a larger write holds a
 /// share. Either way a dropped write keeps them until it lands.
-struct WriteGuards {
+struct WriteGuards<F: FileSystem> {
+    _growing: Option<Growing<F>>,
     _shared: RwLockReadGuardArc<()>,
     _rmw: Option<SemaphoreGuardArc>,
+}
+
+/// Marks a write of several pieces that holds the RMW lock, while its
+/// commits may still give back length: sets `growing_from` to the length
+/// before it, and clears it when the write's last commit has landed.
+struct Growing<F: FileSystem>(Rc<BlobState<F>>);
+
+impl<F: FileSystem> Growing<F> {
+    fn new(state: &Rc<BlobState<F>>) -> Growing<F> {
+        let before = state.growing_from.replace(Some(state.len.get()));
+        assert!(before.is_none(), "two writes hold the RMW lock");
+        Growing(state.clone())
+    }
+}
+
+impl<F: FileSystem> Drop for Growing<F> {
+    fn drop(&mut self) {
+        self.0.growing_from.set(None);
+    }
 }
 
 /// The user's range of one write, and what undoing its length needs.
@@ -83,11 +105,13 @@ impl<F: FileSystem> BlobState<F> {
         let shared = self.meta.read_arc().await;
         let first = offset / BLOCK_SIZE;
         let last = (end - 1) / BLOCK_SIZE;
+        let blocks_per_io = (self.file.piece_bytes() / BLOCK) as u64;
         // An aligned write that ends inside the blob never covers the tail
         // block: that block holds the unaligned end, past any aligned end
         // at or below it.
+        let len_settled = self.growing_from.get().unwrap_or(self.len.get());
         let needs_rmw =
-            !offset.is_multiple_of(BLOCK_SIZE) || end % BLOCK_SIZE != 0 || end > self.len.get();
+            !offset.is_multiple_of(BLOCK_SIZE) || end % BLOCK_SIZE != 0 || end > len_settled;
         let rmw = match needs_rmw {
             true => Some(self.rmw_for_write().await),
             false => None,
@@ -100,14 +124,15 @@ impl<F: FileSystem> BlobState<F> {
             len_before: rmw.is_some().then(|| self.len.get()),
             durable,
         };
+        let several = last - first >= blocks_per_io;
         let guards = WriteGuards {
+            _growing: (several && rmw.is_some()).then(|| Growing::new(self)),
             _shared: shared,
             _rmw: rmw,
         };
         let mut input = Input::new(bufs);
-        let blocks_per_io = (self.file.piece_bytes() / BLOCK) as u64;
         let chunk = |chunk_first: u64| (chunk_first, last.min(chunk_first + blocks_per_io - 1));
-        if last - first < blocks_per_io {
+        if !several {
             // One chunk (the common case): its commit takes the locks.
             let chunk = chunk(first);
             self.write_chunk(chunk, write, &mut input, guards).await?;
@@ -246,7 +271,7 @@ impl<F: FileSystem> BlobState<F> {
         _guards: G,
         write: WriteRange,
     ) -> Result<()> {
-        let committed = self.commit_chunk_blocks(chunk, write.durable).await;
+        let committed = self.commit_chunk_blocks(chunk, write).await;
         if committed.is_err() {
             self.take_back_length(write.len_before);
         }
@@ -258,7 +283,7 @@ impl<F: FileSystem> BlobState<F> {
     async fn commit_chunk_blocks(
         &self,
         chunk: Chunk<<F::File as File>::WriteBuf>,
-        durable: bool,
+        write: WriteRange,
     ) -> Result<()> {
         let Chunk {
             buf,
@@ -267,10 +292,13 @@ impl<F: FileSystem> BlobState<F> {
             data_end,
             tail,
         } = chunk;
+        let durable = write.durable;
+        let locked = write.len_before.is_some();
         if start > self.len.get() {
             // A gap: its whole blocks are never written, so they must not
             // hold a failed write's bytes. This write ends past `len`, so it
             // holds the RMW lock: no other write moves the end meanwhile.
+            assert!(locked, "a write past the end without the RMW lock");
             let trimmed = self.trim_stale().await;
             trimmed.map_err(|e| self.write_failed(e, durable))?;
         }
@@ -296,6 +324,7 @@ impl<F: FileSystem> BlobState<F> {
             return Err(self.write_failed(e, durable));
         }
         let new_len = self.len.get().max(data_end);
+        assert!(locked || new_len == self.len.get(), "moved len unlocked");
         self.len.set(new_len);
         if let Some(bytes) = tail {
             debug_assert!((start..end).contains(&(new_len / BLOCK_SIZE * BLOCK_SIZE)));

@@ -13,6 +13,7 @@ use std::io;
 use std::path::Path;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::task::Poll;
 
 use futures_lite::future::{poll_once, yield_now};
 use futures_lite::{Stream, StreamExt};
@@ -156,11 +157,34 @@ impl File for DeviceFile {
         self.issue(move |f| async move { f.read_at(pos, len).await })
             .await
     }
+    /// Each range is a call of its own, as io_uring completes them: the
+    /// stream yields them in the order they land.
     fn read_many(
         &self,
         ranges: Vec<(u64, usize)>,
     ) -> impl Stream<Item = io::Result<(usize, Rc<[u8]>)>> {
-        self.file.read_many(ranges)
+        let reads = ranges.into_iter().enumerate().map(|(index, (pos, len))| {
+            let read = self.issue(move |f| async move { f.read_at(pos, len).await });
+            Some(Box::pin(
+                async move { read.await.map(|bytes| (index, bytes)) },
+            ))
+        });
+        let mut reads: Vec<_> = reads.collect();
+        futures_lite::stream::poll_fn(move |cx| {
+            let mut pending = false;
+            for slot in &mut reads {
+                let Some(read) = slot else { continue };
+                if let Poll::Ready(item) = read.as_mut().poll(cx) {
+                    *slot = None;
+                    return Poll::Ready(Some(item));
+                }
+                pending = true;
+            }
+            match pending {
+                true => Poll::Pending,
+                false => Poll::Ready(None),
+            }
+        })
     }
     async fn write_at(&self, buf: SimWriteBuf, pos: u64, durable: bool) -> io::Result<usize> {
         self.issue(move |f| async move { f.write_at(buf, pos, durable).await })
@@ -323,6 +347,47 @@ fn an_aligned_overwrite_ending_at_the_length_does_not_wait_for_an_append() {
         assert!(bytes[..block].iter().all(|&b| b == 1));
         assert!(bytes[block..2 * block].iter().all(|&b| b == 3));
         assert_eq!(&bytes[2 * block..], &[2; 100]);
+    });
+}
+
+/// An aligned overwrite inside the first piece of a longer append, which
+/// fails in its second piece, keeps its bytes: the failed append gives back
+/// the length its first piece added, so an overwrite that counted on that
+/// length (and took no RMW lock) would have returned `Ok` for bytes past
+/// the end. Caught on fd7dfeb: the overwrite completed while the append was
+/// in flight, and the blob ended 4096 bytes long instead of 8192.
+#[test]
+fn an_overwrite_inside_a_failed_appends_first_piece_keeps_its_bytes() {
+    run(|| async {
+        let device = Device::new(8);
+        let (store, blob) = open(&device, b"split").await;
+        let block = BLOCK_SIZE as usize;
+        blob.write_at(0, &vec![1; block]).await.unwrap();
+        let twos = vec![2; 2 * SchedConfig::default().piece_bytes];
+        let mut append: Pin<Box<dyn Future<Output = _>>> =
+            Box::pin(blob.write_at(BLOCK_SIZE, &twos));
+        poll_until_issued(&device, append.as_mut()).await;
+        device.delay_next(200);
+        poll_until_issued(&device, append.as_mut()).await;
+        assert!(blob.len() > 2 * BLOCK_SIZE, "the first piece landed");
+        let threes = vec![3; block];
+        let mut overwrite: Pin<Box<dyn Future<Output = _>>> =
+            Box::pin(blob.write_at(BLOCK_SIZE, &threes));
+        let early = finished_within(overwrite.as_mut(), 100).await;
+        // The next device call, the append's second piece, fails.
+        device.fs.set_faults(Faults::at_op(device.fs.op_count()));
+        assert!(append.await.is_err(), "the second piece failed");
+        device.fs.set_faults(Faults::default());
+        match early {
+            Some(result) => result.unwrap(),
+            None => overwrite.as_mut().await.unwrap(),
+        }
+        drop(overwrite);
+        assert_eq!(blob.len(), 2 * BLOCK_SIZE, "the overwrite's bytes count");
+        let bytes = blob.read_at(0, 2 * block).await.unwrap().to_vec();
+        assert!(bytes[..block].iter().all(|&b| b == 1));
+        assert!(bytes[block..].iter().all(|&b| b == 3));
+        assert_eq!(reopened(&store, blob, b"split").await, bytes);
     });
 }
 
@@ -626,6 +691,33 @@ fn every_drop_point_leaves_a_consistent_blob() {
                 blob.sync().await.unwrap();
             }
         }
+    });
+}
+
+/// A batch yields each range as it lands: one range slow at the device
+/// does not hold back the others of its group. Kills
+/// `shards/src/sched/file.rs:100:20: delete ! in drive` (the first range
+/// to land waited in the driver until its whole group was in).
+#[test]
+fn a_read_many_range_is_yielded_before_a_slower_one_of_its_group_lands() {
+    run(|| async {
+        let device = Device::new(10);
+        let (_store, blob) = open(&device, b"order").await;
+        let block = BLOCK_SIZE as usize;
+        blob.write_at(0, &[1u8; 2 * BLOCK_SIZE as usize])
+            .await
+            .unwrap();
+        // One group (two ranges); the first range is slow.
+        device.delay_next(1_000);
+        let mut stream = Box::pin(blob.read_many(vec![(0, block), (BLOCK_SIZE, block)]));
+        let mut next: Pin<Box<dyn Future<Output = _>>> = Box::pin(stream.next());
+        let first = finished_within(next.as_mut(), 100).await;
+        drop(next);
+        let (index, bytes) = first.expect("waited for the slow range").unwrap().unwrap();
+        assert_eq!(index, 1);
+        assert!(bytes.iter().all(|&b| b == 1));
+        let (index, _) = stream.next().await.unwrap().unwrap();
+        assert_eq!(index, 0);
     });
 }
 
