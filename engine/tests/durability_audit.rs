@@ -8,7 +8,8 @@
 //! that before the operation's `Ok` ext4 flushed
 //! - the blob's inode, for `sync`, `start_sync` and a `WriteOptions::SYNC`
 //!   write, aligned or into a partly written tail block (`fdatasync`, or
-//!   the data-sync flush of the `O_DSYNC` write);
+//!   the data-sync flush of the `O_DSYNC` write), once per piece for a
+//!   SYNC write split into pieces;
 //! - the data directory, the new blob file and its partition directory, in
 //!   that order, for an `open` that creates a blob in a new partition; the
 //!   new blob file, then the partition directory, for one that creates a
@@ -37,6 +38,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use shardblob::{Blob, Config, Engine, Storage, WriteOptions};
+use shardblob_shards::sched::SchedConfig;
 use support::ftrace::{flushes_between, inode, Event, Tracer};
 use support::partition_on;
 
@@ -91,6 +93,14 @@ async fn operations<S: Storage>(
         .await
         .expect("synced tail write");
     mark("write-sync-tail", "end");
+    // Longer than three pieces (`SchedConfig::piece_bytes`): every piece
+    // goes out as a data-sync write of its own.
+    let long = vec![6u8; 3 * SchedConfig::default().piece_bytes];
+    mark("write-sync-pieces", "begin");
+    blob.write_vectored_at(4246, &[&long], WriteOptions::SYNC)
+        .await
+        .expect("synced write of several pieces");
+    mark("write-sync-pieces", "end");
     blob.write_at(4246, &[8u8; 100]).await.expect("write");
     mark("sync", "begin");
     blob.sync().await.expect("sync");
@@ -173,6 +183,17 @@ fn check_path(events: &[Event], path: Route, inodes: &Inodes) {
         inodes.blob,
         "the blob SYNC-written in its tail block",
         true,
+    );
+    // One data-sync flush per piece (blocks 1..=97 at 32 a piece: four):
+    // a SYNC that reached only some pieces would leave the others in the
+    // disk's volatile cache.
+    let pieces = flushes("write-sync-pieces");
+    let synced = pieces.iter().filter(|&&(i, d)| i == inodes.blob && d);
+    assert!(
+        synced.count() >= 4,
+        "{path:?} write-sync-pieces: fewer data-sync flushes of the blob (inode {}) than \
+         the write's four pieces; flushes seen: {pieces:?}",
+        inodes.blob
     );
     expect("sync", inodes.blob, "the synced blob", false);
     expect(

@@ -153,6 +153,19 @@ impl FileSystem for DmaFs {
 /// (EINVAL), a check for `to` then `rename`: the data directory has one
 /// engine, and each name one shard, so nobody else renames onto `to`.
 fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    match renameat2_no_replace(from, to) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+        done => return done,
+    }
+    match std::fs::symlink_metadata(to) {
+        Ok(_) => Err(io::Error::from_raw_os_error(libc::EEXIST)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::rename(from, to),
+        Err(e) => Err(e),
+    }
+}
+
+/// The bare `renameat2(RENAME_NOREPLACE)` system call.
+fn renameat2_no_replace(from: &Path, to: &Path) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let c_path = |path: &Path| {
         std::ffi::CString::new(path.as_os_str().as_bytes())
@@ -169,17 +182,9 @@ fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
             libc::RENAME_NOREPLACE,
         )
     };
-    if rc == 0 {
-        return Ok(());
-    }
-    let error = io::Error::last_os_error();
-    if error.raw_os_error() != Some(libc::EINVAL) {
-        return Err(error);
-    }
-    match std::fs::symlink_metadata(to) {
-        Ok(_) => Err(io::Error::from_raw_os_error(libc::EEXIST)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::rename(from, to),
-        Err(e) => Err(e),
+    match rc {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
     }
 }
 
@@ -566,5 +571,75 @@ mod tests {
             assert_eq!(&read[..], &[7; 50][..], "only the 50 bytes before the end");
             assert_eq!(file.read_at(200, 10).await.unwrap().len(), 0);
         });
+    }
+
+    /// Makes `renameat2` fail with EINVAL on this thread from now on, as on
+    /// a filesystem without `RENAME_NOREPLACE` (NFS, ecryptfs): a seccomp
+    /// filter, which other threads do not inherit.
+    fn refuse_renameat2_on_this_thread() {
+        let instruction = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
+            code: code as u16,
+            jt,
+            jf,
+            k,
+        };
+        let mut program = [
+            // Load the system call's number (`seccomp_data.nr`, offset 0).
+            instruction(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0),
+            instruction(
+                libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+                0,
+                1,
+                libc::SYS_renameat2 as u32,
+            ),
+            instruction(
+                libc::BPF_RET | libc::BPF_K,
+                0,
+                0,
+                libc::SECCOMP_RET_ERRNO | libc::EINVAL as u32,
+            ),
+            instruction(libc::BPF_RET | libc::BPF_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+        ];
+        let filter = libc::sock_fprog {
+            len: program.len() as u16,
+            filter: program.as_mut_ptr(),
+        };
+        // SAFETY: plain prctl calls; `filter` points at `program`, which
+        // lives across the call (the kernel copies it).
+        unsafe {
+            assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+            let mode = libc::SECCOMP_MODE_FILTER as libc::c_ulong;
+            let installed = libc::prctl(libc::PR_SET_SECCOMP, mode, &filter as *const _);
+            assert_eq!(installed, 0, "seccomp: {}", io::Error::last_os_error());
+        }
+    }
+
+    /// Where the filesystem refuses `RENAME_NOREPLACE`, the fallback still
+    /// renames to a free name and refuses a taken one, leaving both files.
+    /// Kills what was `shards/src/fs/dma.rs:176:29: replace != with == in
+    /// rename_no_replace` (it sent EINVAL back to the caller: every
+    /// partition removal failed on such a filesystem), and its kind: a
+    /// fallback taken on the wrong error.
+    #[test]
+    fn rename_falls_back_where_renameat2_flags_are_refused() {
+        let dir = std::env::temp_dir().join(format!("shardblob-rename-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
+        std::fs::write(&a, b"a").unwrap();
+        std::fs::write(&c, b"c").unwrap();
+        let outcomes = std::thread::spawn(move || {
+            refuse_renameat2_on_this_thread();
+            let refused = renameat2_no_replace(&a, &b).unwrap_err();
+            assert_eq!(refused.raw_os_error(), Some(libc::EINVAL), "{refused}");
+            (rename_no_replace(&a, &b), rename_no_replace(&c, &b))
+        });
+        let (free, taken) = outcomes.join().unwrap();
+        free.expect("a rename to a free name");
+        assert_eq!(taken.unwrap_err().raw_os_error(), Some(libc::EEXIST));
+        assert_eq!(std::fs::read(dir.join("b")).unwrap(), b"a");
+        assert_eq!(std::fs::read(dir.join("c")).unwrap(), b"c");
+        assert!(!dir.join("a").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

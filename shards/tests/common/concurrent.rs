@@ -115,28 +115,28 @@ pub(super) struct Inode {
 
 /// A write or resize that may still complete (in flight, or dropped from
 /// an engine that finishes it in the background).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(super) enum Pending {
-    /// A write of these bytes (end exclusive): the length grows to at
-    /// least its end.
-    Write(u64, u64),
+    /// A write of these bytes at this offset: the length grows to at least
+    /// its end.
+    Write(u64, Rc<[u8]>),
     /// A resize to that length.
     Resize(u64),
 }
 
 impl Pending {
-    fn apply(self, len: u64) -> u64 {
+    fn apply(&self, len: u64) -> u64 {
         match self {
-            Pending::Write(_, end) => len.max(end),
-            Pending::Resize(new_len) => new_len,
+            Pending::Write(..) => len.max(self.bytes(len).1),
+            Pending::Resize(new_len) => *new_len,
         }
     }
 
     /// The bytes it may change.
-    fn bytes(self, len: u64) -> (u64, u64) {
+    fn bytes(&self, len: u64) -> (u64, u64) {
         match self {
-            Pending::Write(start, end) => (start, end),
-            Pending::Resize(new_len) => (new_len.min(len), u64::MAX),
+            Pending::Write(start, data) => (*start, start + data.len() as u64),
+            Pending::Resize(new_len) => ((*new_len).min(len), u64::MAX),
         }
     }
 }
@@ -397,7 +397,9 @@ impl Sim {
         let mut inodes = self.inodes.borrow_mut();
         let state = inodes.get_mut(&p.inode).expect("picked");
         let mut lens = BTreeSet::from([p.model.borrow().len]);
-        let (before, after) = state.pending.iter().partition(|(dropped, _)| *dropped < id);
+        let (before, after) = std::mem::take(&mut state.pending)
+            .into_iter()
+            .partition(|(dropped, _)| *dropped < id);
         let before: Vec<(u64, Pending)> = before;
         state.pending = after;
         for (_, change) in before {
@@ -674,6 +676,28 @@ impl Sim {
             *other != id && span.touches(bytes) && span.end.is_none_or(|end| end > me_start)
         });
         racing
+    }
+
+    /// The writes of `inode` that may land around mutation `id`, before or
+    /// after it: those in flight or dropped (which may still land), and
+    /// those that overlapped it in time. Offset and bytes of each.
+    pub(super) fn writes_may_land(&self, inode: usize, id: u64) -> Vec<(u64, Rc<[u8]>)> {
+        let inodes = self.inodes.borrow();
+        let state = &inodes[&inode];
+        let me_start = state.spans[&id].start;
+        let racing = state
+            .spans
+            .iter()
+            .filter(|(other, span)| **other != id && span.end.is_none_or(|end| end > me_start));
+        let racing = racing.filter_map(|(_, span)| Some((span.bytes.0, span.data.clone()?)));
+        let pending = state.pending.iter().map(|(_, change)| change);
+        let in_flight = state.in_flight.iter().filter(|(other, _)| **other != id);
+        let changes = pending.chain(in_flight.map(|(_, change)| change));
+        let left = changes.filter_map(|change| match change {
+            Pending::Write(offset, data) => Some((*offset, data.clone())),
+            Pending::Resize(_) => None,
+        });
+        racing.chain(left).collect()
     }
 
     /// Ends mutation `id` now, and forgets spans that no op in flight

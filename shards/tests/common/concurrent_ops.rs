@@ -4,6 +4,7 @@
 //! `limit` drops the call's future after that many pending polls.
 
 use std::collections::BTreeSet;
+use std::rc::Rc;
 
 use futures_lite::StreamExt;
 use shardblob_shards::{Blob, Error, WriteOptions};
@@ -90,7 +91,7 @@ impl Sim {
         let (id, faults) = (self.tick(), self.faults_now());
         let bytes = (offset, offset + data.len() as u64);
         self.start_span(p.inode, id, bytes, Some(data));
-        self.may_change_len(&p, id, Pending::Write(bytes.0, bytes.1));
+        self.may_change_len(&p, id, Pending::Write(offset, Rc::from(data)));
         let torn = self.faults_on;
         self.edit(p.inode, &p.model, |m| {
             m.maybe_write(offset, data, sync, torn)
@@ -117,14 +118,12 @@ impl Sim {
                     .flat_map(|&len| self.possible_lens_but(p.inode, len, Some(id)))
                     .collect();
                 let engine_len = p.blob.len();
+                let writes = self.writes_may_land(p.inode, id);
                 // It has landed: it lands after nothing that follows.
                 self.end_span(p.inode, id);
                 self.edit(p.inode, &p.model, |m| {
                     let completed = |m: &mut BlobModel| match racing {
-                        true => {
-                            m.maybe_write(offset, data, sync, torn);
-                            m.len = m.len.max(bytes.1);
-                        }
+                        true => m.write_racing((offset, data), sync, torn, &writes),
                         false => m.write(offset, data, sync),
                     };
                     from_each_len(m, &lens, engine_len, completed)
@@ -215,14 +214,12 @@ impl Sim {
             Some(Ok(())) => {
                 let racing = self.racing(p.inode, id, bytes);
                 self.stats.borrow_mut().racing_ends += u64::from(racing);
+                let writes = self.writes_may_land(p.inode, id);
                 let dropped_lens = self.settle_dropped(&p, id);
                 let longest_before = dropped_lens.last().copied().unwrap_or(0);
                 self.edit(p.inode, &p.model, |m| match racing {
-                    true => {
-                        m.maybe_resize(len);
-                        m.len = len;
-                    }
-                    false => m.resize_after_maybe(len, longest_before),
+                    true => m.resize_racing(len, &writes),
+                    false => m.resize_after_maybe(len, longest_before, &writes),
                 });
                 End::Done
             }

@@ -49,6 +49,7 @@
 //! file's sizes, and those zeros to the contents.
 
 use std::collections::BTreeSet;
+use std::rc::Rc;
 
 /// Atomic unit of the simulated device.
 pub const SECTOR: u64 = 512;
@@ -222,6 +223,31 @@ impl BlobModel {
         });
     }
 
+    /// Zeroes `from..to` now, except that any of `writes` (offset and
+    /// bytes; in flight, dropped or racing, so they may land before or
+    /// after) may show over the zeros, each in whole sectors and in any
+    /// order: what a resize up or a write past a gap exposes while writes
+    /// race it. Nothing else, a failed write's bytes in particular, shows.
+    fn zero_under(&mut self, from: u64, to: u64, writes: &[(u64, Rc<[u8]>)]) {
+        let to = to.min((self.now.len() as u64 * SECTOR).max(from));
+        self.zero_between(from, to, false);
+        // Each pass lands every write once more over every outcome so far:
+        // as many passes as writes reach every order.
+        for _ in 0..writes.len() {
+            for (offset, data) in writes {
+                let end = offset + data.len() as u64;
+                let (start, stop) = ((*offset).max(from), end.min(to));
+                if start >= stop {
+                    continue;
+                }
+                let part = &data[(start - offset) as usize..(stop - offset) as usize];
+                self.edit(start, stop, true, |at, sector| {
+                    Self::overlay(start, part, at, sector)
+                });
+            }
+        }
+    }
+
     /// Whether a write at `offset` leaves whole blocks (or the rest of the
     /// tail block) between the logical end and its first block unwritten.
     fn leaves_gap(&self, offset: u64) -> bool {
@@ -333,6 +359,26 @@ impl BlobModel {
         }
     }
 
+    /// A completed write that raced other mutations of its bytes, which
+    /// may have landed before or after it: each of its sectors old or new;
+    /// a gap it leaves below its first block reads as zeros with any of
+    /// `writes` (in flight, dropped or racing) over them, and nothing else.
+    pub fn write_racing(
+        &mut self,
+        (offset, data): (u64, &[u8]),
+        sync: bool,
+        torn: bool,
+        writes: &[(u64, Rc<[u8]>)],
+    ) {
+        let len = self.len;
+        let gap = self.leaves_gap(offset);
+        self.maybe_write(offset, data, sync, torn);
+        if gap {
+            self.zero_under(len, offset / BLOCK * BLOCK, writes);
+        }
+        self.len = self.len.max(offset + data.len() as u64);
+    }
+
     /// Bytes of a write in flight that may land now, over whatever the
     /// blob holds: each sector of `offset..` old or new. The store writes
     /// whole blocks, so the file may also grow to the write's padded end
@@ -363,19 +409,37 @@ impl BlobModel {
         }
     }
 
-    /// A completed resize after writes that may or may not have landed
+    /// A completed resize after `writes` that may or may not have landed
     /// before it (dropped or racing ones: the store finishes them before a
     /// resize takes its lock): up to `longest_before`, the length they may
     /// have given the blob, the bytes past the old end are theirs or zeros;
     /// past it, zeros.
-    pub fn resize_after_maybe(&mut self, len: u64, longest_before: u64) {
+    pub fn resize_after_maybe(
+        &mut self,
+        len: u64,
+        longest_before: u64,
+        writes: &[(u64, Rc<[u8]>)],
+    ) {
         let from = self.len.min(len);
         let sure = longest_before.max(self.len).min(len);
-        self.zero_between(from, sure, true);
+        self.zero_under(from, sure, writes);
         self.zero_from(sure, false);
         self.cut_before_growing(len);
         self.len = len;
         self.holds(len);
+    }
+
+    /// A completed resize that raced `writes` (in flight, dropped or
+    /// overlapping it in time): each may land before or after it, so past
+    /// the shorter of the old and the new length, zeros with any of them
+    /// over them, and nothing else.
+    pub fn resize_racing(&mut self, len: u64, writes: &[(u64, Rc<[u8]>)]) {
+        self.zero_under(self.len.min(len), u64::MAX, writes);
+        self.may_hold([len]);
+        if len > self.len {
+            self.may_hold([self.len]);
+        }
+        self.len = len;
     }
 
     /// A resize that failed or was cut short; one up may have trimmed the

@@ -45,6 +45,7 @@ use crate::common;
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
+use std::rc::Rc;
 
 use common::concurrent::{Sim, SimStats};
 use common::model::BlobModel;
@@ -154,6 +155,48 @@ fn concurrent_tasks_keep_the_contract() {
         assert!(total.opens_refused > 100, "{total:?}");
         assert!(total.failed > 10, "{total:?}");
     }
+}
+
+/// What a resize up or a write past a gap exposes while writes race it:
+/// zeros, or the racing writes' bytes, but never what a write that failed
+/// before it left past the end (issue 17, item 3). On f5ed0b6 the racing
+/// rules kept every old content there, and all three stale reads passed.
+#[test]
+fn a_racing_resize_or_gap_write_exposes_zeros_or_the_racing_writes() {
+    let mut base = BlobModel::default();
+    base.write(0, &[0x11; 512], false);
+    // A write of 0x99 at 4096 failed: its bytes may be in the file, past
+    // the end, where no read reaches.
+    base.maybe_write(4096, &[0x99; 512], false, true);
+    let racing: Rc<[u8]> = Rc::from(&[0x77; 512][..]);
+    let writes = [(8192, racing.clone())];
+    base.maybe_write(8192, &racing, false, false);
+    let mut expected = vec![0x11; 512];
+    expected.resize(12288, 0);
+    let mut stale = expected.clone();
+    stale[4096..4608].fill(0x99);
+    let mut raced = expected.clone();
+    raced[8192..8704].fill(0x77);
+
+    let mut resized = base.clone();
+    resized.resize_racing(12288, &writes);
+    assert!(resized.check_read(0, &expected).is_ok(), "zeros");
+    assert!(resized.check_read(0, &raced).is_ok(), "the racing write");
+    assert!(
+        resized.check_read(0, &stale).is_err(),
+        "a failed write's bytes"
+    );
+
+    let mut after_dropped = base.clone();
+    after_dropped.resize_after_maybe(12288, 8704, &writes);
+    assert!(after_dropped.check_read(0, &raced).is_ok());
+    assert!(after_dropped.check_read(0, &stale).is_err());
+
+    let mut gap = base;
+    gap.write_racing((8192, &racing), false, false, &[]);
+    assert_eq!(gap.len, 8704);
+    assert!(gap.check_read(0, &raced[..8704]).is_ok());
+    assert!(gap.check_read(0, &stale[..8704]).is_err());
 }
 
 /// The two model rules the simulation adds, on their own: they must accept
