@@ -383,10 +383,10 @@ impl Sim {
             show(&p.key)
         );
         log(|| format!("{}: a dropped op completed: length {engine}", show(&p.key)));
-        self.edit(p.inode, &p.model, |m| {
-            m.maybe_resize(engine);
-            m.len = engine;
-        });
+        // What it exposed past the model's end: zeros, or the bytes of the
+        // writes that may have landed, never a failed write's.
+        let writes = self.writes_may_land(p.inode, None);
+        self.edit(p.inode, &p.model, |m| m.resize_racing(engine, &writes));
     }
 
     /// Lengths the blob had when write or resize `id` of `p` committed: the
@@ -680,18 +680,22 @@ impl Sim {
 
     /// The writes of `inode` that may land around mutation `id`, before or
     /// after it: those in flight or dropped (which may still land), and
-    /// those that overlapped it in time. Offset and bytes of each.
-    pub(super) fn writes_may_land(&self, inode: usize, id: u64) -> Vec<(u64, Rc<[u8]>)> {
+    /// those that overlapped it in time; without `id`, around now. Offset
+    /// and bytes of each.
+    pub(super) fn writes_may_land(&self, inode: usize, id: Option<u64>) -> Vec<(u64, Rc<[u8]>)> {
         let inodes = self.inodes.borrow();
         let state = &inodes[&inode];
-        let me_start = state.spans[&id].start;
+        let since = id.map_or(u64::MAX, |id| state.spans[&id].start);
         let racing = state
             .spans
             .iter()
-            .filter(|(other, span)| **other != id && span.end.is_none_or(|end| end > me_start));
+            .filter(|(other, span)| Some(**other) != id && span.end.is_none_or(|end| end > since));
         let racing = racing.filter_map(|(_, span)| Some((span.bytes.0, span.data.clone()?)));
         let pending = state.pending.iter().map(|(_, change)| change);
-        let in_flight = state.in_flight.iter().filter(|(other, _)| **other != id);
+        let in_flight = state
+            .in_flight
+            .iter()
+            .filter(|(other, _)| Some(**other) != id);
         let changes = pending.chain(in_flight.map(|(_, change)| change));
         let left = changes.filter_map(|change| match change {
             Pending::Write(offset, data) => Some((*offset, data.clone())),

@@ -118,7 +118,7 @@ impl Sim {
                     .flat_map(|&len| self.possible_lens_but(p.inode, len, Some(id)))
                     .collect();
                 let engine_len = p.blob.len();
-                let writes = self.writes_may_land(p.inode, id);
+                let writes = self.writes_may_land(p.inode, Some(id));
                 // It has landed: it lands after nothing that follows.
                 self.end_span(p.inode, id);
                 self.edit(p.inode, &p.model, |m| {
@@ -214,7 +214,7 @@ impl Sim {
             Some(Ok(())) => {
                 let racing = self.racing(p.inode, id, bytes);
                 self.stats.borrow_mut().racing_ends += u64::from(racing);
-                let writes = self.writes_may_land(p.inode, id);
+                let writes = self.writes_may_land(p.inode, Some(id));
                 let dropped_lens = self.settle_dropped(&p, id);
                 let longest_before = dropped_lens.last().copied().unwrap_or(0);
                 self.edit(p.inode, &p.model, |m| match racing {
