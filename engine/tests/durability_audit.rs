@@ -9,7 +9,8 @@
 //! - the blob's inode, for `sync`, `start_sync` and a `WriteOptions::SYNC`
 //!   write, aligned or into a partly written tail block (`fdatasync`, or
 //!   the data-sync flush of the `O_DSYNC` write), once per piece for a
-//!   SYNC write split into pieces;
+//!   SYNC write split into pieces (as many as the engine's piece, cut to
+//!   the device's `max_sectors_kb`, makes);
 //! - the data directory, the new blob file and its partition directory, in
 //!   that order, for an `open` that creates a blob in a new partition; the
 //!   new blob file, then the partition directory, for one that creates a
@@ -38,7 +39,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use shardblob::{Blob, Config, Engine, Storage, WriteOptions};
-use shardblob_shards::sched::SchedConfig;
+use shardblob_shards::sched::{max_io_bytes, SchedConfig};
 use support::ftrace::{flushes_between, inode, Event, Tracer};
 use support::partition_on;
 
@@ -64,6 +65,8 @@ struct Inodes {
     blob: u64,
     /// The second blob, created in the partition that exists by then.
     again: u64,
+    /// The device writes of the SYNC write of several pieces.
+    long_pieces: u64,
 }
 
 /// Runs the operations of one path against `storage`, marking each.
@@ -80,27 +83,7 @@ async fn operations<S: Storage>(
     mark("open", "end");
     let (root, partition_ino) = (inode(dir), inode(&dir.join(partition)));
     let blob_ino = inode(&dir.join(partition).join(hex(b"audited")));
-    mark("write-sync", "begin");
-    blob.write_vectored_at(0, &[&[7u8; 4096]], WriteOptions::SYNC)
-        .await
-        .expect("synced write");
-    mark("write-sync", "end");
-    // Into the partly written tail block: merged with its bytes in memory,
-    // the whole block written again with data-sync semantics.
-    blob.write_at(4096, &[8u8; 100]).await.expect("write");
-    mark("write-sync-tail", "begin");
-    blob.write_vectored_at(4146, &[&[9u8; 50], &[9u8; 50]], WriteOptions::SYNC)
-        .await
-        .expect("synced tail write");
-    mark("write-sync-tail", "end");
-    // Longer than three pieces (`SchedConfig::piece_bytes`): every piece
-    // goes out as a data-sync write of its own.
-    let long = vec![6u8; 3 * SchedConfig::default().piece_bytes];
-    mark("write-sync-pieces", "begin");
-    blob.write_vectored_at(4246, &[&long], WriteOptions::SYNC)
-        .await
-        .expect("synced write of several pieces");
-    mark("write-sync-pieces", "end");
+    synced_writes(&blob, &mark).await;
     blob.write_at(4246, &[8u8; 100]).await.expect("write");
     mark("sync", "begin");
     blob.sync().await.expect("sync");
@@ -138,18 +121,64 @@ async fn operations<S: Storage>(
         partition: partition_ino,
         blob: blob_ino,
         again: again_ino,
+        long_pieces: long_write_pieces(dir),
     }
+}
+
+/// Where the SYNC write of several pieces starts, and how long it is.
+const LONG_OFFSET: u64 = 4246;
+const LONG_BYTES: usize = 3 * (128 << 10);
+
+/// The SYNC writes of [`operations`], marked: aligned, into the tail
+/// block, and of several pieces.
+async fn synced_writes<B: Blob>(blob: &B, mark: &dyn Fn(&str, &str)) {
+    mark("write-sync", "begin");
+    blob.write_vectored_at(0, &[&[7u8; 4096]], WriteOptions::SYNC)
+        .await
+        .expect("synced write");
+    mark("write-sync", "end");
+    // Into the partly written tail block: merged with its bytes in memory,
+    // the whole block written again with data-sync semantics.
+    blob.write_at(4096, &[8u8; 100]).await.expect("write");
+    mark("write-sync-tail", "begin");
+    blob.write_vectored_at(4146, &[&[9u8; 50], &[9u8; 50]], WriteOptions::SYNC)
+        .await
+        .expect("synced tail write");
+    mark("write-sync-tail", "end");
+    // Longer than a piece: every piece goes out as a data-sync write of
+    // its own.
+    let long = vec![6u8; LONG_BYTES];
+    mark("write-sync-pieces", "begin");
+    blob.write_vectored_at(LONG_OFFSET, &[&long], WriteOptions::SYNC)
+        .await
+        .expect("synced write of several pieces");
+    mark("write-sync-pieces", "end");
+}
+
+/// The device writes of the SYNC write of several pieces, with the piece
+/// the engine uses for the data directory `dir` (cut to its device's
+/// `max_sectors_kb`): pieces count whole blocks from the write's first.
+fn long_write_pieces(dir: &Path) -> u64 {
+    let piece_bytes = SchedConfig::default()
+        .for_device(max_io_bytes(dir))
+        .piece_bytes as u64;
+    let first = LONG_OFFSET / 4096;
+    let last = (LONG_OFFSET + LONG_BYTES as u64 - 1) / 4096;
+    (last - first + 1).div_ceil(piece_bytes / 4096)
 }
 
 fn hex(name: &[u8]) -> String {
     shardblob_shards::name::hex(name)
 }
 
+/// The flushes between `op`'s markers on `path`.
+fn flushes_of(events: &[Event], path: Route, op: &str) -> Vec<(u64, bool)> {
+    flushes_between(events, &marker(path, op, "begin"), &marker(path, op, "end"))
+        .unwrap_or_else(|| panic!("{path:?} {op}: markers missing from the trace"))
+}
+
 fn check_path(events: &[Event], path: Route, inodes: &Inodes) {
-    let flushes = |op: &str| {
-        flushes_between(events, &marker(path, op, "begin"), &marker(path, op, "end"))
-            .unwrap_or_else(|| panic!("{path:?} {op}: markers missing from the trace"))
-    };
+    let flushes = |op: &str| flushes_of(events, path, op);
     let expect = |op: &str, ino: u64, what: &str, datasync_only: bool| {
         let seen = flushes(op);
         assert!(
@@ -177,31 +206,7 @@ fn check_path(events: &[Event], path: Route, inodes: &Inodes) {
         "{path:?} open: flushed out of order (data directory, blob, partition directory \
          at {order:?}); flushes seen: {open:?} ({inodes:?})"
     );
-    expect("write-sync", inodes.blob, "the SYNC-written blob", true);
-    expect(
-        "write-sync-tail",
-        inodes.blob,
-        "the blob SYNC-written in its tail block",
-        true,
-    );
-    // One data-sync flush per piece (blocks 1..=97 at 32 a piece: four):
-    // a SYNC that reached only some pieces would leave the others in the
-    // disk's volatile cache.
-    let pieces = flushes("write-sync-pieces");
-    let synced = pieces.iter().filter(|&&(i, d)| i == inodes.blob && d);
-    assert!(
-        synced.count() >= 4,
-        "{path:?} write-sync-pieces: fewer data-sync flushes of the blob (inode {}) than \
-         the write's four pieces; flushes seen: {pieces:?}",
-        inodes.blob
-    );
-    expect("sync", inodes.blob, "the synced blob", false);
-    expect(
-        "start-sync",
-        inodes.blob,
-        "the blob synced by start_sync",
-        false,
-    );
+    check_blob_flushes(events, path, inodes);
     // A create in an existing partition: the blob's header, then its entry.
     expect(
         "open-in-partition",
@@ -229,9 +234,13 @@ fn check_path(events: &[Event], path: Route, inodes: &Inodes) {
         false,
     );
     expect("remove-partition", inodes.root, "the data directory", false);
-    // Nothing durable is flushed again: reopening an existing, synced blob
-    // changes no directory entry and no byte.
-    let reopen = flushes("reopen");
+    check_reopen(events, path, inodes);
+}
+
+/// Nothing durable is flushed again: reopening an existing, synced blob
+/// changes no directory entry and no byte.
+fn check_reopen(events: &[Event], path: Route, inodes: &Inodes) {
+    let reopen = flushes_of(events, path, "reopen");
     for (ino, what) in [
         (inodes.root, "the data directory"),
         (inodes.partition, "the partition directory"),
@@ -241,6 +250,34 @@ fn check_path(events: &[Event], path: Route, inodes: &Inodes) {
             !reopen.iter().any(|&(i, _)| i == ino),
             "{path:?} reopen: ext4 flushed {what} (inode {ino}), though nothing in it \
              changed; flushes seen: {reopen:?} ({inodes:?})"
+        );
+    }
+}
+
+/// The flushes of the blob's inode that its SYNC writes and syncs owe.
+fn check_blob_flushes(events: &[Event], path: Route, inodes: &Inodes) {
+    let blob_flushes = |op: &str, datasync_only: bool| {
+        let seen = flushes_of(events, path, op);
+        let ours = seen
+            .iter()
+            .filter(|&&(i, datasync)| i == inodes.blob && (datasync || !datasync_only));
+        (ours.count() as u64, seen)
+    };
+    // One data-sync flush per piece of a SYNC write: one that reached only
+    // some pieces would leave the others in the disk's volatile cache.
+    for (op, pieces, datasync_only) in [
+        ("write-sync", 1, true),
+        ("write-sync-tail", 1, true),
+        ("write-sync-pieces", inodes.long_pieces, true),
+        ("sync", 1, false),
+        ("start-sync", 1, false),
+    ] {
+        let (count, seen) = blob_flushes(op, datasync_only);
+        assert!(
+            count >= pieces,
+            "{path:?} {op}: {count} flushes of the blob (inode {}) before the Ok, {pieces} \
+             owed (data-sync only: {datasync_only}); flushes seen: {seen:?} ({inodes:?})",
+            inodes.blob
         );
     }
 }

@@ -41,7 +41,10 @@
 //! - `rmw` (one permit): held by every write that reads-modifies-writes an
 //!   edge block, extends the blob, or touches the tail block. Concurrent
 //!   writes to different bytes of one block therefore never undo each other.
-//!   Aligned writes inside the blob (the random-write hot path) skip it.
+//!   Aligned writes inside the blob (the random-write hot path) skip it;
+//!   "inside" counts only the length no write of several pieces in flight
+//!   can give back (`growing_from`, blob/write.rs), so such a write never
+//!   completes into bytes a failed write hands back.
 //!   Every other change of the file's size (the trim of `sync`, the cut of
 //!   a failed write's bytes before a gap) holds it too: only the writes that
 //!   hold it have blocks past `len`, so a trim to `len` never cuts a write

@@ -38,7 +38,8 @@ use super::{BlobState, TailBlock};
 
 const BLOCK: usize = BLOCK_SIZE as usize;
 
-/// The locks one write holds until its last chunk is committed. The commit
+/// The locks one write holds until its last chunk is committed, and the
+/// mark of a write of several pieces that may give back length. The commit
 /// of a one-chunk write owns them; each commit of a larger write holds a
 /// share. Either way a dropped write keeps them until it lands.
 struct WriteGuards<F: FileSystem> {
@@ -47,14 +48,17 @@ struct WriteGuards<F: FileSystem> {
     _rmw: Option<SemaphoreGuardArc>,
 }
 
-/// Marks a write of several pieces that holds the RMW lock, while its
-/// commits may still give back length: sets `growing_from` to the length
-/// before it, and clears it when the write's last commit has landed.
+/// Marks a write of several pieces that holds the RMW lock (an overwrite
+/// inside the blob too: it takes the lock only for its edges, but may grow
+/// nothing), while its commits may still give back length: sets
+/// `growing_from` to `len` before it, and clears it when the last holder
+/// of the write's guards lets go (its last commit has landed, or the write
+/// stopped between pieces).
 struct Growing<F: FileSystem>(Rc<BlobState<F>>);
 
 impl<F: FileSystem> Growing<F> {
-    fn new(state: &Rc<BlobState<F>>) -> Growing<F> {
-        let before = state.growing_from.replace(Some(state.len.get()));
+    fn new(state: &Rc<BlobState<F>>, len_before: u64) -> Growing<F> {
+        let before = state.growing_from.replace(Some(len_before));
         assert!(before.is_none(), "two writes hold the RMW lock");
         Growing(state.clone())
     }
@@ -125,8 +129,9 @@ impl<F: FileSystem> BlobState<F> {
             durable,
         };
         let several = last - first >= blocks_per_io;
+        let growing = write.len_before.filter(|_| several);
         let guards = WriteGuards {
-            _growing: (several && rmw.is_some()).then(|| Growing::new(self)),
+            _growing: growing.map(|len_before| Growing::new(self, len_before)),
             _shared: shared,
             _rmw: rmw,
         };

@@ -168,8 +168,9 @@ fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
 fn renameat2_no_replace(from: &Path, to: &Path) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let c_path = |path: &Path| {
+        // Not EINVAL: that would send the caller to the fallback.
         std::ffi::CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the path"))
     };
     let (from_c, to_c) = (c_path(from)?, c_path(to)?);
     // SAFETY: both paths are NUL-terminated and live across the call.
@@ -573,32 +574,36 @@ mod tests {
         });
     }
 
-    /// Makes `renameat2` fail with EINVAL on this thread from now on, as on
-    /// a filesystem without `RENAME_NOREPLACE` (NFS, ecryptfs): a seccomp
-    /// filter, which other threads do not inherit.
-    fn refuse_renameat2_on_this_thread() {
+    /// Makes `renameat2` with `RENAME_NOREPLACE` fail with `errno` on this
+    /// thread from now on (EINVAL: as on a filesystem without the flag, NFS
+    /// or ecryptfs): a seccomp filter, which other threads do not inherit.
+    /// Other system calls, and `renameat2` with other flags (the plain
+    /// `rename` of some C libraries), pass. The test runs natively, so the
+    /// architecture is the build's and the numbers are its own.
+    fn refuse_rename_no_replace_on_this_thread(errno: i32) {
         let instruction = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
             code: code as u16,
             jt,
             jf,
             k,
         };
+        let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+        let jump_if_equal = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
+        let ret = libc::BPF_RET | libc::BPF_K;
+        // `seccomp_data`: `nr` at byte 0, `args[4]` (the flags) at 48, whose
+        // low half comes first on a little-endian machine.
+        let flags_at = if cfg!(target_endian = "little") {
+            48
+        } else {
+            52
+        };
         let mut program = [
-            // Load the system call's number (`seccomp_data.nr`, offset 0).
-            instruction(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0),
-            instruction(
-                libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
-                0,
-                1,
-                libc::SYS_renameat2 as u32,
-            ),
-            instruction(
-                libc::BPF_RET | libc::BPF_K,
-                0,
-                0,
-                libc::SECCOMP_RET_ERRNO | libc::EINVAL as u32,
-            ),
-            instruction(libc::BPF_RET | libc::BPF_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+            instruction(load, 0, 0, 0),
+            instruction(jump_if_equal, 0, 3, libc::SYS_renameat2 as u32),
+            instruction(load, 0, 0, flags_at),
+            instruction(jump_if_equal, 0, 1, libc::RENAME_NOREPLACE),
+            instruction(ret, 0, 0, libc::SECCOMP_RET_ERRNO | errno as u32),
+            instruction(ret, 0, 0, libc::SECCOMP_RET_ALLOW),
         ];
         let filter = libc::sock_fprog {
             len: program.len() as u16,
@@ -614,6 +619,34 @@ mod tests {
         }
     }
 
+    /// A fresh directory for a rename test, with files `a` and `c`.
+    fn rename_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("shardblob-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a"), b"a").unwrap();
+        std::fs::write(dir.join("c"), b"c").unwrap();
+        dir
+    }
+
+    /// Any other error of `renameat2` is the answer: the fallback, which
+    /// would rename anyway, is only for a filesystem without the flag.
+    /// Kills `shards/src/fs/dma.rs:157:19: replace match guard
+    /// e.raw_os_error() == Some(libc::EINVAL) with true in rename_no_replace`.
+    #[test]
+    fn rename_reports_an_error_other_than_a_refused_flag() {
+        let dir = rename_dir("rename-eperm");
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        let outcome = std::thread::spawn(move || {
+            refuse_rename_no_replace_on_this_thread(libc::EPERM);
+            rename_no_replace(&a, &b)
+        });
+        let refused = outcome.join().unwrap().unwrap_err();
+        assert_eq!(refused.raw_os_error(), Some(libc::EPERM), "{refused}");
+        assert!(dir.join("a").exists() && !dir.join("b").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     /// Where the filesystem refuses `RENAME_NOREPLACE`, the fallback still
     /// renames to a free name and refuses a taken one, leaving both files.
     /// Kills what was `shards/src/fs/dma.rs:176:29: replace != with == in
@@ -622,14 +655,10 @@ mod tests {
     /// fallback taken on the wrong error.
     #[test]
     fn rename_falls_back_where_renameat2_flags_are_refused() {
-        let dir = std::env::temp_dir().join(format!("shardblob-rename-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = rename_dir("rename-einval");
         let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
-        std::fs::write(&a, b"a").unwrap();
-        std::fs::write(&c, b"c").unwrap();
         let outcomes = std::thread::spawn(move || {
-            refuse_renameat2_on_this_thread();
+            refuse_rename_no_replace_on_this_thread(libc::EINVAL);
             let refused = renameat2_no_replace(&a, &b).unwrap_err();
             assert_eq!(refused.raw_os_error(), Some(libc::EINVAL), "{refused}");
             (rename_no_replace(&a, &b), rename_no_replace(&c, &b))

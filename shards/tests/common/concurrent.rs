@@ -142,6 +142,35 @@ impl Pending {
 }
 
 impl Inode {
+    /// The writes that may land around an op (`but`, its own, left out)
+    /// that started at `since`: those in flight or dropped (which may still
+    /// land), and those that ended after it started. Offset and bytes of
+    /// each, once (a write's span and its pending entry share the bytes).
+    fn writes(&self, but: Option<u64>, since: u64) -> Vec<(u64, Rc<[u8]>)> {
+        let racing = self
+            .spans
+            .iter()
+            .filter(|(other, span)| Some(**other) != but && span.end.is_none_or(|end| end > since));
+        let racing = racing.filter_map(|(_, span)| Some((span.bytes.0, span.data.clone()?)));
+        let pending = self.pending.iter().map(|(_, change)| change);
+        let in_flight = self
+            .in_flight
+            .iter()
+            .filter(|(other, _)| Some(**other) != but);
+        let changes = pending.chain(in_flight.map(|(_, change)| change));
+        let left = changes.filter_map(|change| match change {
+            Pending::Write(offset, data) => Some((*offset, data.clone())),
+            Pending::Resize(_) => None,
+        });
+        let mut writes: Vec<(u64, Rc<[u8]>)> = Vec::new();
+        for (offset, data) in racing.chain(left) {
+            if !writes.iter().any(|(_, seen)| Rc::ptr_eq(seen, &data)) {
+                writes.push((offset, data));
+            }
+        }
+        writes
+    }
+
     /// What its writes and resizes in flight (or dropped) may still do to
     /// `model`: a write land over it, a resize set the file's size; and
     /// either first cut the file to the blob's length then (a resize up, a
@@ -157,10 +186,11 @@ impl Inode {
                     .for_each(|&cut| model.maybe_cut(cut));
             }
         }
+        let writes = self.writes(None, u64::MAX);
         let pending = self.pending.iter().map(|(_, change)| change);
         for change in pending.chain(self.in_flight.values()) {
             if let Pending::Resize(len) = change {
-                model.maybe_resize(*len);
+                model.maybe_resize_among(*len, &writes);
                 lens.range(..*len).for_each(|&cut| model.maybe_cut(cut));
             }
         }
@@ -679,29 +709,12 @@ impl Sim {
     }
 
     /// The writes of `inode` that may land around mutation `id`, before or
-    /// after it: those in flight or dropped (which may still land), and
-    /// those that overlapped it in time; without `id`, around now. Offset
-    /// and bytes of each.
+    /// after it ([`Inode::writes`]); without `id`, around now.
     pub(super) fn writes_may_land(&self, inode: usize, id: Option<u64>) -> Vec<(u64, Rc<[u8]>)> {
         let inodes = self.inodes.borrow();
         let state = &inodes[&inode];
         let since = id.map_or(u64::MAX, |id| state.spans[&id].start);
-        let racing = state
-            .spans
-            .iter()
-            .filter(|(other, span)| Some(**other) != id && span.end.is_none_or(|end| end > since));
-        let racing = racing.filter_map(|(_, span)| Some((span.bytes.0, span.data.clone()?)));
-        let pending = state.pending.iter().map(|(_, change)| change);
-        let in_flight = state
-            .in_flight
-            .iter()
-            .filter(|(other, _)| Some(**other) != id);
-        let changes = pending.chain(in_flight.map(|(_, change)| change));
-        let left = changes.filter_map(|change| match change {
-            Pending::Write(offset, data) => Some((*offset, data.clone())),
-            Pending::Resize(_) => None,
-        });
-        racing.chain(left).collect()
+        state.writes(id, since)
     }
 
     /// Ends mutation `id` now, and forgets spans that no op in flight
@@ -727,14 +740,20 @@ impl Sim {
     }
 
     /// Starts mutation `id` of `bytes` (a write's, with its `data`).
-    pub(super) fn start_span(&self, inode: usize, id: u64, bytes: (u64, u64), data: Option<&[u8]>) {
+    pub(super) fn start_span(
+        &self,
+        inode: usize,
+        id: u64,
+        bytes: (u64, u64),
+        data: Option<Rc<[u8]>>,
+    ) {
         let mut inodes = self.inodes.borrow_mut();
         let state = inodes.get_mut(&inode).expect("inode of a mutation");
         let span = Span {
             start: id,
             end: None,
             bytes,
-            data: data.map(Rc::from),
+            data,
         };
         state.spans.insert(id, span);
     }

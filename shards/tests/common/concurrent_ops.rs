@@ -90,11 +90,13 @@ impl Sim {
         };
         let (id, faults) = (self.tick(), self.faults_now());
         let bytes = (offset, offset + data.len() as u64);
-        self.start_span(p.inode, id, bytes, Some(data));
-        self.may_change_len(&p, id, Pending::Write(offset, Rc::from(data)));
+        let shared: Rc<[u8]> = Rc::from(data);
+        self.start_span(p.inode, id, bytes, Some(shared.clone()));
+        self.may_change_len(&p, id, Pending::Write(offset, shared));
         let torn = self.faults_on;
+        let writes = self.writes_may_land(p.inode, Some(id));
         self.edit(p.inode, &p.model, |m| {
-            m.maybe_write(offset, data, sync, torn)
+            m.maybe_write_among((offset, data), sync, torn, &writes)
         });
         self.mark_poison(&p, sync && self.faults_on);
         let cut = data.len() / pieces.max(1);
@@ -205,7 +207,8 @@ impl Sim {
         let bytes = (len.min(old_len), u64::MAX);
         self.start_span(p.inode, id, bytes, None);
         self.may_change_len(&p, id, Pending::Resize(len));
-        self.edit(p.inode, &p.model, |m| m.maybe_resize(len));
+        let writes = self.writes_may_land(p.inode, Some(id));
+        self.edit(p.inode, &p.model, |m| m.maybe_resize_among(len, &writes));
         self.wait(&p, id, false);
         let result = limited(p.blob.resize(len), limit).await;
         self.waited(&p, id, "resize", matches!(result, Some(Ok(()))));

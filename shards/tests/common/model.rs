@@ -359,11 +359,12 @@ impl BlobModel {
         }
     }
 
-    /// A completed write that raced other mutations of its bytes, which
-    /// may have landed before or after it: each of its sectors old or new;
-    /// a gap it leaves below its first block reads as zeros with any of
-    /// `writes` (in flight, dropped or racing) over them, and nothing else.
-    pub fn write_racing(
+    /// [`BlobModel::maybe_write`] among `writes` (in flight, dropped or
+    /// racing): the bytes between the old end and its offset, which it
+    /// exposes if it lands (its first block's zeros, a gap's), read as zeros
+    /// with any of `writes` over them, and nothing else; unless it lands,
+    /// nothing there is readable.
+    pub fn maybe_write_among(
         &mut self,
         (offset, data): (u64, &[u8]),
         sync: bool,
@@ -371,11 +372,23 @@ impl BlobModel {
         writes: &[(u64, Rc<[u8]>)],
     ) {
         let len = self.len;
-        let gap = self.leaves_gap(offset);
         self.maybe_write(offset, data, sync, torn);
-        if gap {
-            self.zero_under(len, offset / BLOCK * BLOCK, writes);
+        if offset > len {
+            self.zero_under(len, offset, writes);
         }
+    }
+
+    /// A completed write that raced other mutations of its bytes, which
+    /// may have landed before or after it: each of its sectors old or new,
+    /// and below its offset what [`BlobModel::maybe_write_among`] allows.
+    pub fn write_racing(
+        &mut self,
+        (offset, data): (u64, &[u8]),
+        sync: bool,
+        torn: bool,
+        writes: &[(u64, Rc<[u8]>)],
+    ) {
+        self.maybe_write_among((offset, data), sync, torn, writes);
         self.len = self.len.max(offset + data.len() as u64);
     }
 
@@ -440,6 +453,18 @@ impl BlobModel {
             self.may_hold([self.len]);
         }
         self.len = len;
+    }
+
+    /// [`BlobModel::maybe_resize`] among `writes` (in flight, dropped or
+    /// racing): past the old end, a resize up exposes zeros with any of
+    /// them over them, and nothing else; unless it happens, nothing there
+    /// is readable.
+    pub fn maybe_resize_among(&mut self, len: u64, writes: &[(u64, Rc<[u8]>)]) {
+        let old = self.len;
+        self.maybe_resize(len);
+        if len > old {
+            self.zero_under(old, u64::MAX, writes);
+        }
     }
 
     /// A resize that failed or was cut short; one up may have trimmed the

@@ -377,6 +377,7 @@ fn an_overwrite_inside_a_failed_appends_first_piece_keeps_its_bytes() {
         // The next device call, the append's second piece, fails.
         device.fs.set_faults(Faults::at_op(device.fs.op_count()));
         assert!(append.await.is_err(), "the second piece failed");
+        assert_eq!(device.fs.injected_faults(), 1, "on the second piece alone");
         device.fs.set_faults(Faults::default());
         match early {
             Some(result) => result.unwrap(),

@@ -160,7 +160,7 @@ fn concurrent_tasks_keep_the_contract() {
 /// What a resize up or a write past a gap exposes while writes race it:
 /// zeros, or the racing writes' bytes, but never what a write that failed
 /// before it left past the end (issue 17, item 3). On f5ed0b6 the racing
-/// rules kept every old content there, and all three stale reads passed.
+/// rules kept every old content there, and all four stale reads passed.
 #[test]
 fn a_racing_resize_or_gap_write_exposes_zeros_or_the_racing_writes() {
     let mut base = BlobModel::default();
@@ -192,11 +192,26 @@ fn a_racing_resize_or_gap_write_exposes_zeros_or_the_racing_writes() {
     assert!(after_dropped.check_read(0, &raced).is_ok());
     assert!(after_dropped.check_read(0, &stale).is_err());
 
-    let mut gap = base;
+    let mut gap = base.clone();
     gap.write_racing((8192, &racing), false, false, &[]);
     assert_eq!(gap.len, 8704);
     assert!(gap.check_read(0, &raced[..8704]).is_ok());
     assert!(gap.check_read(0, &stale[..8704]).is_err());
+
+    // The same in the write's own first block, below its offset, where the
+    // store writes zeros around the data.
+    let mut near = base;
+    near.maybe_write(600, &[0x99; 100], false, true);
+    near.write_racing((1000, &[0x77; 100]), false, false, &[]);
+    let mut expected = vec![0x11; 512];
+    expected.resize(1000, 0);
+    expected.extend([0x77; 100]);
+    assert!(near.check_read(0, &expected).is_ok());
+    expected[600..700].fill(0x99);
+    assert!(
+        near.check_read(0, &expected).is_err(),
+        "a failed write's bytes"
+    );
 }
 
 /// The two model rules the simulation adds, on their own: they must accept
