@@ -375,6 +375,9 @@ fn suite_cases(suite: Suite, inputs: &Inputs) -> Vec<Case> {
             _ if every || cli.queue_depths.is_some() => sweep.clone(),
             _ if random => ends.clone(),
             Mix => vec![4],
+            // Depth 8: appends that wait join one device write (issue 13,
+            // item 4).
+            SmallAppend => vec![1, 8],
             _ => vec![1],
         };
         depths.dedup();
@@ -626,6 +629,7 @@ mod tests {
             "seq-write-128KiB qd1",
             "append-sync-4KiB qd1",
             "small-append-256B qd1",
+            "small-append-256B qd8",
             "mix70-4KiB qd4",
         ] {
             assert!(

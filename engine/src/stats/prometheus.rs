@@ -76,6 +76,12 @@ const SHARD_GAUGES: [ShardFamily; 4] = [
     ),
 ];
 
+const SHARD_COUNTERS: [ShardFamily; 1] = [(
+    "shardblob_writes_joined_total",
+    "Writes that went to the device in the write of the one ahead of them.",
+    |shard| shard.store.writes_joined,
+)];
+
 /// A gauge of one queue: metric name, help, value.
 type QueueFamily = (&'static str, &'static str, fn(&QueueDepth) -> u64);
 
@@ -105,10 +111,12 @@ impl EngineStats {
         }
         self.errors(&mut text);
         self.latencies(&mut text);
-        for (name, help, value) in SHARD_GAUGES {
-            text.family(name, "gauge", help);
-            for shard in &self.shards {
-                text.sample(name, &format!("shard=\"{}\"", shard.shard), value(shard));
+        for (families, kind) in [(&SHARD_GAUGES[..], "gauge"), (&SHARD_COUNTERS, "counter")] {
+            for (name, help, value) in families {
+                text.family(name, kind, help);
+                for shard in &self.shards {
+                    text.sample(name, &format!("shard=\"{}\"", shard.shard), value(shard));
+                }
             }
         }
         for (name, help, value) in QUEUE_GAUGES {

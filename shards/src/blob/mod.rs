@@ -62,6 +62,7 @@
 //! are given back when the blob is opened.
 
 mod commit;
+mod group;
 mod read;
 mod write;
 
@@ -149,6 +150,9 @@ pub(crate) struct BlobState<F: FileSystem> {
     pub(crate) poison: RefCell<Option<String>>,
     /// Write and resize commits whose caller left; later writes wait for them.
     pub(crate) orphans: Rc<Orphans>,
+    /// Small writes waiting for the RMW lock, which the write holding it
+    /// may take into its device write (blob/group.rs).
+    group: group::Group,
     /// Flushes whose callers left; nothing waits for them but their syncs.
     flush_orphans: Rc<Orphans>,
     /// Trims waiting for the RMW lock; while there is one, writes wait for
@@ -218,6 +222,7 @@ impl<F: FileSystem> ShardBlob<F> {
                 rmw: Arc::new(Semaphore::new(1)),
                 poison: RefCell::new(None),
                 orphans: Rc::default(),
+                group: group::Group::default(),
                 flush_orphans: Rc::default(),
                 trims_waiting: Cell::new(0),
                 trim_turn: Event::new(),

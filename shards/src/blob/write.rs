@@ -34,6 +34,7 @@ use crate::header::HEADER_LEN;
 use crate::Result;
 
 use super::commit::Committed;
+use super::group::{Joiner, JOIN_BYTES_MAX};
 use super::{BlobState, TailBlock};
 
 const BLOCK: usize = BLOCK_SIZE as usize;
@@ -81,6 +82,15 @@ struct WriteRange {
     durable: bool,
 }
 
+/// How a write that needs the RMW lock goes on.
+enum Turn {
+    /// It holds the lock.
+    Locked(SemaphoreGuardArc),
+    /// It joined another write's device write (blob/group.rs), which ended
+    /// with this outcome.
+    Joined(std::io::Result<()>),
+}
+
 /// One chunk ready for the device: data blocks `start..end` (bytes).
 struct Chunk<B> {
     buf: B,
@@ -110,14 +120,19 @@ impl<F: FileSystem> BlobState<F> {
         let first = offset / BLOCK_SIZE;
         let last = (end - 1) / BLOCK_SIZE;
         let blocks_per_io = (self.file.piece_bytes() / BLOCK) as u64;
+        let several = last - first >= blocks_per_io;
         // An aligned write that ends inside the blob never covers the tail
         // block: that block holds the unaligned end, past any aligned end
         // at or below it.
         let len_settled = self.growing_from.get().unwrap_or(self.len.get());
         let needs_rmw =
             !offset.is_multiple_of(BLOCK_SIZE) || end % BLOCK_SIZE != 0 || end > len_settled;
+        let joinable = !several && total <= JOIN_BYTES_MAX;
         let rmw = match needs_rmw {
-            true => Some(self.rmw_for_write().await),
+            true => match self.lock_or_join(offset, bufs, durable, joinable).await {
+                Turn::Locked(guard) => Some(guard),
+                Turn::Joined(done) => return done.map_err(|e| self.write_failed(e, durable)),
+            },
             false => None,
         };
         // Without the RMW lock the write ends inside the blob: it never
@@ -128,7 +143,6 @@ impl<F: FileSystem> BlobState<F> {
             len_before: rmw.is_some().then(|| self.len.get()),
             durable,
         };
-        let several = last - first >= blocks_per_io;
         let growing = write.len_before.filter(|_| several);
         let guards = WriteGuards {
             _growing: growing.map(|len_before| Growing::new(self, len_before)),
@@ -138,16 +152,21 @@ impl<F: FileSystem> BlobState<F> {
         let mut input = Input::new(bufs);
         let chunk = |chunk_first: u64| (chunk_first, last.min(chunk_first + blocks_per_io - 1));
         if !several {
-            // One chunk (the common case): its commit takes the locks.
+            // One chunk (the common case): its commit takes the locks, and
+            // the appends waiting for them may join it, in its piece.
             let chunk = chunk(first);
-            self.write_chunk(chunk, write, &mut input, guards).await?;
+            let join_limit = (first + blocks_per_io) * BLOCK_SIZE;
+            let joins = write.len_before.map(|_| join_limit);
+            self.write_chunk(chunk, write, &mut input, guards, joins)
+                .await?;
         } else {
             let guards = Rc::new(guards);
             let mut chunk_first = first;
             while chunk_first <= last {
                 let chunk = chunk(chunk_first);
                 let guards = guards.clone();
-                self.write_chunk(chunk, write, &mut input, guards).await?;
+                self.write_chunk(chunk, write, &mut input, guards, None)
+                    .await?;
                 chunk_first = chunk.1 + 1;
             }
         }
@@ -156,14 +175,50 @@ impl<F: FileSystem> BlobState<F> {
         Ok(())
     }
 
+    /// The RMW lock for a write; or, for a small one (`joinable`) that
+    /// finds it taken, the outcome of the device write it joined instead
+    /// (blob/group.rs).
+    async fn lock_or_join(
+        &self,
+        offset: u64,
+        bufs: &[&[u8]],
+        durable: bool,
+        joinable: bool,
+    ) -> Turn {
+        if self.trims_waiting.get() == 0 {
+            if let Some(guard) = self.rmw.try_acquire_arc() {
+                return Turn::Locked(guard);
+            }
+        }
+        let queued = joinable.then(|| self.group.queue(offset, bufs, durable));
+        let Some(queued) = queued.flatten() else {
+            return Turn::Locked(self.rmw_for_write().await);
+        };
+        let lock = async { Some(self.rmw_for_write().await) };
+        let taken = async {
+            queued.taken().await;
+            None
+        };
+        if let Some(guard) = futures_lite::future::or(lock, taken).await {
+            if queued.leave() {
+                return Turn::Locked(guard);
+            }
+            // Taken as the lock came: it goes back before the wait.
+        }
+        Turn::Joined(queued.done().await)
+    }
+
     /// Prepares and commits blocks `chunk.0..=chunk.1` of `write`; the
-    /// commit holds `guards` until it lands.
+    /// commit holds `guards` until it lands. With `joins`, the queued
+    /// writes that continue this one past the end, up to that limit, join
+    /// its device write.
     async fn write_chunk<G: 'static>(
         self: &Rc<Self>,
         (chunk_first, chunk_last): (u64, u64),
         write: WriteRange,
         input: &mut Input<'_>,
         guards: G,
+        joins: Option<u64>,
     ) -> Result<()> {
         // A dropped write still in flight lands before this one reads or
         // writes anything.
@@ -179,8 +234,58 @@ impl<F: FileSystem> BlobState<F> {
                 return Err(self.write_failed(e, write.durable));
             }
         };
-        let commit = self.clone().commit_chunk(chunk, guards, write);
+        // No await from here to the commit, which runs to its end: the
+        // writes taken are always answered.
+        let joined = match joins {
+            Some(limit) if write.end >= self.len.get() => {
+                self.group.take_run(write.end, write.durable, limit)
+            }
+            _ => Vec::new(),
+        };
+        self.stats.writes_joined(joined.len() as u64);
+        let chunk = self.joined_chunk(chunk, &joined);
+        let commit = self.clone().commit_chunk(chunk, guards, write, joined);
         Committed::new(&self.orphans, commit).await
+    }
+
+    /// `chunk` grown by the writes that `joined` it: they continue its
+    /// bytes, one after another, past the end, where the file holds zeros.
+    fn joined_chunk(
+        &self,
+        chunk: Chunk<<F::File as File>::WriteBuf>,
+        joined: &[Rc<Joiner>],
+    ) -> Chunk<<F::File as File>::WriteBuf> {
+        let Some(last) = joined.last() else {
+            return chunk;
+        };
+        let Chunk {
+            buf: mut own,
+            start,
+            data_end: own_end,
+            tail,
+            ..
+        } = chunk;
+        let data_end = last.end();
+        let end = data_end.div_ceil(BLOCK_SIZE) * BLOCK_SIZE;
+        let mut buf = self.file.alloc((end - start) as usize);
+        let bytes = buf.bytes_mut();
+        let own = own.bytes_mut();
+        debug_assert!(own[(own_end - start) as usize..].iter().all(|&b| b == 0));
+        bytes[..own.len()].copy_from_slice(own);
+        bytes[own.len()..].fill(0);
+        for joiner in joined {
+            let at = (joiner.offset - start) as usize;
+            bytes[at..at + joiner.bytes.len()].copy_from_slice(&joiner.bytes);
+        }
+        let new_len = self.len.get().max(data_end);
+        let tail = tail_block(bytes, start / BLOCK_SIZE, new_len, || tail);
+        Chunk {
+            buf,
+            start,
+            end,
+            data_end,
+            tail,
+        }
     }
 
     /// A failed write adds no length: gives back what its earlier chunks
@@ -242,23 +347,13 @@ impl<F: FileSystem> BlobState<F> {
         input.copy_to(&mut bytes[from..to]);
 
         let new_len = self.len.get().max(data_end);
-        let tail = (!new_len.is_multiple_of(BLOCK_SIZE)
-            && (chunk_first..=chunk_last).contains(&(new_len / BLOCK_SIZE)))
-        .then(|| {
-            let at = ((new_len / BLOCK_SIZE - chunk_first) * BLOCK_SIZE) as usize;
-            // The old tail block's buffer is reused: the commit replaces it,
-            // or it stays forgotten if the write is dropped before its commit
-            // or fails (the next load reads the block from the device). This
-            // writer holds the RMW lock, as every write that reaches the tail
-            // block does.
-            let mut block = match self.tail.borrow_mut().take() {
-                Some(old) => old.bytes,
-                None => vec![0; BLOCK].into_boxed_slice(),
-            };
-            block.copy_from_slice(&bytes[at..at + BLOCK]);
-            block[(new_len % BLOCK_SIZE) as usize..].fill(0);
-            block
-        });
+        // The old tail block's buffer is reused: the commit replaces it, or
+        // it stays forgotten if the write is dropped before its commit or
+        // fails (the next load reads the block from the device). This writer
+        // holds the RMW lock, as every write that reaches the tail block
+        // does.
+        let old_tail = || self.tail.borrow_mut().take().map(|old| old.bytes);
+        let tail = tail_block(bytes, chunk_first, new_len, old_tail);
         Ok(Chunk {
             buf,
             start: chunk_start,
@@ -269,18 +364,23 @@ impl<F: FileSystem> BlobState<F> {
     }
 
     /// Reserves, writes and accounts one prepared chunk of `write`: runs to
-    /// the end once started (module docs), failed or not.
+    /// the end once started (module docs), failed or not, and answers the
+    /// writes that `joined` it with its outcome.
     async fn commit_chunk<G: 'static>(
         self: Rc<Self>,
         chunk: Chunk<<F::File as File>::WriteBuf>,
         _guards: G,
         write: WriteRange,
+        joined: Vec<Rc<Joiner>>,
     ) -> Result<()> {
         let committed = self.commit_chunk_blocks(chunk, write).await;
         if committed.is_err() {
             self.take_back_length(write.len_before);
         }
         self.account_reserved();
+        for joiner in &joined {
+            joiner.answer(committed.as_ref().err());
+        }
         committed
     }
 
@@ -405,6 +505,29 @@ impl<F: FileSystem> BlobState<F> {
             let _ = self.file.release_past_end_now(0);
         }
     }
+}
+
+/// The copy of the block holding the end `new_len` from `bytes` (the
+/// blocks from `chunk_first` on), zeros past the end, in the buffer `reuse`
+/// gives if any; `None` if the end is aligned or outside these blocks.
+fn tail_block(
+    bytes: &[u8],
+    chunk_first: u64,
+    new_len: u64,
+    reuse: impl FnOnce() -> Option<Box<[u8]>>,
+) -> Option<Box<[u8]>> {
+    let index = new_len / BLOCK_SIZE;
+    let blocks = (bytes.len() / BLOCK) as u64;
+    let holds =
+        !new_len.is_multiple_of(BLOCK_SIZE) && (chunk_first..chunk_first + blocks).contains(&index);
+    if !holds {
+        return None;
+    }
+    let at = ((index - chunk_first) * BLOCK_SIZE) as usize;
+    let mut block = reuse().unwrap_or_else(|| vec![0; BLOCK].into_boxed_slice());
+    block.copy_from_slice(&bytes[at..at + BLOCK]);
+    block[(new_len % BLOCK_SIZE) as usize..].fill(0);
+    Some(block)
 }
 
 /// The user's buffers, consumed in order.

@@ -82,6 +82,7 @@ pub struct StoreStats {
     in_flight: Cell<u64>,
     open_blobs: Cell<u64>,
     reserved_past_end_bytes: Cell<u64>,
+    writes_joined: Cell<u64>,
 }
 
 impl Default for StoreStats {
@@ -91,6 +92,7 @@ impl Default for StoreStats {
             in_flight: Cell::new(0),
             open_blobs: Cell::new(0),
             reserved_past_end_bytes: Cell::new(0),
+            writes_joined: Cell::new(0),
         }
     }
 }
@@ -106,6 +108,7 @@ impl StoreStats {
             ops_in_flight: self.in_flight.get(),
             open_blobs: self.open_blobs.get(),
             reserved_past_end_bytes: self.reserved_past_end_bytes.get(),
+            writes_joined: self.writes_joined.get(),
         }
     }
 
@@ -158,6 +161,12 @@ impl StoreStats {
         let open = self.open_blobs.get();
         debug_assert!(open > 0, "more blobs closed than opened");
         self.open_blobs.set(open.saturating_sub(1));
+    }
+
+    /// `n` waiting writes joined another write's device write
+    /// (shards/src/blob/group.rs).
+    pub(crate) fn writes_joined(&self, n: u64) {
+        add(&self.writes_joined, n);
     }
 
     /// One blob's space reserved past its end went from `before` to `now`

@@ -58,6 +58,10 @@ pub struct StoreSnapshot {
     /// (until an append reserves again), and slack a blob already had past
     /// its end when it was opened is not counted.
     pub reserved_past_end_bytes: u64,
+    /// Writes that waited for a blob's RMW lock and went to the device in
+    /// the write of the one that held it (appends at depth > 1), since the
+    /// shard started. Each is also counted as a write of its own.
+    pub writes_joined: u64,
 }
 
 impl StoreSnapshot {

@@ -281,6 +281,10 @@ pub struct Sim {
     /// Removes of each partition in flight, and when the last one started.
     pub(super) part_removes: RefCell<BTreeMap<String, (u32, u64)>>,
     pub(super) faults_on: bool,
+    /// Where the storm's next append goes: the appends of its tasks follow
+    /// one another, so those in flight at once may join one device write
+    /// (shards/src/blob/group.rs).
+    pub(super) storm_append_at: Cell<u64>,
     pub stats: RefCell<SimStats>,
 }
 
@@ -315,6 +319,7 @@ impl Sim {
             names: RefCell::default(),
             part_removes: RefCell::default(),
             faults_on,
+            storm_append_at: Cell::new(0),
             stats: RefCell::default(),
         }
     }
@@ -803,8 +808,9 @@ type Task<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
 
 impl Sim {
     /// A write-heavy op on one blob: small writes spread over its first
-    /// [`STORM_BYTES`] (rarely overlapping, so the model stays small), now
-    /// and then a resize or a sync of it (the starvation scenario).
+    /// [`STORM_BYTES`] (rarely overlapping, so the model stays small) or
+    /// appended one after another from its end, now and then a resize or a
+    /// sync of it (the starvation scenario).
     fn storm_op(&self) -> Op {
         let target = Target::open(random::PARTITIONS[0], "a");
         let len = self
@@ -817,6 +823,17 @@ impl Sim {
             0 => Op::resize(&target, (len + rng.below(3000)).saturating_sub(1500)),
             1 => Op::sync(&target),
             2 => Op::start_sync(&target),
+            3 | 4 => {
+                let size = 1 + rng.below(300);
+                // From the end on, up to a bound on the model's size.
+                let at = self.storm_append_at.get().max(len);
+                let offset = match at < 2 * STORM_BYTES {
+                    true => at,
+                    false => rng.below(STORM_BYTES),
+                };
+                self.storm_append_at.set(offset + size);
+                Op::write(&target, offset, rng.bytes(size as usize), rng.one_in(8))
+            }
             _ => {
                 let size = 1 + rng.below(300);
                 let offset = rng.below(STORM_BYTES);

@@ -756,3 +756,111 @@ fn a_read_many_stream_that_yielded_every_range_holds_off_nothing() {
         assert!(stream.next().await.is_none());
     });
 }
+
+/// Spawns `count` appends of 256 bytes of `k + 1` at `256 * k` for `k` in
+/// `from..from + count`, each on its own task, while the append at `256 *
+/// from - 256` (already issued) holds the RMW lock.
+fn spawn_appends(
+    blob: &ShardBlob<Device>,
+    range: std::ops::Range<u64>,
+) -> Vec<glommio::task::JoinHandle<shardblob_shards::Result<()>>> {
+    range
+        .map(|k| {
+            let blob = blob.clone();
+            glommio::spawn_local(async move { blob.write_at(256 * k, &[k as u8 + 1; 256]).await })
+                .detach()
+        })
+        .collect()
+}
+
+/// Appends that wait for the RMW lock join the device write of the append
+/// that takes it next (blob/group.rs): eight appends at depth 8 cost two
+/// device writes, not eight, and read back as the eight in order.
+#[test]
+fn appends_waiting_for_the_lock_share_one_device_write() {
+    run(|| async {
+        let device = Device::new(11);
+        let (store, blob) = open(&device, b"group").await;
+        device.delay_next(50);
+        let mut first: Pin<Box<dyn Future<Output = _>>> = Box::pin(blob.write_at(0, &[1; 256]));
+        poll_until_issued(&device, first.as_mut()).await;
+        let issued = device.issued();
+        let rest = spawn_appends(&blob, 1..8);
+        first.await.unwrap();
+        for append in rest {
+            append.await.unwrap().unwrap();
+        }
+        assert_eq!(
+            device.issued() - issued,
+            1,
+            "the seven waiting appends in one write"
+        );
+        let joined = store.stats().snapshot().writes_joined;
+        assert_eq!(joined, 6, "six joined the write of the seventh");
+        let expected: Vec<u8> = (0..8u8).flat_map(|k| [k + 1; 256]).collect();
+        assert_eq!(&blob.read_at(0, 2048).await.unwrap()[..], &expected[..]);
+        assert_eq!(reopened(&store, blob, b"group").await, expected);
+    });
+}
+
+/// A queued append dropped before a writer took it never lands, and the
+/// appends after it, no longer contiguous, write on their own: the gap it
+/// leaves reads as zeros.
+#[test]
+fn a_queued_append_dropped_before_it_is_taken_never_lands() {
+    run(|| async {
+        let device = Device::new(12);
+        let (_store, blob) = open(&device, b"dropped").await;
+        device.delay_next(50);
+        let mut first: Pin<Box<dyn Future<Output = _>>> = Box::pin(blob.write_at(0, &[1; 256]));
+        poll_until_issued(&device, first.as_mut()).await;
+        let mut dropped: Pin<Box<dyn Future<Output = _>>> = Box::pin(blob.write_at(256, &[2; 256]));
+        assert!(finished_within(dropped.as_mut(), 4).await.is_none());
+        let later = spawn_appends(&blob, 2..4);
+        drop(dropped);
+        first.await.unwrap();
+        for append in later {
+            append.await.unwrap().unwrap();
+        }
+        let bytes = blob.read_at(0, 1024).await.unwrap().to_vec();
+        assert_eq!(&bytes[..256], &[1; 256]);
+        assert_eq!(&bytes[256..512], &[0; 256], "the dropped append landed");
+        assert_eq!(&bytes[512..768], &[3; 256]);
+        assert_eq!(&bytes[768..], &[4; 256]);
+    });
+}
+
+/// When the device write that appends joined fails, every one of them
+/// fails with its OS error, and none adds length.
+#[test]
+fn a_failed_joined_write_fails_every_append_in_it() {
+    run(|| async {
+        let device = Device::new(13);
+        let (_store, blob) = open(&device, b"failed").await;
+        blob.write_at(0, &[9; 100]).await.unwrap();
+        device.delay_next(50);
+        let mut first: Pin<Box<dyn Future<Output = _>>> = Box::pin(blob.write_at(100, &[1; 156]));
+        poll_until_issued(&device, first.as_mut()).await;
+        let rest = spawn_appends(&blob, 1..4);
+        first.await.unwrap();
+        // The next device call is the write the three appends joined.
+        device.fs.set_faults(Faults::at_op(device.fs.op_count()));
+        let mut failed = 0;
+        for append in rest {
+            let error = append.await.unwrap().unwrap_err();
+            assert!(
+                error.raw_os_error().is_some() || error.to_string().contains("short"),
+                "{error}"
+            );
+            failed += 1;
+        }
+        device.fs.set_faults(Faults::default());
+        assert_eq!(failed, 3);
+        assert_eq!(
+            device.fs.injected_faults(),
+            1,
+            "one device write for the three"
+        );
+        assert_eq!(blob.len(), 256);
+    });
+}
