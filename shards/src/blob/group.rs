@@ -15,7 +15,12 @@
 //!
 //! Cancellation: a write dropped while queued leaves the queue; one dropped
 //! after it was taken lands with the write that took it (its bytes were
-//! copied), as any write whose commit started does.
+//! copied), as any write whose commit started does. A taken write is
+//! answered exactly once: by the commit that took it, or, if that commit is
+//! dropped unrun (a panic, an executor gone), by its [`Run`]'s drop.
+//!
+//! A joined write never holds the RMW lock itself: its bytes go to the
+//! device under the lock of the write that took it.
 
 use std::cell::RefCell;
 use std::io;
@@ -26,7 +31,7 @@ use event_listener::Event;
 use crate::sched::IoClass;
 
 /// Most writes waiting in one blob's queue; more wait for the lock alone.
-const QUEUED_MAX: usize = 64;
+const QUEUED_WRITES_MAX: usize = 64;
 /// Largest write that queues: a copy of its bytes waits in the queue.
 pub(crate) const JOIN_BYTES_MAX: u64 = 16 << 10;
 
@@ -42,6 +47,8 @@ pub(crate) struct Joiner {
 
 enum State {
     Queued,
+    /// Its write left the queue to take the lock itself.
+    Left,
     /// A writer took it into its device write.
     Taken,
     /// That write ended: its error, if it failed (until the write takes it).
@@ -54,12 +61,9 @@ impl Joiner {
     }
 
     /// Answers the write with the outcome of the device write it joined:
-    /// the same OS error (errno) if it failed with one.
-    pub(crate) fn answer(&self, failure: Option<&crate::Error>) {
-        let failure = failure.map(|e| match e.raw_os_error() {
-            Some(errno) => io::Error::from_raw_os_error(errno),
-            None => io::Error::other(e.to_string()),
-        });
+    /// the same OS error (errno), or the same kind and text.
+    fn answer(&self, failure: Option<io::Error>) {
+        debug_assert!(matches!(*self.state.borrow(), State::Taken));
         *self.state.borrow_mut() = State::Done(failure);
         self.changed.notify(usize::MAX);
     }
@@ -76,7 +80,7 @@ impl Group {
     /// queue is full (the write then waits for the lock alone).
     pub(crate) fn queue(&self, offset: u64, bufs: &[&[u8]], durable: bool) -> Option<Queued<'_>> {
         let mut queued = self.queued.borrow_mut();
-        if queued.len() >= QUEUED_MAX {
+        if queued.len() >= QUEUED_WRITES_MAX {
             return None;
         }
         let joiner = Rc::new(Joiner {
@@ -96,24 +100,64 @@ impl Group {
     }
 
     /// Takes the queued writes that continue a write ending at `end`, one
-    /// after another, with its durability and I/O class, while they end at
-    /// or before `limit`.
-    pub(crate) fn take_run(&self, end: u64, durable: bool, limit: u64) -> Vec<Rc<Joiner>> {
+    /// after another (in the order they queued), with its durability and
+    /// I/O class, while they end at or before `end_max`.
+    pub(crate) fn take_run(&self, end: u64, durable: bool, end_max: u64) -> Run {
         let class = IoClass::current();
         let mut queued = self.queued.borrow_mut();
         let mut run = Vec::new();
-        let mut cursor = end;
+        let mut next_offset = end;
         // Bounded: each pass takes one write out of the queue or stops.
         while let Some(at) = queued.iter().position(|j| {
-            j.offset == cursor && j.durable == durable && j.class == class && j.end() <= limit
+            j.offset == next_offset
+                && j.durable == durable
+                && j.class == class
+                && j.end() <= end_max
         }) {
-            let joiner = queued.swap_remove(at);
+            let joiner = queued.remove(at);
             *joiner.state.borrow_mut() = State::Taken;
             joiner.changed.notify(usize::MAX);
-            cursor = joiner.end();
+            next_offset = joiner.end();
             run.push(joiner);
         }
-        run
+        Run(run)
+    }
+}
+
+/// Writes taken into one device write, until they are answered.
+#[derive(Default)]
+pub(crate) struct Run(Vec<Rc<Joiner>>);
+
+impl Run {
+    pub(crate) fn joiners(&self) -> &[Rc<Joiner>] {
+        &self.0
+    }
+
+    /// Answers every write with the outcome of the device write they
+    /// joined (`failure`: its error, if it failed).
+    pub(crate) fn answer(mut self, failure: Option<&io::Error>) {
+        for joiner in self.0.drain(..) {
+            joiner.answer(failure.map(copy_error));
+        }
+    }
+}
+
+impl Drop for Run {
+    /// The commit that took them was dropped unrun (blob/commit.rs: a
+    /// panic, or no executor left to finish it): their writes fail.
+    fn drop(&mut self) {
+        for joiner in self.0.drain(..) {
+            let abandoned = "the write it joined was abandoned before it ran";
+            joiner.answer(Some(io::Error::other(abandoned)));
+        }
+    }
+}
+
+/// `e` again: the same OS error (errno), or the same kind and text.
+fn copy_error(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(errno) => io::Error::from_raw_os_error(errno),
+        None => io::Error::new(e.kind(), e.to_string()),
     }
 }
 
@@ -137,11 +181,12 @@ impl Queued<'_> {
         }
     }
 
-    /// Leaves the queue if no writer took it yet; whether it did.
+    /// Leaves the queue if no writer took it yet; whether it left.
     pub(crate) fn leave(&self) -> bool {
         if !matches!(*self.joiner.state.borrow(), State::Queued) {
             return false;
         }
+        *self.joiner.state.borrow_mut() = State::Left;
         let mut queued = self.group.queued.borrow_mut();
         queued.retain(|j| !Rc::ptr_eq(j, &self.joiner));
         true

@@ -44,7 +44,10 @@
 //!   Aligned writes inside the blob (the random-write hot path) skip it;
 //!   "inside" counts only the length no write of several pieces in flight
 //!   can give back (`growing_from`, blob/write.rs), so such a write never
-//!   completes into bytes a failed write hands back.
+//!   completes into bytes a failed write hands back. A small write that
+//!   waits for it may instead be taken into the device write of the write
+//!   that holds it (blob/group.rs): its bytes then go out under that
+//!   write's lock, and it never holds the lock itself.
 //!   Every other change of the file's size (the trim of `sync`, the cut of
 //!   a failed write's bytes before a gap) holds it too: only the writes that
 //!   hold it have blocks past `len`, so a trim to `len` never cuts a write

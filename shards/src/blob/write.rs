@@ -12,7 +12,10 @@
 //! Each chunk is prepared in the caller's future (edge blocks loaded, the
 //! DMA buffer filled: dropping it there has no effect), then committed
 //! (reservation, device write, `len` and tail block update) as one
-//! [`Committed`] unit holding the write's locks. A write dropped between
+//! [`Committed`] unit holding the write's locks. A one-chunk write that
+//! extends the blob first takes the small writes waiting for its lock that
+//! continue its bytes into its buffer, and its commit answers them
+//! (blob/group.rs). A write dropped between
 //! chunks has written a prefix of whole chunks, as a crash may leave it.
 //!
 //! A write whose later chunk fails gives back the length its earlier chunks
@@ -34,7 +37,7 @@ use crate::header::HEADER_LEN;
 use crate::Result;
 
 use super::commit::Committed;
-use super::group::{Joiner, JOIN_BYTES_MAX};
+use super::group::{Run, JOIN_BYTES_MAX};
 use super::{BlobState, TailBlock};
 
 const BLOCK: usize = BLOCK_SIZE as usize;
@@ -121,14 +124,9 @@ impl<F: FileSystem> BlobState<F> {
         let last = (end - 1) / BLOCK_SIZE;
         let blocks_per_io = (self.file.piece_bytes() / BLOCK) as u64;
         let several = last - first >= blocks_per_io;
-        // An aligned write that ends inside the blob never covers the tail
-        // block: that block holds the unaligned end, past any aligned end
-        // at or below it.
-        let len_settled = self.growing_from.get().unwrap_or(self.len.get());
-        let needs_rmw =
-            !offset.is_multiple_of(BLOCK_SIZE) || end % BLOCK_SIZE != 0 || end > len_settled;
-        let joinable = !several && total <= JOIN_BYTES_MAX;
-        let rmw = match needs_rmw {
+        // Only a write at or past the end can be taken (it continues one).
+        let joinable = !several && total <= JOIN_BYTES_MAX && offset >= self.len.get();
+        let rmw = match self.needs_rmw(offset, end) {
             true => match self.lock_or_join(offset, bufs, durable, joinable).await {
                 Turn::Locked(guard) => Some(guard),
                 Turn::Joined(done) => return done.map_err(|e| self.write_failed(e, durable)),
@@ -155,8 +153,8 @@ impl<F: FileSystem> BlobState<F> {
             // One chunk (the common case): its commit takes the locks, and
             // the appends waiting for them may join it, in its piece.
             let chunk = chunk(first);
-            let join_limit = (first + blocks_per_io) * BLOCK_SIZE;
-            let joins = write.len_before.map(|_| join_limit);
+            let join_end_max = (first + blocks_per_io) * BLOCK_SIZE;
+            let joins = write.len_before.map(|_| join_end_max);
             self.write_chunk(chunk, write, &mut input, guards, joins)
                 .await?;
         } else {
@@ -173,6 +171,16 @@ impl<F: FileSystem> BlobState<F> {
         debug_assert!(input.is_empty(), "every input byte written");
         debug_assert!(self.len.get() >= end, "a written write covers its bytes");
         Ok(())
+    }
+
+    /// Whether a write of `offset..end` takes the RMW lock: unless it is
+    /// aligned and ends inside the length no write in flight can give back.
+    /// An aligned write that ends inside the blob never covers the tail
+    /// block: that block holds the unaligned end, past any aligned end at or
+    /// below it.
+    fn needs_rmw(&self, offset: u64, end: u64) -> bool {
+        let len_settled = self.growing_from.get().unwrap_or(self.len.get());
+        !offset.is_multiple_of(BLOCK_SIZE) || !end.is_multiple_of(BLOCK_SIZE) || end > len_settled
     }
 
     /// The RMW lock for a write; or, for a small one (`joinable`) that
@@ -237,12 +245,12 @@ impl<F: FileSystem> BlobState<F> {
         // No await from here to the commit, which runs to its end: the
         // writes taken are always answered.
         let joined = match joins {
-            Some(limit) if write.end >= self.len.get() => {
-                self.group.take_run(write.end, write.durable, limit)
+            Some(end_max) if write.end >= self.len.get() => {
+                self.group.take_run(write.end, write.durable, end_max)
             }
-            _ => Vec::new(),
+            _ => Run::default(),
         };
-        self.stats.writes_joined(joined.len() as u64);
+        self.stats.writes_joined(joined.joiners().len() as u64);
         let chunk = self.joined_chunk(chunk, &joined);
         let commit = self.clone().commit_chunk(chunk, guards, write, joined);
         Committed::new(&self.orphans, commit).await
@@ -253,8 +261,9 @@ impl<F: FileSystem> BlobState<F> {
     fn joined_chunk(
         &self,
         chunk: Chunk<<F::File as File>::WriteBuf>,
-        joined: &[Rc<Joiner>],
+        joined: &Run,
     ) -> Chunk<<F::File as File>::WriteBuf> {
+        let joined = joined.joiners();
         let Some(last) = joined.last() else {
             return chunk;
         };
@@ -371,17 +380,15 @@ impl<F: FileSystem> BlobState<F> {
         chunk: Chunk<<F::File as File>::WriteBuf>,
         _guards: G,
         write: WriteRange,
-        joined: Vec<Rc<Joiner>>,
+        joined: Run,
     ) -> Result<()> {
         let committed = self.commit_chunk_blocks(chunk, write).await;
         if committed.is_err() {
             self.take_back_length(write.len_before);
         }
         self.account_reserved();
-        for joiner in &joined {
-            joiner.answer(committed.as_ref().err());
-        }
-        committed
+        joined.answer(committed.as_ref().err());
+        committed.map_err(|e| self.write_failed(e, write.durable))
     }
 
     /// The device calls and state update of [`BlobState::commit_chunk`].
@@ -389,7 +396,7 @@ impl<F: FileSystem> BlobState<F> {
         &self,
         chunk: Chunk<<F::File as File>::WriteBuf>,
         write: WriteRange,
-    ) -> Result<()> {
+    ) -> std::io::Result<()> {
         let Chunk {
             buf,
             start,
@@ -397,22 +404,23 @@ impl<F: FileSystem> BlobState<F> {
             data_end,
             tail,
         } = chunk;
-        let durable = write.durable;
         let locked = write.len_before.is_some();
         if start > self.len.get() {
             // A gap: its whole blocks are never written, so they must not
             // hold a failed write's bytes. This write ends past `len`, so it
             // holds the RMW lock: no other write moves the end meanwhile.
             assert!(locked, "a write past the end without the RMW lock");
-            let trimmed = self.trim_stale().await;
-            trimmed.map_err(|e| self.write_failed(e, durable))?;
+            self.trim_stale().await?;
         }
         // Count the blocks as file bytes before the write: a failed (short)
         // write may still have grown the file, and the next sync must trim
         // whatever it left past the logical end.
         self.file_len.set(self.file_len.get().max(end));
         self.reserve(start, end).await;
-        let written = self.file.write_at(buf, HEADER_LEN + start, durable).await;
+        let written = self
+            .file
+            .write_at(buf, HEADER_LEN + start, write.durable)
+            .await;
         let result = written.and_then(|written| match written as u64 == end - start {
             true => Ok(()),
             false => Err(std::io::Error::new(
@@ -426,7 +434,7 @@ impl<F: FileSystem> BlobState<F> {
             // past the end may not be zeros any more.
             self.tail.borrow_mut().take();
             self.stale_end.set(self.stale_end.get().max(end));
-            return Err(self.write_failed(e, durable));
+            return Err(e);
         }
         let new_len = self.len.get().max(data_end);
         assert!(locked || new_len == self.len.get(), "moved len unlocked");

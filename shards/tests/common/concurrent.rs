@@ -251,6 +251,8 @@ pub struct SimStats {
     /// Crashes that fell while several writes were in flight (their
     /// futures cut with the round, their device calls pending or landed).
     pub crashes_among_writes: u64,
+    /// Writes that joined another's device write (the storm's appends).
+    pub writes_joined: u64,
     pub rounds: u64,
     pub overtakes_max: u32,
 }
@@ -265,6 +267,7 @@ impl SimStats {
         self.opens_refused += other.opens_refused;
         self.crashes_mid_round += other.crashes_mid_round;
         self.crashes_among_writes += other.crashes_among_writes;
+        self.writes_joined += other.writes_joined;
         self.rounds += other.rounds;
         self.overtakes_max = self.overtakes_max.max(other.overtakes_max);
     }
@@ -689,6 +692,8 @@ impl Sim {
         let tasks_store = self
             .store
             .replace(Rc::new(ShardStore::new(h.fs.clone(), "/")));
+        let joined = tasks_store.stats().snapshot().writes_joined;
+        self.stats.borrow_mut().writes_joined += joined;
         h.crash().await;
         drop(tasks_store);
         let keys: Vec<Key> = h.open.keys().cloned().collect();

@@ -757,19 +757,19 @@ fn a_read_many_stream_that_yielded_every_range_holds_off_nothing() {
     });
 }
 
-/// Spawns `count` appends of 256 bytes of `k + 1` at `256 * k` for `k` in
-/// `from..from + count`, each on its own task, while the append at `256 *
-/// from - 256` (already issued) holds the RMW lock.
-fn spawn_appends(
-    blob: &ShardBlob<Device>,
-    range: std::ops::Range<u64>,
-) -> Vec<glommio::task::JoinHandle<shardblob_shards::Result<()>>> {
+type Spawned = glommio::task::JoinHandle<shardblob_shards::Result<()>>;
+
+/// Writes `bytes` at `offset` of `blob` on a task of its own.
+fn spawn_write(blob: &ShardBlob<Device>, offset: u64, bytes: Vec<u8>) -> Spawned {
+    let blob = blob.clone();
+    glommio::spawn_local(async move { blob.write_at(offset, &bytes).await }).detach()
+}
+
+/// Appends of 256 bytes of `k + 1` at `256 * k`, for each `k` of `range`,
+/// each on a task of its own.
+fn spawn_appends(blob: &ShardBlob<Device>, range: std::ops::Range<u64>) -> Vec<Spawned> {
     range
-        .map(|k| {
-            let blob = blob.clone();
-            glommio::spawn_local(async move { blob.write_at(256 * k, &[k as u8 + 1; 256]).await })
-                .detach()
-        })
+        .map(|k| spawn_write(blob, 256 * k, vec![k as u8 + 1; 256]))
         .collect()
 }
 
@@ -803,35 +803,68 @@ fn appends_waiting_for_the_lock_share_one_device_write() {
     });
 }
 
-/// A queued append dropped before a writer took it never lands, and the
-/// appends after it, no longer contiguous, write on their own: the gap it
-/// leaves reads as zeros.
+/// A queued append dropped before a writer took it never lands: the write
+/// that takes the lock next, which it continues, finds it gone, and the
+/// append after it, no longer contiguous, writes on its own. The gap reads
+/// as zeros.
 #[test]
 fn a_queued_append_dropped_before_it_is_taken_never_lands() {
     run(|| async {
         let device = Device::new(12);
         let (_store, blob) = open(&device, b"dropped").await;
         device.delay_next(50);
-        let mut first: Pin<Box<dyn Future<Output = _>>> = Box::pin(blob.write_at(0, &[1; 256]));
+        let mut first: Pin<Box<dyn Future<Output = _>>> = Box::pin(blob.write_at(0, &[1; 100]));
         poll_until_issued(&device, first.as_mut()).await;
-        let mut dropped: Pin<Box<dyn Future<Output = _>>> = Box::pin(blob.write_at(256, &[2; 256]));
+        // The next writer: it ends where the dropped append begins.
+        let next = spawn_write(&blob, 100, vec![2; 156]);
+        let mut dropped: Pin<Box<dyn Future<Output = _>>> = Box::pin(blob.write_at(256, &[3; 256]));
         assert!(finished_within(dropped.as_mut(), 4).await.is_none());
-        let later = spawn_appends(&blob, 2..4);
+        let last = spawn_write(&blob, 512, vec![4; 256]);
         drop(dropped);
         first.await.unwrap();
-        for append in later {
-            append.await.unwrap().unwrap();
-        }
-        let bytes = blob.read_at(0, 1024).await.unwrap().to_vec();
-        assert_eq!(&bytes[..256], &[1; 256]);
+        next.await.unwrap().unwrap();
+        last.await.unwrap().unwrap();
+        let bytes = blob.read_at(0, 768).await.unwrap().to_vec();
+        assert_eq!(&bytes[..100], &[1; 100]);
+        assert_eq!(&bytes[100..256], &[2; 156]);
         assert_eq!(&bytes[256..512], &[0; 256], "the dropped append landed");
-        assert_eq!(&bytes[512..768], &[3; 256]);
-        assert_eq!(&bytes[768..], &[4; 256]);
+        assert_eq!(&bytes[512..], &[4; 256]);
+    });
+}
+
+/// A queued append dropped after a writer took it lands with that writer's
+/// device write, whole, and a later write of the same bytes lands after it.
+#[test]
+fn a_taken_append_dropped_lands_before_a_later_write() {
+    run(|| async {
+        let device = Device::new(14);
+        let (_store, blob) = open(&device, b"taken").await;
+        device.delay_next(50);
+        let owner = blob.clone();
+        let mut first: Pin<Box<dyn Future<Output = _>>> =
+            Box::pin(async move { owner.write_at(0, &[1; 100]).await });
+        poll_until_issued(&device, first.as_mut()).await;
+        let first = glommio::spawn_local(first).detach();
+        let next = spawn_write(&blob, 100, vec![2; 100]);
+        let mut taken: Pin<Box<dyn Future<Output = _>>> = Box::pin(blob.write_at(200, &[3; 100]));
+        assert!(finished_within(taken.as_mut(), 4).await.is_none());
+        // The next device call is the writer's, with the queued append in.
+        device.delay_next(50);
+        poll_until_issued(&device, taken.as_mut()).await;
+        drop(taken);
+        first.await.unwrap().unwrap();
+        next.await.unwrap().unwrap();
+        assert_eq!(blob.len(), 300, "the taken append's bytes count");
+        blob.write_at(200, &[9; 100]).await.unwrap();
+        device.settle().await;
+        let bytes = blob.read_at(0, 300).await.unwrap().to_vec();
+        assert_eq!(&bytes[100..200], &[2; 100]);
+        assert_eq!(&bytes[200..], &[9; 100], "the later write lands last");
     });
 }
 
 /// When the device write that appends joined fails, every one of them
-/// fails with its OS error, and none adds length.
+/// fails with the same OS error, and none adds length.
 #[test]
 fn a_failed_joined_write_fails_every_append_in_it() {
     run(|| async {
@@ -845,22 +878,24 @@ fn a_failed_joined_write_fails_every_append_in_it() {
         first.await.unwrap();
         // The next device call is the write the three appends joined.
         device.fs.set_faults(Faults::at_op(device.fs.op_count()));
-        let mut failed = 0;
+        let mut errors = Vec::new();
         for append in rest {
-            let error = append.await.unwrap().unwrap_err();
-            assert!(
-                error.raw_os_error().is_some() || error.to_string().contains("short"),
-                "{error}"
-            );
-            failed += 1;
+            errors.push(append.await.unwrap().unwrap_err());
         }
         device.fs.set_faults(Faults::default());
-        assert_eq!(failed, 3);
         assert_eq!(
             device.fs.injected_faults(),
             1,
             "one device write for the three"
         );
+        let source = |e: &shardblob_shards::Error| match e {
+            shardblob_shards::Error::Io { source, .. } => (source.kind(), source.raw_os_error()),
+            other => panic!("not an I/O error: {other}"),
+        };
+        let leader = source(&errors[0]);
+        for error in &errors[1..] {
+            assert_eq!(source(error), leader, "{error} against {}", errors[0]);
+        }
         assert_eq!(blob.len(), 256);
     });
 }

@@ -146,7 +146,7 @@ fn concurrent_tasks_keep_the_contract() {
         // Enough seeds ran for every kind of event to have happened: futures
         // dropped in flight, ops racing on one blob's bytes, rounds cut by a
         // crash (also with several writes in flight), reads checked, opens
-        // refused, faults hit.
+        // refused, faults hit, appends joined into one device write.
         assert!(total.dropped > 100, "{total:?}");
         assert!(total.racing_ends > 100, "{total:?}");
         assert!(total.crashes_mid_round > 100, "{total:?}");
@@ -154,6 +154,7 @@ fn concurrent_tasks_keep_the_contract() {
         assert!(total.reads_checked > 1000, "{total:?}");
         assert!(total.opens_refused > 100, "{total:?}");
         assert!(total.failed > 10, "{total:?}");
+        assert!(total.writes_joined > 100, "{total:?}");
     }
 }
 
