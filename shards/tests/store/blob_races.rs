@@ -899,3 +899,37 @@ fn a_failed_joined_write_fails_every_append_in_it() {
         assert_eq!(blob.len(), 256);
     });
 }
+
+/// A write taken into another's device write is answered even when that
+/// write's commit is dropped unrun (its caller panicked while it was in
+/// flight: blob/commit.rs drops a commit rather than spawn during a
+/// panic): it fails instead of waiting for ever. Kills
+/// `shards/src/blob/group.rs:149:9: replace <impl Drop for Run>::drop
+/// with ()`.
+#[test]
+fn a_taken_append_is_answered_when_its_writer_is_abandoned() {
+    run(|| async {
+        let device = Device::new(15);
+        let (_store, blob) = open(&device, b"abandoned").await;
+        device.delay_next(50);
+        let mut first: Pin<Box<dyn Future<Output = _>>> = Box::pin(blob.write_at(0, &[1; 100]));
+        poll_until_issued(&device, first.as_mut()).await;
+        let mut writer: Pin<Box<dyn Future<Output = _>>> = Box::pin(blob.write_at(100, &[2; 100]));
+        assert!(finished_within(writer.as_mut(), 4).await.is_none());
+        let taken = spawn_write(&blob, 200, vec![3; 100]);
+        first.await.unwrap();
+        device.delay_next(50);
+        poll_until_issued(&device, writer.as_mut()).await;
+        // The writer's caller panics with its commit in flight.
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _writer = writer;
+            panic!("the writer's caller panics");
+        }));
+        assert!(unwound.is_err());
+        let mut taken: Pin<Box<dyn Future<Output = _>>> = Box::pin(taken);
+        let answer = finished_within(taken.as_mut(), 100).await;
+        let error = answer.expect("the taken append waits for ever").unwrap();
+        let error = error.expect_err("its device write was abandoned");
+        assert!(error.to_string().contains("abandoned"), "{error}");
+    });
+}
