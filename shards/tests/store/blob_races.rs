@@ -933,3 +933,55 @@ fn a_taken_append_is_answered_when_its_writer_is_abandoned() {
         assert!(error.to_string().contains("abandoned"), "{error}");
     });
 }
+
+/// A write over the join bound (16 KiB: a copy of its bytes would wait in
+/// the queue) never queues: it waits for the lock and writes on its own.
+/// Kills `shards/src/blob/write.rs:128:33: replace && with || in
+/// BlobState<F>::write`.
+#[test]
+fn a_write_over_the_join_bound_never_joins() {
+    run(|| async {
+        let device = Device::new(16);
+        let (store, blob) = open(&device, b"bound").await;
+        device.delay_next(200);
+        let mut first: Pin<Box<dyn Future<Output = _>>> = Box::pin(blob.write_at(0, &[1; 100]));
+        poll_until_issued(&device, first.as_mut()).await;
+        let next = spawn_write(&blob, 100, vec![2; 100]);
+        let large = spawn_write(&blob, 200, vec![3; (16 << 10) + 1]);
+        first.await.unwrap();
+        next.await.unwrap().unwrap();
+        large.await.unwrap().unwrap();
+        assert_eq!(store.stats().snapshot().writes_joined, 0);
+        assert_eq!(blob.len(), 200 + (16 << 10) + 1);
+    });
+}
+
+/// Only writes at or past the end queue (only those can continue a write
+/// that extends the blob): small overwrites inside the blob waiting for
+/// the lock leave the queue's room to the appends. Kills
+/// `shards/src/blob/write.rs:128:60: replace && with || in
+/// BlobState<F>::write` (64 waiting overwrites filled the queue, and the
+/// append after them wrote on its own).
+#[test]
+fn overwrites_inside_the_blob_leave_the_queue_to_appends() {
+    run(|| async {
+        let device = Device::new(17);
+        let (store, blob) = open(&device, b"room").await;
+        blob.write_at(0, &[1; 4096]).await.unwrap();
+        device.delay_next(200);
+        let mut first: Pin<Box<dyn Future<Output = _>>> = Box::pin(blob.write_at(4096, &[2; 100]));
+        poll_until_issued(&device, first.as_mut()).await;
+        let next = spawn_write(&blob, 4196, vec![3; 100]);
+        let overwrites: Vec<_> = (0..64)
+            .map(|k| spawn_write(&blob, 10 * k + 1, vec![4; 5]))
+            .collect();
+        let joined = spawn_write(&blob, 4296, vec![5; 100]);
+        first.await.unwrap();
+        for write in overwrites.into_iter().chain([next, joined]) {
+            write.await.unwrap().unwrap();
+        }
+        assert_eq!(store.stats().snapshot().writes_joined, 1);
+        let bytes = blob.read_at(4096, 300).await.unwrap().to_vec();
+        assert_eq!(&bytes[200..], &[5; 100]);
+    });
+}
