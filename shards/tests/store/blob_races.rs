@@ -985,3 +985,36 @@ fn overwrites_inside_the_blob_leave_the_queue_to_appends() {
         assert_eq!(&bytes[200..], &[5; 100]);
     });
 }
+
+/// The device write that appends joined leaves the new tail block cached,
+/// also past the blob's first block: the next append merges into it
+/// without reading the device. Kills `shards/src/blob/write.rs:290:44:
+/// replace / with % in BlobState<F>::joined_chunk` (and `with *`), which
+/// lost the tail block of every joined write past block 0.
+#[test]
+fn a_joined_write_leaves_the_tail_block_cached() {
+    run(|| async {
+        let device = Device::new(18);
+        let (store, blob) = open(&device, b"tail").await;
+        blob.write_at(0, &[1; 4196]).await.unwrap();
+        device.delay_next(200);
+        let mut first: Pin<Box<dyn Future<Output = _>>> = Box::pin(blob.write_at(4196, &[2; 100]));
+        poll_until_issued(&device, first.as_mut()).await;
+        let next = spawn_write(&blob, 4296, vec![3; 100]);
+        let joined = spawn_write(&blob, 4396, vec![4; 100]);
+        first.await.unwrap();
+        next.await.unwrap().unwrap();
+        joined.await.unwrap().unwrap();
+        assert_eq!(store.stats().snapshot().writes_joined, 1);
+        let issued = device.issued();
+        blob.write_at(4496, &[5; 10]).await.unwrap();
+        assert_eq!(
+            device.issued() - issued,
+            1,
+            "the append read the tail block"
+        );
+        let bytes = blob.read_at(4096, 410).await.unwrap().to_vec();
+        assert_eq!(&bytes[300..400], &[4; 100]);
+        assert_eq!(&bytes[400..], &[5; 10]);
+    });
+}
