@@ -765,11 +765,11 @@ fn spawn_write(blob: &ShardBlob<Device>, offset: u64, bytes: Vec<u8>) -> Spawned
     glommio::spawn_local(async move { blob.write_at(offset, &bytes).await }).detach()
 }
 
-/// Appends of 256 bytes of `k + 1` at `256 * k`, for each `k` of `range`,
-/// each on a task of its own.
-fn spawn_appends(blob: &ShardBlob<Device>, range: std::ops::Range<u64>) -> Vec<Spawned> {
+/// Appends of 256 bytes of `k + 1` at `base + 256 * k`, for each `k` of
+/// `range`, each on a task of its own.
+fn spawn_appends(blob: &ShardBlob<Device>, base: u64, range: std::ops::Range<u64>) -> Vec<Spawned> {
     range
-        .map(|k| spawn_write(blob, 256 * k, vec![k as u8 + 1; 256]))
+        .map(|k| spawn_write(blob, base + 256 * k, vec![k as u8 + 1; 256]))
         .collect()
 }
 
@@ -778,29 +778,44 @@ fn spawn_appends(blob: &ShardBlob<Device>, range: std::ops::Range<u64>) -> Vec<S
 /// device writes, not eight, and read back as the eight in order.
 #[test]
 fn appends_waiting_for_the_lock_share_one_device_write() {
-    run(|| async {
-        let device = Device::new(11);
-        let (store, blob) = open(&device, b"group").await;
-        device.delay_next(50);
-        let mut first: Pin<Box<dyn Future<Output = _>>> = Box::pin(blob.write_at(0, &[1; 256]));
-        poll_until_issued(&device, first.as_mut()).await;
-        let issued = device.issued();
-        let rest = spawn_appends(&blob, 1..8);
-        first.await.unwrap();
-        for append in rest {
-            append.await.unwrap().unwrap();
-        }
-        assert_eq!(
-            device.issued() - issued,
-            1,
-            "the seven waiting appends in one write"
-        );
-        let joined = store.stats().snapshot().writes_joined;
-        assert_eq!(joined, 6, "six joined the write of the seventh");
-        let expected: Vec<u8> = (0..8u8).flat_map(|k| [k + 1; 256]).collect();
-        assert_eq!(&blob.read_at(0, 2048).await.unwrap()[..], &expected[..]);
-        assert_eq!(reopened(&store, blob, b"group").await, expected);
-    });
+    run(|| appends_share_one_write(0));
+}
+
+/// The same far into a blob (past its first piece, where blocks count from
+/// a high index). Kills `shards/src/blob/write.rs:126:28: replace - with +
+/// in BlobState<F>::write` (there, one-chunk appends counted as writes of
+/// several pieces, and never joined).
+#[test]
+fn appends_far_into_a_blob_join_too() {
+    run(|| appends_share_one_write(1 << 20));
+}
+
+/// Eight 256 B appends from `base` (the blob holds `base` bytes first), the
+/// first in flight while the other seven wait: two device writes.
+async fn appends_share_one_write(base: u64) {
+    let device = Device::new(11);
+    let (store, blob) = open(&device, b"group").await;
+    blob.write_at(0, &vec![9; base as usize]).await.unwrap();
+    device.delay_next(50);
+    let mut first: Pin<Box<dyn Future<Output = _>>> = Box::pin(blob.write_at(base, &[1; 256]));
+    poll_until_issued(&device, first.as_mut()).await;
+    let issued = device.issued();
+    let rest = spawn_appends(&blob, base, 1..8);
+    first.await.unwrap();
+    for append in rest {
+        append.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        device.issued() - issued,
+        1,
+        "the seven waiting appends in one write"
+    );
+    let joined = store.stats().snapshot().writes_joined;
+    assert_eq!(joined, 6, "six joined the write of the seventh");
+    let expected: Vec<u8> = (0..8u8).flat_map(|k| [k + 1; 256]).collect();
+    assert_eq!(&blob.read_at(base, 2048).await.unwrap()[..], &expected[..]);
+    let reopened = reopened(&store, blob, b"group").await;
+    assert_eq!(&reopened[base as usize..], &expected[..]);
 }
 
 /// A queued append dropped before a writer took it never lands: the write
@@ -874,7 +889,7 @@ fn a_failed_joined_write_fails_every_append_in_it() {
         device.delay_next(50);
         let mut first: Pin<Box<dyn Future<Output = _>>> = Box::pin(blob.write_at(100, &[1; 156]));
         poll_until_issued(&device, first.as_mut()).await;
-        let rest = spawn_appends(&blob, 1..4);
+        let rest = spawn_appends(&blob, 0, 1..4);
         first.await.unwrap();
         // The next device call is the write the three appends joined.
         device.fs.set_faults(Faults::at_op(device.fs.op_count()));
