@@ -758,6 +758,33 @@ fn a_read_many_stream_that_yielded_every_range_holds_off_nothing() {
 }
 
 type Spawned = glommio::task::JoinHandle<shardblob_shards::Result<()>>;
+type Pending = Pin<Box<dyn Future<Output = shardblob_shards::Result<()>>>>;
+
+/// A write of `bytes` at `offset` whose device call lands after `delay`
+/// yields, polled until it issued that call: it holds the RMW lock while
+/// the test lines up writes behind it. Await it to let it finish.
+async fn write_in_flight(
+    device: &Device,
+    blob: &ShardBlob<Device>,
+    offset: u64,
+    bytes: Vec<u8>,
+    delay: u32,
+) -> Pending {
+    device.delay_next(delay);
+    let blob = blob.clone();
+    let mut write: Pending = Box::pin(async move { blob.write_at(offset, &bytes).await });
+    poll_until_issued(device, write.as_mut()).await;
+    write
+}
+
+/// A write of `bytes` at `offset`, polled until it waits (for the RMW lock,
+/// or queued to join another's device write).
+async fn queued_write(blob: &ShardBlob<Device>, offset: u64, bytes: Vec<u8>) -> Pending {
+    let blob = blob.clone();
+    let mut write: Pending = Box::pin(async move { blob.write_at(offset, &bytes).await });
+    assert!(finished_within(write.as_mut(), 4).await.is_none());
+    write
+}
 
 /// Writes `bytes` at `offset` of `blob` on a task of its own.
 fn spawn_write(blob: &ShardBlob<Device>, offset: u64, bytes: Vec<u8>) -> Spawned {
@@ -796,9 +823,7 @@ async fn appends_share_one_write(base: u64) {
     let device = Device::new(11);
     let (store, blob) = open(&device, b"group").await;
     blob.write_at(0, &vec![9; base as usize]).await.unwrap();
-    device.delay_next(50);
-    let mut first: Pin<Box<dyn Future<Output = _>>> = Box::pin(blob.write_at(base, &[1; 256]));
-    poll_until_issued(&device, first.as_mut()).await;
+    let first = write_in_flight(&device, &blob, base, vec![1; 256], 50).await;
     let issued = device.issued();
     let rest = spawn_appends(&blob, base, 1..8);
     first.await.unwrap();
@@ -827,13 +852,10 @@ fn a_queued_append_dropped_before_it_is_taken_never_lands() {
     run(|| async {
         let device = Device::new(12);
         let (_store, blob) = open(&device, b"dropped").await;
-        device.delay_next(50);
-        let mut first: Pin<Box<dyn Future<Output = _>>> = Box::pin(blob.write_at(0, &[1; 100]));
-        poll_until_issued(&device, first.as_mut()).await;
+        let first = write_in_flight(&device, &blob, 0, vec![1; 100], 50).await;
         // The next writer: it ends where the dropped append begins.
         let next = spawn_write(&blob, 100, vec![2; 156]);
-        let mut dropped: Pin<Box<dyn Future<Output = _>>> = Box::pin(blob.write_at(256, &[3; 256]));
-        assert!(finished_within(dropped.as_mut(), 4).await.is_none());
+        let dropped = queued_write(&blob, 256, vec![3; 256]).await;
         let last = spawn_write(&blob, 512, vec![4; 256]);
         drop(dropped);
         first.await.unwrap();
@@ -854,15 +876,10 @@ fn a_taken_append_dropped_lands_before_a_later_write() {
     run(|| async {
         let device = Device::new(14);
         let (_store, blob) = open(&device, b"taken").await;
-        device.delay_next(50);
-        let owner = blob.clone();
-        let mut first: Pin<Box<dyn Future<Output = _>>> =
-            Box::pin(async move { owner.write_at(0, &[1; 100]).await });
-        poll_until_issued(&device, first.as_mut()).await;
+        let first = write_in_flight(&device, &blob, 0, vec![1; 100], 50).await;
         let first = glommio::spawn_local(first).detach();
         let next = spawn_write(&blob, 100, vec![2; 100]);
-        let mut taken: Pin<Box<dyn Future<Output = _>>> = Box::pin(blob.write_at(200, &[3; 100]));
-        assert!(finished_within(taken.as_mut(), 4).await.is_none());
+        let mut taken = queued_write(&blob, 200, vec![3; 100]).await;
         // The next device call is the writer's, with the queued append in.
         device.delay_next(50);
         poll_until_issued(&device, taken.as_mut()).await;
@@ -886,9 +903,7 @@ fn a_failed_joined_write_fails_every_append_in_it() {
         let device = Device::new(13);
         let (_store, blob) = open(&device, b"failed").await;
         blob.write_at(0, &[9; 100]).await.unwrap();
-        device.delay_next(50);
-        let mut first: Pin<Box<dyn Future<Output = _>>> = Box::pin(blob.write_at(100, &[1; 156]));
-        poll_until_issued(&device, first.as_mut()).await;
+        let first = write_in_flight(&device, &blob, 100, vec![1; 156], 50).await;
         let rest = spawn_appends(&blob, 0, 1..4);
         first.await.unwrap();
         // The next device call is the write the three appends joined.
@@ -926,11 +941,8 @@ fn a_taken_append_is_answered_when_its_writer_is_abandoned() {
     run(|| async {
         let device = Device::new(15);
         let (_store, blob) = open(&device, b"abandoned").await;
-        device.delay_next(50);
-        let mut first: Pin<Box<dyn Future<Output = _>>> = Box::pin(blob.write_at(0, &[1; 100]));
-        poll_until_issued(&device, first.as_mut()).await;
-        let mut writer: Pin<Box<dyn Future<Output = _>>> = Box::pin(blob.write_at(100, &[2; 100]));
-        assert!(finished_within(writer.as_mut(), 4).await.is_none());
+        let first = write_in_flight(&device, &blob, 0, vec![1; 100], 50).await;
+        let mut writer = queued_write(&blob, 100, vec![2; 100]).await;
         let taken = spawn_write(&blob, 200, vec![3; 100]);
         first.await.unwrap();
         device.delay_next(50);
@@ -958,9 +970,7 @@ fn a_write_over_the_join_bound_never_joins() {
     run(|| async {
         let device = Device::new(16);
         let (store, blob) = open(&device, b"bound").await;
-        device.delay_next(200);
-        let mut first: Pin<Box<dyn Future<Output = _>>> = Box::pin(blob.write_at(0, &[1; 100]));
-        poll_until_issued(&device, first.as_mut()).await;
+        let first = write_in_flight(&device, &blob, 0, vec![1; 100], 200).await;
         let next = spawn_write(&blob, 100, vec![2; 100]);
         let large = spawn_write(&blob, 200, vec![3; (16 << 10) + 1]);
         first.await.unwrap();
@@ -983,9 +993,7 @@ fn overwrites_inside_the_blob_leave_the_queue_to_appends() {
         let device = Device::new(17);
         let (store, blob) = open(&device, b"room").await;
         blob.write_at(0, &[1; 4096]).await.unwrap();
-        device.delay_next(200);
-        let mut first: Pin<Box<dyn Future<Output = _>>> = Box::pin(blob.write_at(4096, &[2; 100]));
-        poll_until_issued(&device, first.as_mut()).await;
+        let first = write_in_flight(&device, &blob, 4096, vec![2; 100], 200).await;
         let next = spawn_write(&blob, 4196, vec![3; 100]);
         let overwrites: Vec<_> = (0..64)
             .map(|k| spawn_write(&blob, 10 * k + 1, vec![4; 5]))
@@ -1012,9 +1020,7 @@ fn a_joined_write_leaves_the_tail_block_cached() {
         let device = Device::new(18);
         let (store, blob) = open(&device, b"tail").await;
         blob.write_at(0, &[1; 4196]).await.unwrap();
-        device.delay_next(200);
-        let mut first: Pin<Box<dyn Future<Output = _>>> = Box::pin(blob.write_at(4196, &[2; 100]));
-        poll_until_issued(&device, first.as_mut()).await;
+        let first = write_in_flight(&device, &blob, 4196, vec![2; 100], 200).await;
         let next = spawn_write(&blob, 4296, vec![3; 100]);
         let joined = spawn_write(&blob, 4396, vec![4; 100]);
         first.await.unwrap();
