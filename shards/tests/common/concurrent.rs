@@ -186,11 +186,10 @@ impl Inode {
                     .for_each(|&cut| model.maybe_cut(cut));
             }
         }
-        let writes = self.writes(None, u64::MAX);
         let pending = self.pending.iter().map(|(_, change)| change);
         for change in pending.chain(self.in_flight.values()) {
             if let Pending::Resize(len) = change {
-                model.maybe_resize_among(*len, &writes);
+                model.maybe_resize(*len);
                 lens.range(..*len).for_each(|&cut| model.maybe_cut(cut));
             }
         }
@@ -421,10 +420,10 @@ impl Sim {
             show(&p.key)
         );
         log(|| format!("{}: a dropped op completed: length {engine}", show(&p.key)));
-        // What it exposed past the model's end: zeros, or the bytes of the
-        // writes that may have landed, never a failed write's.
-        let writes = self.writes_may_land(p.inode, None);
-        self.edit(p.inode, &p.model, |m| m.resize_racing(engine, &writes));
+        // It landed at some time since its drop, and writes that failed
+        // since may have written inside the length it gave: the old
+        // contents past the model's end stay possible.
+        self.edit(p.inode, &p.model, |m| m.resize_racing(engine, None));
     }
 
     /// Lengths the blob had when write or resize `id` of `p` committed: the
@@ -718,13 +717,14 @@ impl Sim {
         racing
     }
 
-    /// The writes of `inode` that may land around mutation `id`, before or
-    /// after it ([`Inode::writes`]); without `id`, around now.
-    pub(super) fn writes_may_land(&self, inode: usize, id: Option<u64>) -> Vec<(u64, Rc<[u8]>)> {
+    /// The writes of `p` that may land around mutation `id`, before or
+    /// after it ([`Inode::writes`]), if the blob's length is known apart
+    /// from `id`'s own change (see [`Landing`](super::model::Landing)).
+    pub(super) fn writes_may_land(&self, p: &Picked, id: u64) -> Option<Vec<(u64, Rc<[u8]>)>> {
         let inodes = self.inodes.borrow();
-        let state = &inodes[&inode];
-        let since = id.map_or(u64::MAX, |id| state.spans[&id].start);
-        state.writes(id, since)
+        let state = &inodes[&p.inode];
+        let known = state.lens_but(p.model.borrow().len, Some(id)).len() == 1;
+        known.then(|| state.writes(Some(id), state.spans[&id].start))
     }
 
     /// Ends mutation `id` now, and forgets spans that no op in flight

@@ -94,9 +94,9 @@ impl Sim {
         self.start_span(p.inode, id, bytes, Some(shared.clone()));
         self.may_change_len(&p, id, Pending::Write(offset, shared));
         let torn = self.faults_on;
-        let writes = self.writes_may_land(p.inode, Some(id));
+        let writes = self.writes_may_land(&p, id);
         self.edit(p.inode, &p.model, |m| {
-            m.maybe_write_among((offset, data), sync, torn, &writes)
+            m.maybe_write_among((offset, data), sync, torn, writes.as_deref())
         });
         self.mark_poison(&p, sync && self.faults_on);
         let cut = data.len() / pieces.max(1);
@@ -120,12 +120,12 @@ impl Sim {
                     .flat_map(|&len| self.possible_lens_but(p.inode, len, Some(id)))
                     .collect();
                 let engine_len = p.blob.len();
-                let writes = self.writes_may_land(p.inode, Some(id));
+                let writes = self.writes_may_land(&p, id);
                 // It has landed: it lands after nothing that follows.
                 self.end_span(p.inode, id);
                 self.edit(p.inode, &p.model, |m| {
                     let completed = |m: &mut BlobModel| match racing {
-                        true => m.write_racing((offset, data), sync, torn, &writes),
+                        true => m.write_racing((offset, data), sync, torn, writes.as_deref()),
                         false => m.write(offset, data, sync),
                     };
                     from_each_len(m, &lens, engine_len, completed)
@@ -207,8 +207,10 @@ impl Sim {
         let bytes = (len.min(old_len), u64::MAX);
         self.start_span(p.inode, id, bytes, None);
         self.may_change_len(&p, id, Pending::Resize(len));
-        let writes = self.writes_may_land(p.inode, Some(id));
-        self.edit(p.inode, &p.model, |m| m.maybe_resize_among(len, &writes));
+        let writes = self.writes_may_land(&p, id);
+        self.edit(p.inode, &p.model, |m| {
+            m.maybe_resize_among(len, writes.as_deref())
+        });
         self.wait(&p, id, false);
         let result = limited(p.blob.resize(len), limit).await;
         self.waited(&p, id, "resize", matches!(result, Some(Ok(()))));
@@ -217,12 +219,12 @@ impl Sim {
             Some(Ok(())) => {
                 let racing = self.racing(p.inode, id, bytes);
                 self.stats.borrow_mut().racing_ends += u64::from(racing);
-                let writes = self.writes_may_land(p.inode, Some(id));
+                let writes = self.writes_may_land(&p, id);
                 let dropped_lens = self.settle_dropped(&p, id);
                 let longest_before = dropped_lens.last().copied().unwrap_or(0);
                 self.edit(p.inode, &p.model, |m| match racing {
-                    true => m.resize_racing(len, &writes),
-                    false => m.resize_after_maybe(len, longest_before, &writes),
+                    true => m.resize_racing(len, writes.as_deref()),
+                    false => m.resize_after_maybe(len, longest_before, writes.as_deref()),
                 });
                 End::Done
             }

@@ -51,6 +51,12 @@
 use std::collections::BTreeSet;
 use std::rc::Rc;
 
+/// The writes (offset, bytes) that may land around an op that exposes the
+/// space past the end, when the blob's length is known; `None` when it is
+/// not (ops dropped or in flight may have moved it, and writes that failed
+/// since may have written inside it): then the old contents stay possible.
+pub type Landing<'a> = Option<&'a [(u64, Rc<[u8]>)]>;
+
 /// Atomic unit of the simulated device.
 pub const SECTOR: u64 = 512;
 /// Direct-I/O block: the store writes whole blocks.
@@ -228,8 +234,12 @@ impl BlobModel {
     /// after) may show over the zeros, each in whole sectors and in any
     /// order: what a resize up or a write past a gap exposes while writes
     /// race it. Nothing else, a failed write's bytes in particular, shows.
-    fn zero_under(&mut self, from: u64, to: u64, writes: &[(u64, Rc<[u8]>)]) {
+    fn zero_under(&mut self, from: u64, to: u64, writes: Landing<'_>) {
         let to = to.min((self.now.len() as u64 * SECTOR).max(from));
+        let Some(writes) = writes else {
+            self.zero_between(from, to, true);
+            return;
+        };
         self.zero_between(from, to, false);
         // Each pass lands every write once more over every outcome so far:
         // as many passes as writes reach every order.
@@ -369,7 +379,7 @@ impl BlobModel {
         (offset, data): (u64, &[u8]),
         sync: bool,
         torn: bool,
-        writes: &[(u64, Rc<[u8]>)],
+        writes: Landing<'_>,
     ) {
         let len = self.len;
         self.maybe_write(offset, data, sync, torn);
@@ -386,7 +396,7 @@ impl BlobModel {
         (offset, data): (u64, &[u8]),
         sync: bool,
         torn: bool,
-        writes: &[(u64, Rc<[u8]>)],
+        writes: Landing<'_>,
     ) {
         self.maybe_write_among((offset, data), sync, torn, writes);
         self.len = self.len.max(offset + data.len() as u64);
@@ -427,12 +437,7 @@ impl BlobModel {
     /// resize takes its lock): up to `longest_before`, the length they may
     /// have given the blob, the bytes past the old end are theirs or zeros;
     /// past it, zeros.
-    pub fn resize_after_maybe(
-        &mut self,
-        len: u64,
-        longest_before: u64,
-        writes: &[(u64, Rc<[u8]>)],
-    ) {
+    pub fn resize_after_maybe(&mut self, len: u64, longest_before: u64, writes: Landing<'_>) {
         let from = self.len.min(len);
         let sure = longest_before.max(self.len).min(len);
         self.zero_under(from, sure, writes);
@@ -446,7 +451,7 @@ impl BlobModel {
     /// overlapping it in time): each may land before or after it, so past
     /// the shorter of the old and the new length, zeros with any of them
     /// over them, and nothing else.
-    pub fn resize_racing(&mut self, len: u64, writes: &[(u64, Rc<[u8]>)]) {
+    pub fn resize_racing(&mut self, len: u64, writes: Landing<'_>) {
         self.zero_under(self.len.min(len), u64::MAX, writes);
         self.may_hold([len]);
         if len > self.len {
@@ -459,7 +464,7 @@ impl BlobModel {
     /// racing): past the old end, a resize up exposes zeros with any of
     /// them over them, and nothing else; unless it happens, nothing there
     /// is readable.
-    pub fn maybe_resize_among(&mut self, len: u64, writes: &[(u64, Rc<[u8]>)]) {
+    pub fn maybe_resize_among(&mut self, len: u64, writes: Landing<'_>) {
         let old = self.len;
         self.maybe_resize(len);
         if len > old {
