@@ -250,7 +250,6 @@ impl<F: FileSystem> BlobState<F> {
             }
             _ => Run::default(),
         };
-        self.stats.writes_joined(joined.joiners().len() as u64);
         let chunk = self.joined_chunk(chunk, &joined);
         let commit = self.clone().commit_chunk(chunk, guards, write, joined);
         Committed::new(&self.orphans, commit).await
@@ -267,6 +266,7 @@ impl<F: FileSystem> BlobState<F> {
         let Some(last) = joined.last() else {
             return chunk;
         };
+        self.stats.writes_joined(joined.len() as u64);
         let Chunk {
             buf: mut own,
             start,
