@@ -55,7 +55,7 @@ pub mod wait;
 pub use client::{Client, ClientBlob};
 pub use config::{Config, ConfigBuilder, Placement, ResolvedConfig};
 pub use engine::Engine;
-pub use local::{Bytes, ShardBlobHandle, ShardStorage};
+pub use local::{Bytes, ShardBlobHandle, ShardStorage, WriteBuf};
 pub use remote::RemoteBlob;
 pub use routing::shard_of;
 /// The simulated disk that [`Engine::start_simulated`] runs on (tests and
@@ -71,5 +71,5 @@ pub struct ReadmeDoctests;
 pub use shardblob_shards::sched;
 pub use shardblob_shards::{
     Blob, BlobBuf, Error, IoClass, ReadOptions, Result, SendBlob, SendStorage, Storage,
-    WriteOptions,
+    WriteBuffer, WriteOptions, WRITE_BUF_BYTES_MAX,
 };

@@ -4,12 +4,13 @@
 //! store: no channel, no copy beyond the I/O buffer, no allocation beyond it.
 //! Any other partition is forwarded to its shard over the peer channels.
 
-use std::ops::{Deref, RangeInclusive};
+use std::ops::{Deref, DerefMut, RangeInclusive};
 use std::rc::Rc;
 
 use futures_lite::{Stream, StreamExt};
 
-use shardblob_shards::fs::any::{AnyFs, AnyReadBuf};
+use shardblob_shards::blob::WriteBuffer;
+use shardblob_shards::fs::any::{AnyFs, AnyReadBuf, AnyWriteBuf};
 use shardblob_shards::sched::IoScheduler;
 use shardblob_shards::{Blob, BlobBuf, Result, ShardBlob, Storage, WriteOptions};
 
@@ -129,6 +130,34 @@ pub enum ShardBlobHandle {
     Peer(RemoteBlob<Peer>),
 }
 
+/// A buffer for a zero-copy write on a shard (`Blob::write_buf_at`).
+#[derive(Debug)]
+pub enum WriteBuf {
+    /// The owning shard's I/O memory: written as it is.
+    Local(WriteBuffer<AnyWriteBuf>),
+    /// Moved to the owning shard, which copies it once.
+    Peer(Vec<u8>),
+}
+
+impl Deref for WriteBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            WriteBuf::Local(buf) => buf,
+            WriteBuf::Peer(buf) => buf,
+        }
+    }
+}
+
+impl DerefMut for WriteBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            WriteBuf::Local(buf) => buf,
+            WriteBuf::Peer(buf) => buf,
+        }
+    }
+}
+
 /// The bytes of a read on a shard.
 #[derive(Debug)]
 pub enum Bytes {
@@ -150,6 +179,7 @@ impl Deref for Bytes {
 
 impl Blob for ShardBlobHandle {
     type Buf = Bytes;
+    type WriteBuf = WriteBuf;
 
     async fn read_at(&self, offset: u64, len: usize) -> Result<Bytes> {
         match self {
@@ -187,6 +217,36 @@ impl Blob for ShardBlobHandle {
         match self {
             ShardBlobHandle::Local(blob) => blob.write_vectored_at(offset, bufs, options).await,
             ShardBlobHandle::Peer(blob) => blob.write_vectored_at(offset, bufs, options).await,
+        }
+    }
+
+    fn alloc_buf(&self, len: usize) -> Result<WriteBuf> {
+        match self {
+            ShardBlobHandle::Local(blob) => blob.alloc_buf(len).map(WriteBuf::Local),
+            ShardBlobHandle::Peer(blob) => blob.alloc_buf(len).map(WriteBuf::Peer),
+        }
+    }
+
+    /// A buffer of another handle's kind is written with a copy.
+    async fn write_buf_at(
+        &self,
+        offset: u64,
+        buf: WriteBuf,
+        options: WriteOptions,
+    ) -> Result<WriteBuf> {
+        match (self, buf) {
+            (ShardBlobHandle::Local(blob), WriteBuf::Local(buf)) => {
+                let written = blob.write_buf_at(offset, buf, options).await;
+                written.map(WriteBuf::Local)
+            }
+            (ShardBlobHandle::Peer(blob), WriteBuf::Peer(buf)) => {
+                let written = blob.write_buf_at(offset, buf, options).await;
+                written.map(WriteBuf::Peer)
+            }
+            (handle, buf) => {
+                let written = handle.write_vectored_at(offset, &[&buf], options).await;
+                written.map(|()| buf)
+            }
         }
     }
 

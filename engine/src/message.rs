@@ -1,7 +1,7 @@
 //! What travels between threads: one request, answered once.
 //!
-//! Requests carry owned, `Send` data (bytes copied once at the sender) and a
-//! one-shot reply channel. A blob opened through a forwarded request lives
+//! Requests carry owned, `Send` data (bytes copied once at the sender, or a
+//! zero-copy write's buffer moved) and a one-shot reply channel. A blob opened through a forwarded request lives
 //! in the owning shard's table under a [`BlobId`]; remote handles name it by
 //! that id. The owning shard puts the open's close guard in the reply
 //! itself, so a reply lost with a dropped future still closes the open.
@@ -78,12 +78,13 @@ pub enum Request {
         /// the charge until it ends or is dropped.
         charge_back: async_channel::Sender<Charge>,
     },
+    /// Answered with `data`, for the caller's next write.
     Write {
         blob: BlobId,
         offset: u64,
         data: Vec<u8>,
         options: WriteOptions,
-        reply: Reply<()>,
+        reply: Reply<Vec<u8>>,
     },
     Resize {
         blob: BlobId,

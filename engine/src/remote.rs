@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use futures_lite::{stream, Stream};
 
+use shardblob_shards::blob::WRITE_BUF_BYTES_MAX;
 use shardblob_shards::{Blob, Error, Result, Storage, WriteOptions};
 
 use crate::message::{answer, reply, BlobId, Reply, Request};
@@ -71,6 +72,7 @@ impl<T: Transport> Storage for RemoteStorage<T> {
         let blob = RemoteBlob {
             transport: self.transport.clone(),
             open,
+            key: Arc::new((partition.to_string(), name.to_vec())),
         };
         Ok((blob, len, version))
     }
@@ -221,6 +223,8 @@ impl Drop for SyncRequest {
 pub struct RemoteBlob<T: Transport> {
     transport: T,
     open: OpenGuard,
+    /// The blob's partition and name, for the errors found on this side.
+    key: Arc<(String, Vec<u8>)>,
 }
 
 /// Where a `read_many` stream is. Once sent, it keeps the request's budget
@@ -264,6 +268,7 @@ async fn next_item<T>(mut batch: Items) -> Option<(Item, Batch<T>)> {
 
 impl<T: Transport> Blob for RemoteBlob<T> {
     type Buf = Vec<u8>;
+    type WriteBuf = Vec<u8>;
 
     async fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
         call(&self.transport, self.open.shard, |reply| Request::Read {
@@ -324,6 +329,29 @@ impl<T: Transport> Blob for RemoteBlob<T> {
         options: WriteOptions,
     ) -> Result<()> {
         let data = bufs.concat();
+        self.write_buf_at(offset, data, options).await.map(drop)
+    }
+
+    /// Plain memory: it moves to the owning shard, which copies it once
+    /// into its I/O memory, and comes back with the reply.
+    fn alloc_buf(&self, len: usize) -> Result<Vec<u8>> {
+        if len > WRITE_BUF_BYTES_MAX {
+            let (partition, name) = &*self.key;
+            return Err(Error::InvalidArgument {
+                partition: partition.clone(),
+                name: name.clone(),
+                reason: format!("write buffer of {len} bytes: at most {WRITE_BUF_BYTES_MAX} bytes"),
+            });
+        }
+        Ok(vec![0; len])
+    }
+
+    async fn write_buf_at(
+        &self,
+        offset: u64,
+        data: Vec<u8>,
+        options: WriteOptions,
+    ) -> Result<Vec<u8>> {
         call(&self.transport, self.open.shard, |reply| Request::Write {
             blob: self.open.id,
             offset,

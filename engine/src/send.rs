@@ -50,6 +50,7 @@ impl SendStorage for Client {
 
 impl SendBlob for ClientBlob {
     type Buf = Vec<u8>;
+    type WriteBuf = Vec<u8>;
 
     fn read_at(&self, offset: u64, len: usize) -> impl Future<Output = Result<Vec<u8>>> + Send {
         Blob::read_at(self, offset, len)
@@ -77,6 +78,19 @@ impl SendBlob for ClientBlob {
 
     fn write_at(&self, offset: u64, data: &[u8]) -> impl Future<Output = Result<()>> + Send {
         Blob::write_at(self, offset, data)
+    }
+
+    fn alloc_buf(&self, len: usize) -> Result<Vec<u8>> {
+        Blob::alloc_buf(self, len)
+    }
+
+    fn write_buf_at(
+        &self,
+        offset: u64,
+        buf: Vec<u8>,
+        options: WriteOptions,
+    ) -> impl Future<Output = Result<Vec<u8>>> + Send {
+        Blob::write_buf_at(self, offset, buf, options)
     }
 
     fn resize(&self, len: u64) -> impl Future<Output = Result<()>> + Send {

@@ -331,7 +331,10 @@ impl ShardContext {
                 reply,
             } => {
                 let blob = self.blob(blob);
-                let write = async move { blob?.write_vectored_at(offset, &[&data], options).await };
+                let write = async move {
+                    let written = blob?.write_vectored_at(offset, &[&data], options).await;
+                    written.map(|()| data)
+                };
                 self.for_caller(OpKind::Write, reply, write).await;
             }
             Request::Resize { blob, len, reply } => {

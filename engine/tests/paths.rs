@@ -3,7 +3,7 @@
 
 mod support;
 
-use shardblob::{Config, Engine, Storage};
+use shardblob::{Blob, Config, Engine, Storage, WriteOptions};
 use shardblob_shards::conformance;
 use support::{partition_of, start};
 
@@ -53,6 +53,43 @@ fn conformance_from_a_foreign_thread_and_from_tokio() {
         .await
         .expect("suite passes inside tokio");
     });
+    engine.shutdown().unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Writes an aligned buffer and checks that the very allocation the caller
+/// filled comes back, holding what the blob now holds.
+async fn buffer_round_trip<B: Blob>(blob: &B) {
+    let mut buf = blob.alloc_buf(8192).expect("alloc_buf");
+    buf.fill(3);
+    let from = buf.as_ptr();
+    let buf = blob.write_buf_at(4096, buf, WriteOptions::NONE).await;
+    let buf = buf.expect("write_buf_at");
+    assert_eq!(buf.as_ptr(), from, "the caller's buffer comes back");
+    let stored = blob.read_at(4096, 8192).await.expect("read");
+    assert_eq!(&stored[..], &buf[..]);
+}
+
+/// A zero-copy write's buffer makes the round trip on every path: a
+/// forwarded write moves it to the owner and back instead of copying it,
+/// and the owner writes its own DMA memory as it is.
+#[test]
+fn a_buffer_write_gives_back_the_callers_buffer_on_every_path() {
+    let (engine, dir) = start("engine-buffer-paths", |_| {});
+    let client = engine.client();
+    let shards = engine.shard_count();
+    futures::executor::block_on(async {
+        let (blob, _) = client.open("buffers-foreign", b"b").await.unwrap();
+        buffer_round_trip(&blob).await;
+    });
+    for (runner, owner) in [(0, 0), (0, 1)] {
+        let done = client.spawn_on(runner, move |storage| async move {
+            let p = partition_of(&format!("buffers-{runner}{owner}-"), owner, shards);
+            let (blob, _) = storage.open(&p, b"b").await.unwrap();
+            buffer_round_trip(&blob).await;
+        });
+        futures::executor::block_on(done).expect("ran on the shard");
+    }
     engine.shutdown().unwrap();
     std::fs::remove_dir_all(dir).unwrap();
 }

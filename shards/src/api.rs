@@ -13,7 +13,7 @@
 //! by the thread-safe handles (the engine's `Client`).
 
 use std::future::Future;
-use std::ops::{Deref, RangeInclusive};
+use std::ops::{Deref, DerefMut, RangeInclusive};
 
 use futures_lite::Stream;
 
@@ -207,6 +207,8 @@ pub trait Storage {
 pub trait Blob: Clone {
     /// The bytes of a read.
     type Buf: Deref<Target = [u8]> + std::fmt::Debug;
+    /// A buffer for [`Blob::write_buf_at`], from [`Blob::alloc_buf`].
+    type WriteBuf: DerefMut<Target = [u8]> + std::fmt::Debug;
 
     /// Reads exactly `len` bytes at `offset`.
     async fn read_at(&self, offset: u64, len: usize) -> Result<Self::Buf>;
@@ -235,6 +237,29 @@ pub trait Blob: Clone {
         self.write_vectored_at(offset, &[data], WriteOptions::NONE)
             .await
     }
+
+    /// A zeroed buffer of `len` bytes to fill in place and write with
+    /// [`Blob::write_buf_at`]: on the shard that owns the blob, memory its
+    /// device writes use as it is; elsewhere plain memory that travels to
+    /// that shard without a copy. At most
+    /// [`WRITE_BUF_BYTES_MAX`](crate::blob::WRITE_BUF_BYTES_MAX) bytes, else
+    /// `InvalidArgument`.
+    fn alloc_buf(&self, len: usize) -> Result<Self::WriteBuf>;
+
+    /// Writes `buf` at `offset`, as [`Blob::write_vectored_at`] would (same
+    /// contract), and on `Ok` gives back a buffer of the same length for
+    /// the next write: `buf` with the bytes written, or a new zeroed one
+    /// where the device kept it. A write that is aligned (offset and length
+    /// multiples of 4096) and fits one device write (the scheduler's
+    /// `piece_bytes`) costs no copy on the owning shard, one from another
+    /// thread; any other write costs the copy `write_vectored_at` does. A
+    /// dropped or failed write keeps the buffer.
+    async fn write_buf_at(
+        &self,
+        offset: u64,
+        buf: Self::WriteBuf,
+        options: WriteOptions,
+    ) -> Result<Self::WriteBuf>;
 
     /// Extends the blob with zeros or truncates it to `len` bytes.
     async fn resize(&self, len: u64) -> Result<()>;
@@ -283,6 +308,8 @@ pub trait SendStorage: Send + Sync {
 pub trait SendBlob: Clone + Send + Sync + 'static {
     /// The bytes of a read.
     type Buf: Deref<Target = [u8]> + std::fmt::Debug + Send;
+    /// [`Blob::WriteBuf`].
+    type WriteBuf: DerefMut<Target = [u8]> + std::fmt::Debug + Send;
 
     /// [`Blob::read_at`].
     fn read_at(&self, offset: u64, len: usize) -> impl Future<Output = Result<Self::Buf>> + Send;
@@ -306,6 +333,17 @@ pub trait SendBlob: Clone + Send + Sync + 'static {
 
     /// [`Blob::write_at`].
     fn write_at(&self, offset: u64, data: &[u8]) -> impl Future<Output = Result<()>> + Send;
+
+    /// [`Blob::alloc_buf`].
+    fn alloc_buf(&self, len: usize) -> Result<Self::WriteBuf>;
+
+    /// [`Blob::write_buf_at`].
+    fn write_buf_at(
+        &self,
+        offset: u64,
+        buf: Self::WriteBuf,
+        options: WriteOptions,
+    ) -> impl Future<Output = Result<Self::WriteBuf>> + Send;
 
     /// [`Blob::resize`].
     fn resize(&self, len: u64) -> impl Future<Output = Result<()>> + Send;

@@ -27,6 +27,7 @@ use futures::future::join_all;
 use futures::StreamExt;
 
 use crate::api::{Blob, Storage, WriteOptions};
+use crate::blob::WRITE_BUF_BYTES_MAX;
 use crate::name::hex;
 use crate::rng::Rng;
 use crate::Error;
@@ -59,6 +60,7 @@ pub const CHECKS: &[&str] = &[
     "synced",
     "shared",
     "edges",
+    "buffers",
 ];
 
 /// Runs every check; panics (as a test does) on the first wrong value, and
@@ -103,6 +105,7 @@ pub async fn run_check<S: Storage>(
         "synced" => synced_writes(s, p).await,
         "shared" => shared_block_writers(s, p).await,
         "edges" => unaligned_edges(s, p).await,
+        "buffers" => buffer_writes(s, p).await,
         other => panic!("no conformance check {other:?}; see CHECKS"),
     }
 }
@@ -644,6 +647,64 @@ async fn read_many_batches<S: Storage>(s: &S, p: &str) -> Result<(), Error> {
         let (index, _) = item.of_blob(p, b"b")?;
         panic!("an empty batch yielded range {index}");
     }
+    Ok(())
+}
+
+/// Writes from buffers of `alloc_buf` (zero-copy where aligned): whole
+/// blocks that extend the blob, overwrite it, or follow a gap; unaligned
+/// ones; one larger than a device piece; a synced one; the buffer given
+/// back is whole and writes again; a buffer too large is refused.
+async fn buffer_writes<S: Storage>(s: &S, p: &str) -> Result<(), Error> {
+    let (blob, _) = s.open(p, b"b").await.of_blob(p, b"b")?;
+    let cases: [(u64, usize, WriteOptions); 8] = [
+        (0, 8192, WriteOptions::NONE),
+        (4096, 4096, WriteOptions::NONE),
+        (24_576, 4096, WriteOptions::NONE),
+        (100, 5000, WriteOptions::NONE),
+        (28_000, 300, WriteOptions::NONE),
+        (32_768, WRITE_BUF_BYTES_MAX, WriteOptions::NONE),
+        (8192, 8192, WriteOptions::SYNC),
+        (8192, 8192, WriteOptions::NONE),
+    ];
+    let mut expected = Vec::new();
+    let mut spare = None;
+    for (i, (offset, len, options)) in cases.into_iter().enumerate() {
+        let mut buf = match spare.take() {
+            Some(buf) => buf,
+            None => blob.alloc_buf(len).of_blob(p, b"b")?,
+        };
+        assert_eq!(buf.len(), len, "case {i}: a buffer of the length asked");
+        let data = pattern(i as u64 + 11, len);
+        buf.copy_from_slice(&data);
+        let buf = blob.write_buf_at(offset, buf, options).await;
+        let buf = buf.of_blob(p, b"b")?;
+        assert_eq!(buf.len(), len, "case {i}: the buffer comes back whole");
+        spare = cases.get(i + 1).filter(|next| next.1 == len).map(|_| buf);
+        let end = offset as usize + len;
+        expected.resize(expected.len().max(end), 0);
+        expected[offset as usize..end].copy_from_slice(&data);
+        let stored = read(&blob, 0, expected.len()).await.of_blob(p, b"b")?;
+        assert!(stored == expected, "case {i}: the blob holds every write");
+    }
+    let fresh = blob.alloc_buf(4096).of_blob(p, b"b")?;
+    assert!(fresh.iter().all(|&b| b == 0), "a new buffer is zeroed");
+    let empty = blob.alloc_buf(0).of_blob(p, b"b")?;
+    let at = expected.len() as u64 + 4096;
+    blob.write_buf_at(at, empty, WriteOptions::NONE)
+        .await
+        .of_blob(p, b"b")?;
+    let too_large = blob.alloc_buf(WRITE_BUF_BYTES_MAX + 1).of_blob(p, b"b");
+    assert!(
+        matches!(too_large, Err(Error::InvalidArgument { .. })),
+        "a buffer over WRITE_BUF_BYTES_MAX is refused: {too_large:?}"
+    );
+    let stored = read(&blob, 0, expected.len()).await.of_blob(p, b"b")?;
+    assert!(stored == expected, "an empty write changes nothing");
+    let past = read(&blob, expected.len() as u64, 1).await;
+    assert!(
+        matches!(past, Err(Error::BlobInsufficientLength { .. })),
+        "an empty write adds no length"
+    );
     Ok(())
 }
 

@@ -12,6 +12,7 @@
 use futures::stream::{FuturesUnordered, StreamExt};
 use shardblob::sched::IoClass;
 use shardblob::{Blob, Config, Engine, EngineStats, Storage, WriteOptions};
+use std::cell::RefCell;
 use std::path::Path;
 
 use crate::load::{check_read_len, OpResult, Sleep};
@@ -27,9 +28,14 @@ use crate::workload::Op;
 const DATA_BLOB: &[u8] = b"data";
 const PREFILL_DEPTH: usize = 4;
 
-struct EngineExec<'a, B> {
+struct EngineExec<'a, B: Blob> {
     blob: &'a B,
     block: Vec<u8>,
+    /// Filled buffers of `block`'s length for page-aligned writes
+    /// (`write_buf_at`: no copy on the owning shard), each back here when
+    /// its write is done: at most one per op in flight, as the dma peer
+    /// writes its one filled buffer.
+    spare_bufs: RefCell<Vec<B::WriteBuf>>,
     sync_flag: bool,
     /// Every op runs in this I/O class.
     class: IoClass,
@@ -40,9 +46,39 @@ impl<'a, B: Blob> EngineExec<'a, B> {
         EngineExec {
             blob,
             block: pattern(block_size_bytes as usize),
+            spare_bufs: RefCell::new(Vec::new()),
             sync_flag: plan.sync_flag,
             class,
         }
+    }
+
+    /// Writes a whole block at a page-aligned offset from a spare buffer
+    /// (`write_buf_at`), other writes from the pattern (`write_vectored_at`,
+    /// which copies).
+    async fn write(&self, offset_bytes: u64, len_bytes: u64, options: WriteOptions) -> OpResult {
+        let page = offset_bytes.is_multiple_of(4096) && len_bytes.is_multiple_of(4096);
+        if !page || len_bytes != self.block.len() as u64 {
+            let data = &self.block[..len_bytes as usize];
+            let written = self
+                .blob
+                .write_vectored_at(offset_bytes, &[data], options)
+                .await;
+            return written.map_err(|e| e.to_string());
+        }
+        let spare = self.spare_bufs.borrow_mut().pop();
+        let buf = match spare {
+            Some(buf) => buf,
+            None => {
+                let buf = self.blob.alloc_buf(self.block.len());
+                let mut buf = buf.map_err(|e| e.to_string())?;
+                buf.copy_from_slice(&self.block);
+                buf
+            }
+        };
+        let written = self.blob.write_buf_at(offset_bytes, buf, options).await;
+        let buf = written.map_err(|e| e.to_string())?;
+        self.spare_bufs.borrow_mut().push(buf);
+        Ok(())
     }
 }
 
@@ -71,16 +107,12 @@ impl<B: Blob> EngineExec<'_, B> {
                 len_bytes,
                 sync,
             } => {
-                let data = &self.block[..len_bytes as usize];
                 let options = if sync && self.sync_flag {
                     WriteOptions::SYNC
                 } else {
                     WriteOptions::NONE
                 };
-                self.blob
-                    .write_vectored_at(offset_bytes, &[data], options)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                self.write(offset_bytes, len_bytes, options).await?;
                 if sync && !self.sync_flag {
                     self.blob.sync().await.map_err(|e| e.to_string())?;
                 }

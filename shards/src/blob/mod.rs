@@ -68,6 +68,7 @@ mod commit;
 mod group;
 mod read;
 mod write;
+mod write_buf;
 
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
@@ -80,6 +81,7 @@ use futures_lite::Stream;
 use commit::{Committed, Orphans};
 
 pub use read::BlobBuf;
+pub use write_buf::{WriteBuffer, WRITE_BUF_BYTES_MAX};
 
 use crate::api::{Blob, WriteOptions};
 use crate::fs::{File, FileSystem, BLOCK_SIZE};
@@ -606,6 +608,7 @@ impl<F: FileSystem> ShardBlob<F> {
 /// Every call is counted in the store's [`StoreStats`].
 impl<F: FileSystem> Blob for ShardBlob<F> {
     type Buf = BlobBuf<<F::File as File>::ReadBuf>;
+    type WriteBuf = WriteBuffer<<F::File as File>::WriteBuf>;
 
     async fn read_at(&self, offset: u64, len: usize) -> Result<Self::Buf> {
         let read = self.state.read_at(offset, len);
@@ -637,6 +640,24 @@ impl<F: FileSystem> Blob for ShardBlob<F> {
         let write = options
             .class()
             .scope(self.state.write(offset, bufs, durable));
+        self.state.stats.timed(OpKind::Write, bytes, write).await
+    }
+
+    fn alloc_buf(&self, len: usize) -> Result<Self::WriteBuf> {
+        self.state.alloc_buf(len)
+    }
+
+    async fn write_buf_at(
+        &self,
+        offset: u64,
+        buf: Self::WriteBuf,
+        options: WriteOptions,
+    ) -> Result<Self::WriteBuf> {
+        let durable = options.contains(WriteOptions::SYNC);
+        let bytes = buf.len() as u64;
+        let write = options
+            .class()
+            .scope(self.state.write_buf(offset, buf, durable));
         self.state.stats.timed(OpKind::Write, bytes, write).await
     }
 

@@ -46,10 +46,10 @@ const BLOCK: usize = BLOCK_SIZE as usize;
 /// mark of a write of several pieces that may give back length. The commit
 /// of a one-chunk write owns them; each commit of a larger write holds a
 /// share. Either way a dropped write keeps them until it lands.
-struct WriteGuards<F: FileSystem> {
-    _growing: Option<Growing<F>>,
-    _shared: RwLockReadGuardArc<()>,
-    _rmw: Option<SemaphoreGuardArc>,
+pub(super) struct WriteGuards<F: FileSystem> {
+    pub(super) _growing: Option<Growing<F>>,
+    pub(super) _shared: RwLockReadGuardArc<()>,
+    pub(super) _rmw: Option<SemaphoreGuardArc>,
 }
 
 /// Marks a write of several pieces that holds the RMW lock (an overwrite
@@ -58,7 +58,7 @@ struct WriteGuards<F: FileSystem> {
 /// `growing_from` to `len` before it, and clears it when the last holder
 /// of the write's guards lets go (its last commit has landed, or the write
 /// stopped between pieces).
-struct Growing<F: FileSystem>(Rc<BlobState<F>>);
+pub(super) struct Growing<F: FileSystem>(Rc<BlobState<F>>);
 
 impl<F: FileSystem> Growing<F> {
     fn new(state: &Rc<BlobState<F>>, len_before: u64) -> Growing<F> {
@@ -76,13 +76,13 @@ impl<F: FileSystem> Drop for Growing<F> {
 
 /// The user's range of one write, and what undoing its length needs.
 #[derive(Clone, Copy)]
-struct WriteRange {
-    offset: u64,
-    end: u64,
+pub(super) struct WriteRange {
+    pub(super) offset: u64,
+    pub(super) end: u64,
     /// `len` before the write's first chunk, if the write holds the RMW
     /// lock (every write that may move `len` does).
-    len_before: Option<u64>,
-    durable: bool,
+    pub(super) len_before: Option<u64>,
+    pub(super) durable: bool,
 }
 
 /// How a write that needs the RMW lock goes on.
@@ -95,14 +95,14 @@ enum Turn {
 }
 
 /// One chunk ready for the device: data blocks `start..end` (bytes).
-struct Chunk<B> {
-    buf: B,
-    start: u64,
-    end: u64,
+pub(super) struct Chunk<B> {
+    pub(super) buf: B,
+    pub(super) start: u64,
+    pub(super) end: u64,
     /// End of the user's bytes in this chunk.
-    data_end: u64,
+    pub(super) data_end: u64,
     /// The new tail block, if this chunk holds the logical end afterwards.
-    tail: Option<Box<[u8]>>,
+    pub(super) tail: Option<Box<[u8]>>,
 }
 
 impl<F: FileSystem> BlobState<F> {
@@ -178,7 +178,7 @@ impl<F: FileSystem> BlobState<F> {
     /// An aligned write that ends inside the blob never covers the tail
     /// block: that block holds the unaligned end, past any aligned end at or
     /// below it.
-    fn needs_rmw(&self, offset: u64, end: u64) -> bool {
+    pub(super) fn needs_rmw(&self, offset: u64, end: u64) -> bool {
         let len_settled = self.growing_from.get().unwrap_or(self.len.get());
         !offset.is_multiple_of(BLOCK_SIZE) || !end.is_multiple_of(BLOCK_SIZE) || end > len_settled
     }
@@ -242,6 +242,21 @@ impl<F: FileSystem> BlobState<F> {
                 return Err(self.write_failed(e, write.durable));
             }
         };
+        self.commit_prepared(chunk, write, guards, joins)
+            .await
+            .map(drop)
+    }
+
+    /// Commits a prepared `chunk` of `write` (after the writes that join
+    /// it, with `joins`): runs to its end once started, and gives back the
+    /// chunk's buffer when the device let go of it.
+    pub(super) async fn commit_prepared<G: 'static>(
+        self: &Rc<Self>,
+        chunk: Chunk<<F::File as File>::WriteBuf>,
+        write: WriteRange,
+        guards: G,
+        joins: Option<u64>,
+    ) -> Result<Option<<F::File as File>::WriteBuf>> {
         // No await from here to the commit, which runs to its end: the
         // writes taken are always answered.
         let joined = match joins {
@@ -381,22 +396,25 @@ impl<F: FileSystem> BlobState<F> {
         _guards: G,
         write: WriteRange,
         joined: Run,
-    ) -> Result<()> {
-        let committed = self.commit_chunk_blocks(chunk, write).await;
+    ) -> Result<Option<<F::File as File>::WriteBuf>> {
+        let (committed, buf) = self.commit_chunk_blocks(chunk, write).await;
         if committed.is_err() {
             self.take_back_length(write.len_before);
         }
         self.account_reserved();
         joined.answer(committed.as_ref().err());
-        committed.map_err(|e| self.write_failed(e, write.durable))
+        committed
+            .map(|()| buf)
+            .map_err(|e| self.write_failed(e, write.durable))
     }
 
-    /// The device calls and state update of [`BlobState::commit_chunk`].
+    /// The device calls and state update of [`BlobState::commit_chunk`],
+    /// and the chunk's buffer if the device gave it back.
     async fn commit_chunk_blocks(
         &self,
         chunk: Chunk<<F::File as File>::WriteBuf>,
         write: WriteRange,
-    ) -> std::io::Result<()> {
+    ) -> (std::io::Result<()>, Option<<F::File as File>::WriteBuf>) {
         let Chunk {
             buf,
             start,
@@ -410,16 +428,18 @@ impl<F: FileSystem> BlobState<F> {
             // hold a failed write's bytes. This write ends past `len`, so it
             // holds the RMW lock: no other write moves the end meanwhile.
             assert!(locked, "a write past the end without the RMW lock");
-            self.trim_stale().await?;
+            if let Err(e) = self.trim_stale().await {
+                return (Err(e), Some(buf));
+            }
         }
         // Count the blocks as file bytes before the write: a failed (short)
         // write may still have grown the file, and the next sync must trim
         // whatever it left past the logical end.
         self.file_len.set(self.file_len.get().max(end));
         self.reserve(start, end).await;
-        let written = self
+        let (written, buf) = self
             .file
-            .write_at(buf, HEADER_LEN + start, write.durable)
+            .write_returning(buf, HEADER_LEN + start, write.durable)
             .await;
         let result = written.and_then(|written| match written as u64 == end - start {
             true => Ok(()),
@@ -434,7 +454,7 @@ impl<F: FileSystem> BlobState<F> {
             // past the end may not be zeros any more.
             self.tail.borrow_mut().take();
             self.stale_end.set(self.stale_end.get().max(end));
-            return Err(e);
+            return (Err(e), buf);
         }
         let new_len = self.len.get().max(data_end);
         assert!(locked || new_len == self.len.get(), "moved len unlocked");
@@ -449,7 +469,7 @@ impl<F: FileSystem> BlobState<F> {
             self.tail.borrow_mut().take();
         }
         self.debug_check_ends();
-        Ok(())
+        (Ok(()), buf)
     }
 
     /// Fills `out` with the current content of data block `index`.

@@ -82,10 +82,24 @@ impl Deref for AnyReadBuf {
 }
 
 impl WriteBuf for AnyWriteBuf {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            AnyWriteBuf::Dma(buf) => buf.bytes(),
+            AnyWriteBuf::Sim(buf) => buf.bytes(),
+        }
+    }
+
     fn bytes_mut(&mut self) -> &mut [u8] {
         match self {
             AnyWriteBuf::Dma(buf) => buf.bytes_mut(),
             AnyWriteBuf::Sim(buf) => buf.bytes_mut(),
+        }
+    }
+
+    fn truncate(&mut self, len: usize) {
+        match self {
+            AnyWriteBuf::Dma(buf) => buf.truncate(len),
+            AnyWriteBuf::Sim(buf) => buf.truncate(len),
         }
     }
 }
@@ -218,11 +232,22 @@ impl File for AnyFile {
         }
     }
 
-    async fn write_at(&self, buf: AnyWriteBuf, pos: u64, durable: bool) -> io::Result<usize> {
+    async fn write_returning(
+        &self,
+        buf: AnyWriteBuf,
+        pos: u64,
+        durable: bool,
+    ) -> (io::Result<usize>, Option<AnyWriteBuf>) {
         match (self, buf) {
-            (AnyFile::Dma(file), AnyWriteBuf::Dma(buf)) => file.write_at(buf, pos, durable).await,
-            (AnyFile::Sim(file), AnyWriteBuf::Sim(buf)) => file.write_at(buf, pos, durable).await,
-            _ => Err(foreign_buffer()),
+            (AnyFile::Dma(file), AnyWriteBuf::Dma(buf)) => {
+                let (written, buf) = file.write_returning(buf, pos, durable).await;
+                (written, buf.map(AnyWriteBuf::Dma))
+            }
+            (AnyFile::Sim(file), AnyWriteBuf::Sim(buf)) => {
+                let (written, buf) = file.write_returning(buf, pos, durable).await;
+                (written, buf.map(AnyWriteBuf::Sim))
+            }
+            (_, buf) => (Err(foreign_buffer()), Some(buf)),
         }
     }
 

@@ -284,8 +284,18 @@ impl DmaBlobFile {
 }
 
 impl WriteBuf for DmaBuffer {
+    fn bytes(&self) -> &[u8] {
+        self.as_bytes()
+    }
+
     fn bytes_mut(&mut self) -> &mut [u8] {
         self.as_bytes_mut()
+    }
+
+    fn truncate(&mut self, len: usize) {
+        if len < self.len() {
+            self.trim_to_size(len);
+        }
     }
 }
 
@@ -360,14 +370,26 @@ impl File for DmaBlobFile {
             })
     }
 
-    async fn write_at(&self, buf: DmaBuffer, pos: u64, durable: bool) -> io::Result<usize> {
+    /// Shares the buffer with glommio, which lets go of it when the write
+    /// completes (or, for a dropped write, when the kernel is done with it).
+    async fn write_returning(
+        &self,
+        buf: DmaBuffer,
+        pos: u64,
+        durable: bool,
+    ) -> (io::Result<usize>, Option<DmaBuffer>) {
         let _io = self.io_in_flight.enter();
         let file = if durable {
-            self.dsync_file().await?
+            match self.dsync_file().await {
+                Ok(file) => file,
+                Err(e) => return (Err(e), Some(buf)),
+            }
         } else {
             &self.file
         };
-        file.write_at(buf, pos).await.map_err(os_error)
+        let buf = Rc::new(buf);
+        let written = file.write_rc_at(buf.clone(), pos).await.map_err(os_error);
+        (written, Rc::try_unwrap(buf).ok())
     }
 
     async fn set_len(&self, len: u64) -> io::Result<()> {

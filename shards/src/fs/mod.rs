@@ -39,8 +39,12 @@ pub struct DirEntry {
 
 /// A buffer a file can write: aligned for direct I/O on the real path.
 pub trait WriteBuf {
+    /// The buffer's bytes.
+    fn bytes(&self) -> &[u8];
     /// The whole buffer, to fill before writing.
     fn bytes_mut(&mut self) -> &mut [u8];
+    /// Shortens the buffer to its first `len` bytes (no-op if shorter).
+    fn truncate(&mut self, len: usize);
 }
 
 /// Files and directories as the shard store needs them.
@@ -102,7 +106,19 @@ pub trait File: 'static {
 
     /// Writes the whole buffer at the block-aligned `pos`. With `durable`, the
     /// bytes are durable when it returns (data-sync semantics, one write).
-    async fn write_at(&self, buf: Self::WriteBuf, pos: u64, durable: bool) -> io::Result<usize>;
+    async fn write_at(&self, buf: Self::WriteBuf, pos: u64, durable: bool) -> io::Result<usize> {
+        self.write_returning(buf, pos, durable).await.0
+    }
+
+    /// [`File::write_at`], and the buffer back, unchanged, once the device
+    /// is done with it (`None` if it cannot be had back), for a caller that
+    /// reuses its buffers (zero-copy writes, blob/write_buf.rs).
+    async fn write_returning(
+        &self,
+        buf: Self::WriteBuf,
+        pos: u64,
+        durable: bool,
+    ) -> (io::Result<usize>, Option<Self::WriteBuf>);
 
     /// Sets the file size (extending with zeros or truncating).
     async fn set_len(&self, len: u64) -> io::Result<()>;

@@ -790,6 +790,34 @@ impl SimFile {
     }
 
     /// Runs a submitted call's effect on the device (see [`device`]).
+    /// The write of [`File::write_returning`]; the device holds `bytes`
+    /// until it has written them.
+    async fn write_shared(&self, bytes: Rc<Vec<u8>>, pos: u64, durable: bool) -> io::Result<usize> {
+        yield_now().await;
+        let outcome = self.start(OpKind::Write);
+        if let Err(fault @ (Fault::Eio | Fault::Enospc | Fault::Dead)) = outcome {
+            return Err(fault.error());
+        }
+        let len_bytes = bytes.len() as u64;
+        if !pos.is_multiple_of(BLOCK_SIZE) || !len_bytes.is_multiple_of(BLOCK_SIZE) {
+            return Err(os_error(libc::EINVAL));
+        }
+        let start = checked_size(pos.saturating_add(len_bytes))? - bytes.len();
+        let data = self.data.clone();
+        self.device(move |disk| {
+            if outcome.is_err() {
+                let sectors = len_bytes / SECTOR_BYTES;
+                let kept_bytes = disk.rng.below(sectors) * SECTOR_BYTES;
+                let prefix = &bytes[..kept_bytes as usize];
+                data.locked().write(start, prefix, false);
+                return Err(Fault::ShortWrite.error());
+            }
+            data.locked().write(start, &bytes, durable);
+            Ok(bytes.len())
+        })
+        .await
+    }
+
     async fn device<T: 'static>(
         &self,
         effect: impl FnOnce(&mut Disk) -> io::Result<T> + 'static,
@@ -841,31 +869,15 @@ impl File for SimFile {
         stream::once_future(batch).flat_map(stream::iter)
     }
 
-    async fn write_at(&self, buf: SimWriteBuf, pos: u64, durable: bool) -> io::Result<usize> {
-        yield_now().await;
-        let outcome = self.start(OpKind::Write);
-        if let Err(fault @ (Fault::Eio | Fault::Enospc | Fault::Dead)) = outcome {
-            return Err(fault.error());
-        }
-        let bytes = buf.0;
-        let len_bytes = bytes.len() as u64;
-        if !pos.is_multiple_of(BLOCK_SIZE) || !len_bytes.is_multiple_of(BLOCK_SIZE) {
-            return Err(os_error(libc::EINVAL));
-        }
-        let start = checked_size(pos.saturating_add(len_bytes))? - bytes.len();
-        let data = self.data.clone();
-        self.device(move |disk| {
-            if outcome.is_err() {
-                let sectors = len_bytes / SECTOR_BYTES;
-                let kept_bytes = disk.rng.below(sectors) * SECTOR_BYTES;
-                let prefix = &bytes[..kept_bytes as usize];
-                data.locked().write(start, prefix, false);
-                return Err(Fault::ShortWrite.error());
-            }
-            data.locked().write(start, &bytes, durable);
-            Ok(bytes.len())
-        })
-        .await
+    async fn write_returning(
+        &self,
+        buf: SimWriteBuf,
+        pos: u64,
+        durable: bool,
+    ) -> (io::Result<usize>, Option<SimWriteBuf>) {
+        let bytes = Rc::new(buf.0);
+        let written = self.write_shared(bytes.clone(), pos, durable).await;
+        (written, Rc::try_unwrap(bytes).ok().map(SimWriteBuf))
     }
 
     async fn set_len(&self, len: u64) -> io::Result<()> {
@@ -916,8 +928,16 @@ impl File for SimFile {
 }
 
 impl WriteBuf for SimWriteBuf {
+    fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     fn bytes_mut(&mut self) -> &mut [u8] {
         &mut self.0
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.0.truncate(len);
     }
 }
 

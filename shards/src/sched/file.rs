@@ -162,10 +162,15 @@ impl<Fi: File> File for SchedFile<Fi> {
         })
     }
 
-    async fn write_at(&self, mut buf: Fi::WriteBuf, pos: u64, durable: bool) -> io::Result<usize> {
-        let cost = Cost::call(buf.bytes_mut().len());
+    async fn write_returning(
+        &self,
+        buf: Fi::WriteBuf,
+        pos: u64,
+        durable: bool,
+    ) -> (io::Result<usize>, Option<Fi::WriteBuf>) {
+        let cost = Cost::call(buf.bytes().len());
         let _permit = self.sched.acquire(IoClass::current(), cost).await;
-        self.inner.write_at(buf, pos, durable).await
+        self.inner.write_returning(buf, pos, durable).await
     }
 
     async fn set_len(&self, len: u64) -> io::Result<()> {

@@ -11,7 +11,7 @@ use shardblob_shards::{Blob, Error, WriteOptions};
 
 use super::concurrent::{Pending, Picked, Reader, Sim, Waiter, OVERTAKES_MAX};
 use super::concurrent_names::{random_key, random_versions};
-use super::harness::{limited, show, Op, Target};
+use super::harness::{limited, show, write_in, Op, Target};
 use super::log;
 use super::model::BlobModel;
 
@@ -99,13 +99,9 @@ impl Sim {
             m.maybe_write_among((offset, data), sync, torn, writes.as_deref())
         });
         self.mark_poison(&p, sync && self.faults_on);
-        let cut = data.len() / pieces.max(1);
-        let bufs: Vec<&[u8]> = match pieces > 1 && cut > 0 {
-            true => vec![&data[..cut], &[], &data[cut..]],
-            false => vec![data],
-        };
         let options = [WriteOptions::NONE, WriteOptions::SYNC][usize::from(sync)];
-        let result = limited(p.blob.write_vectored_at(offset, &bufs, options), limit).await;
+        let write = write_in(&p.blob, offset, data, options, pieces);
+        let result = limited(write, limit).await;
         let end = match result {
             None => End::Dropped,
             Some(Ok(())) => {

@@ -26,7 +26,7 @@ use std::task::Poll;
 use shardblob_shards::fs::sim::{Faults, SimFs};
 use shardblob_shards::name::hex;
 use shardblob_shards::sched::{IoScheduler, SchedConfig};
-use shardblob_shards::{Error, ShardBlob, ShardStore};
+use shardblob_shards::{Blob, Error, ShardBlob, ShardStore, WriteOptions};
 
 use super::model::BlobModel;
 use super::{log, log_more};
@@ -76,6 +76,7 @@ pub enum Op {
         offset: u64,
         data: Data,
         sync: bool,
+        /// How the data is handed over ([`write_in`]).
         pieces: usize,
     },
     Read {
@@ -109,6 +110,29 @@ impl Target {
     pub fn open(partition: &str, name: &str) -> Target {
         Target::Open((partition.to_string(), name.as_bytes().to_vec()))
     }
+}
+
+/// Writes `data` at `offset` handed over as `pieces` says: one slice (1),
+/// two with an empty one between (2), or a buffer of `alloc_buf` (3; a
+/// zero-copy write where it is aligned).
+pub async fn write_in<B: Blob>(
+    blob: &B,
+    offset: u64,
+    data: &[u8],
+    options: WriteOptions,
+    pieces: usize,
+) -> Result<(), Error> {
+    if pieces == 3 {
+        let mut buf = blob.alloc_buf(data.len())?;
+        buf.copy_from_slice(data);
+        return blob.write_buf_at(offset, buf, options).await.map(drop);
+    }
+    let cut = data.len() / pieces.max(1);
+    let bufs: Vec<&[u8]> = match pieces > 1 && cut > 0 {
+        true => vec![&data[..cut], &[], &data[cut..]],
+        false => vec![data],
+    };
+    blob.write_vectored_at(offset, &bufs, options).await
 }
 
 impl Op {

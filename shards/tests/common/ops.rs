@@ -5,7 +5,9 @@ use futures_lite::StreamExt;
 use shardblob_shards::fs::sim::Faults;
 use shardblob_shards::{Blob, Error, WriteOptions};
 
-use super::harness::{expect_poisoned, limited, show, Handle, Harness, Op, Outcome, Target};
+use super::harness::{
+    expect_poisoned, limited, show, write_in, Handle, Harness, Op, Outcome, Target,
+};
 use super::model::Trim;
 
 impl Harness {
@@ -85,13 +87,7 @@ impl Harness {
         } else {
             WriteOptions::NONE
         };
-        // Vectored input: the data in `pieces` parts, an empty one between.
-        let cut = data.len() / pieces.max(1);
-        let bufs: Vec<&[u8]> = match pieces > 1 && cut > 0 {
-            true => vec![&data[..cut], &[], &data[cut..]],
-            false => vec![data],
-        };
-        let write = h.blob.write_vectored_at(offset, &bufs, options);
+        let write = write_in(&h.blob, offset, data, options, pieces);
         if h.poisoned {
             expect_poisoned(write.await, &h.key, "write");
             return Outcome::Refused;

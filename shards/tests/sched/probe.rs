@@ -225,9 +225,14 @@ impl<Fi: File> File for CountingFile<Fi> {
         })
     }
 
-    async fn write_at(&self, mut buf: Fi::WriteBuf, pos: u64, durable: bool) -> io::Result<usize> {
-        let _call = self.probe.start(Cost::call(buf.bytes_mut().len()));
-        self.inner.write_at(buf, pos, durable).await
+    async fn write_returning(
+        &self,
+        buf: Fi::WriteBuf,
+        pos: u64,
+        durable: bool,
+    ) -> (io::Result<usize>, Option<Fi::WriteBuf>) {
+        let _call = self.probe.start(Cost::call(buf.bytes().len()));
+        self.inner.write_returning(buf, pos, durable).await
     }
 
     async fn set_len(&self, len: u64) -> io::Result<()> {

@@ -7,7 +7,7 @@
 //! kernel to cancel; the write still happens). Each test says what it caught
 //! on the code before the fix (58545b6).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
 use std::path::Path;
@@ -19,9 +19,9 @@ use futures_lite::future::{poll_once, yield_now};
 use futures_lite::{Stream, StreamExt};
 use glommio::{LocalExecutorBuilder, Placement};
 use shardblob_shards::fs::sim::{Faults, SimFile, SimFs, SimWriteBuf};
-use shardblob_shards::fs::{DirEntry, File, FileSystem, BLOCK_SIZE};
+use shardblob_shards::fs::{DirEntry, File, FileSystem, WriteBuf, BLOCK_SIZE};
 use shardblob_shards::sched::SchedConfig;
-use shardblob_shards::{Blob, ShardBlob, ShardStore, Storage};
+use shardblob_shards::{Blob, ShardBlob, ShardStore, Storage, WriteOptions};
 
 use crate::common::finished_within;
 use crate::logs::Logs;
@@ -38,6 +38,8 @@ struct Control {
     issued: Cell<u64>,
     in_flight: Cell<u64>,
     flushes: Cell<u64>,
+    /// The address of each written buffer's bytes, in the order issued.
+    written_from: RefCell<Vec<usize>>,
 }
 
 /// A simulated device whose calls land even when their caller is gone.
@@ -186,9 +188,22 @@ impl File for DeviceFile {
             }
         })
     }
-    async fn write_at(&self, buf: SimWriteBuf, pos: u64, durable: bool) -> io::Result<usize> {
-        self.issue(move |f| async move { f.write_at(buf, pos, durable).await })
-            .await
+    async fn write_returning(
+        &self,
+        buf: SimWriteBuf,
+        pos: u64,
+        durable: bool,
+    ) -> (io::Result<usize>, Option<SimWriteBuf>) {
+        let from = buf.bytes().as_ptr() as usize;
+        self.control.written_from.borrow_mut().push(from);
+        let written = self.issue(move |f| async move {
+            let (written, buf) = f.write_returning(buf, pos, durable).await;
+            written.map(|n| (n, buf))
+        });
+        match written.await {
+            Ok((n, buf)) => (Ok(n), buf),
+            Err(e) => (Err(e), None),
+        }
     }
     async fn set_len(&self, len: u64) -> io::Result<()> {
         self.issue(move |f| async move { f.set_len(len).await })
@@ -1037,5 +1052,73 @@ fn a_joined_write_leaves_the_tail_block_cached() {
         let bytes = blob.read_at(4096, 410).await.unwrap().to_vec();
         assert_eq!(&bytes[300..400], &[4; 100]);
         assert_eq!(&bytes[400..], &[5; 10]);
+    });
+}
+
+/// A zero-copy write hands the caller's buffer to the device as it is,
+/// when it extends the blob (under the RMW lock) and when it overwrites
+/// it, and gives the same buffer back; an unaligned one is copied. A
+/// write path that copied every buffer shows the device other addresses.
+#[test]
+fn an_aligned_buffer_write_reaches_the_device_as_it_is() {
+    run(|| async {
+        let device = Device::new(21);
+        let (_store, blob) = open(&device, b"zero-copy").await;
+        // The open wrote the header page.
+        let header_writes = device.control.written_from.borrow().len();
+        let block = BLOCK_SIZE as usize;
+        let mut buf = blob.alloc_buf(2 * block).unwrap();
+        buf.fill(7);
+        let from = buf.as_ptr() as usize;
+        let buf = blob.write_buf_at(0, buf, WriteOptions::NONE).await;
+        let buf = blob.write_buf_at(block as u64, buf.unwrap(), WriteOptions::NONE);
+        let mut buf = buf.await.unwrap();
+        buf.fill(9);
+        let buf = blob.write_buf_at(0, buf, WriteOptions::SYNC).await.unwrap();
+        assert_eq!(buf.as_ptr() as usize, from, "the same buffer comes back");
+        assert_eq!(
+            device.control.written_from.borrow()[header_writes..],
+            [from; 3],
+            "every device write came from the caller's buffer"
+        );
+        let bytes = blob.read_at(0, 3 * block).await.unwrap().to_vec();
+        assert!(bytes[..2 * block].iter().all(|&b| b == 9));
+        assert!(bytes[2 * block..].iter().all(|&b| b == 7));
+        let mut odd = blob.alloc_buf(100).unwrap();
+        odd.fill(5);
+        let odd_from = odd.as_ptr() as usize;
+        blob.write_buf_at(10, odd, WriteOptions::NONE)
+            .await
+            .unwrap();
+        let last = device.control.written_from.borrow().last().copied();
+        assert_ne!(
+            last,
+            Some(odd_from),
+            "an unaligned write is merged in a copy"
+        );
+    });
+}
+
+/// A dropped zero-copy overwrite still in flight lands before a later one
+/// (it takes no RMW lock: only the wait for orphaned commits orders them).
+#[test]
+fn a_dropped_buffer_write_never_lands_after_a_later_one() {
+    run(|| async {
+        let device = Device::new(22);
+        let (_store, blob) = open(&device, b"over").await;
+        let block = BLOCK_SIZE as usize;
+        blob.write_at(0, &vec![1; 2 * block]).await.unwrap();
+        let mut dropped = blob.alloc_buf(block).unwrap();
+        dropped.fill(2);
+        device.delay_next(50);
+        drop_after_issue(&device, blob.write_buf_at(0, dropped, WriteOptions::NONE)).await;
+        let mut later = blob.alloc_buf(block).unwrap();
+        later.fill(3);
+        blob.write_buf_at(0, later, WriteOptions::NONE)
+            .await
+            .unwrap();
+        device.settle().await;
+        let bytes = blob.read_at(0, block).await.unwrap();
+        assert!(bytes.iter().all(|&b| b == 3), "the later write wins");
     });
 }
