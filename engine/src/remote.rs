@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use futures_lite::{stream, Stream};
 
-use shardblob_shards::blob::WRITE_BUF_BYTES_MAX;
+use shardblob_shards::blob::check_write_buf_len;
 use shardblob_shards::{Blob, Error, Result, Storage, WriteOptions};
 
 use crate::message::{answer, reply, BlobId, Reply, Request};
@@ -335,14 +335,8 @@ impl<T: Transport> Blob for RemoteBlob<T> {
     /// Plain memory: it moves to the owning shard, which copies it once
     /// into its I/O memory, and comes back with the reply.
     fn alloc_buf(&self, len: usize) -> Result<Vec<u8>> {
-        if len > WRITE_BUF_BYTES_MAX {
-            let (partition, name) = &*self.key;
-            return Err(Error::InvalidArgument {
-                partition: partition.clone(),
-                name: name.clone(),
-                reason: format!("write buffer of {len} bytes: at most {WRITE_BUF_BYTES_MAX} bytes"),
-            });
-        }
+        let (partition, name) = &*self.key;
+        check_write_buf_len(partition, name, len)?;
         Ok(vec![0; len])
     }
 

@@ -130,7 +130,7 @@ const LONG_OFFSET: u64 = 4246;
 const LONG_BYTES: usize = 3 * (128 << 10);
 
 /// The SYNC writes of [`operations`], marked: aligned, into the tail
-/// block, and of several pieces.
+/// block, of several pieces, and from a buffer of `alloc_buf`.
 async fn synced_writes<B: Blob>(blob: &B, mark: &dyn Fn(&str, &str)) {
     mark("write-sync", "begin");
     blob.write_vectored_at(0, &[&[7u8; 4096]], WriteOptions::SYNC)
@@ -153,6 +153,16 @@ async fn synced_writes<B: Blob>(blob: &B, mark: &dyn Fn(&str, &str)) {
         .await
         .expect("synced write of several pieces");
     mark("write-sync-pieces", "end");
+    // A zero-copy write (on the owner, the caller's DMA buffer as it is),
+    // aligned, past the end.
+    let mut page = blob.alloc_buf(4096).expect("alloc_buf");
+    page.fill(5);
+    let past_the_end = (LONG_OFFSET + LONG_BYTES as u64).div_ceil(4096) * 4096;
+    mark("write-sync-buf", "begin");
+    blob.write_buf_at(past_the_end, page, WriteOptions::SYNC)
+        .await
+        .expect("synced buffer write");
+    mark("write-sync-buf", "end");
 }
 
 /// The device writes of the SYNC write of several pieces, with the piece
@@ -269,6 +279,7 @@ fn check_blob_flushes(events: &[Event], path: Route, inodes: &Inodes) {
         ("write-sync", 1, true),
         ("write-sync-tail", 1, true),
         ("write-sync-pieces", inodes.long_pieces, true),
+        ("write-sync-buf", 1, true),
         ("sync", 1, false),
         ("start-sync", 1, false),
     ] {

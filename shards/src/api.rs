@@ -249,11 +249,13 @@ pub trait Blob: Clone {
     /// Writes `buf` at `offset`, as [`Blob::write_vectored_at`] would (same
     /// contract), and on `Ok` gives back a buffer of the same length for
     /// the next write: `buf` with the bytes written, or a new zeroed one
-    /// where the device kept it. A write that is aligned (offset and length
-    /// multiples of 4096) and fits one device write (the scheduler's
-    /// `piece_bytes`) costs no copy on the owning shard, one from another
-    /// thread; any other write costs the copy `write_vectored_at` does. A
-    /// dropped or failed write keeps the buffer.
+    /// where the device kept it. On the owning shard a write that is
+    /// aligned (offset and length multiples of 4096) and fits one device
+    /// write (the scheduler's `piece_bytes`) costs no copy, any other one
+    /// copy (its blocks are assembled in DMA memory); from another shard
+    /// or thread the buffer moves to the owner, which copies it once. A
+    /// write that fails or whose future is dropped consumes the buffer: it
+    /// is not given back.
     async fn write_buf_at(
         &self,
         offset: u64,

@@ -11,7 +11,7 @@
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use shardblob::sched::IoClass;
-use shardblob::{Blob, Config, Engine, EngineStats, Storage, WriteOptions};
+use shardblob::{Blob, Config, Engine, EngineStats, Storage, WriteOptions, WRITE_BUF_BYTES_MAX};
 use std::cell::RefCell;
 use std::path::Path;
 
@@ -53,11 +53,12 @@ impl<'a, B: Blob> EngineExec<'a, B> {
     }
 
     /// Writes a whole block at a page-aligned offset from a spare buffer
-    /// (`write_buf_at`), other writes from the pattern (`write_vectored_at`,
-    /// which copies).
+    /// (`write_buf_at`) if it fits one (`WRITE_BUF_BYTES_MAX`), other
+    /// writes from the pattern (`write_vectored_at`, which copies).
     async fn write(&self, offset_bytes: u64, len_bytes: u64, options: WriteOptions) -> OpResult {
         let page = offset_bytes.is_multiple_of(4096) && len_bytes.is_multiple_of(4096);
-        if !page || len_bytes != self.block.len() as u64 {
+        let whole_block = len_bytes == self.block.len() as u64;
+        if !page || !whole_block || len_bytes > WRITE_BUF_BYTES_MAX as u64 {
             let data = &self.block[..len_bytes as usize];
             let written = self
                 .blob

@@ -81,7 +81,7 @@ use futures_lite::Stream;
 use commit::{Committed, Orphans};
 
 pub use read::BlobBuf;
-pub use write_buf::{WriteBuffer, WRITE_BUF_BYTES_MAX};
+pub use write_buf::{check_write_buf_len, WriteBuffer, WRITE_BUF_BYTES_MAX};
 
 use crate::api::{Blob, WriteOptions};
 use crate::fs::{File, FileSystem, BLOCK_SIZE};

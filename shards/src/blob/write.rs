@@ -42,14 +42,17 @@ use super::{BlobState, TailBlock};
 
 const BLOCK: usize = BLOCK_SIZE as usize;
 
+/// The write buffer of a blob's file.
+pub(super) type FileBuf<F> = <<F as FileSystem>::File as File>::WriteBuf;
+
 /// The locks one write holds until its last chunk is committed, and the
 /// mark of a write of several pieces that may give back length. The commit
 /// of a one-chunk write owns them; each commit of a larger write holds a
 /// share. Either way a dropped write keeps them until it lands.
 pub(super) struct WriteGuards<F: FileSystem> {
-    pub(super) _growing: Option<Growing<F>>,
-    pub(super) _shared: RwLockReadGuardArc<()>,
-    pub(super) _rmw: Option<SemaphoreGuardArc>,
+    _growing: Option<Growing<F>>,
+    _shared: RwLockReadGuardArc<()>,
+    _rmw: Option<SemaphoreGuardArc>,
 }
 
 /// Marks a write of several pieces that holds the RMW lock (an overwrite
@@ -58,7 +61,7 @@ pub(super) struct WriteGuards<F: FileSystem> {
 /// `growing_from` to `len` before it, and clears it when the last holder
 /// of the write's guards lets go (its last commit has landed, or the write
 /// stopped between pieces).
-pub(super) struct Growing<F: FileSystem>(Rc<BlobState<F>>);
+struct Growing<F: FileSystem>(Rc<BlobState<F>>);
 
 impl<F: FileSystem> Growing<F> {
     fn new(state: &Rc<BlobState<F>>, len_before: u64) -> Growing<F> {
@@ -77,12 +80,12 @@ impl<F: FileSystem> Drop for Growing<F> {
 /// The user's range of one write, and what undoing its length needs.
 #[derive(Clone, Copy)]
 pub(super) struct WriteRange {
-    pub(super) offset: u64,
-    pub(super) end: u64,
+    offset: u64,
+    end: u64,
     /// `len` before the write's first chunk, if the write holds the RMW
     /// lock (every write that may move `len` does).
-    pub(super) len_before: Option<u64>,
-    pub(super) durable: bool,
+    len_before: Option<u64>,
+    durable: bool,
 }
 
 /// How a write that needs the RMW lock goes on.
@@ -119,43 +122,23 @@ impl<F: FileSystem> BlobState<F> {
         if total == 0 {
             return Ok(());
         }
-        let shared = self.meta.read_arc().await;
         let first = offset / BLOCK_SIZE;
         let last = (end - 1) / BLOCK_SIZE;
         let blocks_per_io = (self.file.piece_bytes() / BLOCK) as u64;
         let several = last - first >= blocks_per_io;
-        // Only a write at or past the end can be taken (it continues one).
-        let joinable = !several && total <= JOIN_BYTES_MAX && offset >= self.len.get();
-        let rmw = match self.needs_rmw(offset, end) {
-            true => match self.lock_or_join(offset, bufs, durable, joinable).await {
-                Turn::Locked(guard) => Some(guard),
-                Turn::Joined(done) => return done.map_err(|e| self.write_failed(e, durable)),
-            },
-            false => None,
-        };
-        // Without the RMW lock the write ends inside the blob: it never
-        // moves `len`, and others may.
-        let write = WriteRange {
-            offset,
-            end,
-            len_before: rmw.is_some().then(|| self.len.get()),
-            durable,
-        };
-        let growing = write.len_before.filter(|_| several);
-        let guards = WriteGuards {
-            _growing: growing.map(|len_before| Growing::new(self, len_before)),
-            _shared: shared,
-            _rmw: rmw,
+        let Some((write, guards)) = self
+            .lock_for_write(offset, end, bufs, durable, several)
+            .await?
+        else {
+            return Ok(());
         };
         let mut input = Input::new(bufs);
         let chunk = |chunk_first: u64| (chunk_first, last.min(chunk_first + blocks_per_io - 1));
         if !several {
             // One chunk (the common case): its commit takes the locks, and
             // the appends waiting for them may join it, in its piece.
-            let chunk = chunk(first);
-            let join_end_max = (first + blocks_per_io) * BLOCK_SIZE;
-            let joins = write.len_before.map(|_| join_end_max);
-            self.write_chunk(chunk, write, &mut input, guards, joins)
+            let joins = self.joins_up_to(&write);
+            self.write_chunk(chunk(first), write, &mut input, guards, joins)
                 .await?;
         } else {
             let guards = Rc::new(guards);
@@ -173,12 +156,65 @@ impl<F: FileSystem> BlobState<F> {
         Ok(())
     }
 
+    /// Takes the locks of a write of `offset..end` (`bufs`, its bytes;
+    /// `several`: whether it takes several pieces). `None` when a small
+    /// append joined the device write of the one holding the RMW lock
+    /// instead (blob/group.rs) and it landed: nothing is left to do.
+    pub(super) async fn lock_for_write(
+        self: &Rc<Self>,
+        offset: u64,
+        end: u64,
+        bufs: &[&[u8]],
+        durable: bool,
+        several: bool,
+    ) -> Result<Option<(WriteRange, WriteGuards<F>)>> {
+        let shared = self.meta.read_arc().await;
+        // Only a write at or past the end can be taken (it continues one).
+        let joinable = !several && end - offset <= JOIN_BYTES_MAX && offset >= self.len.get();
+        let rmw = match self.needs_rmw(offset, end) {
+            true => match self.lock_or_join(offset, bufs, durable, joinable).await {
+                Turn::Locked(guard) => Some(guard),
+                Turn::Joined(done) => {
+                    return done
+                        .map(|()| None)
+                        .map_err(|e| self.write_failed(e, durable))
+                }
+            },
+            false => None,
+        };
+        // Without the RMW lock the write ends inside the blob: it never
+        // moves `len`, and others may.
+        let write = WriteRange {
+            offset,
+            end,
+            len_before: rmw.is_some().then(|| self.len.get()),
+            durable,
+        };
+        let growing = write.len_before.filter(|_| several);
+        let guards = WriteGuards {
+            _growing: growing.map(|len_before| Growing::new(self, len_before)),
+            _shared: shared,
+            _rmw: rmw,
+        };
+        Ok(Some((write, guards)))
+    }
+
+    /// For a one-chunk `write` that holds the RMW lock, where the queued
+    /// appends that join it must end: within its first block's piece.
+    pub(super) fn joins_up_to(&self, write: &WriteRange) -> Option<u64> {
+        let blocks_per_io = (self.file.piece_bytes() / BLOCK) as u64;
+        let first = write.offset / BLOCK_SIZE;
+        write
+            .len_before
+            .map(|_| (first + blocks_per_io) * BLOCK_SIZE)
+    }
+
     /// Whether a write of `offset..end` takes the RMW lock: unless it is
     /// aligned and ends inside the length no write in flight can give back.
     /// An aligned write that ends inside the blob never covers the tail
     /// block: that block holds the unaligned end, past any aligned end at or
     /// below it.
-    pub(super) fn needs_rmw(&self, offset: u64, end: u64) -> bool {
+    fn needs_rmw(&self, offset: u64, end: u64) -> bool {
         let len_settled = self.growing_from.get().unwrap_or(self.len.get());
         !offset.is_multiple_of(BLOCK_SIZE) || !end.is_multiple_of(BLOCK_SIZE) || end > len_settled
     }
@@ -252,11 +288,11 @@ impl<F: FileSystem> BlobState<F> {
     /// chunk's buffer when the device let go of it.
     pub(super) async fn commit_prepared<G: 'static>(
         self: &Rc<Self>,
-        chunk: Chunk<<F::File as File>::WriteBuf>,
+        chunk: Chunk<FileBuf<F>>,
         write: WriteRange,
         guards: G,
         joins: Option<u64>,
-    ) -> Result<Option<<F::File as File>::WriteBuf>> {
+    ) -> Result<Option<FileBuf<F>>> {
         // No await from here to the commit, which runs to its end: the
         // writes taken are always answered.
         let joined = match joins {
@@ -265,25 +301,27 @@ impl<F: FileSystem> BlobState<F> {
             }
             _ => Run::default(),
         };
-        let chunk = self.joined_chunk(chunk, &joined);
+        let (chunk, own) = self.joined_chunk(chunk, &joined);
         let commit = self.clone().commit_chunk(chunk, guards, write, joined);
-        Committed::new(&self.orphans, commit).await
+        let back = Committed::new(&self.orphans, commit).await?;
+        Ok(own.or(back))
     }
 
     /// `chunk` grown by the writes that `joined` it: they continue its
     /// bytes, one after another, past the end, where the file holds zeros.
+    /// The chunk's own buffer comes back if the grown chunk is a new one.
     fn joined_chunk(
         &self,
-        chunk: Chunk<<F::File as File>::WriteBuf>,
+        chunk: Chunk<FileBuf<F>>,
         joined: &Run,
-    ) -> Chunk<<F::File as File>::WriteBuf> {
+    ) -> (Chunk<FileBuf<F>>, Option<FileBuf<F>>) {
         let joined = joined.joiners();
         let Some(last) = joined.last() else {
-            return chunk;
+            return (chunk, None);
         };
         self.stats.writes_joined(joined.len() as u64);
         let Chunk {
-            buf: mut own,
+            buf: own,
             start,
             data_end: own_end,
             tail,
@@ -293,23 +331,26 @@ impl<F: FileSystem> BlobState<F> {
         let end = data_end.div_ceil(BLOCK_SIZE) * BLOCK_SIZE;
         let mut buf = self.file.alloc((end - start) as usize);
         let bytes = buf.bytes_mut();
-        let own = own.bytes_mut();
-        debug_assert!(own[(own_end - start) as usize..].iter().all(|&b| b == 0));
-        bytes[..own.len()].copy_from_slice(own);
-        bytes[own.len()..].fill(0);
+        let own_bytes = own.bytes();
+        debug_assert!(own_bytes[(own_end - start) as usize..]
+            .iter()
+            .all(|&b| b == 0));
+        bytes[..own_bytes.len()].copy_from_slice(own_bytes);
+        bytes[own_bytes.len()..].fill(0);
         for joiner in joined {
             let at = (joiner.offset - start) as usize;
             bytes[at..at + joiner.bytes.len()].copy_from_slice(&joiner.bytes);
         }
         let new_len = self.len.get().max(data_end);
         let tail = tail_block(bytes, start / BLOCK_SIZE, new_len, || tail);
-        Chunk {
+        let chunk = Chunk {
             buf,
             start,
             end,
             data_end,
             tail,
-        }
+        };
+        (chunk, Some(own))
     }
 
     /// A failed write adds no length: gives back what its earlier chunks
@@ -352,7 +393,7 @@ impl<F: FileSystem> BlobState<F> {
         offset: u64,
         end: u64,
         input: &mut Input<'_>,
-    ) -> std::io::Result<Chunk<<F::File as File>::WriteBuf>> {
+    ) -> std::io::Result<Chunk<FileBuf<F>>> {
         let chunk_start = chunk_first * BLOCK_SIZE;
         let chunk_end = (chunk_last + 1) * BLOCK_SIZE;
         let mut buf = self.file.alloc((chunk_end - chunk_start) as usize);
@@ -392,11 +433,11 @@ impl<F: FileSystem> BlobState<F> {
     /// writes that `joined` it with its outcome.
     async fn commit_chunk<G: 'static>(
         self: Rc<Self>,
-        chunk: Chunk<<F::File as File>::WriteBuf>,
+        chunk: Chunk<FileBuf<F>>,
         _guards: G,
         write: WriteRange,
         joined: Run,
-    ) -> Result<Option<<F::File as File>::WriteBuf>> {
+    ) -> Result<Option<FileBuf<F>>> {
         let (committed, buf) = self.commit_chunk_blocks(chunk, write).await;
         if committed.is_err() {
             self.take_back_length(write.len_before);
@@ -412,9 +453,9 @@ impl<F: FileSystem> BlobState<F> {
     /// and the chunk's buffer if the device gave it back.
     async fn commit_chunk_blocks(
         &self,
-        chunk: Chunk<<F::File as File>::WriteBuf>,
+        chunk: Chunk<FileBuf<F>>,
         write: WriteRange,
-    ) -> (std::io::Result<()>, Option<<F::File as File>::WriteBuf>) {
+    ) -> (std::io::Result<()>, Option<FileBuf<F>>) {
         let Chunk {
             buf,
             start,
@@ -437,6 +478,7 @@ impl<F: FileSystem> BlobState<F> {
         // whatever it left past the logical end.
         self.file_len.set(self.file_len.get().max(end));
         self.reserve(start, end).await;
+        debug_assert!(end - start <= self.file.piece_bytes() as u64, "one piece");
         let (written, buf) = self
             .file
             .write_returning(buf, HEADER_LEN + start, write.durable)

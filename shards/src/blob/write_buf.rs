@@ -14,15 +14,22 @@
 //!
 //! No copy when the write is aligned (offset and length multiples of
 //! 4096) and fits one device write (the scheduler's `piece_bytes`): the
-//! buffer becomes the write's one chunk (blob/write.rs), committed under
-//! the same locks, the RMW lock when it may move the end. Such a write
-//! covers whole blocks only, so it needs no old bytes, and it leaves no
-//! tail block: where it extends the blob its end is aligned, and inside
-//! the blob it never reaches the block holding an unaligned end. Any other
-//! write goes through the copying path with the buffer's bytes.
+//! buffer becomes the write's one chunk (blob/write.rs), under the same
+//! locks as a copying write (the RMW lock where it may move the end, or
+//! ends past what a write of several pieces in flight may give back).
+//! Such a write covers whole blocks only, so it needs no old bytes, and it
+//! leaves no tail block: where it extends the blob its end is aligned, and
+//! inside the blob it never reaches the block holding an unaligned end.
+//! A small one that finds the RMW lock taken joins the holder's device
+//! write as any append does (blob/group.rs), with a copy; one that holds
+//! the lock takes the waiting appends into a copy of its buffer and gives
+//! its own back at once. Any other write goes through the copying path
+//! with the buffer's bytes.
 //!
 //! Cancellation: a dropped write is a dropped write of blob/write.rs; the
-//! buffer goes with its commit and is not given back.
+//! buffer goes with its commit and is not given back. A device that keeps
+//! a buffer past the write (a file implementation may) is answered with a
+//! new zeroed one.
 
 use std::ops::{Deref, DerefMut};
 use std::rc::Rc;
@@ -30,7 +37,7 @@ use std::rc::Rc;
 use crate::fs::{File, FileSystem, WriteBuf, BLOCK_SIZE};
 use crate::{Error, Result};
 
-use super::write::{Chunk, WriteGuards, WriteRange};
+use super::write::{Chunk, FileBuf};
 use super::{BlobState, IO_BYTES_MAX};
 
 /// Largest buffer [`Blob::alloc_buf`](crate::Blob::alloc_buf) gives, on
@@ -64,19 +71,24 @@ impl<B: WriteBuf> std::fmt::Debug for WriteBuffer<B> {
     }
 }
 
-type FileBuf<F> = <<F as FileSystem>::File as File>::WriteBuf;
+/// Refuses a write buffer of `len` bytes for blob `name` of `partition`
+/// if it is over [`WRITE_BUF_BYTES_MAX`] (every path's `alloc_buf`).
+pub fn check_write_buf_len(partition: &str, name: &[u8], len: usize) -> Result<()> {
+    match len <= WRITE_BUF_BYTES_MAX {
+        true => Ok(()),
+        false => Err(Error::InvalidArgument {
+            partition: partition.to_string(),
+            name: name.to_vec(),
+            reason: format!("write buffer of {len} bytes: at most {WRITE_BUF_BYTES_MAX} bytes"),
+        }),
+    }
+}
 
 impl<F: FileSystem> BlobState<F> {
     /// A zeroed buffer of `len` bytes from the file's I/O memory, at most
     /// [`WRITE_BUF_BYTES_MAX`].
     pub(crate) fn alloc_buf(&self, len: usize) -> Result<WriteBuffer<FileBuf<F>>> {
-        if len > WRITE_BUF_BYTES_MAX {
-            return Err(Error::InvalidArgument {
-                partition: self.key.partition.clone(),
-                name: self.key.name.clone(),
-                reason: format!("write buffer of {len} bytes: at most {WRITE_BUF_BYTES_MAX} bytes"),
-            });
-        }
+        check_write_buf_len(&self.key.partition, &self.key.name, len)?;
         let blocks_len = len.div_ceil(BLOCK_SIZE as usize).max(1) * BLOCK_SIZE as usize;
         let mut buf = self.file.alloc(blocks_len);
         buf.bytes_mut().fill(0);
@@ -105,21 +117,13 @@ impl<F: FileSystem> BlobState<F> {
         }
         let end = self.end_of(offset, len as u64)?;
         self.check_poison()?;
-        let shared = self.meta.read_arc().await;
-        let rmw = match self.needs_rmw(offset, end) {
-            true => Some(self.rmw_for_write().await),
-            false => None,
-        };
-        let write = WriteRange {
-            offset,
-            end,
-            len_before: rmw.is_some().then(|| self.len.get()),
-            durable,
-        };
-        let guards = WriteGuards::<F> {
-            _growing: None,
-            _shared: shared,
-            _rmw: rmw,
+        let bytes: &[&[u8]] = &[&buf];
+        let Some((write, guards)) = self
+            .lock_for_write(offset, end, bytes, durable, false)
+            .await?
+        else {
+            // It joined another write's device write with a copy.
+            return Ok(buf);
         };
         // A dropped write still in flight lands before this one.
         self.orphans.settled().await;
@@ -130,7 +134,8 @@ impl<F: FileSystem> BlobState<F> {
             data_end: end,
             tail: None,
         };
-        let back = self.commit_prepared(chunk, write, guards, None).await?;
+        let joins = self.joins_up_to(&write);
+        let back = self.commit_prepared(chunk, write, guards, joins).await?;
         debug_assert!(self.len.get() >= end, "a written write covers its bytes");
         match back {
             Some(buf) => Ok(WriteBuffer { buf }),

@@ -293,9 +293,7 @@ impl WriteBuf for DmaBuffer {
     }
 
     fn truncate(&mut self, len: usize) {
-        if len < self.len() {
-            self.trim_to_size(len);
-        }
+        self.trim_to_size(len.min(self.len()));
     }
 }
 

@@ -789,7 +789,6 @@ impl SimFile {
         self.disk.locked().start(kind, self.epoch)
     }
 
-    /// Runs a submitted call's effect on the device (see [`device`]).
     /// The write of [`File::write_returning`]; the device holds `bytes`
     /// until it has written them.
     async fn write_shared(&self, bytes: Rc<Vec<u8>>, pos: u64, durable: bool) -> io::Result<usize> {
@@ -818,6 +817,7 @@ impl SimFile {
         .await
     }
 
+    /// Runs a submitted call's effect on the device (see [`device`]).
     async fn device<T: 'static>(
         &self,
         effect: impl FnOnce(&mut Disk) -> io::Result<T> + 'static,

@@ -40,6 +40,8 @@ struct Control {
     flushes: Cell<u64>,
     /// The address of each written buffer's bytes, in the order issued.
     written_from: RefCell<Vec<usize>>,
+    /// Writes keep their buffers (a file may: `File::write_returning`).
+    keep_buffers: Cell<bool>,
 }
 
 /// A simulated device whose calls land even when their caller is gone.
@@ -200,8 +202,9 @@ impl File for DeviceFile {
             let (written, buf) = f.write_returning(buf, pos, durable).await;
             written.map(|n| (n, buf))
         });
+        let keep = self.control.keep_buffers.get();
         match written.await {
-            Ok((n, buf)) => (Ok(n), buf),
+            Ok((n, buf)) => (Ok(n), buf.filter(|_| !keep)),
             Err(e) => (Err(e), None),
         }
     }
@@ -1120,5 +1123,109 @@ fn a_dropped_buffer_write_never_lands_after_a_later_one() {
         device.settle().await;
         let bytes = blob.read_at(0, block).await.unwrap();
         assert!(bytes.iter().all(|&b| b == 3), "the later write wins");
+    });
+}
+
+/// A buffer larger than one piece is copied into the pieces of a copying
+/// write (a device write never covers more than one piece).
+#[test]
+fn a_buffer_over_one_piece_is_written_in_copied_pieces() {
+    run(|| async {
+        let device = Device::new(23);
+        let (store, blob) = open(&device, b"long").await;
+        let piece = store.scheduler().config().piece_bytes;
+        let mut buf = blob.alloc_buf(piece + BLOCK_SIZE as usize).unwrap();
+        buf.fill(4);
+        let from = buf.as_ptr() as usize;
+        let issued = device.issued();
+        let buf = blob.write_buf_at(0, buf, WriteOptions::NONE).await.unwrap();
+        assert_eq!(device.issued() - issued, 2, "two pieces");
+        let copied = !device.control.written_from.borrow().contains(&from);
+        assert!(copied, "copied into the pieces");
+        let bytes = blob.read_at(0, buf.len()).await.unwrap();
+        assert!(bytes.iter().all(|&b| b == 4));
+    });
+}
+
+/// A zero-copy write over the cached tail block of an unaligned end
+/// replaces it: a later append merges with the new bytes, not the cached
+/// old ones.
+#[test]
+fn a_buffer_write_over_the_tail_block_replaces_it() {
+    run(|| async {
+        let device = Device::new(24);
+        let (store, blob) = open(&device, b"tail").await;
+        let block = BLOCK_SIZE as usize;
+        blob.write_at(0, &[1; 5000]).await.unwrap();
+        let mut buf = blob.alloc_buf(block).unwrap();
+        buf.fill(2);
+        blob.write_buf_at(BLOCK_SIZE, buf, WriteOptions::NONE)
+            .await
+            .unwrap();
+        blob.write_at(2 * BLOCK_SIZE - 10, &[3; 20]).await.unwrap();
+        let mut expected = vec![1; block];
+        expected.extend(vec![2; block - 10]);
+        expected.extend([3; 20]);
+        assert_eq!(blob.read_at(0, expected.len()).await.unwrap()[..], expected);
+        assert_eq!(reopened(&store, blob, b"tail").await, expected);
+    });
+}
+
+/// A zero-copy append that finds the RMW lock taken joins the device write
+/// of the append that takes it next, as any small append does; one that
+/// holds the lock takes the waiting appends and gets its own buffer back.
+#[test]
+fn buffer_appends_join_the_writes_waiting_for_the_lock() {
+    run(|| async {
+        let device = Device::new(25);
+        let (store, blob) = open(&device, b"join").await;
+        let block = BLOCK_SIZE as usize;
+        let first = write_in_flight(&device, &blob, 0, vec![1; 100], 50).await;
+        let issued = device.issued();
+        let appends = (1..4u8).map(|k| {
+            let blob = blob.clone();
+            glommio::spawn_local(async move {
+                let mut buf = blob.alloc_buf(block).unwrap();
+                buf.fill(k + 1);
+                let from = buf.as_ptr();
+                let at = u64::from(k) * BLOCK_SIZE;
+                let buf = blob.write_buf_at(at, buf, WriteOptions::NONE).await;
+                assert_eq!(buf.unwrap().as_ptr(), from, "its own buffer back");
+            })
+        });
+        let appends: Vec<_> = appends.collect();
+        first.await.unwrap();
+        for append in appends {
+            append.await;
+        }
+        assert_eq!(
+            device.issued() - issued,
+            1,
+            "the waiting appends in one write"
+        );
+        let joined = store.stats().snapshot().writes_joined;
+        assert_eq!(joined, 2, "two joined the write of the third");
+        let mut expected = vec![1; 100];
+        expected.resize(block, 0);
+        (1..4u8).for_each(|k| expected.extend(vec![k + 1; block]));
+        assert_eq!(blob.read_at(0, 4 * block).await.unwrap()[..], expected);
+    });
+}
+
+/// A device that keeps a written buffer: the write gives back a new,
+/// zeroed buffer of the same length.
+#[test]
+fn a_buffer_the_device_keeps_is_replaced_by_a_zeroed_one() {
+    run(|| async {
+        let device = Device::new(26);
+        let (_store, blob) = open(&device, b"kept").await;
+        device.control.keep_buffers.set(true);
+        let mut buf = blob.alloc_buf(BLOCK_SIZE as usize).unwrap();
+        buf.fill(7);
+        let buf = blob.write_buf_at(0, buf, WriteOptions::NONE).await.unwrap();
+        assert_eq!(buf.len(), BLOCK_SIZE as usize);
+        assert!(buf.iter().all(|&b| b == 0), "a new zeroed buffer");
+        let bytes = blob.read_at(0, BLOCK_SIZE as usize).await.unwrap();
+        assert!(bytes.iter().all(|&b| b == 7), "the write landed");
     });
 }

@@ -765,6 +765,20 @@ fn a_read_buffer_debug_prints_its_length() {
     });
 }
 
+/// A write buffer shows its length when debug-printed (a test's failed
+/// assertion prints it). Kills `shards/src/blob/write_buf.rs:63:9: replace
+/// <impl std::fmt::Debug for WriteBuffer<B>>::fmt -> std::fmt::Result with
+/// Ok(Default::default())`.
+#[test]
+fn a_write_buffer_debug_prints_its_length() {
+    executor().run(async {
+        let store = ShardStore::new(SimFs::new(5), "/");
+        let (blob, _) = store.open("p", b"w").await.unwrap();
+        let buf = blob.alloc_buf(300).unwrap();
+        assert_eq!(format!("{buf:?}"), "WriteBuffer(300 bytes)");
+    });
+}
+
 /// A blob on simulated files holding `pieces` of the scheduler's pieces
 /// and 100 bytes of a pattern, with its store and scheduler.
 async fn blob_of_pieces(
