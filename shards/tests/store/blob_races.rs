@@ -1229,3 +1229,41 @@ fn a_buffer_the_device_keeps_is_replaced_by_a_zeroed_one() {
         assert!(bytes.iter().all(|&b| b == 7), "the write landed");
     });
 }
+
+/// A waiting append that would carry its writer's device write past one
+/// piece (counted from the writer's first block) does not join it: it goes
+/// out on its own. Kills `shards/src/blob/write.rs:205:54: replace / with
+/// *` and `206:34: replace / with %` in `BlobState<F>::joins_up_to`
+/// (there, the bound of a joined run moved far past the piece).
+#[test]
+fn appends_never_join_past_their_writers_piece() {
+    run(|| async {
+        let device = Device::new(27);
+        let (store, blob) = open(&device, b"bound").await;
+        let piece = store.scheduler().config().piece_bytes;
+        let first = write_in_flight(&device, &blob, 0, vec![1; 256], 50).await;
+        let issued = device.issued();
+        // The writer that takes the lock next, at block 0, then 16 KiB
+        // appends that continue it up to past its piece.
+        let mut expected = vec![1; 256];
+        let mut waiting = vec![spawn_write(&blob, 256, vec![2; 256])];
+        expected.extend([2; 256]);
+        while expected.len() <= piece {
+            let bytes = vec![expected.len() as u8; 16 << 10];
+            waiting.push(spawn_write(&blob, expected.len() as u64, bytes.clone()));
+            expected.extend(bytes);
+        }
+        first.await.unwrap();
+        for write in waiting {
+            write.await.unwrap().unwrap();
+        }
+        assert_eq!(
+            device.issued() - issued,
+            2,
+            "the append past the piece alone"
+        );
+        let joined = store.stats().snapshot().writes_joined;
+        assert_eq!(joined, (piece / (16 << 10) - 1) as u64, "the others joined");
+        assert_eq!(blob.read_at(0, expected.len()).await.unwrap()[..], expected);
+    });
+}
