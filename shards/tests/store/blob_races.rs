@@ -376,38 +376,58 @@ fn an_aligned_overwrite_ending_at_the_length_does_not_wait_for_an_append() {
 /// in flight, and the blob ended 4096 bytes long instead of 8192.
 #[test]
 fn an_overwrite_inside_a_failed_appends_first_piece_keeps_its_bytes() {
-    run(|| async {
-        let device = Device::new(8);
-        let (store, blob) = open(&device, b"split").await;
-        let block = BLOCK_SIZE as usize;
-        blob.write_at(0, &vec![1; block]).await.unwrap();
-        let twos = vec![2; 2 * SchedConfig::default().piece_bytes];
-        let mut append: Pin<Box<dyn Future<Output = _>>> =
-            Box::pin(blob.write_at(BLOCK_SIZE, &twos));
-        poll_until_issued(&device, append.as_mut()).await;
-        device.delay_next(200);
-        poll_until_issued(&device, append.as_mut()).await;
-        assert!(blob.len() > 2 * BLOCK_SIZE, "the first piece landed");
-        let threes = vec![3; block];
-        let mut overwrite: Pin<Box<dyn Future<Output = _>>> =
-            Box::pin(blob.write_at(BLOCK_SIZE, &threes));
-        let early = finished_within(overwrite.as_mut(), 100).await;
-        // The next device call, the append's second piece, fails.
-        device.fs.set_faults(Faults::at_op(device.fs.op_count()));
-        assert!(append.await.is_err(), "the second piece failed");
-        assert_eq!(device.fs.injected_faults(), 1, "on the second piece alone");
-        device.fs.set_faults(Faults::default());
-        match early {
-            Some(result) => result.unwrap(),
-            None => overwrite.as_mut().await.unwrap(),
+    run(|| overwrite_inside_a_failed_append(8, false));
+}
+
+/// The same with a zero-copy overwrite (`write_buf_at`): it decides on the
+/// RMW lock as a copying write does.
+#[test]
+fn a_buffer_overwrite_inside_a_failed_appends_first_piece_keeps_its_bytes() {
+    run(|| overwrite_inside_a_failed_append(28, true));
+}
+
+/// An aligned overwrite of the block after the first, from a buffer of
+/// `alloc_buf` if `by_buffer`, while an append of two pieces from there
+/// is in flight and then fails in its second piece.
+async fn overwrite_inside_a_failed_append(seed: u64, by_buffer: bool) {
+    let device = Device::new(seed);
+    let (store, blob) = open(&device, b"split").await;
+    let block = BLOCK_SIZE as usize;
+    blob.write_at(0, &vec![1; block]).await.unwrap();
+    let twos = vec![2; 2 * SchedConfig::default().piece_bytes];
+    let mut append: Pin<Box<dyn Future<Output = _>>> = Box::pin(blob.write_at(BLOCK_SIZE, &twos));
+    poll_until_issued(&device, append.as_mut()).await;
+    device.delay_next(200);
+    poll_until_issued(&device, append.as_mut()).await;
+    assert!(blob.len() > 2 * BLOCK_SIZE, "the first piece landed");
+    let overwriter = blob.clone();
+    let mut overwrite: Pin<Box<dyn Future<Output = _>>> = Box::pin(async move {
+        match by_buffer {
+            true => {
+                let mut threes = overwriter.alloc_buf(block)?;
+                threes.fill(3);
+                let write = overwriter.write_buf_at(BLOCK_SIZE, threes, WriteOptions::NONE);
+                write.await.map(drop)
+            }
+            false => overwriter.write_at(BLOCK_SIZE, &vec![3; block]).await,
         }
-        drop(overwrite);
-        assert_eq!(blob.len(), 2 * BLOCK_SIZE, "the overwrite's bytes count");
-        let bytes = blob.read_at(0, 2 * block).await.unwrap().to_vec();
-        assert!(bytes[..block].iter().all(|&b| b == 1));
-        assert!(bytes[block..].iter().all(|&b| b == 3));
-        assert_eq!(reopened(&store, blob, b"split").await, bytes);
     });
+    let early = finished_within(overwrite.as_mut(), 100).await;
+    // The next device call, the append's second piece, fails.
+    device.fs.set_faults(Faults::at_op(device.fs.op_count()));
+    assert!(append.await.is_err(), "the second piece failed");
+    assert_eq!(device.fs.injected_faults(), 1, "on the second piece alone");
+    device.fs.set_faults(Faults::default());
+    match early {
+        Some(result) => result.unwrap(),
+        None => overwrite.as_mut().await.unwrap(),
+    }
+    drop(overwrite);
+    assert_eq!(blob.len(), 2 * BLOCK_SIZE, "the overwrite's bytes count");
+    let bytes = blob.read_at(0, 2 * block).await.unwrap().to_vec();
+    assert!(bytes[..block].iter().all(|&b| b == 1));
+    assert!(bytes[block..].iter().all(|&b| b == 3));
+    assert_eq!(reopened(&store, blob, b"split").await, bytes);
 }
 
 /// Caught on 58545b6: a dropped shrinking resize still truncated the file
