@@ -106,6 +106,10 @@ pub(super) struct Chunk<B> {
     pub(super) data_end: u64,
     /// The new tail block, if this chunk holds the logical end afterwards.
     pub(super) tail: Option<Box<[u8]>>,
+    /// `buf` is the caller's (a zero-copy write, blob/write_buf.rs): the
+    /// device gives it back. Other chunks' buffers are handed over for
+    /// good (no reference count on the write path).
+    pub(super) caller_buf: bool,
 }
 
 impl<F: FileSystem> BlobState<F> {
@@ -349,6 +353,7 @@ impl<F: FileSystem> BlobState<F> {
             end,
             data_end,
             tail,
+            caller_buf: false,
         };
         (chunk, Some(own))
     }
@@ -425,6 +430,7 @@ impl<F: FileSystem> BlobState<F> {
             end: chunk_end,
             data_end,
             tail,
+            caller_buf: false,
         })
     }
 
@@ -462,6 +468,7 @@ impl<F: FileSystem> BlobState<F> {
             end,
             data_end,
             tail,
+            caller_buf,
         } = chunk;
         let locked = write.len_before.is_some();
         if start > self.len.get() {
@@ -479,10 +486,11 @@ impl<F: FileSystem> BlobState<F> {
         self.file_len.set(self.file_len.get().max(end));
         self.reserve(start, end).await;
         debug_assert!(end - start <= self.file.piece_bytes() as u64, "one piece");
-        let (written, buf) = self
-            .file
-            .write_returning(buf, HEADER_LEN + start, write.durable)
-            .await;
+        let pos = HEADER_LEN + start;
+        let (written, buf) = match caller_buf {
+            true => self.file.write_returning(buf, pos, write.durable).await,
+            false => (self.file.write_at(buf, pos, write.durable).await, None),
+        };
         let result = written.and_then(|written| match written as u64 == end - start {
             true => Ok(()),
             false => Err(std::io::Error::new(

@@ -6,11 +6,12 @@
 //! page, a compaction's output block) can skip the copy and the allocation:
 //! [`Blob::alloc_buf`](crate::Blob::alloc_buf) gives it a buffer from the
 //! blob's file, and [`Blob::write_buf_at`](crate::Blob::write_buf_at) writes
-//! it and gives it back for the next write. On this project's VM the copy
-//! of a 128 KiB write was within the benchmark's noise (its 55-60 µs go to
-//! the device and the executor's loop: bench/RESULTS.md, "Zero-copy
-//! writes"); it matters where memory bandwidth does, and a buffer reused
-//! costs no allocation either.
+//! it and gives it back for the next write. On this project's VM, 128 KiB
+//! sequential writes with and without the copy were within the
+//! benchmark's spread of each other (bench/RESULTS.md, "Zero-copy writes",
+//! beside fio's figures from the same runs): the shard's time goes to the
+//! device and the executor's loop. It matters where memory bandwidth does,
+//! and a buffer reused costs no allocation either.
 //!
 //! No copy when the write is aligned (offset and length multiples of
 //! 4096) and fits one device write (the scheduler's `piece_bytes`): the
@@ -133,6 +134,7 @@ impl<F: FileSystem> BlobState<F> {
             end,
             data_end: end,
             tail: None,
+            caller_buf: true,
         };
         let joins = self.joins_up_to(&write);
         let back = self.commit_prepared(chunk, write, guards, joins).await?;

@@ -232,6 +232,14 @@ impl File for AnyFile {
         }
     }
 
+    async fn write_at(&self, buf: AnyWriteBuf, pos: u64, durable: bool) -> io::Result<usize> {
+        match (self, buf) {
+            (AnyFile::Dma(file), AnyWriteBuf::Dma(buf)) => file.write_at(buf, pos, durable).await,
+            (AnyFile::Sim(file), AnyWriteBuf::Sim(buf)) => file.write_at(buf, pos, durable).await,
+            _ => Err(foreign_buffer()),
+        }
+    }
+
     async fn write_returning(
         &self,
         buf: AnyWriteBuf,

@@ -237,6 +237,14 @@ impl DmaBlobFile {
         Ok(self.dsync.get_or_init(|| file))
     }
 
+    /// The file a write goes to: the `O_DSYNC` one for a durable write.
+    async fn file_for(&self, durable: bool) -> io::Result<&DmaFile> {
+        match durable {
+            true => self.dsync_file().await,
+            false => Ok(&self.file),
+        }
+    }
+
     /// Whether a sync issued now runs inline (see [`DmaFs::sync_inline_when_idle`]).
     fn sync_runs_inline(&self) -> bool {
         self.sync_inline_when_idle && self.io_in_flight.is_idle()
@@ -368,6 +376,14 @@ impl File for DmaBlobFile {
             })
     }
 
+    /// Hands the buffer to glommio (no reference count: the write path
+    /// that does not reuse its buffers).
+    async fn write_at(&self, buf: DmaBuffer, pos: u64, durable: bool) -> io::Result<usize> {
+        let _io = self.io_in_flight.enter();
+        let file = self.file_for(durable).await?;
+        file.write_at(buf, pos).await.map_err(os_error)
+    }
+
     /// Shares the buffer with glommio, which lets go of it when the write
     /// completes (or, for a dropped write, when the kernel is done with it).
     async fn write_returning(
@@ -377,13 +393,9 @@ impl File for DmaBlobFile {
         durable: bool,
     ) -> (io::Result<usize>, Option<DmaBuffer>) {
         let _io = self.io_in_flight.enter();
-        let file = if durable {
-            match self.dsync_file().await {
-                Ok(file) => file,
-                Err(e) => return (Err(e), Some(buf)),
-            }
-        } else {
-            &self.file
+        let file = match self.file_for(durable).await {
+            Ok(file) => file,
+            Err(e) => return (Err(e), Some(buf)),
         };
         let buf = Rc::new(buf);
         let written = file.write_rc_at(buf.clone(), pos).await.map_err(os_error);

@@ -14,7 +14,7 @@ use std::rc::Rc;
 use futures_lite::{stream, Stream, StreamExt};
 use glommio::channels::local_channel::{self, LocalSender};
 
-use super::{Cost, IoClass, IoScheduler};
+use super::{Acquire, Cost, IoClass, IoScheduler};
 use crate::fs::{File, WriteBuf};
 
 /// A file whose device calls are scheduled (module docs).
@@ -35,6 +35,12 @@ impl<Fi: File> SchedFile<Fi> {
             inner: Rc::new(inner),
             sched,
         }
+    }
+
+    /// The scheduler's permit for a write of `buf`, in the caller's class.
+    fn write_permit(&self, buf: &Fi::WriteBuf) -> Acquire {
+        let cost = Cost::call(buf.bytes().len());
+        self.sched.acquire(IoClass::current(), cost)
     }
 
     /// Largest single read or write: bigger ones are split into pieces of
@@ -162,14 +168,18 @@ impl<Fi: File> File for SchedFile<Fi> {
         })
     }
 
+    async fn write_at(&self, buf: Fi::WriteBuf, pos: u64, durable: bool) -> io::Result<usize> {
+        let _permit = self.write_permit(&buf).await;
+        self.inner.write_at(buf, pos, durable).await
+    }
+
     async fn write_returning(
         &self,
         buf: Fi::WriteBuf,
         pos: u64,
         durable: bool,
     ) -> (io::Result<usize>, Option<Fi::WriteBuf>) {
-        let cost = Cost::call(buf.bytes().len());
-        let _permit = self.sched.acquire(IoClass::current(), cost).await;
+        let _permit = self.write_permit(&buf).await;
         self.inner.write_returning(buf, pos, durable).await
     }
 
