@@ -168,16 +168,17 @@ pub trait Storage {
 ///   there. Inside the blob each of its 512-byte sectors reads old or new.
 ///   After a crash it counts as an unsynced write, as one the crash cut
 ///   short would: until the next sync, a crash may show it whole or torn,
-///   with the length it would have given the blob (the file grew with it).
+///   with the length it would have given the blob (its length slot may
+///   have been written with it).
 /// - Concurrency: a read observes every write completed before it began.
 ///   Overlapping operations are not atomic, but concurrent writes to
 ///   different byte ranges never damage each other.
 /// - Offset arithmetic never wraps: overflow gives `OffsetOverflow`.
 /// - Crash: every byte covered by a completed sync (or SYNC write) is
 ///   intact; bytes not written since are unchanged; unsynced writes may be
-///   torn. A blob whose last block was written partly since its last sync
-///   may reopen longer than its logical length, by zero padding up to the
-///   next 4 KiB boundary (a clean close never shows it).
+///   torn. A blob reopens with a length it had: the durable one, or one a
+///   change since recorded (no zero padding shows as length).
+///   A killed process loses no completed write.
 ///
 /// Cancellation: any future may be dropped at any await (timeouts,
 /// `select!`). A write, resize or sync that has issued device I/O finishes
@@ -190,11 +191,11 @@ pub trait Storage {
 ///
 /// Races: a read racing a shrinking `resize` returns the bytes it began
 /// with, never bytes that were not in the blob (reads hold off a shrink
-/// and the trim of a sync until it has yielded its last range, so do
+/// until it has yielded its last range, so do
 /// not await `resize` or `sync` of a blob while holding a
 /// `read_many` stream of it that still has ranges to yield). `sync` and `resize`
-/// make progress under a steady stream of writes: a waiting resize or sync
-/// lets no new write pass it. Concurrent syncs of one blob share one flush:
+/// make progress under a steady stream of writes: a sync waits for none of
+/// them, and a waiting resize lets no new write pass it. Concurrent syncs of one blob share one flush:
 /// a sync is satisfied by the first flush that began after it was called.
 ///
 /// Resources: no single call can take the host's disk. A write reserves

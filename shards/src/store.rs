@@ -31,9 +31,9 @@ use std::rc::Rc;
 use event_listener::Event;
 
 use crate::api::Storage;
-use crate::blob::{ShardBlob, TailBlock, PREALLOCATE_BYTES};
+use crate::blob::{ShardBlob, Slots, TailBlock, BLOB_LEN_MAX, PREALLOCATE_BYTES};
 use crate::fs::{File, FileSystem, WriteBuf, BLOCK_SIZE};
-use crate::header::{self, HEADER_LEN};
+use crate::header::{self, Header, HEADER_LEN};
 use crate::name::{blob_file_name, tombstone_name, unhex, validate_partition};
 use crate::sched::{IoScheduler, SchedConfig, SchedFile};
 use crate::stats::{OpKind, StoreStats};
@@ -107,8 +107,8 @@ pub struct Registry {
     next_open: Cell<u64>,
     /// Notified whenever an open or a remove ends.
     ended: Event,
-    /// Logical lengths of blobs whose last handle's trim failed: the next
-    /// open trims the file to it.
+    /// Logical lengths of blobs whose last handle's close could not record
+    /// them (blob/mod.rs, the drop): the next open takes it.
     untrimmed: RefCell<HashMap<BlobKey, u64>>,
 }
 
@@ -196,7 +196,7 @@ impl Registry {
     }
 
     /// Releases `key` if `open` still holds it; `untrimmed`: the logical
-    /// length its failed trim left padding past.
+    /// length its failed close did not record.
     pub(crate) fn release(&self, key: &BlobKey, open: *const (), untrimmed: Option<u64>) {
         let mut slots = self.slots.borrow_mut();
         if matches!(slots.get(key), Some(Slot::Open(p)) if *p == open) {
@@ -395,12 +395,12 @@ impl<F: FileSystem> ShardStore<F> {
             .map_err(|e| Error::io(partition, Some(name), "sync data directory", e))
     }
 
-    /// Opens the file of a claimed blob; returns (file, len, version, tail).
+    /// Opens the file of a claimed blob.
     async fn open_file(
         &self,
         key: &BlobKey,
         versions: &RangeInclusive<u16>,
-    ) -> Result<(F::File, u64, u16, Option<TailBlock>)> {
+    ) -> Result<Loaded<F::File>> {
         let partition = key.partition.as_str();
         let dir = self.root.join(partition);
         self.ensure_partition(partition, &key.name, &dir).await?;
@@ -431,21 +431,22 @@ impl<F: FileSystem> ShardStore<F> {
     }
 
     /// Reads (or, for an unfinished create, writes) the header of an open
-    /// blob file and loads its tail block.
+    /// blob file, sets the file's size to the logical length and loads its
+    /// tail block.
     async fn load(
         &self,
         key: &BlobKey,
         versions: &RangeInclusive<u16>,
         dir: &Path,
         file: F::File,
-    ) -> Result<(F::File, u64, u16, Option<TailBlock>)> {
+    ) -> Result<Loaded<F::File>> {
         let blob_io = |op| move |e| Error::io(&key.partition, Some(&key.name), op, e);
         let size = file.size().await.map_err(blob_io("stat"))?;
-        let size = self.trim_untrimmed(key, &file, size).await?;
-        let version = self.header_version(key, versions, dir, &file, size).await?;
+        let (header, size) = self.read_header(key, versions, dir, &file, size).await?;
         self.make_durable(dir)
             .await
             .map_err(blob_io("sync partition directory"))?;
+        let version = header.blob_version;
         if !versions.contains(&version) {
             return Err(Error::BlobVersionMismatch {
                 partition: key.partition.clone(),
@@ -454,42 +455,96 @@ impl<F: FileSystem> ShardStore<F> {
                 found: version,
             });
         }
-        let len = size.max(HEADER_LEN) - HEADER_LEN;
-        let tail = Self::load_tail(key, &file, len).await?;
-        Ok((file, len, version, tail))
-    }
-
-    /// Cuts the padding a handle's last drop failed to trim (the registry
-    /// kept the logical length); returns the file's size.
-    async fn trim_untrimmed(&self, key: &BlobKey, file: &F::File, size: u64) -> Result<u64> {
-        let untrimmed = self.registry.untrimmed.borrow().get(key).copied();
-        let mut size = size;
-        if let Some(len) = untrimmed.filter(|len| size > HEADER_LEN + len) {
+        let header = match header.format {
+            header::FORMAT_V1 => Self::convert(key, &file, header, size).await?,
+            _ => header,
+        };
+        let mut slots =
+            Slots::opened(&header).ok_or_else(|| corrupt(key, "length slots exhausted"))?;
+        let closed_len = self.registry.untrimmed.borrow().get(key).copied();
+        let len = closed_len.unwrap_or(slots.newest_len());
+        if len > BLOB_LEN_MAX {
+            return Err(corrupt(key, &format!("length {len} past {BLOB_LEN_MAX}")));
+        }
+        // A close that could not record its length left it to this open.
+        let recorded = len != slots.newest_len();
+        if recorded {
+            let mut page = file.alloc(HEADER_LEN as usize);
+            header::encode(&slots.record_on_open(len), page.bytes_mut());
+            file.write_at(page, 0, false)
+                .await
+                .map_err(blob_io("record the length"))?;
+        }
+        // The file holds exactly the logical length from here on: a crash
+        // may have left it longer (blocks written ahead, unsynced appends
+        // whose length never reached a slot) or shorter (a size change the
+        // flush did not make durable: the missing bytes read as zeros).
+        if size != HEADER_LEN + len {
             file.set_len(HEADER_LEN + len)
                 .await
-                .map_err(|e| Error::io(&key.partition, Some(&key.name), "trim", e))?;
-            size = HEADER_LEN + len;
-            tracing::info!(
-                partition = %key.partition,
-                name = %crate::name::hex(&key.name),
-                len,
-                "trimmed the padding that a failed trim on close left"
-            );
+                .map_err(blob_io("set the size to the length"))?;
+        }
+        // Durably: the cut above (a later durable slot must not find the
+        // bytes it took back after a crash), and a length recorded here. A
+        // blob whose size is its length reopens with no flush.
+        if size != HEADER_LEN + len || recorded {
+            file.sync_data().await.map_err(blob_io("sync on open"))?;
         }
         self.registry.untrimmed.borrow_mut().remove(key);
-        Ok(size)
+        let tail = Self::load_tail(key, &file, len).await?;
+        Ok(Loaded {
+            file,
+            len,
+            slots,
+            version,
+            tail,
+        })
     }
 
-    /// The blob version in the header of a file of `size` bytes; writes a
-    /// fresh header over the trace of a create that did not finish.
-    async fn header_version(
+    /// Converts a format-1 file (its length is its size) to format 2 in
+    /// place: first its length in slot A under the old sector 0 (which a
+    /// format-1 reader ignores), made durable; then sector 0 says format 2.
+    /// Each step rewrites what the device holds, so a crash between or
+    /// inside them leaves a file that opens, in either format.
+    async fn convert(key: &BlobKey, file: &F::File, v1: Header, size: u64) -> Result<Header> {
+        let len = size.max(HEADER_LEN) - HEADER_LEN;
+        let v2 = Header::new(v1.blob_version, len);
+        let v1_with_slot = Header {
+            format: header::FORMAT_V1,
+            ..v2
+        };
+        for step in [v1_with_slot, v2] {
+            let mut page = file.alloc(HEADER_LEN as usize);
+            header::encode(&step, page.bytes_mut());
+            let written = match file.write_at(page, 0, false).await {
+                Ok(n) if n as u64 == HEADER_LEN => file.sync_data().await,
+                Ok(n) => Err(io::Error::other(format!("short header write: {n} bytes"))),
+                Err(e) => Err(e),
+            };
+            written.map_err(|e| {
+                Error::io(&key.partition, Some(&key.name), "convert to format 2", e)
+            })?;
+        }
+        tracing::info!(
+            partition = %key.partition,
+            name = %crate::name::hex(&key.name),
+            len,
+            "converted a blob file from format 1 to format 2"
+        );
+        Ok(v2)
+    }
+
+    /// The header of a file of `size` bytes, and the file's size after
+    /// it; writes a fresh header over the trace of a create that did not
+    /// finish.
+    async fn read_header(
         &self,
         key: &BlobKey,
         versions: &RangeInclusive<u16>,
         dir: &Path,
         file: &F::File,
         size: u64,
-    ) -> Result<u16> {
+    ) -> Result<(Header, u64)> {
         let blob_io = |op| move |e| Error::io(&key.partition, Some(&key.name), op, e);
         let page = match size >= HEADER_LEN {
             true => Some(
@@ -502,29 +557,25 @@ impl<F: FileSystem> ShardStore<F> {
         match page.as_deref().map(header::decode) {
             // A header and no data: perhaps a create whose data sync failed
             // wrote it. Make it durable before a handle can write data.
-            Some(Ok(version)) if size == HEADER_LEN => {
+            Some(Ok(header)) if size == HEADER_LEN => {
                 file.sync_data().await.map_err(blob_io("sync new blob"))?;
-                Ok(version)
+                Ok((header, size))
             }
-            Some(Ok(version)) => Ok(version),
-            Some(Err(reason)) if size > HEADER_LEN => Err(Error::BlobCorrupt {
-                partition: key.partition.clone(),
-                name: key.name.clone(),
-                reason: reason.to_string(),
-            }),
+            Some(Ok(header)) => Ok((header, size)),
+            Some(Err(reason)) if size > HEADER_LEN => Err(corrupt(key, &reason.to_string())),
             // No header, or a header page that never verified and no data:
             // the trace of a create that did not finish. Start afresh.
             _ => {
                 // The entry may be new: sync the directory whatever happens.
                 self.dirs.changed(dir);
-                let version = *versions.end();
+                let header = Header::new(*versions.end(), 0);
                 let mut buf = file.alloc(HEADER_LEN as usize);
-                header::encode(version, buf.bytes_mut());
+                header::encode(&header, buf.bytes_mut());
                 file.write_at(buf, 0, false)
                     .await
                     .map_err(blob_io("write header"))?;
                 file.sync_data().await.map_err(blob_io("sync new blob"))?;
-                Ok(version)
+                Ok((header, HEADER_LEN))
             }
         }
     }
@@ -759,13 +810,20 @@ impl<F: FileSystem> ShardStore<F> {
                 name: key.name,
             });
         };
-        let (file, len, version, tail) = self.open_file(&key, &versions).await?;
+        let Loaded {
+            file,
+            len,
+            slots,
+            version,
+            tail,
+        } = self.open_file(&key, &versions).await?;
         let file = SchedFile::new(file, self.sched.clone());
         let registry = Rc::downgrade(&self.registry);
         let blob = ShardBlob::new(
             key.clone(),
             file,
             len,
+            slots,
             tail,
             registry,
             self.preallocate_bytes,
@@ -835,5 +893,23 @@ impl<F: FileSystem> Storage for ShardStore<F> {
     async fn scan(&self, partition: &str) -> Result<Vec<Vec<u8>>> {
         let scan = self.scan_uncounted(partition);
         self.stats.timed(OpKind::Scan, 0, scan).await
+    }
+}
+
+/// An opened blob file and what its open read.
+struct Loaded<Fi> {
+    file: Fi,
+    len: u64,
+    slots: Slots,
+    version: u16,
+    tail: Option<TailBlock>,
+}
+
+/// The error of a blob file whose header says something impossible.
+fn corrupt(key: &BlobKey, reason: &str) -> Error {
+    Error::BlobCorrupt {
+        partition: key.partition.clone(),
+        name: key.name.clone(),
+        reason: reason.to_string(),
     }
 }

@@ -2,16 +2,13 @@
 //!
 //! A blob is one file: a header page, then the data. The file is written
 //! with direct I/O, so every write covers whole 4 KiB blocks. Two lengths
-//! are tracked: `len`, the logical length users see, and `file_len`, the data
-//! bytes the file holds, which runs ahead of `len` by the zero padding of a
-//! partially written last block. `sync` (and dropping the last handle) trims
-//! the file back to `len`, so the padding never shows as length on reopen.
-//! A crash can show it: the file comes back with its durable size (the
-//! length at the last sync, grown to the 4 KiB boundary past each
-//! `WriteOptions::SYNC` write since, as that write makes its whole blocks
-//! durable) or its current size (`file_len`): a blob with unsynced or
-//! SYNC writes may reopen longer than its logical length, by zero padding
-//! up to that boundary.
+//! are tracked: `len`, the logical length users see, kept in the header's
+//! length slots (blob/length.rs), and `file_len`, the data bytes the file
+//! may hold, which runs ahead of `len` by the zero padding of a partially
+//! written last block and the zeros written ahead of appends. Nothing past
+//! `len` ever shows as length: a reopen, after a crash too, takes the length
+//! from a slot (one a sync, a SYNC write, or a change since wrote), and
+//! dropping the last handle cuts the file back to `len`.
 //!
 //! The block that holds the logical end (the *tail block*) is kept in
 //! memory: a small append merges into it without reading the device.
@@ -32,8 +29,8 @@
 //! the device, and a dropped write never lands after a later one.
 //!
 //! Concurrency, all on one thread:
-//! - `meta` (writer-preferring read-write lock): reads, writes and the trim
-//!   of `sync` hold it shared; `resize` holds it exclusively, so a resize
+//! - `meta` (writer-preferring read-write lock): reads and writes hold it
+//!   shared; `resize` holds it exclusively, so a resize
 //!   never races a write, and a read never sees the file shrink under it
 //!   (a short DMA read could hand back stale pool memory). Writer-preferring:
 //!   a waiting resize stops new reads and writes, so a stream of writes
@@ -48,13 +45,15 @@
 //!   waits for it may instead be taken into the device write of the write
 //!   that holds it (blob/group.rs): its bytes then go out under that
 //!   write's lock, and it never holds the lock itself.
-//!   Every other change of the file's size (the trim of `sync`, the cut of
-//!   a failed write's bytes before a gap) holds it too: only the writes that
-//!   hold it have blocks past `len`, so a trim to `len` never cuts a write
-//!   in flight, and it never shrinks the file below a read (reads stop at
-//!   `len`).
+//!   Every other change of the file's size (the cut of a failed write's
+//!   bytes before a gap, the zeros written ahead) holds it too: only the
+//!   writes that hold it have blocks past `len`, so a cut to `len` never
+//!   cuts a write in flight, and it never shrinks the file below a read
+//!   (reads stop at `len`).
 //! - Syncs are group-committed: a sync is satisfied by the first flush that
 //!   starts after it was called, so concurrent syncs share one fdatasync.
+//!   A sync takes no lock of the blob's: it records the length in its slot
+//!   if needed and flushes (blob/length.rs).
 //!
 //! Space: a write near the end reserves (fallocate, keep size) the blocks
 //! from the reserved end up to the next step of the store's
@@ -62,10 +61,13 @@
 //! do not allocate blocks one write at a time. A write that starts past the
 //! reserved end reserves nothing (a gap stays a hole), a failed reservation
 //! gives back what it took, and blocks a crash left reserved past the end
-//! are given back when the blob is opened.
+//! are given back when the blob is opened. Inside that space, appends write
+//! zeros ahead (blob/write.rs, `zero_ahead`), so their blocks are written
+//! blocks when their flush comes.
 
 mod commit;
 mod group;
+mod length;
 mod read;
 mod write;
 mod write_buf;
@@ -74,13 +76,15 @@ use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 
-use async_lock::{RwLock, RwLockWriteGuardArc, Semaphore, SemaphoreGuard, SemaphoreGuardArc};
+use async_lock::{RwLock, RwLockWriteGuardArc, Semaphore};
 use event_listener::Event;
 use futures_lite::Stream;
 
 use commit::{Committed, Orphans};
+pub(crate) use length::Slots;
 
 pub use read::BlobBuf;
+pub use write::ZERO_AHEAD_BYTES;
 pub use write_buf::{check_write_buf_len, WriteBuffer, WRITE_BUF_BYTES_MAX};
 
 use crate::api::{Blob, WriteOptions};
@@ -141,7 +145,7 @@ pub(crate) struct BlobState<F: FileSystem> {
     /// Where the space really reserved starts: a gap or a failed
     /// reservation moves `reserved_len` and reserves nothing below it.
     /// At most `reserved_len` ([`BlobState::account_reserved`]).
-    reserved_from: Cell<u64>,
+    pub(crate) reserved_from: Cell<u64>,
     /// The bytes past `len` this blob counts as reserved in `stats`.
     reserved_counted: Cell<u64>,
     /// The step appends reserve ahead in; 0 = reserve nothing.
@@ -160,11 +164,15 @@ pub(crate) struct BlobState<F: FileSystem> {
     group: group::Group,
     /// Flushes whose callers left; nothing waits for them but their syncs.
     flush_orphans: Rc<Orphans>,
-    /// Trims waiting for the RMW lock; while there is one, writes wait for
-    /// `trim_turn` before they take it ([`BlobState::rmw_for_write`]).
-    trims_waiting: Cell<usize>,
-    trim_turn: Event,
     flushes: Flushes,
+    /// The header's length slots (blob/length.rs).
+    slots: RefCell<Slots>,
+    /// Slot writes take turns; a fair lock, so a stream of appends does not
+    /// keep a sync's flush from its turn.
+    slot_turn: async_lock::Mutex<()>,
+    /// The length a write's commit is recording while its data write is in
+    /// flight, before it publishes it (blob/length.rs).
+    recording: Cell<Option<u64>>,
     registry: Weak<Registry>,
 }
 
@@ -193,10 +201,12 @@ impl<F: FileSystem> Clone for ShardBlob<F> {
 }
 
 impl<F: FileSystem> ShardBlob<F> {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         key: BlobKey,
         file: SchedFile<F::File>,
         len: u64,
+        slots: Slots,
         tail: Option<TailBlock>,
         registry: Weak<Registry>,
         preallocate_bytes: u64,
@@ -229,9 +239,10 @@ impl<F: FileSystem> ShardBlob<F> {
                 orphans: Rc::default(),
                 group: group::Group::default(),
                 flush_orphans: Rc::default(),
-                trims_waiting: Cell::new(0),
-                trim_turn: Event::new(),
                 flushes: Flushes::default(),
+                slots: RefCell::new(slots),
+                slot_turn: async_lock::Mutex::new(()),
+                recording: Cell::new(None),
                 registry,
             }),
         }
@@ -289,26 +300,6 @@ impl<F: FileSystem> BlobState<F> {
         }
     }
 
-    /// The RMW lock for a write. The semaphore lets a new acquirer take a
-    /// free permit ahead of its waiters, so a task appending in a loop would
-    /// starve a sync's trim: while a trim waits, writes wait for their turn.
-    pub(crate) async fn rmw_for_write(&self) -> SemaphoreGuardArc {
-        // No await between the check and `listen` (which registers at
-        // once): a trim cannot end, and notify, in between, so the
-        // listener needs no second check.
-        while self.trims_waiting.get() > 0 {
-            self.trim_turn.listen().await;
-        }
-        self.rmw.acquire_arc().await
-    }
-
-    /// The RMW lock for a trim: ahead of the writes that have not asked for
-    /// it yet ([`BlobState::rmw_for_write`]).
-    async fn rmw_for_trim(&self) -> SemaphoreGuard<'_> {
-        let _waiting = TrimWaiting::new(self);
-        self.rmw.acquire().await
-    }
-
     /// Records that the file now holds exactly `len` data bytes: the
     /// truncation also gave back the blocks reserved past them, so the next
     /// append past `len` reserves ahead again.
@@ -335,12 +326,16 @@ impl<F: FileSystem> BlobState<F> {
     /// Cuts the file to the logical length: the zero padding of the last
     /// block, a failed write's bytes and the blocks reserved past the end
     /// go. The one trim of the file to `len` while the blob is open (the
-    /// sync's, and the one before a reveal); the caller holds the locks
+    /// one before a reveal); the caller holds the locks
     /// that keep the end still. On failure nothing is recorded: the file
     /// may still hold all of it.
     async fn cut_to_len(&self) -> std::io::Result<()> {
         let len = self.len.get();
         self.file.set_len(HEADER_LEN + len).await?;
+        // Durably: a flush may have made the failed write's bytes durable
+        // (a sync cuts nothing, blob/length.rs), and a later durable slot
+        // past them must not find them back after a crash.
+        self.file.sync_data().await?;
         self.file_cut_to(len);
         self.debug_check_ends();
         Ok(())
@@ -414,25 +409,6 @@ impl<F: FileSystem> BlobState<F> {
         self.check_poison()
     }
 
-    /// Trims the padding past the logical end, then flushes the file, so a
-    /// crash after the sync keeps exactly the logical length.
-    ///
-    /// The cut holds the shared lock (no resize meanwhile) and the RMW lock:
-    /// every write whose blocks reach past `len` (an extension, the tail
-    /// block) holds it, so the cut never lands on a write in flight, while
-    /// reads and aligned writes inside the blob go on beside it.
-    async fn trim_and_flush(&self) -> std::result::Result<(), (&'static str, std::io::Error)> {
-        if self.file_len.get() != self.len.get() {
-            let _shared = self.meta.read().await;
-            let _rmw = self.rmw_for_trim().await;
-            if self.file_len.get() != self.len.get() {
-                let trimmed = self.cut_to_len().await;
-                trimmed.map_err(|e| ("trim before sync", e))?;
-            }
-        }
-        self.file.sync_data().await.map_err(|e| ("sync", e))
-    }
-
     /// Extends with zeros or truncates to `new_len`.
     async fn resize(self: &Rc<Self>, new_len: u64) -> Result<()> {
         self.end_of(new_len, 0)?;
@@ -456,10 +432,15 @@ impl<F: FileSystem> BlobState<F> {
                 .await
                 .map_err(|e| self.io_error("resize", e))?;
         }
-        self.file
-            .set_len(HEADER_LEN + new_len)
+        self.record_resize(new_len)
             .await
             .map_err(|e| self.io_error("resize", e))?;
+        if let Err(e) = self.file.set_len(HEADER_LEN + new_len).await {
+            // The slot says a length the blob does not have: best effort,
+            // the one it has (else the next sync or close writes it).
+            let _ = self.record_resize(old_len).await;
+            return Err(self.io_error("resize", e));
+        }
         // The file now holds exactly new_len bytes: the kernel zeroed the
         // rest of a cut block, and an extension reads as zeros (a hole,
         // nothing reserved).
@@ -488,28 +469,6 @@ impl<F: FileSystem> BlobState<F> {
     }
 }
 
-/// Counts one trim waiting for the RMW lock while it lives; the last one
-/// lets the writes that wait for their turn go on.
-struct TrimWaiting<'a>(&'a Cell<usize>, &'a Event);
-
-impl<'a> TrimWaiting<'a> {
-    fn new<F: FileSystem>(state: &'a BlobState<F>) -> TrimWaiting<'a> {
-        state.trims_waiting.set(state.trims_waiting.get() + 1);
-        TrimWaiting(&state.trims_waiting, &state.trim_turn)
-    }
-}
-
-impl Drop for TrimWaiting<'_> {
-    fn drop(&mut self) {
-        let waiting = self.0.get();
-        debug_assert!(waiting > 0, "trims_waiting underflow");
-        self.0.set(waiting.saturating_sub(1));
-        if waiting == 1 {
-            self.1.notify(usize::MAX);
-        }
-    }
-}
-
 /// One started flush. Whatever ends it (completion, or a drop when no
 /// executor is left to finish it), the flush counts as finished and its
 /// waiters wake; a flush that did not complete poisons the blob, so no sync
@@ -528,7 +487,7 @@ impl<F: FileSystem> FlushGuard<F> {
     }
 
     async fn run(mut self) -> Result<()> {
-        let flushed = self.state.trim_and_flush().await;
+        let flushed = self.state.flush_with_length().await;
         self.completed = true;
         flushed.map_err(|(op, e)| self.state.poison_with(op, e))
     }
@@ -548,21 +507,34 @@ impl<F: FileSystem> Drop for FlushGuard<F> {
 
 impl<F: FileSystem> Drop for BlobState<F> {
     fn drop(&mut self) {
-        // Trim the padding of the last block so the length on reopen is
-        // exact, and give back the preallocated blocks past the end. Best
-        // effort: a failure leaves zero padding, which a later open reports
-        // as length (never lost data), or space reserved.
-        let untrimmed =
-            self.file_len.get() != self.len.get() || self.reserved_len.get() > self.len.get();
+        // Record the length in its slot, so a reopen sees it, and give back
+        // the blocks past the end (zero-written or reserved). Best effort:
+        // a failure leaves the registry the length, for the next open of
+        // this store (store.rs), or space held past the end.
+        // Not when a failed write's bytes are past the end: a sync may have
+        // made them durable, and the cut would not be; the next open cuts,
+        // durably (store.rs).
+        let stale = self.stale_end.get() > self.len.get();
+        let untrimmed = !stale
+            && (self.file_len.get() != self.len.get() || self.reserved_len.get() > self.len.get());
+        // A poisoned blob records its length too (its writes stay readable
+        // after a reopen, as they are now), but leaves the file's size alone.
+        let poisoned = self.poison.borrow().is_some();
         let mut failed = None;
-        if self.poison.borrow().is_none() && untrimmed {
-            if let Err(e) = self.file.set_len_now(HEADER_LEN + self.len.get()) {
+        {
+            let closed = self
+                .write_length_now()
+                .and_then(|()| match untrimmed && !poisoned {
+                    true => self.file.set_len_now(HEADER_LEN + self.len.get()),
+                    false => Ok(()),
+                });
+            if let Err(e) = closed {
                 tracing::warn!(
                     partition = %self.key.partition,
                     name = %hex(&self.key.name),
                     len = self.len.get(),
                     error = %e,
-                    "trim on close failed: the next open trims the padding"
+                    "recording the length on close failed: the next open of this store uses it"
                 );
                 failed = Some(self.len.get());
             }

@@ -18,8 +18,8 @@
 //! request.
 //!
 //! Every read holds the blob's `meta` lock shared from its range check to
-//! its last completion, so a shrinking resize waits for it; a trim (of the
-//! padding, or of a failed write's bytes) cuts only past `len`, where no
+//! its last completion, so a shrinking resize waits for it; a cut (of a
+//! failed write's bytes, or the zeros ahead) cuts only past `len`, where no
 //! read reaches. So the file never gets shorter than a range a read was
 //! allowed to read (glommio hands back the requested length even after a
 //! short read, pool memory included). Dropping a read has no effect to undo.

@@ -41,6 +41,10 @@ use super::group::{Run, JOIN_BYTES_MAX};
 use super::{BlobState, TailBlock};
 
 const BLOCK: usize = BLOCK_SIZE as usize;
+/// The most zeros an append writes ahead at once (capped by the store's
+/// `preallocate_bytes`): 1 MiB, one growth of the file per 256 appends of
+/// 4 KiB, each a few pieces of device writes.
+pub const ZERO_AHEAD_BYTES: u64 = 1 << 20;
 
 /// The write buffer of a blob's file.
 pub(super) type FileBuf<F> = <<F as FileSystem>::File as File>::WriteBuf;
@@ -233,16 +237,14 @@ impl<F: FileSystem> BlobState<F> {
         durable: bool,
         joinable: bool,
     ) -> Turn {
-        if self.trims_waiting.get() == 0 {
-            if let Some(guard) = self.rmw.try_acquire_arc() {
-                return Turn::Locked(guard);
-            }
+        if let Some(guard) = self.rmw.try_acquire_arc() {
+            return Turn::Locked(guard);
         }
         let queued = joinable.then(|| self.group.queue(offset, bufs, durable));
         let Some(queued) = queued.flatten() else {
-            return Turn::Locked(self.rmw_for_write().await);
+            return Turn::Locked(self.rmw.acquire_arc().await);
         };
-        let lock = async { Some(self.rmw_for_write().await) };
+        let lock = async { Some(self.rmw.acquire_arc().await) };
         let taken = async {
             queued.taken().await;
             None
@@ -480,17 +482,25 @@ impl<F: FileSystem> BlobState<F> {
                 return (Err(e), Some(buf));
             }
         }
-        // Count the blocks as file bytes before the write: a failed (short)
-        // write may still have grown the file, and the next sync must trim
-        // whatever it left past the logical end.
-        self.file_len.set(self.file_len.get().max(end));
         self.reserve(start, end).await;
+        self.zero_ahead(start, end).await;
+        // Count the blocks as file bytes before the write: a failed (short)
+        // write may still have grown the file with bytes past the end.
+        self.file_len.set(self.file_len.get().max(end));
         debug_assert!(end - start <= self.file.piece_bytes() as u64, "one piece");
         let pos = HEADER_LEN + start;
-        let (written, buf) = match caller_buf {
-            true => self.file.write_returning(buf, pos, write.durable).await,
-            false => (self.file.write_at(buf, pos, write.durable).await, None),
+        let data = async {
+            match caller_buf {
+                true => self.file.write_returning(buf, pos, write.durable).await,
+                false => (self.file.write_at(buf, pos, write.durable).await, None),
+            }
         };
+        // The new length goes to its slot before it is published (durably
+        // for a SYNC write whose bytes the durable length does not reach),
+        // in flight with the data: nobody sees a length a failure takes
+        // back, and the two writes cost one device latency (blob/length.rs).
+        let record = self.record_length(data_end, write.durable);
+        let ((written, buf), recorded) = futures_lite::future::zip(data, record).await;
         let result = written.and_then(|written| match written as u64 == end - start {
             true => Ok(()),
             false => Err(std::io::Error::new(
@@ -498,6 +508,8 @@ impl<F: FileSystem> BlobState<F> {
                 format!("short write: {written} of {} bytes", end - start),
             )),
         });
+        let result = result.and(recorded);
+        self.recording.set(None);
         if let Err(e) = result {
             // The device may hold part of the write: forget the cached
             // tail block rather than trust it, and remember that the bytes
@@ -581,6 +593,46 @@ impl<F: FileSystem> BlobState<F> {
             // in flight. (Not to `file_len`: it already counts this write,
             // so that would grow the file and free nothing.)
             let _ = self.file.release_past_end_now(0);
+        }
+    }
+}
+
+impl<F: FileSystem> BlobState<F> {
+    /// Grows the file ahead of an append that reaches past it, with zeros
+    /// written up to the next step of [`ZERO_AHEAD_BYTES`] (at most the
+    /// space really reserved), so this append and the next ones overwrite
+    /// blocks the file holds: their flush changes no size (blob/length.rs).
+    /// A write that starts past the file's end (a gap) writes no zeros: the
+    /// gap stays a hole; nor does one after a failed reservation (the disk
+    /// is nearly full). Advisory, as [`BlobState::reserve`]: a failure
+    /// stops the zeros, and the write goes ahead.
+    async fn zero_ahead(&self, start: u64, end: u64) {
+        let step = self.preallocate_bytes.min(ZERO_AHEAD_BYTES);
+        let file_end = self.file_len.get().div_ceil(BLOCK_SIZE) * BLOCK_SIZE;
+        let reserved = self.reserved_len.get();
+        let really_reserved = self.reserved_from.get() < reserved;
+        if step == 0 || !really_reserved || end <= file_end || start > file_end {
+            return;
+        }
+        let step = step.div_ceil(BLOCK_SIZE) * BLOCK_SIZE;
+        let target = (end.div_ceil(step) * step).min(reserved / BLOCK_SIZE * BLOCK_SIZE);
+        if target <= end {
+            return;
+        }
+        let piece_bytes = self.file.piece_bytes() as u64;
+        let mut at = file_end;
+        while at < target {
+            let len = piece_bytes.min(target - at);
+            debug_assert!(len.is_multiple_of(BLOCK_SIZE), "zeros of whole blocks");
+            let mut zeros = self.file.alloc(len as usize);
+            zeros.bytes_mut().fill(0);
+            let written = self.file.write_at(zeros, HEADER_LEN + at, false).await;
+            // Failed or not, the file may hold these zeros now: padding.
+            self.file_len.set(self.file_len.get().max(at + len));
+            if !written.is_ok_and(|n| n as u64 == len) {
+                return;
+            }
+            at += len;
         }
     }
 }

@@ -24,7 +24,7 @@ use pin_project_lite::pin_project;
 
 use super::dma::{DmaBlobFile, DmaFs};
 use super::sim::{SimFile, SimFs, SimWriteBuf};
-use super::{DirEntry, File, FileSystem, WriteBuf};
+use super::{DirEntry, File, FileSystem, WriteBuf, BLOCK_SIZE};
 
 /// The production file system or the simulated one.
 pub enum AnyFs {
@@ -270,6 +270,13 @@ impl File for AnyFile {
         match self {
             AnyFile::Dma(file) => file.set_len_now(len),
             AnyFile::Sim(file) => file.set_len_now(len),
+        }
+    }
+
+    fn write_block_now(&self, block: &[u8; BLOCK_SIZE as usize], pos: u64) -> io::Result<()> {
+        match self {
+            AnyFile::Dma(file) => file.write_block_now(block, pos),
+            AnyFile::Sim(file) => file.write_block_now(block, pos),
         }
     }
 

@@ -405,7 +405,7 @@ impl File for DmaBlobFile {
     async fn set_len(&self, len: u64) -> io::Result<()> {
         // Like a flush, inline when nothing else of this shard waits on the
         // device (glommio's `truncate` always hands off to the blocking
-        // thread: two wake-ups for the trim of every unaligned sync).
+        // thread: two wake-ups for every resize and cut).
         let len = to_off_t(len)?;
         // SAFETY: ftruncate on the descriptor `blocking_call` keeps open.
         self.blocking_call(move |fd| cvt(unsafe { libc::ftruncate(fd, len) }))
@@ -416,6 +416,32 @@ impl File for DmaBlobFile {
         let len = to_off_t(len)?;
         // SAFETY: ftruncate on a descriptor this file owns.
         cvt(unsafe { libc::ftruncate(self.file.as_raw_fd(), len) })
+    }
+
+    fn write_block_now(&self, block: &[u8; BLOCK_SIZE as usize], pos: u64) -> io::Result<()> {
+        /// One block in memory aligned for direct I/O.
+        #[repr(C, align(4096))]
+        struct Aligned([u8; BLOCK_SIZE as usize]);
+        let aligned = Box::new(Aligned(*block));
+        let pos = to_off_t(pos)?;
+        // SAFETY: pwrite from a live, block-aligned buffer of BLOCK_SIZE
+        // bytes on a descriptor this file owns.
+        let written = unsafe {
+            libc::pwrite(
+                self.file.as_raw_fd(),
+                aligned.0.as_ptr().cast(),
+                aligned.0.len(),
+                pos,
+            )
+        };
+        match usize::try_from(written) {
+            Ok(n) if n == aligned.0.len() => Ok(()),
+            Ok(n) => Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("short write of a block: {n} bytes"),
+            )),
+            Err(_) => Err(io::Error::last_os_error()),
+        }
     }
 
     async fn preallocate(&self, pos: u64, len: u64) -> io::Result<()> {

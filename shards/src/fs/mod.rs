@@ -126,6 +126,10 @@ pub trait File: 'static {
     /// Sets the file size now, from a synchronous context (a handle's drop).
     fn set_len_now(&self, len: u64) -> io::Result<()>;
 
+    /// Writes one block at the block-aligned `pos` now, from a synchronous
+    /// context (the length slot a handle's drop records), not durably.
+    fn write_block_now(&self, block: &[u8; BLOCK_SIZE as usize], pos: u64) -> io::Result<()>;
+
     /// Reserves the blocks of `pos..pos + len` without changing the file
     /// size (fallocate with KEEP_SIZE). On failure it may have reserved part
     /// of them.

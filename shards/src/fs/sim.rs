@@ -895,6 +895,16 @@ impl File for SimFile {
         FileData::set_len(&self.data, len)
     }
 
+    fn write_block_now(&self, block: &[u8; BLOCK_SIZE as usize], pos: u64) -> io::Result<()> {
+        let start = checked_size(pos.saturating_add(BLOCK_SIZE))? - block.len();
+        // Under the disk's lock: no crash between the count and the effect.
+        let mut disk = self.disk.locked();
+        disk.start(OpKind::Write, self.epoch)
+            .map_err(Fault::error)?;
+        self.data.locked().write(start, block, false);
+        Ok(())
+    }
+
     async fn preallocate(&self, pos: u64, len: u64) -> io::Result<()> {
         yield_now().await;
         self.start(OpKind::Other).map_err(Fault::error)?;

@@ -5,7 +5,7 @@
 //! it would call the file, and the same scheduling runs on real DMA files
 //! and on simulated ones. A permit is held from before the call is
 //! submitted until it completes. The synchronous calls (`set_len_now`,
-//! `release_past_end_now`, made on drop and open paths) and `size` (no
+//! `write_block_now`, `release_past_end_now`, made on drop and open paths) and `size` (no
 //! device I/O) are not scheduled.
 
 use std::io;
@@ -15,7 +15,7 @@ use futures_lite::{stream, Stream, StreamExt};
 use glommio::channels::local_channel::{self, LocalSender};
 
 use super::{Acquire, Cost, IoClass, IoScheduler};
-use crate::fs::{File, WriteBuf};
+use crate::fs::{File, WriteBuf, BLOCK_SIZE};
 
 /// A file whose device calls are scheduled (module docs).
 pub struct SchedFile<Fi> {
@@ -190,6 +190,10 @@ impl<Fi: File> File for SchedFile<Fi> {
 
     fn set_len_now(&self, len: u64) -> io::Result<()> {
         self.inner.set_len_now(len)
+    }
+
+    fn write_block_now(&self, block: &[u8; BLOCK_SIZE as usize], pos: u64) -> io::Result<()> {
+        self.inner.write_block_now(block, pos)
     }
 
     async fn preallocate(&self, pos: u64, len: u64) -> io::Result<()> {

@@ -59,7 +59,7 @@
 //!
 //! Decisions for the operations with no options:
 //! - `resize` (and its truncations) runs in the caller's class.
-//! - A flush (`sync`, with the trim before it) always runs in the
+//! - A flush (`sync`, with the length slot before it) always runs in the
 //!   latency class: syncs are group-committed, so one flush answers callers
 //!   of both classes, and a latency caller must not wait behind bulk work
 //!   for it. It counts as one call with no bytes.

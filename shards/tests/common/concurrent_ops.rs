@@ -424,6 +424,7 @@ fn from_each_len(
     let mut outcomes = lens.iter().map(|&len| {
         let mut outcome = model.clone();
         outcome.len = len;
+        outcome.note_len();
         completed(&mut outcome);
         outcome
     });
@@ -437,5 +438,6 @@ fn from_each_len(
     // the outcome is the longest of those the engine's length allows.
     let longest_allowed = ends.range(..=engine_len).next_back();
     merged.len = *longest_allowed.or(ends.last()).expect("an outcome");
+    merged.note_len();
     *model = merged;
 }

@@ -336,6 +336,11 @@ pub struct Harness {
     pub stats: Stats,
 }
 
+/// The store's step of space reserved and zeros written ahead of appends:
+/// small, so that blobs of a few blocks grow the file several times (each
+/// growth a few device writes that can fail), and runs stay short.
+const SIM_PREALLOCATE_BYTES: u64 = 16 << 10;
+
 impl Harness {
     pub fn new(seed: u64) -> Harness {
         Harness::with_piece_bytes(seed, SchedConfig::default().piece_bytes)
@@ -350,8 +355,9 @@ impl Harness {
             piece_bytes,
             ..SchedConfig::default()
         };
+        let store = ShardStore::with_scheduler(fs.clone(), "/", IoScheduler::new(config));
         Harness {
-            store: ShardStore::with_scheduler(fs.clone(), "/", IoScheduler::new(config)),
+            store: store.with_preallocate_bytes(SIM_PREALLOCATE_BYTES),
             fs,
             parts: BTreeMap::new(),
             open: BTreeMap::new(),
@@ -366,6 +372,7 @@ impl Harness {
     pub(super) fn new_store(&self, fs: SimFs) -> ShardStore<SimFs> {
         let config = *self.store.scheduler().config();
         ShardStore::with_scheduler(fs, "/", IoScheduler::new(config))
+            .with_preallocate_bytes(SIM_PREALLOCATE_BYTES)
     }
 
     /// Injects faults into every op from now on (not into peeks and checks).

@@ -294,13 +294,22 @@ impl BlobModel {
                 pinned.for_each(|content| push_unique(&mut set, content));
                 self.crash[s] = set;
             }
-            // Its blocks are durable: no crash leaves the file shorter.
-            let lift = |lens: &BTreeSet<u64>| lens.iter().map(|&l| l.max(last)).collect();
+            // Its bytes are durable: no crash leaves the blob shorter than
+            // its end. A length already past it stays possible (format 2:
+            // the write records no slot when the durable one reaches its
+            // end, shards/src/blob/length.rs); a shorter one grows to the
+            // write's padded end (as a file size) or its new length (as a
+            // slot, noted below).
+            let lift = |lens: &BTreeSet<u64>| {
+                let lift = |&l: &u64| if l >= end { l } else { l.max(last) };
+                lens.iter().map(lift).collect()
+            };
             self.durable_lens = lift(&self.durable_lens);
             self.lens_since_sync = lift(&self.lens_since_sync);
         }
         self.file_lens = self.file_lens.iter().map(|&f| f.max(last)).collect();
         self.len = self.len.max(end);
+        self.note_len();
     }
 
     /// The sector at `start` as a write of `data` at `offset` to a blob
@@ -351,6 +360,9 @@ impl BlobModel {
         let padded = round_up(end, BLOCK);
         let grown = self.grown_by(first, padded);
         self.may_hold(grown);
+        // The length the write gives if it lands: a slot may record it
+        // (a sync's, or the write's own) before a failure gives it back.
+        self.may_hold([len.max(end)]);
         let mut at = round_up(self.len, SECTOR);
         while torn && at <= padded {
             self.may_hold([at]);
@@ -400,6 +412,7 @@ impl BlobModel {
     ) {
         self.maybe_write_among((offset, data), sync, torn, writes);
         self.len = self.len.max(offset + data.len() as u64);
+        self.note_len();
     }
 
     /// Bytes of a write in flight that may land now, over whatever the
@@ -414,6 +427,9 @@ impl BlobModel {
         });
         let grown = self.grown_by(offset / BLOCK * BLOCK, round_up(end, BLOCK));
         self.may_hold(grown);
+        // Its slot may hold its end as the length (format 2 records it
+        // before the data lands), from whatever length the blob had then.
+        self.may_hold([self.len.max(end), end]);
     }
 
     /// A completed resize: everything past the shorter of the old and the
@@ -422,6 +438,7 @@ impl BlobModel {
         self.zero_from(self.len.min(len), false);
         self.cut_before_growing(len);
         self.len = len;
+        self.note_len();
         self.holds(len);
     }
 
@@ -444,6 +461,7 @@ impl BlobModel {
         self.zero_from(sure, false);
         self.cut_before_growing(len);
         self.len = len;
+        self.note_len();
         self.holds(len);
     }
 
@@ -458,6 +476,7 @@ impl BlobModel {
             self.may_hold([self.len]);
         }
         self.len = len;
+        self.note_len();
     }
 
     /// [`BlobModel::maybe_resize`] among `writes` (in flight, dropped or
@@ -482,9 +501,10 @@ impl BlobModel {
         }
     }
 
-    /// A completed sync: trim, then everything is durable.
+    /// A completed sync: everything is durable, past the logical end too
+    /// (format 2: a sync cuts nothing; a failed write's bytes there stay
+    /// until a write past a gap or a resize up cuts them).
     pub fn sync(&mut self) {
-        self.zero_from(self.len, false);
         self.crash.clone_from(&self.now);
         self.durable_lens = BTreeSet::from([self.len]);
         self.file_lens = BTreeSet::from([self.len]);
@@ -513,8 +533,16 @@ impl BlobModel {
                 self.zero_from(self.len, false);
                 self.holds(self.len);
             }
-            Trim::Maybe => self.maybe_cut(self.len),
-            Trim::Skipped => {}
+            Trim::Maybe => {
+                // A close that failed may not have recorded the length in
+                // its slot either: a reopen may find any length a crash may.
+                self.maybe_cut(self.len);
+                let lens = self.crash_lens();
+                self.file_lens.extend(lens);
+            }
+            // A poisoned blob's close records its length too (format 2),
+            // and leaves the file's size alone.
+            Trim::Skipped => self.may_hold([self.len]),
         }
     }
 
@@ -556,28 +584,46 @@ impl BlobModel {
     /// Checks a reopen (no crash) that reported `len`, and takes it: the
     /// file now ends there.
     pub fn reopened(&mut self, len: u64) -> Result<(), String> {
-        if !self.file_lens.contains(&len) {
+        // The close recorded the logical length in the header's slot.
+        if len != self.len && !self.file_lens.contains(&len) {
             return Err(format!(
                 "reopened with length {len}; the file can only hold {:?} (logical length {})",
                 self.file_lens, self.len
             ));
         }
         self.len = len;
+        self.note_len();
         self.zero_from(len, false);
         self.holds(len);
         Ok(())
     }
 
     /// Checks the whole content a blob shows after a crash.
+    ///
+    /// The length comes from a slot of the header and the file's size is
+    /// kept apart (format 2): a crash may keep a slot's length with a file
+    /// size from before the writes that reached it, so past any size the
+    /// file had since the sync, the rest may read as zeros (the open
+    /// extends the file to the length), even inside a sector.
     pub fn check_crashed(&self, observed: &[u8]) -> Result<(), String> {
         let len = observed.len() as u64;
-        if !self.crash_lens().contains(&len) {
+        let lens = self.crash_lens();
+        if !lens.contains(&len) {
             return Err(format!(
                 "length {len} after the crash; allowed: durable {:?}, since the last sync {:?}",
                 self.durable_lens, self.lens_since_sync
             ));
         }
-        Self::check_sectors(&self.crash, 0, observed)
+        let whole = Self::check_sectors(&self.crash, 0, observed);
+        let cut_short = |&size: &u64| {
+            let kept = &observed[..size as usize];
+            observed[size as usize..].iter().all(|&b| b == 0)
+                && Self::check_sectors(&self.crash, 0, kept).is_ok()
+        };
+        match whole.is_err() && lens.range(..len).any(cut_short) {
+            true => Ok(()),
+            false => whole,
+        }
     }
 
     /// A sync or trim that may have run while the blob was `len` long (a
@@ -621,7 +667,6 @@ impl BlobModel {
     /// or may not be covered by it, every other sector is durable now; the
     /// size it made durable is any the file had meanwhile (`lens_seen`).
     pub fn sync_racing(&mut self, busy: &[(u64, u64)], lens_seen: &BTreeSet<u64>) {
-        self.zero_from(self.len, true);
         for (s, now) in self.now.iter().enumerate() {
             let (start, end) = (s as u64 * SECTOR, (s as u64 + 1) * SECTOR);
             if !busy.iter().any(|&(from, to)| from < end && start < to) {
@@ -632,6 +677,13 @@ impl BlobModel {
             .extend(lens_seen.iter().chain(&self.file_lens));
         self.durable_lens.insert(self.len);
         self.may_hold([self.len]);
+    }
+
+    /// Records the logical length as one a crash may leave: format 2 keeps
+    /// the length in the header's slots (shards/src/header.rs), which a
+    /// sync, a SYNC write or a close writes with the length of that moment.
+    pub fn note_len(&mut self) {
+        self.lens_since_sync.insert(self.len);
     }
 
     /// Lengths a crash may leave.

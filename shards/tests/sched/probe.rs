@@ -9,7 +9,7 @@ use std::path::Path;
 use std::rc::Rc;
 
 use futures_lite::{stream, Stream, StreamExt};
-use shardblob_shards::fs::{DirEntry, File, FileSystem, WriteBuf};
+use shardblob_shards::fs::{DirEntry, File, FileSystem, WriteBuf, BLOCK_SIZE};
 use shardblob_shards::sched::{Cost, IoScheduler};
 use shardblob_shards::IoClass::{self, Latency, Throughput};
 use shardblob_shards::{Blob, ShardBlob, ShardStore, Storage, WriteOptions};
@@ -242,6 +242,10 @@ impl<Fi: File> File for CountingFile<Fi> {
 
     fn set_len_now(&self, len: u64) -> io::Result<()> {
         self.inner.set_len_now(len)
+    }
+
+    fn write_block_now(&self, block: &[u8; BLOCK_SIZE as usize], pos: u64) -> io::Result<()> {
+        self.inner.write_block_now(block, pos)
     }
 
     async fn preallocate(&self, pos: u64, len: u64) -> io::Result<()> {

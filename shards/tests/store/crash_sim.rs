@@ -109,7 +109,10 @@ fn the_model_rejects_broken_crash_states() {
     let mut padded = new.clone();
     padded.resize(8192, 0);
     assert!(check(&model, &padded), "padded to the block");
-    assert!(!check(&model, &new), "the padding is durable");
+    assert!(
+        check(&model, &new),
+        "the exact length: the slot the SYNC write recorded (format 2)"
+    );
     model.sync();
     assert!(check(&model, &new));
     assert!(!check(&model, &padded), "padding after a sync");
@@ -149,5 +152,12 @@ fn the_model_takes_any_size_since_the_sync_and_no_other() {
     let mut shorter = full[..6000].to_vec();
     shorter.resize(12_288, 0);
     assert!(!check(&model, &shorter), "a SYNC write's blocks cut off");
-    assert!(!check(&model, &full[..12_298]), "shorter than its blocks");
+    assert!(
+        check(&model, &full[..12_298]),
+        "the exact length: the slot the SYNC write recorded (format 2)"
+    );
+    assert!(
+        !check(&model, &full[..12_297]),
+        "shorter than the SYNC write"
+    );
 }

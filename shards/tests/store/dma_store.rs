@@ -67,9 +67,15 @@ fn blob_file(dir: &Path, partition: &str, name: &[u8]) -> PathBuf {
     dir.join(partition).join(shardblob_shards::name::hex(name))
 }
 
+/// A format-1 header page (the length is the file's size): every open
+/// below converts it to format 2.
 fn valid_page(version: u16) -> Vec<u8> {
     let mut page = vec![0u8; HEADER_LEN as usize];
-    header::encode(version, &mut page);
+    let v1 = header::Header {
+        format: header::FORMAT_V1,
+        ..header::Header::new(version, 0)
+    };
+    header::encode(&v1, &mut page);
     page
 }
 
@@ -132,6 +138,12 @@ fn damaged_headers_of_blobs_with_data_are_corrupt() {
         let (blob, len, version) = store.open_versioned("p", b"ver", 5..=8).await.unwrap();
         assert_eq!((len, version), (4, 7));
         assert_eq!(&*blob.read_at(0, 4).await.unwrap(), b"data");
+        // The open converted the file to format 2, length in a slot.
+        let converted = header::decode(&fs::read(&path).unwrap()[..HEADER_LEN as usize]).unwrap();
+        assert_eq!(converted, header::Header::new(7, 4));
+        drop(blob);
+        let (_, len, _) = store.open_versioned("p", b"ver", 5..=8).await.unwrap();
+        assert_eq!(len, 4, "a converted file reopens with its length");
     });
 }
 
@@ -156,7 +168,8 @@ fn unfinished_creates_reopen_as_fresh_blobs() {
             blob.write_at(0, b"ok").await.unwrap();
             drop(blob);
             let on_disk = fs::read(blob_file(&dir, "p", name)).unwrap();
-            assert_eq!(header::decode(&on_disk[..HEADER_LEN as usize]), Ok(4));
+            let header = header::decode(&on_disk[..HEADER_LEN as usize]).unwrap();
+            assert_eq!(header.blob_version, 4);
         }
         // An empty blob with a good header keeps its version.
         fs::write(blob_file(&dir, "p", b"kept"), valid_page(3)).unwrap();
@@ -223,7 +236,9 @@ fn device_io_costs_only_what_alignment_requires() {
         })
         .await;
         assert_eq!(reads, 0, "small appends merge into the cached tail block");
-        assert_eq!(writes, 100);
+        // Each append: its block, and its length in the header's slot
+        // (shards/src/blob/length.rs: a kill keeps every completed write).
+        assert_eq!(writes, 200);
         drop(blob);
         let (blob, len) = store.open("p", b"b").await.unwrap();
         assert_eq!(len, (64 << 10) + 25_600);

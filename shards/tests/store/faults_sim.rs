@@ -271,7 +271,9 @@ fn every_op_of_a_workload_can_fail() {
     let (injected, failed, swallowed) = counts.into_inner();
     eprintln!("faults_sim: ops per phase {phases:?}; {injected} faults: {failed} errors, {swallowed} absorbed");
     if common::seed_override().is_none() {
-        assert!(failed * 10 >= injected * 8, "most faults are errors");
+        // Absorbed: a reservation, zeros written ahead (both advisory), a
+        // drop's trim; 74% were errors when zeros ahead came in.
+        assert!(failed * 10 >= injected * 7, "most faults are errors");
     }
 }
 
@@ -427,11 +429,11 @@ fn a_failed_write_leaves_the_blob_usable() {
             // Three cases: an unaligned write over the end, failing at its read
             // of block 0 or at its device write; an append failing at its
             // device write, after which nothing is written again. The sync
-            // cut the padding and the reserved blocks: each write past the
-            // end reserves ahead again before its device write.
+            // cut nothing: the first write reserved and wrote zeros ahead,
+            // so each device write comes right after its write's reads.
             let case = seed % 3;
             let (offset, len) = if case < 2 { (3000, 4000) } else { (5000, 7000) };
-            fs.set_faults(Faults::at_op(fs.op_count() + [0, 2, 1][case as usize]));
+            fs.set_faults(Faults::at_op(fs.op_count() + [0, 1, 0][case as usize]));
             let failed = blob.write_at(offset, &rng.bytes(len)).await;
             assert!(matches!(failed, Err(Error::Io { .. })), "{failed:?}");
             assert_eq!(
@@ -554,9 +556,9 @@ fn a_failed_append_leaves_no_length_after_a_sync() {
             let (blob, _) = store.open("p", b"a").await.unwrap();
             blob.write_at(0, &[1; 100]).await.unwrap();
             blob.sync().await.unwrap();
-            // The sync cut the padding and the reserved blocks: the append
-            // reserves ahead again, then writes.
-            fs.set_faults(Faults::at_op(fs.op_count() + 1));
+            // The first write reserved and wrote zeros ahead, and the sync
+            // cut nothing: the append's first call is its device write.
+            fs.set_faults(Faults::at_op(fs.op_count()));
             assert!(
                 blob.write_at(100, &[2; 8000]).await.is_err(),
                 "the append fails"

@@ -1,32 +1,21 @@
 //! Syncs of a blob whose length is not block-aligned (issue 13, item 2).
 //!
-//! Every write that leaves a partly written last block pads the file with
-//! zeros to the block's end; a sync cuts that padding off before its flush,
-//! so that a crash after the sync brings the blob back with exactly its
-//! synced length (the documented padding after a crash comes only from
-//! writes since the last sync). Every sync of a WAL of small records pays
-//! that cut. It must not drain the blob: reads and aligned writes inside the
-//! blob go on beside it; only the writes that reach the tail block or past
-//! the end (which hold the blob's RMW lock) are waited for, so the cut never
-//! lands on a write in flight.
+//! The length lives in the header's slots (format 2, shards/src/header.rs),
+//! so a sync writes the slot and flushes: it cuts no padding, and waits
+//! for no write. Reads and writes go on beside it.
 //!
 //! - `a_sync_does_not_wait_for_reads_or_aligned_writes`: a read and an
 //!   aligned write in flight (each polled once, so each holds the blob's
-//!   shared lock inside its device call) do not stop a sync from cutting the
-//!   padding and flushing. On cadb6da the sync waited for the exclusive lock,
-//!   so it could not finish before them.
+//!   shared lock inside its device call) do not stop a sync from
+//!   finishing. On cadb6da the sync waited for the exclusive lock.
 //! - `a_sync_never_cuts_an_append_in_flight`: a sync that starts while an
-//!   append's device write is in flight cuts the file only after the append
-//!   has landed and counted its length; nothing of the append is lost, now
-//!   or after a crash.
-//! - `an_idle_unaligned_sync_cuts_inline_on_real_files`: on real files an
-//!   idle shard cuts and flushes without a hand-off to the blocking thread.
+//!   append's device write is in flight loses nothing of the append; after
+//!   a crash the blob has a length the sync saw.
+//! - `an_unaligned_sync_changes_no_file_size_on_real_files`: on real files
+//!   appends grow the file ahead with zeros, a sync records the length in
+//!   its slot and changes no file size; the close cuts the file.
 //! - `a_stream_of_appends_does_not_starve_a_sync`: a task appending in a
-//!   loop does not keep a sync's trim from the RMW lock. It passes on
-//!   cadb6da (the trim took the writer-preferring exclusive lock); on
-//!   e321305, the first cut of this change, the trim waited on the RMW
-//!   semaphore, which lets a new acquirer in ahead of its waiters, and all
-//!   500 appends went ahead of the sync.
+//!   loop does not keep a sync from finishing.
 
 use crate::common;
 
@@ -39,9 +28,10 @@ use std::rc::Rc;
 use common::run_seeds;
 use futures_lite::future::{poll_once, yield_now};
 use glommio::{LocalExecutorBuilder, Placement};
-use shardblob_shards::blob::PREALLOCATE_BYTES;
+use shardblob_shards::blob::{PREALLOCATE_BYTES, ZERO_AHEAD_BYTES};
 use shardblob_shards::fs::dma::DmaFs;
 use shardblob_shards::fs::sim::SimFs;
+use shardblob_shards::header;
 use shardblob_shards::{Blob, DataDir, ShardBlob, ShardStore, Storage};
 
 const BLOCK_BYTES: u64 = 4096;
@@ -159,10 +149,15 @@ fn a_sync_never_cuts_an_append_in_flight() {
                 &[&[2u8; 100][..], &[4; 50]].concat()[..]
             );
             drop(blob);
-            // The append landed before the cut, so the sync covered it.
+            // The sync cut nothing (the length lives in the header's slots):
+            // a crash keeps the length the sync recorded, before the append
+            // or after it, and the append's bytes whole if they show.
             let (len, bytes) = after_crash(&fs).await;
-            assert_eq!(len, end, "the length the sync saw, exactly");
-            assert_eq!(&bytes[LEN_BYTES as usize..], &[4; 50]);
+            assert!(
+                [LEN_BYTES, end].contains(&len),
+                "a length the sync saw: {len}"
+            );
+            assert!(bytes[LEN_BYTES as usize..].iter().all(|&b| b == 4));
         },
     );
 }
@@ -235,33 +230,43 @@ where
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// On real files, an idle shard's unaligned sync cuts the padding and
-/// flushes inline: it completes in the first poll, with no hand-off to the
-/// blocking thread, and leaves the file at exactly the logical length. On
-/// cadb6da the cut went through glommio's `truncate`, which always hands
-/// off, so the first poll was pending.
+/// The length of the blob in the newest slot of its file's header.
+fn slot_len(file: &std::path::Path) -> u64 {
+    let bytes = std::fs::read(file).unwrap();
+    let header = header::decode(&bytes[..4096]).unwrap();
+    header.newest().expect("a valid slot").1.len
+}
+
+/// On real files, appends grow the file ahead in zero-written blocks, and
+/// an unaligned sync records the length in the header's slot and changes
+/// no file size (issue 13, items 1 and 2: no truncate, no size change for
+/// the journal to commit); the close gives the blocks past the end back.
 #[test]
-fn an_idle_unaligned_sync_cuts_inline_on_real_files() {
+fn an_unaligned_sync_changes_no_file_size_on_real_files() {
     on_real_files("sync-trim", PREALLOCATE_BYTES, |blob, file| async move {
         let file_bytes = || std::fs::metadata(&file).unwrap().len();
+        let ahead = 4096 + ZERO_AHEAD_BYTES;
         for (round, len) in [(0, LEN_BYTES), (1, LEN_BYTES + 10)] {
             blob.write_at(blob.len(), &vec![7; (len - blob.len()) as usize])
                 .await
                 .unwrap();
+            assert_eq!(file_bytes(), ahead, "round {round}: zeros written ahead");
+            blob.sync().await.unwrap();
+            assert_eq!(file_bytes(), ahead, "round {round}: no cut");
             assert_eq!(
-                file_bytes(),
-                4096 + 4 * BLOCK_BYTES,
-                "round {round}: padded"
+                slot_len(&file),
+                len,
+                "round {round}: the length in its slot"
             );
-            let synced = poll_once(pin!(blob.sync())).await;
-            assert!(
-                matches!(synced, Some(Ok(()))),
-                "round {round}: an idle sync completes in one poll: {synced:?}"
-            );
-            assert_eq!(file_bytes(), 4096 + len, "round {round}: cut to the length");
         }
         let seen = blob.read_at(0, LEN_BYTES as usize + 10).await.unwrap();
         assert!(seen.iter().all(|&b| b == 7));
+        drop(blob);
+        assert_eq!(
+            file_bytes(),
+            4096 + LEN_BYTES + 10,
+            "the close cut the file"
+        );
     });
 }
 
@@ -293,13 +298,11 @@ fn a_store_without_preallocation_reserves_nothing_past_the_end() {
     });
 }
 
-/// A sync's cut of the padding gives back the blocks reserved past the end
-/// (a truncation frees them), so the next append reserves ahead again
-/// (shards/src/blob/mod.rs, "Space"). The store's record of the reserved
-/// end did not move with the cut: appends after a sync allocated their
-/// blocks one write at a time, up to the old reserved end.
+/// A sync keeps the blocks reserved past the end (it cuts nothing), and
+/// the close of the last handle gives them back (shards/src/blob/mod.rs,
+/// "Space").
 #[test]
-fn an_append_after_an_unaligned_sync_reserves_ahead_again() {
+fn a_sync_keeps_the_space_ahead_and_a_close_gives_it_back() {
     on_real_files("sync-reserve", PREALLOCATE_BYTES, |blob, file| async move {
         blob.write_at(0, &[7; LEN_BYTES as usize]).await.unwrap();
         assert!(
@@ -307,16 +310,16 @@ fn an_append_after_an_unaligned_sync_reserves_ahead_again() {
             "the first append reserves"
         );
         blob.sync().await.unwrap();
-        let after_sync = allocated(&file);
-        assert!(after_sync < 1 << 20, "the cut gave back {after_sync} bytes");
+        assert!(allocated(&file) >= PREALLOCATE_BYTES, "the sync keeps it");
         blob.write_at(LEN_BYTES, &[8; 10]).await.unwrap();
-        assert!(
-            allocated(&file) >= PREALLOCATE_BYTES,
-            "the next append reserves ahead again: {} bytes allocated",
-            allocated(&file)
-        );
         let seen = blob.read_at(0, LEN_BYTES as usize + 10).await.unwrap();
         assert!(seen[..LEN_BYTES as usize].iter().all(|&b| b == 7));
         assert!(seen[LEN_BYTES as usize..].iter().all(|&b| b == 8));
+        drop(blob);
+        let after_close = allocated(&file);
+        assert!(
+            after_close < 1 << 20,
+            "the close gave back {after_close} bytes"
+        );
     });
 }
