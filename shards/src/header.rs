@@ -257,6 +257,17 @@ mod tests {
         assert_eq!(decode(&torn), Err(HeaderError::NoLength));
     }
 
+    /// A format-2 page must hold both slots whole: 1044 bytes (slot B at
+    /// 1024, 20 bytes) decode, 1043 are short. Kills `SLOTS_END` computed
+    /// with `-` (a short page then panicked slicing slot B) and `<` as
+    /// `<=` in `decode` (a page of exactly both slots called short).
+    #[test]
+    fn a_format_2_page_needs_both_slots_whole() {
+        let page = page(1);
+        assert_eq!(decode(&page[..1044]), Ok(Header::new(1, 77)));
+        assert_eq!(decode(&page[..1043]), Err(HeaderError::Short { len: 1043 }));
+    }
+
     #[test]
     fn each_damage_has_its_reason() {
         let mut bad_magic = page(1);
