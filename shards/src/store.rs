@@ -109,7 +109,7 @@ pub struct Registry {
     ended: Event,
     /// Logical lengths of blobs whose last handle's close could not record
     /// them (blob/mod.rs, the drop): the next open takes it.
-    untrimmed: RefCell<HashMap<BlobKey, u64>>,
+    unrecorded: RefCell<HashMap<BlobKey, u64>>,
 }
 
 impl Registry {
@@ -195,14 +195,14 @@ impl Registry {
         guard
     }
 
-    /// Releases `key` if `open` still holds it; `untrimmed`: the logical
+    /// Releases `key` if `open` still holds it; `unrecorded`: the logical
     /// length its failed close did not record.
-    pub(crate) fn release(&self, key: &BlobKey, open: *const (), untrimmed: Option<u64>) {
+    pub(crate) fn release(&self, key: &BlobKey, open: *const (), unrecorded: Option<u64>) {
         let mut slots = self.slots.borrow_mut();
         if matches!(slots.get(key), Some(Slot::Open(p)) if *p == open) {
             slots.remove(key);
-            if let Some(len) = untrimmed {
-                self.untrimmed.borrow_mut().insert(key.clone(), len);
+            if let Some(len) = unrecorded {
+                self.unrecorded.borrow_mut().insert(key.clone(), len);
             }
         }
     }
@@ -222,7 +222,7 @@ impl Registry {
             }
             Removal::Partition(_) => slots.retain(|key, _| !removal.covers(key)),
         }
-        self.untrimmed
+        self.unrecorded
             .borrow_mut()
             .retain(|key, _| !removal.covers(key));
     }
@@ -461,7 +461,7 @@ impl<F: FileSystem> ShardStore<F> {
         };
         let mut slots =
             Slots::opened(&header).ok_or_else(|| corrupt(key, "length slots exhausted"))?;
-        let closed_len = self.registry.untrimmed.borrow().get(key).copied();
+        let closed_len = self.registry.unrecorded.borrow().get(key).copied();
         let len = closed_len.unwrap_or(slots.newest_len());
         if len > BLOB_LEN_MAX {
             return Err(corrupt(key, &format!("length {len} past {BLOB_LEN_MAX}")));
@@ -490,7 +490,7 @@ impl<F: FileSystem> ShardStore<F> {
         if size != HEADER_LEN + len || recorded {
             file.sync_data().await.map_err(blob_io("sync on open"))?;
         }
-        self.registry.untrimmed.borrow_mut().remove(key);
+        self.registry.unrecorded.borrow_mut().remove(key);
         let tail = Self::load_tail(key, &file, len).await?;
         Ok(Loaded {
             file,

@@ -600,8 +600,10 @@ impl<F: FileSystem> BlobState<F> {
 impl<F: FileSystem> BlobState<F> {
     /// Grows the file ahead of an append that reaches past it, with zeros
     /// written up to the next step of [`ZERO_AHEAD_BYTES`] (at most the
-    /// space really reserved), so this append and the next ones overwrite
-    /// blocks the file holds: their flush changes no size (blob/length.rs).
+    /// space really reserved), past this append's own blocks (its device
+    /// write grows the file over them, once per step), so the next appends
+    /// overwrite blocks the file holds: their flush changes no size
+    /// (blob/length.rs).
     /// A write that starts past the file's end (a gap) writes no zeros: the
     /// gap stays a hole; nor does one after a failed reservation (the disk
     /// is nearly full). Advisory, as [`BlobState::reserve`]: a failure
@@ -620,7 +622,8 @@ impl<F: FileSystem> BlobState<F> {
             return;
         }
         let piece_bytes = self.file.piece_bytes() as u64;
-        let mut at = file_end;
+        // From past this write's own blocks, which its device write fills.
+        let mut at = file_end.max(end);
         while at < target {
             let len = piece_bytes.min(target - at);
             debug_assert!(len.is_multiple_of(BLOCK_SIZE), "zeros of whole blocks");
