@@ -45,6 +45,9 @@ use crate::stats::queue::QueueGauge;
 use crate::stats::ShardStats;
 use crate::transport::Router;
 
+/// Most 1 ms waits a stopping shard gives its blobs to close (1 s).
+const CLOSE_WAIT_POLLS_MAX: usize = 1000;
+
 thread_local! {
     /// The shard this thread runs, if it is a shard thread.
     static CURRENT: RefCell<Option<Rc<ShardContext>>> = const { RefCell::new(None) };
@@ -666,6 +669,14 @@ async fn stop(context: &Rc<ShardContext>, loops: Vec<glommio::Task<()>>) {
     // Dropped DmaFiles close asynchronously, on the next reactor poll, and
     // cancelled tasks drop their futures when next scheduled: a timer
     // forces both before the executor ends, else fds and the LOCK leak.
-    glommio::timer::sleep(Duration::from_millis(1)).await;
+    // A blob whose last handle went closes when the work it started lands
+    // (the zeros written ahead of its appends: a few device writes);
+    // bounded, for a handle the embedding code still holds.
+    for _ in 0..CLOSE_WAIT_POLLS_MAX {
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+        if context.store.stats().open_blobs() == 0 {
+            break;
+        }
+    }
     tracing::debug!(shard = context.index, "shutdown: shard stopped");
 }

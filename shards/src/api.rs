@@ -86,7 +86,9 @@ impl ReadOptions {
 ///   range gives `VersionRangeEmpty`.
 /// - Uniqueness: one live open per blob. Opening a blob whose earlier handle
 ///   is still alive (and was not removed since) gives `BlobAlreadyOpen`.
-///   Clone a handle to share it.
+///   Clone a handle to share it. An open right after the last handle's drop
+///   waits for that close, which ends when the work the handle started has
+///   landed (a write whose caller left, zeros written ahead of appends).
 /// - `remove(p, Some(name))` removes a blob, `remove(p, None)` the whole
 ///   partition; `Ok` means durable. Handles opened before keep reading what
 ///   they had; reopening the name makes a new, empty blob. `BlobMissing`

@@ -53,6 +53,10 @@ enum Slot {
     Opening(u64),
     /// Open; the pointer identifies the open (compared, never dereferenced).
     Open(*const ()),
+    /// Its last handle is gone, and work it started still runs (a commit
+    /// whose caller left, the zeros written ahead): the close comes when
+    /// that lands. An open of the name waits for it.
+    Closing(*const ()),
 }
 
 /// What a remove in progress covers.
@@ -93,9 +97,11 @@ impl Removal {
 /// the removes it overlaps, announces itself (new opens of its names, and
 /// scans of a partition it removes, then wait for it), then waits for the
 /// opens already in progress; an open waits for the removes of its name,
-/// then claims its slot. A call waits only for calls that announced
-/// themselves, and an announced remove only for opens that hold a slot,
-/// which wait for nothing: no cycle, no deadlock. An open's slot is never
+/// then claims its slot. An open also waits for the close of a blob whose
+/// last handle is gone while the work it started lands (`Slot::Closing`);
+/// that work waits only for the device. A call waits only for calls that
+/// announced themselves, and an announced remove only for opens that hold
+/// a slot, which wait for nothing: no cycle, no deadlock. An open's slot is never
 /// forgotten while the open runs: its final registration only fills the
 /// slot it claimed. Waiting is not fair: a steady stream of removes of
 /// one name can hold its opens back.
@@ -105,7 +111,7 @@ pub struct Registry {
     /// One entry per remove in progress; bounded by the calls in flight.
     removals: RefCell<Vec<Removal>>,
     next_open: Cell<u64>,
-    /// Notified whenever an open or a remove ends.
+    /// Notified whenever an open, a remove or a close ends.
     ended: Event,
     /// Logical lengths of blobs whose last handle's close could not record
     /// them (blob/mod.rs, the drop): the next open takes it.
@@ -115,6 +121,10 @@ pub struct Registry {
 impl Registry {
     fn removing(&self, key: &BlobKey) -> bool {
         self.removals.borrow().iter().any(|r| r.covers(key))
+    }
+
+    fn closing(&self, key: &BlobKey) -> bool {
+        matches!(self.slots.borrow().get(key), Some(Slot::Closing(_)))
     }
 
     /// Whether an open of a name `removal` covers is in progress.
@@ -141,10 +151,11 @@ impl Registry {
         }
     }
 
-    /// Waits for the removes of `key`, then claims it for an open; `None`
-    /// if it is open or being opened.
+    /// Waits for the removes of `key` and for the close of its last open,
+    /// then claims it for an open; `None` if it is open or being opened.
     async fn claim<'a>(&'a self, key: &'a BlobKey) -> Option<ClaimGuard<'a>> {
-        self.wait_while(|| self.removing(key)).await;
+        self.wait_while(|| self.removing(key) || self.closing(key))
+            .await;
         let mut slots = self.slots.borrow_mut();
         if slots.contains_key(key) {
             return None;
@@ -195,16 +206,30 @@ impl Registry {
         guard
     }
 
+    /// Marks `key` closing if `open` still holds it: its last handle is
+    /// gone, and the work it started still runs.
+    pub(crate) fn last_handle_dropped(&self, key: &BlobKey, open: *const ()) {
+        let mut slots = self.slots.borrow_mut();
+        if let Some(slot) = slots.get_mut(key) {
+            if matches!(*slot, Slot::Open(p) if p == open) {
+                *slot = Slot::Closing(open);
+            }
+        }
+    }
+
     /// Releases `key` if `open` still holds it; `unrecorded`: the logical
     /// length its failed close did not record.
     pub(crate) fn release(&self, key: &BlobKey, open: *const (), unrecorded: Option<u64>) {
         let mut slots = self.slots.borrow_mut();
-        if matches!(slots.get(key), Some(Slot::Open(p)) if *p == open) {
+        let held = |slot: &Slot| matches!(*slot, Slot::Open(p) | Slot::Closing(p) if p == open);
+        if slots.get(key).is_some_and(held) {
             slots.remove(key);
             if let Some(len) = unrecorded {
                 self.unrecorded.borrow_mut().insert(key.clone(), len);
             }
         }
+        drop(slots);
+        self.ended.notify(usize::MAX);
     }
 
     /// Forgets the open slots a remove covers (their files are gone from

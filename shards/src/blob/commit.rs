@@ -67,8 +67,13 @@ impl Orphans {
         }
     }
 
+    /// Whether one is in flight.
+    pub(crate) fn in_flight(&self) -> bool {
+        self.count.get() > 0
+    }
+
     /// Runs `commit` to the end on a detached task of this executor.
-    fn adopt(self: &Rc<Self>, commit: Pin<Box<dyn Future<Output = ()>>>) {
+    pub(crate) fn adopt(self: &Rc<Self>, commit: Pin<Box<dyn Future<Output = ()>>>) {
         if std::thread::panicking() {
             // Unwinding: dropping the commit asks the kernel to cancel what it
             // issued; nothing could observe the blob afterwards anyway.

@@ -8,7 +8,8 @@
 //! written last block and the zeros written ahead of appends. Nothing past
 //! `len` ever shows as length: a reopen, after a crash too, takes the length
 //! from a slot (one a sync, a SYNC write, or a change since wrote), and
-//! dropping the last handle cuts the file back to `len`.
+//! the close (dropping the last handle, once the work the blob started has
+//! landed) cuts the file back to `len`.
 //!
 //! The block that holds the logical end (the *tail block*) is kept in
 //! memory: a small append merges into it without reading the device.
@@ -45,11 +46,12 @@
 //!   waits for it may instead be taken into the device write of the write
 //!   that holds it (blob/group.rs): its bytes then go out under that
 //!   write's lock, and it never holds the lock itself.
-//!   Every other change of the file's size (the cut of a failed write's
-//!   bytes before a gap, the zeros written ahead) holds it too: only the
+//!   The cut of a failed write's bytes before a gap holds it too: only the
 //!   writes that hold it have blocks past `len`, so a cut to `len` never
 //!   cuts a write in flight, and it never shrinks the file below a read
-//!   (reads stop at `len`).
+//!   (reads stop at `len`). The zeros written ahead (past every write's
+//!   blocks) hold `meta` shared instead; a write that reaches into them or
+//!   cuts the file waits for them (blob/write.rs, `wait_for_zeros`).
 //! - Syncs are group-committed: a sync is satisfied by the first flush that
 //!   starts after it was called, so concurrent syncs share one fdatasync.
 //!   A sync takes no lock of the blob's: it records the length in its slot
@@ -61,9 +63,11 @@
 //! do not allocate blocks one write at a time. A write that starts past the
 //! reserved end reserves nothing (a gap stays a hole), a failed reservation
 //! gives back what it took, and blocks a crash left reserved past the end
-//! are given back when the blob is opened. Inside that space, appends write
-//! zeros ahead (blob/write.rs, `zero_ahead`), so their blocks are written
-//! blocks when their flush comes.
+//! are given back when the blob is opened. Inside that space, the appends
+//! of a blob that syncs have zeros written ahead of them on a task of their
+//! own (blob/write.rs, `zero_ahead`), so their blocks are written blocks
+//! when their flush comes. That task holds the state: the close comes after
+//! it, and an open of the name waits for the close (store.rs).
 
 mod commit;
 mod group;
@@ -84,7 +88,7 @@ use commit::{Committed, Orphans};
 pub(crate) use length::Slots;
 
 pub use read::BlobBuf;
-pub use write::ZERO_AHEAD_BYTES;
+pub use write::{ZERO_AHEAD_BYTES, ZERO_AHEAD_MIN_BYTES};
 pub use write_buf::{check_write_buf_len, WriteBuffer, WRITE_BUF_BYTES_MAX};
 
 use crate::api::{Blob, WriteOptions};
@@ -164,6 +168,13 @@ pub(crate) struct BlobState<F: FileSystem> {
     group: group::Group,
     /// Flushes whose callers left; nothing waits for them but their syncs.
     flush_orphans: Rc<Orphans>,
+    /// The zeros being written ahead of the appends (at most one task;
+    /// blob/write.rs, `zero_ahead`), and where they start.
+    zeroing: Rc<Orphans>,
+    zeroing_from: Cell<u64>,
+    /// A sync started, or a SYNC write ran, in this open: appends get zeros
+    /// ahead (blob/write.rs, `zero_ahead`).
+    synced: Cell<bool>,
     flushes: Flushes,
     /// The header's length slots (blob/length.rs).
     slots: RefCell<Slots>,
@@ -173,6 +184,8 @@ pub(crate) struct BlobState<F: FileSystem> {
     /// The length a write's commit is recording while its data write is in
     /// flight, before it publishes it (blob/length.rs).
     recording: Cell<Option<u64>>,
+    /// The live [`ShardBlob`] handles of this open.
+    handles: Cell<usize>,
     registry: Weak<Registry>,
 }
 
@@ -194,8 +207,27 @@ pub struct ShardBlob<F: FileSystem> {
 
 impl<F: FileSystem> Clone for ShardBlob<F> {
     fn clone(&self) -> Self {
+        let handles = &self.state.handles;
+        handles.set(handles.get() + 1);
         ShardBlob {
             state: self.state.clone(),
+        }
+    }
+}
+
+impl<F: FileSystem> Drop for ShardBlob<F> {
+    /// The last handle's drop starts the close, which ends when the work
+    /// the blob started lands (the state's drop): a commit whose caller
+    /// left, the zeros written ahead. An open of the name waits for it.
+    fn drop(&mut self) {
+        let state = &self.state;
+        let handles = state.handles.get();
+        debug_assert!(handles > 0, "handle count underflow");
+        state.handles.set(handles - 1);
+        if handles == 1 {
+            if let Some(registry) = state.registry.upgrade() {
+                registry.last_handle_dropped(&state.key, Rc::as_ptr(state) as *const ());
+            }
         }
     }
 }
@@ -239,10 +271,14 @@ impl<F: FileSystem> ShardBlob<F> {
                 orphans: Rc::default(),
                 group: group::Group::default(),
                 flush_orphans: Rc::default(),
+                zeroing: Rc::default(),
+                zeroing_from: Cell::new(u64::MAX),
+                synced: Cell::new(false),
                 flushes: Flushes::default(),
                 slots: RefCell::new(slots),
                 slot_turn: async_lock::Mutex::new(()),
                 recording: Cell::new(None),
+                handles: Cell::new(1),
                 registry,
             }),
         }
@@ -386,6 +422,7 @@ impl<F: FileSystem> BlobState<F> {
     /// call (one already running may have missed this caller's writes), so
     /// concurrent syncs share a flush. At most two flushes pass per call.
     async fn sync(self: &Rc<Self>) -> Result<()> {
+        self.synced.set(true);
         let flushes = &self.flushes;
         let wanted = flushes.started.get() + 1;
         while flushes.finished.get() < wanted {

@@ -109,6 +109,7 @@ use futures_lite::future::yield_now;
 use futures_lite::{stream, Stream, StreamExt};
 
 use crate::rng::Rng;
+use crate::sched::IoClass;
 
 use super::{DirEntry, File, FileSystem, WriteBuf, BLOCK_SIZE};
 
@@ -179,6 +180,9 @@ struct Disk {
     faults: Faults,
     ops: u64,
     injected_faults: u64,
+    /// Of those, the ones injected into calls of each I/O class
+    /// ([`IoClass::current`] at the call; by [`IoClass::ALL`]'s order).
+    injected_by_class: [u64; 2],
     /// How many crashes happened: views and handles from an older epoch are dead.
     epoch: u64,
     /// Most executor yields a submitted call waits before it acts, and again
@@ -454,6 +458,8 @@ impl Disk {
             return Ok(());
         }
         self.injected_faults = self.injected_faults.saturating_add(1);
+        let class = &mut self.injected_by_class[IoClass::current().index()];
+        *class = class.saturating_add(1);
         let choices: &[Fault] = match kind {
             OpKind::Read => &[Fault::Eio],
             OpKind::Write => &[Fault::Eio, Fault::Enospc, Fault::ShortWrite],
@@ -617,6 +623,7 @@ impl SimFs {
             faults: Faults::default(),
             ops: 0,
             injected_faults: 0,
+            injected_by_class: [0; 2],
             epoch: 0,
             latency_yields_max: 0,
             next_id: ROOT + 1,
@@ -647,6 +654,13 @@ impl SimFs {
     /// How many ops failed by an injected fault so far.
     pub fn injected_faults(&self) -> u64 {
         self.disk.locked().injected_faults
+    }
+
+    /// How many ops called in I/O class `class` failed by an injected fault
+    /// so far: the store's background work (the zeros written ahead of
+    /// appends) runs in [`IoClass::Throughput`].
+    pub fn injected_faults_in(&self, class: IoClass) -> u64 {
+        self.disk.locked().injected_by_class[class.index()]
     }
 
     /// Crashes the disk (see the module docs for what survives) and returns

@@ -121,7 +121,7 @@ impl IoClass {
     /// Both classes.
     pub const ALL: [IoClass; 2] = [IoClass::Latency, IoClass::Throughput];
 
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 

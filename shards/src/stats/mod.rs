@@ -151,6 +151,12 @@ impl StoreStats {
         add(&self.ops[kind.index()].cancelled, 1);
     }
 
+    /// Blobs open now: opened, and not yet closed (a blob closes when its
+    /// last handle is gone and the work it started has landed).
+    pub fn open_blobs(&self) -> u64 {
+        self.open_blobs.get()
+    }
+
     /// A blob was opened.
     pub(crate) fn blob_opened(&self) {
         add(&self.open_blobs, 1);

@@ -26,7 +26,7 @@ use std::task::Poll;
 use shardblob_shards::fs::sim::{Faults, SimFs};
 use shardblob_shards::name::hex;
 use shardblob_shards::sched::{IoScheduler, SchedConfig};
-use shardblob_shards::{Blob, Error, ShardBlob, ShardStore, WriteOptions};
+use shardblob_shards::{Blob, Error, IoClass, ShardBlob, ShardStore, WriteOptions};
 
 use super::model::BlobModel;
 use super::{log, log_more};
@@ -331,10 +331,14 @@ pub struct Harness {
     pub(super) open: BTreeMap<Key, Handle>,
     pub(super) orphans: Vec<Handle>,
     pub(super) faults: Faults,
-    /// Injected faults before the current op.
+    /// Faults injected into latency-class calls before the current op.
     before: u64,
     pub stats: Stats,
 }
+
+/// Most yields a close waits for the work its blob started (the zeros
+/// ahead: a few simulated device calls).
+const CLOSE_YIELDS_MAX: usize = 100_000;
 
 /// The store's step of space reserved and zeros written ahead of appends:
 /// small, so that blobs of a few blocks grow the file several times (each
@@ -399,9 +403,24 @@ impl Harness {
         self.open.contains_key(key)
     }
 
-    /// Whether a fault was injected since the current op began.
+    /// Whether a fault was injected since the current op began. The ops
+    /// run in the latency class; the store's background work (the zeros
+    /// written ahead of appends, which a failure only stops) runs in the
+    /// throughput class, so a fault there is not the op's.
     pub(super) fn faulted(&self) -> bool {
-        self.fs.injected_faults() > self.before
+        self.fs.injected_faults_in(IoClass::Latency) > self.before
+    }
+
+    /// Waits until at most `open_max` blobs of the store are open: a
+    /// dropped handle's blob closes when the work it started has landed.
+    pub(super) async fn closed(&self, open_max: u64) {
+        for _ in 0..CLOSE_YIELDS_MAX {
+            if self.store.stats().open_blobs() <= open_max {
+                return;
+            }
+            futures_lite::future::yield_now().await;
+        }
+        panic!("a closed blob's background work never landed");
     }
 
     /// Accepts an error only if a fault was injected during the op.
@@ -413,15 +432,16 @@ impl Harness {
     /// Runs `op`; with `limit`, cuts it short after that many yields (the
     /// caller then crashes).
     pub async fn run(&mut self, op: &Op, limit: Option<usize>) -> Outcome {
-        self.before = self.fs.injected_faults();
+        self.before = self.fs.injected_faults_in(IoClass::Latency);
+        let background_before = self.fs.injected_faults_in(IoClass::Throughput);
         log(|| format!("{op:?} limit {limit:?}"));
         let outcome = match op {
             Op::Open(key) => self.open(op, key, limit).await,
             Op::Remove(key) => self.remove(op, key, limit).await,
             Op::RemovePartition(p) => self.remove_partition(op, p, limit).await,
             Op::Scan(p) => self.scan(op, p).await,
-            Op::Close(target) => self.close(target),
-            Op::Restart => self.restart(),
+            Op::Close(target) => self.close(target).await,
+            Op::Restart => self.restart().await,
             Op::Write {
                 target,
                 offset,
@@ -442,6 +462,9 @@ impl Harness {
             Op::ReadMany { target, ranges } => self.read_many(op, target, ranges, limit).await,
         };
         log_more(|| format!(" -> {outcome:?}"));
+        // A failed zero write ahead only stops the zeros: absorbed.
+        let background = self.fs.injected_faults_in(IoClass::Throughput);
+        self.stats.swallowed += background - background_before;
         self.stats.ops += 1;
         match outcome {
             Outcome::Failed => self.stats.failed += 1,

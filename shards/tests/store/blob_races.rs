@@ -11,7 +11,7 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
 use std::path::Path;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::task::Poll;
 
@@ -42,6 +42,10 @@ struct Control {
     written_from: RefCell<Vec<usize>>,
     /// Writes keep their buffers (a file may: `File::write_returning`).
     keep_buffers: Cell<bool>,
+    /// Writes at or past this file position land only after
+    /// `slow_yields` yields (unless `next_delay` says otherwise).
+    slow_from: Cell<u64>,
+    slow_yields: Cell<u32>,
 }
 
 /// A simulated device whose calls land even when their caller is gone.
@@ -58,10 +62,19 @@ struct DeviceFile {
 
 impl Device {
     fn new(seed: u64) -> Device {
+        let control = Control::default();
+        control.slow_from.set(u64::MAX);
         Device {
             fs: SimFs::new(seed),
-            control: Rc::default(),
+            control: Rc::new(control),
         }
+    }
+
+    /// Every later write at or past file position `pos` lands only after
+    /// `yields` executor yields.
+    fn slow_writes_from(&self, pos: u64, yields: u32) {
+        self.control.slow_from.set(pos);
+        self.control.slow_yields.set(yields);
     }
 
     /// The next data-path call lands only after `yields` executor yields.
@@ -203,6 +216,9 @@ impl File for DeviceFile {
         }
         let from = buf.bytes().as_ptr() as usize;
         self.control.written_from.borrow_mut().push(from);
+        if pos >= self.control.slow_from.get() && self.control.next_delay.get() == 0 {
+            self.control.next_delay.set(self.control.slow_yields.get());
+        }
         let written = self.issue(move |f| async move {
             let (written, buf) = f.write_returning(buf, pos, durable).await;
             written.map(|n| (n, buf))
@@ -1295,5 +1311,105 @@ fn appends_never_join_past_their_writers_piece() {
         let joined = store.stats().snapshot().writes_joined;
         assert_eq!(joined, (piece / (16 << 10) - 1) as u64, "the others joined");
         assert_eq!(blob.read_at(0, expected.len()).await.unwrap()[..], expected);
+    });
+}
+
+/// The store of the zeros-ahead tests: zeros ahead in steps of 64 KiB.
+async fn open_zeroing(device: &Device, name: &[u8]) -> (ShardStore<Device>, ShardBlob<Device>) {
+    let store = ShardStore::new(device.clone(), "/").with_preallocate_bytes(64 << 10);
+    let (blob, _) = store.open(PARTITION, name).await.expect("open");
+    (store, blob)
+}
+
+/// Yields the zero writes ahead of the tests' appends wait before landing:
+/// far more than any bounded wait of these tests.
+const ZEROS_LAND_AFTER_YIELDS: u32 = 2_000;
+
+/// Caught on 95593c6: the append that grew the file of a blob that syncs
+/// wrote the zeros ahead (up to the next step) inside its own commit and
+/// waited for them, which
+/// put one append in 256 at about 1.5 ms (issue 13). They are now written
+/// on a task of their own, which the append does not wait for.
+#[test]
+fn an_append_does_not_wait_for_the_zeros_it_starts_ahead() {
+    run(|| async {
+        let device = Device::new(28);
+        let (_store, blob) = open_zeroing(&device, b"ahead").await;
+        blob.write_at(0, &[1; 100]).await.unwrap();
+        blob.sync().await.unwrap();
+        // Past the first step of zeros (where 95593c6 had zeroed already):
+        // the zeros start past its 17 blocks.
+        let bytes = vec![5; 64 << 10];
+        let zeros_from = shardblob_shards::header::HEADER_LEN + 17 * BLOCK_SIZE;
+        device.slow_writes_from(zeros_from, ZEROS_LAND_AFTER_YIELDS);
+        let mut append = pin!(blob.write_at(100, &bytes));
+        let appended = finished_within(append.as_mut(), STEPS_MAX / 100).await;
+        assert!(
+            appended
+                .expect("the append finished before the zeros landed")
+                .is_ok(),
+            "the append succeeds"
+        );
+        device.settle().await;
+    });
+}
+
+/// An append whose blocks reach into the zeros being written ahead waits
+/// for them: zeros landing after it would overwrite its bytes.
+#[test]
+fn an_append_into_zeros_in_flight_lands_after_them() {
+    run(|| async {
+        let device = Device::new(29);
+        let (_store, blob) = open_zeroing(&device, b"into").await;
+        let data_from = shardblob_shards::header::HEADER_LEN + BLOCK_SIZE;
+        blob.write_at(0, &[1; 100]).await.unwrap();
+        blob.sync().await.unwrap();
+        device.slow_writes_from(data_from, ZEROS_LAND_AFTER_YIELDS);
+        // Starts the zeros past its block.
+        blob.write_at(100, &[2; 100]).await.unwrap();
+        for _ in 0..16 {
+            yield_now().await;
+        }
+        // The next block lands at once, unless it waits for the zeros.
+        device.slow_writes_from(u64::MAX, 0);
+        blob.write_at(BLOCK_SIZE, &[3; 100]).await.unwrap();
+        device.settle().await;
+        let bytes = blob.read_at(BLOCK_SIZE, 100).await.unwrap();
+        assert!(bytes.iter().all(|&b| b == 3), "the append kept its bytes");
+    });
+}
+
+/// Caught on 95593c6 (with zeros ahead on a task of their own, and already
+/// for a dropped write's commit): the blob stayed open until that work
+/// landed, so an open right after the last handle's drop failed with
+/// `BlobAlreadyOpen`. The open now waits for the close, which gives the
+/// space past the end back.
+#[test]
+fn an_open_right_after_the_close_waits_for_the_work_in_flight() {
+    run(|| async {
+        let device = Device::new(30);
+        let (store, blob) = open_zeroing(&device, b"reopen").await;
+        blob.write_at(0, &[1; 100]).await.unwrap();
+        device.delay_next(50);
+        drop_after_issue(&device, blob.write_at(100, &[2; 100])).await;
+        drop(blob);
+        let (blob, len) = store.open(PARTITION, b"reopen").await.expect("reopen");
+        assert_eq!(len, 200, "the dropped write landed before the close");
+        blob.sync().await.unwrap();
+        let data_from = shardblob_shards::header::HEADER_LEN + BLOCK_SIZE;
+        device.slow_writes_from(data_from, 200);
+        blob.write_at(200, &[3; BLOCK_SIZE as usize]).await.unwrap();
+        drop(blob);
+        let (_blob, len) = store.open(PARTITION, b"reopen").await.expect("reopen");
+        assert_eq!(len, 200 + BLOCK_SIZE);
+        let dir = Path::new("/").join(PARTITION);
+        let entries = device.fs.list_dir(&dir).unwrap();
+        let [entry] = &entries[..] else {
+            panic!("one blob file: {entries:?}")
+        };
+        let file = device.fs.open_file(&dir.join(&entry.name), false).await;
+        let size = file.unwrap().size().await.unwrap();
+        let header = shardblob_shards::header::HEADER_LEN;
+        assert_eq!(size, header + len, "no zeros landed after the reopen");
     });
 }
