@@ -673,10 +673,12 @@ async fn stop(context: &Rc<ShardContext>, loops: Vec<glommio::Task<()>>) {
     // (the zeros written ahead of its appends: a few device writes);
     // bounded, for a handle the embedding code still holds.
     for _ in 0..CLOSE_WAIT_POLLS_MAX {
-        glommio::timer::sleep(Duration::from_millis(1)).await;
         if context.store.stats().open_blobs() == 0 {
             break;
         }
+        glommio::timer::sleep(Duration::from_millis(1)).await;
     }
+    // The reactor poll that closes the files dropped last.
+    glommio::timer::sleep(Duration::from_millis(1)).await;
     tracing::debug!(shard = context.index, "shutdown: shard stopped");
 }

@@ -314,6 +314,12 @@ impl DirSyncs {
 }
 
 /// The blob store of one shard, generic over the file seam.
+///
+/// Its blobs close when their last handle is gone and the work they
+/// started has landed (blob/mod.rs), which may be after the store is
+/// dropped: before a new store works on the same root in this process, wait
+/// until this one's [`StoreStats::open_blobs`] is 0 (the engine's shards do
+/// when they stop), or a late close could cut a file the new store writes.
 pub struct ShardStore<F: FileSystem> {
     fs: F,
     root: PathBuf,

@@ -255,7 +255,7 @@ impl<F: FileSystem> BlobState<F> {
         Ok(())
     }
 
-    /// On the drop of the last handle: records the length in its slot now
+    /// On the close (the blob state's drop): records the length in its slot now
     /// if the newest does not hold it (a failed change left another).
     pub(super) fn write_length_now(&self) -> io::Result<()> {
         let slots = *self.slots.borrow();

@@ -18,10 +18,12 @@
 //! bytes of a failed write (one that grew the file, or wrote part of the
 //! tail block, before it failed); `stale_end` says where the latter may be.
 //! Nothing shows them: reads stop at `len`, a block load clamps to `len`,
-//! and a resize up or a write whose first block starts past `len` (a gap:
-//! whole blocks it never writes) first cuts the file to `len`, inside its
-//! commit and under the locks that keep the end still, whenever
-//! `stale_end` is past `len`. Padding alone needs no cut: it is zeros.
+//! and a resize up or a write that extends the blob (past a gap: whole
+//! blocks it never writes; or over the tail block, whose rewrite a crash
+//! may lose while keeping the new length) first cuts the file to `len`,
+//! durably, inside its commit and under the locks that keep the end still,
+//! whenever `stale_end` is past `len`. Padding alone needs no cut: it is
+//! zeros.
 //!
 //! Cancellation: every operation that changes the file runs its device calls
 //! and the state update that goes with them as one [`commit::Committed`]
@@ -47,11 +49,12 @@
 //!   that holds it (blob/group.rs): its bytes then go out under that
 //!   write's lock, and it never holds the lock itself.
 //!   The cut of a failed write's bytes before a gap holds it too: only the
-//!   writes that hold it have blocks past `len`, so a cut to `len` never
-//!   cuts a write in flight, and it never shrinks the file below a read
-//!   (reads stop at `len`). The zeros written ahead (past every write's
-//!   blocks) hold `meta` shared instead; a write that reaches into them or
-//!   cuts the file waits for them (blob/write.rs, `wait_for_zeros`).
+//!   writes that hold it, and the zeros written ahead, have blocks past
+//!   `len`, and that write first waits for the zeros in flight
+//!   (blob/write.rs, `wait_for_zeros`), so a cut to `len` never cuts a
+//!   write in flight, no zeros land past it, and it never shrinks the file
+//!   below a read (reads stop at `len`). The zeros hold `meta` shared; a
+//!   write whose blocks reach into them waits for them too.
 //! - Syncs are group-committed: a sync is satisfied by the first flush that
 //!   starts after it was called, so concurrent syncs share one fdatasync.
 //!   A sync takes no lock of the blob's: it records the length in its slot
@@ -88,7 +91,7 @@ use commit::{Committed, Orphans};
 pub(crate) use length::Slots;
 
 pub use read::BlobBuf;
-pub use write::{ZERO_AHEAD_BYTES, ZERO_AHEAD_MIN_BYTES};
+pub use write::{ZERO_AHEAD_BYTES, ZERO_AHEAD_MIN_BYTES, ZERO_LEAD_BYTES};
 pub use write_buf::{check_write_buf_len, WriteBuffer, WRITE_BUF_BYTES_MAX};
 
 use crate::api::{Blob, WriteOptions};
@@ -378,9 +381,9 @@ impl<F: FileSystem> BlobState<F> {
     }
 
     /// Cuts the file to the logical length if a failed write may have left
-    /// its bytes past it, so that a resize up or a write past a gap exposes
-    /// zeros (an extension of a file reads as zeros; a gap's blocks are
-    /// never written). Runs only inside a commit that holds the locks that
+    /// its bytes past it, so that a resize up or a write past the end
+    /// exposes zeros, after a crash too (an extension of a file reads as
+    /// zeros; a gap's blocks are never written). Runs only inside a commit that holds the locks that
     /// keep the end still (a resize's exclusive lock, or an extending
     /// write's RMW lock), so it finishes, or fails with nothing changed,
     /// whoever drops the caller's future.

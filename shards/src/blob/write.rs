@@ -21,7 +21,8 @@
 //! A write whose later chunk fails gives back the length its earlier chunks
 //! added (shards/src/api.rs: a failed write adds no length): `len` returns
 //! to its value before the write, `stale_end` covers the bytes written past
-//! it (so a resize up or a write past a gap cuts them off first) and the
+//! it (so a resize up or a write that extends the blob cuts them off
+//! first) and the
 //! cached tail block goes (the next load reads the device, clamped to
 //! `len`). Only a write holding the RMW lock moves `len`, so nothing else
 //! moved it meanwhile; and while such a write has pieces to go, a write
@@ -42,14 +43,19 @@ use super::group::{Run, JOIN_BYTES_MAX};
 use super::{BlobState, TailBlock};
 
 const BLOCK: usize = BLOCK_SIZE as usize;
-/// The most zeros written ahead of the appends at once (capped by the
+/// The largest step of zeros written ahead of the appends (capped by the
 /// store's `preallocate_bytes`): 1 MiB, one growth of the file per 256
-/// appends of 4 KiB.
+/// appends of 4 KiB. A run of zeros reaches at most 1.5 steps past the
+/// append that starts it.
 pub const ZERO_AHEAD_BYTES: u64 = 1 << 20;
 /// The least: the zeros ahead of a blob grow with it, from this step up to
 /// [`ZERO_AHEAD_BYTES`], so a small blob that syncs (a put) writes at most
 /// this much for nothing before its close cuts it.
 pub const ZERO_AHEAD_MIN_BYTES: u64 = 64 << 10;
+/// How far past an append the zeros start when the file holds none ahead
+/// of it (the first append after a sync, a cut, a resize): the next appends
+/// up to there grow the file themselves while the first zeros land.
+pub const ZERO_LEAD_BYTES: u64 = 16 << 10;
 
 /// The write buffer of a blob's file.
 pub(super) type FileBuf<F> = <<F as FileSystem>::File as File>::WriteBuf;
@@ -478,17 +484,23 @@ impl<F: FileSystem> BlobState<F> {
             caller_buf,
         } = chunk;
         let locked = write.len_before.is_some();
-        if start > self.len.get() {
-            // A gap: its whole blocks are never written, so they must not
-            // hold a failed write's bytes. This write ends past `len`, so it
-            // holds the RMW lock: no other write moves the end meanwhile.
+        // First: the cut below and the reservation must not race them.
+        self.wait_for_zeros(end).await;
+        if data_end > self.len.get() {
+            // The write extends the blob over what lies past `len`, which
+            // must not be a failed write's bytes: a gap's whole blocks are
+            // never written, and an edge block rewritten with zeros past
+            // `len` may not survive a crash that keeps the new length in its
+            // slot, while a sync may have made those bytes durable
+            // (concurrency_sim 620350668355). So they go first, durably. This
+            // write holds the RMW lock: no other write moves the end
+            // meanwhile.
             assert!(locked, "a write past the end without the RMW lock");
             if let Err(e) = self.trim_stale().await {
                 return (Err(e), Some(buf));
             }
         }
         self.reserve(start, end).await;
-        self.wait_for_zeros(start, end).await;
         // A write past the file's end leaves a hole, which stays one.
         let gap = start > self.file_len.get().div_ceil(BLOCK_SIZE) * BLOCK_SIZE;
         // Count the blocks as file bytes before the write: a failed (short)
@@ -528,7 +540,9 @@ impl<F: FileSystem> BlobState<F> {
         let new_len = self.len.get().max(data_end);
         assert!(locked || new_len == self.len.get(), "moved len unlocked");
         self.len.set(new_len);
-        if locked && !gap {
+        // After the write's last chunk: its next chunks never wait for
+        // zeros over their own blocks.
+        if locked && !gap && data_end == write.end {
             self.zero_ahead(end, write.durable);
         }
         if let Some(bytes) = tail {
@@ -600,7 +614,8 @@ impl<F: FileSystem> BlobState<F> {
             // A failed fallocate may keep the blocks it got past the end:
             // give them back. Truncating to the file's current size frees
             // the blocks past the end (ext4) and cuts nothing, whatever is
-            // in flight. (Not to `file_len`: it already counts this write,
+            // in flight (no zeros are: this write ends past them all, so it
+            // waited for them). (Not to `file_len`: it already counts this write,
             // so that would grow the file and free nothing.)
             let _ = self.file.release_past_end_now(0);
         }
@@ -635,11 +650,12 @@ impl<F: FileSystem> BlobState<F> {
     }
 
     /// Waits for the zeros in flight if the write of blocks `start..end`
-    /// reaches into them (they must not land over its bytes), or cuts the
-    /// file (a gap: the zeros must not land past the cut).
-    async fn wait_for_zeros(&self, start: u64, end: u64) {
-        let reaches = end > self.zeroing_from.get() || start > self.len.get();
-        if self.zeroing.in_flight() && reaches {
+    /// reaches into them (they must not land over its bytes), or may cut
+    /// the file (a failed write's bytes lie past `len`: the zeros must not
+    /// land past the cut).
+    async fn wait_for_zeros(&self, end: u64) {
+        let may_cut = self.stale_end.get() > self.len.get();
+        if self.zeroing.in_flight() && (end > self.zeroing_from.get() || may_cut) {
             self.zeroing.settled().await;
         }
     }
@@ -657,8 +673,17 @@ impl<F: FileSystem> BlobState<F> {
         }
         let target = (end + step / 2).div_ceil(step) * step;
         let target = target.min(reserved / BLOCK_SIZE * BLOCK_SIZE);
-        // The file holds this write's blocks: past them.
-        let from = file_end.max(end);
+        // The file holds this write's blocks (file_end >= end): past them.
+        // With none ahead yet, a few blocks further, and a short first run:
+        // the next appends grow the file themselves meanwhile, rather than
+        // wait for zeros written over their own blocks.
+        let (from, target) = match file_end > end {
+            true => (file_end, target),
+            false => {
+                let from = end + ZERO_LEAD_BYTES;
+                (from, target.min(from + ZERO_AHEAD_MIN_BYTES))
+            }
+        };
         (from < target).then_some((from, target))
     }
 
@@ -668,37 +693,29 @@ impl<F: FileSystem> BlobState<F> {
     /// the close (which cuts the file) comes after it.
     fn start_zeros(self: &Rc<Self>, from: u64, target: u64) {
         debug_assert!(from.is_multiple_of(BLOCK_SIZE) && target.is_multiple_of(BLOCK_SIZE));
-        // A resize waits for `meta`: no zeros, it may cut the file.
-        let Some(shared) = self.meta.try_read_arc() else {
-            return;
-        };
         self.zeroing_from.set(from);
-        // Counted before they land: the file may hold them from now on.
-        self.file_len.set(self.file_len.get().max(target));
-        let state = self.clone();
-        let zeros = async move {
-            let _shared = shared;
-            state.write_zeros(from, target).await;
-        };
-        let zeros = IoClass::Throughput.scope(zeros);
-        self.zeroing.adopt(Box::pin(zeros));
-    }
-
-    /// Writes zeros to data bytes `from..target`, in pieces of
-    /// `piece_bytes`; stops at the first failure.
-    async fn write_zeros(&self, from: u64, target: u64) {
         let piece_bytes = self.file.piece_bytes() as u64;
         let mut at = from;
-        // Bounded: at most ZERO_AHEAD_BYTES / piece_bytes + 1 pieces.
+        // Bounded: at most 1.5 * ZERO_AHEAD_BYTES / piece_bytes + 1 pieces,
+        // each on its own task, so they land together (one after another,
+        // they kept the device busy for more appends: p99 1.7x).
         while at < target {
-            let len = piece_bytes.min(target - at);
-            debug_assert!(len.is_multiple_of(BLOCK_SIZE), "zeros of whole blocks");
-            let mut zeros = self.file.alloc(len as usize);
-            zeros.bytes_mut().fill(0);
-            let written = self.file.write_at(zeros, HEADER_LEN + at, false).await;
-            if !written.is_ok_and(|n| n as u64 == len) {
+            // A resize waits for `meta`: no zeros, it may cut the file.
+            let Some(shared) = self.meta.try_read_arc() else {
                 return;
-            }
+            };
+            let len = piece_bytes.min(target - at);
+            // Counted before they land: the file may hold them from now on.
+            self.file_len.set(self.file_len.get().max(at + len));
+            let state = self.clone();
+            let zeros = async move {
+                let _shared = shared;
+                let mut zeros = state.file.alloc(len as usize);
+                zeros.bytes_mut().fill(0);
+                let _ = state.file.write_at(zeros, HEADER_LEN + at, false).await;
+            };
+            let zeros = IoClass::Throughput.scope(zeros);
+            self.zeroing.adopt(Box::pin(zeros));
             at += len;
         }
     }

@@ -162,7 +162,8 @@ impl StoreStats {
         add(&self.open_blobs, 1);
     }
 
-    /// An open blob's last handle went.
+    /// An open blob closed: its last handle went, and the work it started
+    /// (a commit whose caller left, the zeros written ahead) has landed.
     pub(crate) fn blob_closed(&self) {
         let open = self.open_blobs.get();
         debug_assert!(open > 0, "more blobs closed than opened");

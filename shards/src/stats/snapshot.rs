@@ -50,7 +50,8 @@ pub struct StoreSnapshot {
     /// Operations running on the shard now, whose callers wait for them
     /// (the commit of a dropped write that finishes on its own is not).
     pub ops_in_flight: u64,
-    /// Open blobs (live handles, each holding its files) on the shard.
+    /// Open blobs on the shard, each holding its file: live handles, and
+    /// blobs whose last handle went while the work they started lands.
     pub open_blobs: u64,
     /// Space reserved ahead of appends (`preallocate_bytes`) past the
     /// logical ends of the open blobs, in bytes. Two gaps: after a resize

@@ -276,6 +276,12 @@ impl BlobModel {
             // the store may have cut the file to the logical length first.
             self.zero_between(len, offset / BLOCK * BLOCK, false);
             self.may_hold([len]);
+        } else if end > len {
+            // An extension: the store may have cut a failed write's bytes
+            // past `len` first, durably, so a crash that loses this write's
+            // blocks may find zeros there.
+            self.zero_from(len, true);
+            self.may_hold([len]);
         }
         let (first, last) = (offset / BLOCK * BLOCK, round_up(end, BLOCK));
         self.edit(first, last, false, |start, s| {
@@ -340,10 +346,11 @@ impl BlobModel {
         }
         let end = offset + data.len() as u64;
         let len = self.len;
-        if self.leaves_gap(offset) {
-            // The cut of the file to the logical length before a write past
-            // a gap may have happened: past `len`, a failed write's bytes
-            // may have become zeros, in the sectors inside the blob too.
+        if end > len {
+            // The cut of the file to the logical length before a write that
+            // extends the blob may have happened (durably): past `len`, a
+            // failed write's bytes may have become zeros, in the sectors
+            // inside the blob too.
             self.zero_from(len, true);
             self.may_hold([len]);
         }

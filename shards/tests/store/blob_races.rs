@@ -18,6 +18,7 @@ use std::task::Poll;
 use futures_lite::future::{poll_once, yield_now};
 use futures_lite::{Stream, StreamExt};
 use glommio::{LocalExecutorBuilder, Placement};
+use shardblob_shards::blob::ZERO_LEAD_BYTES;
 use shardblob_shards::fs::sim::{Faults, SimFile, SimFs, SimWriteBuf};
 use shardblob_shards::fs::{DirEntry, File, FileSystem, WriteBuf, BLOCK_SIZE};
 use shardblob_shards::sched::SchedConfig;
@@ -1338,7 +1339,7 @@ fn an_append_does_not_wait_for_the_zeros_it_starts_ahead() {
         blob.write_at(0, &[1; 100]).await.unwrap();
         blob.sync().await.unwrap();
         // Past the first step of zeros (where 95593c6 had zeroed already):
-        // the zeros start past its 17 blocks.
+        // the zeros start past its 17 blocks (and a lead).
         let bytes = vec![5; 64 << 10];
         let zeros_from = shardblob_shards::header::HEADER_LEN + 17 * BLOCK_SIZE;
         device.slow_writes_from(zeros_from, ZEROS_LAND_AFTER_YIELDS);
@@ -1349,6 +1350,10 @@ fn an_append_does_not_wait_for_the_zeros_it_starts_ahead() {
                 .expect("the append finished before the zeros landed")
                 .is_ok(),
             "the append succeeds"
+        );
+        assert!(
+            device.control.in_flight.get() > 0,
+            "the zeros are in flight"
         );
         device.settle().await;
     });
@@ -1361,21 +1366,29 @@ fn an_append_into_zeros_in_flight_lands_after_them() {
     run(|| async {
         let device = Device::new(29);
         let (_store, blob) = open_zeroing(&device, b"into").await;
-        let data_from = shardblob_shards::header::HEADER_LEN + BLOCK_SIZE;
         blob.write_at(0, &[1; 100]).await.unwrap();
         blob.sync().await.unwrap();
-        device.slow_writes_from(data_from, ZEROS_LAND_AFTER_YIELDS);
-        // Starts the zeros past its block.
+        // Starts the zeros ahead: none are there yet, so from a lead past
+        // its block on.
+        let zeros_from = BLOCK_SIZE + ZERO_LEAD_BYTES;
+        let header = shardblob_shards::header::HEADER_LEN;
+        device.slow_writes_from(header + zeros_from, ZEROS_LAND_AFTER_YIELDS);
         blob.write_at(100, &[2; 100]).await.unwrap();
         for _ in 0..16 {
             yield_now().await;
         }
-        // The next block lands at once, unless it waits for the zeros.
+        assert!(
+            device.control.in_flight.get() > 0,
+            "the zeros are in flight"
+        );
+        // An append (no gap) whose last block is past where they start: it
+        // lands at once, unless it waits for the zeros.
         device.slow_writes_from(u64::MAX, 0);
-        blob.write_at(BLOCK_SIZE, &[3; 100]).await.unwrap();
+        let bytes = vec![3; (zeros_from + BLOCK_SIZE - 200) as usize];
+        blob.write_at(200, &bytes).await.unwrap();
         device.settle().await;
-        let bytes = blob.read_at(BLOCK_SIZE, 100).await.unwrap();
-        assert!(bytes.iter().all(|&b| b == 3), "the append kept its bytes");
+        let seen = blob.read_at(200, bytes.len()).await.unwrap();
+        assert!(seen.iter().all(|&b| b == 3), "the append kept its bytes");
     });
 }
 

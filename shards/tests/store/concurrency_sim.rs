@@ -135,11 +135,19 @@ async fn one_seed(seed: u64) -> SimStats {
 ///   may still land, and refused the failed write's bytes. Where the length
 ///   is not known (ops dropped or in flight may have moved it), the old
 ///   contents now stay possible (`Landing`, common/model.rs).
+/// - 620350668355 (once the zeros ahead left the appends' commits): a write
+///   into the tail block at the end fails after its block landed, a sync
+///   makes those bytes durable past the end (a sync cuts nothing), and the
+///   next append rewrites the block with zeros past the old end; a crash
+///   keeps the append's length slot but not its block, and the failed
+///   write's bytes showed inside the length. A write that extends the blob
+///   now cuts a failed write's bytes durably first, as a gap did.
 const FOUND: &[u64] = &[
     909_045_641_709,
     332_303_538_607,
     283_984_731_271,
     733_996_086_508,
+    620_350_668_355,
 ];
 
 #[test]
@@ -167,7 +175,10 @@ fn concurrent_tasks_keep_the_contract() {
         assert!(total.reads_checked > 1000, "{total:?}");
         assert!(total.opens_refused > 100, "{total:?}");
         assert!(total.failed > 10, "{total:?}");
-        assert!(total.writes_joined > 100, "{total:?}");
+        // A join needs a writer holding the RMW lock while small writes
+        // queue behind it: 57 in 10,008 rounds (5,000 seeds) since the
+        // zeros ahead left the appends' commits, which held it longer.
+        assert!(total.writes_joined > total.rounds / 400, "{total:?}");
     }
 }
 
