@@ -698,7 +698,8 @@ impl<F: FileSystem> BlobState<F> {
         let mut at = from;
         // Bounded: at most 1.5 * ZERO_AHEAD_BYTES / piece_bytes + 1 pieces,
         // each on its own task, so they land together (one after another,
-        // they kept the device busy for more appends: p99 1.7x).
+        // they kept the device busy for more appends: p99 1.7x;
+        // bench/RESULTS.md).
         while at < target {
             // A resize waits for `meta`: no zeros, it may cut the file.
             let Some(shared) = self.meta.try_read_arc() else {
