@@ -48,7 +48,8 @@
 //!   waits for it may instead be taken into the device write of the write
 //!   that holds it (blob/group.rs): its bytes then go out under that
 //!   write's lock, and it never holds the lock itself.
-//!   The cut of a failed write's bytes before a gap holds it too: only the
+//!   The cut of a failed write's bytes before an extension holds it too:
+//!   only the
 //!   writes that hold it, and the zeros written ahead, have blocks past
 //!   `len`, and that write first waits for the zeros in flight
 //!   (blob/write.rs, `wait_for_zeros`), so a cut to `len` never cuts a
@@ -67,10 +68,10 @@
 //! reserved end reserves nothing (a gap stays a hole), a failed reservation
 //! gives back what it took, and blocks a crash left reserved past the end
 //! are given back when the blob is opened. Inside that space, the appends
-//! of a blob that syncs have zeros written ahead of them on a task of their
+//! of a blob that syncs have zeros written ahead of them on tasks of their
 //! own (blob/write.rs, `zero_ahead`), so their blocks are written blocks
-//! when their flush comes. That task holds the state: the close comes after
-//! it, and an open of the name waits for the close (store.rs).
+//! when their flush comes. Those tasks hold the state: the close comes after
+//! them, and an open of the name waits for the close (store.rs).
 
 mod commit;
 mod group;
@@ -171,8 +172,8 @@ pub(crate) struct BlobState<F: FileSystem> {
     group: group::Group,
     /// Flushes whose callers left; nothing waits for them but their syncs.
     flush_orphans: Rc<Orphans>,
-    /// The zeros being written ahead of the appends (at most one task;
-    /// blob/write.rs, `zero_ahead`), and where they start.
+    /// The zeros being written ahead of the appends (one run at a time, a
+    /// task per piece; blob/write.rs, `zero_ahead`), and where they start.
     zeroing: Rc<Orphans>,
     zeroing_from: Cell<u64>,
     /// A sync started, or a SYNC write ran, in this open: appends get zeros
@@ -383,8 +384,9 @@ impl<F: FileSystem> BlobState<F> {
     /// Cuts the file to the logical length if a failed write may have left
     /// its bytes past it, so that a resize up or a write past the end
     /// exposes zeros, after a crash too (an extension of a file reads as
-    /// zeros; a gap's blocks are never written). Runs only inside a commit that holds the locks that
-    /// keep the end still (a resize's exclusive lock, or an extending
+    /// zeros; a gap's blocks are never written). Runs only inside a commit
+    /// that holds the locks that keep the end still (a resize's exclusive
+    /// lock, or an extending
     /// write's RMW lock), so it finishes, or fails with nothing changed,
     /// whoever drops the caller's future.
     pub(crate) async fn trim_stale(&self) -> std::io::Result<()> {

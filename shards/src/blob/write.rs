@@ -54,7 +54,8 @@ pub const ZERO_AHEAD_BYTES: u64 = 1 << 20;
 pub const ZERO_AHEAD_MIN_BYTES: u64 = 64 << 10;
 /// How far past an append the zeros start when the file holds none ahead
 /// of it (the first append after a sync, a cut, a resize): the next appends
-/// up to there grow the file themselves while the first zeros land.
+/// up to there write blocks the file does not hold yet (they allocate them,
+/// as on a growing file) while the first zeros land.
 pub const ZERO_LEAD_BYTES: u64 = 16 << 10;
 
 /// The write buffer of a blob's file.
@@ -485,7 +486,7 @@ impl<F: FileSystem> BlobState<F> {
         } = chunk;
         let locked = write.len_before.is_some();
         // First: the cut below and the reservation must not race them.
-        self.wait_for_zeros(end).await;
+        self.wait_for_zeros(end, data_end > self.len.get()).await;
         if data_end > self.len.get() {
             // The write extends the blob over what lies past `len`, which
             // must not be a failed write's bytes: a gap's whole blocks are
@@ -540,9 +541,9 @@ impl<F: FileSystem> BlobState<F> {
         let new_len = self.len.get().max(data_end);
         assert!(locked || new_len == self.len.get(), "moved len unlocked");
         self.len.set(new_len);
-        // After the write's last chunk: its next chunks never wait for
-        // zeros over their own blocks.
-        if locked && !gap && data_end == write.end {
+        // After the write's last chunk (or past it: the writes it took
+        // in), so its next chunks never wait for zeros over their blocks.
+        if locked && !gap && data_end >= write.end {
             self.zero_ahead(end, write.durable);
         }
         if let Some(bytes) = tail {
@@ -635,13 +636,14 @@ impl<F: FileSystem> BlobState<F> {
     /// `ZERO_AHEAD_MIN_BYTES`, at most [`ZERO_AHEAD_BYTES`] and the store's
     /// `preallocate_bytes`. When a write comes within half a step of the
     /// zeroed end, zeros up to the next step past that (at most the space
-    /// really reserved) are written on a task of their own: no write waits
+    /// really reserved) are written on tasks of their own: no write waits
     /// for them, unless its blocks reach into them (inside the commit of
     /// the append that grew the file they put one 4 KiB append + sync in
     /// 256 at about 1.5 ms, against 0.25 ms for the rest; bench/RESULTS.md).
     /// No zeros go past a failed reservation (the disk is nearly full).
-    /// Advisory, as [`BlobState::reserve`]: a failed zero
-    /// write stops the zeros, and the writes go on.
+    /// Advisory, as [`BlobState::reserve`]: a failed piece leaves a hole
+    /// (the appends that reach it allocate its blocks themselves, as on a
+    /// growing file), and the writes go on.
     fn zero_ahead(self: &Rc<Self>, end: u64, durable: bool) {
         let syncs = self.synced.replace(self.synced.get() || durable);
         if let Some((from, target)) = self.zeros_due(end).filter(|_| syncs) {
@@ -649,12 +651,12 @@ impl<F: FileSystem> BlobState<F> {
         }
     }
 
-    /// Waits for the zeros in flight if the write of blocks `start..end`
+    /// Waits for the zeros in flight if the write of blocks ending at `end`
     /// reaches into them (they must not land over its bytes), or may cut
-    /// the file (a failed write's bytes lie past `len`: the zeros must not
-    /// land past the cut).
-    async fn wait_for_zeros(&self, end: u64) {
-        let may_cut = self.stale_end.get() > self.len.get();
+    /// the file (it `extends` the blob while a failed write's bytes lie
+    /// past `len`: the zeros must not land past the cut).
+    async fn wait_for_zeros(&self, end: u64, extends: bool) {
+        let may_cut = extends && self.stale_end.get() > self.len.get();
         if self.zeroing.in_flight() && (end > self.zeroing_from.get() || may_cut) {
             self.zeroing.settled().await;
         }
@@ -687,10 +689,10 @@ impl<F: FileSystem> BlobState<F> {
         (from < target).then_some((from, target))
     }
 
-    /// Writes zeros to data bytes `from..target` on a task of its own, in
-    /// the throughput class (bulk work no one waits for). It holds `meta`
-    /// shared, as a write does, so a resize waits for it, and the state, so
-    /// the close (which cuts the file) comes after it.
+    /// Writes zeros to data bytes `from..target` on tasks of their own, one
+    /// per piece, in the throughput class (bulk work no one waits for).
+    /// Each holds `meta` shared, as a write does, so a resize waits for it,
+    /// and the state, so the close (which cuts the file) comes after it.
     fn start_zeros(self: &Rc<Self>, from: u64, target: u64) {
         debug_assert!(from.is_multiple_of(BLOCK_SIZE) && target.is_multiple_of(BLOCK_SIZE));
         self.zeroing_from.set(from);

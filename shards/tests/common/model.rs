@@ -24,7 +24,8 @@
 //! which holds every `file_lens` the model went through, and the sizes inside
 //! an op: the end of each block a write adds, as a split write grows the file
 //! piece by piece, and the logical length the store cuts the file to before
-//! a resize up or a write past a gap; a SYNC write lifts them all to its
+//! a resize up or a write that extends the blob; a SYNC write lifts them
+//! all to its
 //! padded end), as a real disk may keep any of the size updates it had not
 //! flushed (shards/src/fs/sim.rs, "A crash"). So the blob reopens with a
 //! length in `durable_lens ∪ lens_since_sync`, and with exactly the logical
@@ -510,7 +511,7 @@ impl BlobModel {
 
     /// A completed sync: everything is durable, past the logical end too
     /// (format 2: a sync cuts nothing; a failed write's bytes there stay
-    /// until a write past a gap or a resize up cuts them).
+    /// until a write that extends the blob or a resize up cuts them).
     pub fn sync(&mut self) {
         self.crash.clone_from(&self.now);
         self.durable_lens = BTreeSet::from([self.len]);
