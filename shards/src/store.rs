@@ -101,9 +101,9 @@ impl Removal {
 /// last handle is gone while the work it started lands (`Slot::Closing`);
 /// that work waits only for the device. A call waits only for calls that
 /// announced themselves, and an announced remove only for opens that hold
-/// a slot, which wait for nothing: no cycle, no deadlock. An open's slot is never
-/// forgotten while the open runs: its final registration only fills the
-/// slot it claimed. Waiting is not fair: a steady stream of removes of
+/// a slot, which wait for nothing: no cycle, no deadlock. An open's slot is
+/// never forgotten while the open runs: its final registration only fills
+/// the slot it claimed. Waiting is not fair: a steady stream of removes of
 /// one name can hold its opens back.
 #[derive(Default)]
 pub struct Registry {

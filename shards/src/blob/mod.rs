@@ -49,9 +49,8 @@
 //!   that holds it (blob/group.rs): its bytes then go out under that
 //!   write's lock, and it never holds the lock itself.
 //!   The cut of a failed write's bytes before an extension holds it too:
-//!   only the
-//!   writes that hold it, and the zeros written ahead, have blocks past
-//!   `len`, and that write first waits for the zeros in flight
+//!   only the writes that hold it, and the zeros written ahead, have blocks
+//!   past `len`, and that write first waits for the zeros in flight
 //!   (blob/write.rs, `wait_for_zeros`), so a cut to `len` never cuts a
 //!   write in flight, no zeros land past it, and it never shrinks the file
 //!   below a read (reads stop at `len`). The zeros hold `meta` shared; a
@@ -386,9 +385,8 @@ impl<F: FileSystem> BlobState<F> {
     /// exposes zeros, after a crash too (an extension of a file reads as
     /// zeros; a gap's blocks are never written). Runs only inside a commit
     /// that holds the locks that keep the end still (a resize's exclusive
-    /// lock, or an extending
-    /// write's RMW lock), so it finishes, or fails with nothing changed,
-    /// whoever drops the caller's future.
+    /// lock, or an extending write's RMW lock), so it finishes, or fails
+    /// with nothing changed, whoever drops the caller's future.
     pub(crate) async fn trim_stale(&self) -> std::io::Result<()> {
         match self.stale_end.get() > self.len.get() {
             true => self.cut_to_len().await,

@@ -22,10 +22,9 @@
 //! added (shards/src/api.rs: a failed write adds no length): `len` returns
 //! to its value before the write, `stale_end` covers the bytes written past
 //! it (so a resize up or a write that extends the blob cuts them off
-//! first) and the
-//! cached tail block goes (the next load reads the device, clamped to
-//! `len`). Only a write holding the RMW lock moves `len`, so nothing else
-//! moved it meanwhile; and while such a write has pieces to go, a write
+//! first) and the cached tail block goes (the next load reads the device,
+//! clamped to `len`). Only a write holding the RMW lock moves `len`, so
+//! nothing else moved it meanwhile; and while such a write has pieces to go, a write
 //! without the RMW lock counts only on the length before it
 //! (`growing_from`), so no completed write's bytes end up past `len`.
 
