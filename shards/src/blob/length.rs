@@ -25,7 +25,7 @@ use std::io;
 use crate::fs::{File, FileSystem, WriteBuf, BLOCK_SIZE};
 use crate::header::{self, Header, LengthSlot, HEADER_LEN};
 
-use super::BlobState;
+use super::{BlobState, Failed};
 
 /// The length of a slot whose write failed: no blob has it.
 const LEN_UNKNOWN: u64 = u64::MAX;
@@ -216,7 +216,7 @@ impl<F: FileSystem> BlobState<F> {
     /// The flush of a sync: the length in its slot if the newest does not
     /// hold it (a failed change left another), then one data flush, which
     /// makes the slots written so far durable.
-    pub(super) async fn flush_with_length(&self) -> Result<(), (&'static str, io::Error)> {
+    pub(super) async fn flush_with_length(&self) -> Result<(), Failed> {
         // Every length was recorded before it was published (or while a
         // write records it): a page is needed only after a failed change
         // left another. So a stream of appends, each recording its own

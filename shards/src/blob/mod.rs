@@ -120,6 +120,12 @@ const RESERVED_SLACK_BYTES: u64 = 64 << 10;
 /// Most ranges one `read_many` call accepts.
 pub const READ_MANY_RANGES_MAX: usize = 1024;
 
+/// The step of a blob operation that failed, and the OS's error.
+pub(crate) type Failed = (&'static str, std::io::Error);
+/// The step named in the error of a write or resize whose flush of the cut
+/// before it failed: the blob is poisoned (api.rs, the write contract).
+pub const CUT_FLUSH_OP: &str = "sync before extending";
+
 /// The in-memory copy of the block holding the logical end.
 pub(crate) struct TailBlock {
     /// Block index in the data area.
@@ -365,18 +371,23 @@ impl<F: FileSystem> BlobState<F> {
     /// Cuts the file to the logical length: the zero padding of the last
     /// block, a failed write's bytes and the blocks reserved past the end
     /// go. The one trim of the file to `len` while the blob is open (the
-    /// one before a reveal); the caller holds the locks
-    /// that keep the end still. On failure nothing is recorded: the file
-    /// may still hold all of it.
-    async fn cut_to_len(&self) -> std::io::Result<()> {
+    /// one before a reveal); the caller holds the locks that keep the end
+    /// still. A failed `set_len` changes nothing (the file may still hold
+    /// all of it); a failed flush after it poisons the blob, as a failed
+    /// sync does: a later flush may report success for what it lost.
+    async fn cut_to_len(&self) -> std::result::Result<(), Failed> {
         let len = self.len.get();
-        self.file.set_len(HEADER_LEN + len).await?;
+        let cut = self.file.set_len(HEADER_LEN + len).await;
+        cut.map_err(|e| ("cut past the end", e))?;
+        self.file_cut_to(len);
+        self.debug_check_ends();
         // Durably: a flush may have made the failed write's bytes durable
         // (a sync cuts nothing, blob/length.rs), and a later durable slot
         // past them must not find them back after a crash.
-        self.file.sync_data().await?;
-        self.file_cut_to(len);
-        self.debug_check_ends();
+        if let Err(e) = self.file.sync_data().await {
+            self.poison(CUT_FLUSH_OP, &e);
+            return Err((CUT_FLUSH_OP, e));
+        }
         Ok(())
     }
 
@@ -387,7 +398,7 @@ impl<F: FileSystem> BlobState<F> {
     /// that holds the locks that keep the end still (a resize's exclusive
     /// lock, or an extending write's RMW lock), so it finishes, or fails
     /// with nothing changed, whoever drops the caller's future.
-    pub(crate) async fn trim_stale(&self) -> std::io::Result<()> {
+    pub(crate) async fn trim_stale(&self) -> std::result::Result<(), Failed> {
         match self.stale_end.get() > self.len.get() {
             true => self.cut_to_len().await,
             false => Ok(()),
@@ -405,7 +416,14 @@ impl<F: FileSystem> BlobState<F> {
         }
     }
 
+    /// Poisons the blob (the first cause stays) and returns `source` as the
+    /// error of `op`.
     fn poison_with(&self, op: &'static str, source: std::io::Error) -> Error {
+        self.poison(op, &source);
+        self.io_error(op, source)
+    }
+
+    fn poison(&self, op: &'static str, source: &std::io::Error) {
         self.poison.borrow_mut().get_or_insert_with(|| {
             tracing::warn!(
                 partition = %self.key.partition,
@@ -416,7 +434,6 @@ impl<F: FileSystem> BlobState<F> {
             );
             format!("{op}: {source}")
         });
-        self.io_error(op, source)
     }
 
     /// Makes every completed write and resize durable.
@@ -468,9 +485,8 @@ impl<F: FileSystem> BlobState<F> {
         if new_len > old_len {
             // An extension keeps the bytes the file holds: first cut off
             // what a failed write left past the end.
-            self.trim_stale()
-                .await
-                .map_err(|e| self.io_error("resize", e))?;
+            let trimmed = self.trim_stale().await;
+            trimmed.map_err(|(op, e)| self.io_error(op, e))?;
         }
         self.record_resize(new_len)
             .await

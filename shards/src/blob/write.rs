@@ -39,9 +39,12 @@ use crate::Result;
 
 use super::commit::Committed;
 use super::group::{Run, JOIN_BYTES_MAX};
-use super::{BlobState, TailBlock};
+use super::{BlobState, Failed, TailBlock};
 
 const BLOCK: usize = BLOCK_SIZE as usize;
+/// The step named in the error of a failed device write (or a failed read
+/// of the blocks it rewrites).
+const WRITE_OP: &str = "write";
 /// The largest step of zeros written ahead of the appends (capped by the
 /// store's `preallocate_bytes`): 1 MiB, one growth of the file per 256
 /// appends of 4 KiB. A run of zeros reaches at most 1.5 steps past the
@@ -196,7 +199,7 @@ impl<F: FileSystem> BlobState<F> {
                 Turn::Joined(done) => {
                     return done
                         .map(|()| None)
-                        .map_err(|e| self.write_failed(e, durable))
+                        .map_err(|e| self.write_failed((WRITE_OP, e), durable))
                 }
             },
             false => None,
@@ -292,7 +295,7 @@ impl<F: FileSystem> BlobState<F> {
             Err(e) => {
                 self.take_back_length(write.len_before);
                 self.account_reserved();
-                return Err(self.write_failed(e, write.durable));
+                return Err(self.write_failed((WRITE_OP, e), write.durable));
             }
         };
         self.commit_prepared(chunk, write, guards, joins)
@@ -394,11 +397,14 @@ impl<F: FileSystem> BlobState<F> {
         self.debug_check_ends();
     }
 
-    /// The error of a failed write; a failed SYNC write poisons the blob.
-    fn write_failed(&self, e: std::io::Error, durable: bool) -> crate::Error {
-        match durable {
-            true => self.poison_with("synced write", e),
-            false => self.io_error("write", e),
+    /// The error of a failed write (`op`: the step that failed, the device
+    /// write or the cut before it); a failed SYNC write poisons the blob,
+    /// and so does a failed flush of the cut (`cut_to_len`) of any write.
+    fn write_failed(&self, (op, e): Failed, durable: bool) -> crate::Error {
+        match (durable, op) {
+            (true, WRITE_OP) => self.poison_with("synced write", e),
+            (true, _) => self.poison_with(op, e),
+            (false, _) => self.io_error(op, e),
         }
     }
 
@@ -462,10 +468,10 @@ impl<F: FileSystem> BlobState<F> {
             self.take_back_length(write.len_before);
         }
         self.account_reserved();
-        joined.answer(committed.as_ref().err());
+        joined.answer(committed.as_ref().err().map(|(_, e)| e));
         committed
             .map(|()| buf)
-            .map_err(|e| self.write_failed(e, write.durable))
+            .map_err(|failed| self.write_failed(failed, write.durable))
     }
 
     /// The device calls and state update of [`BlobState::commit_chunk`],
@@ -474,7 +480,7 @@ impl<F: FileSystem> BlobState<F> {
         self: &Rc<Self>,
         chunk: Chunk<FileBuf<F>>,
         write: WriteRange,
-    ) -> (std::io::Result<()>, Option<FileBuf<F>>) {
+    ) -> (std::result::Result<(), Failed>, Option<FileBuf<F>>) {
         let Chunk {
             buf,
             start,
@@ -496,8 +502,8 @@ impl<F: FileSystem> BlobState<F> {
             // write holds the RMW lock: no other write moves the end
             // meanwhile.
             assert!(locked, "a write past the end without the RMW lock");
-            if let Err(e) = self.trim_stale().await {
-                return (Err(e), Some(buf));
+            if let Err(failed) = self.trim_stale().await {
+                return (Err(failed), Some(buf));
             }
         }
         self.reserve(start, end).await;
@@ -535,7 +541,7 @@ impl<F: FileSystem> BlobState<F> {
             // past the end may not be zeros any more.
             self.tail.borrow_mut().take();
             self.stale_end.set(self.stale_end.get().max(end));
-            return (Err(e), buf);
+            return (Err((WRITE_OP, e)), buf);
         }
         let new_len = self.len.get().max(data_end);
         assert!(locked || new_len == self.len.get(), "moved len unlocked");

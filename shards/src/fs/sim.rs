@@ -131,6 +131,9 @@ type NodeId = u64;
 pub struct Faults {
     /// Fail the op with this index (the [`SimFs::op_count`] before it).
     pub fail_op_index: Option<u64>,
+    /// Fail the file flush (`sync_data`) with this index among the flushes
+    /// (the [`SimFs::sync_count`] before it).
+    pub fail_sync_index: Option<u64>,
     /// Fail each op with this probability, in parts per million.
     pub fail_per_million: u32,
 }
@@ -141,6 +144,16 @@ impl Faults {
         let fail_op_index = Some(index);
         Faults {
             fail_op_index,
+            ..Faults::default()
+        }
+    }
+
+    /// Fails exactly the file flush (`sync_data`) with index `index` among
+    /// the flushes: a test of what a failed flush does.
+    pub fn at_sync(index: u64) -> Self {
+        let fail_sync_index = Some(index);
+        Faults {
+            fail_sync_index,
             ..Faults::default()
         }
     }
@@ -179,6 +192,8 @@ struct Disk {
     rng: Rng,
     faults: Faults,
     ops: u64,
+    /// Of those, the file flushes (`sync_data`).
+    syncs: u64,
     injected_faults: u64,
     /// Of those, the ones injected into calls of each I/O class
     /// ([`IoClass::current`] at the call; by [`IoClass::ALL`]'s order).
@@ -222,10 +237,12 @@ struct Place<'p> {
     node: Option<NodeId>,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum OpKind {
     Read,
     Write,
+    /// `sync_data`: counted apart for [`Faults::fail_sync_index`].
+    Sync,
     Other,
 }
 
@@ -451,7 +468,8 @@ impl Disk {
         if epoch != self.epoch {
             return Err(Fault::Dead);
         }
-        let by_index = self.faults.fail_op_index == Some(index);
+        let by_sync_index = self.sync_fails(kind);
+        let by_index = self.faults.fail_op_index == Some(index) || by_sync_index;
         let per_million = u64::from(self.faults.fail_per_million);
         let by_chance = per_million > 0 && self.rng.below(1_000_000) < per_million;
         if !(by_index || by_chance) {
@@ -463,9 +481,20 @@ impl Disk {
         let choices: &[Fault] = match kind {
             OpKind::Read => &[Fault::Eio],
             OpKind::Write => &[Fault::Eio, Fault::Enospc, Fault::ShortWrite],
-            OpKind::Other => &[Fault::Eio, Fault::Enospc],
+            OpKind::Sync | OpKind::Other => &[Fault::Eio, Fault::Enospc],
         };
         Err(choices[self.rng.below(choices.len() as u64) as usize])
+    }
+
+    /// Counts a flush; whether it is the one [`Faults::fail_sync_index`]
+    /// names.
+    fn sync_fails(&mut self, kind: OpKind) -> bool {
+        if kind != OpKind::Sync {
+            return false;
+        }
+        let index = self.syncs;
+        self.syncs = self.syncs.saturating_add(1);
+        self.faults.fail_sync_index == Some(index)
     }
 
     fn dir(&self, id: NodeId) -> io::Result<&DirData> {
@@ -622,6 +651,7 @@ impl SimFs {
             rng: Rng::new(seed),
             faults: Faults::default(),
             ops: 0,
+            syncs: 0,
             injected_faults: 0,
             injected_by_class: [0; 2],
             epoch: 0,
@@ -649,6 +679,12 @@ impl SimFs {
     /// How many ops have been called so far (the index of the next op).
     pub fn op_count(&self) -> u64 {
         self.disk.locked().ops
+    }
+
+    /// How many file flushes (`sync_data`) have been called so far (the
+    /// index of the next one, for [`Faults::at_sync`]).
+    pub fn sync_count(&self) -> u64 {
+        self.disk.locked().syncs
     }
 
     /// How many ops failed by an injected fault so far.
@@ -933,7 +969,7 @@ impl File for SimFile {
 
     async fn sync_data(&self) -> io::Result<()> {
         yield_now().await;
-        self.start(OpKind::Other).map_err(Fault::error)?;
+        self.start(OpKind::Sync).map_err(Fault::error)?;
         let data = self.data.clone();
         self.device(move |_| {
             data.locked().flush();
@@ -1027,6 +1063,26 @@ mod tests {
             let listing = fs.list_dir(Path::new("/d")).unwrap();
             (bytes, listing.into_iter().map(|entry| entry.name).collect())
         })
+    }
+
+    /// `Faults::at_sync(n)` fails the n-th flush and only it, whatever
+    /// other ops run between the flushes.
+    #[test]
+    fn at_sync_fails_exactly_that_flush() {
+        block_on(async {
+            let fs = SimFs::new(1);
+            let file = synced_file(&fs, 0x11, 1).await;
+            assert_eq!(fs.sync_count(), 1, "synced_file flushes once");
+            fs.set_faults(Faults::at_sync(2));
+            file.write_at(filled(&file, 0x22, 1), 0, false)
+                .await
+                .unwrap();
+            file.sync_data().await.unwrap();
+            file.set_len(BLOCK_SIZE).await.unwrap();
+            assert!(file.sync_data().await.is_err(), "the flush with index 2");
+            file.sync_data().await.unwrap();
+            assert_eq!((fs.sync_count(), fs.injected_faults()), (4, 1));
+        });
     }
 
     #[test]

@@ -109,7 +109,8 @@ pub(super) struct Inode {
     /// them in a task of their own changes the length before their futures
     /// complete.
     pub(super) in_flight: BTreeMap<u64, Pending>,
-    /// A sync or SYNC write of it failed (or may have): it may be poisoned.
+    /// A sync, SYNC write, or write or resize that cuts failed (or may
+    /// have): it may be poisoned.
     pub(super) may_poison: bool,
 }
 

@@ -98,7 +98,10 @@ impl Sim {
         self.edit(p.inode, &p.model, |m| {
             m.maybe_write_among((offset, data), sync, torn, writes.as_deref())
         });
-        self.mark_poison(&p, sync && self.faults_on);
+        // A failed SYNC write poisons, and so does a failed flush of the cut
+        // before any write that extends the blob (CUT_FLUSH_OP), which a
+        // resize or another write may move while this one waits.
+        self.mark_poison(&p, self.faults_on);
         let options = [WriteOptions::NONE, WriteOptions::SYNC][usize::from(sync)];
         let write = write_in(&p.blob, offset, data, options, pieces);
         let result = limited(write, limit).await;
@@ -153,9 +156,9 @@ impl Sim {
         }
     }
 
-    /// A sync or SYNC write of `p` failed, or (with faults injected) may
-    /// fail: the blob may be poisoned from now on, even before its future
-    /// reports it.
+    /// A sync, write or resize of `p` that poisons when it fails failed,
+    /// or (with faults injected) may fail: the blob may be poisoned from
+    /// now on, even before its future reports it.
     fn mark_poison(&self, p: &Picked, poisons: bool) {
         if poisons {
             let mut inodes = self.inodes.borrow_mut();
@@ -208,6 +211,8 @@ impl Sim {
             m.maybe_resize_among(len, writes.as_deref())
         });
         self.wait(&p, id, false);
+        // A resize up flushes the cut before it: a failure poisons.
+        self.mark_poison(&p, self.faults_on);
         let result = limited(p.blob.resize(len), limit).await;
         self.waited(&p, id, "resize", matches!(result, Some(Ok(()))));
         let end = match result {

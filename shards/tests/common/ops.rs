@@ -3,7 +3,7 @@
 
 use futures_lite::StreamExt;
 use shardblob_shards::fs::sim::Faults;
-use shardblob_shards::{Blob, Error, IoClass, WriteOptions};
+use shardblob_shards::{Blob, Error, IoClass, WriteOptions, CUT_FLUSH_OP};
 
 use super::harness::{
     expect_poisoned, limited, show, write_in, Handle, Harness, Op, Outcome, Target,
@@ -54,7 +54,9 @@ impl Harness {
         Outcome::Done
     }
 
-    /// Maps the result of a mutation; a failed sync or SYNC write poisons.
+    /// Maps the result of a mutation; a failed sync or SYNC write poisons,
+    /// and so does any write or resize whose flush of the cut before it
+    /// failed (its error names [`CUT_FLUSH_OP`]).
     fn mutated<T>(
         &mut self,
         target: &Target,
@@ -64,8 +66,9 @@ impl Harness {
         match result {
             None => Outcome::Interrupted,
             Some(Ok(_)) => Outcome::Done,
-            Some(Err(_)) => {
-                if let (true, Some(h)) = (poisons, self.handle_mut(target)) {
+            Some(Err(e)) => {
+                let flush = matches!(e, Error::Io { op, .. } if op == CUT_FLUSH_OP);
+                if let (true, Some(h)) = (poisons || flush, self.handle_mut(target)) {
                     h.poisoned = true;
                 }
                 Outcome::Failed

@@ -33,6 +33,11 @@
 //!   The random fault simulation alone does not reach that sequence (a short
 //!   write into the tail block, then such a write before any sync, resize or
 //!   close) in its 1,000 seeds: these cases are what kill the mutant.
+//! - `a_failed_flush_of_the_cut_before_a_reveal_poisons_the_blob`: the cut
+//!   before each reveal flushes (`Faults::at_sync` fails that flush); the
+//!   reveal fails naming `CUT_FLUSH_OP` and the blob refuses later syncs
+//!   and writes, as after a failed sync. On 4f134b5 the next sync returned
+//!   `Ok`.
 //! - `a_dropped_reveal_still_zeroes`: a resize up or gap write whose future
 //!   is dropped during its trim finishes it (or never started it): the length
 //!   and the bytes stay consistent, and the gap still reads zeros.
@@ -46,7 +51,7 @@ use common::model::BlobModel;
 use common::run_seeds;
 use shardblob_shards::fs::sim::{Faults, SimFs};
 use shardblob_shards::fs::{File, FileSystem};
-use shardblob_shards::{Blob, ShardBlob, ShardStore, Storage};
+use shardblob_shards::{Blob, Error, ShardBlob, ShardStore, Storage, CUT_FLUSH_OP};
 
 const HEADER_BYTES: u64 = 4096;
 const BASE_BYTE: u8 = 0x11;
@@ -407,6 +412,56 @@ fn an_append_over_a_failed_writes_synced_bytes_never_shows_them_after_a_crash() 
             assert!(
                 bytes[100..].iter().all(|&b| b == LATER_BYTE || b == 0),
                 "length {len}: the failed write's bytes inside the length"
+            );
+        },
+    );
+}
+
+/// The cut before a reveal is a flush (`sync_data`): when it fails, the
+/// blob is poisoned as by a failed sync, since a later flush may report
+/// success for what this one lost (DESIGN.md, Durability). The reveal
+/// fails with the flush's OS error, and every later write and sync of the
+/// handle is refused; a reopen still shows only the synced bytes.
+#[test]
+fn a_failed_flush_of_the_cut_before_a_reveal_poisons_the_blob() {
+    run_seeds(
+        "gap_zero a_failed_flush_of_the_cut_before_a_reveal_poisons",
+        "",
+        9,
+        |seed| async move {
+            let (base_len, how) = case(seed);
+            let fs = SimFs::new(seed);
+            let (store, blob) = failed_append(&fs, base_len).await;
+            fs.set_faults(Faults::at_sync(fs.sync_count()));
+            let revealed = match how {
+                Reveal::Resize => blob.resize(base_len + 20_000).await,
+                _ => {
+                    blob.write_at(later_write_at(base_len, how), &[LATER_BYTE; 100])
+                        .await
+                }
+            };
+            let e = revealed.expect_err("the cut's flush fails: the reveal fails");
+            assert!(e.raw_os_error().is_some(), "{how:?}: the OS error: {e}");
+            let op = match &e {
+                Error::Io { op, .. } => *op,
+                _ => panic!("{how:?}: not an I/O error: {e}"),
+            };
+            assert_eq!(op, CUT_FLUSH_OP, "{how:?}: the error names the flush");
+            assert_eq!((fs.injected_faults(), blob.len()), (2, base_len));
+            let refused = blob.sync().await.expect_err("a sync after a failed flush");
+            assert!(
+                refused.to_string().contains("poisoned"),
+                "{how:?}: {refused}"
+            );
+            let write = blob.write_at(0, &[LATER_BYTE; 10]).await;
+            assert!(write.is_err(), "{how:?}: a write after a failed flush");
+            drop(blob);
+            let (blob, len) = store.open("p", b"a").await.unwrap();
+            let bytes = blob.read_at(0, len as usize).await.unwrap();
+            assert_eq!(
+                &bytes[..],
+                &vec![BASE_BYTE; base_len as usize][..],
+                "{how:?} reopened"
             );
         },
     );
