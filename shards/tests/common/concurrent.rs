@@ -39,7 +39,7 @@ use shardblob_shards::fs::sim::{Faults, SimFs};
 use shardblob_shards::{Error, ShardBlob, ShardStore};
 
 use super::harness::{check_names, show, Handle, Harness, Key, Model, Op, Target};
-use super::model::{BlobModel, Trim, BLOCK};
+use super::model::{BlobModel, Trim};
 use super::{log, random, Rng};
 
 /// Concurrent tasks per round.
@@ -175,15 +175,15 @@ impl Inode {
     /// What its writes and resizes in flight (or dropped) may still do to
     /// `model`: a write land over it, a resize set the file's size; and
     /// either first cut the file to the blob's length then (a resize up, a
-    /// write past a gap: shards/src/blob/mod.rs), any of `lens`, the
-    /// lengths it may have now (concurrency_sim seed 283984731271).
+    /// write that extends the blob: `trim_stale` in shards/src/blob/), any
+    /// of `lens` below its end, the lengths it may have now (concurrency_sim
+    /// seed 283984731271).
     fn may_still_act(&self, model: &mut BlobModel, lens: &BTreeSet<u64>) {
         let in_flight = self.spans.values().filter(|span| span.end.is_none());
         for span in in_flight {
             if let Some(data) = &span.data {
                 model.maybe_land(span.bytes.0, data);
-                let first_block = span.bytes.0 / BLOCK * BLOCK;
-                lens.range(..first_block)
+                lens.range(..span.bytes.1)
                     .for_each(|&cut| model.maybe_cut(cut));
             }
         }
