@@ -536,9 +536,11 @@ fn close(model: &mut BlobModel, trim: Trim, landing: Option<u64>) {
 struct OpenBlob<B> {
     blob: B,
     model: BlobModel,
-    /// A sync or SYNC write failed on it.
+    /// A sync or SYNC write failed on it, or a file flush failed during a
+    /// write or resize (the cut before an extension).
     poisoned: bool,
-    /// A dropped sync ran while faults were on: it may have poisoned it.
+    /// A dropped sync, write or resize ran while faults were on: it may
+    /// have poisoned it.
     maybe_poisoned: bool,
     /// A dropped sync may still run, at any point between two operations
     /// (it trims and flushes under the blob's exclusive lock).
@@ -609,15 +611,17 @@ impl<B: Blob> OpenBlob<B> {
         if self.poisoned {
             return self.refused(write.await, "write");
         }
+        let flushes_failed = self.fs.injected_sync_faults();
         match limited(write, limit).await {
             Some(Ok(())) => self.model.write(offset, data, sync),
             Some(Err(e)) => {
                 self.failed(before, "write", &e);
                 self.model.maybe_write(offset, data, sync, true);
-                self.poisoned |= sync;
+                self.poisoned |= sync || self.fs.injected_sync_faults() > flushes_failed;
             }
             None => {
                 self.model.maybe_write(offset, data, sync, true);
+                self.maybe_poisoned |= self.faulty;
                 let end = offset + data.len() as u64;
                 self.landing_len = Some(self.model.len.max(end));
             }
@@ -628,14 +632,17 @@ impl<B: Blob> OpenBlob<B> {
         if self.poisoned {
             return self.refused(self.blob.resize(len).await, "resize");
         }
+        let flushes_failed = self.fs.injected_sync_faults();
         match limited(self.blob.resize(len), limit).await {
             Some(Ok(())) => self.model.resize(len),
             Some(Err(e)) => {
                 self.failed(before, "resize", &e);
                 self.model.maybe_resize(len);
+                self.poisoned |= self.fs.injected_sync_faults() > flushes_failed;
             }
             None => {
                 self.model.maybe_resize(len);
+                self.maybe_poisoned |= self.faulty;
                 self.landing_len = Some(len);
             }
         }

@@ -24,7 +24,8 @@
 //!   keeps answering (opens, syncs, reads) with results or clean errors;
 //! - a failed SYNC write or sync poisons its blob (`Error::BlobPoisoned` on
 //!   later writes and syncs) while reads still work, and a failed plain write
-//!   does not; after space is freed the poisoned blob reopens with every
+//!   does not (a later write or resize that extends the blob poisons it only
+//!   if its flush of the cut before it fails, `CUT_FLUSH_OP`); after space is freed the poisoned blob reopens with every
 //!   synced byte, and takes writes and syncs again. The tests count these
 //!   recoveries and fail without them;
 //! - after a shutdown, unmount and mount, every synced byte is intact.

@@ -113,9 +113,11 @@ pub struct Registry {
     next_open: Cell<u64>,
     /// Notified whenever an open, a remove or a close ends.
     ended: Event,
-    /// Logical lengths of blobs whose last handle's close could not record
-    /// them (blob/mod.rs, the drop): the next open takes it.
-    unrecorded: RefCell<HashMap<BlobKey, u64>>,
+    /// Logical lengths of blobs whose last handle's close left work to the
+    /// next open (blob/mod.rs, the drop): a length it could not record, or
+    /// a poisoned blob's, whose file may not be durable as it is. The next
+    /// open takes the length and flushes.
+    unsettled: RefCell<HashMap<BlobKey, u64>>,
 }
 
 impl Registry {
@@ -217,15 +219,15 @@ impl Registry {
         }
     }
 
-    /// Releases `key` if `open` still holds it; `unrecorded`: the logical
-    /// length its failed close did not record.
-    pub(crate) fn release(&self, key: &BlobKey, open: *const (), unrecorded: Option<u64>) {
+    /// Releases `key` if `open` still holds it; `unsettled`: the logical
+    /// length, if its close left work to the next open.
+    pub(crate) fn release(&self, key: &BlobKey, open: *const (), unsettled: Option<u64>) {
         let mut slots = self.slots.borrow_mut();
         let held = |slot: &Slot| matches!(*slot, Slot::Open(p) | Slot::Closing(p) if p == open);
         if slots.get(key).is_some_and(held) {
             slots.remove(key);
-            if let Some(len) = unrecorded {
-                self.unrecorded.borrow_mut().insert(key.clone(), len);
+            if let Some(len) = unsettled {
+                self.unsettled.borrow_mut().insert(key.clone(), len);
             }
         }
         drop(slots);
@@ -247,7 +249,7 @@ impl Registry {
             }
             Removal::Partition(_) => slots.retain(|key, _| !removal.covers(key)),
         }
-        self.unrecorded
+        self.unsettled
             .borrow_mut()
             .retain(|key, _| !removal.covers(key));
     }
@@ -492,7 +494,7 @@ impl<F: FileSystem> ShardStore<F> {
         };
         let mut slots =
             Slots::opened(&header).ok_or_else(|| corrupt(key, "length slots exhausted"))?;
-        let closed_len = self.registry.unrecorded.borrow().get(key).copied();
+        let closed_len = self.registry.unsettled.borrow().get(key).copied();
         let len = closed_len.unwrap_or(slots.newest_len());
         if len > BLOB_LEN_MAX {
             return Err(corrupt(key, &format!("length {len} past {BLOB_LEN_MAX}")));
@@ -516,12 +518,14 @@ impl<F: FileSystem> ShardStore<F> {
                 .map_err(blob_io("set the size to the length"))?;
         }
         // Durably: the cut above (a later durable slot must not find the
-        // bytes it took back after a crash), and a length recorded here. A
-        // blob whose size is its length reopens with no flush.
-        if size != HEADER_LEN + len || recorded {
+        // bytes it took back after a crash), a length recorded here, and
+        // whatever a poisoned blob's failed flush left (a cut that may not
+        // be durable). A blob whose size is its length and whose close left
+        // nothing to do reopens with no flush.
+        if size != HEADER_LEN + len || closed_len.is_some() {
             file.sync_data().await.map_err(blob_io("sync on open"))?;
         }
-        self.registry.unrecorded.borrow_mut().remove(key);
+        self.registry.unsettled.borrow_mut().remove(key);
         let tail = Self::load_tail(key, &file, len).await?;
         Ok(Loaded {
             file,

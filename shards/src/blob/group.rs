@@ -30,6 +30,8 @@ use event_listener::Event;
 
 use crate::sched::IoClass;
 
+use super::{Failed, WRITE_OP};
+
 /// Most writes waiting in one blob's queue; more wait for the lock alone.
 const QUEUED_WRITES_MAX: usize = 64;
 /// Largest write that queues: a copy of its bytes waits in the queue.
@@ -51,8 +53,9 @@ enum State {
     Left,
     /// A writer took it into its device write.
     Taken,
-    /// That write ended: its error, if it failed (until the write takes it).
-    Done(Option<io::Error>),
+    /// That write ended: its failed step and error, if it failed (until
+    /// the write takes it).
+    Done(Option<Failed>),
 }
 
 impl Joiner {
@@ -61,8 +64,8 @@ impl Joiner {
     }
 
     /// Answers the write with the outcome of the device write it joined:
-    /// the same OS error (errno), or the same kind and text.
-    fn answer(&self, failure: Option<io::Error>) {
+    /// the same step, and the same OS error (errno) or kind and text.
+    fn answer(&self, failure: Option<Failed>) {
         debug_assert!(matches!(*self.state.borrow(), State::Taken));
         *self.state.borrow_mut() = State::Done(failure);
         self.changed.notify(usize::MAX);
@@ -134,10 +137,10 @@ impl Run {
     }
 
     /// Answers every write with the outcome of the device write they
-    /// joined (`failure`: its error, if it failed).
-    pub(crate) fn answer(mut self, failure: Option<&io::Error>) {
+    /// joined (`failure`: its failed step and error, if it failed).
+    pub(crate) fn answer(mut self, failure: Option<&Failed>) {
         for joiner in self.0.drain(..) {
-            joiner.answer(failure.map(copy_error));
+            joiner.answer(failure.map(|(op, e)| (*op, copy_error(e))));
         }
     }
 }
@@ -148,7 +151,7 @@ impl Drop for Run {
     fn drop(&mut self) {
         for joiner in self.0.drain(..) {
             let abandoned = "the write it joined was abandoned before it ran";
-            joiner.answer(Some(io::Error::other(abandoned)));
+            joiner.answer(Some((WRITE_OP, io::Error::other(abandoned))));
         }
     }
 }
@@ -193,7 +196,7 @@ impl Queued<'_> {
     }
 
     /// Waits for the outcome of the device write that took it.
-    pub(crate) async fn done(&self) -> io::Result<()> {
+    pub(crate) async fn done(&self) -> Result<(), Failed> {
         // Bounded: the write that took it answers when its commit ends,
         // and a commit runs to its end (blob/commit.rs).
         loop {

@@ -122,9 +122,15 @@ pub const READ_MANY_RANGES_MAX: usize = 1024;
 
 /// The step of a blob operation that failed, and the OS's error.
 pub(crate) type Failed = (&'static str, std::io::Error);
+/// The step named in the error of a failed device write (or a failed read
+/// of the blocks it rewrites).
+pub(crate) const WRITE_OP: &str = "write";
 /// The step named in the error of a write or resize whose flush of the cut
 /// before it failed: the blob is poisoned (api.rs, the write contract).
 pub const CUT_FLUSH_OP: &str = "sync before extending";
+/// The step named in the error of a write or resize whose cut before it
+/// (`set_len`) failed: nothing changed.
+pub const CUT_OP: &str = "cut before extending";
 
 /// The in-memory copy of the block holding the logical end.
 pub(crate) struct TailBlock {
@@ -168,7 +174,8 @@ pub(crate) struct BlobState<F: FileSystem> {
     pub(crate) tail: RefCell<Option<TailBlock>>,
     pub(crate) meta: Arc<RwLock<()>>,
     pub(crate) rmw: Arc<Semaphore>,
-    /// Why the blob refuses writes and syncs, after a failed sync.
+    /// Why the blob refuses writes and syncs, after a failed flush (a
+    /// sync's, a SYNC write's, or a cut's before an extension).
     pub(crate) poison: RefCell<Option<String>>,
     /// Write and resize commits whose caller left; later writes wait for them.
     pub(crate) orphans: Rc<Orphans>,
@@ -351,6 +358,12 @@ impl<F: FileSystem> BlobState<F> {
     pub(crate) fn file_cut_to(&self, len: u64) {
         self.file_len.set(len);
         self.stale_end.set(0);
+        self.reservation_cut_to(len);
+    }
+
+    /// Records that a truncation to `len` gave back the blocks reserved
+    /// past it, whether or not the truncation is durable yet.
+    fn reservation_cut_to(&self, len: u64) {
         self.reserved_len.set(self.reserved_len.get().min(len));
         self.account_reserved();
     }
@@ -374,20 +387,24 @@ impl<F: FileSystem> BlobState<F> {
     /// one before a reveal); the caller holds the locks that keep the end
     /// still. A failed `set_len` changes nothing (the file may still hold
     /// all of it); a failed flush after it poisons the blob, as a failed
-    /// sync does: a later flush may report success for what it lost.
+    /// sync does, since a later flush may report success for what it lost.
     async fn cut_to_len(&self) -> std::result::Result<(), Failed> {
         let len = self.len.get();
         let cut = self.file.set_len(HEADER_LEN + len).await;
-        cut.map_err(|e| ("cut past the end", e))?;
-        self.file_cut_to(len);
-        self.debug_check_ends();
+        cut.map_err(|e| (CUT_OP, e))?;
+        self.reservation_cut_to(len);
         // Durably: a flush may have made the failed write's bytes durable
         // (a sync cuts nothing, blob/length.rs), and a later durable slot
         // past them must not find them back after a crash.
         if let Err(e) = self.file.sync_data().await {
+            // A crash may still bring them back: the blob keeps counting
+            // them, so a write that waited for this one cuts again, and the
+            // close leaves a flush to the next open (store.rs).
             self.poison(CUT_FLUSH_OP, &e);
             return Err((CUT_FLUSH_OP, e));
         }
+        self.file_cut_to(len);
+        self.debug_check_ends();
         Ok(())
     }
 
@@ -396,8 +413,9 @@ impl<F: FileSystem> BlobState<F> {
     /// exposes zeros, after a crash too (an extension of a file reads as
     /// zeros; a gap's blocks are never written). Runs only inside a commit
     /// that holds the locks that keep the end still (a resize's exclusive
-    /// lock, or an extending write's RMW lock), so it finishes, or fails
-    /// with nothing changed, whoever drops the caller's future.
+    /// lock, or an extending write's RMW lock), so it finishes, or fails,
+    /// whoever drops the caller's future: with the bytes still counted
+    /// past the end, and the blob poisoned if the cut's flush failed.
     pub(crate) async fn trim_stale(&self) -> std::result::Result<(), Failed> {
         match self.stale_end.get() > self.len.get() {
             true => self.cut_to_len().await,
@@ -574,9 +592,11 @@ impl<F: FileSystem> Drop for BlobState<F> {
         let untrimmed = !stale
             && (self.file_len.get() != self.len.get() || self.reserved_len.get() > self.len.get());
         // A poisoned blob records its length too (its writes stay readable
-        // after a reopen, as they are now), but leaves the file's size alone.
+        // after a reopen, as they are now), but leaves the file's size alone,
+        // and the next open a flush: its failed flush may have left a cut
+        // that is not durable (`cut_to_len`).
         let poisoned = self.poison.borrow().is_some();
-        let mut failed = None;
+        let mut unsettled = poisoned.then(|| self.len.get());
         {
             let closed = self
                 .write_length_now()
@@ -592,11 +612,12 @@ impl<F: FileSystem> Drop for BlobState<F> {
                     error = %e,
                     "recording the length on close failed: the next open of this store uses it"
                 );
-                failed = Some(self.len.get());
+                unsettled = Some(self.len.get());
             }
         }
         if let Some(registry) = self.registry.upgrade() {
-            registry.release(&self.key, self as *const BlobState<F> as *const (), failed);
+            let open = self as *const BlobState<F> as *const ();
+            registry.release(&self.key, open, unsettled);
         }
         let stats = &self.stats;
         stats.reserved_past_end_changed(self.reserved_counted.get(), 0);

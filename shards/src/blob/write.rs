@@ -39,12 +39,9 @@ use crate::Result;
 
 use super::commit::Committed;
 use super::group::{Run, JOIN_BYTES_MAX};
-use super::{BlobState, Failed, TailBlock};
+use super::{BlobState, Failed, TailBlock, WRITE_OP};
 
 const BLOCK: usize = BLOCK_SIZE as usize;
-/// The step named in the error of a failed device write (or a failed read
-/// of the blocks it rewrites).
-const WRITE_OP: &str = "write";
 /// The largest step of zeros written ahead of the appends (capped by the
 /// store's `preallocate_bytes`): 1 MiB, one growth of the file per 256
 /// appends of 4 KiB. A run of zeros reaches at most 1.5 steps past the
@@ -112,7 +109,7 @@ enum Turn {
     Locked(SemaphoreGuardArc),
     /// It joined another write's device write (blob/group.rs), which ended
     /// with this outcome.
-    Joined(std::io::Result<()>),
+    Joined(std::result::Result<(), Failed>),
 }
 
 /// One chunk ready for the device: data blocks `start..end` (bytes).
@@ -199,7 +196,7 @@ impl<F: FileSystem> BlobState<F> {
                 Turn::Joined(done) => {
                     return done
                         .map(|()| None)
-                        .map_err(|e| self.write_failed((WRITE_OP, e), durable))
+                        .map_err(|failed| self.write_failed(failed, durable))
                 }
             },
             false => None,
@@ -468,7 +465,7 @@ impl<F: FileSystem> BlobState<F> {
             self.take_back_length(write.len_before);
         }
         self.account_reserved();
-        joined.answer(committed.as_ref().err().map(|(_, e)| e));
+        joined.answer(committed.as_ref().err());
         committed
             .map(|()| buf)
             .map_err(|failed| self.write_failed(failed, write.durable))
@@ -490,21 +487,8 @@ impl<F: FileSystem> BlobState<F> {
             caller_buf,
         } = chunk;
         let locked = write.len_before.is_some();
-        // First: the cut below and the reservation must not race them.
-        self.wait_for_zeros(end, data_end > self.len.get()).await;
-        if data_end > self.len.get() {
-            // The write extends the blob over what lies past `len`, which
-            // must not be a failed write's bytes: a gap's whole blocks are
-            // never written, and an edge block rewritten with zeros past
-            // `len` may not survive a crash that keeps the new length in its
-            // slot, while a sync may have made those bytes durable
-            // (concurrency_sim 620350668355). So they go first, durably. This
-            // write holds the RMW lock: no other write moves the end
-            // meanwhile.
-            assert!(locked, "a write past the end without the RMW lock");
-            if let Err(failed) = self.trim_stale().await {
-                return (Err(failed), Some(buf));
-            }
+        if let Err(failed) = self.clear_the_way(end, data_end, locked).await {
+            return (Err(failed), Some(buf));
         }
         self.reserve(start, end).await;
         // A write past the file's end leaves a hole, which stays one.
@@ -526,13 +510,7 @@ impl<F: FileSystem> BlobState<F> {
         // back, and the two writes cost one device latency (blob/length.rs).
         let record = self.record_length(data_end, write.durable);
         let ((written, buf), recorded) = futures_lite::future::zip(data, record).await;
-        let result = written.and_then(|written| match written as u64 == end - start {
-            true => Ok(()),
-            false => Err(std::io::Error::new(
-                std::io::ErrorKind::WriteZero,
-                format!("short write: {written} of {} bytes", end - start),
-            )),
-        });
+        let result = written.and_then(|written| whole(written, end - start));
         let result = result.and(recorded);
         self.recording.set(None);
         if let Err(e) = result {
@@ -562,6 +540,32 @@ impl<F: FileSystem> BlobState<F> {
         }
         self.debug_check_ends();
         (Ok(()), buf)
+    }
+
+    /// Before a chunk's device write of blocks ending at `end`: waits for
+    /// the zeros in flight it must not race, and if it extends the blob (to
+    /// `data_end`), cuts a failed write's bytes past the end first.
+    async fn clear_the_way(
+        &self,
+        end: u64,
+        data_end: u64,
+        locked: bool,
+    ) -> std::result::Result<(), Failed> {
+        // First: the cut below and the reservation must not race them.
+        self.wait_for_zeros(end, data_end > self.len.get()).await;
+        if data_end > self.len.get() {
+            // The write extends the blob over what lies past `len`, which
+            // must not be a failed write's bytes: a gap's whole blocks are
+            // never written, and an edge block rewritten with zeros past
+            // `len` may not survive a crash that keeps the new length in its
+            // slot, while a sync may have made those bytes durable
+            // (concurrency_sim 620350668355). So they go first, durably. This
+            // write holds the RMW lock: no other write moves the end
+            // meanwhile.
+            assert!(locked, "a write past the end without the RMW lock");
+            self.trim_stale().await?;
+        }
+        Ok(())
     }
 
     /// Fills `out` with the current content of data block `index`.
@@ -726,6 +730,17 @@ impl<F: FileSystem> BlobState<F> {
             self.zeroing.adopt(Box::pin(zeros));
             at += len;
         }
+    }
+}
+
+/// `Ok` if the device wrote all `len` bytes, else a short-write error.
+fn whole(written: usize, len: u64) -> std::io::Result<()> {
+    match written as u64 == len {
+        true => Ok(()),
+        false => Err(std::io::Error::new(
+            std::io::ErrorKind::WriteZero,
+            format!("short write: {written} of {len} bytes"),
+        )),
     }
 }
 

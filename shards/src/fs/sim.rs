@@ -91,7 +91,9 @@
 //! and RNG carry on across the crash.
 //!
 //! Faults ([`Faults`]): every call of a [`FileSystem`] or [`File`] method
-//! except `File::alloc` is one op, numbered from 0 ([`SimFs::op_count`]). A
+//! except `File::alloc` is one op, numbered from 0 ([`SimFs::op_count`]);
+//! the file flushes (`sync_data`) are also numbered among themselves
+//! ([`SimFs::sync_count`], [`Faults::at_sync`]). A
 //! failed op changes nothing, except a short write: it stores a prefix of
 //! whole sectors of the buffer (strictly shorter, current state only) and
 //! returns EIO. Reads, `size` and `list_dir` fail with EIO; writes with EIO,
@@ -195,6 +197,8 @@ struct Disk {
     /// Of those, the file flushes (`sync_data`).
     syncs: u64,
     injected_faults: u64,
+    /// Of those, the ones injected into file flushes.
+    injected_sync_faults: u64,
     /// Of those, the ones injected into calls of each I/O class
     /// ([`IoClass::current`] at the call; by [`IoClass::ALL`]'s order).
     injected_by_class: [u64; 2],
@@ -465,10 +469,10 @@ impl Disk {
     fn start(&mut self, kind: OpKind, epoch: u64) -> Result<(), Fault> {
         let index = self.ops;
         self.ops = self.ops.saturating_add(1);
+        let by_sync_index = self.sync_fails(kind);
         if epoch != self.epoch {
             return Err(Fault::Dead);
         }
-        let by_sync_index = self.sync_fails(kind);
         let by_index = self.faults.fail_op_index == Some(index) || by_sync_index;
         let per_million = u64::from(self.faults.fail_per_million);
         let by_chance = per_million > 0 && self.rng.below(1_000_000) < per_million;
@@ -476,6 +480,9 @@ impl Disk {
             return Ok(());
         }
         self.injected_faults = self.injected_faults.saturating_add(1);
+        if kind == OpKind::Sync {
+            self.injected_sync_faults = self.injected_sync_faults.saturating_add(1);
+        }
         let class = &mut self.injected_by_class[IoClass::current().index()];
         *class = class.saturating_add(1);
         let choices: &[Fault] = match kind {
@@ -653,6 +660,7 @@ impl SimFs {
             ops: 0,
             syncs: 0,
             injected_faults: 0,
+            injected_sync_faults: 0,
             injected_by_class: [0; 2],
             epoch: 0,
             latency_yields_max: 0,
@@ -690,6 +698,13 @@ impl SimFs {
     /// How many ops failed by an injected fault so far.
     pub fn injected_faults(&self) -> u64 {
         self.disk.locked().injected_faults
+    }
+
+    /// How many file flushes (`sync_data`) failed by an injected fault so
+    /// far: a test can tell a failed flush (which must poison a blob) from
+    /// other faults.
+    pub fn injected_sync_faults(&self) -> u64 {
+        self.disk.locked().injected_sync_faults
     }
 
     /// How many ops called in I/O class `class` failed by an injected fault
@@ -1082,6 +1097,7 @@ mod tests {
             assert!(file.sync_data().await.is_err(), "the flush with index 2");
             file.sync_data().await.unwrap();
             assert_eq!((fs.sync_count(), fs.injected_faults()), (4, 1));
+            assert_eq!(fs.injected_sync_faults(), 1);
         });
     }
 

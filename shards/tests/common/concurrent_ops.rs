@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use futures_lite::StreamExt;
-use shardblob_shards::{Blob, Error, WriteOptions};
+use shardblob_shards::{Blob, Error, WriteOptions, CUT_FLUSH_OP};
 
 use super::concurrent::{Pending, Picked, Reader, Sim, Waiter, OVERTAKES_MAX};
 use super::concurrent_names::{random_key, random_versions};
@@ -99,9 +99,13 @@ impl Sim {
             m.maybe_write_among((offset, data), sync, torn, writes.as_deref())
         });
         // A failed SYNC write poisons, and so does a failed flush of the cut
-        // before any write that extends the blob (CUT_FLUSH_OP), which a
-        // resize or another write may move while this one waits.
-        self.mark_poison(&p, self.faults_on);
+        // before a write that extends the blob (CUT_FLUSH_OP): one that ends
+        // past a length the blob may have (a resize that starts later marks
+        // the blob itself).
+        let model_len = p.model.borrow().len;
+        let lens = self.possible_lens_but(p.inode, model_len, Some(id));
+        let extends = lens.first().is_some_and(|&min| bytes.1 > min);
+        self.mark_poison(&p, self.faults_on && (sync || extends));
         let options = [WriteOptions::NONE, WriteOptions::SYNC][usize::from(sync)];
         let write = write_in(&p.blob, offset, data, options, pieces);
         let result = limited(write, limit).await;
@@ -134,7 +138,10 @@ impl Sim {
             }
             Some(Err(e)) => {
                 self.expect_failure("write", &p, &e, faults);
-                self.mark_poison(&p, sync);
+                let cut = matches!(e, Error::Io { op, .. } if op == CUT_FLUSH_OP);
+                let marked = self.inodes.borrow()[&p.inode].may_poison;
+                assert!(!cut || marked, "a write that could not extend cut: {e}");
+                self.mark_poison(&p, sync || cut);
                 End::Failed
             }
         };
@@ -211,7 +218,9 @@ impl Sim {
             m.maybe_resize_among(len, writes.as_deref())
         });
         self.wait(&p, id, false);
-        // A resize up flushes the cut before it: a failure poisons.
+        // A resize up flushes the cut before it, and a failure poisons; a
+        // resize down may make a write in flight extend the blob, which
+        // cuts first too.
         self.mark_poison(&p, self.faults_on);
         let result = limited(p.blob.resize(len), limit).await;
         self.waited(&p, id, "resize", matches!(result, Some(Ok(()))));

@@ -333,6 +333,8 @@ pub struct Harness {
     pub(super) faults: Faults,
     /// Faults injected into latency-class calls before the current op.
     before: u64,
+    /// Faults injected into file flushes before the current op.
+    sync_faults_before: u64,
     pub stats: Stats,
 }
 
@@ -368,6 +370,7 @@ impl Harness {
             orphans: Vec::new(),
             faults: Faults::default(),
             before: 0,
+            sync_faults_before: 0,
             stats: Stats::default(),
         }
     }
@@ -411,6 +414,12 @@ impl Harness {
         self.fs.injected_faults_in(IoClass::Latency) > self.before
     }
 
+    /// Whether a file flush failed since the current op began: a failed
+    /// flush poisons the blob it flushed, whatever the op.
+    pub(super) fn flush_faulted(&self) -> bool {
+        self.fs.injected_sync_faults() > self.sync_faults_before
+    }
+
     /// Waits until at most `open_max` blobs of the store are open: a
     /// dropped handle's blob closes when the work it started has landed.
     pub(super) async fn closed(&self, open_max: u64) {
@@ -433,6 +442,7 @@ impl Harness {
     /// caller then crashes).
     pub async fn run(&mut self, op: &Op, limit: Option<usize>) -> Outcome {
         self.before = self.fs.injected_faults_in(IoClass::Latency);
+        self.sync_faults_before = self.fs.injected_sync_faults();
         let background_before = self.fs.injected_faults_in(IoClass::Throughput);
         log(|| format!("{op:?} limit {limit:?}"));
         let outcome = match op {

@@ -55,8 +55,8 @@ impl Harness {
     }
 
     /// Maps the result of a mutation; a failed sync or SYNC write poisons,
-    /// and so does any write or resize whose flush of the cut before it
-    /// failed (its error names [`CUT_FLUSH_OP`]).
+    /// and so does any op during which a file flush failed (a write or
+    /// resize that cut a failed write's bytes first, durably).
     fn mutated<T>(
         &mut self,
         target: &Target,
@@ -67,7 +67,11 @@ impl Harness {
             None => Outcome::Interrupted,
             Some(Ok(_)) => Outcome::Done,
             Some(Err(e)) => {
-                let flush = matches!(e, Error::Io { op, .. } if op == CUT_FLUSH_OP);
+                let flush = self.flush_faulted();
+                if flush && !poisons {
+                    let cut = matches!(e, Error::Io { op, .. } if op == CUT_FLUSH_OP);
+                    assert!(cut, "a failed flush of a write or resize: {e}");
+                }
                 if let (true, Some(h)) = (poisons || flush, self.handle_mut(target)) {
                     h.poisoned = true;
                 }

@@ -6,7 +6,8 @@
 //!   crash's checks, for each crash seed), each case with exactly one fault
 //!   injected: the store returns an error naming the partition and blob,
 //!   never panics, never reports an op it did not do; a failed sync or SYNC
-//!   write poisons the blob (writes, resizes and syncs then fail with
+//!   write, or a failed flush of the cut before a write or resize that
+//!   extends the blob (`CUT_FLUSH_OP`), poisons the blob (writes, resizes and syncs then fail with
 //!   `BlobPoisoned`, reads still work); the op retried (after a reopen, for
 //!   a poisoned blob) succeeds, and a crash at the end shows only what the
 //!   model allows: nothing beyond the last successful sync is claimed.

@@ -34,10 +34,18 @@
 //!   write into the tail block, then such a write before any sync, resize or
 //!   close) in its 1,000 seeds: these cases are what kill the mutant.
 //! - `a_failed_flush_of_the_cut_before_a_reveal_poisons_the_blob`: the cut
-//!   before each reveal flushes (`Faults::at_sync` fails that flush); the
-//!   reveal fails naming `CUT_FLUSH_OP` and the blob refuses later syncs
-//!   and writes, as after a failed sync. On 4f134b5 the next sync returned
-//!   `Ok`.
+//!   before each reveal (plain and SYNC writes too) flushes
+//!   (`Faults::at_sync` fails that flush); the reveal fails naming
+//!   `CUT_FLUSH_OP` and the blob refuses later syncs and writes, as after a
+//!   failed sync. On 4f134b5 the next sync returned `Ok`.
+//! - `a_write_waiting_behind_a_failed_cut_flush_cuts_again`: a SYNC write
+//!   past a gap that waited for the RMW lock behind that failure cuts
+//!   again; with the cut recorded before its flush (47a68f8) it did not,
+//!   and a crash showed the failed write's bytes in its gap (seed 14).
+//! - `a_reopen_after_a_failed_cut_flush_makes_the_cut_durable`: the close
+//!   of the poisoned blob leaves the reopen a flush; without it (the
+//!   reopen flushing only a recorded length or a size change) a crash
+//!   after a SYNC gap write showed the failed write's bytes (seed 14).
 //! - `a_dropped_reveal_still_zeroes`: a resize up or gap write whose future
 //!   is dropped during its trim finishes it (or never started it): the length
 //!   and the bytes stay consistent, and the gap still reads zeros.
@@ -51,7 +59,7 @@ use common::model::BlobModel;
 use common::run_seeds;
 use shardblob_shards::fs::sim::{Faults, SimFs};
 use shardblob_shards::fs::{File, FileSystem};
-use shardblob_shards::{Blob, Error, ShardBlob, ShardStore, Storage, CUT_FLUSH_OP};
+use shardblob_shards::{Blob, Error, ShardBlob, ShardStore, Storage, WriteOptions, CUT_FLUSH_OP};
 
 const HEADER_BYTES: u64 = 4096;
 const BASE_BYTE: u8 = 0x11;
@@ -417,8 +425,8 @@ fn an_append_over_a_failed_writes_synced_bytes_never_shows_them_after_a_crash() 
     );
 }
 
-/// The cut before a reveal is a flush (`sync_data`): when it fails, the
-/// blob is poisoned as by a failed sync, since a later flush may report
+/// The cut before a reveal (a resize up, a plain or SYNC write) is a flush
+/// (`sync_data`): when it fails, the blob is poisoned as by a failed sync, since a later flush may report
 /// success for what this one lost (DESIGN.md, Durability). The reveal
 /// fails with the flush's OS error, and every later write and sync of the
 /// handle is refused; a reopen still shows only the synced bytes.
@@ -427,18 +435,19 @@ fn a_failed_flush_of_the_cut_before_a_reveal_poisons_the_blob() {
     run_seeds(
         "gap_zero a_failed_flush_of_the_cut_before_a_reveal_poisons",
         "",
-        9,
+        18,
         |seed| async move {
-            let (base_len, how) = case(seed);
+            let (base_len, how) = case(seed % 9);
+            // Seeds 9.. reveal with SYNC writes.
+            let options = [WriteOptions::NONE, WriteOptions::SYNC][usize::from(seed >= 9)];
             let fs = SimFs::new(seed);
             let (store, blob) = failed_append(&fs, base_len).await;
             fs.set_faults(Faults::at_sync(fs.sync_count()));
+            let at = later_write_at(base_len, how);
+            let bufs: [&[u8]; 1] = [&[LATER_BYTE; 100]];
             let revealed = match how {
                 Reveal::Resize => blob.resize(base_len + 20_000).await,
-                _ => {
-                    blob.write_at(later_write_at(base_len, how), &[LATER_BYTE; 100])
-                        .await
-                }
+                _ => blob.write_vectored_at(at, &bufs, options).await,
             };
             let e = revealed.expect_err("the cut's flush fails: the reveal fails");
             assert!(e.raw_os_error().is_some(), "{how:?}: the OS error: {e}");
@@ -463,6 +472,93 @@ fn a_failed_flush_of_the_cut_before_a_reveal_poisons_the_blob() {
                 &vec![BASE_BYTE; base_len as usize][..],
                 "{how:?} reopened"
             );
+        },
+    );
+}
+
+/// Case `seed`: a blob after a failed append (`failed_append`), with the
+/// next flush set to fail; and where a write past a gap goes.
+async fn before_a_failing_cut_flush(
+    seed: u64,
+) -> (SimFs, ShardStore<SimFs>, ShardBlob<SimFs>, u64) {
+    let base_len = [5000, 8192, 100][(seed % 3) as usize];
+    let fs = SimFs::new(seed);
+    let (store, blob) = failed_append(&fs, base_len).await;
+    fs.set_faults(Faults::at_sync(fs.sync_count()));
+    let gap_at = later_write_at(base_len, Reveal::GapWrite);
+    (fs, store, blob, gap_at)
+}
+
+/// A write that waited for the RMW lock behind a write whose cut's flush
+/// failed cuts again before it extends the blob: the first cut may not be
+/// durable, and a crash must not show the failed write's bytes in the gap
+/// a durable write past them opens. (With the cut recorded before its
+/// flush, the waiting SYNC write skipped it, and seeds showed them.)
+#[test]
+fn a_write_waiting_behind_a_failed_cut_flush_cuts_again() {
+    run_seeds(
+        "gap_zero a_write_waiting_behind_a_failed_cut_flush_cuts_again",
+        "",
+        48,
+        |seed| async move {
+            let (fs, _store, blob, first_at) = before_a_failing_cut_flush(seed).await;
+            let first = blob.write_at(first_at, &[LATER_BYTE; 100]);
+            // Past the first, and too large to join its device write.
+            let (second_at, second_len) = (first_at + 3 * 4096, 20 << 10);
+            let second_bytes = vec![LATER_BYTE; second_len];
+            let second_bufs: [&[u8]; 1] = [&second_bytes];
+            let second = blob.write_vectored_at(second_at, &second_bufs, WriteOptions::SYNC);
+            let (first, second) = futures_lite::future::zip(first, second).await;
+            let e = first.expect_err("the first write's cut flush fails");
+            assert!(
+                matches!(e, Error::Io { op, .. } if op == CUT_FLUSH_OP),
+                "{e}"
+            );
+            let store = ShardStore::new(fs.crash(), "/");
+            let (blob, len) = store.open("p", b"a").await.unwrap();
+            let bytes = blob.read_at(0, len as usize).await.unwrap();
+            let failed = bytes.iter().filter(|&&b| b == FAILED_BYTE).count();
+            assert_eq!(
+                failed, 0,
+                "length {len}: the failed write's bytes inside it"
+            );
+            if second.is_ok() {
+                let end = second_at as usize + second_len;
+                assert!(len as usize >= end, "the SYNC write's length is durable");
+                assert!(bytes[second_at as usize..end]
+                    .iter()
+                    .all(|&b| b == LATER_BYTE));
+            }
+        },
+    );
+}
+
+/// A poisoned blob's close leaves the next open a flush: the cut whose
+/// flush failed may not be durable, and a write past a gap after the
+/// reopen must not find the failed write's bytes there after a crash.
+#[test]
+fn a_reopen_after_a_failed_cut_flush_makes_the_cut_durable() {
+    run_seeds(
+        "gap_zero a_reopen_after_a_failed_cut_flush_makes_the_cut_durable",
+        "",
+        48,
+        |seed| async move {
+            let (fs, store, blob, at) = before_a_failing_cut_flush(seed).await;
+            let base_len = blob.len();
+            let failed = blob.write_at(at, &[LATER_BYTE; 100]).await;
+            assert!(failed.is_err(), "the cut's flush fails");
+            drop(blob);
+            let (blob, len) = store.open("p", b"a").await.unwrap();
+            assert_eq!(len, base_len);
+            let bufs: [&[u8]; 1] = [&[LATER_BYTE; 100]];
+            blob.write_vectored_at(at, &bufs, WriteOptions::SYNC)
+                .await
+                .unwrap();
+            let store = ShardStore::new(fs.crash(), "/");
+            let (blob, len) = store.open("p", b"a").await.unwrap();
+            let want = expected(base_len, at + 100, Some(at));
+            let bytes = blob.read_at(0, len as usize).await.unwrap();
+            assert_eq!((len, nonzero_in(&bytes, &want)), (at + 100, 0));
         },
     );
 }

@@ -275,8 +275,16 @@ fn an_unaligned_sync_changes_no_file_size_on_real_files() {
         assert_eq!(slot_len(&file), LEN_BYTES + 10, "the new length");
         let seen = blob.read_at(0, LEN_BYTES as usize + 10).await.unwrap();
         assert!(seen.iter().all(|&b| b == 7));
+        // Plain appends keep the zeros ahead (the blob still syncs): one
+        // that ends past half the step starts the next step.
+        blob.write_at(LEN_BYTES + 10, &[7; 10]).await.unwrap();
+        let len = ZERO_AHEAD_MIN_BYTES / 2 + 100;
+        let rest = vec![7; (len - LEN_BYTES - 20) as usize];
+        blob.write_at(LEN_BYTES + 20, &rest).await.unwrap();
+        let next = 4096 + 2 * ZERO_AHEAD_MIN_BYTES;
+        eventually("the next step of zeros", || file_bytes() == next).await;
         drop(blob);
-        let cut = 4096 + LEN_BYTES + 10;
+        let cut = 4096 + len;
         eventually("the close cut the file", || file_bytes() == cut).await;
     });
 }
