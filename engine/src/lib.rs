@@ -71,5 +71,5 @@ pub struct ReadmeDoctests;
 pub use shardblob_shards::sched;
 pub use shardblob_shards::{
     Blob, BlobBuf, Error, IoClass, ReadOptions, Result, SendBlob, SendStorage, Storage,
-    WriteBuffer, WriteOptions, CUT_FLUSH_OP, WRITE_BUF_BYTES_MAX,
+    WriteBuffer, WriteOptions, CUT_FLUSH_OP, CUT_OP, WRITE_BUF_BYTES_MAX,
 };

@@ -24,10 +24,10 @@
 //!   keeps answering (opens, syncs, reads) with results or clean errors;
 //! - a failed SYNC write or sync poisons its blob (`Error::BlobPoisoned` on
 //!   later writes and syncs) while reads still work, and a failed plain write
-//!   does not (a later write or resize that extends the blob poisons it only
-//!   if its flush of the cut before it fails, `CUT_FLUSH_OP`); after space is freed the poisoned blob reopens with every
-//!   synced byte, and takes writes and syncs again. The tests count these
-//!   recoveries and fail without them;
+//!   does not (a later write or resize that cuts its bytes poisons it only
+//!   if the cut's flush fails, `CUT_FLUSH_OP`); after space is freed the
+//!   poisoned blob reopens with every synced byte, and takes writes and
+//!   syncs again. The tests count these recoveries and fail without them;
 //! - after a shutdown, unmount and mount, every synced byte is intact.
 //!
 //! Needs root, loop devices, tmpfs, `mkfs.ext4` and `mount` (see the
@@ -43,7 +43,9 @@ use std::time::{Duration, Instant};
 
 use futures::executor::block_on;
 use loop_ext4::{Mounted, IMAGE_BYTES};
-use shardblob::{Blob, Client, ClientBlob, Config, Engine, Error, Storage, WriteOptions};
+use shardblob::{
+    Blob, Client, ClientBlob, Config, Engine, Error, Storage, WriteOptions, CUT_FLUSH_OP,
+};
 
 const PARTITION: &str = "full";
 /// Bytes per write while filling.
@@ -209,6 +211,7 @@ impl Tracked {
                     self.synced = self.written;
                 }
             }
+            Err(Error::Io { op, .. }) if *op == CUT_FLUSH_OP => self.poisoned = true,
             Err(_) => self.poisoned |= options.contains(WriteOptions::SYNC),
         }
         result

@@ -34,7 +34,7 @@ pub mod data_dir;
 pub mod header;
 pub mod store;
 
-pub use blob::{BlobBuf, ShardBlob, WriteBuffer, CUT_FLUSH_OP, WRITE_BUF_BYTES_MAX};
+pub use blob::{BlobBuf, ShardBlob, WriteBuffer, CUT_FLUSH_OP, CUT_OP, WRITE_BUF_BYTES_MAX};
 pub use data_dir::DataDir;
 pub use store::ShardStore;
 

@@ -475,6 +475,12 @@ impl<F: FileSystem> ShardStore<F> {
     ) -> Result<Loaded<F::File>> {
         let blob_io = |op| move |e| Error::io(&key.partition, Some(&key.name), op, e);
         let size = file.size().await.map_err(blob_io("stat"))?;
+        // A file without a header is a new one (or the trace of a create
+        // that did not finish): what a close left for an earlier file of
+        // the name (removed since, outside this store's removes) is not its.
+        if size < HEADER_LEN {
+            self.registry.unsettled.borrow_mut().remove(key);
+        }
         let (header, size) = self.read_header(key, versions, dir, &file, size).await?;
         self.make_durable(dir)
             .await

@@ -489,6 +489,8 @@ impl<F: FileSystem> BlobState<F> {
         self.end_of(new_len, 0)?;
         self.check_poison()?;
         let exclusive = self.meta.write_arc().await;
+        // Poisoned while it waited (a failed flush): refused as well.
+        self.check_poison()?;
         let commit = self.clone().commit_resize(new_len, exclusive);
         Committed::new(&self.orphans, commit).await
     }
@@ -500,12 +502,12 @@ impl<F: FileSystem> BlobState<F> {
         _exclusive: RwLockWriteGuardArc<()>,
     ) -> Result<()> {
         let old_len = self.len.get();
-        if new_len > old_len {
-            // An extension keeps the bytes the file holds: first cut off
-            // what a failed write left past the end.
-            let trimmed = self.trim_stale().await;
-            trimmed.map_err(|(op, e)| self.io_error(op, e))?;
-        }
+        // First cut off, durably, what a failed write left past the end:
+        // an extension keeps the bytes the file holds, and a shrink's own
+        // cut below is not durable, so a later write past a gap could find
+        // them back after a crash (gap_zero.rs).
+        let trimmed = self.trim_stale().await;
+        trimmed.map_err(|(op, e)| self.io_error(op, e))?;
         self.record_resize(new_len)
             .await
             .map_err(|e| self.io_error("resize", e))?;

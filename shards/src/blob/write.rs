@@ -284,6 +284,13 @@ impl<F: FileSystem> BlobState<F> {
         // A dropped write still in flight lands before this one reads or
         // writes anything.
         self.orphans.settled().await;
+        // A blob poisoned since the write began (by a failed flush, perhaps
+        // of the cut this write would have to redo) refuses it too.
+        if let Err(poisoned) = self.check_poison() {
+            self.take_back_length(write.len_before);
+            self.account_reserved();
+            return Err(poisoned);
+        }
         let prepared = self
             .prepare_chunk(chunk_first, chunk_last, write.offset, write.end, input)
             .await;
@@ -510,7 +517,7 @@ impl<F: FileSystem> BlobState<F> {
         // back, and the two writes cost one device latency (blob/length.rs).
         let record = self.record_length(data_end, write.durable);
         let ((written, buf), recorded) = futures_lite::future::zip(data, record).await;
-        let result = written.and_then(|written| whole(written, end - start));
+        let result = written.and_then(|written| written_whole(written, end - start));
         let result = result.and(recorded);
         self.recording.set(None);
         if let Err(e) = result {
@@ -734,7 +741,7 @@ impl<F: FileSystem> BlobState<F> {
 }
 
 /// `Ok` if the device wrote all `len` bytes, else a short-write error.
-fn whole(written: usize, len: u64) -> std::io::Result<()> {
+fn written_whole(written: usize, len: u64) -> std::io::Result<()> {
     match written as u64 == len {
         true => Ok(()),
         false => Err(std::io::Error::new(

@@ -147,14 +147,15 @@ impl Sim {
     fn opened(&self, key: &Key, versions: &RangeInclusive<u16>, o: Opened) {
         self.check_one_live_open(key);
         assert_eq!(o.blob.len(), o.len, "open {}: handle length", show(key));
-        let model = match (o.new, o.overlapped && o.len == 0) {
-            (true, _) => {
-                assert_eq!(o.len, 0, "a new blob {} is empty", show(key));
-                o.candidates.last().expect("a fresh model").clone()
-            }
+        let model = match (o.new, o.overlapped, o.len) {
+            (true, _, 0) => o.candidates.last().expect("a fresh model").clone(),
+            (true, false, _) => panic!("a new blob {} has length {}", show(key), o.len),
             // A remove ran meanwhile: the open may have made a new file.
-            (false, true) => Model::default(),
-            (false, false) => self.reopened(key, &o.candidates, o.len),
+            (false, true, 0) => Model::default(),
+            // An existing file; for a name a remove had unlisted, one an
+            // earlier open made, which the remove had not reached or failed
+            // to remove (the open waited for that open's handle to close).
+            _ => self.reopened(key, &o.candidates, o.len),
         };
         if let Some(v) = o.version_known.filter(|_| !o.new) {
             assert_eq!(o.version, v, "open {}: version", show(key));

@@ -99,12 +99,8 @@ impl Sim {
             m.maybe_write_among((offset, data), sync, torn, writes.as_deref())
         });
         // A failed SYNC write poisons, and so does a failed flush of the cut
-        // before a write that extends the blob (CUT_FLUSH_OP): one that ends
-        // past a length the blob may have (a resize that starts later marks
-        // the blob itself).
-        let model_len = p.model.borrow().len;
-        let lens = self.possible_lens_but(p.inode, model_len, Some(id));
-        let extends = lens.first().is_some_and(|&min| bytes.1 > min);
+        // before a write that extends the blob (CUT_FLUSH_OP).
+        let extends = self.may_extend(&p, id, bytes.1);
         self.mark_poison(&p, self.faults_on && (sync || extends));
         let options = [WriteOptions::NONE, WriteOptions::SYNC][usize::from(sync)];
         let write = write_in(&p.blob, offset, data, options, pieces);
@@ -137,11 +133,7 @@ impl Sim {
                 End::Done
             }
             Some(Err(e)) => {
-                self.expect_failure("write", &p, &e, faults);
-                let cut = matches!(e, Error::Io { op, .. } if op == CUT_FLUSH_OP);
-                let marked = self.inodes.borrow()[&p.inode].may_poison;
-                assert!(!cut || marked, "a write that could not extend cut: {e}");
-                self.mark_poison(&p, sync || cut);
+                self.write_failed(&p, &e, sync, faults);
                 End::Failed
             }
         };
@@ -151,6 +143,26 @@ impl Sim {
         }
         self.release(p);
         end
+    }
+
+    /// Whether the write `id` of `p`, ending at `end`, may extend the blob:
+    /// it ends past a length the blob may have (a resize that starts later
+    /// marks the blob itself).
+    fn may_extend(&self, p: &Picked, id: u64, end: u64) -> bool {
+        let model_len = p.model.borrow().len;
+        let lens = self.possible_lens_but(p.inode, model_len, Some(id));
+        lens.first().is_some_and(|&min| end > min)
+    }
+
+    /// A write of `p` failed with `e`: a fault explains it, and it poisons
+    /// the blob if it was a SYNC write or its cut's flush failed (which
+    /// only a write the harness saw might extend may do).
+    fn write_failed(&self, p: &Picked, e: &Error, sync: bool, faults: u64) {
+        self.expect_failure("write", p, e, faults);
+        let cut = matches!(e, Error::Io { op, .. } if *op == CUT_FLUSH_OP);
+        let marked = self.inodes.borrow()[&p.inode].may_poison;
+        assert!(!cut || marked, "a write that could not extend cut: {e}");
+        self.mark_poison(p, sync || cut);
     }
 
     /// A write that started at `id` completed: it overtook every resize or

@@ -112,6 +112,10 @@ impl Harness {
         match &result {
             None => model.maybe_write(offset, data, sync, torn_if_cut),
             Some(Ok(())) => {
+                assert!(
+                    !self.flush_faulted(),
+                    "{op:?} reported a write through a failed flush"
+                );
                 model.write(offset, data, sync);
                 assert_eq!(h.blob.len(), model.len, "length after {op:?}");
             }

@@ -38,14 +38,20 @@
 //!   (`Faults::at_sync` fails that flush); the reveal fails naming
 //!   `CUT_FLUSH_OP` and the blob refuses later syncs and writes, as after a
 //!   failed sync. On 4f134b5 the next sync returned `Ok`.
-//! - `a_write_waiting_behind_a_failed_cut_flush_cuts_again`: a SYNC write
-//!   past a gap that waited for the RMW lock behind that failure cuts
-//!   again; with the cut recorded before its flush (47a68f8) it did not,
-//!   and a crash showed the failed write's bytes in its gap (seed 14).
+//! - `a_write_waiting_behind_a_failed_cut_flush_is_refused`: a SYNC write
+//!   past a gap that waited for the RMW lock behind that failure is refused
+//!   (`BlobPoisoned`); at 47a68f8 it went ahead without a cut, and a crash
+//!   showed the failed write's bytes in its gap (seed 14).
 //! - `a_reopen_after_a_failed_cut_flush_makes_the_cut_durable`: the close
 //!   of the poisoned blob leaves the reopen a flush; without it (the
 //!   reopen flushing only a recorded length or a size change) a crash
 //!   after a SYNC gap write showed the failed write's bytes (seed 14).
+//!   `a_new_file_of_the_name_takes_nothing_a_poisoned_close_left`: that
+//!   flush is for the file the close left, not a new one of the name.
+//! - `a_resize_down_cuts_a_failed_writes_synced_bytes_durably`: a resize
+//!   that does not extend the blob cuts a failed write's bytes durably too;
+//!   at ac0fe9b its own cut was not durable, and a SYNC write past a gap
+//!   after it showed them after a crash (seed 1: 2,048 bytes).
 //! - `a_dropped_reveal_still_zeroes`: a resize up or gap write whose future
 //!   is dropped during its trim finishes it (or never started it): the length
 //!   and the bytes stay consistent, and the gap still reads zeros.
@@ -426,8 +432,9 @@ fn an_append_over_a_failed_writes_synced_bytes_never_shows_them_after_a_crash() 
 }
 
 /// The cut before a reveal (a resize up, a plain or SYNC write) is a flush
-/// (`sync_data`): when it fails, the blob is poisoned as by a failed sync, since a later flush may report
-/// success for what this one lost (DESIGN.md, Durability). The reveal
+/// (`sync_data`): when it fails, the blob is poisoned as by a failed sync,
+/// since a later flush may report success for what this one lost
+/// (DESIGN.md, Durability). The reveal
 /// fails with the flush's OS error, and every later write and sync of the
 /// handle is refused; a reopen still shows only the synced bytes.
 #[test]
@@ -490,14 +497,15 @@ async fn before_a_failing_cut_flush(
 }
 
 /// A write that waited for the RMW lock behind a write whose cut's flush
-/// failed cuts again before it extends the blob: the first cut may not be
-/// durable, and a crash must not show the failed write's bytes in the gap
-/// a durable write past them opens. (With the cut recorded before its
-/// flush, the waiting SYNC write skipped it, and seeds showed them.)
+/// failed is refused, as a later write is: the cut may not be durable, and
+/// a crash must not show the failed write's bytes in the gap a durable
+/// write past them opens. (With the cut recorded before its flush and no
+/// check after the wait, the waiting SYNC write went ahead without a cut,
+/// and seeds showed them.)
 #[test]
-fn a_write_waiting_behind_a_failed_cut_flush_cuts_again() {
+fn a_write_waiting_behind_a_failed_cut_flush_is_refused() {
     run_seeds(
-        "gap_zero a_write_waiting_behind_a_failed_cut_flush_cuts_again",
+        "gap_zero a_write_waiting_behind_a_failed_cut_flush_is_refused",
         "",
         48,
         |seed| async move {
@@ -522,13 +530,8 @@ fn a_write_waiting_behind_a_failed_cut_flush_cuts_again() {
                 failed, 0,
                 "length {len}: the failed write's bytes inside it"
             );
-            if second.is_ok() {
-                let end = second_at as usize + second_len;
-                assert!(len as usize >= end, "the SYNC write's length is durable");
-                assert!(bytes[second_at as usize..end]
-                    .iter()
-                    .all(|&b| b == LATER_BYTE));
-            }
+            let refused = second.expect_err("the waiting write is refused");
+            assert!(matches!(refused, Error::BlobPoisoned { .. }), "{refused}");
         },
     );
 }
@@ -559,6 +562,64 @@ fn a_reopen_after_a_failed_cut_flush_makes_the_cut_durable() {
             let want = expected(base_len, at + 100, Some(at));
             let bytes = blob.read_at(0, len as usize).await.unwrap();
             assert_eq!((len, nonzero_in(&bytes, &want)), (at + 100, 0));
+        },
+    );
+}
+
+/// What a poisoned blob's close leaves the next open belongs to that file:
+/// a file of the name made after it was deleted (outside the store) opens
+/// empty.
+#[test]
+fn a_new_file_of_the_name_takes_nothing_a_poisoned_close_left() {
+    run_seeds(
+        "gap_zero a_new_file_of_the_name_takes_nothing_a_poisoned_close_left",
+        "",
+        3,
+        |seed| async move {
+            let (fs, store, blob, at) = before_a_failing_cut_flush(seed).await;
+            let failed = blob.write_at(at, &[LATER_BYTE; 100]).await;
+            assert!(failed.is_err(), "the cut's flush fails: poisoned");
+            drop(blob);
+            for _ in 0..1000 {
+                if store.stats().open_blobs() == 0 {
+                    break;
+                }
+                futures_lite::future::yield_now().await;
+            }
+            assert_eq!(store.stats().open_blobs(), 0, "the blob closed");
+            fs.remove_file(Path::new("/p/61")).unwrap();
+            let (blob, len) = store.open("p", b"a").await.unwrap();
+            assert_eq!((len, blob.len()), (0, 0), "a new file of the name");
+        },
+    );
+}
+
+/// A resize that does not extend the blob, after a failed write whose
+/// bytes a sync made durable, still cuts them durably: a SYNC write past a
+/// gap after it must not find them there after a crash.
+#[test]
+fn a_resize_down_cuts_a_failed_writes_synced_bytes_durably() {
+    run_seeds(
+        "gap_zero a_resize_down_cuts_a_failed_writes_synced_bytes_durably",
+        "",
+        48,
+        |seed| async move {
+            let base_len = [5000, 8192, 100][(seed % 3) as usize];
+            let fs = SimFs::new(seed);
+            let (_store, blob) = failed_append(&fs, base_len).await;
+            blob.sync().await.unwrap();
+            let len = base_len - (seed / 3 % 2) * 50;
+            blob.resize(len).await.unwrap();
+            let at = later_write_at(len, Reveal::GapWrite);
+            let bufs: [&[u8]; 1] = [&[LATER_BYTE; 100]];
+            blob.write_vectored_at(at, &bufs, WriteOptions::SYNC)
+                .await
+                .unwrap();
+            let store = ShardStore::new(fs.crash(), "/");
+            let (blob, reopened) = store.open("p", b"a").await.unwrap();
+            let bytes = blob.read_at(0, reopened as usize).await.unwrap();
+            let failed = bytes.iter().filter(|&&b| b == FAILED_BYTE).count();
+            assert_eq!((reopened, failed), (at + 100, 0), "no failed bytes");
         },
     );
 }

@@ -1030,3 +1030,47 @@ fn an_uncounted_sync_makes_the_writes_durable() {
         }
     });
 }
+
+/// No zeros go past a failed reservation (a nearly full disk): the appends
+/// of a blob that syncs stop growing the file ahead once the step past
+/// them could not be reserved. Kills `shards/src/blob/write.rs:676:56:
+/// replace < with <= in BlobState<F>::zeros_due` (at 47a68f8), which wrote
+/// zeros up to the failed reservation's end.
+#[test]
+fn no_zeros_go_past_a_failed_reservation() {
+    executor().run(async {
+        const STEP: u64 = 64 << 10;
+        let fs = SimFs::new(11);
+        let store = ShardStore::new(fs.clone(), "/").with_preallocate_bytes(STEP);
+        let (blob, _) = store.open("p", b"z").await.unwrap();
+        blob.write_at(0, &[1; 100]).await.unwrap();
+        blob.sync().await.unwrap();
+        // The zeros of the first step land (up to the reservation, STEP).
+        blob.write_at(100, &[1; 100]).await.unwrap();
+        let size = || async { file_size(&fs, "/p/7a").await };
+        for _ in 0..1000 {
+            if size().await == HEADER_LEN + STEP {
+                break;
+            }
+            futures_lite::future::yield_now().await;
+        }
+        assert_eq!(size().await, HEADER_LEN + STEP, "the first step's zeros");
+        // The append past the reservation: its reservation (its first
+        // file-system call) fails.
+        fs.set_faults(Faults::at_op(fs.op_count()));
+        let end = STEP + 100;
+        let data = vec![2; (end - 200) as usize];
+        blob.write_at(200, &data).await.unwrap();
+        assert_eq!(fs.injected_faults(), 1, "the reservation failed");
+        for _ in 0..1000 {
+            futures_lite::future::yield_now().await;
+        }
+        let written = HEADER_LEN + end.div_ceil(BLOCK_SIZE) * BLOCK_SIZE;
+        assert_eq!(size().await, written, "no zeros past the append");
+    });
+}
+
+async fn file_size(fs: &SimFs, path: &str) -> u64 {
+    let file = fs.open_file(Path::new(path), false).await.unwrap();
+    file.size().await.unwrap()
+}
