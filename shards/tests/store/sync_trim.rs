@@ -28,7 +28,7 @@ use std::rc::Rc;
 use common::run_seeds;
 use futures_lite::future::{poll_once, yield_now};
 use glommio::{LocalExecutorBuilder, Placement};
-use shardblob_shards::blob::{PREALLOCATE_BYTES, ZERO_AHEAD_MIN_BYTES};
+use shardblob_shards::blob::{PREALLOCATE_BYTES, ZERO_AHEAD_MIN_BYTES, ZERO_LEAD_BYTES};
 use shardblob_shards::fs::dma::DmaFs;
 use shardblob_shards::fs::sim::SimFs;
 use shardblob_shards::header;
@@ -286,6 +286,26 @@ fn an_unaligned_sync_changes_no_file_size_on_real_files() {
         drop(blob);
         let cut = 4096 + len;
         eventually("the close cut the file", || file_bytes() == cut).await;
+    });
+}
+
+/// A blob that starts to sync when it is already large writes a short
+/// first run of zeros (`ZERO_AHEAD_MIN_BYTES`, from `ZERO_LEAD_BYTES` past
+/// the append), not a whole step of its size: the next appends grow the
+/// file themselves meanwhile rather than wait for zeros over their blocks.
+#[test]
+fn the_first_zeros_of_a_large_blob_are_a_short_run() {
+    on_real_files("first-run", PREALLOCATE_BYTES, |blob, file| async move {
+        let file_bytes = || std::fs::metadata(&file).unwrap().len();
+        let large = (1 << 20) + 100;
+        blob.write_at(0, &vec![7; large as usize]).await.unwrap();
+        blob.sync().await.unwrap();
+        blob.write_at(large, &[7; 10]).await.unwrap();
+        let block_end = (large + 10).div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
+        let ahead = 4096 + block_end + ZERO_LEAD_BYTES + ZERO_AHEAD_MIN_BYTES;
+        eventually("the first run of zeros", || file_bytes() >= ahead).await;
+        glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(file_bytes(), ahead, "a run of ZERO_AHEAD_MIN_BYTES");
     });
 }
 
