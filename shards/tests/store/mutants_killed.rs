@@ -1031,13 +1031,16 @@ fn an_uncounted_sync_makes_the_writes_durable() {
     });
 }
 
-/// No zeros go past a failed reservation (a nearly full disk): the appends
-/// of a blob that syncs stop growing the file ahead once the step past
-/// them could not be reserved. Kills `shards/src/blob/write.rs:676:56:
-/// replace < with <= in BlobState<F>::zeros_due` (at 47a68f8), which wrote
-/// zeros up to the failed reservation's end.
+/// The zeros ahead stay within the space reserved, and none go past a
+/// failed reservation (a nearly full disk): the appends of a blob that
+/// syncs stop growing the file ahead once the step past them could not be
+/// reserved. Kills (lines at 47a68f8) `shards/src/blob/write.rs:682:42:
+/// replace / with * in BlobState<F>::zeros_due`, which let the zeros run
+/// past the reservation, and `676:56: replace < with <=`, `678:22` and
+/// `678:42: replace || with &&` in the same function, which wrote zeros up
+/// to a failed reservation's end.
 #[test]
-fn no_zeros_go_past_a_failed_reservation() {
+fn zeros_stay_within_the_reservation() {
     executor().run(async {
         const STEP: u64 = 64 << 10;
         let fs = SimFs::new(11);
@@ -1055,12 +1058,21 @@ fn no_zeros_go_past_a_failed_reservation() {
             futures_lite::future::yield_now().await;
         }
         assert_eq!(size().await, HEADER_LEN + STEP, "the first step's zeros");
+        // Within half a step of the reservation's end: the next step's
+        // zeros wait for the next reservation.
+        blob.write_at(200, &vec![3; (STEP - 4096 - 200) as usize])
+            .await
+            .unwrap();
+        for _ in 0..1000 {
+            futures_lite::future::yield_now().await;
+        }
+        assert_eq!(size().await, HEADER_LEN + STEP, "no zeros past it");
         // The append past the reservation: its reservation (its first
         // file-system call) fails.
         fs.set_faults(Faults::at_op(fs.op_count()));
         let end = STEP + 100;
-        let data = vec![2; (end - 200) as usize];
-        blob.write_at(200, &data).await.unwrap();
+        let data = vec![2; (end - STEP + 4096) as usize];
+        blob.write_at(STEP - 4096, &data).await.unwrap();
         assert_eq!(fs.injected_faults(), 1, "the reservation failed");
         for _ in 0..1000 {
             futures_lite::future::yield_now().await;

@@ -293,6 +293,7 @@ fn an_unaligned_sync_changes_no_file_size_on_real_files() {
 /// first run of zeros (`ZERO_AHEAD_MIN_BYTES`, from `ZERO_LEAD_BYTES` past
 /// the append), not a whole step of its size: the next appends grow the
 /// file themselves meanwhile rather than wait for zeros over their blocks.
+/// The next append starts the rest of the step, in several pieces.
 #[test]
 fn the_first_zeros_of_a_large_blob_are_a_short_run() {
     on_real_files("first-run", PREALLOCATE_BYTES, |blob, file| async move {
@@ -306,6 +307,11 @@ fn the_first_zeros_of_a_large_blob_are_a_short_run() {
         eventually("the first run of zeros", || file_bytes() >= ahead).await;
         glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
         assert_eq!(file_bytes(), ahead, "a run of ZERO_AHEAD_MIN_BYTES");
+        // The next append, within half a step (1 MiB, as large as the file)
+        // of the zeroed end, starts the rest of the step: several pieces.
+        blob.write_at(large + 10, &[7; 10]).await.unwrap();
+        let step_end = 4096 + (2 << 20);
+        eventually("the rest of the step", || file_bytes() == step_end).await;
     });
 }
 
