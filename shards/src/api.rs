@@ -170,7 +170,8 @@ pub trait Storage {
 ///   there (it first cuts them off, durably: a flush, which poisons the
 ///   blob as a failed sync does if it fails; the error's `op` is then
 ///   [`CUT_FLUSH_OP`](crate::CUT_FLUSH_OP), and the next open of the blob
-///   by the same store flushes again). Inside the blob each of its 512-byte sectors reads old or new.
+///   by the same store flushes again). Inside the blob each of its 512-byte
+///   sectors reads old or new.
 ///   After a crash it counts as an unsynced write, as one the crash cut
 ///   short would: until the next sync, a crash may show it whole or torn,
 ///   with the length it would have given the blob (its length slot may

@@ -116,7 +116,7 @@ pub struct Registry {
     /// Logical lengths of blobs whose last handle's close left work to the
     /// next open (blob/mod.rs, the drop): a length it could not record, or
     /// a poisoned blob's, whose file may not be durable as it is. The next
-    /// open takes the length and flushes.
+    /// open takes the length and flushes, unless it finds a new file.
     unsettled: RefCell<HashMap<BlobKey, u64>>,
 }
 
@@ -500,6 +500,29 @@ impl<F: FileSystem> ShardStore<F> {
         };
         let mut slots =
             Slots::opened(&header).ok_or_else(|| corrupt(key, "length slots exhausted"))?;
+        let len = self.settle_len(key, &file, &mut slots, size).await?;
+        self.registry.unsettled.borrow_mut().remove(key);
+        let tail = Self::load_tail(key, &file, len).await?;
+        Ok(Loaded {
+            file,
+            len,
+            slots,
+            version,
+            tail,
+        })
+    }
+
+    /// The logical length of an opened file (its newest slot's, or what a
+    /// close left to this open), recorded in its slot, with the file's size
+    /// set to it, durably.
+    async fn settle_len(
+        &self,
+        key: &BlobKey,
+        file: &F::File,
+        slots: &mut Slots,
+        size: u64,
+    ) -> Result<u64> {
+        let blob_io = |op| move |e| Error::io(&key.partition, Some(&key.name), op, e);
         let closed_len = self.registry.unsettled.borrow().get(key).copied();
         let len = closed_len.unwrap_or(slots.newest_len());
         if len > BLOB_LEN_MAX {
@@ -531,15 +554,7 @@ impl<F: FileSystem> ShardStore<F> {
         if size != HEADER_LEN + len || closed_len.is_some() {
             file.sync_data().await.map_err(blob_io("sync on open"))?;
         }
-        self.registry.unsettled.borrow_mut().remove(key);
-        let tail = Self::load_tail(key, &file, len).await?;
-        Ok(Loaded {
-            file,
-            len,
-            slots,
-            version,
-            tail,
-        })
+        Ok(len)
     }
 
     /// Converts a format-1 file (its length is its size) to format 2 in

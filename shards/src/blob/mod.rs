@@ -398,8 +398,9 @@ impl<F: FileSystem> BlobState<F> {
         // past them must not find them back after a crash.
         if let Err(e) = self.file.sync_data().await {
             // A crash may still bring them back: the blob keeps counting
-            // them, so a write that waited for this one cuts again, and the
-            // close leaves a flush to the next open (store.rs).
+            // them (the writes and resizes that waited for this one find it
+            // poisoned and are refused), and the close leaves a flush to the
+            // next open (store.rs).
             self.poison(CUT_FLUSH_OP, &e);
             return Err((CUT_FLUSH_OP, e));
         }

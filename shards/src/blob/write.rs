@@ -284,13 +284,6 @@ impl<F: FileSystem> BlobState<F> {
         // A dropped write still in flight lands before this one reads or
         // writes anything.
         self.orphans.settled().await;
-        // A blob poisoned since the write began (by a failed flush, perhaps
-        // of the cut this write would have to redo) refuses it too.
-        if let Err(poisoned) = self.check_poison() {
-            self.take_back_length(write.len_before);
-            self.account_reserved();
-            return Err(poisoned);
-        }
         let prepared = self
             .prepare_chunk(chunk_first, chunk_last, write.offset, write.end, input)
             .await;
@@ -317,6 +310,13 @@ impl<F: FileSystem> BlobState<F> {
         guards: G,
         joins: Option<u64>,
     ) -> Result<Option<FileBuf<F>>> {
+        // A blob poisoned since the write began (by a failed flush, perhaps
+        // of the cut this write would have to redo) refuses it too.
+        if let Err(poisoned) = self.check_poison() {
+            self.take_back_length(write.len_before);
+            self.account_reserved();
+            return Err(poisoned);
+        }
         // No await from here to the commit, which runs to its end: the
         // writes taken are always answered.
         let joined = match joins {
@@ -711,6 +711,10 @@ impl<F: FileSystem> BlobState<F> {
     /// and the state, so the close (which cuts the file) comes after it.
     fn start_zeros(self: &Rc<Self>, from: u64, target: u64) {
         debug_assert!(from.is_multiple_of(BLOCK_SIZE) && target.is_multiple_of(BLOCK_SIZE));
+        // One run at a time: a write waits for the run in flight by where
+        // it starts (`wait_for_zeros`), and past the blob's end.
+        debug_assert!(!self.zeroing.in_flight(), "a second run of zeros");
+        debug_assert!(from >= self.len.get(), "zeros over the blob's bytes");
         self.zeroing_from.set(from);
         let piece_bytes = self.file.piece_bytes() as u64;
         let mut at = from;

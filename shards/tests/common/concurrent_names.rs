@@ -152,9 +152,14 @@ impl Sim {
             (true, false, _) => panic!("a new blob {} has length {}", show(key), o.len),
             // A remove ran meanwhile: the open may have made a new file.
             (false, true, 0) => Model::default(),
-            // An existing file; for a name a remove had unlisted, one an
-            // earlier open made, which the remove had not reached or failed
-            // to remove (the open waited for that open's handle to close).
+            // A name a remove had unlisted: the file an earlier open made,
+            // if the remove failed or had not reached it (the open waited
+            // for that open's handle to close). The name's files as they
+            // are now: a remove that succeeded left only a new, empty one.
+            (true, true, _) => {
+                let now = self.h.borrow().parts[&key.0].entries[&key.1].models.clone();
+                self.reopened(key, &now, o.len)
+            }
             _ => self.reopened(key, &o.candidates, o.len),
         };
         if let Some(v) = o.version_known.filter(|_| !o.new) {

@@ -1426,3 +1426,37 @@ fn an_open_right_after_the_close_waits_for_the_work_in_flight() {
         assert_eq!(size, header + len, "no zeros landed after the reopen");
     });
 }
+
+/// While a run of zeros is in flight, an append near the zeroed end that
+/// does not reach into the run starts no second run, so an append into
+/// the run's range still waits for it (a second run moved the point writes
+/// wait from past the first, whose zeros then landed over that append).
+#[test]
+fn an_append_into_a_run_in_flight_waits_though_later_appends_came_first() {
+    run(|| async {
+        let device = Device::new(31);
+        let store = ShardStore::new(device.clone(), "/");
+        let (blob, _) = store.open(PARTITION, b"runs").await.expect("open");
+        let large = 1 << 20;
+        blob.write_at(0, &vec![1; large as usize]).await.unwrap();
+        blob.sync().await.unwrap();
+        // The first run, slow: a lead past this append's block.
+        let run_from = large + BLOCK_SIZE + ZERO_LEAD_BYTES;
+        let header = shardblob_shards::header::HEADER_LEN;
+        device.slow_writes_from(header + run_from, ZEROS_LAND_AFTER_YIELDS);
+        blob.write_at(large, &[2; 100]).await.unwrap();
+        for _ in 0..16 {
+            yield_now().await;
+        }
+        assert!(device.control.in_flight.get() > 0, "the run is in flight");
+        device.slow_writes_from(u64::MAX, 0);
+        // Within half a step (1 MiB) of the zeroed end, short of the run.
+        blob.write_at(large + 100, &[3; 100]).await.unwrap();
+        // Into the run's first block: it waits for the run.
+        let into = vec![4; (run_from + BLOCK_SIZE - large - 200) as usize];
+        blob.write_at(large + 200, &into).await.unwrap();
+        device.settle().await;
+        let seen = blob.read_at(large + 200, into.len()).await.unwrap();
+        assert!(seen.iter().all(|&b| b == 4), "the append kept its bytes");
+    });
+}

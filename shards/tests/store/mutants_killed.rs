@@ -1086,3 +1086,31 @@ async fn file_size(fs: &SimFs, path: &str) -> u64 {
     let file = fs.open_file(Path::new(path), false).await.unwrap();
     file.size().await.unwrap()
 }
+
+/// An overwrite inside a blob that syncs (it holds the RMW lock, so it may
+/// start zeros ahead) starts them past the file's end, never over the
+/// blob's bytes. Kills `shards/src/blob/write.rs:687:45: replace > with <
+/// in BlobState<F>::zeros_due` (at 47a68f8), which started them 16 KiB
+/// past the overwrite, inside the blob.
+#[test]
+fn zeros_ahead_of_an_overwrite_start_past_the_blob() {
+    executor().run(async {
+        let fs = SimFs::new(12);
+        let store = ShardStore::new(fs.clone(), "/");
+        let (blob, _) = store.open("p", b"o").await.unwrap();
+        let len = 15 * BLOCK_SIZE;
+        blob.write_at(0, &vec![5; len as usize]).await.unwrap();
+        blob.sync().await.unwrap();
+        // Unaligned, so it takes the RMW lock; more than half a step below
+        // the end, as zeros from 16 KiB past it would reach the blob.
+        blob.write_at(9 * BLOCK_SIZE + 100, &[6; 1000])
+            .await
+            .unwrap();
+        for _ in 0..1000 {
+            futures_lite::future::yield_now().await;
+        }
+        let bytes = blob.read_at(0, len as usize).await.unwrap();
+        let zeros = bytes.iter().filter(|&&b| b == 0).count();
+        assert_eq!(zeros, 0, "zeros over the blob's bytes");
+    });
+}
