@@ -22,7 +22,9 @@ use shardblob_shards::fs::sim::{Faults, SimFile, SimFs};
 use shardblob_shards::fs::{File, FileSystem, WriteBuf, BLOCK_SIZE};
 use shardblob_shards::header::{self, HeaderError, HEADER_LEN};
 use shardblob_shards::sched::{IoScheduler, SchedConfig};
-use shardblob_shards::{Blob, DataDir, Error, IoClass, ShardBlob, ShardStore, Storage};
+use shardblob_shards::{
+    Blob, DataDir, Error, IoClass, ShardBlob, ShardStore, Storage, WriteOptions,
+};
 
 use crate::common;
 use crate::logs::Logs;
@@ -1112,5 +1114,70 @@ fn zeros_ahead_of_an_overwrite_start_past_the_blob() {
         let bytes = blob.read_at(0, len as usize).await.unwrap();
         let zeros = bytes.iter().filter(|&&b| b == 0).count();
         assert_eq!(zeros, 0, "zeros over the blob's bytes");
+    });
+}
+
+/// An open that records a length a failed close left (its slot had the
+/// failed append's longer one) spends the sequence number it wrote: the
+/// next appends' slots count on past it, so the newest length is theirs
+/// after a close and a reopen. Kills `shards/src/blob/length.rs:103:23:
+/// replace += with -= in Slots::record_on_open` and `with *=`, which gave
+/// the next slot a number no higher than the open's, so the reopen took
+/// the open's shorter length.
+#[test]
+fn slots_count_on_past_a_length_an_open_recorded() {
+    executor().run(async {
+        let fs = SimFs::new(13);
+        let store = ShardStore::new(fs.clone(), "/");
+        let (blob, _) = store.open("p", b"s").await.unwrap();
+        blob.write_at(0, &[1; 100]).await.unwrap();
+        blob.sync().await.unwrap();
+        // Its data write fails, its length slot (in flight with it) lands.
+        fs.set_faults(Faults::at_op(fs.op_count()));
+        assert!(blob.write_at(100, &[2; 8000]).await.is_err());
+        // The close cannot record the length (100) over that slot.
+        fs.set_faults(Faults::at_op(fs.op_count()));
+        drop(blob);
+        assert_eq!(fs.injected_faults(), 2, "the close's record failed");
+        let (blob, len) = store.open("p", b"s").await.unwrap();
+        assert_eq!(len, 100, "the length the close left");
+        let bufs: [&[u8]; 1] = [&[3; 50]];
+        blob.write_vectored_at(100, &bufs, WriteOptions::SYNC)
+            .await
+            .unwrap();
+        let store = ShardStore::new(fs.crash(), "/");
+        let (blob, len) = store.open("p", b"s").await.unwrap();
+        assert_eq!(len, 150, "the synced append's length is the newest");
+        let bytes = blob.read_at(0, 150).await.unwrap();
+        assert!(bytes[..100].iter().all(|&b| b == 1) && bytes[100..].iter().all(|&b| b == 3));
+    });
+}
+
+/// A killed process (its store never closes the blob) loses no completed
+/// write or resize: each records its length in a slot before it is
+/// published. Kills `shards/src/blob/length.rs:194:9: replace
+/// BlobState<F>::record_resize -> io::Result<()> with Ok(())` and `209:31:
+/// replace && with || in BlobState<F>::record`, after which a resize, or a
+/// plain append, left the slot at the old length.
+#[test]
+fn a_killed_process_keeps_completed_appends_and_resizes() {
+    executor().run(async {
+        let fs = SimFs::new(14);
+        let store = ShardStore::new(fs.clone(), "/");
+        let (blob, _) = store.open("p", b"k").await.unwrap();
+        blob.write_at(0, &[1; 100]).await.unwrap();
+        blob.sync().await.unwrap();
+        blob.write_at(100, &[2; 50]).await.unwrap();
+        let (other, _) = store.open("p", b"r").await.unwrap();
+        other.write_at(0, &[3; 100]).await.unwrap();
+        other.sync().await.unwrap();
+        other.resize(40).await.unwrap();
+        // Killed: no close runs, nothing is flushed; the page cache stays.
+        std::mem::forget((blob, other, store));
+        let store = ShardStore::new(fs.clone(), "/");
+        let (_, len) = store.open("p", b"k").await.unwrap();
+        assert_eq!(len, 150, "the completed append");
+        let (_, len) = store.open("p", b"r").await.unwrap();
+        assert_eq!(len, 40, "the completed resize");
     });
 }
