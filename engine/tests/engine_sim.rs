@@ -99,9 +99,9 @@ use std::sync::Arc;
 use futures::future;
 use futures_lite::StreamExt;
 use shardblob::sim::{Faults, SimFs};
-use shardblob::{Blob, Client, Config, Engine, Error, Storage, WriteOptions, CUT_FLUSH_OP};
+use shardblob::{Blob, Client, Config, Engine, Error, Storage, WriteOptions};
 
-use common::harness::{limited, write_in, Data};
+use common::harness::{cut_flush_failed, limited, write_in, Data};
 use common::model::{BlobModel, Trim};
 use common::random::{offset, range, size, LEN_MAX};
 use common::{log, rng, run_seeds, Rng};
@@ -1270,11 +1270,4 @@ fn sessions_racing_on_shared_names_across_shards_keep_the_contract() {
             "{refused} {loosened}"
         );
     }
-}
-
-/// Whether a write or resize failed at the flush of the cut before it,
-/// which poisons its blob (the engine's shards share one simulated disk,
-/// so its count of failed flushes does not say whose flush failed).
-fn cut_flush_failed(e: &Error) -> bool {
-    matches!(e, Error::Io { op, .. } if *op == CUT_FLUSH_OP)
 }

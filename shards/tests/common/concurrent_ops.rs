@@ -7,11 +7,11 @@ use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use futures_lite::StreamExt;
-use shardblob_shards::{Blob, Error, WriteOptions, CUT_FLUSH_OP};
+use shardblob_shards::{Blob, Error, WriteOptions};
 
 use super::concurrent::{Pending, Picked, Reader, Sim, Waiter, OVERTAKES_MAX};
 use super::concurrent_names::{random_key, random_versions};
-use super::harness::{limited, show, write_in, Op, Target};
+use super::harness::{cut_flush_failed, limited, show, write_in, Op, Target};
 use super::log;
 use super::model::BlobModel;
 
@@ -159,7 +159,7 @@ impl Sim {
     /// only a write the harness saw might extend may do).
     fn write_failed(&self, p: &Picked, e: &Error, sync: bool, faults: u64) {
         self.expect_failure("write", p, e, faults);
-        let cut = matches!(e, Error::Io { op, .. } if *op == CUT_FLUSH_OP);
+        let cut = cut_flush_failed(e);
         let marked = self.inodes.borrow()[&p.inode].may_poison;
         assert!(!cut || marked, "a write that could not extend cut: {e}");
         self.mark_poison(p, sync || cut);

@@ -484,3 +484,9 @@ impl Harness {
         outcome
     }
 }
+
+/// Whether a write or resize failed at the flush of the cut before it,
+/// which poisons its blob (`CUT_FLUSH_OP`).
+pub fn cut_flush_failed(e: &Error) -> bool {
+    matches!(e, Error::Io { op, .. } if *op == shardblob_shards::CUT_FLUSH_OP)
+}

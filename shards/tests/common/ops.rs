@@ -3,10 +3,11 @@
 
 use futures_lite::StreamExt;
 use shardblob_shards::fs::sim::Faults;
-use shardblob_shards::{Blob, Error, IoClass, WriteOptions, CUT_FLUSH_OP};
+use shardblob_shards::{Blob, Error, IoClass, WriteOptions};
 
 use super::harness::{
-    expect_poisoned, limited, show, write_in, Handle, Harness, Op, Outcome, Target,
+    cut_flush_failed, expect_poisoned, limited, show, write_in, Handle, Harness, Op, Outcome,
+    Target,
 };
 use super::model::Trim;
 
@@ -69,7 +70,7 @@ impl Harness {
             Some(Err(e)) => {
                 let flush = self.flush_faulted();
                 if flush && !poisons {
-                    let cut = matches!(e, Error::Io { op, .. } if op == CUT_FLUSH_OP);
+                    let cut = cut_flush_failed(&e);
                     assert!(cut, "a failed flush of a write or resize: {e}");
                 }
                 if let (true, Some(h)) = (poisons || flush, self.handle_mut(target)) {
