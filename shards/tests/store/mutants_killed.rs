@@ -1181,3 +1181,42 @@ fn a_killed_process_keeps_completed_appends_and_resizes() {
         assert_eq!(len, 40, "the completed resize");
     });
 }
+
+/// A flush that starts while a length page is on its way to the device
+/// does not take the newest slot for durable: the page may replace it after
+/// the flush, and a crash may then keep either. Here an append's page is in
+/// flight while a sync flushes; a SYNC write inside the append's length
+/// then has to write its length durably, or a crash may keep the slot the
+/// sync saw and lose the write. Kills `shards/src/blob/length.rs:240:47:
+/// replace == with != in BlobState<F>::flush_with_length`, which took the
+/// newest slot for durable exactly when a page was in flight.
+#[test]
+fn a_flush_beside_a_page_in_flight_trusts_no_slot() {
+    const SEEDS: u64 = 64;
+    executor().run(async {
+        for seed in 0..SEEDS {
+            let fs = SimFs::new(seed);
+            let store = ShardStore::new(fs.clone(), "/");
+            let (blob, _) = store.open("p", b"f").await.unwrap();
+            blob.write_at(0, &[1; 4096]).await.unwrap();
+            fs.set_latency(3);
+            let append = blob.write_at(4096, &[2; 4096]);
+            let (appended, synced) = futures_lite::future::zip(append, blob.sync()).await;
+            appended.unwrap();
+            synced.unwrap();
+            fs.set_latency(0);
+            let bufs: [&[u8]; 1] = [&[3; 100]];
+            let sync_write = blob.write_vectored_at(6000, &bufs, WriteOptions::SYNC);
+            sync_write.await.unwrap();
+            let after = ShardStore::new(fs.crash(), "/");
+            drop((blob, store));
+            let (blob, len) = after.open("p", b"f").await.unwrap();
+            assert!(
+                len >= 6100,
+                "seed {seed}: length {len} loses the SYNC write"
+            );
+            let read = blob.read_at(6000, 100).await.unwrap();
+            assert!(read.iter().all(|&b| b == 3), "seed {seed}: the SYNC write");
+        }
+    });
+}
