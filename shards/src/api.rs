@@ -169,8 +169,9 @@ pub trait Storage {
 ///   logical end: a later `resize` up, or a write past the end, reads zeros
 ///   there (it first cuts them off, durably: a flush, which poisons the
 ///   blob as a failed sync does if it fails; the error's `op` is then
-///   [`CUT_FLUSH_OP`](crate::CUT_FLUSH_OP), and the next open of the blob
-///   by the same store flushes again). Inside the blob each of its 512-byte
+///   [`CUT_FLUSH_OP`](crate::CUT_FLUSH_OP), and the blob's close flushes
+///   again, or, if that fails too, the next open of the blob by the same
+///   store). Inside the blob each of its 512-byte
 ///   sectors reads old or new.
 ///   After a crash it counts as an unsynced write, as one the crash cut
 ///   short would: until the next sync, a crash may show it whole or torn,

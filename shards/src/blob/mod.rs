@@ -595,29 +595,29 @@ impl<F: FileSystem> Drop for BlobState<F> {
         let untrimmed = !stale
             && (self.file_len.get() != self.len.get() || self.reserved_len.get() > self.len.get());
         // A poisoned blob records its length too (its writes stay readable
-        // after a reopen, as they are now), but leaves the file's size alone,
-        // and the next open a flush: its failed flush may have left a cut
-        // that is not durable (`cut_to_len`).
+        // after a reopen, as they are now), leaves the file's size alone,
+        // and flushes: its failed flush may have left a cut that is not
+        // durable (`cut_to_len`), and an open by another store (a new
+        // process) would not know to flush. One blocking `fdatasync`, on an
+        // error path only. Whatever fails here, the next open of this store
+        // does.
         let poisoned = self.poison.borrow().is_some();
-        let mut unsettled = poisoned.then(|| self.len.get());
-        {
-            let closed = self
-                .write_length_now()
-                .and_then(|()| match untrimmed && !poisoned {
-                    true => self.file.set_len_now(HEADER_LEN + self.len.get()),
-                    false => Ok(()),
-                });
-            if let Err(e) = closed {
-                tracing::warn!(
-                    partition = %self.key.partition,
-                    name = %hex(&self.key.name),
-                    len = self.len.get(),
-                    error = %e,
-                    "recording the length on close failed: the next open of this store uses it"
-                );
-                unsettled = Some(self.len.get());
-            }
-        }
+        let closed = self.write_length_now().and_then(|()| match poisoned {
+            true => self.file.sync_data_now(),
+            false if untrimmed => self.file.set_len_now(HEADER_LEN + self.len.get()),
+            false => Ok(()),
+        });
+        let unsettled = closed.err().map(|e| {
+            tracing::warn!(
+                partition = %self.key.partition,
+                name = %hex(&self.key.name),
+                len = self.len.get(),
+                poisoned,
+                error = %e,
+                "closing failed: the next open of this store records the length and flushes"
+            );
+            self.len.get()
+        });
         if let Some(registry) = self.registry.upgrade() {
             let open = self as *const BlobState<F> as *const ();
             registry.release(&self.key, open, unsettled);

@@ -273,6 +273,13 @@ impl File for AnyFile {
         }
     }
 
+    fn sync_data_now(&self) -> io::Result<()> {
+        match self {
+            AnyFile::Dma(file) => file.sync_data_now(),
+            AnyFile::Sim(file) => file.sync_data_now(),
+        }
+    }
+
     fn write_block_now(&self, block: &[u8; BLOCK_SIZE as usize], pos: u64) -> io::Result<()> {
         match self {
             AnyFile::Dma(file) => file.write_block_now(block, pos),

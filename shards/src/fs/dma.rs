@@ -418,6 +418,11 @@ impl File for DmaBlobFile {
         cvt(unsafe { libc::ftruncate(self.file.as_raw_fd(), len) })
     }
 
+    fn sync_data_now(&self) -> io::Result<()> {
+        // SAFETY: fdatasync on a descriptor this file owns.
+        cvt(unsafe { libc::fdatasync(self.file.as_raw_fd()) })
+    }
+
     fn write_block_now(&self, block: &[u8; BLOCK_SIZE as usize], pos: u64) -> io::Result<()> {
         /// One block in memory aligned for direct I/O.
         #[repr(C, align(4096))]

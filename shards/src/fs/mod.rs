@@ -143,6 +143,10 @@ pub trait File: 'static {
     /// Makes the file's data and size durable (fdatasync).
     async fn sync_data(&self) -> io::Result<()>;
 
+    /// Makes the file's data and size durable now (fdatasync), from a
+    /// synchronous context (a poisoned handle's drop).
+    fn sync_data_now(&self) -> io::Result<()>;
+
     /// The file size in bytes.
     async fn size(&self) -> io::Result<u64>;
 }

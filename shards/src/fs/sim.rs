@@ -960,6 +960,14 @@ impl File for SimFile {
         FileData::set_len(&self.data, len)
     }
 
+    fn sync_data_now(&self) -> io::Result<()> {
+        // Under the disk's lock: no crash between the count and the effect.
+        let mut disk = self.disk.locked();
+        disk.start(OpKind::Sync, self.epoch).map_err(Fault::error)?;
+        self.data.locked().flush();
+        Ok(())
+    }
+
     fn write_block_now(&self, block: &[u8; BLOCK_SIZE as usize], pos: u64) -> io::Result<()> {
         let start = checked_size(pos.saturating_add(BLOCK_SIZE))? - block.len();
         // Under the disk's lock: no crash between the count and the effect.

@@ -196,6 +196,10 @@ impl<Fi: File> File for SchedFile<Fi> {
         self.inner.write_block_now(block, pos)
     }
 
+    fn sync_data_now(&self) -> io::Result<()> {
+        self.inner.sync_data_now()
+    }
+
     async fn preallocate(&self, pos: u64, len: u64) -> io::Result<()> {
         let _permit = self.sched.acquire(IoClass::current(), Cost::call(0)).await;
         self.inner.preallocate(pos, len).await

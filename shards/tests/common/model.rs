@@ -549,7 +549,8 @@ impl BlobModel {
                 self.file_lens.extend(lens);
             }
             // A poisoned blob's close records its length too (format 2),
-            // and leaves the file's size alone.
+            // and leaves the file's size alone (its flush is not modelled:
+            // a crash may keep less than it made durable).
             Trim::Skipped => self.may_hold([self.len]),
         }
     }

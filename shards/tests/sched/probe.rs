@@ -248,6 +248,10 @@ impl<Fi: File> File for CountingFile<Fi> {
         self.inner.write_block_now(block, pos)
     }
 
+    fn sync_data_now(&self) -> io::Result<()> {
+        self.inner.sync_data_now()
+    }
+
     async fn preallocate(&self, pos: u64, len: u64) -> io::Result<()> {
         let _call = self.probe.start(Cost::call(0));
         self.inner.preallocate(pos, len).await

@@ -240,6 +240,9 @@ impl File for DeviceFile {
     fn write_block_now(&self, block: &[u8; BLOCK_SIZE as usize], pos: u64) -> io::Result<()> {
         self.file.write_block_now(block, pos)
     }
+    fn sync_data_now(&self) -> io::Result<()> {
+        self.file.sync_data_now()
+    }
     async fn preallocate(&self, pos: u64, len: u64) -> io::Result<()> {
         self.file.preallocate(pos, len).await
     }

@@ -549,34 +549,85 @@ fn a_write_waiting_behind_a_failed_cut_flush_is_refused() {
     );
 }
 
-/// A poisoned blob's close leaves the next open a flush: the cut whose
-/// flush failed may not be durable, and a write past a gap after the
-/// reopen must not find the failed write's bytes there after a crash.
+/// A poisoned blob whose close cannot flush either leaves the next open
+/// (by the same store) a flush: the cut whose flush failed may not be
+/// durable, and a write past a gap after the reopen must not find the
+/// failed write's bytes there after a crash.
 #[test]
-fn a_reopen_after_a_failed_cut_flush_makes_the_cut_durable() {
+fn a_reopen_after_failed_cut_and_close_flushes_makes_the_cut_durable() {
     run_seeds(
-        "gap_zero a_reopen_after_a_failed_cut_flush_makes_the_cut_durable",
+        "gap_zero a_reopen_after_failed_cut_and_close_flushes_makes_the_cut_durable",
         "",
         48,
-        |seed| async move {
-            let (fs, store, blob, at) = before_a_failing_cut_flush(seed).await;
-            let base_len = blob.len();
-            let failed = blob.write_at(at, &[LATER_BYTE; 100]).await;
-            assert!(failed.is_err(), "the cut's flush fails");
-            drop(blob);
-            let (blob, len) = store.open("p", b"a").await.unwrap();
-            assert_eq!(len, base_len);
-            let bufs: [&[u8]; 1] = [&[LATER_BYTE; 100]];
-            blob.write_vectored_at(at, &bufs, WriteOptions::SYNC)
-                .await
-                .unwrap();
-            let store = ShardStore::new(fs.crash(), "/");
-            let (blob, len) = store.open("p", b"a").await.unwrap();
-            let want = expected(base_len, at + 100, Some(at));
-            let bytes = blob.read_at(0, len as usize).await.unwrap();
-            assert_eq!((len, nonzero_in(&bytes, &want)), (at + 100, 0));
-        },
+        |seed| poisoned_close_then_gap_write(seed, Reopen::SameStoreAfterAFailedFlush),
     );
+}
+
+/// A poisoned blob's close flushes: the cut whose flush failed is durable
+/// once the close is done, so an open by another store (one in a new
+/// process, which knows nothing of the close) needs no flush of its own. A
+/// write past a gap after that open must not find the failed write's bytes
+/// there after a crash.
+#[test]
+fn a_poisoned_close_makes_the_cut_durable_for_any_store() {
+    run_seeds(
+        "gap_zero a_poisoned_close_makes_the_cut_durable_for_any_store",
+        "",
+        48,
+        |seed| poisoned_close_then_gap_write(seed, Reopen::NewStore),
+    );
+}
+
+/// Who reopens a blob a failed cut's flush poisoned, after its close.
+#[derive(Clone, Copy)]
+enum Reopen {
+    /// The same store, after the close's own flush failed too.
+    SameStoreAfterAFailedFlush,
+    /// A new store on the same file system (as a new process would).
+    NewStore,
+}
+
+/// A failed cut's flush poisons a blob; it closes, `reopen` opens it, a
+/// SYNC write lands past a gap, and after a crash the gap reads zeros.
+async fn poisoned_close_then_gap_write(seed: u64, reopen: Reopen) {
+    let (fs, store, blob, at) = before_a_failing_cut_flush(seed).await;
+    let base_len = blob.len();
+    let failed = blob.write_at(at, &[LATER_BYTE; 100]).await;
+    assert!(failed.is_err(), "the cut's flush fails");
+    if let Reopen::SameStoreAfterAFailedFlush = reopen {
+        fs.set_faults(Faults::at_sync(fs.sync_count()));
+    }
+    drop(blob);
+    closed(&store).await;
+    let store = match reopen {
+        Reopen::SameStoreAfterAFailedFlush => {
+            assert_eq!(fs.injected_sync_faults(), 2, "the close's flush failed");
+            store
+        }
+        Reopen::NewStore => ShardStore::new(fs.clone(), "/"),
+    };
+    let (blob, len) = store.open("p", b"a").await.unwrap();
+    assert_eq!(len, base_len);
+    let bufs: [&[u8]; 1] = [&[LATER_BYTE; 100]];
+    blob.write_vectored_at(at, &bufs, WriteOptions::SYNC)
+        .await
+        .unwrap();
+    let store = ShardStore::new(fs.crash(), "/");
+    let (blob, len) = store.open("p", b"a").await.unwrap();
+    let want = expected(base_len, at + 100, Some(at));
+    let bytes = blob.read_at(0, len as usize).await.unwrap();
+    assert_eq!((len, nonzero_in(&bytes, &want)), (at + 100, 0));
+}
+
+/// Waits until `store` has no blob open (a close may wait for its tasks).
+async fn closed(store: &ShardStore<SimFs>) {
+    for _ in 0..1000 {
+        if store.stats().open_blobs() == 0 {
+            break;
+        }
+        futures_lite::future::yield_now().await;
+    }
+    assert_eq!(store.stats().open_blobs(), 0, "the blob closed");
 }
 
 /// What a poisoned blob's close leaves the next open belongs to that file:
@@ -593,13 +644,7 @@ fn a_new_file_of_the_name_takes_nothing_a_poisoned_close_left() {
             let failed = blob.write_at(at, &[LATER_BYTE; 100]).await;
             assert!(failed.is_err(), "the cut's flush fails: poisoned");
             drop(blob);
-            for _ in 0..1000 {
-                if store.stats().open_blobs() == 0 {
-                    break;
-                }
-                futures_lite::future::yield_now().await;
-            }
-            assert_eq!(store.stats().open_blobs(), 0, "the blob closed");
+            closed(&store).await;
             fs.remove_file(Path::new("/p/61")).unwrap();
             let (blob, len) = store.open("p", b"a").await.unwrap();
             assert_eq!((len, blob.len()), (0, 0), "a new file of the name");
