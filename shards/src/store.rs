@@ -115,8 +115,9 @@ pub struct Registry {
     ended: Event,
     /// Logical lengths of blobs whose last handle's close left work to the
     /// next open (blob/mod.rs, the drop): a length it could not record, or
-    /// a poisoned blob's, whose file may not be durable as it is. The next
-    /// open takes the length and flushes, unless it finds a new file.
+    /// a poisoned blob's whose close could not flush (its file may not be
+    /// durable as it is). The next open takes the length and flushes,
+    /// unless it finds a new file.
     unsettled: RefCell<HashMap<BlobKey, u64>>,
 }
 

@@ -399,8 +399,8 @@ impl<F: FileSystem> BlobState<F> {
         if let Err(e) = self.file.sync_data().await {
             // A crash may still bring them back: the blob keeps counting
             // them (the writes and resizes that waited for this one find it
-            // poisoned and are refused), and the close leaves a flush to the
-            // next open (store.rs).
+            // poisoned and are refused), and the close flushes again (or,
+            // if that fails, leaves a flush to the next open, store.rs).
             self.poison(CUT_FLUSH_OP, &e);
             return Err((CUT_FLUSH_OP, e));
         }

@@ -241,6 +241,7 @@ impl File for DeviceFile {
         self.file.write_block_now(block, pos)
     }
     fn sync_data_now(&self) -> io::Result<()> {
+        self.control.flushes.set(self.control.flushes.get() + 1);
         self.file.sync_data_now()
     }
     async fn preallocate(&self, pos: u64, len: u64) -> io::Result<()> {

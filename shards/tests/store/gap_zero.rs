@@ -43,12 +43,22 @@
 //!   behind that failure is refused (`BlobPoisoned`); at 47a68f8 it went
 //!   ahead without a cut, and a crash showed the failed write's bytes in
 //!   its gap (seed 14).
-//! - `a_reopen_after_a_failed_cut_flush_makes_the_cut_durable`: the close
-//!   of the poisoned blob leaves the reopen a flush; without it (the
-//!   reopen flushing only a recorded length or a size change) a crash
-//!   after a SYNC gap write showed the failed write's bytes (seed 14).
+//! - `a_poisoned_close_makes_the_cut_durable_for_any_store`: the close of
+//!   the poisoned blob flushes, so an open by a new store (a new process)
+//!   needs no flush; on 6df000f, whose close left the flush to
+//!   the next open of the same store only, a crash after a SYNC gap write
+//!   in the new store's open showed 1,948 of the failed write's bytes (seed
+//!   14).
+//! - `a_reopen_after_failed_cut_and_close_flushes_makes_the_cut_durable`:
+//!   when the close's flush fails too, the close leaves the reopen (by the
+//!   same store) a flush; without it (the reopen flushing only a recorded
+//!   length or a size change) a crash after a SYNC gap write showed the
+//!   failed write's bytes (seed 14).
 //! - `a_new_file_of_the_name_takes_nothing_a_poisoned_close_left`: that
 //!   flush is for the file the close left, not a new one of the name.
+//! - `a_close_leaves_a_failed_writes_synced_bytes_to_the_next_open`: a
+//!   close does not cut a failed write's bytes that a sync made durable
+//!   (the cut would not be durable); the next open cuts them durably.
 //! - `a_resize_down_cuts_a_failed_writes_synced_bytes_durably`: a resize
 //!   that does not extend the blob cuts a failed write's bytes durably too;
 //!   at ac0fe9b its own cut was not durable, and a SYNC write past a gap
@@ -619,6 +629,41 @@ async fn poisoned_close_then_gap_write(seed: u64, reopen: Reopen) {
     assert_eq!((len, nonzero_in(&bytes, &want)), (at + 100, 0));
 }
 
+/// A close does not cut a failed write's bytes past the end that a sync
+/// made durable (its cut would not be durable, and the next open would
+/// find the file's size at the length and not flush): the next open cuts
+/// them, durably, so a SYNC write past a gap after it does not find them
+/// there after a crash. Kills `shards/src/blob/mod.rs:594:42: replace >
+/// with == in <impl Drop for BlobState<F>>::drop` (lines at 9206cb2).
+#[test]
+fn a_close_leaves_a_failed_writes_synced_bytes_to_the_next_open() {
+    run_seeds(
+        "gap_zero a_close_leaves_a_failed_writes_synced_bytes_to_the_next_open",
+        "",
+        48,
+        |seed| async move {
+            let fs = SimFs::new(seed);
+            let (base_len, _) = case(seed);
+            let (store, blob) = failed_append(&fs, base_len).await;
+            blob.sync().await.unwrap();
+            drop(blob);
+            closed(&store).await;
+            let (blob, len) = store.open("p", b"a").await.unwrap();
+            assert_eq!(len, base_len);
+            let at = later_write_at(base_len, Reveal::GapWrite);
+            let bufs: [&[u8]; 1] = [&[LATER_BYTE; 100]];
+            blob.write_vectored_at(at, &bufs, WriteOptions::SYNC)
+                .await
+                .unwrap();
+            let store = ShardStore::new(fs.crash(), "/");
+            let (blob, len) = store.open("p", b"a").await.unwrap();
+            let want = expected(base_len, at + 100, Some(at));
+            let bytes = blob.read_at(0, len as usize).await.unwrap();
+            assert_eq!((len, nonzero_in(&bytes, &want)), (at + 100, 0));
+        },
+    );
+}
+
 /// Waits until `store` has no blob open (a close may wait for its tasks).
 async fn closed(store: &ShardStore<SimFs>) {
     for _ in 0..1000 {
@@ -643,8 +688,10 @@ fn a_new_file_of_the_name_takes_nothing_a_poisoned_close_left() {
             let (fs, store, blob, at) = before_a_failing_cut_flush(seed).await;
             let failed = blob.write_at(at, &[LATER_BYTE; 100]).await;
             assert!(failed.is_err(), "the cut's flush fails: poisoned");
+            fs.set_faults(Faults::at_sync(fs.sync_count()));
             drop(blob);
             closed(&store).await;
+            assert_eq!(fs.injected_sync_faults(), 2, "the close's flush failed");
             fs.remove_file(Path::new("/p/61")).unwrap();
             let (blob, len) = store.open("p", b"a").await.unwrap();
             assert_eq!((len, blob.len()), (0, 0), "a new file of the name");
