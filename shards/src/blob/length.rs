@@ -22,7 +22,7 @@
 
 use std::io;
 
-use crate::fs::{File, FileSystem, WriteBuf, BLOCK_SIZE};
+use crate::fs::{written_whole, File, FileSystem, WriteBuf, BLOCK_SIZE};
 use crate::header::{self, Header, LengthSlot, HEADER_LEN};
 
 use super::{BlobState, Failed};
@@ -151,13 +151,7 @@ impl<F: FileSystem> BlobState<F> {
             slots.durable_at = target;
             slots.trusted = true;
         }
-        match written as u64 == HEADER_LEN {
-            true => Ok(()),
-            false => Err(io::Error::new(
-                io::ErrorKind::WriteZero,
-                "short write of the header page",
-            )),
-        }
+        written_whole(written, HEADER_LEN)
     }
 
     /// Records the length a change of data ending at `end` is about to

@@ -32,7 +32,7 @@ use std::rc::Rc;
 
 use async_lock::{RwLockReadGuardArc, SemaphoreGuardArc};
 
-use crate::fs::{File, FileSystem, WriteBuf, BLOCK_SIZE};
+use crate::fs::{written_whole, File, FileSystem, WriteBuf, BLOCK_SIZE};
 use crate::header::HEADER_LEN;
 use crate::sched::IoClass;
 use crate::Result;
@@ -741,17 +741,6 @@ impl<F: FileSystem> BlobState<F> {
             self.zeroing.adopt(Box::pin(zeros));
             at += len;
         }
-    }
-}
-
-/// `Ok` if the device wrote all `len` bytes, else a short-write error.
-fn written_whole(written: usize, len: u64) -> std::io::Result<()> {
-    match written as u64 == len {
-        true => Ok(()),
-        false => Err(std::io::Error::new(
-            std::io::ErrorKind::WriteZero,
-            format!("short write: {written} of {len} bytes"),
-        )),
     }
 }
 

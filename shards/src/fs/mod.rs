@@ -150,3 +150,16 @@ pub trait File: 'static {
     /// The file size in bytes.
     async fn size(&self) -> io::Result<u64>;
 }
+
+/// `Ok` if the device wrote all `len` bytes, else a short-write error: a
+/// write may complete short (the kernel reports the bytes it wrote before
+/// an error), and every caller must treat that as a failure.
+pub(crate) fn written_whole(written: usize, len: u64) -> io::Result<()> {
+    match written as u64 == len {
+        true => Ok(()),
+        false => Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            format!("short write: {written} of {len} bytes"),
+        )),
+    }
+}

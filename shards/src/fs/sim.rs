@@ -96,7 +96,9 @@
 //! ([`SimFs::sync_count`], [`Faults::at_sync`]). A
 //! failed op changes nothing, except a short write: it stores a prefix of
 //! whole sectors of the buffer (strictly shorter, current state only) and
-//! returns EIO. Reads, `size` and `list_dir` fail with EIO; writes with EIO,
+//! returns that prefix's length, as the kernel reports a write cut short
+//! after some bytes (for an even, non-zero number of sectors), or EIO.
+//! Reads, `size` and `list_dir` fail with EIO; writes with EIO,
 //! ENOSPC or a short write; other calls with EIO or ENOSPC. A file cannot grow
 //! past [`MAX_FILE_BYTES`] (EFBIG).
 
@@ -874,7 +876,13 @@ impl SimFile {
                 let kept_bytes = disk.rng.below(sectors) * SECTOR_BYTES;
                 let prefix = &bytes[..kept_bytes as usize];
                 data.locked().write(start, prefix, false);
-                return Err(Fault::ShortWrite.error());
+                // No second draw from the seed's generator: the seeds keep
+                // their sequences.
+                let counted = kept_bytes > 0 && (kept_bytes / SECTOR_BYTES).is_multiple_of(2);
+                return match counted {
+                    true => Ok(kept_bytes as usize),
+                    false => Err(Fault::ShortWrite.error()),
+                };
             }
             data.locked().write(start, &bytes, durable);
             Ok(bytes.len())
@@ -1232,19 +1240,24 @@ mod tests {
     #[test]
     fn short_write_keeps_a_sector_prefix() {
         let fs = SimFs::new(5);
-        let mut saw_short = false;
+        let (mut saw_short, mut saw_short_count) = (false, false);
         block_on(async {
             let file = fs.open_file(Path::new("f"), true).await.unwrap();
             fs.set_faults(Faults::random(500_000));
             for _ in 0..200 {
                 let result = file.write_at(filled(&file, 7, 1), 0, false).await;
                 let len = file.data.locked().current.len();
-                assert!(len % SECTOR == 0 && (result.is_ok() || len < BLOCK));
+                assert!(len % SECTOR == 0);
+                match result {
+                    Ok(written) => assert_eq!(written, len, "the count is what it stored"),
+                    Err(_) => assert!(len < BLOCK),
+                }
                 saw_short |= result.is_err() && len > 0;
+                saw_short_count |= result.is_ok_and(|written| written < BLOCK);
                 file.data.locked().current.clear();
             }
         });
-        assert!(saw_short);
+        assert!(saw_short && saw_short_count);
     }
 
     /// Block 0 of `file`, as the device holds it now.

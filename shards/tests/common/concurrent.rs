@@ -577,11 +577,15 @@ impl Sim {
     /// Whether an error is one an injected fault explains.
     pub(super) fn fault_error(&self, e: &Error, faults_before: u64) -> bool {
         let injected = self.h.borrow().fs.injected_faults() > faults_before;
-        let os = match e {
-            Error::Io { source, .. } => source.raw_os_error(),
-            _ => None,
+        // EIO or ENOSPC, or a write the device cut short (its count).
+        let injectable = match e {
+            Error::Io { source, .. } => {
+                matches!(source.raw_os_error(), Some(libc::EIO) | Some(libc::ENOSPC))
+                    || source.kind() == std::io::ErrorKind::WriteZero
+            }
+            _ => false,
         };
-        injected && matches!(os, Some(libc::EIO) | Some(libc::ENOSPC))
+        injected && injectable
     }
 
     /// Faults injected so far.
