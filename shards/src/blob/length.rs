@@ -132,7 +132,9 @@ impl<F: FileSystem> BlobState<F> {
         }
         let mut page = self.file.alloc(HEADER_LEN as usize);
         header::encode(&header, page.bytes_mut());
+        // A short write failed: part of the page may have landed.
         let written = self.file.write_at(page, 0, durable).await;
+        let written = written.and_then(|n| written_whole(n, HEADER_LEN));
         let mut slots = self.slots.borrow_mut();
         slots.pages_in_flight -= 1;
         // A failed write may have landed, or not: counted as newest, with a
@@ -143,15 +145,15 @@ impl<F: FileSystem> BlobState<F> {
         };
         let landed = header.slots[target];
         slots.on_device[target] = landed.map(|slot| match written {
-            Ok(_) => slot,
+            Ok(()) => slot,
             Err(_) => unknown(slot),
         });
-        let written = written?;
+        written?;
         if durable {
             slots.durable_at = target;
             slots.trusted = true;
         }
-        written_whole(written, HEADER_LEN)
+        Ok(())
     }
 
     /// Records the length a change of data ending at `end` is about to

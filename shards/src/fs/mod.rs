@@ -104,8 +104,11 @@ pub trait File: 'static {
         ranges: Vec<(u64, usize)>,
     ) -> impl Stream<Item = io::Result<(usize, Self::ReadBuf)>>;
 
-    /// Writes the whole buffer at the block-aligned `pos`. With `durable`, the
-    /// bytes are durable when it returns (data-sync semantics, one write).
+    /// Writes the buffer at the block-aligned `pos` and returns how many
+    /// bytes it wrote: fewer than the buffer holds when the device cut the
+    /// write short, which the caller must take for a failure
+    /// (`written_whole`). With `durable`, the bytes are durable when it
+    /// returns (data-sync semantics, one write).
     async fn write_at(&self, buf: Self::WriteBuf, pos: u64, durable: bool) -> io::Result<usize> {
         self.write_returning(buf, pos, durable).await.0
     }
