@@ -10,8 +10,13 @@
 //! about +10 µs (README, "Placing shards for tail latency"). The price is
 //! CPU time, burnt on the waiting thread's CPU: up to the spin per wait
 //! that lasts longer than it (twice, when the wait follows a wake-up the
-//! spin caught: its unpark token ends the first park at once). On a core shared with a shard or other busy
-//! work, a spin of zero (park at once) is the better choice.
+//! spin caught: its unpark token ends the first park at once). The spin
+//! yields its CPU between two looks at the flag (`sched_yield`), as a
+//! shard's idle spin does (README, "Sharing CPUs with the embedding
+//! program"): a thread that is runnable on the same CPU, a shard among
+//! them, runs at once instead of at the end of the spinner's time slice.
+//! On a core shared with busy work, a spin of zero (park at once) is still
+//! the better choice: each look then waits for that work's time slice.
 //!
 //! [`block_on`] is this wait for one future on a plain thread. Inside an
 //! async runtime (tokio, ...) await the `Client`'s futures as any other;
@@ -102,7 +107,7 @@ impl Waiter {
             if flag.woken.load(Ordering::Acquire) {
                 return true;
             }
-            std::hint::spin_loop();
+            thread::yield_now();
         }
         flag.woken.load(Ordering::Acquire)
     }

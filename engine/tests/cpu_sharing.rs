@@ -5,15 +5,17 @@
 //! The mechanism: a shard is an ordinary thread (it keeps the scheduling
 //! policy and nice value of the thread that started the engine: here
 //! SCHED_OTHER, nice 0), so the kernel shares its CPU fairly with any other
-//! thread placed there; and the blocking pool that runs handed-off syncs is
-//! not pinned to the shard's CPU. While a task keeps every shard's executor
-//! from ever sleeping, a thread pinned beside each shard counts its CPU
-//! time against the shard thread's (counted, not timed: the shares are
-//! ratios of CPU time), and a caller pinned to a shard's CPU finishes a
-//! fixed number of requests and handed-off syncs. The shards stay busy
-//! until the caller is done and each shard's CPU has been busy for
-//! `WINDOW_CPU_NS`; a caller or pool that never runs hangs the test, which
-//! `without_hanging` turns into a failure.
+//! thread placed there; an idle shard's spin yields its CPU to any thread
+//! runnable there (glommio's patch 2, `third_party/glommio/PATCHES.md`);
+//! and the blocking pool that runs handed-off syncs is not pinned to the
+//! shard's CPU. While a task keeps every shard's executor from ever
+//! sleeping, a thread pinned beside each shard counts its CPU time against
+//! the shard thread's (counted, not timed: the shares are ratios of CPU
+//! time), and a caller pinned to a shard's CPU finishes a fixed number of
+//! requests and handed-off syncs. The shards stay busy until the caller is
+//! done and each shard's CPU has been busy for `WINDOW_CPU_NS`; a caller or
+//! pool that never runs hangs the test, which `without_hanging` turns into
+//! a failure.
 
 mod support;
 
@@ -35,6 +37,16 @@ const SYNC_EVERY: u64 = 10;
 /// Least share of a CPU's time, between the shard and the thread pinned
 /// beside it, that each must get: half of the fair half.
 const SHARE_MIN: f64 = 0.25;
+/// How long a computing shard's task computes between two polls of its
+/// rings and queues, in thread CPU time.
+const COMPUTE_STEP_NS: u64 = 50_000;
+/// How often an idle shard's task wakes: well within its 10 ms spin, so the
+/// shard spins between wake-ups and never parks.
+const IDLE_WAKE_EVERY: std::time::Duration = std::time::Duration::from_millis(2);
+/// Least share of its CPU's time that a thread pinned beside an idle,
+/// spinning shard must get: a spin that does not yield leaves it the fair
+/// half (0.50-0.51 measured), one that yields almost all of it.
+const IDLE_SHARE_MIN: f64 = 0.8;
 
 /// CPU time of the calling thread, in nanoseconds.
 fn thread_cpu_ns() -> u64 {
@@ -95,31 +107,41 @@ impl Window {
         }
     }
 
-    /// Ends the window once `caller` has finished (done or panicked) and
-    /// each shard's CPU has been busy `WINDOW_CPU_NS`.
-    fn close_when_counted<T>(&self, caller: &std::thread::JoinHandle<T>) {
+    /// Ends the window once `done` says so (a caller finished, done or
+    /// panicked) and each shard's CPU has been busy `WINDOW_CPU_NS`.
+    fn close_when_counted(&self, done: impl Fn() -> bool) {
         let busy_ns = |shard: usize| {
             self.shard_ns[shard].load(Ordering::SeqCst)
                 + self.worker_ns[shard].load(Ordering::SeqCst)
         };
-        // Bounded: each busy task runs until `stop`, so its CPU time grows;
-        // the caller is bounded by `without_hanging`.
-        while !caller.is_finished() || busy_ns(0) < WINDOW_CPU_NS || busy_ns(1) < WINDOW_CPU_NS {
+        // Bounded: each pinned worker computes until `stop`, so its CPU
+        // time grows; a caller is bounded by `without_hanging`.
+        while !done() || busy_ns(0) < WINDOW_CPU_NS || busy_ns(1) < WINDOW_CPU_NS {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         self.stop.store(true, Ordering::SeqCst);
     }
 }
 
-/// Keeps shard `shard` busy until the window ends: a task that sleeps 1 µs
-/// at a time, so the executor always has a timer due and never sleeps (it
-/// spins between timers), yet polls its rings and queues each time and so
-/// keeps serving requests. (A task that only yields would hold its task
-/// queue for glommio's whole preemption period, and each request would wait
-/// that long.) Reports `(shard, its CPU, CPUs its blocking pool may use)`.
-fn busy_shard(
+/// What a shard's task keeps its executor doing until the window ends.
+#[derive(Clone, Copy)]
+enum Keep {
+    /// Computing `COMPUTE_STEP_NS` at a time, then sleeping 1 µs: the
+    /// executor always has a timer due, so it never sleeps, and polls its
+    /// rings and queues between steps, so it keeps serving requests. (A
+    /// task that only yields would hold its task queue for glommio's whole
+    /// preemption period, and each request would wait that long.)
+    Computing,
+    /// Idle: waking every `IDLE_WAKE_EVERY`, spinning in between.
+    Spinning,
+}
+
+/// Keeps shard `shard`'s executor from sleeping until the window ends, as
+/// `keep` says. Reports `(shard, its CPU, CPUs its blocking pool may use)`.
+fn keep_shard(
     client: &shardblob::Client,
     shard: usize,
+    keep: Keep,
     window: &Arc<Window>,
     report: mpsc::Sender<(usize, usize, usize)>,
 ) -> impl std::future::Future<Output = shardblob::Result<()>> {
@@ -129,9 +151,27 @@ fn busy_shard(
         let cpu = unsafe { libc::sched_getcpu() } as usize;
         let pool_cpus = glommio::executor().spawn_blocking(allowed_cpus).await;
         report.send((shard, cpu, pool_cpus)).unwrap();
-        let sleep = async || glommio::timer::sleep(std::time::Duration::from_micros(1)).await;
-        window.count_cpu_ns(&window.shard_ns[shard], sleep).await
+        let mut x = 1u64;
+        let step = async || match keep {
+            Keep::Computing => {
+                let until_ns = thread_cpu_ns() + COMPUTE_STEP_NS;
+                // Bounded: the thread's CPU time grows while it computes.
+                while thread_cpu_ns() < until_ns {
+                    compute(&mut x);
+                }
+                glommio::timer::sleep(std::time::Duration::from_micros(1)).await
+            }
+            Keep::Spinning => glommio::timer::sleep(IDLE_WAKE_EVERY).await,
+        };
+        window.count_cpu_ns(&window.shard_ns[shard], step).await
     })
+}
+
+/// A thousand steps of a generator: work the compiler keeps.
+fn compute(x: &mut u64) {
+    for _ in 0..1000 {
+        *x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005) + 1);
+    }
 }
 
 /// A thread of the embedding program pinned beside shard `shard` on `cpu`:
@@ -141,12 +181,44 @@ fn pinned_worker(shard: usize, cpu: usize, window: &Arc<Window>) -> std::thread:
     std::thread::spawn(move || {
         pin_to(cpu);
         let mut x = 1u64;
-        let compute = async || {
-            for _ in 0..1000 {
-                x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005) + 1);
-            }
-        };
-        block_on(window.count_cpu_ns(&window.worker_ns[shard], compute));
+        let step = async || compute(&mut x);
+        block_on(window.count_cpu_ns(&window.worker_ns[shard], step));
+    })
+}
+
+/// Keeps both shards as `keep` says, starts a worker pinned beside each,
+/// opens the window and runs `during` (given the shards' CPUs) in it; the
+/// window closes when `during` has returned and the CPUs were counted.
+/// Returns the shards' reports and what `during` returned.
+fn in_window<T: Send + 'static>(
+    engine: &shardblob::Engine,
+    keep: Keep,
+    window: &Arc<Window>,
+    during: impl FnOnce([usize; 2]) -> T + Send + 'static,
+) -> (Vec<(usize, usize, usize)>, T) {
+    let client = engine.client();
+    let (report_tx, report_rx) = mpsc::channel();
+    let kept: Vec<_> = (0..2)
+        .map(|shard| keep_shard(&client, shard, keep, window, report_tx.clone()))
+        .collect();
+    drop(report_tx);
+    let window = window.clone();
+    without_hanging(move || {
+        let reports: Vec<(usize, usize, usize)> = report_rx.iter().take(2).collect();
+        let mut cpus = [0; 2];
+        for &(shard, cpu, _) in &reports {
+            cpus[shard] = cpu;
+        }
+        let workers: Vec<_> = (0..2)
+            .map(|shard| pinned_worker(shard, cpus[shard], &window))
+            .collect();
+        window.go.store(true, Ordering::SeqCst);
+        let during = std::thread::spawn(move || during(cpus));
+        window.close_when_counted(|| during.is_finished());
+        let outcome = during.join().expect("the work run in the window");
+        workers.into_iter().for_each(|w| w.join().unwrap());
+        kept.into_iter().for_each(|k| block_on(k).unwrap());
+        (reports, outcome)
     })
 }
 
@@ -187,35 +259,36 @@ fn threads_beside_busy_shards_get_their_share_and_requests_finish() {
         c.sync_inline_when_idle = false;
     });
     assert_eq!(engine.shard_count(), 2, "the window counts two shards");
-    let client = engine.client();
-    let there = partition_on(&engine, 1, "p");
+    let (client, there) = (engine.client(), partition_on(&engine, 1, "p"));
     let window = Arc::new(Window::default());
-    let (report_tx, report_rx) = mpsc::channel();
-    let busy: Vec<_> = (0..2)
-        .map(|shard| busy_shard(&client, shard, &window, report_tx.clone()))
-        .collect();
-    drop(report_tx);
-    let counted = window.clone();
-    let (reports, synced) = without_hanging(move || {
-        let reports: Vec<(usize, usize, usize)> = report_rx.iter().take(2).collect();
-        let mut cpus = [0; 2];
-        for &(shard, cpu, _) in &reports {
-            cpus[shard] = cpu;
-        }
-        let workers: Vec<_> = (0..2)
-            .map(|shard| pinned_worker(shard, cpus[shard], &window))
-            .collect();
-        window.go.store(true, Ordering::SeqCst);
-        let caller = std::thread::spawn(move || pinned_caller(client, there, cpus[0]));
-        window.close_when_counted(&caller);
-        let synced = caller.join();
-        workers.into_iter().for_each(|w| w.join().unwrap());
-        busy.into_iter().for_each(|b| block_on(b).unwrap());
-        (reports, synced)
+    let (reports, synced) = in_window(&engine, Keep::Computing, &window, move |cpus| {
+        pinned_caller(client, there, cpus[0])
     });
-    assert_eq!(synced.expect("the pinned caller"), PAIRS / SYNC_EVERY);
+    assert_eq!(synced, PAIRS / SYNC_EVERY);
     check_pools(&reports);
-    check_shares(&counted);
+    check_shares(&window);
+    drop(engine);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Checked by hand to fail without glommio's patch 2 (the yield in the
+/// idle spin): the commit message has the shares.
+#[test]
+fn an_idle_spinning_shard_leaves_its_cpu_to_a_runnable_thread() {
+    let (engine, dir) = start("cpu-sharing-idle", |c| c.spin_before_park_us = 10_000);
+    assert_eq!(engine.shard_count(), 2, "the window counts two shards");
+    let window = Arc::new(Window::default());
+    in_window(&engine, Keep::Spinning, &window, |_| ());
+    for shard in 0..2 {
+        let shard_ns = window.shard_ns[shard].load(Ordering::SeqCst);
+        let worker_ns = window.worker_ns[shard].load(Ordering::SeqCst);
+        let worker = share(worker_ns, shard_ns);
+        eprintln!("shard {shard}'s CPU, the shard idle: the worker {worker:.3}");
+        assert!(
+            worker >= IDLE_SHARE_MIN,
+            "shard {shard}'s idle spin kept its CPU from a runnable thread: worker {worker:.3}"
+        );
+    }
     drop(engine);
     std::fs::remove_dir_all(dir).unwrap();
 }

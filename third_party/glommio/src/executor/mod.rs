@@ -1501,6 +1501,13 @@ impl LocalExecutor {
                                     .expect("Failed to park! This is actually pretty bad!");
                                 break;
                             }
+                            // PATCH (shardblob): an idle spin leaves the CPU to any
+                            // other runnable thread of it (PATCHES.md, 2): the
+                            // kernel's workers that complete this executor's
+                            // own writes, too. Returns at once when none is.
+                            //
+                            // SAFETY: sched_yield takes no arguments.
+                            unsafe { libc::sched_yield() };
                         }
                         // reset the timer for deduct spin loop time
                         pre_time = Instant::now();
