@@ -46,7 +46,7 @@ pub(crate) fn check(config: &SchedConfig) -> Result<(), Error> {
         "io_scheduler.throughput_ops_max",
         config.throughput_ops_max as u64,
         1..=depth,
-        "throughput calls in flight are part of depth_max; 6 is the default",
+        "throughput calls in flight are part of depth_max; 1 is the default",
     )?;
     within(
         "io_scheduler.piece_bytes",
@@ -67,7 +67,25 @@ pub(crate) fn check(config: &SchedConfig) -> Result<(), Error> {
         "io_scheduler.throughput_bytes_max",
         config.throughput_bytes_max,
         config.piece_bytes as u64..=IO_SCHEDULER_THROUGHPUT_BYTES_MAX,
-        "at least piece_bytes, so a piece always fits; 786432 (768 KiB) is the default",
+        "at least piece_bytes, so a piece always fits; 131072 (128 KiB) is the default",
+    )?;
+    within(
+        "io_scheduler.throughput_ops_max_alone",
+        config.throughput_ops_max_alone as u64,
+        1..=depth,
+        "calls of bulk work alone are part of depth_max (below throughput_ops_max it counts as that); 8 is the default",
+    )?;
+    within(
+        "io_scheduler.throughput_bytes_max_alone",
+        config.throughput_bytes_max_alone,
+        config.piece_bytes as u64..=IO_SCHEDULER_THROUGHPUT_BYTES_MAX,
+        "at least piece_bytes (below throughput_bytes_max it counts as that); 1048576 (1 MiB) is the default",
+    )?;
+    within(
+        "io_scheduler.alone_after_ops",
+        config.alone_after_ops as u64,
+        1..=u32::MAX as u64,
+        "throughput dispatches in a row with no latency call before bulk work counts as alone; 16 is the default",
     )?;
     within(
         "io_scheduler.throughput_every",
@@ -125,7 +143,7 @@ mod tests {
         let block = file["io_scheduler"]
             .as_table()
             .expect("an [io_scheduler] table");
-        assert_eq!(block.len(), 6, "every field is listed: {block:?}");
+        assert_eq!(block.len(), 9, "every field is listed: {block:?}");
         assert_eq!(Config::default().io_scheduler, SchedConfig::default());
         assert!(check(&SchedConfig::default()).is_ok());
         assert_eq!(SchedConfig::default().check(), Ok(()));
@@ -154,6 +172,21 @@ mod tests {
             "throughput_bytes_max = 1073745920",
             "throughput_bytes_max",
             "..=1073741824",
+        ),
+        (
+            "throughput_ops_max_alone = 65",
+            "throughput_ops_max_alone",
+            "= 65 is outside 1..=64",
+        ),
+        (
+            "throughput_bytes_max_alone = 4096",
+            "throughput_bytes_max_alone",
+            "outside 131072..=",
+        ),
+        (
+            "alone_after_ops = 0",
+            "alone_after_ops",
+            "= 0 is outside 1..=",
         ),
         (
             "throughput_every = 0",

@@ -53,7 +53,11 @@ impl<Fi: File> SchedFile<Fi> {
     /// `class`, in order. A latency group leaves the depth of a full
     /// throughput budget free (`depth_max - throughput_ops_max`, at least
     /// one range), so it fits beside steady bulk work; a throughput group
-    /// fits the throughput bounds (`throughput_ops_max <= depth_max`).
+    /// fits the throughput class's bounds as they are now (at most
+    /// `depth_max`): the alone bounds while bulk work is alone, so a lone
+    /// scan keeps the device as full as a lone writer does. A latency call
+    /// that comes meanwhile waits behind at most one such group, as it
+    /// would behind the alone bounds' writes.
     fn groups(&self, class: IoClass, ranges: Vec<(u64, usize)>) -> Vec<Group> {
         let config = self.sched.config();
         let (ops_max, bytes_max) = match class {
@@ -61,7 +65,7 @@ impl<Fi: File> SchedFile<Fi> {
                 (config.depth_max - config.throughput_ops_max).max(1),
                 u64::MAX,
             ),
-            IoClass::Throughput => (config.throughput_ops_max, config.throughput_bytes_max),
+            IoClass::Throughput => self.sched.throughput_bounds_now(),
         };
         let mut groups: Vec<Group> = Vec::new();
         let mut bytes = 0;

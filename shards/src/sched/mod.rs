@@ -37,6 +37,15 @@
 //! - When both classes wait and both fit, at least one dispatch in every
 //!   `throughput_every` goes to the throughput class: bulk work keeps a
 //!   share of the device under any latency load, it is never starved.
+//! - Bulk work alone fills more of the device: once `alone_after_ops`
+//!   throughput calls in a row were dispatched with no latency call
+//!   dispatched in between, and while no latency call is in flight or
+//!   waiting, the throughput class is bounded by `throughput_ops_max_alone`
+//!   and `throughput_bytes_max_alone` instead. The first latency call
+//!   after such a quiet spell may wait behind that much bulk work; from it
+//!   on, no throughput call is dispatched until the class is back within
+//!   its tighter bounds. Counted in dispatches, not in time, so that the
+//!   rule is the same on a fast device and a slow one.
 //! - Large operations are split into pieces of at most `piece_bytes`
 //!   ([`SchedConfig::piece_bytes`], at most the device's `max_sectors_kb`)
 //!   and every piece goes through the scheduler on its own, so an 8 MiB
@@ -81,7 +90,16 @@
 //! while the writer keeps the share of its solo MB/s you need (the report
 //! judges 0.7x); the bounds trade one for the other, so where no value
 //! meets both, choose which matters. Judge over several runs: a single
-//! p99.9 of a short run rests on a few samples. `depth_max` should be about the
+//! p99.9 of a short run rests on a few samples. The alone bounds
+//! (`throughput_ops_max_alone`, `throughput_bytes_max_alone`) should be
+//! about what bulk work needs in flight for the device's full bandwidth:
+//! the suite's bulk-only row reports it (and fio's 128 KiB writer at the
+//! same depth). Before calibrating, make sure the reader is not helped by
+//! something else: on the dev VM a shard that spun without yielding kept
+//! its own write completions (a kernel worker on its CPU) waiting, so the
+//! writes seemed in flight long after the device was done and the reads
+//! seemed to pass them (`third_party/glommio/PATCHES.md`, patch 2).
+//! `depth_max` should be about the
 //! depth at which fio's 4 KiB random-read IOPS stop growing (deeper only
 //! queues inside the device). `piece_bytes`: NVMe drives often report
 //! `max_sectors_kb` of 128 to 512; the piece follows it automatically.
@@ -203,6 +221,18 @@ pub struct SchedConfig {
     /// Throughput-class bytes in flight. At least `piece_bytes`, so that a
     /// piece always fits.
     pub throughput_bytes_max: u64,
+    /// Throughput-class calls in flight while the class is alone (module
+    /// docs), at most `depth_max`; below `throughput_ops_max` it counts as
+    /// `throughput_ops_max`.
+    pub throughput_ops_max_alone: u32,
+    /// Throughput-class bytes in flight while the class is alone, at least
+    /// `piece_bytes`; below `throughput_bytes_max` it counts as
+    /// `throughput_bytes_max`.
+    pub throughput_bytes_max_alone: u64,
+    /// The throughput class is alone once this many of its calls in a row
+    /// were dispatched with no latency call dispatched in between, while
+    /// no latency call is in flight or waiting. At least 1.
+    pub alone_after_ops: u32,
     /// When both classes wait, at least one dispatch in this many goes to
     /// the throughput class (1: every one).
     pub throughput_every: u32,
@@ -214,20 +244,24 @@ pub struct SchedConfig {
 }
 
 impl Default for SchedConfig {
-    /// Defaults for the 2-core dev VM (virtio disk, `max_sectors_kb` 1280):
-    /// fio's 4 KiB random reads stop scaling near depth 32; 128 KiB pieces
-    /// (Seastar's request size too) and six of them in flight kept a
-    /// depth-1 4 KiB reader's p99.9 within 1.55x and 1.91x of its p99.9
-    /// alone beside a 128 KiB writer at depth 8 in two 200 ms sweeps, where
-    /// 8 ops and 2 MiB (which that writer never exceeds) let it grow 4.39x;
-    /// in the suite's 1 s runs since, the medians were 2.53x, 1.74x and
-    /// 5.63x, as the disk served reads ahead of or behind the queued writes
-    /// (bench/results/2026-11-29-interference-*.md, `configs/default.toml`).
+    /// Defaults for the 2-core dev VM (virtio disk, `max_sectors_kb` 1280,
+    /// about 3.3 GB/s of 128 KiB writes): fio's 4 KiB random reads stop
+    /// scaling near depth 32; 128 KiB pieces (Seastar's request size too).
+    /// Beside a 128 KiB writer at depth 8, one piece of bulk work in flight
+    /// kept a depth-1 4 KiB reader's p99.9 within 2x of its p99.9 alone,
+    /// where two pieces let it grow 2.6x and four 5.5x; the writer kept
+    /// 0.44x of its bandwidth alone (0.55x and 0.76x). Alone, bulk work
+    /// may have 8 pieces (1 MiB) in flight, which that writer fills at the
+    /// device's full speed (bench/RESULTS.md, "Interference";
+    /// `configs/default.toml`).
     fn default() -> SchedConfig {
         SchedConfig {
             depth_max: 64,
-            throughput_ops_max: 6,
-            throughput_bytes_max: 768 << 10,
+            throughput_ops_max: 1,
+            throughput_bytes_max: 128 << 10,
+            throughput_ops_max_alone: 8,
+            throughput_bytes_max_alone: 1 << 20,
+            alone_after_ops: 16,
             throughput_every: 4,
             queue_max: 1024,
             piece_bytes: 128 << 10,
@@ -252,6 +286,12 @@ impl SchedConfig {
             "piece_bytes must be a multiple of 4096 in 4096..=1048576"
         } else if self.throughput_bytes_max < piece {
             "throughput_bytes_max must be at least piece_bytes, so a piece always fits"
+        } else if !(1..=self.depth_max).contains(&self.throughput_ops_max_alone)
+            || self.throughput_bytes_max_alone < piece
+        {
+            "throughput_ops_max_alone must be in 1..=depth_max, throughput_bytes_max_alone at least piece_bytes"
+        } else if self.alone_after_ops == 0 {
+            "alone_after_ops must be at least 1"
         } else {
             return Ok(());
         };
@@ -263,7 +303,9 @@ impl SchedConfig {
     /// `queue_max` at least 1; `throughput_ops_max` in `1..=depth_max`;
     /// `piece_bytes` rounded down to a multiple of 4096, in
     /// `4096..=`[`PIECE_BYTES_MAX`]; `throughput_bytes_max` at least
-    /// `piece_bytes`. Bounds that pass `check` are kept as they are.
+    /// `piece_bytes`, and so is `throughput_bytes_max_alone`;
+    /// `throughput_ops_max_alone` in `1..=depth_max`; `alone_after_ops` at
+    /// least 1. Bounds that pass `check` are kept as they are.
     pub fn clamped(self) -> SchedConfig {
         let block = BLOCK_SIZE as usize;
         let depth_max = self.depth_max.max(1);
@@ -273,6 +315,9 @@ impl SchedConfig {
             depth_max,
             throughput_ops_max: self.throughput_ops_max.clamp(1, depth_max),
             throughput_bytes_max: self.throughput_bytes_max.max(piece_bytes as u64),
+            throughput_ops_max_alone: self.throughput_ops_max_alone.clamp(1, depth_max),
+            throughput_bytes_max_alone: self.throughput_bytes_max_alone.max(piece_bytes as u64),
+            alone_after_ops: self.alone_after_ops.max(1),
             throughput_every: self.throughput_every.max(1),
             queue_max: self.queue_max.max(1),
             piece_bytes,

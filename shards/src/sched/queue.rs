@@ -70,6 +70,9 @@ struct State {
     /// Latency dispatches since the last throughput one, counted while a
     /// throughput call that fits was waiting too.
     streak: u32,
+    /// Throughput dispatches since the last latency one (saturating): the
+    /// throughput class is alone once it reaches `alone_after_ops`.
+    throughput_run: u32,
 }
 
 #[derive(Debug, Default)]
@@ -122,6 +125,12 @@ impl IoScheduler {
         self.state.borrow().classes[class.index()].queue.len()
     }
 
+    /// The throughput class's bounds now, in calls and bytes (the alone
+    /// bounds while it is alone: module docs).
+    pub fn throughput_bounds_now(&self) -> (u32, u64) {
+        self.throughput_bounds(&self.state.borrow())
+    }
+
     /// Permits granted to `class` so far.
     pub fn dispatched(&self, class: IoClass) -> u64 {
         self.state.borrow().classes[class.index()].dispatched
@@ -145,15 +154,34 @@ impl IoScheduler {
 
     /// `cost` fits the bounds of `class` itself (latency has none).
     fn fits_class(&self, state: &State, class: IoClass, cost: Cost) -> bool {
-        let config = &self.config;
         let used = state.classes[class.index()].in_flight;
         match class {
             IoClass::Latency => true,
             IoClass::Throughput => {
-                let ops_max = u64::from(config.throughput_ops_max);
-                within(u64::from(used.ops), u64::from(cost.ops), ops_max)
-                    && within(used.bytes, cost.bytes, config.throughput_bytes_max)
+                let (ops_max, bytes_max) = self.throughput_bounds(state);
+                within(u64::from(used.ops), u64::from(cost.ops), ops_max.into())
+                    && within(used.bytes, cost.bytes, bytes_max)
             }
+        }
+    }
+
+    /// The throughput class's bounds now, in calls and bytes: the alone
+    /// bounds while it is alone (module docs), else the throughput bounds.
+    fn throughput_bounds(&self, state: &State) -> (u32, u64) {
+        let config = &self.config;
+        let latency = &state.classes[IoClass::Latency.index()];
+        // Each of these changes only where `dispatch` runs after it, or
+        // where no throughput call waits: the invariant holds.
+        let alone = latency.in_flight.ops == 0
+            && latency.queue.is_empty()
+            && state.throughput_run >= config.alone_after_ops;
+        let tight = (config.throughput_ops_max, config.throughput_bytes_max);
+        match alone {
+            true => (
+                config.throughput_ops_max_alone.max(tight.0),
+                config.throughput_bytes_max_alone.max(tight.1),
+            ),
+            false => tight,
         }
     }
 
@@ -194,6 +222,10 @@ impl IoScheduler {
             "a {class:?} call over its bounds"
         );
         state.ops += cost.ops;
+        state.throughput_run = match class {
+            IoClass::Latency => 0,
+            IoClass::Throughput => state.throughput_run.saturating_add(1),
+        };
         let class = &mut state.classes[class.index()];
         class.in_flight.ops += cost.ops;
         class.in_flight.bytes += cost.bytes;

@@ -29,15 +29,28 @@ use shardblob_shards::{Blob, DataDir, ShardStore, Storage, WriteOptions};
 
 const PIECE: usize = 64 << 10;
 
+/// Bounds with the alone rule off (alone bounds = throughput bounds).
 fn config() -> SchedConfig {
     SchedConfig {
         depth_max: 4,
         throughput_ops_max: 2,
         throughput_bytes_max: 2 * PIECE as u64,
+        throughput_ops_max_alone: 2,
+        throughput_bytes_max_alone: 2 * PIECE as u64,
+        alone_after_ops: 1,
         throughput_every: 3,
         queue_max: 8,
         piece_bytes: PIECE,
     }
+}
+
+/// Runs `future` on an executor of its own (1 MiB of I/O memory).
+fn on_executor<T>(future: impl std::future::Future<Output = T>) -> T {
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(1 << 20)
+        .make()
+        .expect("executor");
+    executor.run(future)
 }
 
 /// Polls once with a waker that does nothing: the tests poll by hand.
@@ -53,13 +66,14 @@ fn granted(sched: &Rc<IoScheduler>, class: IoClass, bytes: usize) -> Permit {
     poll(&mut sched.acquire(class, Cost::call(bytes))).expect("a permit at once")
 }
 
-/// Asserts the bounds against the scheduler's own counts.
+/// Asserts the bounds against the scheduler's own counts (the alone
+/// bounds: the throughput bounds where the alone rule is off).
 fn assert_bounds(sched: &IoScheduler) {
     let config = sched.config();
     let (latency, throughput) = (sched.in_flight(Latency), sched.in_flight(Throughput));
     assert!(latency.ops + throughput.ops <= config.depth_max);
-    assert!(throughput.ops <= config.throughput_ops_max);
-    assert!(throughput.bytes <= config.throughput_bytes_max);
+    assert!(throughput.ops <= config.throughput_ops_max_alone);
+    assert!(throughput.bytes <= config.throughput_bytes_max_alone);
 }
 
 #[test]
@@ -89,6 +103,92 @@ fn latency_calls_overtake_queued_bulk_work() {
     assert!(poll(&mut queued[2]).is_none());
     assert_bounds(&sched);
     drop((next, after));
+}
+
+/// Bounds of two bulk calls, four when alone after three in a row.
+fn alone_config() -> SchedConfig {
+    SchedConfig {
+        depth_max: 8,
+        throughput_ops_max_alone: 4,
+        throughput_bytes_max_alone: 4 * PIECE as u64,
+        alone_after_ops: 3,
+        ..config()
+    }
+}
+
+/// Asserts the bounds that hold whenever the class is not alone too.
+fn assert_tight(sched: &IoScheduler) {
+    let config = sched.config();
+    let throughput = sched.in_flight(Throughput);
+    assert!(
+        throughput.ops <= config.throughput_ops_max,
+        "{throughput:?}"
+    );
+    assert!(
+        throughput.bytes <= config.throughput_bytes_max,
+        "{throughput:?}"
+    );
+}
+
+#[test]
+fn bulk_work_alone_fills_the_alone_bounds_after_its_quiet_run() {
+    let sched = IoScheduler::new(alone_config());
+    let mut held = vec![
+        granted(&sched, Throughput, PIECE),
+        granted(&sched, Throughput, PIECE),
+    ];
+    let mut waiting: Vec<Acquire> = (0..4)
+        .map(|_| sched.acquire(Throughput, Cost::call(PIECE)))
+        .collect();
+    assert!(
+        poll_all(&mut waiting).is_empty(),
+        "two dispatched: not alone yet"
+    );
+    // The third dispatch makes the run; then the class is alone.
+    held.remove(0);
+    held.extend(poll_all(&mut waiting));
+    assert_eq!(sched.in_flight(Throughput).ops, 4, "the alone bound");
+    assert_eq!(waiting.len(), 1);
+    assert!(sched.in_flight(Throughput).bytes <= 4 * PIECE as u64);
+    drop((held, waiting));
+}
+
+#[test]
+fn a_latency_call_ends_bulk_works_alone_bounds_at_once() {
+    let sched = IoScheduler::new(alone_config());
+    let mut held: Vec<Permit> = (0..2).map(|_| granted(&sched, Throughput, PIECE)).collect();
+    held.remove(0);
+    held.extend((0..3).map(|_| granted(&sched, Throughput, PIECE)));
+    assert_eq!(sched.in_flight(Throughput).ops, 4, "alone");
+    // A latency call goes to the device at once, behind the four.
+    let latency = granted(&sched, Latency, 4096);
+    let mut waiting: Vec<Acquire> = (0..3)
+        .map(|_| sched.acquire(Throughput, Cost::call(PIECE)))
+        .collect();
+    // No bulk call is dispatched until the class is within its bounds.
+    for _ in 0..2 {
+        held.remove(0);
+        assert!(poll_all(&mut waiting).is_empty(), "bulk past its bounds");
+    }
+    held.remove(0);
+    held.extend(poll_all(&mut waiting));
+    assert_tight(&sched);
+    assert_eq!(sched.in_flight(Throughput).ops, 2);
+    // While the latency call is in flight, bulk stays within its bounds
+    // however long its run.
+    for _ in 0..8 {
+        held.remove(0);
+        held.extend(poll_all(&mut waiting));
+        waiting.push(sched.acquire(Throughput, Cost::call(PIECE)));
+        held.extend(poll_all(&mut waiting));
+        assert_tight(&sched);
+    }
+    // Its completion lets bulk fill the alone bounds again: the run is long.
+    drop(latency);
+    waiting.extend((0..2).map(|_| sched.acquire(Throughput, Cost::call(PIECE))));
+    held.extend(poll_all(&mut waiting));
+    assert_eq!(sched.in_flight(Throughput).ops, 4, "alone again");
+    drop((held, waiting));
 }
 
 #[test]
@@ -132,8 +232,13 @@ fn bulk_work_keeps_its_share_under_a_latency_flood() {
 
 #[test]
 fn bounds_hold_under_a_random_load() {
+    random_load(config());
+    random_load(alone_config());
+}
+
+fn random_load(config: SchedConfig) {
     let mut rng = Rng::new(14);
-    let sched = IoScheduler::new(config());
+    let sched = IoScheduler::new(config);
     let mut held: Vec<(IoClass, Cost, Permit)> = Vec::new();
     let mut waiting: Vec<(IoClass, Cost, Acquire)> = Vec::new();
     for _ in 0..20_000 {
@@ -294,11 +399,7 @@ fn both_classes_on_dma_files_stay_within_the_bounds() {
 
 #[test]
 fn bulk_io_between_the_ranges_of_a_batch_does_not_deadlock() {
-    let executor = LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(1 << 20)
-        .make()
-        .expect("executor");
-    executor.run(async {
+    on_executor(async {
         let sim = SimFs::new(3);
         sim.set_latency(2);
         let sched = IoScheduler::new(store_config());
@@ -328,11 +429,7 @@ fn bulk_io_between_the_ranges_of_a_batch_does_not_deadlock() {
 
 #[test]
 fn a_synced_write_split_into_pieces_is_durable_whole() {
-    let executor = LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(1 << 20)
-        .make()
-        .expect("executor");
-    executor.run(async {
+    on_executor(async {
         for seed in 0..16 {
             let sim = SimFs::new(seed);
             sim.set_latency(2);
@@ -367,11 +464,7 @@ fn the_piece_follows_max_sectors_kb_of_the_data_dir_device() {
 
 #[test]
 fn dropped_operations_waiting_for_the_device_leave_nothing_behind() {
-    let executor = LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(1 << 20)
-        .make()
-        .expect("executor");
-    executor.run(async {
+    on_executor(async {
         let sched = IoScheduler::new(store_config());
         let store = ShardStore::with_scheduler(SimFs::new(1), "/", sched.clone());
         let (blob, _) = store.open("p", b"b").await.unwrap();
@@ -548,6 +641,9 @@ fn a_bad_config_is_clamped_not_a_panic() {
         depth_max: 0,
         throughput_ops_max: 9,
         throughput_bytes_max: 0,
+        throughput_ops_max_alone: 0,
+        throughput_bytes_max_alone: 0,
+        alone_after_ops: 0,
         throughput_every: 0,
         queue_max: 0,
         piece_bytes: 100,
@@ -570,11 +666,7 @@ fn a_bad_config_is_clamped_not_a_panic() {
 
 #[test]
 fn a_store_with_a_tiny_piece_still_writes_and_reads() {
-    let executor = LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(1 << 20)
-        .make()
-        .expect("executor");
-    executor.run(async {
+    on_executor(async {
         let sched = IoScheduler::new(SchedConfig {
             piece_bytes: 1,
             ..config()
@@ -589,11 +681,7 @@ fn a_store_with_a_tiny_piece_still_writes_and_reads() {
 
 #[test]
 fn latency_batches_are_cut_to_leave_room_for_bulk_work() {
-    let executor = LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(1 << 20)
-        .make()
-        .expect("executor");
-    executor.run(async {
+    on_executor(async {
         let sched = IoScheduler::new(store_config());
         let store = ShardStore::with_scheduler(SimFs::new(2), "/", sched.clone());
         let (blob, _) = store.open("p", b"b").await.unwrap();
@@ -608,12 +696,32 @@ fn latency_batches_are_cut_to_leave_room_for_bulk_work() {
 }
 
 #[test]
+fn a_bulk_batch_alone_is_cut_to_the_alone_bounds() {
+    on_executor(async {
+        let sched = IoScheduler::new(SchedConfig {
+            queue_max: 64,
+            ..alone_config()
+        });
+        let store = ShardStore::with_scheduler(SimFs::new(3), "/", sched.clone());
+        let (blob, _) = store.open("p", b"b").await.unwrap();
+        blob.write_at(0, &[7u8; 8 * 4096]).await.unwrap();
+        let ranges: Vec<(u64, usize)> = (0..8).map(|k| (k * 4096, 4096)).collect();
+        let groups_of = async |ranges: Vec<(u64, usize)>| {
+            let before = sched.dispatched(Throughput);
+            let items: Vec<_> = Throughput.scope(blob.read_many(ranges)).collect().await;
+            assert_eq!(items.len(), 8);
+            sched.dispatched(Throughput) - before
+        };
+        // After the latency-class write: groups of the bounds, two ranges.
+        assert_eq!(groups_of(ranges.clone()).await, 4);
+        // Four bulk dispatches in a row since: alone, groups of four.
+        assert_eq!(groups_of(ranges).await, 2);
+    });
+}
+
+#[test]
 fn a_batch_reads_ahead_of_its_caller_only_so_far() {
-    let executor = LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(1 << 20)
-        .make()
-        .expect("executor");
-    executor.run(async {
+    on_executor(async {
         let sim = SimFs::new(4);
         sim.set_latency(2);
         let sched = IoScheduler::new(store_config());
