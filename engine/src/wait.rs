@@ -10,13 +10,8 @@
 //! about +10 µs (README, "Placing shards for tail latency"). The price is
 //! CPU time, burnt on the waiting thread's CPU: up to the spin per wait
 //! that lasts longer than it (twice, when the wait follows a wake-up the
-//! spin caught: its unpark token ends the first park at once). The spin
-//! yields its CPU between two looks at the flag (`sched_yield`), as a
-//! shard's idle spin does (README, "Sharing CPUs with the embedding
-//! program"): a thread that is runnable on the same CPU, a shard among
-//! them, runs at once instead of at the end of the spinner's time slice.
-//! On a core shared with busy work, a spin of zero (park at once) is still
-//! the better choice: each look then waits for that work's time slice.
+//! spin caught: its unpark token ends the first park at once). On a core shared with a shard or other busy
+//! work, a spin of zero (park at once) is the better choice.
 //!
 //! [`block_on`] is this wait for one future on a plain thread. Inside an
 //! async runtime (tokio, ...) await the `Client`'s futures as any other;
@@ -107,7 +102,7 @@ impl Waiter {
             if flag.woken.load(Ordering::Acquire) {
                 return true;
             }
-            thread::yield_now();
+            std::hint::spin_loop();
         }
         flag.woken.load(Ordering::Acquire)
     }

@@ -5,11 +5,10 @@
 //! The mechanism: a shard is an ordinary thread (it keeps the scheduling
 //! policy and nice value of the thread that started the engine: here
 //! SCHED_OTHER, nice 0), so the kernel shares its CPU fairly with any other
-//! thread placed there; an idle shard's spin yields its CPU to any thread
-//! runnable there (glommio's patch 2, `third_party/glommio/PATCHES.md`);
-//! and the blocking pool that runs handed-off syncs is not pinned to the
-//! shard's CPU. While a task keeps every shard's executor from ever
-//! sleeping, a thread pinned beside each shard counts its CPU time against
+//! thread placed there (an idle shard's spin yields its CPU too:
+//! `spin_yield.rs`); and the blocking pool that runs handed-off syncs is
+//! not pinned to the shard's CPU. While a task keeps every shard's executor
+//! computing, a thread pinned beside each shard counts its CPU time against
 //! the shard thread's (counted, not timed: the shares are ratios of CPU
 //! time), and a caller pinned to a shard's CPU finishes a fixed number of
 //! requests and handed-off syncs. The shards stay busy until the caller is
@@ -40,13 +39,6 @@ const SHARE_MIN: f64 = 0.25;
 /// How long a computing shard's task computes between two polls of its
 /// rings and queues, in thread CPU time.
 const COMPUTE_STEP_NS: u64 = 50_000;
-/// How often an idle shard's task wakes: well within its 10 ms spin, so the
-/// shard spins between wake-ups and never parks.
-const IDLE_WAKE_EVERY: std::time::Duration = std::time::Duration::from_millis(2);
-/// Least share of its CPU's time that a thread pinned beside an idle,
-/// spinning shard must get: a spin that does not yield leaves it the fair
-/// half (0.50-0.51 measured), one that yields almost all of it.
-const IDLE_SHARE_MIN: f64 = 0.8;
 
 /// CPU time of the calling thread, in nanoseconds.
 fn thread_cpu_ns() -> u64 {
@@ -123,25 +115,16 @@ impl Window {
     }
 }
 
-/// What a shard's task keeps its executor doing until the window ends.
-#[derive(Clone, Copy)]
-enum Keep {
-    /// Computing `COMPUTE_STEP_NS` at a time, then sleeping 1 µs: the
-    /// executor always has a timer due, so it never sleeps, and polls its
-    /// rings and queues between steps, so it keeps serving requests. (A
-    /// task that only yields would hold its task queue for glommio's whole
-    /// preemption period, and each request would wait that long.)
-    Computing,
-    /// Idle: waking every `IDLE_WAKE_EVERY`, spinning in between.
-    Spinning,
-}
-
-/// Keeps shard `shard`'s executor from sleeping until the window ends, as
-/// `keep` says. Reports `(shard, its CPU, CPUs its blocking pool may use)`.
-fn keep_shard(
+/// Keeps shard `shard` busy until the window ends: a task that computes
+/// `COMPUTE_STEP_NS` at a time, then sleeps 1 µs, so the executor always
+/// has a timer due and never sleeps, yet polls its rings and queues between
+/// steps and so keeps serving requests. (A task that only yields would hold
+/// its task queue for glommio's whole preemption period, and each request
+/// would wait that long.) Reports `(shard, its CPU, CPUs its blocking pool
+/// may use)`.
+fn busy_shard(
     client: &shardblob::Client,
     shard: usize,
-    keep: Keep,
     window: &Arc<Window>,
     report: mpsc::Sender<(usize, usize, usize)>,
 ) -> impl std::future::Future<Output = shardblob::Result<()>> {
@@ -152,16 +135,13 @@ fn keep_shard(
         let pool_cpus = glommio::executor().spawn_blocking(allowed_cpus).await;
         report.send((shard, cpu, pool_cpus)).unwrap();
         let mut x = 1u64;
-        let step = async || match keep {
-            Keep::Computing => {
-                let until_ns = thread_cpu_ns() + COMPUTE_STEP_NS;
-                // Bounded: the thread's CPU time grows while it computes.
-                while thread_cpu_ns() < until_ns {
-                    compute(&mut x);
-                }
-                glommio::timer::sleep(std::time::Duration::from_micros(1)).await
+        let step = async || {
+            let until_ns = thread_cpu_ns() + COMPUTE_STEP_NS;
+            // Bounded: the thread's CPU time grows while it computes.
+            while thread_cpu_ns() < until_ns {
+                compute(&mut x);
             }
-            Keep::Spinning => glommio::timer::sleep(IDLE_WAKE_EVERY).await,
+            glommio::timer::sleep(std::time::Duration::from_micros(1)).await
         };
         window.count_cpu_ns(&window.shard_ns[shard], step).await
     })
@@ -186,20 +166,19 @@ fn pinned_worker(shard: usize, cpu: usize, window: &Arc<Window>) -> std::thread:
     })
 }
 
-/// Keeps both shards as `keep` says, starts a worker pinned beside each,
+/// Keeps both shards busy, starts a worker pinned beside each,
 /// opens the window and runs `during` (given the shards' CPUs) in it; the
 /// window closes when `during` has returned and the CPUs were counted.
 /// Returns the shards' reports and what `during` returned.
 fn in_window<T: Send + 'static>(
     engine: &shardblob::Engine,
-    keep: Keep,
     window: &Arc<Window>,
     during: impl FnOnce([usize; 2]) -> T + Send + 'static,
 ) -> (Vec<(usize, usize, usize)>, T) {
     let client = engine.client();
     let (report_tx, report_rx) = mpsc::channel();
     let kept: Vec<_> = (0..2)
-        .map(|shard| keep_shard(&client, shard, keep, window, report_tx.clone()))
+        .map(|shard| busy_shard(&client, shard, window, report_tx.clone()))
         .collect();
     drop(report_tx);
     let window = window.clone();
@@ -261,34 +240,12 @@ fn threads_beside_busy_shards_get_their_share_and_requests_finish() {
     assert_eq!(engine.shard_count(), 2, "the window counts two shards");
     let (client, there) = (engine.client(), partition_on(&engine, 1, "p"));
     let window = Arc::new(Window::default());
-    let (reports, synced) = in_window(&engine, Keep::Computing, &window, move |cpus| {
+    let (reports, synced) = in_window(&engine, &window, move |cpus| {
         pinned_caller(client, there, cpus[0])
     });
     assert_eq!(synced, PAIRS / SYNC_EVERY);
     check_pools(&reports);
     check_shares(&window);
-    drop(engine);
-    std::fs::remove_dir_all(dir).unwrap();
-}
-
-/// Checked by hand to fail without glommio's patch 2 (the yield in the
-/// idle spin): the commit message has the shares.
-#[test]
-fn an_idle_spinning_shard_leaves_its_cpu_to_a_runnable_thread() {
-    let (engine, dir) = start("cpu-sharing-idle", |c| c.spin_before_park_us = 10_000);
-    assert_eq!(engine.shard_count(), 2, "the window counts two shards");
-    let window = Arc::new(Window::default());
-    in_window(&engine, Keep::Spinning, &window, |_| ());
-    for shard in 0..2 {
-        let shard_ns = window.shard_ns[shard].load(Ordering::SeqCst);
-        let worker_ns = window.worker_ns[shard].load(Ordering::SeqCst);
-        let worker = share(worker_ns, shard_ns);
-        eprintln!("shard {shard}'s CPU, the shard idle: the worker {worker:.3}");
-        assert!(
-            worker >= IDLE_SHARE_MIN,
-            "shard {shard}'s idle spin kept its CPU from a runnable thread: worker {worker:.3}"
-        );
-    }
     drop(engine);
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -1118,6 +1118,42 @@ pub struct LocalExecutor {
     stall_detector: RefCell<Option<StallDetector>>,
 }
 
+// PATCH (shardblob): the idle spin's yield (PATCHES.md, 2).
+/// A yield that gives the CPU up for longer than this found another thread
+/// computing on it, not a kernel worker's short turn.
+const YIELD_LATE: Duration = Duration::from_micros(200);
+/// How long an idle executor spins without yielding (as upstream) after a
+/// late yield: beside a computing thread each yield hands it a whole time
+/// slice, where a plain spin shares the CPU with it by the kernel's fair
+/// share.
+const SPIN_CONTENDED_FOR: Duration = Duration::from_millis(250);
+
+thread_local! {
+    static SPIN_CONTENDED_UNTIL: std::cell::Cell<Option<Instant>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Whether a late yield less than `SPIN_CONTENDED_FOR` ago found the CPU
+/// contended.
+fn spin_contended() -> bool {
+    SPIN_CONTENDED_UNTIL.with(|until| until.get().is_some_and(|t| Instant::now() < t))
+}
+
+/// Yields the CPU to any other runnable thread of it (the kernel's worker
+/// that completes this executor's own writes, too); returns at once when
+/// none is. False, and the CPU counted contended, when the yield came back
+/// late.
+fn yield_cpu() -> bool {
+    let yielded_at = Instant::now();
+    // SAFETY: sched_yield takes no arguments.
+    unsafe { libc::sched_yield() };
+    let late = yielded_at.elapsed() > YIELD_LATE;
+    if late {
+        SPIN_CONTENDED_UNTIL.with(|until| until.set(Some(Instant::now() + SPIN_CONTENDED_FOR)));
+    }
+    !late
+}
+
 impl LocalExecutor {
     fn get_reactor(&self) -> Rc<Reactor> {
         self.reactor.clone()
@@ -1494,6 +1530,9 @@ impl LocalExecutor {
                         // future is probably the one setting up the task queues and etc.
                         break t.unwrap();
                     } else {
+                        // PATCH (shardblob): a yield in every turn of the spin,
+                        // unless the CPU is contended (PATCHES.md, 2).
+                        let mut yielding = !spin_contended();
                         while !this.reactor.spin_poll_io().unwrap() {
                             if pre_time.elapsed() > spin_before_park {
                                 this.parker
@@ -1501,13 +1540,7 @@ impl LocalExecutor {
                                     .expect("Failed to park! This is actually pretty bad!");
                                 break;
                             }
-                            // PATCH (shardblob): an idle spin leaves the CPU to any
-                            // other runnable thread of it (PATCHES.md, 2): the
-                            // kernel's workers that complete this executor's
-                            // own writes, too. Returns at once when none is.
-                            //
-                            // SAFETY: sched_yield takes no arguments.
-                            unsafe { libc::sched_yield() };
+                            yielding = yielding && yield_cpu();
                         }
                         // reset the timer for deduct spin loop time
                         pre_time = Instant::now();
