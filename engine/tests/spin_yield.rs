@@ -18,6 +18,8 @@ use support::start;
 
 /// The tracepoint's id, under tracefs.
 const EVENT_ID: &str = "/sys/kernel/tracing/events/syscalls/sys_enter_sched_yield/id";
+/// Held by the test that runs.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// How long the shard idles in each test, its executor kept awake.
 const IDLE: Duration = Duration::from_millis(300);
 /// How often the idle shard's task wakes: well within its 10 ms spin, so
@@ -93,7 +95,14 @@ impl YieldCount {
 /// meanwhile; returns the shard's yields, counted from when that thread
 /// runs there.
 fn yields_while_idle(beside: bool) -> u64 {
-    let (engine, dir) = start("spin-yield", |c| {
+    // One at a time: both tests put their shard on the same CPU.
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tag = if beside {
+        "spin-yield-beside"
+    } else {
+        "spin-yield-idle"
+    };
+    let (engine, dir) = start(tag, |c| {
         c.shards = 1;
         c.spin_before_park_us = 10_000;
     });
