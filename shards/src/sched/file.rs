@@ -48,59 +48,76 @@ impl<Fi: File> SchedFile<Fi> {
     pub fn piece_bytes(&self) -> usize {
         self.sched.config().piece_bytes
     }
+}
 
-    /// Cuts a batch of reads into groups that each fit one permit of
-    /// `class`, in order. A latency group leaves the depth of a full
-    /// throughput budget free (`depth_max - throughput_ops_max`, at least
-    /// one range), so it fits beside steady bulk work; a throughput group
-    /// fits the throughput class's bounds as they are now (at most
-    /// `depth_max`): the alone bounds while bulk work is alone, so a lone
-    /// scan keeps the device as full as a lone writer does. A latency call
-    /// that comes meanwhile waits behind at most one such group, as it
-    /// would behind the alone bounds' writes.
-    fn groups(&self, class: IoClass, ranges: Vec<(u64, usize)>) -> Vec<Group> {
-        let config = self.sched.config();
-        let (ops_max, bytes_max) = match class {
-            IoClass::Latency => (
-                (config.depth_max - config.throughput_ops_max).max(1),
-                u64::MAX,
-            ),
-            IoClass::Throughput => self.sched.throughput_bounds_now(),
-        };
-        let mut groups: Vec<Group> = Vec::new();
-        let mut bytes = 0;
-        for (index, range) in ranges.into_iter().enumerate() {
-            let len = range.1 as u64;
-            match groups.last_mut() {
-                Some((_, group)) if group.len() < ops_max as usize && bytes + len <= bytes_max => {
-                    group.push(range);
-                    bytes += len;
-                }
-                _ => {
-                    groups.push((index, vec![range]));
-                    bytes = len;
-                }
-            }
-        }
-        groups
+/// The bounds of the next group of reads of `class`, in ranges and bytes.
+/// A latency group leaves the depth of bulk work's largest budget free
+/// (`depth_max` less the larger of `throughput_ops_max` and
+/// `throughput_ops_max_alone`, at least one range), so it fits beside
+/// steady bulk work; a throughput group fits the throughput class's bounds
+/// as they are now (at most `depth_max`): the alone bounds while bulk work
+/// is alone, so a lone scan keeps the device as full as a lone writer does.
+/// A latency call that comes while such a group is at the device waits
+/// behind it, as it would behind the alone bounds' writes.
+fn group_bounds(sched: &IoScheduler, class: IoClass) -> (u32, u64) {
+    match class {
+        IoClass::Latency => (group_ops_most(sched.config(), class), u64::MAX),
+        IoClass::Throughput => sched.throughput_bounds_now(),
     }
+}
+
+/// The most ranges a group of `class` may ever take (`group_bounds`): the
+/// bound of the channel that hands a batch's results over.
+fn group_ops_most(config: &super::SchedConfig, class: IoClass) -> u32 {
+    let bulk_ops_max = config
+        .throughput_ops_max
+        .max(config.throughput_ops_max_alone);
+    match class {
+        IoClass::Latency => config.depth_max.saturating_sub(bulk_ops_max).max(1),
+        IoClass::Throughput => bulk_ops_max,
+    }
+}
+
+/// Takes the next group off `ranges` (index of its first range, and its
+/// ranges): as many as fit `(ops_max, bytes_max)`, at least one.
+fn next_group(
+    ranges: &mut std::iter::Peekable<std::iter::Enumerate<std::vec::IntoIter<(u64, usize)>>>,
+    (ops_max, bytes_max): (u32, u64),
+) -> Option<Group> {
+    let (first, range) = ranges.next()?;
+    let mut group = vec![range];
+    let mut bytes = range.1 as u64;
+    while let Some((_, next)) = ranges.peek() {
+        let len = next.1 as u64;
+        if group.len() >= ops_max as usize || bytes + len > bytes_max {
+            break;
+        }
+        group.push(*next);
+        bytes += len;
+        ranges.next();
+    }
+    Some((first, group))
 }
 
 type Item<Fi> = io::Result<(usize, <Fi as File>::ReadBuf)>;
 
-/// Reads `groups` one after another, each under its own permit, into
-/// `sender` (bounded to the widest group). What does not fit in the channel
-/// waits in the driver's hands after the group's permit is given back, and
-/// the next group starts only when all of it is in: at most two groups'
-/// results wait for the caller. Returns when the caller left.
+/// Reads `ranges` in groups, one after another, each cut to the bounds of
+/// the moment just before its permit is asked for (`group_bounds`) and
+/// read under that permit, into `sender` (bounded to the widest group
+/// there can be). What does not fit in the channel waits in the driver's
+/// hands after the group's permit is given back, and the next group starts
+/// only when all of it is in: at most two groups' results wait for the
+/// caller. Returns when the caller left.
 async fn drive<Fi: File>(
     inner: Rc<Fi>,
     sched: Rc<IoScheduler>,
     class: IoClass,
-    groups: Vec<Group>,
+    ranges: Vec<(u64, usize)>,
     sender: LocalSender<Item<Fi>>,
 ) {
-    for (first, group) in groups {
+    let mut ranges = ranges.into_iter().enumerate().peekable();
+    // Bounded: each turn takes at least one range.
+    while let Some((first, group)) = next_group(&mut ranges, group_bounds(&sched, class)) {
         let mut held: Vec<Item<Fi>> = Vec::new();
         {
             let _permit = sched.acquire(class, batch_cost(&group)).await;
@@ -160,12 +177,11 @@ impl<Fi: File> File for SchedFile<Fi> {
         ranges: Vec<(u64, usize)>,
     ) -> impl Stream<Item = io::Result<(usize, Fi::ReadBuf)>> {
         let class = IoClass::current();
-        let groups = self.groups(class, ranges);
-        let widest = groups.iter().map(|(_, group)| group.len()).max();
+        let widest = (group_ops_most(self.sched.config(), class) as usize).min(ranges.len());
         // One group's results in the channel, one in the driver's hands.
-        let (sender, receiver) = local_channel::new_bounded(widest.unwrap_or(1));
+        let (sender, receiver) = local_channel::new_bounded(widest.max(1));
         let (inner, sched) = (self.inner.clone(), self.sched.clone());
-        let driver = glommio::spawn_local(class.scope(drive(inner, sched, class, groups, sender)));
+        let driver = glommio::spawn_local(class.scope(drive(inner, sched, class, ranges, sender)));
         stream::unfold((receiver, driver), |(receiver, driver)| async move {
             let item = receiver.recv().await?;
             Some((item, (receiver, driver)))

@@ -28,7 +28,8 @@
 //!   classes together. Throughput calls may in addition have at most
 //!   `throughput_ops_max` calls and `throughput_bytes_max` bytes in flight.
 //!   So a latency call never waits at the device behind more than that much
-//!   bulk work, and it never queues in the scheduler behind bulk work that
+//!   bulk work (behind the alone bounds, below, if it is the first after a
+//!   quiet spell), and it never queues in the scheduler behind bulk work that
 //!   does not fit those bounds: it overtakes it. A waiting head that fits
 //!   its class's bounds but not the free depth reserves the depth: the
 //!   other class is granted nothing until enough calls completed for it,

@@ -215,6 +215,13 @@ impl IoScheduler {
             .is_some_and(|head| self.grantable(state, class, head.cost))
     }
 
+    /// The invariant (module docs): no waiting head may be granted.
+    fn settled(&self, state: &State) -> bool {
+        IoClass::ALL
+            .iter()
+            .all(|&class| !self.head_grantable(state, class))
+    }
+
     /// Counts a granted permit in; only for a call that fits.
     fn take(&self, state: &mut State, class: IoClass, cost: Cost) {
         debug_assert!(
@@ -382,6 +389,7 @@ impl Acquire {
             self.stage = Stage::Queued(waiter);
             Poll::Pending
         };
+        debug_assert!(sched.settled(&state), "a waiting head could be granted");
         let class = &state.classes[index];
         let room_left = class.queue.len() < queue_max && class.room_waiters > 0;
         drop(state);

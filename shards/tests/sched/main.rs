@@ -72,8 +72,19 @@ fn assert_bounds(sched: &IoScheduler) {
     let config = sched.config();
     let (latency, throughput) = (sched.in_flight(Latency), sched.in_flight(Throughput));
     assert!(latency.ops + throughput.ops <= config.depth_max);
-    assert!(throughput.ops <= config.throughput_ops_max_alone);
-    assert!(throughput.bytes <= config.throughput_bytes_max_alone);
+    assert_within(
+        sched,
+        config.throughput_ops_max_alone,
+        config.throughput_bytes_max_alone,
+    );
+}
+
+/// Asserts that the throughput class has at most `ops_max` calls and
+/// `bytes_max` bytes in flight.
+fn assert_within(sched: &IoScheduler, ops_max: u32, bytes_max: u64) {
+    let throughput = sched.in_flight(Throughput);
+    assert!(throughput.ops <= ops_max, "{throughput:?}");
+    assert!(throughput.bytes <= bytes_max, "{throughput:?}");
 }
 
 #[test]
@@ -119,14 +130,10 @@ fn alone_config() -> SchedConfig {
 /// Asserts the bounds that hold whenever the class is not alone too.
 fn assert_tight(sched: &IoScheduler) {
     let config = sched.config();
-    let throughput = sched.in_flight(Throughput);
-    assert!(
-        throughput.ops <= config.throughput_ops_max,
-        "{throughput:?}"
-    );
-    assert!(
-        throughput.bytes <= config.throughput_bytes_max,
-        "{throughput:?}"
+    assert_within(
+        sched,
+        config.throughput_ops_max,
+        config.throughput_bytes_max,
     );
 }
 
@@ -716,6 +723,41 @@ fn a_bulk_batch_alone_is_cut_to_the_alone_bounds() {
         assert_eq!(groups_of(ranges.clone()).await, 4);
         // Four bulk dispatches in a row since: alone, groups of four.
         assert_eq!(groups_of(ranges).await, 2);
+    });
+}
+
+#[test]
+fn a_bulk_batch_takes_the_tight_bounds_when_latency_work_comes() {
+    on_executor(async {
+        let sched = IoScheduler::new(SchedConfig {
+            queue_max: 64,
+            ..alone_config()
+        });
+        let store = ShardStore::with_scheduler(SimFs::new(3), "/", sched.clone());
+        let (blob, _) = store.open("p", b"b").await.unwrap();
+        blob.write_at(0, &[7u8; 16 * 4096]).await.unwrap();
+        for k in 0..4 {
+            Throughput
+                .scope(blob.read_at(k * 4096, 4096))
+                .await
+                .unwrap();
+        }
+        let before = sched.dispatched(Throughput);
+        let ranges: Vec<(u64, usize)> = (0..16).map(|k| (k * 4096, 4096)).collect();
+        let mut batch = Box::pin(Throughput.scope(blob.read_many(ranges)));
+        batch.next().await.unwrap().unwrap();
+        // Latency work comes: the groups not cut yet take the tight bounds.
+        let latency = granted(&sched, Latency, 4096);
+        let rest: Vec<_> = batch.collect().await;
+        assert_eq!(rest.len(), 15);
+        drop(latency);
+        // Cut at the start, alone: four groups of four. Cut group by group:
+        // one or two of four, then groups of two.
+        let groups = sched.dispatched(Throughput) - before;
+        assert!(
+            groups >= 5,
+            "{groups} groups: the batch kept the alone bounds"
+        );
     });
 }
 
