@@ -23,7 +23,7 @@ use std::sync::{mpsc, Arc};
 
 use futures::executor::block_on;
 use shardblob::{Blob, Storage};
-use support::{partition_on, start, without_hanging};
+use support::{partition_on, pin_to, start, without_hanging};
 
 /// CPU time of each shard's CPU (shard and worker together) that the
 /// window lasts at least: about 0.4 s of wall time when the two share it.
@@ -50,17 +50,6 @@ fn thread_cpu_ns() -> u64 {
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
     assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
     now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
-}
-
-/// Pins the calling thread to `cpu`.
-fn pin_to(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t we own, filled by the libc macro.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    assert_eq!(rc, 0, "sched_setaffinity to CPU {cpu}");
 }
 
 /// How many CPUs the calling thread may run on.

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::start;
+use support::{pin_to, start};
 
 /// The tracepoint's id, under tracefs.
 const EVENT_ID: &str = "/sys/kernel/tracing/events/syscalls/sys_enter_sched_yield/id";
@@ -143,17 +143,6 @@ fn yields_while_idle(beside: bool) -> u64 {
     drop(engine);
     std::fs::remove_dir_all(dir).unwrap();
     yields
-}
-
-/// Pins the calling thread to `cpu`.
-fn pin_to(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t we own, filled by the libc macro.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    assert_eq!(rc, 0, "sched_setaffinity to CPU {cpu}");
 }
 
 /// Computes until `stop` is set.

@@ -108,3 +108,14 @@ pub fn without_hanging<T: Send + 'static>(test: impl FnOnce() -> T + Send + 'sta
         }
     }
 }
+
+/// Pins the calling thread to `cpu`.
+pub fn pin_to(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t we own, filled by the libc macro.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    assert_eq!(rc, 0, "sched_setaffinity to CPU {cpu}");
+}

@@ -702,16 +702,29 @@ fn latency_batches_are_cut_to_leave_room_for_bulk_work() {
     });
 }
 
+/// A simulated store scheduled by `alone_config`, and a blob of `blocks`
+/// blocks of 7s written in it (in the latency class).
+async fn alone_store(
+    blocks: usize,
+) -> (
+    Rc<IoScheduler>,
+    ShardStore<SimFs>,
+    shardblob_shards::ShardBlob<SimFs>,
+) {
+    let sched = IoScheduler::new(SchedConfig {
+        queue_max: 64,
+        ..alone_config()
+    });
+    let store = ShardStore::with_scheduler(SimFs::new(3), "/", sched.clone());
+    let (blob, _) = store.open("p", b"b").await.unwrap();
+    blob.write_at(0, &vec![7u8; blocks * 4096]).await.unwrap();
+    (sched, store, blob)
+}
+
 #[test]
 fn a_bulk_batch_alone_is_cut_to_the_alone_bounds() {
     on_executor(async {
-        let sched = IoScheduler::new(SchedConfig {
-            queue_max: 64,
-            ..alone_config()
-        });
-        let store = ShardStore::with_scheduler(SimFs::new(3), "/", sched.clone());
-        let (blob, _) = store.open("p", b"b").await.unwrap();
-        blob.write_at(0, &[7u8; 8 * 4096]).await.unwrap();
+        let (sched, _store, blob) = alone_store(8).await;
         let ranges: Vec<(u64, usize)> = (0..8).map(|k| (k * 4096, 4096)).collect();
         let groups_of = async |ranges: Vec<(u64, usize)>| {
             let before = sched.dispatched(Throughput);
@@ -729,13 +742,7 @@ fn a_bulk_batch_alone_is_cut_to_the_alone_bounds() {
 #[test]
 fn a_bulk_batch_takes_the_tight_bounds_when_latency_work_comes() {
     on_executor(async {
-        let sched = IoScheduler::new(SchedConfig {
-            queue_max: 64,
-            ..alone_config()
-        });
-        let store = ShardStore::with_scheduler(SimFs::new(3), "/", sched.clone());
-        let (blob, _) = store.open("p", b"b").await.unwrap();
-        blob.write_at(0, &[7u8; 16 * 4096]).await.unwrap();
+        let (sched, _store, blob) = alone_store(16).await;
         for k in 0..4 {
             Throughput
                 .scope(blob.read_at(k * 4096, 4096))
