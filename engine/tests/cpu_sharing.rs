@@ -23,7 +23,7 @@ use std::sync::{mpsc, Arc};
 
 use futures::executor::block_on;
 use shardblob::{Blob, Storage};
-use support::{partition_on, pin_to, start, without_hanging};
+use support::{compute, partition_on, pin_to, start, without_hanging};
 
 /// CPU time of each shard's CPU (shard and worker together) that the
 /// window lasts at least: about 0.4 s of wall time when the two share it.
@@ -134,13 +134,6 @@ fn busy_shard(
         };
         window.count_cpu_ns(&window.shard_ns[shard], step).await
     })
-}
-
-/// A thousand steps of a generator: work the compiler keeps.
-fn compute(x: &mut u64) {
-    for _ in 0..1000 {
-        *x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005) + 1);
-    }
 }
 
 /// A thread of the embedding program pinned beside shard `shard` on `cpu`:

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::{pin_to, start};
+use support::{compute, ftrace, pin_to, start};
 
 /// The tracepoint's id, under tracefs.
 const EVENT_ID: &str = "/sys/kernel/tracing/events/syscalls/sys_enter_sched_yield/id";
@@ -52,6 +52,7 @@ struct YieldCount {
 
 impl YieldCount {
     fn start(tid: i32) -> YieldCount {
+        ftrace::ensure_tracefs();
         let id = std::fs::read_to_string(EVENT_ID).unwrap_or_else(|e| {
             panic!("this test needs tracefs and syscall events: {EVENT_ID}: {e}")
         });
@@ -150,20 +151,29 @@ fn compute_until(stop: &AtomicBool) {
     let mut x = 1u64;
     // Bounded by the test: it sets `stop` after IDLE.
     while !stop.load(Ordering::SeqCst) {
-        x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005) + 1);
+        compute(&mut x);
     }
 }
+
+/// Attempts of `an_idle_spinning_shard_yields_in_every_turn`: a thread
+/// of another process computing on the shard's CPU makes the spin stop
+/// yielding for a while, as it should; the test needs one attempt with the
+/// CPU free.
+const IDLE_ATTEMPTS: usize = 3;
 
 /// Checked by hand to fail without the yield (0 yields).
 #[test]
 fn an_idle_spinning_shard_yields_in_every_turn() {
-    let yields = yields_while_idle(false);
-    eprintln!("{yields} yields in {IDLE:?} of idle spinning");
-    // A turn of the spin takes a few µs: tens of thousands in IDLE.
-    assert!(
-        yields >= 1_000,
-        "{yields} yields: the idle spin does not yield"
-    );
+    let mut yields = 0;
+    for _ in 0..IDLE_ATTEMPTS {
+        yields = yields_while_idle(false);
+        eprintln!("{yields} yields in {IDLE:?} of idle spinning");
+        // A turn of the spin takes a few µs: tens of thousands in IDLE.
+        if yields >= 1_000 {
+            return;
+        }
+    }
+    panic!("{yields} yields: the idle spin does not yield");
 }
 
 /// Checked by hand to fail with a yield in every turn whatever the CPU

@@ -50,7 +50,8 @@ fn write_control(path: &Path, value: &str) {
         .unwrap_or_else(|e| panic!("ftrace: cannot write {value:?} to {}: {e}", path.display()));
 }
 
-fn ensure_tracefs() {
+/// Mounts tracefs at `TRACEFS` if it is not mounted.
+pub fn ensure_tracefs() {
     if Path::new(TRACEFS).join("instances").is_dir() {
         return;
     }

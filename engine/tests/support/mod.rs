@@ -119,3 +119,10 @@ pub fn pin_to(cpu: usize) {
     };
     assert_eq!(rc, 0, "sched_setaffinity to CPU {cpu}");
 }
+
+/// A thousand steps of a generator: work the compiler keeps.
+pub fn compute(x: &mut u64) {
+    for _ in 0..1000 {
+        *x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005) + 1);
+    }
+}

@@ -39,14 +39,19 @@
 //!   `throughput_every` goes to the throughput class: bulk work keeps a
 //!   share of the device under any latency load, it is never starved.
 //! - Bulk work alone fills more of the device: once `alone_after_ops`
-//!   throughput calls in a row were dispatched with no latency call
-//!   dispatched in between, and while no latency call is in flight or
-//!   waiting, the throughput class is bounded by `throughput_ops_max_alone`
-//!   and `throughput_bytes_max_alone` instead. The first latency call
-//!   after such a quiet spell may wait behind that much bulk work; from it
-//!   on, no throughput call is dispatched until the class is back within
-//!   its tighter bounds. Counted in dispatches, not in time, so that the
-//!   rule is the same on a fast device and a slow one.
+//!   throughput calls in a row were dispatched with no latency call that
+//!   moves data dispatched in between, and while no such latency call is
+//!   in flight and none waits, the throughput class is bounded by
+//!   `throughput_ops_max_alone`
+//!   and `throughput_bytes_max_alone` instead. (Flushes and size changes
+//!   move no data: bulk work's own syncs, which run in the latency class,
+//!   do not end its quiet spell.) The first latency call after such a
+//!   spell may wait behind that much bulk work; from it on, no throughput
+//!   call is dispatched until the class is back within its tighter bounds,
+//!   except a group of reads cut to the alone bounds before the latency
+//!   call came, which goes out whole once no bulk call is in flight
+//!   (`sched::file`). Counted in dispatches, not in time, so that the rule
+//!   is the same on a fast device and a slow one.
 //! - Large operations are split into pieces of at most `piece_bytes`
 //!   ([`SchedConfig::piece_bytes`], at most the device's `max_sectors_kb`)
 //!   and every piece goes through the scheduler on its own, so an 8 MiB
@@ -231,8 +236,9 @@ pub struct SchedConfig {
     /// `throughput_bytes_max`.
     pub throughput_bytes_max_alone: u64,
     /// The throughput class is alone once this many of its calls in a row
-    /// were dispatched with no latency call dispatched in between, while
-    /// no latency call is in flight or waiting. At least 1.
+    /// were dispatched with no latency call that moves data dispatched in
+    /// between, while no such call is in flight and no latency call waits.
+    /// At least 1.
     pub alone_after_ops: u32,
     /// When both classes wait, at least one dispatch in this many goes to
     /// the throughput class (1: every one).
@@ -249,9 +255,10 @@ impl Default for SchedConfig {
     /// about 3.3 GB/s of 128 KiB writes): fio's 4 KiB random reads stop
     /// scaling near depth 32; 128 KiB pieces (Seastar's request size too).
     /// Beside a 128 KiB writer at depth 8, one piece of bulk work in flight
-    /// kept a depth-1 4 KiB reader's p99.9 within 2x of its p99.9 alone,
-    /// where two pieces let it grow 2.6x and four 5.5x; the writer kept
-    /// 0.44x of its bandwidth alone (0.55x and 0.76x). Alone, bulk work
+    /// kept a depth-1 4 KiB reader's p99.9 within 1.59-1.90x of its p99.9
+    /// alone, where two pieces let it grow 2.11-2.75x and four 3.11-5.47x
+    /// (three runs each); the writer kept 0.42-0.45x of its bandwidth
+    /// alone (0.54-0.55x and 0.71-0.80x). Alone, bulk work
     /// may have 8 pieces (1 MiB) in flight, which that writer fills at the
     /// device's full speed (bench/RESULTS.md, "Interference";
     /// `configs/default.toml`).

@@ -70,8 +70,9 @@ struct State {
     /// Latency dispatches since the last throughput one, counted while a
     /// throughput call that fits was waiting too.
     streak: u32,
-    /// Throughput dispatches since the last latency one (saturating): the
-    /// throughput class is alone once it reaches `alone_after_ops`.
+    /// Throughput dispatches since the last latency one that moves data
+    /// (saturating): the throughput class is alone once it reaches
+    /// `alone_after_ops`.
     throughput_run: u32,
 }
 
@@ -171,8 +172,10 @@ impl IoScheduler {
         let config = &self.config;
         let latency = &state.classes[IoClass::Latency.index()];
         // Each of these changes only where `dispatch` runs after it, or
-        // where no throughput call waits: the invariant holds.
-        let alone = latency.in_flight.ops == 0
+        // where no throughput call waits: the invariant holds. Latency
+        // calls that move no data (flushes, sizes) do not count: bulk
+        // work's own syncs run in the latency class.
+        let alone = latency.in_flight.bytes == 0
             && latency.queue.is_empty()
             && state.throughput_run >= config.alone_after_ops;
         let tight = (config.throughput_ops_max, config.throughput_bytes_max);
@@ -230,7 +233,8 @@ impl IoScheduler {
         );
         state.ops += cost.ops;
         state.throughput_run = match class {
-            IoClass::Latency => 0,
+            IoClass::Latency if cost.bytes > 0 => 0,
+            IoClass::Latency => state.throughput_run,
             IoClass::Throughput => state.throughput_run.saturating_add(1),
         };
         let class = &mut state.classes[class.index()];

@@ -161,6 +161,18 @@ fn bulk_work_alone_fills_the_alone_bounds_after_its_quiet_run() {
 }
 
 #[test]
+fn a_flush_does_not_end_bulk_works_quiet_spell() {
+    let sched = IoScheduler::new(alone_config());
+    let mut held: Vec<Permit> = (0..2).map(|_| granted(&sched, Throughput, PIECE)).collect();
+    // A flush (no bytes: a sync of the bulk writer's own) in flight.
+    let flush = granted(&sched, Latency, 0);
+    held.remove(0);
+    held.extend((0..3).map(|_| granted(&sched, Throughput, PIECE)));
+    assert_eq!(sched.in_flight(Throughput).ops, 4, "alone beside a flush");
+    drop((flush, held));
+}
+
+#[test]
 fn a_latency_call_ends_bulk_works_alone_bounds_at_once() {
     let sched = IoScheduler::new(alone_config());
     let mut held: Vec<Permit> = (0..2).map(|_| granted(&sched, Throughput, PIECE)).collect();
