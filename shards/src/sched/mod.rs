@@ -42,8 +42,8 @@
 //!   throughput calls in a row were dispatched with no latency call that
 //!   moves data dispatched in between, and while no such latency call is
 //!   in flight and none waits, the throughput class is bounded by
-//!   `throughput_ops_max_alone`
-//!   and `throughput_bytes_max_alone` instead. (Flushes and size changes
+//!   `throughput_ops_max_alone` and `throughput_bytes_max_alone` instead.
+//!   (Flushes and size changes
 //!   move no data: bulk work's own syncs, which run in the latency class,
 //!   do not end its quiet spell.) The first latency call after such a
 //!   spell may wait behind that much bulk work; from it on, no throughput
@@ -105,8 +105,8 @@
 //! its own write completions (a kernel worker on its CPU) waiting, so the
 //! writes seemed in flight long after the device was done and the reads
 //! seemed to pass them (`third_party/glommio/PATCHES.md`, patch 2).
-//! `depth_max` should be about the
-//! depth at which fio's 4 KiB random-read IOPS stop growing (deeper only
+//! `depth_max` should be about the depth at which fio's 4 KiB random-read
+//! IOPS stop growing (deeper only
 //! queues inside the device). `piece_bytes`: NVMe drives often report
 //! `max_sectors_kb` of 128 to 512; the piece follows it automatically.
 
