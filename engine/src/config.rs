@@ -103,8 +103,9 @@ pub struct Config {
     /// Use one hardware thread per physical core of the placement.
     pub physical_cores_only: bool,
     /// Busy-poll this long before an idle shard sleeps; 0 = never spin.
-    /// The spin yields the CPU between polls (glommio patch 2), except
-    /// for a while after it found a thread computing on it.
+    /// The spin starts with a yield of the CPU, at most one per 200 µs
+    /// (glommio patch 2), except for a while after it found a thread
+    /// computing on it.
     pub spin_before_park_us: u64,
     /// DMA buffer memory registered with io_uring, per shard.
     pub io_memory_bytes: usize,
