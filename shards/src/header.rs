@@ -21,6 +21,9 @@
 //! converts it in place (store.rs).
 
 use std::fmt;
+use std::io;
+
+use crate::fs::{written_whole, File, WriteBuf};
 
 /// Size of the header page; data starts right after it.
 pub const HEADER_LEN: u64 = 4096;
@@ -199,6 +202,20 @@ fn decode_slot(bytes: &[u8]) -> Option<LengthSlot> {
         seq: word(0),
         len: word(8),
     })
+}
+
+/// Writes `header` as `file`'s header page (`durable`: with data-sync
+/// semantics); a write the device cut short fails, and part of the page
+/// may have landed.
+pub(crate) async fn write_page<Fi: File>(
+    file: &Fi,
+    header: &Header,
+    durable: bool,
+) -> io::Result<()> {
+    let mut page = file.alloc(HEADER_LEN as usize);
+    encode(header, page.bytes_mut());
+    let written = file.write_at(page, 0, durable).await?;
+    written_whole(written, HEADER_LEN)
 }
 
 #[cfg(test)]

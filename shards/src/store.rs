@@ -32,7 +32,7 @@ use event_listener::Event;
 
 use crate::api::Storage;
 use crate::blob::{ShardBlob, Slots, TailBlock, BLOB_LEN_MAX, PREALLOCATE_BYTES};
-use crate::fs::{written_whole, File, FileSystem, WriteBuf, BLOCK_SIZE};
+use crate::fs::{File, FileSystem, BLOCK_SIZE};
 use crate::header::{self, Header, HEADER_LEN};
 use crate::name::{blob_file_name, tombstone_name, unhex, validate_partition};
 use crate::sched::{IoScheduler, SchedConfig, SchedFile};
@@ -532,7 +532,7 @@ impl<F: FileSystem> ShardStore<F> {
         // A close that could not record its length left it to this open.
         let recorded = len != slots.newest_len();
         if recorded {
-            write_header(file, &slots.record_on_open(len))
+            header::write_page(file, &slots.record_on_open(len), false)
                 .await
                 .map_err(blob_io("record the length"))?;
         }
@@ -569,7 +569,7 @@ impl<F: FileSystem> ShardStore<F> {
             ..v2
         };
         for step in [v1_with_slot, v2] {
-            let written = match write_header(file, &step).await {
+            let written = match header::write_page(file, &step, false).await {
                 Ok(()) => file.sync_data().await,
                 Err(e) => Err(e),
             };
@@ -621,7 +621,7 @@ impl<F: FileSystem> ShardStore<F> {
                 // The entry may be new: sync the directory whatever happens.
                 self.dirs.changed(dir);
                 let header = Header::new(*versions.end(), 0);
-                write_header(file, &header)
+                header::write_page(file, &header, false)
                     .await
                     .map_err(blob_io("write header"))?;
                 file.sync_data().await.map_err(blob_io("sync new blob"))?;
@@ -962,13 +962,4 @@ fn corrupt(key: &BlobKey, reason: &str) -> Error {
         name: key.name.clone(),
         reason: reason.to_string(),
     }
-}
-
-/// Writes `header` as the file's header page, not durably; a short write
-/// fails.
-async fn write_header<Fi: File>(file: &Fi, header: &Header) -> io::Result<()> {
-    let mut page = file.alloc(HEADER_LEN as usize);
-    header::encode(header, page.bytes_mut());
-    let written = file.write_at(page, 0, false).await?;
-    written_whole(written, HEADER_LEN)
 }

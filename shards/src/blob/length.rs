@@ -22,8 +22,8 @@
 
 use std::io;
 
-use crate::fs::{written_whole, File, FileSystem, WriteBuf, BLOCK_SIZE};
-use crate::header::{self, Header, LengthSlot, HEADER_LEN};
+use crate::fs::{File, FileSystem, BLOCK_SIZE};
+use crate::header::{self, Header, LengthSlot};
 
 use super::{BlobState, Failed};
 
@@ -130,11 +130,7 @@ impl<F: FileSystem> BlobState<F> {
             slots.next_seq += 1;
             slots.pages_in_flight += 1;
         }
-        let mut page = self.file.alloc(HEADER_LEN as usize);
-        header::encode(&header, page.bytes_mut());
-        // A short write failed: part of the page may have landed.
-        let written = self.file.write_at(page, 0, durable).await;
-        let written = written.and_then(|n| written_whole(n, HEADER_LEN));
+        let written = header::write_page(&self.file, &header, durable).await;
         let mut slots = self.slots.borrow_mut();
         slots.pages_in_flight -= 1;
         // A failed write may have landed, or not: counted as newest, with a
