@@ -40,7 +40,10 @@ pub enum Event {
 /// with [`Tracer::start_event`]) and this test's markers.
 pub struct Tracer {
     dir: PathBuf,
-    marker: File,
+    /// Open until the drop: tracefs refuses to remove an instance while a
+    /// file of it is open, and a kept instance keeps its buffers (8 MiB on
+    /// this VM) until reboot.
+    marker: Option<File>,
     /// `<system>/<event>` under `events/`.
     event: String,
 }
@@ -83,6 +86,7 @@ impl Tracer {
     /// kernel drops the rest, so other processes cannot fill the buffer.
     pub fn start_filtered(tag: &str, event: &str, filter: Option<&str>) -> Tracer {
         ensure_tracefs();
+        remove_orphans();
         let dir = Path::new(TRACEFS)
             .join("instances")
             .join(format!("shardblob-{tag}-{}", std::process::id()));
@@ -107,14 +111,18 @@ impl Tracer {
             .expect("ftrace: open trace_marker");
         Tracer {
             dir,
-            marker,
+            marker: Some(marker),
             event: event.to_string(),
         }
     }
 
     /// Writes one marker line into the trace.
     pub fn mark(&self, text: &str) {
-        (&self.marker)
+        let marker = self
+            .marker
+            .as_ref()
+            .expect("ftrace: the marker is open until the drop");
+        (&*marker)
             .write_all(text.as_bytes())
             .expect("ftrace: write marker");
     }
@@ -135,8 +143,38 @@ impl Tracer {
     }
 }
 
+/// Removes the instances of test processes that are gone (killed before
+/// their tracer's drop): each keeps its buffers until it is removed.
+fn remove_orphans() {
+    let Ok(entries) = fs::read_dir(Path::new(TRACEFS).join("instances")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|name| name.starts_with("shardblob-"))
+            .and_then(|name| name.rsplit_once('-'))
+            .and_then(|(_, pid)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = fs::remove_dir(entry.path());
+        }
+    }
+}
+
+impl Tracer {
+    /// The instance's directory under tracefs.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
 impl Drop for Tracer {
     fn drop(&mut self) {
+        drop(self.marker.take());
         let _ = fs::write(self.dir.join("tracing_on"), "0");
         let _ = fs::write(
             self.dir.join("events").join(&self.event).join("enable"),
