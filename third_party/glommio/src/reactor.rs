@@ -576,12 +576,24 @@ impl Reactor {
             {
                 source
             } else {
-                self.sys.read_dma(&source, pos, size);
+                self.submit_read_dma(&source, pos, size);
                 scheduler.schedule(source, pos..pos + size as u64)
             }
         } else {
-            self.sys.read_dma(&source, pos, size);
+            self.submit_read_dma(&source, pos, size);
             ScheduledSource::new_raw(source, pos..pos + size as u64)
+        }
+    }
+
+    /// PATCH (shardblob, third_party/glommio/PATCHES.md, patch 3): queues
+    /// the read and, unless switched off, submits its ring at once: one
+    /// `io_uring_enter` per read, as fio submits, rather than one per pass
+    /// for every read the pass issued. An error here leaves the request
+    /// queued; the executor's next pass submits it and reports the error.
+    fn submit_read_dma(&self, source: &Source, pos: u64, size: usize) {
+        self.sys.read_dma(source, pos, size);
+        if crate::sys::rush_dma_reads() {
+            let _ = self.sys.submit_now(source);
         }
     }
 

@@ -626,3 +626,12 @@ pub(crate) fn keep_preemption_timers() -> bool {
         std::env::var_os("GLOMMIO_KEEP_PREEMPTION_TIMERS").is_some_and(|v| v == "1")
     })
 }
+
+/// PATCH (shardblob, third_party/glommio/PATCHES.md, patch 3): whether a
+/// DMA read is submitted to the kernel when it is issued (the default), or
+/// with the rest of its ring's queue on the executor's next pass (glommio
+/// 0.9.0; `GLOMMIO_RUSH_DMA_READS=0`, for A/B runs). Read once per process.
+pub(crate) fn rush_dma_reads() -> bool {
+    static RUSH: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *RUSH.get_or_init(|| std::env::var_os("GLOMMIO_RUSH_DMA_READS").is_none_or(|v| v != "0"))
+}

@@ -1748,6 +1748,13 @@ impl Reactor {
         Ok(())
     }
 
+    /// PATCH (shardblob, third_party/glommio/PATCHES.md, patch 3): submits
+    /// `src`'s ring now, whichever ring it is (`rush_dispatch` does so only
+    /// for the poll ring), and collects the completions that are ready.
+    pub(crate) fn submit_now(&self, src: &Source) -> io::Result<()> {
+        self.ring_for_source(src).poll(&mut 0)
+    }
+
     pub(crate) fn rush_dispatch(&self, src: &Source, woke: &mut usize) -> io::Result<()> {
         let ring = &mut *self.ring_for_source(src);
         if ring.may_rush() {

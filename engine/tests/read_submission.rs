@@ -1,0 +1,88 @@
+//! glommio patch 3 (`third_party/glommio/PATCHES.md`): a shard submits each
+//! disk read to the kernel when the read is issued, as fio does, rather
+//! than all of a pass's reads in one batch at the pass's end (glommio
+//! 0.9.0), which this VM's disk serves more slowly at depth 32.
+//!
+//! Checked by the kernel's record, not by a clock: the test issues reads
+//! on the shard, polling each once without returning to the executor,
+//! marks the trace, and counts the reads the kernel saw the shard's thread
+//! submit (`io_uring:io_uring_submit_req`) before the mark. Needs root and
+//! tracefs, as the durability audit does.
+
+mod support;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::task::Poll;
+
+use shardblob::{Blob, Storage};
+use support::ftrace::Tracer;
+use support::start;
+
+/// Reads issued at once.
+const READS: u64 = 32;
+/// The marker written before the reads are issued (after the open's own).
+const ISSUING: &str = "the reads are issued";
+/// The marker written once every read was polled once.
+const ISSUED: &str = "every read issued";
+
+/// The data reads (`READ_FIXED`) thread `tid` submitted between the markers.
+fn reads_between_markers(lines: &[String], tid: i32) -> u64 {
+    let task = format!("-{tid} ");
+    lines
+        .iter()
+        .skip_while(|line| !line.contains(ISSUING))
+        .take_while(|line| !line.contains(ISSUED))
+        .filter(|line| line.contains(&task) && line.contains("opcode READ_FIXED"))
+        .count() as u64
+}
+
+#[test]
+fn a_shard_submits_each_read_when_it_is_issued() {
+    let (engine, dir) = start("read-submission", |config| config.shards = 1);
+    let client = engine.client();
+    let tid = shardblob::wait::block_on(client.spawn_on(0, |storage| async move {
+        let (blob, _) = storage.open("reads", b"blob").await.unwrap();
+        blob.write_at(0, &vec![7u8; 1 << 20]).await.unwrap();
+        blob.sync().await.unwrap();
+        // SAFETY: gettid has no preconditions.
+        unsafe { libc::gettid() }
+    }))
+    .expect("the shard writes the blob");
+    let tracer = Arc::new(Tracer::start_filtered(
+        "read-submission",
+        "io_uring/io_uring_submit_req",
+        Some(&format!("common_pid == {tid}")),
+    ));
+    let marker = tracer.clone();
+    shardblob::wait::block_on(client.spawn_on(0, move |storage| async move {
+        let (blob, _) = storage.open("reads", b"blob").await.unwrap();
+        let mut reads: Vec<_> = (0..READS)
+            .map(|read| Box::pin(blob.read_at(read * 8192, 4096)))
+            .collect();
+        marker.mark(ISSUING);
+        // Each read polled once, then the mark, before the executor's pass
+        // goes on: what the kernel has by then was submitted when issued.
+        std::future::poll_fn(|cx| {
+            for read in reads.iter_mut() {
+                assert!(read.as_mut().poll(cx).is_pending(), "a read done at once");
+            }
+            Poll::Ready(())
+        })
+        .await;
+        marker.mark(ISSUED);
+        for read in reads {
+            assert_eq!(read.await.unwrap().len(), 4096);
+        }
+    }))
+    .expect("the shard runs the reads");
+    let submitted = reads_between_markers(&tracer.lines(), tid);
+    drop(tracer);
+    engine.shutdown().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+    assert_eq!(
+        submitted, READS,
+        "the kernel had {submitted} of {READS} reads the shard's thread {tid} issued before \
+         it returned to its executor; glommio 0.9.0 submits them at the pass's end"
+    );
+}
