@@ -13,7 +13,7 @@
 mod support;
 
 use shardblob::{Blob, Storage};
-use support::ftrace::Tracer;
+use support::ftrace::{self, Tracer};
 use support::start;
 
 /// Reads the test makes on the shard while it is traced.
@@ -22,26 +22,6 @@ const READS: u64 = 2_000;
 const BLOB_BYTES: u64 = 1 << 20;
 /// glommio's switch for the patch (read once per process).
 const KEEP_VAR: &str = "GLOMMIO_KEEP_PREEMPTION_TIMERS";
-
-/// The io_uring submissions of thread `tid` in `lines`, as their opcodes.
-fn opcodes_of(lines: &[String], tid: i32) -> Vec<String> {
-    let task = format!("-{tid}");
-    lines
-        .iter()
-        .filter(|line| {
-            line.split_whitespace()
-                .next()
-                .is_some_and(|comm_tid| comm_tid.ends_with(&task))
-        })
-        .filter_map(|line| {
-            line.split_once("opcode ")?
-                .1
-                .split(',')
-                .next()
-                .map(String::from)
-        })
-        .collect()
-}
 
 /// Runs `READS` reads on a one-shard engine whose shard never parks, and
 /// returns the data reads and the io_uring timeouts its thread submitted.
@@ -78,7 +58,7 @@ fn reads_and_timeouts() -> (u64, u64) {
         }
     }))
     .expect("the shard runs the reads");
-    let opcodes = opcodes_of(&tracer.lines(), tid);
+    let opcodes = ftrace::io_uring_opcodes(&tracer.lines(), tid);
     drop(tracer);
     engine.shutdown().unwrap();
     let _ = std::fs::remove_dir_all(dir);

@@ -18,7 +18,7 @@ use std::task::Poll;
 
 use futures::future::MaybeDone;
 use shardblob::{Blob, Storage};
-use support::ftrace::Tracer;
+use support::ftrace::{self, Tracer};
 use support::start;
 
 /// Reads issued at once.
@@ -28,14 +28,13 @@ const ISSUING: &str = "the reads are issued";
 /// The marker written once every read was polled once.
 const ISSUED: &str = "every read issued";
 
-/// The data reads (`READ_FIXED`) thread `tid` submitted between the markers.
+/// The data reads thread `tid` submitted between the markers (`READ_FIXED`
+/// from glommio's registered buffers, plain `READ` where it falls back).
 fn reads_between_markers(lines: &[String], tid: i32) -> u64 {
-    let task = format!("-{tid} ");
-    lines
+    let between = ftrace::lines_between(lines, ISSUING, ISSUED);
+    ftrace::io_uring_opcodes(between, tid)
         .iter()
-        .skip_while(|line| !line.contains(ISSUING))
-        .take_while(|line| !line.contains(ISSUED))
-        .filter(|line| line.contains(&task) && line.contains("opcode READ_FIXED"))
+        .filter(|opcode| *opcode == "READ_FIXED" || *opcode == "READ")
         .count() as u64
 }
 
@@ -88,8 +87,8 @@ fn a_shard_submits_each_read_when_it_is_issued() {
     drop(tracer);
     engine.shutdown().unwrap();
     let _ = std::fs::remove_dir_all(dir);
-    assert_eq!(
-        submitted, READS,
+    assert!(
+        submitted >= READS,
         "the kernel had {submitted} of {READS} reads the shard's thread {tid} issued before \
          it returned to its executor; glommio 0.9.0 submits them at the pass's end"
     );

@@ -116,6 +116,11 @@ impl Tracer {
         }
     }
 
+    /// The instance's directory under tracefs.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Writes one marker line into the trace.
     pub fn mark(&self, text: &str) {
         let marker = self
@@ -162,13 +167,6 @@ fn remove_orphans() {
         if !Path::new("/proc").join(pid.to_string()).exists() {
             let _ = fs::remove_dir(entry.path());
         }
-    }
-}
-
-impl Tracer {
-    /// The instance's directory under tracefs.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 }
 
@@ -228,4 +226,40 @@ pub fn flushes_between(events: &[Event], begin: &str, end: &str) -> Option<Vec<(
             })
             .collect(),
     )
+}
+
+/// The io_uring submissions of thread `tid` in `lines` (a trace of
+/// `io_uring/io_uring_submit_req`), as their opcodes (`READ_FIXED`, ...).
+pub fn io_uring_opcodes(lines: &[String], tid: i32) -> Vec<String> {
+    let task = format!("-{tid}");
+    lines
+        .iter()
+        .filter(|line| {
+            line.split_whitespace()
+                .next()
+                .is_some_and(|comm_tid| comm_tid.ends_with(&task))
+        })
+        .filter_map(|line| {
+            line.split_once("opcode ")?
+                .1
+                .split(',')
+                .next()
+                .map(String::from)
+        })
+        .collect()
+}
+
+/// The lines after the marker `begin` and before the marker `end` (to the
+/// trace's end if `end` is missing; none if `begin` is).
+pub fn lines_between<'a>(lines: &'a [String], begin: &str, end: &str) -> &'a [String] {
+    let is_mark = |line: &String, text: &str| parse(line) == Some(Event::Mark(text.into()));
+    let Some(start) = lines.iter().position(|l| is_mark(l, begin)) else {
+        return &[];
+    };
+    let after = &lines[start + 1..];
+    let stop = after
+        .iter()
+        .position(|l| is_mark(l, end))
+        .unwrap_or(after.len());
+    &after[..stop]
 }

@@ -576,23 +576,26 @@ impl Reactor {
             {
                 source
             } else {
-                self.submit_read_dma(&source, pos, size);
+                self.submit_read_dma(&source, pos, size, pollable);
                 scheduler.schedule(source, pos..pos + size as u64)
             }
         } else {
-            self.submit_read_dma(&source, pos, size);
+            self.submit_read_dma(&source, pos, size, pollable);
             ScheduledSource::new_raw(source, pos..pos + size as u64)
         }
     }
 
     /// PATCH (shardblob, third_party/glommio/PATCHES.md, patch 3): queues
-    /// the read and, unless switched off, submits its ring at once: one
-    /// `io_uring_enter` per read, as fio submits, rather than one per pass
-    /// for every read the pass issued. An error here leaves the request
-    /// queued; the executor's next pass submits it and reports the error.
-    fn submit_read_dma(&self, source: &Source, pos: u64, size: usize) {
+    /// the read and, for a file that is not polled and unless switched
+    /// off, submits its ring at once: one `io_uring_enter` per read, as fio
+    /// submits, rather than one per pass for every read the pass issued.
+    /// Reads of polled files (the poll ring) are left as upstream has
+    /// them: not measured. An error of the submission is left to the
+    /// executor's next pass, which reports it as upstream does.
+    fn submit_read_dma(&self, source: &Source, pos: u64, size: usize, pollable: PollableStatus) {
         self.sys.read_dma(source, pos, size);
-        if crate::sys::rush_dma_reads() {
+        let main_ring = matches!(pollable, PollableStatus::NonPollable(_));
+        if main_ring && crate::sys::rush_dma_reads() {
             let _ = self.sys.submit_now(source);
         }
     }
