@@ -35,6 +35,9 @@
 //! which. The images and mount points are removed afterwards, also when an
 //! assertion fails.
 
+#[allow(dead_code)] // this test uses a part
+#[path = "support/ftrace.rs"]
+mod ftrace;
 #[path = "support/loop_ext4.rs"]
 mod loop_ext4;
 
@@ -267,12 +270,39 @@ impl Tracked {
     /// After space was freed: a poisoned blob is reopened, must hold every
     /// synced byte, and carries on after them (counted in `hits`); then
     /// every blob takes writes, a SYNC write and a sync again.
-    async fn recover(&mut self, client: &Client, hits: &mut Hits, what: &str) {
+    /// Closes the poisoned blob and opens it again, and checks with ext4's
+    /// own record that its file was flushed (fdatasync) in between: the
+    /// close of a poisoned blob flushes, so a failed flush's cut is durable
+    /// for any later open (`BlobState`'s drop, `sync_data_now`).
+    async fn close_poisoned_and_reopen(
+        &mut self,
+        client: &Client,
+        data_dir: &Path,
+        what: &str,
+    ) -> (ClientBlob, u64) {
+        let file = data_dir.join(PARTITION).join(hex(&self.name));
+        let tracer = ftrace::Tracer::start("poisoned-close");
+        tracer.mark("close");
+        self.handle = None;
+        let reopened = open(client, &self.name)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: reopen {}: {e}", hex(&self.name)));
+        tracer.mark("reopened");
+        let flushes = ftrace::flushes_between(&tracer.events(), "close", "reopened")
+            .expect("both markers are in the trace");
+        assert!(
+            flushes.contains(&(ftrace::inode(&file), true)),
+            "{what}: closing the poisoned blob {} flushed no fdatasync of {} before it \
+             was reopened: {flushes:?}",
+            hex(&self.name),
+            file.display()
+        );
+        reopened
+    }
+
+    async fn recover(&mut self, client: &Client, data_dir: &Path, hits: &mut Hits, what: &str) {
         if self.poisoned {
-            self.handle = None;
-            let (handle, len) = open(client, &self.name)
-                .await
-                .unwrap_or_else(|e| panic!("{what}: reopen {}: {e}", hex(&self.name)));
+            let (handle, len) = self.close_poisoned_and_reopen(client, data_dir, what).await;
             assert!(
                 len >= self.synced,
                 "{what}: reopened {} holds {len} bytes, {} were synced",
@@ -484,6 +514,7 @@ fn wait_for_space(fs: &Mounted, free_when_full: u64, removed: u64) {
 async fn round(
     client: &Client,
     fs: &Mounted,
+    data_dir: &Path,
     names: &mut Names,
     keep: &mut Tracked,
     survivors: &mut Vec<Tracked>,
@@ -537,7 +568,7 @@ async fn round(
         .into_iter()
         .flatten()
     {
-        blob.recover(client, hits, &label).await;
+        blob.recover(client, data_dir, hits, &label).await;
         blob.handle = None;
         survivors.push(blob);
     }
@@ -623,6 +654,7 @@ fn filling_a_real_filesystem_gives_a_clean_error_and_loses_nothing() {
         block_on(round(
             &client,
             &fs,
+            &data_dir,
             &mut names,
             &mut keep,
             &mut survivors,
@@ -800,7 +832,8 @@ fn a_thin_device_out_of_space_fails_writes_and_syncs_cleanly() {
         thin_sync_write(&mut blobs[2], &mut hits).await;
         fs.replenish_device();
         for blob in &mut blobs {
-            blob.recover(&client, &mut hits, "thin device").await;
+            blob.recover(&client, &data_dir, &mut hits, "thin device")
+                .await;
         }
         blobs
     });
