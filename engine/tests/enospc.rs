@@ -514,7 +514,6 @@ fn wait_for_space(fs: &Mounted, free_when_full: u64, removed: u64) {
 async fn round(
     client: &Client,
     fs: &Mounted,
-    data_dir: &Path,
     names: &mut Names,
     keep: &mut Tracked,
     survivors: &mut Vec<Tracked>,
@@ -568,7 +567,8 @@ async fn round(
         .into_iter()
         .flatten()
     {
-        blob.recover(client, data_dir, hits, &label).await;
+        blob.recover(client, &fs.mount_point.join("data"), hits, &label)
+            .await;
         blob.handle = None;
         survivors.push(blob);
     }
@@ -654,7 +654,6 @@ fn filling_a_real_filesystem_gives_a_clean_error_and_loses_nothing() {
         block_on(round(
             &client,
             &fs,
-            &data_dir,
             &mut names,
             &mut keep,
             &mut survivors,
