@@ -267,9 +267,6 @@ impl Tracked {
         self.verify(blob, self.written, what).await;
     }
 
-    /// After space was freed: a poisoned blob is reopened, must hold every
-    /// synced byte, and carries on after them (counted in `hits`); then
-    /// every blob takes writes, a SYNC write and a sync again.
     /// Closes the poisoned blob and opens it again, and checks with ext4's
     /// own record that its file was flushed (fdatasync) in between: the
     /// close of a poisoned blob flushes, so a failed flush's cut is durable
@@ -281,7 +278,8 @@ impl Tracked {
         what: &str,
     ) -> (ClientBlob, u64) {
         let file = data_dir.join(PARTITION).join(hex(&self.name));
-        let tracer = ftrace::Tracer::start("poisoned-close");
+        // A tag of its own: the two tests of this file run at once.
+        let tracer = ftrace::Tracer::start(&format!("closed-{}", hex(&self.name)));
         tracer.mark("close");
         self.handle = None;
         let reopened = open(client, &self.name)
@@ -300,6 +298,9 @@ impl Tracked {
         reopened
     }
 
+    /// After space was freed: a poisoned blob is reopened, must hold every
+    /// synced byte, and carries on after them (counted in `hits`); then
+    /// every blob takes writes, a SYNC write and a sync again.
     async fn recover(&mut self, client: &Client, data_dir: &Path, hits: &mut Hits, what: &str) {
         if self.poisoned {
             let (handle, len) = self.close_poisoned_and_reopen(client, data_dir, what).await;

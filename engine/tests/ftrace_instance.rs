@@ -36,7 +36,11 @@ fn a_new_tracer_removes_the_instance_a_killed_test_left() {
     support::ftrace::ensure_tracefs();
     // Another test process's tracer may sweep it first: then this test
     // passes without proving anything, and fails only when no sweep ran.
-    let _ = std::fs::create_dir(&orphan);
+    match std::fs::create_dir(&orphan) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => panic!("make the orphan {}: {e}", orphan.display()),
+    }
     let tracer = Tracer::start("sweeper");
     let orphan_left = orphan.exists();
     drop(tracer);

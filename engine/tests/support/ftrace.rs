@@ -249,17 +249,12 @@ pub fn io_uring_opcodes(lines: &[String], tid: i32) -> Vec<String> {
         .collect()
 }
 
-/// The lines after the marker `begin` and before the marker `end` (to the
-/// trace's end if `end` is missing; none if `begin` is).
-pub fn lines_between<'a>(lines: &'a [String], begin: &str, end: &str) -> &'a [String] {
+/// The lines after the marker `begin` and before the marker `end`, or
+/// `None` if either marker is missing.
+pub fn lines_between<'a>(lines: &'a [String], begin: &str, end: &str) -> Option<&'a [String]> {
     let is_mark = |line: &String, text: &str| parse(line) == Some(Event::Mark(text.into()));
-    let Some(start) = lines.iter().position(|l| is_mark(l, begin)) else {
-        return &[];
-    };
+    let start = lines.iter().position(|l| is_mark(l, begin))?;
     let after = &lines[start + 1..];
-    let stop = after
-        .iter()
-        .position(|l| is_mark(l, end))
-        .unwrap_or(after.len());
-    &after[..stop]
+    let stop = after.iter().position(|l| is_mark(l, end))?;
+    Some(&after[..stop])
 }
