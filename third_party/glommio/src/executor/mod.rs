@@ -1376,7 +1376,11 @@ impl LocalExecutor {
                 ran = true;
             }
         }
-        ran
+        // PATCH (shardblob): preempted. Upstream returns `ran`, and the
+        // caller parks on `false` even with queues still active: a task
+        // woken in the last pass then waits for some other event
+        // (third_party/glommio/PATCHES.md, 4).
+        ran || !self.queues.borrow().active_executors.is_empty()
     }
 
     fn run_one_task_queue(&self) -> bool {
