@@ -12,24 +12,31 @@
 //! (a stalled shard); with patch 1's kept timers, half as long. It was the
 //! hang that turned patch 1 off.
 //!
-//! The test makes it likely: a 100 µs preemption timer, and a thread
-//! spinning on the executor's CPU, so that the executor often loses the CPU
-//! for a scheduler slice at any point of its loop. The task sleeps 20 µs,
-//! `ROUNDS` times; each wake-up is such a pass. Unpatched (2026-12-01, with
-//! 5,000 rounds, beside other test loops), the task stopped for good after
-//! 177, 43 and 1,612 rounds in three runs; patched, it finishes in about a
-//! second.
+//! The test makes it likely: a 100 µs preemption timer, and a real-time
+//! thread on the executor's CPU that takes the CPU for 200 µs every 100 µs
+//! or so, wherever the executor is in its loop. The task sleeps 20 µs,
+//! `ROUNDS` times; each wake-up is such a pass. On a quiet machine
+//! (2026-12-01), unpatched, the task stopped for good after 406, 1,795 and
+//! 79 wake-ups with glommio's timers as upstream's
+//! (`GLOMMIO_KEEP_PREEMPTION_TIMERS=0`) and after 137 with patch 1's;
+//! patched, the 30,000 take about five seconds either way. Needs root, for
+//! the real-time thread.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use glommio::{LocalExecutorBuilder, Placement};
 
 /// Wake-ups the task goes through.
-const ROUNDS: u32 = 10_000;
-/// The executor's preemption timer: far shorter than a scheduler slice.
+const ROUNDS: u32 = 30_000;
+/// The executor's preemption timer: shorter than `STALL`.
 const PREEMPT: Duration = Duration::from_micros(100);
+/// How long the real-time thread holds the executor's CPU each time: longer
+/// than `PREEMPT`, so a timer armed just before fires in it.
+const STALL: Duration = Duration::from_micros(200);
+/// How long it leaves the CPU between stalls.
+const GAP: Duration = Duration::from_micros(100);
 /// Seconds without a round after which the task counts as stranded: a
 /// round takes tens of µs, a slice a few ms.
 const STILL_S_MAX: u32 = 5;
@@ -48,6 +55,20 @@ fn last_cpu() -> usize {
         // SAFETY: `cpu` is below CPU_SETSIZE.
         .find(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
         .expect("at least one CPU")
+}
+
+/// Makes the calling thread a real-time one (`SCHED_FIFO`), which takes
+/// its CPU from the executor at once when it wakes, wherever the executor is.
+fn realtime() {
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: `param` is a valid sched_param for the call.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+    assert_eq!(
+        rc,
+        0,
+        "sched_setscheduler(SCHED_FIFO): {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 /// Pins the calling thread to `cpu`.
@@ -70,13 +91,19 @@ fn a_task_woken_before_a_preempted_pass_still_runs() {
     let spinner_stop = stop.clone();
     let spinner = std::thread::spawn(move || {
         pin(cpu);
+        realtime();
         while !spinner_stop.load(Ordering::Relaxed) {
-            std::hint::spin_loop();
+            let start = Instant::now();
+            while start.elapsed() < STALL {
+                std::hint::spin_loop();
+            }
+            std::thread::sleep(GAP);
         }
     });
     let counted = rounds.clone();
-    // Not joined on failure: a stranded executor never returns.
-    std::thread::spawn(move || {
+    // Joined only once it made every round: a stranded executor never
+    // returns, and the process's exit ends it.
+    let executor = std::thread::spawn(move || {
         let executor = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .preempt_timer(PREEMPT)
             .make()
@@ -90,7 +117,7 @@ fn a_task_woken_before_a_preempted_pass_still_runs() {
     });
     let mut last = 0;
     let mut still_s = 0;
-    while last < ROUNDS && still_s < STILL_S_MAX {
+    while last < ROUNDS && still_s < STILL_S_MAX && !executor.is_finished() {
         std::thread::sleep(Duration::from_secs(1));
         let now = rounds.load(Ordering::Relaxed);
         still_s = if now == last { still_s + 1 } else { 0 };
@@ -98,8 +125,13 @@ fn a_task_woken_before_a_preempted_pass_still_runs() {
     }
     stop.store(true, Ordering::Relaxed);
     spinner.join().unwrap();
+    if executor.is_finished() || last == ROUNDS {
+        // Reports the executor's own failure (a setup error) as itself.
+        executor.join().expect("the executor's thread");
+    }
     assert_eq!(
-        last, ROUNDS,
+        rounds.load(Ordering::Relaxed),
+        ROUNDS,
         "the task stopped after {last} of {ROUNDS} wake-ups: woken, never run"
     );
 }

@@ -1,14 +1,13 @@
-//! The patched glommio (third_party/glommio/PATCHES.md, patch 1), which is
-//! off unless `GLOMMIO_KEEP_PREEMPTION_TIMERS=1` (it can lose a wake-up and
-//! park a shard for good): by default a running shard cancels and re-arms
-//! its preemption timers on every pass of its loop, as glommio 0.9.0 does
-//! (each a submission, and an `io_uring_enter`, per pass); with the switch
-//! it keeps a timer that is still armed. Checked by counting the io_uring
-//! timeouts the kernel saw the shard's thread submit
+//! The patched glommio (third_party/glommio/PATCHES.md, patch 1): by
+//! default a running shard keeps a preemption timer that is still armed
+//! across the passes of its loop; with `GLOMMIO_KEEP_PREEMPTION_TIMERS=0`
+//! it cancels and re-arms both timers on every pass, as glommio 0.9.0 does
+//! (each a submission, and an `io_uring_enter`, per pass). Checked by
+//! counting the io_uring timeouts the kernel saw the shard's thread submit
 //! (`io_uring:io_uring_submit_req`), not by a clock. glommio reads the
-//! switch once per process: `GLOMMIO_KEEP_PREEMPTION_TIMERS=1 cargo test -p
-//! shardblob --test reactor_timers` checks the patch. Needs root and
-//! tracefs, as the durability audit does.
+//! switch once per process: `GLOMMIO_KEEP_PREEMPTION_TIMERS=0 cargo test -p
+//! shardblob --test reactor_timers` checks upstream's behaviour. Needs root
+//! and tracefs, as the durability audit does.
 
 mod support;
 
@@ -74,19 +73,17 @@ fn reads_and_timeouts() -> (u64, u64) {
     (reads, timeouts)
 }
 
-/// Without the switch, the default (upstream) behaviour; with
-/// `GLOMMIO_KEEP_PREEMPTION_TIMERS=1` in the environment, the patch's. CI
-/// runs the default only: the patch can hang an executor
-/// (third_party/glommio/PATCHES.md), so its half runs when asked for.
+/// By default, the patch's behaviour; with `GLOMMIO_KEEP_PREEMPTION_TIMERS=0`
+/// in the environment, upstream's. CI runs the default.
 #[test]
-fn a_running_shard_rearms_its_timers_every_pass_unless_the_patch_is_switched_on() {
-    let switched_on = std::env::var_os(KEEP_VAR).is_some_and(|v| v == "1");
+fn a_running_shard_keeps_its_armed_timers_unless_the_patch_is_switched_off() {
+    let switched_off = std::env::var_os(KEEP_VAR).is_some_and(|v| v == "0");
     let (_, timeouts) = reads_and_timeouts();
-    if !switched_on {
+    if switched_off {
         assert!(
             timeouts >= READS,
-            "by default the shard re-arms its timers every pass as glommio 0.9.0 does: \
-             {timeouts} io_uring timeouts for {READS} reads"
+            "with {KEEP_VAR}=0 the shard re-arms its timers every pass as glommio 0.9.0 \
+             does: {timeouts} io_uring timeouts for {READS} reads"
         );
         return;
     }
@@ -98,7 +95,7 @@ fn a_running_shard_rearms_its_timers_every_pass_unless_the_patch_is_switched_on(
     );
     assert!(
         timeouts * 10 < READS,
-        "with {KEEP_VAR}=1 the shard armed {timeouts} io_uring timeouts for {READS} reads \
+        "the shard armed {timeouts} io_uring timeouts for {READS} reads \
          (glommio 0.9.0 re-arms two per pass: more than one per read)"
     );
 }

@@ -1378,7 +1378,7 @@ impl LocalExecutor {
         }
         // PATCH (shardblob): preempted. Upstream returns `ran`, and the
         // caller parks on `false` even with queues still active: a task
-        // woken in the last pass then waits for some other event
+        // woken in the previous pass then waits for some other event
         // (third_party/glommio/PATCHES.md, 4).
         ran || !self.queues.borrow().active_executors.is_empty()
     }

@@ -615,15 +615,14 @@ pub(crate) fn shutdown(raw: RawFd, how: Shutdown) -> io::Result<()> {
     }
 }
 
-/// PATCH (shardblob, third_party/glommio/PATCHES.md): whether the reactor
-/// keeps a preemption timer that is still armed across loop passes (the
-/// patched behaviour, only with `GLOMMIO_KEEP_PREEMPTION_TIMERS=1`: it can
-/// lose a wake-up and park an executor for good) or cancels and re-arms
-/// both on every pass (upstream 0.9.0, the default).
+/// PATCH (shardblob, third_party/glommio/PATCHES.md, patch 1): whether the
+/// reactor keeps a preemption timer that is still armed across loop passes
+/// (the default), or cancels and re-arms both on every pass (glommio 0.9.0;
+/// `GLOMMIO_KEEP_PREEMPTION_TIMERS=0`, for A/B runs). Read once per process.
 pub(crate) fn keep_preemption_timers() -> bool {
     static KEEP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *KEEP.get_or_init(|| {
-        std::env::var_os("GLOMMIO_KEEP_PREEMPTION_TIMERS").is_some_and(|v| v == "1")
+        std::env::var_os("GLOMMIO_KEEP_PREEMPTION_TIMERS").is_none_or(|v| v != "0")
     })
 }
 
