@@ -13,13 +13,13 @@
 //! hang that turned patch 1 off.
 //!
 //! The test makes it likely: a 100 µs preemption timer, and a real-time
-//! thread on the executor's CPU that takes the CPU for 200 µs every 100 µs
-//! or so, wherever the executor is in its loop. The task sleeps 20 µs,
+//! thread on the executor's CPU that takes the CPU for 200 µs, then sleeps
+//! 200 µs, wherever the executor is in its loop. The task sleeps 20 µs,
 //! `ROUNDS` times; each wake-up is such a pass. On a quiet machine
-//! (2026-12-01), unpatched, the task stopped for good after 406, 1,795 and
-//! 79 wake-ups with glommio's timers as upstream's
-//! (`GLOMMIO_KEEP_PREEMPTION_TIMERS=0`) and after 137 with patch 1's;
-//! patched, the 30,000 take about five seconds either way. Needs root, for
+//! (2026-12-01), unpatched, the task stopped for good after 111, 29 and
+//! 190 wake-ups with patch 1's kept timers (the default) and after 2,234
+//! with upstream's (`GLOMMIO_KEEP_PREEMPTION_TIMERS=0`); patched, the
+//! 30,000 took about four seconds in each of three runs. Needs root, for
 //! the real-time thread.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -35,8 +35,9 @@ const PREEMPT: Duration = Duration::from_micros(100);
 /// How long the real-time thread holds the executor's CPU each time: longer
 /// than `PREEMPT`, so a timer armed just before fires in it.
 const STALL: Duration = Duration::from_micros(200);
-/// How long it leaves the CPU between stalls.
-const GAP: Duration = Duration::from_micros(100);
+/// How long it leaves the CPU between stalls: the executor keeps about
+/// half of its CPU.
+const GAP: Duration = Duration::from_micros(200);
 /// Seconds without a round after which the task counts as stranded: a
 /// round takes tens of µs, a slice a few ms.
 const STILL_S_MAX: u32 = 5;
@@ -59,16 +60,13 @@ fn last_cpu() -> usize {
 
 /// Makes the calling thread a real-time one (`SCHED_FIFO`), which takes
 /// its CPU from the executor at once when it wakes, wherever the executor is.
-fn realtime() {
+fn realtime() -> std::io::Result<()> {
     let param = libc::sched_param { sched_priority: 1 };
     // SAFETY: `param` is a valid sched_param for the call.
-    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
-    assert_eq!(
-        rc,
-        0,
-        "sched_setscheduler(SCHED_FIFO): {}",
-        std::io::Error::last_os_error()
-    );
+    match unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
 }
 
 /// Pins the calling thread to `cpu`.
@@ -89,9 +87,15 @@ fn a_task_woken_before_a_preempted_pass_still_runs() {
     let rounds = Arc::new(AtomicU32::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let spinner_stop = stop.clone();
+    let (ready, is_realtime) = std::sync::mpsc::channel();
     let spinner = std::thread::spawn(move || {
         pin(cpu);
-        realtime();
+        let realtime = realtime();
+        let failed = realtime.is_err();
+        ready.send(realtime).unwrap();
+        if failed {
+            return;
+        }
         while !spinner_stop.load(Ordering::Relaxed) {
             let start = Instant::now();
             while start.elapsed() < STALL {
@@ -100,6 +104,10 @@ fn a_task_woken_before_a_preempted_pass_still_runs() {
             std::thread::sleep(GAP);
         }
     });
+    if let Err(error) = is_realtime.recv().unwrap() {
+        spinner.join().unwrap();
+        panic!("the test needs a SCHED_FIFO thread (root, CAP_SYS_NICE): {error}");
+    }
     let counted = rounds.clone();
     // Joined only once it made every round: a stranded executor never
     // returns, and the process's exit ends it.
