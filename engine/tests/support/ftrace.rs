@@ -210,15 +210,9 @@ pub fn inode(path: &Path) -> u64 {
 /// The flushes recorded between the markers `begin` and `end` (exclusive),
 /// or `None` if either marker is missing.
 pub fn flushes_between(events: &[Event], begin: &str, end: &str) -> Option<Vec<(u64, bool)>> {
-    let start = events
-        .iter()
-        .position(|e| *e == Event::Mark(begin.into()))?;
-    let stop = start
-        + events[start..]
-            .iter()
-            .position(|e| *e == Event::Mark(end.into()))?;
+    let is_mark = |event: &Event, text: &str| *event == Event::Mark(text.into());
     Some(
-        events[start..stop]
+        between(events, is_mark, begin, end)?
             .iter()
             .filter_map(|e| match e {
                 Event::Sync { ino, datasync } => Some((*ino, *datasync)),
@@ -253,8 +247,19 @@ pub fn io_uring_opcodes(lines: &[String], tid: i32) -> Vec<String> {
 /// `None` if either marker is missing.
 pub fn lines_between<'a>(lines: &'a [String], begin: &str, end: &str) -> Option<&'a [String]> {
     let is_mark = |line: &String, text: &str| parse(line) == Some(Event::Mark(text.into()));
-    let start = lines.iter().position(|l| is_mark(l, begin))?;
-    let after = &lines[start + 1..];
-    let stop = after.iter().position(|l| is_mark(l, end))?;
+    between(lines, is_mark, begin, end)
+}
+
+/// The items after the first marker `begin` and before the next marker
+/// `end`, as `is_mark` tells them, or `None` if either is missing.
+fn between<'a, T>(
+    items: &'a [T],
+    is_mark: impl Fn(&T, &str) -> bool,
+    begin: &str,
+    end: &str,
+) -> Option<&'a [T]> {
+    let start = items.iter().position(|item| is_mark(item, begin))?;
+    let after = &items[start + 1..];
+    let stop = after.iter().position(|item| is_mark(item, end))?;
     Some(&after[..stop])
 }

@@ -621,9 +621,7 @@ pub(crate) fn shutdown(raw: RawFd, how: Shutdown) -> io::Result<()> {
 /// `GLOMMIO_KEEP_PREEMPTION_TIMERS=0`, for A/B runs). Read once per process.
 pub(crate) fn keep_preemption_timers() -> bool {
     static KEEP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *KEEP.get_or_init(|| {
-        std::env::var_os("GLOMMIO_KEEP_PREEMPTION_TIMERS").is_none_or(|v| v != "0")
-    })
+    *KEEP.get_or_init(|| switched_on("GLOMMIO_KEEP_PREEMPTION_TIMERS"))
 }
 
 /// PATCH (shardblob, third_party/glommio/PATCHES.md, patch 3): whether a
@@ -632,5 +630,10 @@ pub(crate) fn keep_preemption_timers() -> bool {
 /// 0.9.0; `GLOMMIO_RUSH_DMA_READS=0`, for A/B runs). Read once per process.
 pub(crate) fn rush_dma_reads() -> bool {
     static RUSH: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *RUSH.get_or_init(|| std::env::var_os("GLOMMIO_RUSH_DMA_READS").is_none_or(|v| v != "0"))
+    *RUSH.get_or_init(|| switched_on("GLOMMIO_RUSH_DMA_READS"))
+}
+
+/// PATCH (shardblob): a patch's switch: on unless `var` is `0`.
+fn switched_on(var: &str) -> bool {
+    std::env::var_os(var).is_none_or(|v| v != "0")
 }
