@@ -7,9 +7,11 @@
 
 mod support;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::future::{poll_fn, Future};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use futures::channel::oneshot;
 use futures::executor::block_on;
@@ -35,6 +37,24 @@ const LATENCY: usize = BULK;
 /// blocked owner. Returns the ids in completion order.
 async fn flood_then_read<B: Blob>(bulk: &B, small: &B, release: mpsc::Sender<()>) -> Vec<usize> {
     let done = Arc::new(Mutex::new(Vec::with_capacity(BULK + 1)));
+    // Built now, first polled (sent) after the flood.
+    let read = RefCell::new(Box::pin(async {
+        let bytes = small.read_at(0, 4096).await.expect("latency read");
+        assert!(bytes.iter().all(|&b| b == 1), "the read's bytes");
+        done.lock().unwrap().push(LATENCY);
+    }));
+    let read_done = Cell::new(false);
+    // Polls the read unless it finished; ready once it has.
+    let poll_read = |cx: &mut Context<'_>| {
+        if !read_done.get() && read.borrow_mut().as_mut().poll(cx).is_ready() {
+            read_done.set(true);
+        }
+        match read_done.get() {
+            true => Poll::Ready(()),
+            false => Poll::Pending,
+        }
+    };
+    let poll_read = &poll_read;
     let data = vec![9u8; BULK_BYTES];
     let mut writes: Vec<_> = (0..BULK)
         .map(|i| {
@@ -49,6 +69,13 @@ async fn flood_then_read<B: Blob>(bulk: &B, small: &B, release: mpsc::Sender<()>
                     }
                 };
                 written.unwrap_or_else(|e| panic!("bulk write {i}: {e}"));
+                // A read reply that came before this one is recorded first,
+                // however this thread's polls fall (see below).
+                poll_fn(|cx| {
+                    let _ = poll_read(cx);
+                    Poll::Ready(())
+                })
+                .await;
                 done.lock().unwrap().push(i);
             })
         })
@@ -58,16 +85,15 @@ async fn flood_then_read<B: Blob>(bulk: &B, small: &B, release: mpsc::Sender<()>
     for write in &mut writes {
         assert!(futures::poll!(write.as_mut()).is_pending());
     }
-    let mut read = Box::pin(async {
-        let bytes = small.read_at(0, 4096).await.expect("latency read");
-        assert!(bytes.iter().all(|&b| b == 1), "the read's bytes");
-        done.lock().unwrap().push(LATENCY);
-    });
-    assert!(futures::poll!(read.as_mut()).is_pending());
+    assert!(futures::poll!(poll_fn(poll_read)).is_pending());
     release.send(()).expect("the owner waits for its release");
-    // Completions are recorded as this task sees them: the read first
-    // among the replies that arrived between two of its polls.
-    join(read, join_all(writes)).await;
+    // Completions are recorded as this task sees them, and each write
+    // polls the read before it records itself: a thread taken off its CPU
+    // in the middle of a pass (after the read's poll, before the writes')
+    // would otherwise see replies that came after the read's before it
+    // (ranked 8-15 under load, where the owner had answered the read
+    // before its first write).
+    join(poll_fn(poll_read), join_all(writes)).await;
     let order = done.lock().unwrap().clone();
     order
 }
