@@ -9,13 +9,14 @@ mod support;
 
 use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures::channel::oneshot;
 use futures::executor::block_on;
-use futures::future::{join, join_all};
+use futures::future::{join, join_all, maybe_done};
 use shardblob::{Blob, IoClass, Storage, WriteOptions};
 use support::{block_shard, partition_on, start, without_hanging};
 
@@ -37,23 +38,14 @@ const LATENCY: usize = BULK;
 /// blocked owner. Returns the ids in completion order.
 async fn flood_then_read<B: Blob>(bulk: &B, small: &B, release: mpsc::Sender<()>) -> Vec<usize> {
     let done = Arc::new(Mutex::new(Vec::with_capacity(BULK + 1)));
-    // Built now, first polled (sent) after the flood.
-    let read = RefCell::new(Box::pin(async {
+    // Built now, first polled (sent) after the flood; stays ready once done.
+    let read = RefCell::new(maybe_done(Box::pin(async {
         let bytes = small.read_at(0, 4096).await.expect("latency read");
         assert!(bytes.iter().all(|&b| b == 1), "the read's bytes");
         done.lock().unwrap().push(LATENCY);
-    }));
-    let read_done = Cell::new(false);
-    // Polls the read unless it finished; ready once it has.
-    let poll_read = |cx: &mut Context<'_>| {
-        if !read_done.get() && read.borrow_mut().as_mut().poll(cx).is_ready() {
-            read_done.set(true);
-        }
-        match read_done.get() {
-            true => Poll::Ready(()),
-            false => Poll::Pending,
-        }
-    };
+    })));
+    let poll_read = |cx: &mut Context<'_>| Pin::new(&mut *read.borrow_mut()).poll(cx);
+    // A reference, which each `async move` write below copies.
     let poll_read = &poll_read;
     let data = vec![9u8; BULK_BYTES];
     let mut writes: Vec<_> = (0..BULK)
@@ -69,8 +61,8 @@ async fn flood_then_read<B: Blob>(bulk: &B, small: &B, release: mpsc::Sender<()>
                     }
                 };
                 written.unwrap_or_else(|e| panic!("bulk write {i}: {e}"));
-                // A read reply that came before this one is recorded first,
-                // however this thread's polls fall (see below).
+                // The read is recorded first if its reply is in by now
+                // (see below).
                 poll_fn(|cx| {
                     let _ = poll_read(cx);
                     Poll::Ready(())
@@ -92,8 +84,12 @@ async fn flood_then_read<B: Blob>(bulk: &B, small: &B, release: mpsc::Sender<()>
     // in the middle of a pass (after the read's poll, before the writes')
     // would otherwise see replies that came after the read's before it
     // (ranked 8-15 under load, where the owner had answered the read
-    // before its first write).
-    join(poll_fn(poll_read), join_all(writes)).await;
+    // before its first write). Under such a stall the read may now be
+    // recorded before writes whose replies came just before its own. The
+    // read's own arm goes last: a write that polled it and finished leaves
+    // a dead waker with its reply channel, and this poll registers the
+    // task's again (a read answered after every write would hang).
+    join(join_all(writes), poll_fn(poll_read)).await;
     let order = done.lock().unwrap().clone();
     order
 }
