@@ -80,15 +80,16 @@ async fn flood_then_read<B: Blob>(bulk: &B, small: &B, release: mpsc::Sender<()>
     assert!(futures::poll!(poll_fn(poll_read)).is_pending());
     release.send(()).expect("the owner waits for its release");
     // Completions are recorded as this task sees them, and each write
-    // polls the read before it records itself: a thread taken off its CPU
-    // in the middle of a pass (after the read's poll, before the writes')
-    // would otherwise see replies that came after the read's before it
+    // polls the read before it records itself. Without that, a thread
+    // taken off its CPU between a poll of the read and the writes' polls
+    // that follow it saw replies that came after the read's before it
     // (ranked 8-15 under load, where the owner had answered the read
     // before its first write). Under such a stall the read may now be
     // recorded before writes whose replies came just before its own. The
     // read's own arm goes last: a write that polled it and finished leaves
     // a dead waker with its reply channel, and this poll registers the
-    // task's again (a read answered after every write would hang).
+    // task's again (otherwise a read answered after every write would
+    // hang).
     join(join_all(writes), poll_fn(poll_read)).await;
     let order = done.lock().unwrap().clone();
     order
