@@ -22,11 +22,14 @@
 //! 30,000 took about four seconds in each of three runs. Needs root, for
 //! the real-time thread.
 
+mod support;
+
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use glommio::{LocalExecutorBuilder, Placement};
+use support::pin_to;
 
 /// Wake-ups the task goes through.
 const ROUNDS: u32 = 30_000;
@@ -69,18 +72,6 @@ fn realtime() -> std::io::Result<()> {
     }
 }
 
-/// Pins the calling thread to `cpu`.
-fn pin(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET and sched_setaffinity
-    // only read and write it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        let rc = libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set);
-        assert_eq!(rc, 0, "sched_setaffinity");
-    }
-}
-
 #[test]
 fn a_task_woken_before_a_preempted_pass_still_runs() {
     let cpu = last_cpu();
@@ -89,7 +80,7 @@ fn a_task_woken_before_a_preempted_pass_still_runs() {
     let spinner_stop = stop.clone();
     let (ready, is_realtime) = std::sync::mpsc::channel();
     let spinner = std::thread::spawn(move || {
-        pin(cpu);
+        pin_to(cpu);
         let realtime = realtime();
         let failed = realtime.is_err();
         ready.send(realtime).unwrap();
